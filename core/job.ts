@@ -1,0 +1,124 @@
+/**
+ * A job: one request for a service, whichever protocol it arrived on, and its answer.
+ * HTTP requests and EP REQUEST frames both become a {@linkcode Job}; a
+ * {@linkcode JobHandler} answers it with a {@linkcode JobResult} or a {@linkcode JobError}.
+ *
+ * @module
+ */
+import { isServiceName } from "../protocol/ep_frames.ts";
+import { ErrorCode, errorCodeName } from "../protocol/errors.ts";
+
+/** A request for a service. */
+export interface Job {
+  /** The service named by the request (for HTTP, by default the first path segment). */
+  service: string;
+  /** The protocol the job arrived on. */
+  protocol: "http" | "ep";
+  /** HTTP method, or `"EP"` for EP requests. */
+  method: string;
+  /** HTTP path (without the query), or `/` + service for EP requests. */
+  path: string;
+  /** HTTP query string without `?`; empty for EP. */
+  query: string;
+  /** HTTP header fields (lower-case names) or EP metadata, in order. */
+  headers: [string, string][];
+  /** The request body. Owned by the job. */
+  body: Uint8Array;
+  /** Milliseconds the client gives the job; 0 means the server's default. */
+  deadlineMs: number;
+  /** Priority, 0–255, higher served first. */
+  priority: number;
+  /** The peer's address. */
+  remote: string;
+}
+
+/** The answer to a job. */
+export interface JobResult {
+  /** Status with HTTP meaning; 200 when absent. */
+  status?: number;
+  /** Response headers (HTTP) or reply metadata (EP). */
+  headers?: [string, string][];
+  /** The body. Strings are sent as UTF-8. */
+  body?: Uint8Array | string;
+}
+
+/** Answers jobs. May answer synchronously (faster) or with a promise. */
+export type JobHandler = (job: Job) => JobResult | Promise<JobResult>;
+
+const HTTP_STATUS: Readonly<Record<number, number>> = {
+  [ErrorCode.BAD_REQUEST]: 400,
+  [ErrorCode.UNAUTHORIZED]: 401,
+  [ErrorCode.NO_SERVICE]: 503,
+  [ErrorCode.OVERLOADED]: 503,
+  [ErrorCode.TIMEOUT]: 504,
+  [ErrorCode.WORKER_LOST]: 502,
+  [ErrorCode.HANDLER_ERROR]: 500,
+  [ErrorCode.CANCELLED]: 499,
+  [ErrorCode.SHUTTING_DOWN]: 503,
+  [ErrorCode.INTERNAL]: 500,
+  [ErrorCode.LIMIT_EXCEEDED]: 429,
+};
+
+/**
+ * The HTTP status that stands for an EP error code (SPEC.md, "Error codes").
+ *
+ * @example
+ * ```ts
+ * import { httpStatusOf } from "./job.ts";
+ * import { ErrorCode } from "../protocol/errors.ts";
+ * console.assert(httpStatusOf(ErrorCode.TIMEOUT) === 504);
+ * ```
+ */
+export function httpStatusOf(code: number): number {
+  return HTTP_STATUS[code] ?? 500;
+}
+
+/**
+ * A job that failed with an EP error code: answered as an EP ERROR frame or as the
+ * matching HTTP status, with the message as the one-line reason.
+ *
+ * @example
+ * ```ts
+ * import { JobError } from "./job.ts";
+ * import { ErrorCode } from "../protocol/errors.ts";
+ * const err = new JobError(ErrorCode.NO_SERVICE, 'No service "x"');
+ * console.assert(err.status === 503 && err.kind === "no_service");
+ * ```
+ */
+export class JobError extends Error {
+  /** The EP error code. */
+  readonly code: number;
+  /** Creates the error. */
+  constructor(code: number, message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = "JobError";
+    this.code = code;
+  }
+  /** The HTTP status for this error. */
+  get status(): number {
+    return httpStatusOf(this.code);
+  }
+  /** The lower-case name of the code, such as `"overloaded"`. */
+  get kind(): string {
+    return errorCodeName[this.code] ?? "internal";
+  }
+}
+
+/**
+ * The default HTTP route: the first path segment names the service (`/user/login` →
+ * `user`). Returns `""` when the path has no valid service segment.
+ *
+ * @example
+ * ```ts
+ * import { serviceFromPath } from "./job.ts";
+ * console.assert(serviceFromPath("/echo/x") === "echo");
+ * console.assert(serviceFromPath("/") === "");
+ * ```
+ */
+export function serviceFromPath(path: string): string {
+  if (path.charCodeAt(0) !== 0x2f) return "";
+  let end = path.indexOf("/", 1);
+  if (end < 0) end = path.length;
+  const name = path.slice(1, end);
+  return isServiceName(name) ? name : "";
+}
