@@ -118,6 +118,7 @@ export class TcpTransport implements Transport {
   #spare: Uint8Array;
   #inFlight = 0;
   #flushScheduled = false;
+  #inData = false;
   #writing = false;
   #ending = false;
   #closed = false;
@@ -185,7 +186,9 @@ export class TcpTransport implements Transport {
     }
     this.#out.set(bytes, this.#outLen);
     this.#outLen = need;
-    if (!this.#flushScheduled && !this.#writing) {
+    // Writes made while a read chunk is being handled are flushed once after it (so the
+    // answers to pipelined requests leave in one syscall); others once per microtask.
+    if (!this.#flushScheduled && !this.#writing && !this.#inData) {
       this.#flushScheduled = true;
       queueMicrotask(() => this.#flush());
     }
@@ -290,7 +293,13 @@ export class TcpTransport implements Transport {
       }
       this.#counters.bytesIn += n;
       if (this.#closed) return;
-      this.#handler?.data(buf.subarray(0, n));
+      this.#inData = true;
+      try {
+        this.#handler?.data(buf.subarray(0, n));
+      } finally {
+        this.#inData = false;
+      }
+      if (this.#outLen > 0 && !this.#writing && !this.#flushScheduled) this.#flush();
     }
   }
 
