@@ -12,6 +12,7 @@ import { EpEncoder } from "../protocol/ep_encoder.ts";
 import {
   DEFAULT_MAX_PAYLOAD,
   type Frame,
+  isServiceName,
   NOT_APPLICABLE,
   PROTOCOL_VERSION as VERSION,
 } from "../protocol/ep_frames.ts";
@@ -74,7 +75,7 @@ export class EpConnection implements TransportHandler {
   #hbSeq = 0;
   #started = Date.now();
   #lastRead = Date.now();
-  #lastWrite = Date.now();
+  #lastBeat = Date.now();
   #peerEnded = false;
 
   /** Creates the connection; call {@linkcode start} to begin reading. */
@@ -127,14 +128,15 @@ export class EpConnection implements TransportHandler {
     if (hb === 0) return;
     if (now - this.#lastRead > 3 * hb) {
       this.#fatal(ErrorCode.HEARTBEAT_TIMEOUT, `No frame from the peer for ${3 * hb} ms`);
-    } else if (now - this.#lastWrite >= hb) {
+    } else if (now - this.#lastBeat >= hb) {
+      // Heartbeats carry status, so they go out every interval even when traffic flows.
+      this.#lastBeat = now;
       this.#hbSeq = (this.#hbSeq + 1) >>> 0;
       this.#send({ type: "heartbeat", seq: this.#hbSeq, freeSlots: NONE, queueDepth: NONE });
     }
   }
 
   #send(frame: Frame): void {
-    this.#lastWrite = Date.now();
     this.#t.write(encoder.encode(frame));
   }
 
@@ -213,6 +215,7 @@ export class EpConnection implements TransportHandler {
     const maxHb = this.#opts.maxHeartbeatMs ?? 5_000;
     this.#heartbeatMs = f.heartbeatMs === 0 ? 0 : Math.min(Math.max(f.heartbeatMs, 100), maxHb);
     this.#state = "open";
+    this.#lastBeat = Date.now();
     this.#send({
       type: "welcome",
       version: VERSION,
@@ -231,6 +234,15 @@ export class EpConnection implements TransportHandler {
         id,
         code: ErrorCode.BAD_REQUEST,
         message: `Job id ${id} is already in flight`,
+      });
+      return;
+    }
+    if (!isServiceName(f.service)) {
+      this.#send({
+        type: "error",
+        id,
+        code: ErrorCode.BAD_REQUEST,
+        message: `Invalid service name "${oneLine(f.service).slice(0, 64)}"`,
       });
       return;
     }

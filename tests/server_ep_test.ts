@@ -245,3 +245,57 @@ Deno.test("sniffer: TLS, HTTP/2, garbage and silence are refused and counted", a
     await server.close();
   }
 });
+
+Deno.test("EP: an invalid service name is answered BAD_REQUEST; the connection stays usable", async () => {
+  const server = startServer();
+  const enc = new EpEncoder();
+  const raw = await Raw.open(server.addr.port);
+  try {
+    await raw.send(encodePreface(1));
+    await raw.send(enc.encode(hello).slice());
+    const bad = enc.encode({
+      type: "request",
+      id: 5,
+      deadlineMs: 0,
+      priority: 0,
+      attempt: 0,
+      queueDepth: 0,
+      service: "echo",
+      meta: [],
+      body: new Uint8Array(0),
+    }).slice();
+    // Patch the service name "echo" → "ECHO" (valid UTF-8, invalid name) behind the encoder.
+    const at = bad.indexOf(0x65); // 'e'
+    bad.set(new TextEncoder().encode("ECHO"), at);
+    await raw.send(bad);
+    await raw.send(
+      enc.encode({
+        type: "request",
+        id: 6,
+        deadlineMs: 0,
+        priority: 0,
+        attempt: 0,
+        queueDepth: 0,
+        service: "echo",
+        meta: [],
+        body: new TextEncoder().encode("fine"),
+      }).slice(),
+    );
+    await raw.readUntil(() => framesOfSafe(raw.bytes).length >= 3);
+    const frames = framesOfSafe(raw.bytes);
+    assert.equal(frames[1].type === "error" && frames[1].id, 5);
+    assert.equal(frames[1].type === "error" && frames[1].code, ErrorCode.BAD_REQUEST);
+    assert.equal(frames[2].type === "reply" && dec.decode(frames[2].body), "fine");
+  } finally {
+    raw.close();
+    await server.close();
+  }
+});
+
+function framesOfSafe(bytes: Uint8Array): Frame[] {
+  try {
+    return framesOf(bytes);
+  } catch {
+    return [];
+  }
+}

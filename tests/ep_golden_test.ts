@@ -1,0 +1,154 @@
+/**
+ * EP golden vectors (tests/testdata/ep_golden.json) and the hex examples of
+ * protocol/SPEC.md, checked against the codec in both directions.
+ */
+import assert from "node:assert/strict";
+import { EpDecoder, parsePreface } from "../protocol/ep_decoder.ts";
+import { EpEncoder } from "../protocol/ep_encoder.ts";
+import { type Frame, FrameType, isServiceName, PREFACE_SIZE } from "../protocol/ep_frames.ts";
+import { ErrorCode, type ProtocolError } from "../protocol/errors.ts";
+import golden from "./testdata/ep_golden.json" with { type: "json" };
+
+type JsonFrame = Record<string, unknown> & { type: string; bodyText?: string; bodyHex?: string };
+
+interface Golden {
+  frames: { name: string; hex: string; frame: JsonFrame }[];
+  badRequests: { name: string; hex: string; frame: JsonFrame; code: string }[];
+  malformed: { name: string; hex: string; code: string; framesBefore: number }[];
+}
+
+const vectors = golden as unknown as Golden;
+
+function fromHex(hex: string): Uint8Array {
+  const clean = hex.replace(/\s+/g, "");
+  assert.match(clean, /^([0-9a-f]{2})*$/, "hex is lower-case pairs");
+  const out = new Uint8Array(clean.length / 2);
+  for (let i = 0; i < out.length; i++) out[i] = parseInt(clean.slice(2 * i, 2 * i + 2), 16);
+  return out;
+}
+
+function toHex(bytes: Uint8Array): string {
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+/** The JSON form of a frame (bodyText / bodyHex) as a codec `Frame`. */
+function toFrame(j: JsonFrame): Frame {
+  const { bodyText, bodyHex, ...rest } = j;
+  if (bodyText !== undefined) {
+    return { ...rest, body: new TextEncoder().encode(bodyText) } as unknown as Frame;
+  }
+  if (bodyHex !== undefined) return { ...rest, body: fromHex(bodyHex) } as unknown as Frame;
+  return rest as unknown as Frame;
+}
+
+type Event = { frame: Frame } | { error: number; message: string };
+
+function decodeAll(bytes: Uint8Array, step = bytes.length): Event[] {
+  const events: Event[] = [];
+  const decoder = new EpDecoder({
+    frame(f) {
+      events.push({ frame: "body" in f ? { ...f, body: f.body.slice() } : f });
+    },
+    error(err: ProtocolError) {
+      events.push({ error: err.code, message: err.message });
+    },
+  });
+  for (let i = 0; i < bytes.length; i += Math.max(step, 1)) {
+    decoder.push(bytes.subarray(i, i + Math.max(step, 1)));
+  }
+  return events;
+}
+
+function codeOf(name: string): number {
+  const code = (ErrorCode as Record<string, number>)[name.toUpperCase()];
+  assert.notEqual(code, undefined, `unknown error code name "${name}"`);
+  return code;
+}
+
+Deno.test("EP golden vectors cover every frame type", () => {
+  const seen = new Set(vectors.frames.map((v) => v.frame.type));
+  const kinds = [
+    "hello",
+    "welcome",
+    "register",
+    "ready",
+    "heartbeat",
+    "drain",
+    "statsRequest",
+    "stats",
+    "request",
+    "reply",
+    "error",
+    "cancel",
+  ];
+  assert.equal(kinds.length, Object.keys(FrameType).length);
+  assert.deepEqual([...seen].sort(), kinds.sort());
+});
+
+for (const v of vectors.frames) {
+  Deno.test(`EP golden "${v.name}" decodes to its frame and re-encodes to its hex`, () => {
+    const bytes = fromHex(v.hex);
+    const expected = toFrame(v.frame);
+    assert.deepEqual(decodeAll(bytes), [{ frame: expected }]);
+    assert.deepEqual(decodeAll(bytes, 1), [{ frame: expected }], "one byte at a time");
+    assert.equal(toHex(new EpEncoder().encode(expected)), toHex(bytes));
+  });
+}
+
+for (const v of vectors.badRequests) {
+  Deno.test(`EP golden "${v.name}" decodes, but its service name is refused`, () => {
+    const expected = toFrame(v.frame);
+    assert.deepEqual(decodeAll(fromHex(v.hex)), [{ frame: expected }]);
+    assert.equal(codeOf(v.code), ErrorCode.BAD_REQUEST);
+    assert.ok(expected.type === "request" && !isServiceName(expected.service));
+    assert.throws(() => new EpEncoder().encode(expected), RangeError);
+  });
+}
+
+for (const v of vectors.malformed) {
+  Deno.test(`EP golden malformed "${v.name}" yields ${v.code} after ${v.framesBefore} frames`, () => {
+    const bytes = fromHex(v.hex);
+    for (const step of [bytes.length, 1, 5]) {
+      const events = decodeAll(bytes, step);
+      assert.equal(events.length, v.framesBefore + 1, `events with step ${step}`);
+      assert.ok(events.slice(0, -1).every((e) => "frame" in e));
+      const last = events[events.length - 1];
+      assert.ok("error" in last, `last event is an error with step ${step}`);
+      assert.equal(last.error, codeOf(v.code), last.message);
+    }
+  });
+}
+
+/** The ```hex blocks of SPEC.md; `#` starts a comment. */
+async function specHexBlocks(): Promise<{ title: string; bytes: Uint8Array }[]> {
+  const spec = await Deno.readTextFile(new URL("../protocol/SPEC.md", import.meta.url));
+  const blocks: { title: string; bytes: Uint8Array }[] = [];
+  for (const m of spec.matchAll(/```hex\n([\s\S]*?)```/g)) {
+    const lines = m[1].split("\n");
+    const hex = lines.map((l) => l.replace(/#.*$/, "")).join("");
+    blocks.push({ title: lines[0].trim(), bytes: fromHex(hex) });
+  }
+  return blocks;
+}
+
+Deno.test("EP SPEC.md hex examples decode without error and re-encode byte for byte", async () => {
+  const blocks = await specHexBlocks();
+  assert.ok(blocks.length >= 2, "SPEC.md has hex examples");
+  for (const { title, bytes } of blocks) {
+    let stream = bytes;
+    const version = parsePreface(bytes);
+    if (version !== null) {
+      assert.equal(version, 1, title);
+      stream = bytes.subarray(PREFACE_SIZE);
+    }
+    const events = decodeAll(stream);
+    assert.ok(events.length > 0, title);
+    const encoder = new EpEncoder();
+    const parts: string[] = [];
+    for (const e of events) {
+      assert.ok("frame" in e, `${title}: ${"message" in e ? e.message : ""}`);
+      parts.push(toHex(encoder.encode(e.frame)));
+    }
+    assert.equal(parts.join(""), toHex(stream), title);
+  }
+});
