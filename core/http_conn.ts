@@ -13,6 +13,7 @@
  *
  * @module
  */
+import { getLogger } from "@logtape/logtape";
 import { HttpError } from "../protocol/errors.ts";
 import {
   type HttpLimits,
@@ -45,6 +46,7 @@ interface Slot {
   close: boolean;
 }
 
+const log = getLogger(["ep", "http"]);
 const EMPTY = new Uint8Array(0);
 const enc = new TextEncoder();
 
@@ -211,11 +213,18 @@ export class HttpConnection implements TransportHandler {
   }
 
   #answer(slot: Slot, res: JobResult, head: boolean, version: "1.0" | "1.1"): void {
-    slot.bytes = writeResponse({
-      status: res.status ?? 200,
-      headers: res.headers,
-      body: res.body ?? EMPTY,
-    }, { keepAlive: !slot.close, head, version });
+    try {
+      slot.bytes = writeResponse({
+        status: res.status ?? 200,
+        headers: res.headers,
+        body: res.body ?? EMPTY,
+      }, { keepAlive: !slot.close, head, version });
+    } catch (err) {
+      // The handler produced what HTTP cannot carry (a 1xx status, CR/LF in a header).
+      log.error("Cannot write response: {error}", { error: err });
+      this.#answerError(slot, err, version);
+      return;
+    }
     this.#flush();
   }
 

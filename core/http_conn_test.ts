@@ -62,3 +62,12 @@ Deno.test("HTTP connection turns a thrown handler error into 500 without leaking
   assert.ok(!out.includes("secret"), out);
   assert.match(out, /\r\n\r\nInternal error\n$/);
 });
+
+Deno.test("HTTP connection answers 500 when a handler returns a status HTTP cannot carry", async () => {
+  const [client, server] = memoryPair();
+  const conn = new HttpConnection(server, () => ({ status: 101, body: "x" }), {});
+  conn.start();
+  client.write(enc.encode("GET /x HTTP/1.1\r\nHost: a\r\n\r\nGET /y HTTP/1.1\r\nHost: a\r\n\r\n"));
+  await new Promise((r) => setTimeout(r, 1));
+  assert.equal(collect(server).match(/HTTP\/1\.1 500 /g)?.length, 2);
+});
