@@ -7,7 +7,11 @@
  */
 import { EpDecoder } from "../protocol/ep_decoder.ts";
 import { encodePreface, EpEncoder } from "../protocol/ep_encoder.ts";
-import { type Frame, PROTOCOL_VERSION as VERSION } from "../protocol/ep_frames.ts";
+import {
+  type Frame,
+  PROTOCOL_VERSION as VERSION,
+  type WelcomeFrame,
+} from "../protocol/ep_frames.ts";
 import { ErrorCode } from "../protocol/errors.ts";
 import { JobError } from "./job.ts";
 import { connect as tcpConnect, type Transport } from "./transport.ts";
@@ -85,7 +89,7 @@ export class Client {
   #timeoutMs: number;
   #timer: ReturnType<typeof setInterval> | undefined;
   #closedError: Error | null = null;
-  #welcome: Extract<Frame, { type: "welcome" }> | null = null;
+  #welcome: WelcomeFrame | null = null;
   #welcomeWait: { resolve: () => void; reject: (e: Error) => void } | null = null;
   #hbSeq = 0;
   #heartbeatMs = 0;
@@ -142,7 +146,7 @@ export class Client {
   }
 
   /** The server's WELCOME, once received. */
-  get welcome(): Extract<Frame, { type: "welcome" }> | null {
+  get welcome(): WelcomeFrame | null {
     return this.#welcome;
   }
 

@@ -34,6 +34,11 @@ export interface EpOptions {
   maxHeartbeatMs?: number;
   /** Jobs in flight on one connection past which reading pauses. Default 1024. */
   maxInFlight?: number;
+  /**
+   * A connection with no jobs in flight and nothing received for this long is closed (a
+   * peer that heartbeats is never idle). Default 300 s; 0 disables it.
+   */
+  idleTimeoutMs?: number;
   /** Time allowed between the preface and HELLO. Default 5 s. */
   helloTimeoutMs?: number;
   /** The name the server gives in WELCOME. Default `"ep"`. */
@@ -122,6 +127,12 @@ export class EpConnection implements TransportHandler {
       if (now - this.#started > (this.#opts.helloTimeoutMs ?? 5_000)) {
         this.#fatal(ErrorCode.UNEXPECTED_FRAME, "HELLO not received in time");
       }
+      return;
+    }
+    const idle = this.#opts.idleTimeoutMs ?? 300_000;
+    if (idle > 0 && this.#inFlight.size === 0 && now - this.#lastRead > idle) {
+      this.#state = "closing";
+      this.#t.end();
       return;
     }
     const hb = this.#heartbeatMs;
