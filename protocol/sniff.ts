@@ -25,7 +25,7 @@ export type SniffResult =
 export const MAX_METHOD_LENGTH = 20;
 
 /** Bytes the sniffer may need before it can decide: a longest method plus its space. */
-export const SNIFF_MAX_BYTES = MAX_METHOD_LENGTH + 1;
+export const SNIFF_MAX_BYTES: number = MAX_METHOD_LENGTH + 1;
 
 const EP_MAGIC0 = 0xeb;
 const H2_PREFIX = new TextEncoder().encode("PRI * HTTP/2");
