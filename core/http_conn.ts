@@ -291,6 +291,7 @@ function priorityOf(headers: [string, string][]): number {
 
 /** Makes a message safe as a one-line reason: no CR/LF, bounded length. */
 export function oneLine(message: string): string {
-  const s = message.replace(/[\r\n\x00-\x1f\x7f]+/g, " ").trim();
+  // deno-lint-ignore no-control-regex
+  const s = message.replace(/[\x00-\x1f\x7f]+/g, " ").trim();
   return s.length > 200 ? s.slice(0, 197) + "..." : s;
 }
