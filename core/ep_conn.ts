@@ -18,6 +18,7 @@ import {
 } from "../protocol/ep_frames.ts";
 import { ErrorCode, type ProtocolError } from "../protocol/errors.ts";
 import { type Job, JobError, type JobHandler, type JobResult } from "./job.ts";
+import type { Provider, QueuedJob } from "./balancer.ts";
 import { oneLine } from "./http_conn.ts";
 import type { Transport, TransportHandler } from "./transport.ts";
 import { timingSafeEqualString } from "./_timing_safe.ts";
@@ -26,8 +27,19 @@ const log = getLogger(["ep", "ep"]);
 
 /** Options for EP connections. */
 export interface EpOptions {
-  /** When set, every peer must present this token in HELLO (compared in constant time). */
+  /**
+   * Token workers must present in HELLO (compared in constant time). Without one, workers
+   * are accepted only from loopback addresses, so nobody registers by accident.
+   */
   token?: string;
+  /** Token clients must present in HELLO; default: none required. */
+  clientToken?: string;
+  /** Accepts workers: the balancer they register with. Without it workers are refused. */
+  workers?: WorkerHost;
+  /** Jobs beyond its slots a worker may be handed (WELCOME `prefetch`). Default 1. */
+  prefetch?: number;
+  /** Heartbeat interval imposed on workers that ask for none. Default 1 000 ms. */
+  workerHeartbeatMs?: number;
   /** Largest frame payload accepted. Default 16 MiB. */
   maxPayload?: number;
   /** Largest heartbeat interval the server agrees to; a peer asking for 0 gets none. Default 5 s. */
@@ -82,6 +94,8 @@ export class EpConnection implements TransportHandler {
   #lastRead = Date.now();
   #lastBeat = Date.now();
   #peerEnded = false;
+  #role = 1;
+  #link: WorkerLink | null = null;
 
   /** Creates the connection; call {@linkcode start} to begin reading. */
   constructor(transport: Transport, handler: JobHandler, options: EpOptions) {
@@ -117,7 +131,15 @@ export class EpConnection implements TransportHandler {
   /** @internal */
   end(): void {
     this.#peerEnded = true;
+    this.#dropLink("connection closed");
     if (this.#inFlight.size === 0) this.#t.close();
+  }
+
+  #dropLink(reason: string): void {
+    const link = this.#link;
+    if (!link) return;
+    this.#link = null;
+    this.#opts.workers?.removeProvider(link, reason);
   }
 
   /** Heartbeats and the hello timeout; called periodically by the server. */
@@ -130,7 +152,7 @@ export class EpConnection implements TransportHandler {
       return;
     }
     const idle = this.#opts.idleTimeoutMs ?? 300_000;
-    if (idle > 0 && this.#inFlight.size === 0 && now - this.#lastRead > idle) {
+    if (idle > 0 && this.#inFlight.size === 0 && !this.#link && now - this.#lastRead > idle) {
       this.#state = "closing";
       this.#t.end();
       return;
@@ -154,6 +176,7 @@ export class EpConnection implements TransportHandler {
   #fatal(code: number, message: string): void {
     if (this.#state === "closing") return;
     this.#state = "closing";
+    this.#dropLink(message);
     log.debug("Closing EP connection from {remote}: {message}", {
       remote: this.#t.remote,
       message,
@@ -190,20 +213,73 @@ export class EpConnection implements TransportHandler {
         break;
       }
       case "heartbeat":
+        if (this.#link) this.#link.reportedFree = f.freeSlots;
         break;
+      case "register":
+        if (this.#role !== 2) break;
+        this.#onRegister(f.slots, f.services);
+        return;
+      case "ready":
+        if (this.#role !== 2 || !this.#link) break;
+        this.#link.grant(f.freeSlots);
+        return;
+      case "reply":
+        if (this.#role !== 2 || !this.#link) break;
+        this.#link.answered(f.id, { status: f.status, headers: f.meta, body: f.body.slice() });
+        this.#link.reportedFree = f.freeSlots;
+        return;
+      case "error":
+        if (f.id === 0) {
+          log.debug("Peer {remote} closed with error {code}: {message}", {
+            remote: this.#t.remote,
+            code: f.code,
+            message: f.message,
+          });
+          this.#t.close();
+          return;
+        }
+        if (this.#role !== 2 || !this.#link) break;
+        this.#link.answered(f.id, new JobError(f.code, f.message));
+        return;
       case "drain":
-        // A client that is going away: nothing to stop dispatching to it.
-        break;
+        // A worker that stops taking jobs; from a client it needs no action.
+        if (this.#link) this.#link.draining = true;
+        return;
       case "statsRequest": {
         this.#send({ type: "stats", id: f.id, json: JSON.stringify(this.#opts.stats?.() ?? {}) });
         break;
       }
       default:
-        this.#fatal(
-          ErrorCode.UNEXPECTED_FRAME,
-          `Frame ${frameName(f)} is not allowed from a client`,
-        );
+        break;
     }
+    if (f.type === "request" || f.type === "cancel" || f.type === "statsRequest") return;
+    if (f.type === "heartbeat") return;
+    this.#fatal(
+      ErrorCode.UNEXPECTED_FRAME,
+      `Frame ${frameName(f)} is not allowed from a ${this.#role === 2 ? "worker" : "client"}${
+        this.#role === 2 && !this.#link ? " before REGISTER" : ""
+      }`,
+    );
+  }
+
+  #onRegister(slots: number, services: string[]): void {
+    const host = this.#opts.workers!;
+    if (slots === 0) {
+      this.#fatal(ErrorCode.MALFORMED, "REGISTER with zero slots");
+      return;
+    }
+    if (this.#link) {
+      host.updateProvider(this.#link, new Set(services), slots);
+      this.#link.draining = false;
+      return;
+    }
+    this.#link = new WorkerLink(this, host, this.#t.remote, slots, new Set(services));
+    host.addProvider(this.#link);
+  }
+
+  /** @internal Sends a frame for the worker link. */
+  sendFrame(frame: Frame): void {
+    if (this.#state !== "closing") this.#send(frame);
   }
 
   #onHello(f: Extract<Frame, { type: "hello" }>): void {
@@ -214,17 +290,32 @@ export class EpConnection implements TransportHandler {
       );
       return;
     }
-    const token = this.#opts.token;
-    if (token !== undefined && token !== "" && !timingSafeEqualString(f.token, token)) {
-      this.#fatal(ErrorCode.UNAUTHORIZED, "Invalid token");
-      return;
+    if (f.role === 2) {
+      if (!this.#opts.workers) {
+        this.#fatal(ErrorCode.UNEXPECTED_FRAME, "This server does not accept workers");
+        return;
+      }
+      const token = this.#opts.token;
+      if (token ? !timingSafeEqualString(f.token, token) : !isLoopback(this.#t.remote)) {
+        this.#fatal(
+          ErrorCode.UNAUTHORIZED,
+          token ? "Invalid token" : "Workers need a token unless they connect over loopback",
+        );
+        return;
+      }
+    } else {
+      const token = this.#opts.clientToken;
+      if (token && !timingSafeEqualString(f.token, token)) {
+        this.#fatal(ErrorCode.UNAUTHORIZED, "Invalid token");
+        return;
+      }
     }
-    if (f.role !== 1) {
-      this.#fatal(ErrorCode.UNEXPECTED_FRAME, "This server does not accept workers");
-      return;
-    }
+    this.#role = f.role;
     const maxHb = this.#opts.maxHeartbeatMs ?? 5_000;
-    this.#heartbeatMs = f.heartbeatMs === 0 ? 0 : Math.min(Math.max(f.heartbeatMs, 100), maxHb);
+    const wantHb = f.heartbeatMs === 0 && f.role === 2
+      ? this.#opts.workerHeartbeatMs ?? 1_000
+      : f.heartbeatMs;
+    this.#heartbeatMs = wantHb === 0 ? 0 : Math.min(Math.max(wantHb, 100), maxHb);
     this.#state = "open";
     this.#lastBeat = Date.now();
     this.#send({
@@ -232,7 +323,7 @@ export class EpConnection implements TransportHandler {
       version: VERSION,
       maxPayload: this.#opts.maxPayload ?? DEFAULT_MAX_PAYLOAD,
       heartbeatMs: this.#heartbeatMs,
-      prefetch: 0,
+      prefetch: f.role === 2 ? this.#opts.prefetch ?? 1 : 0,
       serverName: this.#opts.serverName ?? "ep",
     });
   }
@@ -338,4 +429,115 @@ export class EpConnection implements TransportHandler {
 
 function frameName(f: Frame): string {
   return f.type.replace(/[A-Z]/g, (c) => "_" + c).toUpperCase();
+}
+
+/** What EP connections need from the balancer to attach workers. */
+export interface WorkerHost {
+  /** Attaches a registered worker. */
+  addProvider(p: Provider): void;
+  /** Changes a worker's services or slots (a new REGISTER). */
+  updateProvider(p: Provider, services: ReadonlySet<string>, slots: number): void;
+  /** Detaches a worker; its jobs are redelivered or failed. */
+  removeProvider(p: Provider, reason: string): void;
+  /** The worker gained credit. */
+  pull(p: Provider): void;
+  /** The worker answered a job. */
+  finish(p: Provider, job: QueuedJob, result: JobResult | JobError): void;
+  /** Jobs queued for a service. */
+  queueDepth(service: string): number;
+}
+
+/**
+ * The balancer's view of a worker on an EP connection: credit from READY frames, jobs
+ * dispatched as REQUESTs (the HTTP method, path and query travel as `ep-method`, `ep-path`,
+ * `ep-query` meta, SPEC.md §10), answers matched by id.
+ */
+class WorkerLink implements Provider {
+  readonly name: string;
+  services: ReadonlySet<string>;
+  slots: number;
+  credit = 0;
+  draining = false;
+  reportedFree = NOT_APPLICABLE;
+  #conn: EpConnection;
+  #host: WorkerHost;
+  #held = new Map<number, QueuedJob>();
+  #ids = new Map<QueuedJob, number>();
+  #nextId = 1;
+  #demandSent = false;
+  #beat = 0;
+
+  constructor(
+    conn: EpConnection,
+    host: WorkerHost,
+    remote: string,
+    slots: number,
+    services: ReadonlySet<string>,
+  ) {
+    this.#conn = conn;
+    this.#host = host;
+    this.name = `worker ${remote}`;
+    this.slots = slots;
+    this.services = services;
+  }
+
+  grant(n: number): void {
+    this.credit += n;
+    this.#demandSent = false;
+    this.#host.pull(this);
+  }
+
+  dispatch(qj: QueuedJob): void {
+    let id = this.#nextId;
+    while (this.#held.has(id)) id = (id % 0xffffffff) + 1;
+    this.#nextId = (id % 0xffffffff) + 1;
+    this.credit--;
+    this.#held.set(id, qj);
+    this.#ids.set(qj, id);
+    const job = qj.job;
+    const meta: [string, string][] = job.protocol === "http"
+      ? [["ep-method", job.method], ["ep-path", job.path], ["ep-query", job.query], ...job.headers]
+      : job.headers;
+    this.#conn.sendFrame({
+      type: "request",
+      id,
+      deadlineMs: Math.max(1, Math.round(qj.deadline - performance.now())),
+      priority: qj.priority,
+      attempt: Math.min(255, qj.attempt - 1),
+      queueDepth: this.#host.queueDepth(qj.service),
+      service: qj.service,
+      meta,
+      body: job.body,
+    });
+  }
+
+  cancel(qj: QueuedJob): void {
+    const id = this.#ids.get(qj);
+    if (id !== undefined) this.#conn.sendFrame({ type: "cancel", id });
+  }
+
+  demand(_service: string, depth: number): void {
+    if (this.#demandSent) return;
+    this.#demandSent = true;
+    this.#beat = (this.#beat + 1) >>> 0;
+    this.#conn.sendFrame({
+      type: "heartbeat",
+      seq: this.#beat,
+      freeSlots: NOT_APPLICABLE,
+      queueDepth: depth,
+    });
+  }
+
+  answered(id: number, result: JobResult | JobError): void {
+    const qj = this.#held.get(id);
+    if (!qj) return; // crossed a CANCEL or a timeout
+    this.#held.delete(id);
+    this.#ids.delete(qj);
+    this.#host.finish(this, qj, result);
+  }
+}
+
+function isLoopback(remote: string): boolean {
+  return remote.startsWith("127.") || remote.startsWith("[::1]") ||
+    remote.startsWith("[::ffff:127.") || remote.startsWith("memory:");
 }

@@ -1,0 +1,575 @@
+/**
+ * The preemptive balancer: one bounded FIFO queue per service, served by whoever is free.
+ *
+ * ```
+ * job arrives for service S
+ *   a provider serving S has credit (a free slot)  -> dispatch now
+ *   otherwise                                      -> append to S's queue (bounded)
+ * a provider gains credit (it answered, or granted more)
+ *   the oldest waiting job among its services (highest priority first) -> dispatch to it
+ * ```
+ *
+ * A *provider* is anything with slots for some services: a remote module worker over EP
+ * (`worker_link.ts`) or this process's own handler-thread pool (`LocalPoolProvider`). The
+ * dispatcher sees both the same way, and runs on the main thread without locks.
+ *
+ * Prefetch: a provider may grant more credit than it has slots (the extra jobs wait in the
+ * worker, hiding the dispatch round trip). The balancer uses that extra credit only when
+ * the service's queue holds `prefetchDepth` (2) jobs per provider serving it, so under
+ * normal load every job still waits in the one central queue (the M/G/k discipline that
+ * gives the low tail) and only under saturation are workers kept busy back to back.
+ *
+ * Nothing is lost silently: every job is answered exactly once, with its result or an
+ * explicit error (overloaded, no_service, timeout, worker_lost).
+ *
+ * @module
+ */
+import { getLogger } from "@logtape/logtape";
+import { ErrorCode } from "../protocol/errors.ts";
+import { Deque } from "./_deque.ts";
+import { type Job, JobError, type JobHandler, type JobResult } from "./job.ts";
+
+const log = getLogger(["ep", "balancer"]);
+
+/** Something with slots for some services: a remote worker or the local thread pool. */
+export interface Provider {
+  /** A name for logs and the status page (`pool`, `worker 10.0.0.5:40412 (name)`). */
+  readonly name: string;
+  /** The services it serves. */
+  readonly services: ReadonlySet<string>;
+  /** Its declared concurrent capacity. */
+  readonly slots: number;
+  /** Jobs it may be handed now without exceeding what it granted. */
+  readonly credit: number;
+  /** Whether it asked to be given no more jobs. */
+  readonly draining: boolean;
+  /** Hands it a job; called by the balancer only when `credit > 0`. */
+  dispatch(job: QueuedJob): void;
+  /** Best-effort cancellation of a job it holds (the balancer has answered it already). */
+  cancel(job: QueuedJob): void;
+  /** Tells it that jobs are waiting for its services while it has no credit. */
+  demand?(service: string, depth: number): void;
+}
+
+/** A job inside the balancer. */
+export interface QueuedJob {
+  /** Balancer-wide sequence number (FIFO order, ids). */
+  readonly seq: number;
+  /** The service it is for. */
+  readonly service: string;
+  /** The job as received. */
+  readonly job: Job;
+  /** 0–255, higher first. */
+  readonly priority: number;
+  /** Deliveries so far (0 before the first dispatch). */
+  attempt: number;
+  /** Absolute deadline, `performance.now()` milliseconds. */
+  readonly deadline: number;
+  /** When it entered the balancer (`performance.now()`). */
+  readonly arrived: number;
+  /** When it was last dispatched, or 0. */
+  dispatched: number;
+  /** The provider holding it, if dispatched. */
+  provider: Provider | null;
+  /** Set once answered; later answers are ignored. */
+  answered: boolean;
+  /** Until when a job for a service with no providers may wait for one. */
+  graceUntil: number;
+  /** @internal */
+  resolve: (r: JobResult) => void;
+  /** @internal */
+  reject: (e: JobError) => void;
+}
+
+/** Options for {@linkcode Balancer}. */
+export interface BalancerOptions {
+  /** Queued jobs per service before new ones are refused `overloaded`. Default 10 000. */
+  maxQueue?: number;
+  /** Deadline of a job whose client gave none, in ms. Default 30 000. */
+  defaultTimeoutMs?: number;
+  /** Redeliveries of a job whose provider was lost. Default 1. */
+  retries?: number;
+  /**
+   * How long a job may wait for a provider when its service has none: a service that had
+   * providers before (a worker restarting) or any service in the first `serviceGraceMs`
+   * after start. A service never seen after that is answered `no_service` at once.
+   * Default 5 000 ms; 0 answers `no_service` at once always.
+   */
+  serviceGraceMs?: number;
+  /**
+   * Extra (prefetch) credit is used only when a service's queue holds at least this many
+   * jobs per provider serving it. Default 2.
+   */
+  prefetchDepth?: number;
+  /** Maps an HTTP job to a service; `undefined` falls back to the default route. */
+  route?: (job: Job) => string | undefined;
+  /** Answers `/_ep/...` requests (health, stats); default: health only. */
+  internal?: (job: Job) => JobResult | undefined;
+}
+
+/** Per-service counters. */
+export interface ServiceCounters {
+  /** Jobs answered by outcome. */
+  ok: number;
+  error: number;
+  timeout: number;
+  overloaded: number;
+  noService: number;
+  workerLost: number;
+  /** Jobs dispatched again after their provider was lost. */
+  redelivered: number;
+}
+
+interface ServiceState {
+  name: string;
+  /** Queues by priority, highest first. */
+  levels: { priority: number; queue: Deque<QueuedJob> }[];
+  size: number;
+  providers: Provider[];
+  everServed: boolean;
+  counters: ServiceCounters;
+}
+
+/** A snapshot of one service, for stats. */
+export interface ServiceStats {
+  /** Service name. */
+  name: string;
+  /** Jobs waiting. */
+  queued: number;
+  /** Providers serving it. */
+  providers: number;
+  /** Their total slots. */
+  slots: number;
+  /** Jobs they hold. */
+  busy: number;
+  /** Outcome counters. */
+  counters: ServiceCounters;
+}
+
+/**
+ * The balancer. Its {@linkcode Balancer.handler} answers jobs from the server's HTTP and EP
+ * connections; providers attach with {@linkcode Balancer.addProvider}.
+ *
+ * @example
+ * ```ts ignore
+ * import { Balancer } from "./balancer.ts";
+ * import { serve } from "./server.ts";
+ * const balancer = new Balancer({});
+ * serve({ port: 7070, handler: balancer.handler, workers: balancer });
+ * ```
+ */
+export class Balancer {
+  #services = new Map<string, ServiceState>();
+  #providers = new Set<Provider>();
+  /** Jobs dispatched and not yet answered by their provider. */
+  #held = new Map<Provider, Set<QueuedJob>>();
+  #seq = 0;
+  #maxQueue: number;
+  #defaultTimeout: number;
+  #retries: number;
+  #grace: number;
+  #prefetchDepth: number;
+  #route?: (job: Job) => string | undefined;
+  #internal?: (job: Job) => JobResult | undefined;
+  #started = performance.now();
+  #sweeper: ReturnType<typeof setInterval>;
+  #closed = false;
+
+  /** Answers a job: routes it, then queues or dispatches it. Pass it to `serve`. */
+  readonly handler: JobHandler;
+
+  /** Creates a balancer. */
+  constructor(options: BalancerOptions = {}) {
+    this.#maxQueue = options.maxQueue ?? 10_000;
+    this.#defaultTimeout = options.defaultTimeoutMs ?? 30_000;
+    this.#retries = options.retries ?? 1;
+    this.#grace = options.serviceGraceMs ?? 5_000;
+    this.#prefetchDepth = options.prefetchDepth ?? 2;
+    this.#route = options.route;
+    this.#internal = options.internal;
+    this.#sweeper = setInterval(() => this.#sweep(), 10);
+    this.handler = (job) => this.submit(job);
+  }
+
+  /** Milliseconds since the balancer started. */
+  get uptimeMs(): number {
+    return performance.now() - this.#started;
+  }
+
+  /** Queues or dispatches a job and resolves with its answer. */
+  submit(job: Job): JobResult | Promise<JobResult> {
+    if (job.protocol === "http" && job.path.startsWith("/_ep/")) {
+      const res = this.#internal?.(job) ?? this.#defaultInternal(job);
+      if (res) return res;
+      throw new JobError(ErrorCode.NO_SERVICE, `No ep endpoint "${job.path}"`);
+    }
+    if (this.#closed) throw new JobError(ErrorCode.SHUTTING_DOWN, "Balancer is shutting down");
+    let service = job.service;
+    if (job.protocol === "http" && this.#route) service = this.#route(job) ?? service;
+    if (service === "") throw new JobError(ErrorCode.NO_SERVICE, "No service named in the path");
+    const s = this.#services.get(service);
+    const now = performance.now();
+    if (!s || s.providers.length === 0) {
+      const waitable = (s?.everServed ?? false) || now - this.#started < this.#grace;
+      if (!waitable || this.#grace === 0) {
+        if (s) s.counters.noService++;
+        throw new JobError(ErrorCode.NO_SERVICE, `No service "${service}"`);
+      }
+    }
+    const state = s ?? this.#state(service);
+    if (state.size >= this.#maxQueue) {
+      state.counters.overloaded++;
+      throw new JobError(ErrorCode.OVERLOADED, `Queue for "${service}" is full`);
+    }
+    return new Promise<JobResult>((resolve, reject) => {
+      const timeout = job.deadlineMs > 0 ? job.deadlineMs : this.#defaultTimeout;
+      const qj: QueuedJob = {
+        seq: ++this.#seq,
+        service,
+        job,
+        priority: job.priority,
+        attempt: 0,
+        deadline: now + timeout,
+        arrived: now,
+        dispatched: 0,
+        provider: null,
+        answered: false,
+        graceUntil: now + this.#grace,
+        resolve,
+        reject,
+      };
+      // Fast path: nothing waiting ahead of it and a provider with a free slot.
+      if (state.size === 0) {
+        const p = this.#pick(state, 0);
+        if (p) {
+          this.#dispatch(p, qj);
+          return;
+        }
+      }
+      this.#enqueue(state, qj, false);
+    });
+  }
+
+  /** Attaches a provider and hands it waiting jobs. */
+  addProvider(p: Provider): void {
+    this.#providers.add(p);
+    this.#held.set(p, new Set());
+    for (const name of p.services) {
+      const s = this.#services.get(name) ?? this.#state(name);
+      s.providers.push(p);
+      s.everServed = true;
+    }
+    log.info("Provider {name} serves {services} with {slots} slots", {
+      name: p.name,
+      services: [...p.services].join(","),
+      slots: p.slots,
+    });
+    this.pull(p);
+  }
+
+  /** Changes a provider's services and slots (a worker's new REGISTER); held jobs stay. */
+  updateProvider(p: Provider, services: ReadonlySet<string>, slots: number): void {
+    if (!this.#providers.has(p)) return;
+    for (const name of p.services) {
+      const s = this.#services.get(name);
+      if (s) s.providers = s.providers.filter((x) => x !== p);
+    }
+    Object.assign(p, { services, slots });
+    for (const name of services) {
+      const s = this.#services.get(name) ?? this.#state(name);
+      s.providers.push(p);
+      s.everServed = true;
+    }
+    this.pull(p);
+  }
+
+  /** Detaches a provider. Jobs it held are redelivered (within the retry budget) or failed. */
+  removeProvider(p: Provider, reason: string): void {
+    if (!this.#providers.delete(p)) return;
+    for (const name of p.services) {
+      const s = this.#services.get(name);
+      if (s) s.providers = s.providers.filter((x) => x !== p);
+    }
+    const held = this.#held.get(p) ?? new Set();
+    this.#held.delete(p);
+    const touched = new Set<ServiceState>();
+    for (const qj of held) {
+      qj.provider = null;
+      if (qj.answered) continue;
+      const s = this.#services.get(qj.service)!;
+      if (qj.attempt <= this.#retries && performance.now() < qj.deadline) {
+        s.counters.redelivered++;
+        this.#enqueue(s, qj, true);
+        touched.add(s);
+      } else {
+        s.counters.workerLost++;
+        this.#fail(qj, ErrorCode.WORKER_LOST, `Worker lost while running the job (${reason})`);
+      }
+    }
+    if (held.size > 0) {
+      log.warn("Provider {name} lost with {n} jobs: {reason}", {
+        name: p.name,
+        n: held.size,
+        reason,
+      });
+    } else {
+      log.info("Provider {name} left: {reason}", { name: p.name, reason });
+    }
+    for (const s of touched) for (const q of s.providers) this.pull(q);
+  }
+
+  /** Hands a provider that gained credit the oldest waiting jobs it can take. */
+  pull(p: Provider): void {
+    while (p.credit > 0 && !p.draining && this.#providers.has(p)) {
+      const qj = this.#next(p);
+      if (!qj) return;
+      this.#dispatch(p, qj);
+    }
+  }
+
+  /** A provider answered a job. Late answers (after a timeout) are dropped. */
+  finish(p: Provider, qj: QueuedJob, result: JobResult | JobError): void {
+    this.#held.get(p)?.delete(qj);
+    qj.provider = null;
+    if (!qj.answered) {
+      const s = this.#services.get(qj.service);
+      qj.answered = true;
+      if (result instanceof JobError) {
+        if (s) {
+          if (result.code === ErrorCode.TIMEOUT) s.counters.timeout++;
+          else s.counters.error++;
+        }
+        qj.reject(result);
+      } else {
+        if (s) s.counters.ok++;
+        qj.resolve(result);
+      }
+    }
+    this.pull(p);
+  }
+
+  /** The jobs a provider holds (dispatched, not answered). */
+  heldBy(p: Provider): number {
+    return this.#held.get(p)?.size ?? 0;
+  }
+
+  /** Jobs queued for `service` (for status fields on dispatch). */
+  queueDepth(service: string): number {
+    return this.#services.get(service)?.size ?? 0;
+  }
+
+  /** A snapshot for stats and the status page. */
+  stats(): { uptimeMs: number; services: ServiceStats[]; providers: ProviderStats[] } {
+    const services: ServiceStats[] = [];
+    for (const s of this.#services.values()) {
+      services.push({
+        name: s.name,
+        queued: s.size,
+        providers: s.providers.length,
+        slots: s.providers.reduce((n, p) => n + p.slots, 0),
+        busy: s.providers.reduce((n, p) => n + this.heldBy(p), 0),
+        counters: { ...s.counters },
+      });
+    }
+    const providers: ProviderStats[] = [...this.#providers].map((p) => ({
+      name: p.name,
+      services: [...p.services],
+      slots: p.slots,
+      busy: this.heldBy(p),
+      credit: p.credit,
+      draining: p.draining,
+    }));
+    return { uptimeMs: Math.round(this.uptimeMs), services, providers };
+  }
+
+  /** Stops: queued jobs are answered `shutting_down`; held jobs are left to finish. */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    clearInterval(this.#sweeper);
+    for (const s of this.#services.values()) {
+      for (const level of s.levels) {
+        let qj;
+        while ((qj = level.queue.shift())) {
+          this.#fail(qj, ErrorCode.SHUTTING_DOWN, "Balancer is shutting down");
+        }
+      }
+      s.size = 0;
+    }
+  }
+
+  #state(name: string): ServiceState {
+    const s: ServiceState = {
+      name,
+      levels: [],
+      size: 0,
+      providers: [],
+      everServed: false,
+      counters: {
+        ok: 0,
+        error: 0,
+        timeout: 0,
+        overloaded: 0,
+        noService: 0,
+        workerLost: 0,
+        redelivered: 0,
+      },
+    };
+    this.#services.set(name, s);
+    return s;
+  }
+
+  /** May `p` take a job of `s` now? Extra (prefetch) credit only when the queue is deep. */
+  #eligible(p: Provider, s: ServiceState, depth: number): boolean {
+    if (p.credit <= 0 || p.draining) return false;
+    return this.heldBy(p) < p.slots || depth >= this.#prefetchDepth * s.providers.length;
+  }
+
+  /** The provider of `s` with the most free slots that may take a job now. */
+  #pick(s: ServiceState, depth: number): Provider | null {
+    let best: Provider | null = null;
+    let bestFree = -Infinity;
+    for (const p of s.providers) {
+      if (!this.#eligible(p, s, depth)) continue;
+      const free = p.slots - this.heldBy(p);
+      if (free > bestFree) {
+        best = p;
+        bestFree = free;
+      }
+    }
+    return best;
+  }
+
+  #enqueue(s: ServiceState, qj: QueuedJob, atHead: boolean): void {
+    let level = s.levels.find((l) => l.priority === qj.priority);
+    if (!level) {
+      level = { priority: qj.priority, queue: new Deque() };
+      s.levels.push(level);
+      s.levels.sort((a, b) => b.priority - a.priority);
+    }
+    if (atHead) level.queue.unshift(qj);
+    else level.queue.push(qj);
+    s.size++;
+    // Idle providers (a redelivery) or deep-queue prefetch may take it at once.
+    for (const p of s.providers) {
+      if (this.#eligible(p, s, s.size)) {
+        this.pull(p);
+        if (s.size === 0) return;
+      }
+    }
+    for (const p of s.providers) if (p.credit <= 0) p.demand?.(s.name, s.size);
+  }
+
+  /** The next job for `p`: highest priority first, then oldest, among its services. */
+  #next(p: Provider): QueuedJob | null {
+    let best: ServiceState | null = null;
+    let bestJob: QueuedJob | undefined;
+    for (const name of p.services) {
+      const s = this.#services.get(name);
+      if (!s || s.size === 0) continue;
+      const head = s.levels.find((l) => l.queue.size > 0)!.queue.peek()!;
+      if (!this.#eligible(p, s, s.size)) continue;
+      if (
+        !bestJob || head.priority > bestJob.priority ||
+        (head.priority === bestJob.priority && head.seq < bestJob.seq)
+      ) {
+        best = s;
+        bestJob = head;
+      }
+    }
+    if (!best || !bestJob) return null;
+    best.levels.find((l) => l.queue.size > 0)!.queue.shift();
+    best.size--;
+    return bestJob;
+  }
+
+  #dispatch(p: Provider, qj: QueuedJob): void {
+    qj.attempt++;
+    qj.provider = p;
+    qj.dispatched = performance.now();
+    this.#held.get(p)!.add(qj);
+    try {
+      p.dispatch(qj);
+    } catch (err) {
+      // The provider could not take it (a body too large for its ring, a closed link).
+      this.#held.get(p)?.delete(qj);
+      qj.provider = null;
+      log.error("Dispatch to {name} failed: {error}", { name: p.name, error: err });
+      this.#fail(qj, ErrorCode.INTERNAL, "Dispatch failed");
+    }
+  }
+
+  #fail(qj: QueuedJob, code: number, message: string): void {
+    if (qj.answered) return;
+    qj.answered = true;
+    qj.reject(new JobError(code, message));
+  }
+
+  /** Expires queued jobs past their deadline or grace, and running jobs past their deadline. */
+  #sweep(): void {
+    const now = performance.now();
+    for (const s of this.#services.values()) {
+      if (s.size === 0) continue;
+      const noProviders = s.providers.length === 0;
+      for (const level of s.levels) {
+        s.size -= level.queue.filter((qj) => {
+          if (qj.answered) return false;
+          if (now >= qj.deadline) {
+            s.counters.timeout++;
+            this.#fail(qj, ErrorCode.TIMEOUT, "Timed out waiting in the queue");
+            return false;
+          }
+          if (noProviders && now >= qj.graceUntil) {
+            s.counters.noService++;
+            this.#fail(qj, ErrorCode.NO_SERVICE, `No service "${s.name}"`);
+            return false;
+          }
+          return true;
+        });
+      }
+    }
+    for (const [p, held] of this.#held) {
+      for (const qj of held) {
+        if (!qj.answered && now >= qj.deadline) {
+          this.#services.get(qj.service)!.counters.timeout++;
+          this.#fail(qj, ErrorCode.TIMEOUT, "Timed out while running");
+          p.cancel(qj);
+        }
+      }
+    }
+  }
+
+  #defaultInternal(job: Job): JobResult | undefined {
+    if (job.path === "/_ep/health") {
+      return {
+        status: 200,
+        headers: [["content-type", "application/json"]],
+        body: JSON.stringify({ status: "ok", uptimeMs: Math.round(this.uptimeMs) }),
+      };
+    }
+    if (job.path === "/_ep/stats") {
+      return {
+        status: 200,
+        headers: [["content-type", "application/json"]],
+        body: JSON.stringify(this.stats()),
+      };
+    }
+    return undefined;
+  }
+}
+
+/** A snapshot of one provider, for stats. */
+export interface ProviderStats {
+  /** Its name. */
+  name: string;
+  /** Services it serves. */
+  services: string[];
+  /** Declared slots. */
+  slots: number;
+  /** Jobs it holds. */
+  busy: number;
+  /** Credit left. */
+  credit: number;
+  /** Whether it is draining. */
+  draining: boolean;
+}

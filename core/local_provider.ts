@@ -1,0 +1,127 @@
+/**
+ * The all-in-one mode's provider: the balancer dispatches to this process's own
+ * handler-thread pool through the rings, with no TCP hop. To the dispatcher it looks like
+ * any worker: slots for some services, credit = the pool's free slots.
+ *
+ * @module
+ */
+import { ErrorCode } from "../protocol/errors.ts";
+import { decodeMeta, encodeMeta } from "./_meta.ts";
+import type { Balancer, Provider, QueuedJob } from "./balancer.ts";
+import {
+  HandlerError,
+  HandlerThreadLostError,
+  JobTimeoutError,
+  PoolClosedError,
+  RingMessageTooLargeError,
+} from "./errors.ts";
+import { type Job, JobError } from "./job.ts";
+import type { HandlerPool, JobReply } from "./pool.ts";
+
+/**
+ * The pool's metadata for a job: HTTP method, path and query as `ep-method`, `ep-path`,
+ * `ep-query` (SPEC.md §10) followed by the headers; EP metadata as it came.
+ *
+ * @example
+ * ```ts
+ * import { jobMeta } from "./local_provider.ts";
+ * const meta = jobMeta({
+ *   service: "echo", protocol: "http", method: "GET", path: "/echo", query: "a=1",
+ *   headers: [["host", "x"]], body: new Uint8Array(0), deadlineMs: 0, priority: 0, remote: "",
+ * });
+ * console.assert(meta[0][0] === "ep-method" && meta.length === 4);
+ * ```
+ */
+export function jobMeta(job: Job): [string, string][] {
+  return job.protocol === "http"
+    ? [["ep-method", job.method], ["ep-path", job.path], ["ep-query", job.query], ...job.headers]
+    : job.headers;
+}
+
+/**
+ * Maps a pool failure to the job error a client sees.
+ *
+ * @example
+ * ```ts
+ * import { poolError } from "./local_provider.ts";
+ * import { PoolClosedError } from "./errors.ts";
+ * console.assert(poolError(new PoolClosedError("closed")).kind === "shutting_down");
+ * ```
+ */
+export function poolError(err: Error): JobError {
+  if (err instanceof JobError) return err;
+  if (err instanceof JobTimeoutError) {
+    return new JobError(ErrorCode.TIMEOUT, "Handler timed out", { cause: err });
+  }
+  if (err instanceof HandlerError) {
+    const line = err.message.split("\n")[0];
+    return new JobError(ErrorCode.HANDLER_ERROR, line || "Handler failed", { cause: err });
+  }
+  if (err instanceof HandlerThreadLostError) {
+    return new JobError(ErrorCode.WORKER_LOST, "Handler thread lost", { cause: err });
+  }
+  if (err instanceof PoolClosedError) {
+    return new JobError(ErrorCode.SHUTTING_DOWN, "Shutting down", { cause: err });
+  }
+  if (err instanceof RingMessageTooLargeError) {
+    return new JobError(ErrorCode.BAD_REQUEST, "Request or reply too large", { cause: err });
+  }
+  return new JobError(ErrorCode.INTERNAL, "Internal error", { cause: err });
+}
+
+/**
+ * A {@linkcode Provider} over a {@linkcode HandlerPool}.
+ *
+ * @example
+ * ```ts ignore
+ * import { LocalPoolProvider } from "./local_provider.ts";
+ * balancer.addProvider(new LocalPoolProvider(pool, balancer));
+ * ```
+ */
+export class LocalPoolProvider implements Provider {
+  readonly name = "local pool";
+  readonly services: ReadonlySet<string>;
+  readonly slots: number;
+  readonly draining = false;
+  #pool: HandlerPool;
+  #balancer: Balancer;
+
+  /** Wraps `pool`; answers go to `balancer`. */
+  constructor(pool: HandlerPool, balancer: Balancer) {
+    this.#pool = pool;
+    this.#balancer = balancer;
+    this.services = new Set(pool.services);
+    this.slots = pool.freeSlots + pool.jobsInFlight;
+  }
+
+  /** The pool's free slots. */
+  get credit(): number {
+    return this.#pool.freeSlots;
+  }
+
+  dispatch(qj: QueuedJob): void {
+    const meta = jobMeta(qj.job);
+    const accepted = this.#pool.submit({
+      id: qj.seq,
+      service: qj.service,
+      meta: meta.length > 0 ? encodeMeta(meta) : undefined,
+      body: qj.job.body,
+      deadlineMs: Math.max(1, Math.round(qj.deadline - performance.now())),
+    }, (err: Error | null, reply: JobReply | null) => {
+      this.#balancer.finish(
+        this,
+        qj,
+        err ? poolError(err) : {
+          status: reply!.status,
+          headers: decodeMeta(reply!.meta),
+          body: reply!.body,
+        },
+      );
+    });
+    if (!accepted) throw new Error("Pool had no free slot");
+  }
+
+  cancel(_qj: QueuedJob): void {
+    // The pool's own deadline interrupts the handler; nothing more to do.
+  }
+}

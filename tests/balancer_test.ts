@@ -1,0 +1,233 @@
+import assert from "node:assert/strict";
+import { Balancer, type BalancerOptions } from "../core/balancer.ts";
+import { connect } from "../core/client.ts";
+import { JobError } from "../core/job.ts";
+import { LocalPoolProvider } from "../core/local_provider.ts";
+import { HandlerPool, TS_HANDLER_RUNTIME } from "../core/pool.ts";
+import { serve, type Server } from "../core/server.ts";
+import { WorkerNode } from "../core/worker_node.ts";
+
+const SERVICES = new URL("./fixtures/services.ts", import.meta.url).href;
+const dec = new TextDecoder();
+
+interface Rig {
+  balancer: Balancer;
+  server: Server;
+  addr: string;
+  workers: { node: WorkerNode; pool: HandlerPool }[];
+  close(): Promise<void>;
+}
+
+async function pool(slots = 1): Promise<HandlerPool> {
+  return await HandlerPool.start({
+    module: TS_HANDLER_RUNTIME,
+    moduleOptions: { handlers: SERVICES },
+    threads: 1,
+    perThreadConcurrency: slots,
+  });
+}
+
+async function rig(
+  nWorkers: number,
+  options: BalancerOptions = {},
+  slots = 1,
+  prefetch = 1,
+): Promise<Rig> {
+  const balancer = new Balancer({ serviceGraceMs: 0, ...options });
+  const server = serve({
+    port: 0,
+    handler: balancer.handler,
+    ep: { workers: balancer, prefetch },
+  });
+  const addr = `127.0.0.1:${server.addr.port}`;
+  const workers: { node: WorkerNode; pool: HandlerPool }[] = [];
+  for (let i = 0; i < nWorkers; i++) {
+    const p = await pool(slots);
+    workers.push({ node: WorkerNode.start({ balancers: [addr], pool: p }), pool: p });
+  }
+  await until(() => balancer.stats().providers.length === nWorkers);
+  return {
+    balancer,
+    server,
+    addr,
+    workers,
+    async close() {
+      for (const w of workers) w.node.close();
+      balancer.close();
+      await server.close();
+      for (const w of workers) await w.pool.close({ drain: false });
+    },
+  };
+}
+
+async function until(cond: () => boolean, ms = 5000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error("condition not met in time");
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+Deno.test("balancer: jobs over HTTP and EP reach pulling workers and come back", async () => {
+  const r = await rig(2);
+  const client = await connect(r.addr);
+  try {
+    const res = await fetch(`http://${r.addr}/echo`, { method: "POST", body: "via http" });
+    assert.equal(res.status, 200);
+    assert.equal(await res.text(), "via http");
+    const reply = await client.request("echo", "via ep");
+    assert.equal(dec.decode(reply.body), "via ep");
+    // Uneven jobs: 40 jobs on 2 single-slot workers, every one answered once.
+    const replies = await Promise.all(
+      Array.from({ length: 40 }, (_, i) => client.request("sleep", String(i % 5 === 0 ? 20 : 1))),
+    );
+    assert.equal(replies.length, 40);
+    const pids = new Set(replies.map((x) => dec.decode(x.body)));
+    assert.equal(pids.size, 1, "both workers live in this process");
+    const stats = r.balancer.stats();
+    const sleep = stats.services.find((s) => s.name === "sleep")!;
+    assert.equal(sleep.counters.ok, 40);
+    assert.equal(sleep.queued, 0);
+  } finally {
+    client.close();
+    await r.close();
+  }
+});
+
+Deno.test("balancer: a free worker takes the next job; no job waits behind a slow one", async () => {
+  const r = await rig(2);
+  const client = await connect(r.addr);
+  try {
+    const slow = client.request("sleep", "300");
+    await new Promise((res) => setTimeout(res, 20));
+    const t0 = performance.now();
+    for (let i = 0; i < 10; i++) await client.request("sleep", "1");
+    const elapsed = performance.now() - t0;
+    assert.ok(elapsed < 250, `short jobs waited ${elapsed} ms behind the slow one`);
+    await slow;
+  } finally {
+    client.close();
+    await r.close();
+  }
+});
+
+Deno.test("balancer: unknown service, full queue and queue deadline give explicit errors", async () => {
+  const r = await rig(1, { maxQueue: 2 }, 1, 0);
+  const client = await connect(r.addr);
+  try {
+    await assert.rejects(
+      client.request("nope"),
+      (e: unknown) => e instanceof JobError && e.kind === "no_service",
+    );
+    const res = await fetch(`http://${r.addr}/nope/x`);
+    assert.equal(res.status, 503);
+    assert.equal(await res.text(), 'No service "nope"\n');
+    // One running, two queued, the fourth overloaded.
+    const running = client.request("sleep", "300");
+    await new Promise((res) => setTimeout(res, 20));
+    const q1 = client.request("sleep", "1");
+    const q2 = client.request("sleep", "1", { timeoutMs: 50 }).then(() => null, (e) => e);
+    await assert.rejects(
+      client.request("sleep", "1"),
+      (e: unknown) => e instanceof JobError && e.kind === "overloaded",
+    );
+    const over = await fetch(`http://${r.addr}/sleep`, { method: "POST", body: "1" });
+    assert.equal(over.status, 503);
+    assert.equal(await over.text(), 'Queue for "sleep" is full\n');
+    // q2's deadline passes while it waits: answered timeout, never dispatched.
+    const e2 = await q2;
+    assert.ok(e2 instanceof JobError && e2.kind === "timeout", String(e2));
+    await running;
+    await q1;
+    const s = r.balancer.stats().services.find((x) => x.name === "sleep")!;
+    assert.equal(s.counters.ok, 2);
+    assert.equal(s.counters.timeout, 1);
+    assert.equal(s.counters.overloaded, 2);
+  } finally {
+    client.close();
+    await r.close();
+  }
+});
+
+Deno.test("balancer: a lost worker's jobs are redelivered once, then worker_lost", async () => {
+  const r = await rig(2);
+  const client = await connect(r.addr);
+  try {
+    // Both workers busy with long jobs; kill one worker's connection.
+    const a = client.request("sleep", "400");
+    const b = client.request("sleep", "400");
+    await until(() => r.balancer.stats().providers.every((p) => p.busy === 1));
+    r.workers[0].node.close();
+    // Its job goes back to the queue and runs on the other worker after b.
+    const results = await Promise.allSettled([a, b]);
+    assert.deepEqual(results.map((x) => x.status), ["fulfilled", "fulfilled"]);
+    const s = r.balancer.stats().services.find((x) => x.name === "sleep")!;
+    assert.equal(s.counters.redelivered, 1);
+    // Now lose the last worker twice with the same job: the retry budget (1) is spent.
+    const c = client.request("sleep", "400");
+    await until(() => r.balancer.stats().providers[0]?.busy === 1);
+    const p2 = await pool();
+    const w2 = WorkerNode.start({ balancers: [r.addr], pool: p2 });
+    await until(() => r.balancer.stats().providers.length === 2);
+    r.workers[1].node.close();
+    await until(() =>
+      r.balancer.stats().providers.length === 1 && r.balancer.stats().providers[0].busy === 1
+    );
+    w2.close();
+    await assert.rejects(c, (e: unknown) => e instanceof JobError && e.kind === "worker_lost");
+    await p2.close({ drain: false });
+  } finally {
+    client.close();
+    await r.close();
+  }
+});
+
+Deno.test("balancer: a draining worker finishes its job and gets no new ones", async () => {
+  const r = await rig(2);
+  const client = await connect(r.addr);
+  try {
+    const first = client.request("sleep", "200");
+    await until(() => r.balancer.stats().providers.some((p) => p.busy === 1));
+    const busy = r.workers.find((w) => w.node.held === 1)!;
+    const drained = busy.node.drain(5000);
+    await until(() => r.balancer.stats().providers.some((p) => p.draining));
+    const others = await Promise.all(Array.from({ length: 5 }, () => client.request("sleep", "1")));
+    assert.equal(others.length, 5);
+    await first;
+    await drained;
+    await until(() => r.balancer.stats().providers.length === 1);
+  } finally {
+    client.close();
+    await r.close();
+  }
+});
+
+Deno.test("balancer: all-in-one dispatches to its own thread pool without a TCP hop", async () => {
+  const balancer = new Balancer({ serviceGraceMs: 0 });
+  const p = await pool(4);
+  balancer.addProvider(new LocalPoolProvider(p, balancer));
+  const server = serve({ port: 0, handler: balancer.handler });
+  try {
+    const res = await fetch(`http://127.0.0.1:${server.addr.port}/echo`, {
+      method: "POST",
+      body: "local",
+    });
+    assert.equal(await res.text(), "local");
+    const fail = await fetch(`http://127.0.0.1:${server.addr.port}/fail`);
+    assert.equal(fail.status, 500);
+    assert.equal(await fail.text(), "boom\n");
+    const many = await Promise.all(
+      Array.from(
+        { length: 50 },
+        (_, i) =>
+          fetch(`http://127.0.0.1:${server.addr.port}/echo`, { method: "POST", body: `n${i}` })
+            .then((x) => x.text()),
+      ),
+    );
+    assert.deepEqual(many, Array.from({ length: 50 }, (_, i) => `n${i}`));
+  } finally {
+    balancer.close();
+    await server.close();
+    await p.close();
+  }
+});
