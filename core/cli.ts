@@ -88,7 +88,7 @@ export async function main(args: string[]): Promise<number> {
       const port = Number(values.port ?? Deno.env.get("EP_PORT") ?? 7070);
       const hostname = values.host ?? Deno.env.get("EP_HOST") ?? "127.0.0.1";
       const token = values.token ?? Deno.env.get("EP_TOKEN");
-      const server = serve({ port, hostname, handler: demoHandler(), ep: { token } });
+      const server = serve({ port, hostname, handler: demoHandler(), ep: { clientToken: token } });
       console.log(`ep demo listening on ${hostname}:${server.addr.port} (HTTP/1.1 and EP)`);
       const stop = () => server.close();
       Deno.addSignalListener("SIGINT", stop);

@@ -81,7 +81,7 @@ Deno.test("EP: errors carry codes; timeouts reject and cancel", async () => {
 });
 
 Deno.test("EP: a wrong token is refused with UNAUTHORIZED and a close", async () => {
-  const server = startServer({ ep: { token: "s3cret" } });
+  const server = startServer({ ep: { clientToken: "s3cret" } });
   try {
     await assert.rejects(
       connect(`127.0.0.1:${server.addr.port}`, { token: "wrong" }),
