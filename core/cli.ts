@@ -6,24 +6,34 @@
 import { parseArgs } from "node:util";
 import { configure, getConsoleSink, getJsonLinesFormatter, type LogLevel } from "@logtape/logtape";
 import { connect } from "./client.ts";
-import { demoHandler } from "./demo.ts";
 import { JobError } from "./job.ts";
-import { serve } from "./server.ts";
+import { type Node, startNode } from "./node.ts";
+import { toFileUrl } from "./_paths.ts";
 
 const USAGE = `ep: a runtime for background micro services with a preemptive balancer
 
 Usage: ep <command> [options]
 
 Commands:
-  demo                 serve the demo services (echo, hello) over HTTP and EP on one port
+  start                all-in-one: a balancer whose own handler threads serve the demo
+                       services (echo, json, sleep) — HTTP/1.1 and EP on one port
+  balancer             a balancer: clients and module workers connect to it
+  worker               a module worker: pulls jobs from --connect balancers
   call <service> [body | @file | -]
                        send one request over EP and print the reply body
   version              print the version
   help                 print this help
 
 Common options:
-  --port <n>           port to listen on (demo; default $EP_PORT or 7070)
-  --host <addr>        address to bind (demo; default $EP_HOST or 127.0.0.1)
+  --port <n>           port to listen on (default $EP_PORT or 7070)
+  --host <addr>        address to bind (default $EP_HOST or 127.0.0.1)
+  --connect <a,b>      balancers a worker pulls from (default $EP_CONNECT or 127.0.0.1:7070)
+  --threads <n>        handler threads (default $EP_THREADS or the number of cores)
+  --concurrency <n>    jobs one handler thread runs at once (default 8)
+  --handlers <file>    a TypeScript module exporting handlers by service name
+                       (default: the demo services)
+  --prefetch <n>       jobs beyond its slots a worker may hold (default 1)
+  --name <name>        the worker's name in balancer logs and stats
   --addr <host:port>   server to call (call; default 127.0.0.1:7070)
   --timeout <ms>       request timeout (call; default 30000)
   --token <t>          EP token (default $EP_TOKEN)
@@ -64,6 +74,12 @@ export async function main(args: string[]): Promise<number> {
         addr: { type: "string" },
         timeout: { type: "string" },
         token: { type: "string" },
+        connect: { type: "string" },
+        threads: { type: "string" },
+        concurrency: { type: "string" },
+        handlers: { type: "string" },
+        prefetch: { type: "string" },
+        name: { type: "string" },
         "log-level": { type: "string" },
         "log-json": { type: "boolean" },
         help: { type: "boolean", short: "h" },
@@ -84,18 +100,10 @@ export async function main(args: string[]): Promise<number> {
     case "version":
       console.log("ep 0.1.0");
       return EXIT.ok;
-    case "demo": {
-      const port = Number(values.port ?? Deno.env.get("EP_PORT") ?? 7070);
-      const hostname = values.host ?? Deno.env.get("EP_HOST") ?? "127.0.0.1";
-      const token = values.token ?? Deno.env.get("EP_TOKEN");
-      const server = serve({ port, hostname, handler: demoHandler(), ep: { clientToken: token } });
-      console.log(`ep demo listening on ${hostname}:${server.addr.port} (HTTP/1.1 and EP)`);
-      const stop = () => server.close();
-      Deno.addSignalListener("SIGINT", stop);
-      Deno.addSignalListener("SIGTERM", stop);
-      await server.finished;
-      return EXIT.ok;
-    }
+    case "start":
+    case "balancer":
+    case "worker":
+      return await runRole(command, values);
     case "call":
       return await call(rest, values);
     default:
@@ -165,4 +173,65 @@ async function setupLogging(level: string, json: boolean): Promise<void> {
       { category: ["logtape", "meta"], lowestLevel: "warning", sinks: ["console"] },
     ],
   });
+}
+
+interface RoleFlags {
+  port?: string;
+  host?: string;
+  connect?: string;
+  threads?: string;
+  concurrency?: string;
+  handlers?: string;
+  prefetch?: string;
+  token?: string;
+  name?: string;
+}
+
+/** Runs `start`, `balancer` or `worker` until SIGINT/SIGTERM (a worker drains first). */
+async function runRole(role: "start" | "balancer" | "worker", v: RoleFlags): Promise<number> {
+  const env = (name: string) => Deno.env.get(name);
+  const port = Number(v.port ?? env("EP_PORT") ?? 7070);
+  const hostname = v.host ?? env("EP_HOST") ?? "127.0.0.1";
+  const threads = Number(v.threads ?? env("EP_THREADS") ?? 0) || undefined;
+  const handlers = v.handlers
+    ? toFileUrl(v.handlers)
+    : new URL("./demo_services.ts", import.meta.url).href;
+  const connect = (v.connect ?? env("EP_CONNECT") ?? "127.0.0.1:7070").split(",").map((s) =>
+    s.trim()
+  ).filter(Boolean);
+  let node: Node;
+  try {
+    node = await startNode({
+      listen: role === "worker" ? undefined : { port, hostname },
+      connect: role === "worker" ? connect : undefined,
+      handlers: role === "balancer" ? undefined : {
+        options: { handlers },
+        threads,
+        concurrency: Number(v.concurrency ?? 8),
+      },
+      token: v.token ?? env("EP_TOKEN"),
+      name: v.name ?? `ep-worker-${Deno.pid}`,
+      prefetch: v.prefetch === undefined ? undefined : Number(v.prefetch),
+      balancer: role === "start" ? { serviceGraceMs: 0 } : undefined,
+    });
+  } catch (err) {
+    console.error(`ep ${role}: ${(err as Error).message}`);
+    return EXIT.error;
+  }
+  if (node.server) {
+    console.log(`ep ${role} listening on ${hostname}:${node.server.addr.port} (HTTP/1.1 and EP)`);
+  } else {
+    console.log(`ep worker pulling from ${connect.join(", ")}`);
+  }
+  const stopped = new Promise<void>((resolve) => {
+    const stop = () => {
+      Deno.removeSignalListener("SIGINT", stop);
+      Deno.removeSignalListener("SIGTERM", stop);
+      (role === "worker" ? node.drain() : node.close()).finally(resolve);
+    };
+    Deno.addSignalListener("SIGINT", stop);
+    Deno.addSignalListener("SIGTERM", stop);
+  });
+  await stopped;
+  return EXIT.ok;
 }

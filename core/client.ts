@@ -93,6 +93,7 @@ export class Client {
   #welcomeWait: { resolve: () => void; reject: (e: Error) => void } | null = null;
   #hbSeq = 0;
   #heartbeatMs = 0;
+  #unmatched = 0;
 
   /** Wraps a transport; prefer {@linkcode connect}. */
   constructor(transport: Transport, options: ClientOptions = {}) {
@@ -148,6 +149,14 @@ export class Client {
   /** The server's WELCOME, once received. */
   get welcome(): WelcomeFrame | null {
     return this.#welcome;
+  }
+
+  /**
+   * Answers that matched no request in flight: late answers to requests that timed out or
+   * were cancelled, or a server answering twice (never, with ep).
+   */
+  get unmatched(): number {
+    return this.#unmatched;
   }
 
   /** Requests waiting for their answer. */
@@ -255,7 +264,10 @@ export class Client {
         break;
       case "reply": {
         const p = this.#pending.get(f.id);
-        if (!p) return;
+        if (!p) {
+          this.#unmatched++;
+          return;
+        }
         this.#pending.delete(f.id);
         p.resolve({ status: f.status, meta: f.meta, body: f.body.slice() });
         break;
@@ -273,7 +285,10 @@ export class Client {
           return;
         }
         const p = this.#pending.get(f.id);
-        if (!p) return;
+        if (!p) {
+          this.#unmatched++;
+          return;
+        }
         this.#pending.delete(f.id);
         p.reject(new JobError(f.code, f.message));
         break;

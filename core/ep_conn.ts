@@ -95,6 +95,7 @@ export class EpConnection implements TransportHandler {
   #lastBeat = Date.now();
   #peerEnded = false;
   #role = 1;
+  #peerName = "";
   #link: WorkerLink | null = null;
 
   /** Creates the connection; call {@linkcode start} to begin reading. */
@@ -273,7 +274,8 @@ export class EpConnection implements TransportHandler {
       this.#link.draining = false;
       return;
     }
-    this.#link = new WorkerLink(this, host, this.#t.remote, slots, new Set(services));
+    const name = this.#peerName ? `${this.#t.remote} (${this.#peerName})` : this.#t.remote;
+    this.#link = new WorkerLink(this, host, name, slots, new Set(services));
     host.addProvider(this.#link);
   }
 
@@ -311,6 +313,7 @@ export class EpConnection implements TransportHandler {
       }
     }
     this.#role = f.role;
+    this.#peerName = f.name;
     const maxHb = this.#opts.maxHeartbeatMs ?? 5_000;
     const wantHb = f.heartbeatMs === 0 && f.role === 2
       ? this.#opts.workerHeartbeatMs ?? 1_000

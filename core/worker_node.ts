@@ -64,6 +64,7 @@ export class WorkerNode {
   #closed = false;
   #idleWaiters: (() => void)[] = [];
   #seq = 0;
+  #peakHeld = 0;
 
   private constructor(opts: WorkerNodeOptions) {
     this.#opts = opts;
@@ -99,6 +100,11 @@ export class WorkerNode {
   /** Jobs received and not yet answered. */
   get held(): number {
     return this.#held;
+  }
+
+  /** The most jobs held at once since start (to check the bound in SPEC.md §9.5). */
+  get peakHeld(): number {
+    return this.#peakHeld;
   }
 
   /** Balancers currently connected and welcomed. */
@@ -147,6 +153,7 @@ export class WorkerNode {
   /** @internal A job arrived from a balancer. */
   run(link: Link, f: Extract<Frame, { type: "request" }>): void {
     this.#held++;
+    if (this.#held > this.#peakHeld) this.#peakHeld = this.#held;
     const h: Held = { link, gen: link.gen, id: f.id, cancelled: false };
     const job: PoolJob = {
       id: ++this.#seq,

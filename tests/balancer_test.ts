@@ -231,3 +231,37 @@ Deno.test("balancer: all-in-one dispatches to its own thread pool without a TCP 
     await p.close();
   }
 });
+
+Deno.test("balancer: a worker on two balancers holds at most slots + prefetch + 1 jobs", async () => {
+  const b1 = new Balancer({ serviceGraceMs: 0 });
+  const b2 = new Balancer({ serviceGraceMs: 0 });
+  const s1 = serve({ port: 0, handler: b1.handler, ep: { workers: b1, prefetch: 1 } });
+  const s2 = serve({ port: 0, handler: b2.handler, ep: { workers: b2, prefetch: 1 } });
+  const a1 = `127.0.0.1:${s1.addr.port}`;
+  const a2 = `127.0.0.1:${s2.addr.port}`;
+  const p = await pool(2);
+  const node = WorkerNode.start({ balancers: [a1, a2], pool: p });
+  const c1 = await connect(a1);
+  const c2 = await connect(a2);
+  try {
+    await until(() => b1.stats().providers.length === 1 && b2.stats().providers.length === 1);
+    const jobs = [];
+    for (let i = 0; i < 60; i++) {
+      jobs.push(c1.request("sleep", "3"), c2.request("sleep", "3"));
+    }
+    const replies = await Promise.all(jobs);
+    const peak = node.peakHeld;
+    assert.equal(replies.length, 120);
+    assert.ok(peak >= 2, `the worker was used (peak ${peak})`);
+    assert.ok(peak <= 2 + 1 + 1, `held ${peak} jobs, bound is slots 2 + prefetch 1 + 1`);
+  } finally {
+    c1.close();
+    c2.close();
+    node.close();
+    b1.close();
+    b2.close();
+    await s1.close();
+    await s2.close();
+    await p.close({ drain: false });
+  }
+});

@@ -1,0 +1,150 @@
+/**
+ * The roles a process plays, as functions: a balancer (listen), a module worker (connect),
+ * or both at once (all-in-one: a balancer whose own handler threads serve services without
+ * a TCP hop). The CLI, the Lua control scripts and library users all start roles here.
+ *
+ * @module
+ */
+import { getLogger } from "@logtape/logtape";
+import { Balancer, type BalancerOptions } from "./balancer.ts";
+import type { EpOptions } from "./ep_conn.ts";
+import type { HttpOptions } from "./http_conn.ts";
+import { LocalPoolProvider } from "./local_provider.ts";
+import { HandlerPool, TS_HANDLER_RUNTIME } from "./pool.ts";
+import { serve, type Server } from "./server.ts";
+import { WorkerNode } from "./worker_node.ts";
+
+const log = getLogger(["ep", "node"]);
+
+/** Where handlers come from: a runtime module for the pool and its options. */
+export interface HandlerSource {
+  /** URL of the handler runtime module. Default: the TypeScript runtime. */
+  runtime?: string;
+  /** Options for the runtime; for the TypeScript runtime `{ handlers: "<module URL>" }`. */
+  options: unknown;
+  /** Handler threads. Default: the number of cores. */
+  threads?: number;
+  /** Jobs one thread runs at once (async handlers). Default 1. */
+  concurrency?: number;
+}
+
+/** Options for {@linkcode startNode}. */
+export interface NodeOptions {
+  /** Become a balancer listening here. */
+  listen?: { port: number; hostname?: string };
+  /** Become a worker of these balancers (`host:port`). */
+  connect?: string[];
+  /** Services to run on this process's handler threads. */
+  handlers?: HandlerSource;
+  /** Token workers present (and a balancer requires from workers). */
+  token?: string;
+  /** Token clients must present to this balancer. */
+  clientToken?: string;
+  /** Balancer tuning. */
+  balancer?: BalancerOptions;
+  /** Jobs beyond its slots a worker may be handed. Default 1. */
+  prefetch?: number;
+  /** HTTP options of the balancer's port. */
+  http?: HttpOptions;
+  /** EP options of the balancer's port (token options above take precedence). */
+  ep?: EpOptions;
+  /** The worker's name in balancer logs. */
+  name?: string;
+}
+
+/** A running process role. */
+export interface Node {
+  /** The balancer, when listening. */
+  readonly balancer: Balancer | null;
+  /** The listening server, when a balancer. */
+  readonly server: Server | null;
+  /** The worker, when connected to balancers. */
+  readonly worker: WorkerNode | null;
+  /** The handler threads, when running services. */
+  readonly pool: HandlerPool | null;
+  /** Stops taking work, finishes what is held, and stops. */
+  drain(graceMs?: number): Promise<void>;
+  /** Stops at once. */
+  close(): Promise<void>;
+}
+
+/**
+ * Starts a balancer, a worker, or both (all-in-one), with the handler threads when there
+ * are handlers to run.
+ *
+ * @example
+ * ```ts ignore
+ * import { startNode } from "./node.ts";
+ * const node = await startNode({
+ *   listen: { port: 7070 },
+ *   handlers: { options: { handlers: new URL("./my_services.ts", import.meta.url).href } },
+ * });
+ * ```
+ */
+export async function startNode(options: NodeOptions): Promise<Node> {
+  let pool: HandlerPool | null = null;
+  if (options.handlers) {
+    pool = await HandlerPool.start({
+      module: options.handlers.runtime ?? TS_HANDLER_RUNTIME,
+      moduleOptions: options.handlers.options,
+      threads: options.handlers.threads,
+      perThreadConcurrency: options.handlers.concurrency ?? 1,
+    });
+  }
+  let balancer: Balancer | null = null;
+  let server: Server | null = null;
+  if (options.listen) {
+    balancer = new Balancer(options.balancer);
+    server = serve({
+      port: options.listen.port,
+      hostname: options.listen.hostname,
+      handler: balancer.handler,
+      http: options.http,
+      ep: {
+        ...options.ep,
+        workers: balancer,
+        token: options.token ?? options.ep?.token,
+        clientToken: options.clientToken ?? options.ep?.clientToken,
+        prefetch: options.prefetch ?? options.ep?.prefetch,
+        stats: () => balancer!.stats(),
+      },
+    });
+    if (pool && !options.connect?.length) {
+      balancer.addProvider(new LocalPoolProvider(pool, balancer));
+    }
+    log.info("Balancer listening on {host}:{port}", {
+      host: options.listen.hostname ?? "127.0.0.1",
+      port: server.addr.port,
+    });
+  }
+  let worker: WorkerNode | null = null;
+  if (options.connect?.length) {
+    if (!pool) throw new TypeError("A worker needs handlers to run");
+    worker = WorkerNode.start({
+      balancers: options.connect,
+      pool,
+      token: options.token,
+      name: options.name,
+      prefetch: options.prefetch,
+    });
+  }
+  const close = async () => {
+    worker?.close();
+    balancer?.close();
+    await server?.close();
+    await pool?.close({ drain: false });
+  };
+  return {
+    balancer,
+    server,
+    worker,
+    pool,
+    async drain(graceMs = 30_000) {
+      if (worker) await worker.drain(graceMs);
+      balancer?.close();
+      await server?.close();
+      await pool?.close({ drain: true, timeoutMs: graceMs });
+    },
+    close,
+  };
+}
