@@ -5,8 +5,6 @@
  */
 import { parseArgs } from "node:util";
 import { configure, getConsoleSink, getJsonLinesFormatter, type LogLevel } from "@logtape/logtape";
-import { connect } from "./client.ts";
-import { JobError } from "./job.ts";
 import { type Node, startNode } from "./node.ts";
 import { toFileUrl } from "./_paths.ts";
 
@@ -20,7 +18,8 @@ Commands:
   balancer             a balancer: clients and module workers connect to it
   worker               a module worker: pulls jobs from --connect balancers
   call <service> [body | @file | -]
-                       send one request over EP and print the reply body
+                       send one request and print the reply body (ep call --help)
+  bench                load generator (ep bench --help)
   version              print the version
   help                 print this help
 
@@ -41,18 +40,6 @@ Common options:
   --log-json           log JSON lines instead of text
 `;
 
-/** Exit codes of `ep call`, one per way a request can fail. */
-export const EXIT = {
-  ok: 0,
-  usage: 2,
-  error: 1,
-  timeout: 3,
-  overloaded: 4,
-  noService: 5,
-  workerLost: 6,
-  refused: 7,
-} as const;
-
 /**
  * Runs the CLI with `args` (without the program name) and returns the exit code.
  *
@@ -63,6 +50,9 @@ export const EXIT = {
  * ```
  */
 export async function main(args: string[]): Promise<number> {
+  // Subcommands with flags of their own parse their arguments themselves.
+  if (args[0] === "call") return (await import("./call_cli.ts")).callMain(args.slice(1));
+  if (args[0] === "bench") return (await import("./bench_cli.ts")).benchMain(args.slice(1));
   let parsed;
   try {
     parsed = parseArgs({
@@ -87,76 +77,26 @@ export async function main(args: string[]): Promise<number> {
     });
   } catch (err) {
     console.error(`ep: ${(err as Error).message}\n\n${USAGE}`);
-    return EXIT.usage;
+    return 2;
   }
   const { values, positionals } = parsed;
-  const [command = "help", ...rest] = positionals;
+  const [command = "help"] = positionals;
   if (values.help || command === "help") {
     console.log(USAGE);
-    return EXIT.ok;
+    return 0;
   }
   await setupLogging(values["log-level"] ?? "info", values["log-json"] ?? false);
   switch (command) {
     case "version":
       console.log("ep 0.1.0");
-      return EXIT.ok;
+      return 0;
     case "start":
     case "balancer":
     case "worker":
       return await runRole(command, values);
-    case "call":
-      return await call(rest, values);
     default:
       console.error(`ep: unknown command "${command}"\n\n${USAGE}`);
-      return EXIT.usage;
-  }
-}
-
-async function call(
-  rest: string[],
-  values: { addr?: string; timeout?: string; token?: string },
-): Promise<number> {
-  const [service, arg] = rest;
-  if (!service) {
-    console.error("ep call: missing service name");
-    return EXIT.usage;
-  }
-  let body: Uint8Array = new Uint8Array(0);
-  if (arg === "-") body = new Uint8Array(await new Response(Deno.stdin.readable).arrayBuffer());
-  else if (arg?.startsWith("@")) body = await Deno.readFile(arg.slice(1));
-  else if (arg !== undefined) body = new TextEncoder().encode(arg);
-  const timeoutMs = Number(values.timeout ?? 30_000);
-  let client;
-  try {
-    client = await connect(values.addr ?? "127.0.0.1:7070", {
-      token: values.token ?? Deno.env.get("EP_TOKEN"),
-      timeoutMs,
-    });
-  } catch (err) {
-    console.error(`ep call: cannot connect: ${(err as Error).message}`);
-    return err instanceof Deno.errors.ConnectionRefused ? EXIT.refused : EXIT.error;
-  }
-  try {
-    const reply = await client.request(service, body, { timeoutMs });
-    await Deno.stdout.write(reply.body);
-    return reply.status >= 200 && reply.status < 300 ? EXIT.ok : EXIT.error;
-  } catch (err) {
-    console.error(`ep call: ${(err as Error).message}`);
-    if (err instanceof JobError) {
-      switch (err.kind) {
-        case "timeout":
-          return EXIT.timeout;
-        case "overloaded":
-          return EXIT.overloaded;
-        case "no_service":
-          return EXIT.noService;
-        case "worker_lost":
-          return EXIT.workerLost;
-      }
-    }
-    return EXIT.error;
-  } finally {
-    client.close();
+      return 2;
   }
 }
 
@@ -216,7 +156,7 @@ async function runRole(role: "start" | "balancer" | "worker", v: RoleFlags): Pro
     });
   } catch (err) {
     console.error(`ep ${role}: ${(err as Error).message}`);
-    return EXIT.error;
+    return 1;
   }
   if (node.server) {
     console.log(`ep ${role} listening on ${hostname}:${node.server.addr.port} (HTTP/1.1 and EP)`);
@@ -233,5 +173,5 @@ async function runRole(role: "start" | "balancer" | "worker", v: RoleFlags): Pro
     Deno.addSignalListener("SIGTERM", stop);
   });
   await stopped;
-  return EXIT.ok;
+  return 0;
 }
