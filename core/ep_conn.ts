@@ -222,7 +222,7 @@ export class EpConnection implements TransportHandler {
         return;
       case "ready":
         if (this.#role !== 2 || !this.#link) break;
-        this.#link.grant(f.freeSlots);
+        this.#link.grant(f.credit);
         return;
       case "reply":
         if (this.#role !== 2 || !this.#link) break;
@@ -334,12 +334,8 @@ export class EpConnection implements TransportHandler {
   #onRequest(f: Extract<Frame, { type: "request" }>): void {
     const id = f.id;
     if (this.#inFlight.has(id)) {
-      this.#send({
-        type: "error",
-        id,
-        code: ErrorCode.BAD_REQUEST,
-        message: `Job id ${id} is already in flight`,
-      });
+      // SPEC.md §9.3: reusing an outstanding id is a framing error of the peer.
+      this.#fatal(ErrorCode.MALFORMED, `Job id ${id} is already in flight`);
       return;
     }
     if (!isServiceName(f.service)) {

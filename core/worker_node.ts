@@ -259,7 +259,7 @@ export class WorkerNode {
     for (const l of open) {
       if (l.demand > 0 && l.credit === 0 && used < cap + open.length - 1) give(l);
     }
-    for (const [l, n] of grants) l.send({ type: "ready", freeSlots: n });
+    for (const [l, n] of grants) l.send({ type: "ready", credit: n });
   }
 }
 

@@ -298,7 +298,7 @@ function parseRegister(r: Reader): Frame {
 }
 
 function parseReady(r: Reader): Frame {
-  return { type: "ready", freeSlots: r.u32("free_slots") };
+  return { type: "ready", credit: r.u32("credit") };
 }
 
 function parseHeartbeat(r: Reader, id: number): Frame {

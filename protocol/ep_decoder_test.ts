@@ -63,7 +63,7 @@ const SAMPLE: Frame[] = [
     serverName: "bal",
   },
   { type: "register", slots: 4, services: ["user", "money"] },
-  { type: "ready", freeSlots: 4 },
+  { type: "ready", credit: 4 },
   { type: "heartbeat", seq: 1, freeSlots: 4, queueDepth: NOT_APPLICABLE },
   { type: "statsRequest", id: 9 },
   { type: "stats", id: 9, json: '{"q":"✓"}' },

@@ -58,7 +58,7 @@ const RETAIN_BYTES = 256 * 1024;
  * ```ts
  * import { EpEncoder } from "./ep_encoder.ts";
  * const enc = new EpEncoder();
- * const bytes = enc.encode({ type: "ready", freeSlots: 3 });
+ * const bytes = enc.encode({ type: "ready", credit: 3 });
  * console.assert(bytes.length === 16 && bytes[4] === 0x04 && bytes[15] === 3);
  * ```
  */
@@ -147,7 +147,7 @@ export class EpEncoder {
       case "ready":
         type = FrameType.READY;
         this.#ensure(4);
-        this.#u32(u32(frame.freeSlots, "freeSlots"));
+        this.#u32(u32(frame.credit, "credit"));
         break;
       case "heartbeat":
         type = FrameType.HEARTBEAT;

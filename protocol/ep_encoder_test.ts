@@ -65,7 +65,7 @@ Deno.test("EP encoder round-trips every frame type through the decoder", () => {
       serverName: "ß",
     },
     { type: "register", slots: 0xffffffff, services: ["a", "0.b_c-d", "z".repeat(64)] },
-    { type: "ready", freeSlots: 0 },
+    { type: "ready", credit: 0 },
     { type: "heartbeat", seq: 0, freeSlots: NOT_APPLICABLE, queueDepth: 0 },
     { type: "drain", graceMs: 0xffffffff },
     { type: "statsRequest", id: 0 },
@@ -89,7 +89,7 @@ Deno.test("EP encoder round-trips every frame type through the decoder", () => {
 Deno.test("EP encoder writes the header: length, type, zero flags and reserved, id", () => {
   const bytes = new EpEncoder().encode({ type: "cancel", id: 0x01020304 });
   assert.equal(toHex(bytes), "000000001300000001020304");
-  const ready = new EpEncoder().encode({ type: "ready", freeSlots: 0xa0b0c0d0 });
+  const ready = new EpEncoder().encode({ type: "ready", credit: 0xa0b0c0d0 });
   assert.equal(toHex(ready), "0000000404000000" + "00000000" + "a0b0c0d0");
 });
 
@@ -150,7 +150,7 @@ Deno.test("EP encoder refuses invalid fields with RangeError", () => {
     ["version 256", { ...hello, maxVersion: 256 }],
     ["negative u32", { ...hello, heartbeatMs: -1 }],
     ["u32 overflow", { ...hello, heartbeatMs: 2 ** 32 }],
-    ["fractional", { type: "ready", freeSlots: 1.5 }],
+    ["fractional", { type: "ready", credit: 1.5 }],
     ["NaN", { type: "drain", graceMs: NaN }],
     ["job id 0", { ...request, id: 0 }],
     ["cancel id 0", { type: "cancel", id: 0 }],

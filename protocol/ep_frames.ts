@@ -321,20 +321,21 @@ export interface RegisterFrame {
 }
 
 /**
- * READY (0x04), worker → balancer: free slots, when no reply carries them. Header id is 0.
+ * READY (0x04), worker → balancer: grants `credit` more jobs (incremental; each REQUEST the
+ * balancer sends uses one). Header id is 0. See SPEC.md §9.5.
  *
  * @example
  * ```ts
  * import type { ReadyFrame } from "./ep_frames.ts";
- * const f: ReadyFrame = { type: "ready", freeSlots: 4 };
- * console.assert(f.freeSlots === 4);
+ * const f: ReadyFrame = { type: "ready", credit: 4 };
+ * console.assert(f.credit === 4);
  * ```
  */
 export interface ReadyFrame {
   /** Discriminant. */
   type: "ready";
-  /** The worker's free slots now. */
-  freeSlots: number;
+  /** How many more jobs the balancer may send. */
+  credit: number;
 }
 
 /**

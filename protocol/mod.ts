@@ -7,7 +7,7 @@
  * import { EpEncoder, EpDecoder, type Frame } from "./mod.ts";
  * const frames: Frame[] = [];
  * const dec = new EpDecoder({ frame: (f) => frames.push(f), error: (e) => { throw e; } });
- * dec.push(new EpEncoder().encode({ type: "ready", freeSlots: 2 }));
+ * dec.push(new EpEncoder().encode({ type: "ready", credit: 2 }));
  * console.assert(frames[0].type === "ready");
  * ```
  *
