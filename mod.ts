@@ -4,14 +4,33 @@
  * One TCP port serves HTTP/1.1 and ep's binary protocol (EP), told apart by the first bytes.
  * This module is the public TypeScript API; run it to get the `ep` command line.
  *
+ * Start a balancer whose own handler threads run TypeScript services (all-in-one), then call it:
+ *
  * @example
  * ```ts ignore
- * import { connect, serve } from "./mod.ts";
- * const server = serve({ port: 0, handler: (job) => ({ body: job.body }) });
- * const client = await connect(`127.0.0.1:${server.addr.port}`);
+ * import { connect, startNode } from "./mod.ts";
+ * // services.ts: export function echo(req) { return req.body; }
+ * const node = await startNode({
+ *   listen: { port: 7070 },
+ *   handlers: { options: { handlers: new URL("./services.ts", import.meta.url).href } },
+ * });
+ * const client = await connect("127.0.0.1:7070");
  * console.log(new TextDecoder().decode((await client.request("echo", "hi")).body));
  * client.close();
- * await server.close();
+ * await node.close();
+ * ```
+ *
+ * A module worker pulling from balancers elsewhere:
+ *
+ * @example
+ * ```ts ignore
+ * import { startNode } from "./mod.ts";
+ * const worker = await startNode({
+ *   connect: ["10.0.0.1:7070", "10.0.0.2:7070"],
+ *   handlers: { options: { handlers: new URL("./services.ts", import.meta.url).href } },
+ *   token: Deno.env.get("EP_TOKEN"),
+ * });
+ * Deno.addSignalListener("SIGTERM", () => worker.drain());
  * ```
  *
  * @module
@@ -19,6 +38,34 @@
 export { Client, type ClientOptions, connect, ConnectionClosedError } from "./core/client.ts";
 export type { Reply, RequestOptions } from "./core/client.ts";
 export { serve } from "./core/server.ts";
+export { type HandlerSource, type Node, type NodeOptions, startNode } from "./core/node.ts";
+export {
+  Balancer,
+  type BalancerOptions,
+  type Provider,
+  type ProviderStats,
+  type QueuedJob,
+  type ServiceCounters,
+  type ServiceStats,
+} from "./core/balancer.ts";
+export { WorkerNode, type WorkerNodeOptions } from "./core/worker_node.ts";
+export { LocalPoolProvider } from "./core/local_provider.ts";
+export {
+  type CloseOptions,
+  HandlerPool,
+  type HandlerPoolOptions,
+  type HandlerReply,
+  type HandlerRequest,
+  type HandlerResult,
+  type JobReply,
+  type PoolCounters,
+  type PoolJob,
+  type ReplyCallback,
+  type ThreadCounters,
+  type ThreadLostEvent,
+  type ThreadStatus,
+  TS_HANDLER_RUNTIME,
+} from "./core/pool.ts";
 export type { ServeOptions, Server, ServerCounters } from "./core/server.ts";
 export { httpStatusOf, JobError } from "./core/job.ts";
 export type { Job, JobHandler, JobResult } from "./core/job.ts";
@@ -26,7 +73,7 @@ export type { HttpCounters, HttpOptions } from "./core/http_conn.ts";
 export type { TransportCounters, TransportLimits } from "./core/transport.ts";
 export type { WelcomeFrame } from "./protocol/ep_frames.ts";
 export type { HttpLimits } from "./protocol/http_parser.ts";
-export type { EpOptions } from "./core/ep_conn.ts";
+export type { EpOptions, WorkerHost } from "./core/ep_conn.ts";
 export { ErrorCode } from "./protocol/errors.ts";
 export { main } from "./core/cli.ts";
 

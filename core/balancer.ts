@@ -109,12 +109,17 @@ export interface BalancerOptions {
 
 /** Per-service counters. */
 export interface ServiceCounters {
-  /** Jobs answered by outcome. */
+  /** Jobs answered with a reply. */
   ok: number;
+  /** Jobs answered with a handler or system error. */
   error: number;
+  /** Jobs whose deadline passed, queued or running. */
   timeout: number;
+  /** Jobs refused because the queue was full. */
   overloaded: number;
+  /** Jobs refused because no provider served the service. */
   noService: number;
+  /** Jobs failed after their provider was lost and the retry budget was spent. */
   workerLost: number;
   /** Jobs dispatched again after their provider was lost. */
   redelivered: number;

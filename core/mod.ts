@@ -41,3 +41,7 @@ export * from "./ring.ts";
 export * from "./pool.ts";
 export type { WelcomeFrame } from "../protocol/ep_frames.ts";
 export type { HttpLimits } from "../protocol/http_parser.ts";
+export * from "./balancer.ts";
+export * from "./node.ts";
+export * from "./worker_node.ts";
+export * from "./local_provider.ts";

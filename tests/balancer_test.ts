@@ -265,3 +265,37 @@ Deno.test("balancer: a worker on two balancers holds at most slots + prefetch + 
     await p.close({ drain: false });
   }
 });
+
+Deno.test("balancer: higher priority jobs leave the queue first, FIFO within a priority", async () => {
+  const r = await rig(1, {}, 1, 0);
+  const client = await connect(r.addr);
+  try {
+    const order: string[] = [];
+    const blocker = client.request("sleep", "150");
+    await until(() => r.balancer.stats().providers[0].busy === 1);
+    const jobs = [
+      ["low-1", 0],
+      ["low-2", 0],
+      ["high-1", 9],
+      ["mid-1", 5],
+      ["high-2", 9],
+    ] as const;
+    const done = jobs.map(([name, priority]) =>
+      client.request("echo", name, { priority }).then((x) => order.push(dec.decode(x.body)))
+    );
+    // The same over HTTP: the ep-priority header.
+    await until(() => r.balancer.queueDepth("echo") === 5);
+    await blocker;
+    await Promise.all(done);
+    assert.deepEqual(order, ["high-1", "high-2", "mid-1", "low-1", "low-2"]);
+    const res = await fetch(`http://${r.addr}/echo`, {
+      method: "POST",
+      body: "p",
+      headers: { "ep-priority": "7" },
+    });
+    assert.equal(await res.text(), "p");
+  } finally {
+    client.close();
+    await r.close();
+  }
+});
