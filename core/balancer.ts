@@ -103,9 +103,73 @@ export interface BalancerOptions {
   prefetchDepth?: number;
   /** Maps an HTTP job to a service; `undefined` falls back to the default route. */
   route?: (job: Job) => string | undefined;
+  /** Told about every job answered or refused (metrics, access log). */
+  observer?: BalancerObserver;
   /** Answers `/_ep/...` requests (health, stats); default: health only. */
   internal?: (job: Job) => JobResult | undefined;
 }
+
+/** How a job ended, as metrics and logs name it. */
+export type Outcome =
+  | "ok"
+  | "error"
+  | "timeout"
+  | "overloaded"
+  | "no_service"
+  | "worker_lost"
+  | "shutting_down";
+
+/** Receives every job's outcome and timings. */
+export interface BalancerObserver {
+  /**
+   * A job was answered or refused. `queueWaitMs` is the time from arrival to dispatch (or to
+   * the answer, for a job never dispatched; NaN when refused at once); `serviceMs` the time
+   * from dispatch to answer (NaN when never dispatched); `provider` who ran it.
+   */
+  job(
+    service: string,
+    outcome: Outcome,
+    queueWaitMs: number,
+    serviceMs: number,
+    provider: string | null,
+  ): void;
+}
+
+/**
+ * The outcome an EP error code stands for.
+ *
+ * @example
+ * ```ts
+ * import { outcomeOf } from "./balancer.ts";
+ * console.assert(outcomeOf(104) === "worker_lost");
+ * ```
+ */
+export function outcomeOf(code: number): Outcome {
+  switch (code) {
+    case ErrorCode.TIMEOUT:
+      return "timeout";
+    case ErrorCode.OVERLOADED:
+      return "overloaded";
+    case ErrorCode.NO_SERVICE:
+      return "no_service";
+    case ErrorCode.WORKER_LOST:
+      return "worker_lost";
+    case ErrorCode.SHUTTING_DOWN:
+      return "shutting_down";
+    default:
+      return "error";
+  }
+}
+
+const COUNTER: Record<Outcome, keyof ServiceCounters> = {
+  ok: "ok",
+  error: "error",
+  timeout: "timeout",
+  overloaded: "overloaded",
+  no_service: "noService",
+  worker_lost: "workerLost",
+  shutting_down: "error",
+};
 
 /** Per-service counters. */
 export interface ServiceCounters {
@@ -176,6 +240,7 @@ export class Balancer {
   #prefetchDepth: number;
   #route?: (job: Job) => string | undefined;
   #internal?: (job: Job) => JobResult | undefined;
+  #observer?: BalancerObserver;
   #started = performance.now();
   #sweeper: ReturnType<typeof setInterval>;
   #closed = false;
@@ -192,6 +257,7 @@ export class Balancer {
     this.#prefetchDepth = options.prefetchDepth ?? 2;
     this.#route = options.route;
     this.#internal = options.internal;
+    this.#observer = options.observer;
     this.#sweeper = setInterval(() => this.#sweep(), 10);
     this.handler = (job) => this.submit(job);
   }
@@ -217,14 +283,12 @@ export class Balancer {
     if (!s || s.providers.length === 0) {
       const waitable = (s?.everServed ?? false) || now - this.#started < this.#grace;
       if (!waitable || this.#grace === 0) {
-        if (s) s.counters.noService++;
-        throw new JobError(ErrorCode.NO_SERVICE, `No service "${service}"`);
+        throw this.#refuse(s ?? null, service, ErrorCode.NO_SERVICE, `No service "${service}"`);
       }
     }
     const state = s ?? this.#state(service);
     if (state.size >= this.#maxQueue) {
-      state.counters.overloaded++;
-      throw new JobError(ErrorCode.OVERLOADED, `Queue for "${service}" is full`);
+      throw this.#refuse(state, service, ErrorCode.OVERLOADED, `Queue for "${service}" is full`);
     }
     return new Promise<JobResult>((resolve, reject) => {
       const timeout = job.deadlineMs > 0 ? job.deadlineMs : this.#defaultTimeout;
@@ -307,7 +371,6 @@ export class Balancer {
         this.#enqueue(s, qj, true);
         touched.add(s);
       } else {
-        s.counters.workerLost++;
         this.#fail(qj, ErrorCode.WORKER_LOST, `Worker lost while running the job (${reason})`);
       }
     }
@@ -335,21 +398,8 @@ export class Balancer {
   /** A provider answered a job. Late answers (after a timeout) are dropped. */
   finish(p: Provider, qj: QueuedJob, result: JobResult | JobError): void {
     this.#held.get(p)?.delete(qj);
+    this.#settle(qj, result);
     qj.provider = null;
-    if (!qj.answered) {
-      const s = this.#services.get(qj.service);
-      qj.answered = true;
-      if (result instanceof JobError) {
-        if (s) {
-          if (result.code === ErrorCode.TIMEOUT) s.counters.timeout++;
-          else s.counters.error++;
-        }
-        qj.reject(result);
-      } else {
-        if (s) s.counters.ok++;
-        qj.resolve(result);
-      }
-    }
     this.pull(p);
   }
 
@@ -505,9 +555,32 @@ export class Balancer {
   }
 
   #fail(qj: QueuedJob, code: number, message: string): void {
+    this.#settle(qj, new JobError(code, message));
+  }
+
+  /** Answers a job once: counts its outcome, tells the observer, resolves the client. */
+  #settle(qj: QueuedJob, result: JobResult | JobError): void {
     if (qj.answered) return;
     qj.answered = true;
-    qj.reject(new JobError(code, message));
+    const outcome = result instanceof JobError ? outcomeOf(result.code) : "ok";
+    const s = this.#services.get(qj.service);
+    if (s) s.counters[COUNTER[outcome]]++;
+    if (this.#observer) {
+      const now = performance.now();
+      const wait = (qj.dispatched || now) - qj.arrived;
+      const run = qj.dispatched ? now - qj.dispatched : NaN;
+      this.#observer.job(qj.service, outcome, wait, run, qj.provider?.name ?? null);
+    }
+    if (result instanceof JobError) qj.reject(result);
+    else qj.resolve(result);
+  }
+
+  /** Counts and reports a job refused before it was queued; returns the error to throw. */
+  #refuse(s: ServiceState | null, service: string, code: number, message: string): JobError {
+    const outcome = outcomeOf(code);
+    if (s) s.counters[COUNTER[outcome]]++;
+    this.#observer?.job(service, outcome, NaN, NaN, null);
+    return new JobError(code, message);
   }
 
   /** Expires queued jobs past their deadline or grace, and running jobs past their deadline. */
@@ -520,12 +593,10 @@ export class Balancer {
         s.size -= level.queue.filter((qj) => {
           if (qj.answered) return false;
           if (now >= qj.deadline) {
-            s.counters.timeout++;
             this.#fail(qj, ErrorCode.TIMEOUT, "Timed out waiting in the queue");
             return false;
           }
           if (noProviders && now >= qj.graceUntil) {
-            s.counters.noService++;
             this.#fail(qj, ErrorCode.NO_SERVICE, `No service "${s.name}"`);
             return false;
           }
@@ -536,7 +607,6 @@ export class Balancer {
     for (const [p, held] of this.#held) {
       for (const qj of held) {
         if (!qj.answered && now >= qj.deadline) {
-          this.#services.get(qj.service)!.counters.timeout++;
           this.#fail(qj, ErrorCode.TIMEOUT, "Timed out while running");
           p.cancel(qj);
         }

@@ -112,7 +112,11 @@ Deno.test("balancer: a free worker takes the next job; no job waits behind a slo
 });
 
 Deno.test("balancer: unknown service, full queue and queue deadline give explicit errors", async () => {
-  const r = await rig(1, { maxQueue: 2 }, 1, 0);
+  const seen: string[] = [];
+  const r = await rig(1, {
+    maxQueue: 2,
+    observer: { job: (service, outcome) => seen.push(`${service}:${outcome}`) },
+  }, 1, 0);
   const client = await connect(r.addr);
   try {
     await assert.rejects(
@@ -143,6 +147,15 @@ Deno.test("balancer: unknown service, full queue and queue deadline give explici
     assert.equal(s.counters.ok, 2);
     assert.equal(s.counters.timeout, 1);
     assert.equal(s.counters.overloaded, 2);
+    assert.deepEqual(seen.sort(), [
+      "nope:no_service",
+      "nope:no_service",
+      "sleep:ok",
+      "sleep:ok",
+      "sleep:overloaded",
+      "sleep:overloaded",
+      "sleep:timeout",
+    ]);
   } finally {
     client.close();
     await r.close();
