@@ -1,30 +1,17 @@
 /**
- * The demo services served by `deno task start` until the balancer runs real ones:
- * `echo` (the body, or the query for GET), `hello`, and `/_ep/health`.
+ * A plain job handler for the protocol-level tests (no balancer): `echo` (the body, or the
+ * query for GET), `hello`, and `/_ep/health`.
  *
  * @module
  */
 import { ErrorCode } from "../protocol/errors.ts";
-import { type Job, JobError, type JobHandler, type JobResult } from "./job.ts";
+import { type Job, JobError, type JobHandler, type JobResult } from "../core/job.ts";
 
 const TEXT: [string, string][] = [["content-type", "text/plain; charset=utf-8"]];
 const JSON_TYPE: [string, string][] = [["content-type", "application/json"]];
 const HELLO = new TextEncoder().encode("hello\n");
 
-/**
- * A handler serving the demo services.
- *
- * @example
- * ```ts
- * import { demoHandler } from "./demo.ts";
- * const handler = demoHandler();
- * const res = handler({
- *   service: "hello", protocol: "ep", method: "EP", path: "/hello", query: "", headers: [],
- *   body: new Uint8Array(0), deadlineMs: 0, priority: 0, remote: "test",
- * });
- * console.assert(!(res instanceof Promise) && res.status === 200);
- * ```
- */
+/** A handler serving the test services. */
 export function demoHandler(): JobHandler {
   const started = Date.now();
   return (job: Job): JobResult => {
