@@ -102,7 +102,7 @@ export interface BalancerOptions {
    */
   prefetchDepth?: number;
   /** Maps an HTTP job to a service; `undefined` falls back to the default route. */
-  route?: (job: Job) => string | undefined;
+  route?: (job: Job) => string | undefined | Promise<string | undefined>;
   /** Told about every job answered or refused (metrics, access log). */
   observer?: BalancerObserver;
   /** Answers `/_ep/...` requests (health, stats); default: health only. */
@@ -238,7 +238,7 @@ export class Balancer {
   #retries: number;
   #grace: number;
   #prefetchDepth: number;
-  #route?: (job: Job) => string | undefined;
+  #route?: (job: Job) => string | undefined | Promise<string | undefined>;
   #internal?: (job: Job) => JobResult | undefined;
   #observer?: BalancerObserver;
   #started = performance.now();
@@ -275,8 +275,17 @@ export class Balancer {
       throw new JobError(ErrorCode.NO_SERVICE, `No ep endpoint "${job.path}"`);
     }
     if (this.#closed) throw new JobError(ErrorCode.SHUTTING_DOWN, "Balancer is shutting down");
-    let service = job.service;
-    if (job.protocol === "http" && this.#route) service = this.#route(job) ?? service;
+    if (job.protocol === "http" && this.#route) {
+      const routed = this.#route(job);
+      if (routed instanceof Promise) {
+        return routed.then((s) => this.#submitTo(job, s ?? job.service));
+      }
+      return this.#submitTo(job, routed ?? job.service);
+    }
+    return this.#submitTo(job, job.service);
+  }
+
+  #submitTo(job: Job, service: string): JobResult | Promise<JobResult> {
     if (service === "") throw new JobError(ErrorCode.NO_SERVICE, "No service named in the path");
     const s = this.#services.get(service);
     const now = performance.now();

@@ -13,10 +13,12 @@ const USAGE = `ep: a runtime for background micro services with a preemptive bal
 Usage: ep <command> [options]
 
 Commands:
-  start                all-in-one: a balancer whose own handler threads serve the demo
-                       services (echo, json, sleep) — HTTP/1.1 and EP on one port
+  run <script.lua>     run a Lua control script: it decides what this process is
+  start                all-in-one (scripts/main.lua): a balancer on port 7070 whose own
+                       handler threads serve the Lua demo services (echo, json, sleep)
   balancer             a balancer: clients and module workers connect to it
-  worker               a module worker: pulls jobs from --connect balancers
+  worker               a module worker with TypeScript handlers (--handlers; default the
+                       TypeScript demo services): pulls jobs from --connect balancers
   call <service> [body | @file | -]
                        send one request and print the reply body (ep call --help)
   bench                load generator (ep bench --help)
@@ -90,7 +92,18 @@ export async function main(args: string[]): Promise<number> {
     case "version":
       console.log("ep 0.1.0");
       return 0;
+    case "run": {
+      const script = parsed.positionals[1];
+      if (!script) {
+        console.error("ep run: missing script\n\nUsage: ep run <script.lua>");
+        return 2;
+      }
+      return await (await import("../lua/control.ts")).runScript(script);
+    }
     case "start":
+      return await (await import("../lua/control.ts")).runScript(
+        new URL("../scripts/main.lua", import.meta.url).pathname,
+      );
     case "balancer":
     case "worker":
       return await runRole(command, values);
@@ -128,7 +141,7 @@ interface RoleFlags {
 }
 
 /** Runs `start`, `balancer` or `worker` until SIGINT/SIGTERM (a worker drains first). */
-async function runRole(role: "start" | "balancer" | "worker", v: RoleFlags): Promise<number> {
+async function runRole(role: "balancer" | "worker", v: RoleFlags): Promise<number> {
   const env = (name: string) => Deno.env.get(name);
   const port = Number(v.port ?? env("EP_PORT") ?? 7070);
   const hostname = v.host ?? env("EP_HOST") ?? "127.0.0.1";
@@ -152,7 +165,6 @@ async function runRole(role: "start" | "balancer" | "worker", v: RoleFlags): Pro
       token: v.token ?? env("EP_TOKEN"),
       name: v.name ?? `ep-worker-${Deno.pid}`,
       prefetch: v.prefetch === undefined ? undefined : Number(v.prefetch),
-      balancer: role === "start" ? { serviceGraceMs: 0 } : undefined,
     });
   } catch (err) {
     console.error(`ep ${role}: ${(err as Error).message}`);

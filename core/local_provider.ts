@@ -82,16 +82,31 @@ export class LocalPoolProvider implements Provider {
   readonly name = "local pool";
   readonly services: ReadonlySet<string>;
   readonly slots: number;
-  readonly draining = false;
+  /** Set when the pool is being replaced (reload): it finishes what it holds. */
+  draining = false;
   #pool: HandlerPool;
   #balancer: Balancer;
+  #timeouts: ReadonlyMap<string, number>;
 
-  /** Wraps `pool`; answers go to `balancer`. */
-  constructor(pool: HandlerPool, balancer: Balancer) {
+  /**
+   * Wraps `pool`; answers go to `balancer`. `timeouts` caps the run time of some services
+   * (their handlers are interrupted past it).
+   */
+  constructor(
+    pool: HandlerPool,
+    balancer: Balancer,
+    timeouts: ReadonlyMap<string, number> = new Map(),
+  ) {
     this.#pool = pool;
     this.#balancer = balancer;
+    this.#timeouts = timeouts;
     this.services = new Set(pool.services);
     this.slots = pool.freeSlots + pool.jobsInFlight;
+  }
+
+  /** The pool it dispatches to. */
+  get pool(): HandlerPool {
+    return this.#pool;
   }
 
   /** The pool's free slots. */
@@ -106,7 +121,10 @@ export class LocalPoolProvider implements Provider {
       service: qj.service,
       meta: meta.length > 0 ? encodeMeta(meta) : undefined,
       body: qj.job.body,
-      deadlineMs: Math.max(1, Math.round(qj.deadline - performance.now())),
+      deadlineMs: Math.min(
+        Math.max(1, Math.round(qj.deadline - performance.now())),
+        this.#timeouts.get(qj.service) ?? Infinity,
+      ),
     }, (err: Error | null, reply: JobReply | null) => {
       this.#balancer.finish(
         this,

@@ -26,6 +26,8 @@ export interface HandlerSource {
   threads?: number;
   /** Jobs one thread runs at once (async handlers). Default 1. */
   concurrency?: number;
+  /** Run-time caps of some services in ms: their handlers are interrupted past it. */
+  timeouts?: ReadonlyMap<string, number>;
 }
 
 /** Options for {@linkcode startNode}. */
@@ -64,6 +66,11 @@ export interface Node {
   readonly pool: HandlerPool | null;
   /** Stops taking work, finishes what is held, and stops. */
   drain(graceMs?: number): Promise<void>;
+  /**
+   * Reloads service code: new handler threads take new jobs while jobs in flight finish on
+   * the old ones, which then stop. No job fails.
+   */
+  reload(): Promise<void>;
   /** Stops at once. */
   close(): Promise<void>;
 }
@@ -82,15 +89,16 @@ export interface Node {
  * ```
  */
 export async function startNode(options: NodeOptions): Promise<Node> {
-  let pool: HandlerPool | null = null;
-  if (options.handlers) {
-    pool = await HandlerPool.start({
-      module: options.handlers.runtime ?? TS_HANDLER_RUNTIME,
-      moduleOptions: options.handlers.options,
-      threads: options.handlers.threads,
-      perThreadConcurrency: options.handlers.concurrency ?? 1,
+  const startPool = (h: HandlerSource) =>
+    HandlerPool.start({
+      module: h.runtime ?? TS_HANDLER_RUNTIME,
+      moduleOptions: h.options,
+      threads: h.threads,
+      perThreadConcurrency: h.concurrency ?? 1,
     });
-  }
+  const timeouts = options.handlers?.timeouts ?? new Map<string, number>();
+  let pool: HandlerPool | null = options.handlers ? await startPool(options.handlers) : null;
+  let local: LocalPoolProvider | null = null;
   let balancer: Balancer | null = null;
   let server: Server | null = null;
   if (options.listen) {
@@ -126,6 +134,7 @@ export async function startNode(options: NodeOptions): Promise<Node> {
       token: options.token,
       name: options.name,
       prefetch: options.prefetch,
+      timeouts,
     });
   }
   const close = async () => {
@@ -134,11 +143,31 @@ export async function startNode(options: NodeOptions): Promise<Node> {
     await server?.close();
     await pool?.close({ drain: false });
   };
+  const reload = async () => {
+    if (!options.handlers || !pool) return;
+    const fresh = await startPool(options.handlers);
+    const old = pool;
+    pool = fresh;
+    if (worker) await worker.replacePool(fresh);
+    if (balancer && local) {
+      const retiring = local;
+      local = new LocalPoolProvider(fresh, balancer, timeouts);
+      balancer.addProvider(local);
+      retiring.draining = true;
+      while (balancer.heldBy(retiring) > 0) await new Promise((r) => setTimeout(r, 10));
+      balancer.removeProvider(retiring, "reloaded");
+      await old.close({ drain: true });
+    }
+    log.info("Service code reloaded");
+  };
   return {
     balancer,
     server,
     worker,
-    pool,
+    get pool() {
+      return pool;
+    },
+    reload,
     async drain(graceMs = 30_000) {
       if (worker) await worker.drain(graceMs);
       balancer?.close();

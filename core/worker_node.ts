@@ -42,6 +42,8 @@ export interface WorkerNodeOptions {
   reconnect?: { minMs?: number; maxMs?: number };
   /** Largest prefetch to use, whatever balancers allow. Default 1. */
   prefetch?: number;
+  /** Run-time caps of some services, in ms (their handlers are interrupted past it). */
+  timeouts?: ReadonlyMap<string, number>;
 }
 
 interface Held {
@@ -121,6 +123,21 @@ export class WorkerNode {
     return this.#slots + Math.max(0, prefetch);
   }
 
+  /**
+   * Replaces the pool (reload): new jobs go to `pool`, jobs in flight finish on the old
+   * one, which is closed once idle. Balancers get a new REGISTER.
+   */
+  async replacePool(pool: HandlerPool): Promise<void> {
+    const old = this.#pool;
+    this.#pool = pool;
+    this.#opts = { ...this.#opts, pool };
+    this.#slots = pool.freeSlots + pool.jobsInFlight;
+    for (const l of this.#links) l.register();
+    this.regrant();
+    while (old.jobsInFlight > 0) await new Promise((r) => setTimeout(r, 10));
+    await old.close({ drain: true });
+  }
+
   /** Stops taking jobs: tells every balancer at once, finishes held jobs, then closes. */
   async drain(graceMs = 30_000): Promise<void> {
     this.#draining = true;
@@ -138,6 +155,11 @@ export class WorkerNode {
   close(): void {
     this.#closed = true;
     for (const l of this.#links) l.close();
+  }
+
+  /** @internal The pool new jobs go to. */
+  get pool(): HandlerPool {
+    return this.#pool;
   }
 
   /** @internal */
@@ -160,8 +182,12 @@ export class WorkerNode {
       service: f.service,
       meta: f.meta.length > 0 ? encodeMeta(f.meta) : undefined,
       body: f.body.slice(),
-      deadlineMs: f.deadlineMs,
+      deadlineMs: Math.min(
+        f.deadlineMs || Infinity,
+        this.#opts.timeouts?.get(f.service) ?? Infinity,
+      ),
     };
+    if (job.deadlineMs === Infinity) job.deadlineMs = undefined;
     if (!this.#pool.serves(f.service)) {
       this.#done(h, null, null, {
         code: ErrorCode.NO_SERVICE,
@@ -367,11 +393,7 @@ class Link {
         name: this.#opts.name ?? "ep-worker",
         token: this.#opts.token ?? "",
       });
-      this.send({
-        type: "register",
-        slots: this.#node.slots,
-        services: [...this.#opts.pool.services],
-      });
+      this.register();
       // Until WELCOME arrives, nothing more; a balancer that never answers is dropped.
       this.#timer = setInterval(() => this.#tick(), 100);
     });
@@ -400,7 +422,7 @@ class Link {
       this.send({
         type: "heartbeat",
         seq: this.#beat,
-        freeSlots: this.#opts.pool.freeSlots,
+        freeSlots: this.#node.pool.freeSlots,
         queueDepth: NOT_APPLICABLE,
       });
     }
@@ -454,7 +476,7 @@ class Link {
           json: JSON.stringify({
             slots: this.#node.slots,
             held: this.#node.held,
-            free: this.#opts.pool.freeSlots,
+            free: this.#node.pool.freeSlots,
           }),
         });
         break;
@@ -466,6 +488,14 @@ class Link {
   send(frame: Frame): void {
     if (!this.#t || this.#t.closed) return;
     this.#t.write(this.#encoder.encode(frame));
+  }
+
+  register(): void {
+    this.send({
+      type: "register",
+      slots: this.#node.slots,
+      services: [...this.#node.pool.services],
+    });
   }
 
   sendDrain(graceMs: number): void {

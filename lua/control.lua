@@ -1,0 +1,120 @@
+-- The control-script half of the `ep` module: what a process is (balancer, worker, both),
+-- where it listens and connects, which services it runs. Loaded by lua/control.ts on top of
+-- ep.lua, in one of two modes:
+--   "control": in the main thread's engine, where the control script runs once;
+--   "thread":  in each handler thread's engine, where the control script is run again only
+--              to pick up handlers written inline (`ep.service("x", function(req) ... end)`);
+--              every other control function does nothing there.
+-- Reference: lua/API.md ("Control script"). LuaLS annotations make this file the stub
+-- editors complete `ep.` from.
+local mode, ext = ...
+
+---@class ep
+ep = ep
+
+local function check(cond, fname, argn, expected, got)
+  if not cond then
+    error(("bad argument #%d to '%s' (%s expected, got %s)"):format(argn, fname, expected, type(got)), 3)
+  end
+end
+
+if mode == "thread" then
+  __EP_INLINE = __EP_INLINE or {}
+  local noop = function() end
+  ep.listen, ep.connect, ep.threads, ep.route, ep.token, ep.config = noop, noop, noop, noop, noop, noop
+  ep.exit = function() error("ep.exit is only available in the control script", 2) end
+  function ep.service(name, handler)
+    if type(handler) == "function" then __EP_INLINE[name] = handler end
+  end
+  return
+end
+
+--- Become a balancer: listen for clients and workers on one port (HTTP/1.1 and EP).
+---@param opts { port?: integer, host?: string }
+function ep.listen(opts)
+  opts = opts or {}
+  check(type(opts) == "table", "ep.listen", 1, "table", opts)
+  local port = opts.port or tonumber(ep.env("EP_PORT", "7070"))
+  check(math.type(port) == "integer" or math.type(tonumber(port)) == "integer", "ep.listen", 1,
+    "integer port", port)
+  ext.listen(tonumber(port), opts.host or ep.env("EP_HOST", "127.0.0.1"))
+end
+
+--- Become a worker of these balancers ("host:port" each): pull jobs from all of them.
+---@param addrs string|string[]
+function ep.connect(addrs)
+  if type(addrs) == "string" then addrs = { addrs } end
+  check(type(addrs) == "table", "ep.connect", 1, "table of \"host:port\"", addrs)
+  for i, a in ipairs(addrs) do
+    check(type(a) == "string", "ep.connect", 1, "string at index " .. i, a)
+    ext.connect(a)
+  end
+end
+
+--- Number of handler threads (default: the number of cores).
+---@param n integer
+function ep.threads(n)
+  check(math.type(n) == "integer" and n > 0, "ep.threads", 1, "positive integer", n)
+  ext.threads(n)
+end
+
+--- Run a service on this process's handler threads: a file (relative to the script's
+--- folder) that returns the handler, or a function written inline. `slots` (default: the
+--- number of threads) adds to the jobs this process runs at once; `timeout_ms` interrupts a
+--- handler that runs longer (answered 504 / EP timeout).
+---@param name string
+---@param handler string|fun(req: table): any
+---@param opts? { slots?: integer, timeout_ms?: integer }
+function ep.service(name, handler, opts)
+  check(type(name) == "string", "ep.service", 1, "string", name)
+  check(type(handler) == "string" or type(handler) == "function", "ep.service", 2,
+    "file name or function", handler)
+  opts = opts or {}
+  check(type(opts) == "table", "ep.service", 3, "table", opts)
+  ext.service(name, type(handler) == "string" and handler or "", type(handler) == "function",
+    opts.slots or 0, opts.timeout_ms or 0)
+end
+
+--- Route HTTP requests: `ep.route("/api/users", "user")` sends paths under a prefix to a
+--- service; `ep.route(function(req) return "user" end)` decides per request (return nil for
+--- the default: the first path segment names the service).
+---@param prefix_or_fn string|fun(req: table): string|nil
+---@param service? string
+function ep.route(prefix_or_fn, service)
+  if type(prefix_or_fn) == "function" then
+    __EP_ROUTE = prefix_or_fn
+    ext.route_fn()
+    return
+  end
+  check(type(prefix_or_fn) == "string", "ep.route", 1, "string prefix or function", prefix_or_fn)
+  check(type(service) == "string", "ep.route", 2, "string", service)
+  ext.route(prefix_or_fn, service)
+end
+
+--- The token workers present (and this balancer requires from workers); default EP_TOKEN.
+---@param token string
+function ep.token(token)
+  check(type(token) == "string", "ep.token", 1, "string", token)
+  ext.token(token)
+end
+
+--- Balancer and worker tuning: `max_queue` (per service, default 10000), `timeout_ms`
+--- (default job deadline, 30000), `retries` (redeliveries of a lost worker's job, 1),
+--- `prefetch` (jobs beyond its slots a worker may hold, 1), `grace_ms` (wait for a
+--- service's first worker, 5000), `concurrency` (jobs one handler thread runs at once).
+---@param opts { max_queue?: integer, timeout_ms?: integer, retries?: integer, prefetch?: integer, grace_ms?: integer, concurrency?: integer }
+function ep.config(opts)
+  check(type(opts) == "table", "ep.config", 1, "table", opts)
+  for k, v in pairs(opts) do
+    check(type(k) == "string" and math.type(v) == "integer", "ep.config", 1,
+      "table of integers", v)
+    ext.config(k, v)
+  end
+end
+
+--- Stop the process with this exit code (after the script, or at once from a timer).
+---@param code? integer
+function ep.exit(code)
+  ext.exit(code or 0)
+  error("__ep_exit__", 0)
+end

@@ -1,0 +1,288 @@
+/**
+ * Control scripts: a Lua file decides what a process is. It runs once, on the main
+ * thread, in an engine with the whole `ep` module (ep.lua and control.lua); `ep.listen`,
+ * `ep.connect`, `ep.service`, … record what to start, and {@linkcode runScript} starts it
+ * (a balancer, a module worker, or both) with the services on Lua handler threads.
+ *
+ * @example
+ * ```ts ignore
+ * import { runScript } from "./control.ts";
+ * Deno.exit(await runScript("scripts/main.lua"));
+ * ```
+ *
+ * @module
+ */
+import { getLogger } from "@logtape/logtape";
+import { startNode } from "../core/node.ts";
+import type { Job } from "../core/job.ts";
+import { LuaHandlerRuntime } from "./handler_runtime.ts";
+import type { LuaValue } from "./engine.ts";
+import { LuaError } from "./errors.ts";
+import { LUA_RUNTIME, luaLongString, type LuaWorkerOptions } from "./lua_worker.ts";
+
+const log = getLogger(["ep", "control"]);
+
+/** What a control script asked for. */
+export interface ControlConfig {
+  /** `ep.listen`: become a balancer here. */
+  listen?: { port: number; hostname: string };
+  /** `ep.connect`: pull jobs from these balancers. */
+  connect: string[];
+  /** `ep.threads`. */
+  threads?: number;
+  /** `ep.service` calls, in order. */
+  services: { name: string; file: string; inline: boolean; slots: number; timeoutMs: number }[];
+  /** `ep.route(prefix, service)` calls. */
+  routes: { prefix: string; service: string }[];
+  /** Whether `ep.route(fn)` was called. */
+  routeFn: boolean;
+  /** `ep.token`. */
+  token?: string;
+  /** `ep.config` values. */
+  config: Record<string, number>;
+  /** `ep.exit` code, when the script asked to stop. */
+  exitCode?: number;
+}
+
+/** The control script, loaded and run. */
+export interface Control {
+  /** What it asked for. */
+  readonly config: ControlConfig;
+  /** Its engine (kept for timers and the route function). */
+  readonly runtime: LuaHandlerRuntime;
+  /** Calls the script's `ep.route(fn)` for a job; undefined means the default route. */
+  route(job: Job): Promise<string | undefined>;
+}
+
+const CONTROL_LUA = new URL("./control.lua", import.meta.url);
+
+/**
+ * Loads and runs a control script. A script that fails to load rejects with a
+ * {@linkcode LuaError} naming the file and line.
+ *
+ * @example
+ * ```ts ignore
+ * import { loadControl } from "./control.ts";
+ * const control = await loadControl("scripts/main.lua");
+ * console.log(control.config.services.map((s) => s.name));
+ * ```
+ */
+export async function loadControl(
+  scriptPath: string,
+  options: { onExit?: (code: number) => void } = {},
+): Promise<Control> {
+  const path = await Deno.realPath(scriptPath);
+  const dir = path.slice(0, path.lastIndexOf("/") + 1);
+  const name = path.slice(dir.length);
+  const script = await Deno.readTextFile(path);
+  const controlLua = await Deno.readTextFile(CONTROL_LUA);
+  const config: ControlConfig = {
+    connect: [],
+    services: [],
+    routes: [],
+    routeFn: false,
+    config: {},
+  };
+  let loaded = false;
+  const str = (v: LuaValue) => (v === null ? "" : String(v));
+  const hostFunctions: Record<string, (...args: LuaValue[]) => LuaValue | void> = {
+    listen: (port, host) => {
+      config.listen = { port: Number(port), hostname: str(host) || "127.0.0.1" };
+    },
+    connect: (addr) => void config.connect.push(str(addr)),
+    threads: (n) => void (config.threads = Number(n)),
+    service: (svc, file, inline, slots, timeout) => {
+      config.services.push({
+        name: str(svc),
+        file: str(file),
+        inline: inline === true,
+        slots: Number(slots) || 0,
+        timeoutMs: Number(timeout) || 0,
+      });
+    },
+    route: (prefix, svc) => void config.routes.push({ prefix: str(prefix), service: str(svc) }),
+    route_fn: () => void (config.routeFn = true),
+    token: (t) => void (config.token = str(t)),
+    config: (k, v) => void (config.config[str(k)] = Number(v)),
+    exit: (code) => {
+      config.exitCode = Number(code) || 0;
+      if (loaded) options.onExit?.(config.exitCode);
+    },
+  };
+  const controlSource = `local install = assert(load(${luaLongString(controlLua)}, "=control.lua"))
+install("control", ep._ext)
+local main = assert(load(${luaLongString(script)}, ${JSON.stringify("@" + name)}))
+main()
+return function() return "" end`;
+  const routeSource = `return function(req)
+  if __EP_ROUTE == nil then return "" end
+  local s = __EP_ROUTE(req)
+  if s == nil then return "" end
+  return tostring(s)
+end`;
+  let runtime: LuaHandlerRuntime;
+  try {
+    runtime = await LuaHandlerRuntime.create({
+      services: [
+        { name: "__control", source: controlSource, chunkName: name },
+        { name: "__route", source: routeSource, chunkName: "route" },
+      ],
+      scriptDir: dir,
+      hostFunctions,
+    });
+  } catch (err) {
+    if (config.exitCode !== undefined && String((err as Error).message).includes("__ep_exit__")) {
+      // ep.exit() in the script body: stop with its code, start nothing.
+      return {
+        config,
+        runtime: await LuaHandlerRuntime.create({ services: [] }),
+        route: () => Promise.resolve(undefined),
+      };
+    }
+    throw err;
+  }
+  loaded = true;
+  let routeId = 0;
+  const dec = new TextDecoder();
+  return {
+    config,
+    runtime,
+    async route(job: Job) {
+      const reply = await runtime.handle({
+        id: 0x40000000 + (routeId = (routeId + 1) % 0x3fffffff),
+        service: "__route",
+        method: job.method,
+        path: job.path,
+        query: job.query,
+        headers: job.headers,
+        body: job.body,
+      });
+      const svc = dec.decode(reply.body);
+      return svc === "" ? undefined : svc;
+    },
+  };
+}
+
+/**
+ * Runs a control script until the process is told to stop (SIGINT, SIGTERM, `ep.exit`):
+ * starts what it asked for, reloads service code on SIGHUP. Returns the exit code.
+ *
+ * @example
+ * ```ts ignore
+ * import { runScript } from "./control.ts";
+ * Deno.exit(await runScript("scripts/worker.lua"));
+ * ```
+ */
+export async function runScript(scriptPath: string): Promise<number> {
+  let exit: ((code: number) => void) | null = null;
+  const exited = new Promise<number>((resolve) => exit = resolve);
+  let control: Control;
+  try {
+    control = await loadControl(scriptPath, { onExit: (code) => exit!(code) });
+  } catch (err) {
+    const message = err instanceof LuaError ? err.message : (err as Error).message;
+    console.error(`ep: cannot run ${scriptPath}: ${message}`);
+    return 1;
+  }
+  const c = control.config;
+  if (c.exitCode !== undefined) {
+    await control.runtime.close();
+    return c.exitCode;
+  }
+  if (!c.listen && c.connect.length === 0) {
+    if (c.services.length > 0) {
+      console.error(`ep: ${scriptPath} declares services but neither ep.listen nor ep.connect`);
+      await control.runtime.close();
+      return 1;
+    }
+    // A plain script: it ran; timers it started keep it alive until ep.exit.
+    return await exited;
+  }
+  const scriptReal = await Deno.realPath(scriptPath);
+  const dir = scriptReal.slice(0, scriptReal.lastIndexOf("/") + 1);
+  const threads = c.threads ?? navigator.hardwareConcurrency;
+  const totalSlots = c.services.reduce((n, s) => n + (s.slots || 0), 0);
+  const concurrency = c.config.concurrency ??
+    Math.max(1, Math.ceil((totalSlots || threads) / threads));
+  const token = c.token ?? Deno.env.get("EP_TOKEN");
+  const callAddr = c.listen
+    ? `${c.listen.hostname === "0.0.0.0" ? "127.0.0.1" : c.listen.hostname}:${c.listen.port}`
+    : c.connect[0];
+  const moduleOptions: LuaWorkerOptions = {
+    services: c.services.map((s) => ({
+      name: s.name,
+      file: s.inline ? undefined : new URL(s.file, `file://${dir}`).pathname,
+    })),
+    script: scriptReal,
+    scriptDir: dir,
+    callAddr,
+  };
+  const timeouts = new Map(
+    c.services.filter((s) => s.timeoutMs > 0).map((s) => [s.name, s.timeoutMs]),
+  );
+  const prefixes = [...c.routes].sort((a, b) => b.prefix.length - a.prefix.length);
+  const route = (job: Job): string | undefined | Promise<string | undefined> => {
+    for (const r of prefixes) {
+      if (
+        job.path === r.prefix ||
+        job.path.startsWith(r.prefix.endsWith("/") ? r.prefix : r.prefix + "/")
+      ) {
+        return r.service;
+      }
+    }
+    return c.routeFn ? control.route(job) : undefined;
+  };
+  let node;
+  try {
+    node = await startNode({
+      listen: c.listen,
+      connect: c.connect.length > 0 ? c.connect : undefined,
+      handlers: c.services.length > 0
+        ? { runtime: LUA_RUNTIME, options: moduleOptions, threads, concurrency, timeouts }
+        : undefined,
+      token,
+      prefetch: c.config.prefetch,
+      name: `ep-worker-${Deno.pid}`,
+      balancer: {
+        route: prefixes.length > 0 || c.routeFn ? route : undefined,
+        maxQueue: c.config.max_queue,
+        defaultTimeoutMs: c.config.timeout_ms,
+        retries: c.config.retries,
+        serviceGraceMs: c.config.grace_ms,
+      },
+    });
+  } catch (err) {
+    console.error(`ep: cannot start ${scriptPath}: ${(err as Error).message}`);
+    await control.runtime.close();
+    return 1;
+  }
+  if (node.server) {
+    console.log(
+      `ep listening on ${c.listen!.hostname}:${node.server.addr.port} (HTTP/1.1 and EP)` +
+        (c.services.length ? `, serving ${c.services.map((s) => s.name).join(", ")}` : ""),
+    );
+  }
+  if (node.worker) {
+    console.log(
+      `ep worker pulling from ${c.connect.join(", ")}: ${c.services.map((s) => s.name).join(", ")}`,
+    );
+  }
+  const onSignal = (signal: Deno.Signal) => () => {
+    if (signal === "SIGHUP") {
+      log.info("SIGHUP: reloading service code");
+      node.reload().catch((err) => log.error("Reload failed: {error}", { error: err }));
+      return;
+    }
+    exit!(0);
+  };
+  const handlers: [Deno.Signal, () => void][] = (["SIGINT", "SIGTERM", "SIGHUP"] as const).map((
+    s,
+  ) => [s, onSignal(s)]);
+  for (const [s, h] of handlers) Deno.addSignalListener(s, h);
+  const code = await exited;
+  for (const [s, h] of handlers) Deno.removeSignalListener(s, h);
+  if (node.worker) await node.drain();
+  else await node.close();
+  await control.runtime.close();
+  return code;
+}

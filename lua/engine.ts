@@ -1,0 +1,1339 @@
+/**
+ * One Lua 5.4 engine (wasmoon, WebAssembly) for service handlers, driven through the raw
+ * C API: a handler call builds its request table and reads its response with a few dozen
+ * API calls and no JS proxy, in a pooled coroutine.
+ *
+ * ```
+ * loadHandler(source) ─► function in the registry (ref)
+ * callHandler(ref, req) ─► coroutine from the pool ─► lua_resume
+ *     returned  ─► { done: true, value: response }        coroutine back to the pool
+ *     yielded   ─► { done: false, call, op, args }        resume(call, values) later
+ *     error     ─► throws LuaError / LuaTimeoutError / LuaMemoryError
+ * ```
+ *
+ * - **Stack discipline**: after every call, successful or not, the main state's stack is
+ *   exactly as before ({@linkcode LuaEngine.stackTop}); a coroutine goes back to the pool
+ *   empty.
+ * - **Interrupts**: with `interrupt` set, a count hook runs every `hookPeriod` (1000)
+ *   instructions and reads the shared slot: 0 = run on; -1 = interrupt whatever runs;
+ *   any other value = interrupt the call whose `token` it is (a call without a token is
+ *   interrupted by any nonzero value). An interrupted handler is stopped by yielding its
+ *   coroutine from the hook, which `pcall` cannot catch; where Lua cannot yield (inside a
+ *   C call such as `table.sort`'s comparator or `require`), the hook raises "interrupted"
+ *   at every tick until the call is back where it can. The slot is reset to 0 when the
+ *   interrupt is taken. Cost: while a count hook is set, Lua checks it at every
+ *   instruction, so a CPU-bound Lua loop runs about 2× slower (the period hardly
+ *   matters); a trivial handler does not notice (`tests/bench/lua_bench.ts`).
+ * - **Memory cap**: the engine's own allocator (wasm realloc/free behind
+ *   `lua_setallocf`) counts the state's bytes and refuses allocations past the cap, but
+ *   only while Lua runs: a Lua error in an API call made from JS would abort the whole
+ *   wasm module, so the cap is lifted while JS builds requests and reads responses (a
+ *   request body counts once the handler runs: the cap must exceed the largest body). A
+ *   handler that passes the cap gets `LuaMemoryError`; the engine then runs a full
+ *   collection and stays usable if it is back under 75 % of its cap, else
+ *   {@linkcode LuaEngine.healthy} turns false and the engine should be replaced (the
+ *   handler keeps memory alive in a global).
+ * - **`require`** reads `<scriptDir>/<name>.lua` and `<scriptDir>/<name>/init.lua` through
+ *   Deno (wasmoon's `io` sees an in-memory file system), so it also works for files
+ *   embedded in a `deno compile` binary; paths cannot leave `scriptDir`.
+ *
+ * @example
+ * ```ts ignore
+ * import { LuaEngine } from "./engine.ts";
+ * const engine = await LuaEngine.create({ memoryLimitBytes: 16 << 20 });
+ * const ref = engine.loadHandler(`return function(req) return "hi " .. req.body end`, "hi.lua");
+ * const step = engine.callHandler(ref, {
+ *   service: "hi", method: "POST", path: "/hi", query: "", headers: [], body: "bob",
+ * });
+ * if (step.done) console.log(new TextDecoder().decode(step.value.body)); // "hi bob"
+ * engine.close();
+ * ```
+ *
+ * @module
+ */
+
+import { getLogger } from "@logtape/logtape";
+import type { LuaEngine as WasmoonEngine } from "wasmoon";
+import { fileURLToPath, pathToFileURL } from "node:url";
+import {
+  loadLua,
+  LUA_ERRMEM,
+  LUA_MASKCOUNT,
+  LUA_OK,
+  LUA_REGISTRYINDEX,
+  LUA_TBOOLEAN,
+  LUA_TFUNCTION,
+  LUA_TNIL,
+  LUA_TNUMBER,
+  LUA_TSTRING,
+  LUA_TTABLE,
+  LUA_YIELD,
+  LuaHeap,
+  type LuaState,
+  type RawLua,
+  TYPE_NAMES,
+} from "./_lua_api.ts";
+import { decodeJson, encodeJson } from "./_json.ts";
+import { LuaError, LuaMemoryError, LuaTimeoutError } from "./errors.ts";
+
+/**
+ * Value of the interrupt slot that interrupts whatever call runs.
+ *
+ * @example
+ * ```ts
+ * import { INTERRUPT_ANY } from "./engine.ts";
+ * const slot = new Int32Array(new SharedArrayBuffer(4));
+ * Atomics.store(slot, 0, INTERRUPT_ANY);
+ * console.assert(Atomics.load(slot, 0) === -1);
+ * ```
+ */
+export const INTERRUPT_ANY: number = -1;
+
+/**
+ * What the engine and the runtime log through: a LogTape `Logger` fits (`getLogger(...)`).
+ *
+ * @example
+ * ```ts
+ * import { getLogger } from "@logtape/logtape";
+ * import type { LuaLogger } from "./engine.ts";
+ * const log: LuaLogger = getLogger(["ep", "lua"]);
+ * console.assert(typeof log.getChild === "function");
+ * ```
+ */
+export interface LuaLogger {
+  /** The logger of a subcategory. */
+  getChild(subcategory: string): LuaLogger;
+  /** Logs at debug level. */
+  debug(message: string, properties?: Record<string, unknown>): void;
+  /** Logs at info level. */
+  info(message: string, properties?: Record<string, unknown>): void;
+  /** Logs at warning level. */
+  warn(message: string, properties?: Record<string, unknown>): void;
+  /** Logs at error level. */
+  error(message: string, properties?: Record<string, unknown>): void;
+}
+
+const DEFAULT_MEMORY_LIMIT = 64 * 1024 * 1024;
+const DEFAULT_HOOK_PERIOD = 1000;
+const MAX_IDLE_THREADS = 64;
+const USABLE_FRACTION = 0.75;
+const EMPTY: Uint8Array = new Uint8Array(0);
+const TEXT_PLAIN: readonly [string, string] = ["content-type", "text/plain; charset=utf-8"];
+
+/**
+ * Options of {@linkcode LuaEngine.create}.
+ *
+ * @example
+ * ```ts
+ * import type { LuaEngineOptions } from "./engine.ts";
+ * const options: LuaEngineOptions = {
+ *   memoryLimitBytes: 32 << 20,
+ *   interrupt: new Int32Array(new SharedArrayBuffer(4)),
+ *   scriptDir: "./scripts",
+ * };
+ * console.assert(options.memoryLimitBytes === 32 << 20);
+ * ```
+ */
+export interface LuaEngineOptions {
+  /** Location of wasmoon's `glue.wasm` (`file:` URL or path); default: the local package. */
+  wasm?: URL | string;
+  /** Memory cap of the Lua state in bytes (default 64 MiB; 0 = none). */
+  memoryLimitBytes?: number;
+  /** Shared interrupt slot (index 0); without it no hook is installed. */
+  interrupt?: Int32Array;
+  /** Lua instructions between two checks of `interrupt` (default 1000). */
+  hookPeriod?: number;
+  /** Directory `require` resolves modules in (path or `file:` URL). */
+  scriptDir?: string | URL;
+  /** Logger whose children `[service]` get `ep.log`; default `["ep", "lua"]`. */
+  log?: LuaLogger;
+  /** Scheduler for `ep.timer`/`ep.every`; without it they raise an error. */
+  timers?: LuaTimerHost;
+  /**
+   * Extra host functions, visible to Lua as `ep._ext.<name>(...)`: arguments and result
+   * are plain values (string, number, boolean, nil). A throw becomes a Lua error. The
+   * control script's `ep.listen`, `ep.service`, … are built on these (`lua/control.ts`).
+   */
+  hostFunctions?: Record<string, (...args: LuaValue[]) => LuaValue | void>;
+}
+
+/**
+ * What the engine asks of its scheduler for `ep.timer`/`ep.every`: when timer `id` is
+ * due, call {@linkcode LuaEngine.fireTimer}.
+ *
+ * @example
+ * ```ts
+ * import type { LuaTimerHost } from "./engine.ts";
+ * const pending = new Map<number, number>();
+ * const host: LuaTimerHost = {
+ *   set: (id, ms) => void pending.set(id, ms),
+ *   clear: (id) => void pending.delete(id),
+ * };
+ * host.set(1, 10, false);
+ * console.assert(pending.get(1) === 10);
+ * ```
+ */
+export interface LuaTimerHost {
+  /** Starts timer `id`: due after `ms`, then every `ms` when `repeat`. */
+  set(id: number, ms: number, repeat: boolean): void;
+  /** Stops timer `id`. */
+  clear(id: number): void;
+}
+
+/**
+ * A request as a handler sees it (`req` in `function(req)`): `service`, `method`, `path`,
+ * `query` (a table, parsed and percent-decoded; for a repeated name the last value wins),
+ * `headers` (a table by lower-case name; repeated fields joined with ", ") and `body` (a
+ * string).
+ *
+ * @example
+ * ```ts
+ * import type { LuaRequest } from "./engine.ts";
+ * const req: LuaRequest = {
+ *   service: "user", method: "GET", path: "/user/7", query: "full=1",
+ *   headers: [["accept", "text/plain"]], body: "",
+ * };
+ * console.assert(req.service === "user");
+ * ```
+ */
+export interface LuaRequest {
+  /** Service name. */
+  service: string;
+  /** HTTP method, or `"EP"`. */
+  method: string;
+  /** Path without the query. */
+  path: string;
+  /** Query string without `?`. */
+  query: string;
+  /** Header fields in order. */
+  headers: readonly (readonly [string, string])[];
+  /** Body bytes, or text sent as UTF-8. */
+  body: Uint8Array | string;
+}
+
+/**
+ * A handler's response. A handler that returns a string gives status 200, a
+ * `text/plain; charset=utf-8` content type and the string; one that returns a table gives
+ * its `status` (default 200), `headers` (name → string, or → list of strings for a repeated
+ * field) and `body` (a string; default empty); one that returns nothing gives 204.
+ *
+ * @example
+ * ```ts
+ * import type { LuaResponse } from "./engine.ts";
+ * const res: LuaResponse = { status: 200, headers: [], body: new Uint8Array() };
+ * console.assert(res.status === 200);
+ * ```
+ */
+export interface LuaResponse {
+  /** Status, 0–65535. */
+  status: number;
+  /** Header fields. */
+  headers: [string, string][];
+  /** Body bytes. */
+  body: Uint8Array;
+}
+
+/**
+ * A value passed through a coroutine yield or resume. Tables and functions cross as null.
+ *
+ * @example
+ * ```ts
+ * import type { LuaValue } from "./engine.ts";
+ * const args: LuaValue[] = ["sleep", 5, true, null];
+ * console.assert(args.length === 4);
+ * ```
+ */
+export type LuaValue = string | number | boolean | null;
+
+/**
+ * A handler call or timer callback that yielded and waits for
+ * {@linkcode LuaEngine.resume} (or {@linkcode LuaEngine.cancel}). `T` is what the call
+ * gives when it is done: a {@linkcode LuaResponse} for handlers, `undefined` for timers.
+ *
+ * @example
+ * ```ts
+ * import type { LuaCall, LuaResponse } from "./engine.ts";
+ * function describe(call: LuaCall<LuaResponse>): string {
+ *   return `${call.kind} of ${call.service}, token ${call.token}`;
+ * }
+ * console.assert(typeof describe === "function");
+ * ```
+ */
+export interface LuaCall<T> {
+  /** The service the call belongs to. */
+  readonly service: string;
+  /** The interrupt token (0 = none). */
+  readonly token: number;
+  /** A handler call or a timer callback. */
+  readonly kind: "handler" | "timer";
+  /** Whether it waits for a resume. */
+  readonly suspended: boolean;
+  /** Never set; carries `T`. */
+  readonly result?: T;
+}
+
+/**
+ * The outcome of running a call until it returns or yields: done with a value, or
+ * suspended with the operation it asks for (`op`, e.g. `"sleep"`, and its arguments).
+ *
+ * @example
+ * ```ts
+ * import type { LuaResponse, LuaStep } from "./engine.ts";
+ * function pending(step: LuaStep<LuaResponse>): string | null {
+ *   return step.done ? null : step.op;
+ * }
+ * console.assert(pending({ done: true, value: { status: 200, headers: [], body: new Uint8Array() } }) === null);
+ * ```
+ */
+export type LuaStep<T> =
+  | { done: true; value: T }
+  | { done: false; call: LuaCall<T>; op: string; args: LuaValue[] };
+
+/**
+ * Options of a handler call or timer callback.
+ *
+ * @example
+ * ```ts
+ * import type { LuaCallOptions } from "./engine.ts";
+ * const options: LuaCallOptions = { token: 42 };
+ * console.assert(options.token === 42);
+ * ```
+ */
+export interface LuaCallOptions {
+  /** Interrupt token: the slot value (besides -1) that interrupts this call; 0 = any. */
+  token?: number;
+}
+
+type CallKind = "handler" | "timer" | "load";
+type FieldName =
+  | "service"
+  | "method"
+  | "path"
+  | "query"
+  | "query_string"
+  | "headers"
+  | "body"
+  | "status";
+
+class CallState implements LuaCall<unknown> {
+  readonly thread: LuaState;
+  readonly service: string;
+  readonly token: number;
+  readonly kind: "handler" | "timer";
+  readonly loading: boolean;
+  interrupted = false;
+  suspended = false;
+  done = false;
+  declare readonly result?: unknown;
+
+  constructor(thread: LuaState, service: string, token: number, kind: CallKind) {
+    this.thread = thread;
+    this.service = service;
+    this.token = token;
+    this.kind = kind === "timer" ? "timer" : "handler";
+    this.loading = kind === "load";
+  }
+}
+
+interface TimerInfo {
+  service: string;
+  repeat: boolean;
+}
+
+let epSource: Promise<string> | undefined;
+
+/** The text of `ep.lua`, read once per thread (embedded by `deno compile --include lua`). */
+function loadEpSource(): Promise<string> {
+  epSource ??= Deno.readTextFile(new URL("./ep.lua", import.meta.url));
+  return epSource;
+}
+
+/**
+ * A Lua engine for service handlers; see the module documentation for the design.
+ *
+ * @example
+ * ```ts ignore
+ * import { LuaEngine } from "./engine.ts";
+ * const engine = await LuaEngine.create();
+ * const ref = engine.loadHandler(`return function(req) return { status = 201, body = req.path } end`, "made.lua");
+ * const step = engine.callHandler(ref, {
+ *   service: "made", method: "GET", path: "/made", query: "", headers: [], body: "",
+ * });
+ * console.log(step.done && step.value.status); // 201
+ * engine.close();
+ * ```
+ */
+export class LuaEngine {
+  /** The memory cap in bytes (0 = none). */
+  readonly memoryLimitBytes: number;
+
+  #wasmoon: WasmoonEngine;
+  #raw: RawLua;
+  #heap: LuaHeap;
+  #L: LuaState;
+  #log: LuaLogger;
+  #loggers = new Map<string, LuaLogger>();
+  #interrupt: Int32Array | undefined;
+  #timers: LuaTimerHost | undefined;
+  #timerInfo = new Map<number, TimerInfo>();
+  #nextTimerId = 0;
+  #scriptDir: URL | undefined;
+  #ext: Record<string, (...args: LuaValue[]) => LuaValue | void>;
+  #functions: number[] = [];
+  #nresCell: number;
+  #tracebackRef = 0n;
+  #collectRef = 0n;
+  #arrayMetaRef = 0n;
+  #fireRef = 0n;
+  #idle: LuaState[] = [];
+  #current: CallState | null = null;
+  #hookYielded: LuaState = 0;
+  #healthy = true;
+  #closed = false;
+  #used = 0;
+  #max = 0;
+  #k: Record<FieldName, number>;
+  #kInterrupted: number;
+
+  /**
+   * Creates an engine: loads wasmoon from the local `glue.wasm`, opens the standard
+   * libraries, installs the `ep` module, the `require` searcher and (with `interrupt`) the
+   * hook.
+   *
+   * @example
+   * ```ts ignore
+   * import { LuaEngine } from "./engine.ts";
+   * const flag = new Int32Array(new SharedArrayBuffer(4));
+   * const engine = await LuaEngine.create({ interrupt: flag, scriptDir: "./scripts" });
+   * engine.close();
+   * ```
+   */
+  static async create(options: LuaEngineOptions = {}): Promise<LuaEngine> {
+    const [{ factory, raw }, epLua] = await Promise.all([loadLua(options.wasm), loadEpSource()]);
+    const wasmoon = await factory.createEngine({
+      traceAllocations: false,
+      enableProxy: false,
+      injectObjects: false,
+      openStandardLibs: true,
+    });
+    const engine = new LuaEngine(wasmoon, raw, options);
+    try {
+      engine.#init(epLua, options.hookPeriod ?? DEFAULT_HOOK_PERIOD);
+    } catch (err) {
+      engine.close();
+      throw err;
+    }
+    return engine;
+  }
+
+  private constructor(wasmoon: WasmoonEngine, raw: RawLua, options: LuaEngineOptions) {
+    this.#wasmoon = wasmoon;
+    this.#raw = raw;
+    this.#L = wasmoon.global.address;
+    this.#heap = new LuaHeap(raw);
+    this.#nresCell = raw._malloc(4);
+    this.#log = options.log ?? getLogger(["ep", "lua"]);
+    this.#interrupt = options.interrupt;
+    this.#timers = options.timers;
+    this.#ext = options.hostFunctions ?? {};
+    this.memoryLimitBytes = options.memoryLimitBytes ?? DEFAULT_MEMORY_LIMIT;
+    if (options.scriptDir !== undefined) this.#scriptDir = toDirUrl(options.scriptDir);
+    const h = this.#heap;
+    this.#k = {
+      service: h.cstring("service"),
+      method: h.cstring("method"),
+      path: h.cstring("path"),
+      query: h.cstring("query"),
+      query_string: h.cstring("query_string"),
+      headers: h.cstring("headers"),
+      body: h.cstring("body"),
+      status: h.cstring("status"),
+    };
+    this.#kInterrupted = h.cstring("interrupted");
+  }
+
+  /** Allocator, hook, registry entries, the host table and ep.lua. */
+  #init(epLua: string, hookPeriod: number): void {
+    const raw = this.#raw;
+    const h = this.#heap;
+    const L = this.#L;
+    const top = raw._lua_gettop(L);
+    // Our allocator from here on: it counts, and refuses past the cap while Lua runs.
+    // Blocks the state already holds came from the same malloc, so it can free them; the
+    // count starts from Lua's own.
+    const alloc = raw.addFunction(this.#alloc, "iiiii");
+    this.#functions.push(alloc);
+    raw._lua_setallocf(L, alloc, 0);
+    this.#collectRef = this.#refGlobalField("_G", "collectgarbage");
+    this.#used = Math.round(this.#collect("count") * 1024);
+    // Set before any coroutine exists: lua_newthread copies the hook.
+    if (this.#interrupt !== undefined) {
+      const hook = raw.addFunction(this.#hook, "vii");
+      this.#functions.push(hook);
+      raw._lua_sethook(L, hook, LUA_MASKCOUNT, hookPeriod);
+    }
+    this.#tracebackRef = this.#refGlobalField("debug", "traceback");
+    raw._lua_createtable(L, 0, 1);
+    h.pushString(L, "array");
+    raw._lua_setfield(L, -2, h.cstring("__name"));
+    this.#arrayMetaRef = BigInt(raw._luaL_ref(L, LUA_REGISTRYINDEX));
+
+    // ep.lua(host) returns the timer dispatcher.
+    this.#pushHost();
+    const fire = this.#runChunk(epLua, "=ep.lua", "ep", 1);
+    this.#fireRef = BigInt(fire);
+    raw._lua_settop(L, top);
+  }
+
+  /** Whether the engine may go on serving (false after an unrecoverable out-of-memory). */
+  get healthy(): boolean {
+    return this.#healthy && !this.#closed;
+  }
+
+  /** Bytes the Lua state holds now. */
+  get memoryUsed(): number {
+    return this.#used;
+  }
+
+  /** Size of the main state's stack; unchanged by every call (for tests). */
+  get stackTop(): number {
+    return this.#raw._lua_gettop(this.#L);
+  }
+
+  /** Coroutines waiting in the pool (for tests). */
+  get idleCoroutines(): number {
+    return this.#idle.length;
+  }
+
+  /**
+   * Runs a service file, which must `return` its handler function, and keeps the function
+   * in the registry. Errors in the file throw {@linkcode LuaError} (also for a syntax
+   * error, or when it returns something else). `chunkName` names the file in messages
+   * (give the path relative to the script directory, never an absolute one); `service` is
+   * the log category of what the file logs while it loads.
+   *
+   * @example
+   * ```ts ignore
+   * const ref = engine.loadHandler(`return function(req) return "ok" end`, "ok.lua", "ok");
+   * ```
+   */
+  loadHandler(source: string, chunkName: string, service: string = chunkName): number {
+    this.#assertOpen();
+    const raw = this.#raw;
+    const L = this.#L;
+    const top = raw._lua_gettop(L);
+    const name = chunkName.startsWith("=") || chunkName.startsWith("@")
+      ? chunkName
+      : `=${chunkName}`;
+    try {
+      return this.#runChunk(source, name, service, 0);
+    } finally {
+      raw._lua_settop(L, top);
+    }
+  }
+
+  /**
+   * Forgets a handler loaded by {@linkcode LuaEngine.loadHandler}.
+   *
+   * @example
+   * ```ts ignore
+   * engine.unloadHandler(ref);
+   * ```
+   */
+  unloadHandler(ref: number): void {
+    if (!this.#closed) this.#raw._luaL_unref(this.#L, LUA_REGISTRYINDEX, ref);
+  }
+
+  /**
+   * Calls handler `ref` with a request table, in a coroutine, until it returns (done) or
+   * yields (suspended, with the operation it asks for). Throws {@linkcode LuaError} when
+   * it fails, {@linkcode LuaTimeoutError} when interrupted, {@linkcode LuaMemoryError}
+   * when it passes the memory cap.
+   *
+   * @example
+   * ```ts ignore
+   * const step = engine.callHandler(ref, req, { token: job.id });
+   * if (!step.done && step.op === "sleep") setTimeout(() => engine.resume(step.call), step.args[0] as number);
+   * ```
+   */
+  callHandler(ref: number, req: LuaRequest, options?: LuaCallOptions): LuaStep<LuaResponse> {
+    this.#assertIdle();
+    const co = this.#takeThread();
+    const call = new CallState(co, req.service, options?.token ?? 0, "handler");
+    const raw = this.#raw;
+    raw._lua_rawgeti(co, LUA_REGISTRYINDEX, BigInt(ref));
+    this.#pushRequest(co, req);
+    return this.#run(call, 1) as LuaStep<LuaResponse>;
+  }
+
+  /**
+   * Resumes a suspended call; `values` become the results of its `coroutine.yield`.
+   *
+   * @example
+   * ```ts ignore
+   * let step = engine.callHandler(ref, req);
+   * while (!step.done) step = engine.resume(step.call);
+   * ```
+   */
+  resume<T>(call: LuaCall<T>, values: readonly LuaValue[] = []): LuaStep<T> {
+    this.#assertIdle();
+    const state = this.#own(call);
+    if (!state.suspended) throw new TypeError("The Lua call is not suspended");
+    const co = state.thread;
+    const raw = this.#raw;
+    // Aimed at this call while it was suspended (its time ran out while it slept)?
+    const flag = this.#interrupt;
+    if (flag !== undefined && state.token !== 0 && Atomics.load(flag, 0) === state.token) {
+      Atomics.compareExchange(flag, 0, state.token, 0);
+      state.interrupted = true;
+    }
+    raw._lua_checkstack(co, values.length + 1);
+    for (const v of values) this.#pushValue(co, v);
+    return this.#run(state, values.length) as LuaStep<T>;
+  }
+
+  /**
+   * Abandons a suspended call: its coroutine is closed (pending to-be-closed variables
+   * run) and goes back to the pool. Does nothing for a call that is not suspended.
+   *
+   * @example
+   * ```ts ignore
+   * if (!step.done) engine.cancel(step.call);
+   * ```
+   */
+  cancel(call: LuaCall<unknown>): void {
+    if (this.#closed) return;
+    const state = this.#own(call);
+    if (!state.suspended) return;
+    this.#assertIdle();
+    this.#finish(state);
+  }
+
+  /**
+   * Runs the callback of timer `id` (see {@linkcode LuaTimerHost}) in a coroutine of its
+   * own. A cancelled timer is done at once. Errors throw, as for handlers.
+   *
+   * @example
+   * ```ts ignore
+   * const step = engine.fireTimer(id);
+   * ```
+   */
+  fireTimer(id: number, options?: LuaCallOptions): LuaStep<undefined> {
+    this.#assertIdle();
+    const info = this.#timerInfo.get(id);
+    if (info === undefined) return { done: true, value: undefined };
+    if (!info.repeat) this.#timerInfo.delete(id);
+    const co = this.#takeThread();
+    const call = new CallState(co, info.service, options?.token ?? 0, "timer");
+    const raw = this.#raw;
+    raw._lua_rawgeti(co, LUA_REGISTRYINDEX, this.#fireRef);
+    raw._lua_pushinteger(co, BigInt(id));
+    return this.#run(call, 1) as LuaStep<undefined>;
+  }
+
+  /**
+   * Runs a full garbage collection.
+   *
+   * @example
+   * ```ts ignore
+   * engine.collectGarbage();
+   * console.log(engine.memoryUsed);
+   * ```
+   */
+  collectGarbage(): void {
+    this.#assertIdle();
+    this.#collect("collect");
+  }
+
+  /**
+   * Closes the Lua state and frees what the engine took from the wasm heap. Suspended
+   * calls are lost. Idempotent.
+   *
+   * @example
+   * ```ts ignore
+   * engine.close();
+   * ```
+   */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#current = null;
+    for (const id of this.#timerInfo.keys()) this.#timers?.clear(id);
+    this.#timerInfo.clear();
+    this.#wasmoon.global.close();
+    for (const f of this.#functions) this.#raw.removeFunction(f);
+    this.#functions = [];
+    this.#raw._free(this.#nresCell);
+    this.#heap.free();
+  }
+
+  // ---------------------------------------------------------------------------------
+  // running
+
+  /** Resumes `call`'s coroutine with `nargs` arguments on it and sorts out the result. */
+  #run(call: CallState, nargs: number): LuaStep<unknown> {
+    const raw = this.#raw;
+    const co = call.thread;
+    if (call.interrupted) {
+      // Aimed at it while it was suspended: stop it now.
+      const traceback = this.#traceback(co, "interrupted");
+      this.#finish(call);
+      throw new LuaTimeoutError(call.service, { traceback });
+    }
+    call.suspended = false;
+    this.#current = call;
+    this.#limit(true);
+    let status: number;
+    try {
+      status = raw._lua_resume(co, this.#L, nargs, this.#nresCell);
+    } catch (err) {
+      this.#healthy = false;
+      throw new LuaError("The Lua engine failed", { cause: err });
+    } finally {
+      this.#limit(false);
+      this.#current = null;
+    }
+    const nres = raw.HEAPU32[this.#nresCell >> 2];
+
+    if (status === LUA_OK) {
+      try {
+        const value = call.kind === "handler" ? this.#readResponse(co, nres, call) : undefined;
+        return { done: true, value };
+      } finally {
+        raw._lua_settop(co, 0);
+        this.#finish(call, true);
+      }
+    }
+    if (status === LUA_YIELD) {
+      if (this.#hookYielded === co) {
+        this.#hookYielded = 0;
+        const traceback = this.#traceback(co, "interrupted");
+        this.#finish(call);
+        throw new LuaTimeoutError(call.service, { traceback });
+      }
+      const args = this.#readValues(co, nres);
+      raw._lua_settop(co, -nres - 1);
+      call.suspended = true;
+      const op = typeof args[0] === "string" ? args[0] : "";
+      return { done: false, call, op, args: args.slice(1) };
+    }
+    // An error: the message is on the coroutine's stack, its frames are still there.
+    const message = this.#heap.describe(co, -1);
+    const traceback = this.#traceback(co, message);
+    this.#finish(call);
+    if (call.interrupted) throw new LuaTimeoutError(call.service, { traceback });
+    if (status === LUA_ERRMEM) throw this.#memoryError(call.service, traceback);
+    throw new LuaError(clientMessage(message), { traceback });
+  }
+
+  /** Runs a chunk with a traceback handler; returns a registry ref of its first result. */
+  #runChunk(source: string, chunkName: string, service: string, nargs: 0 | 1): number {
+    const raw = this.#raw;
+    const L = this.#L;
+    const heap = this.#heap;
+    const top0 = raw._lua_gettop(L); // the argument, if any, is at top0
+    const bytes = new TextEncoder().encode(source);
+    const buf = raw._malloc(bytes.length + 1);
+    const name = raw._malloc(chunkName.length * 3 + 1);
+    let status: number;
+    try {
+      raw.HEAPU8.set(bytes, buf);
+      const nameBytes = new TextEncoder().encode(chunkName);
+      raw.HEAPU8.set(nameBytes, name);
+      raw.HEAPU8[name + nameBytes.length] = 0;
+      raw._lua_rawgeti(L, LUA_REGISTRYINDEX, this.#tracebackRef);
+      status = raw._luaL_loadbufferx(L, buf, bytes.length, name, heap.cstring("t"));
+    } finally {
+      raw._free(buf);
+      raw._free(name);
+    }
+    if (status !== LUA_OK) {
+      const message = heap.describe(L, -1);
+      throw new LuaError(clientMessage(message), { traceback: message });
+    }
+    // [arg] traceback chunk -> traceback chunk [arg]
+    let msgh = top0 + 1;
+    if (nargs === 1) {
+      raw._lua_rotate(L, top0, -1);
+      msgh = top0;
+    }
+    const call = new CallState(L, service, 0, "load");
+    this.#current = call;
+    this.#limit(true);
+    try {
+      status = raw._lua_pcallk(L, nargs, 1, msgh, 0, 0);
+    } finally {
+      this.#limit(false);
+      this.#current = null;
+    }
+    if (status !== LUA_OK) {
+      const message = heap.describe(L, -1);
+      if (call.interrupted) throw new LuaTimeoutError(service, { traceback: message });
+      if (status === LUA_ERRMEM) throw this.#memoryError(service, message);
+      throw new LuaError(clientMessage(message), { traceback: message });
+    }
+    const t = raw._lua_type(L, -1);
+    if (t !== LUA_TFUNCTION) {
+      throw new LuaError(
+        `Script "${chunkName.slice(1)}" returned a ${TYPE_NAMES[t + 1]}; expected a function`,
+      );
+    }
+    return raw._luaL_ref(L, LUA_REGISTRYINDEX);
+  }
+
+  /** Count hook: stops the running call when the interrupt slot aims at it. */
+  #hook = (L: number): void => {
+    const call = this.#current;
+    if (call === null) return;
+    if (!call.interrupted) {
+      if (!this.#interruptAimsAt(call)) return;
+      call.interrupted = true;
+    }
+    const raw = this.#raw;
+    if (L === call.thread && raw._lua_isyieldable(L)) {
+      // Yielding from a hook unwinds through pcall: the handler cannot catch it.
+      this.#hookYielded = L;
+      raw._lua_yieldk(L, 0, 0, 0);
+      return;
+    }
+    raw._lua_pushlstring(L, this.#kInterrupted, 11);
+    raw._lua_error(L);
+  };
+
+  /** Whether the interrupt slot aims at `call`; if so, takes the interrupt (slot → 0). */
+  #interruptAimsAt(call: CallState): boolean {
+    const flag = this.#interrupt;
+    if (flag === undefined) return false;
+    const v = Atomics.load(flag, 0);
+    if (v === 0) return false;
+    if (v !== INTERRUPT_ANY && call.token !== 0 && v !== call.token) return false;
+    Atomics.compareExchange(flag, 0, v, 0);
+    return true;
+  }
+
+  /** Memory cap on (Lua runs) or off (JS calls the API). */
+  #limit(on: boolean): void {
+    this.#max = on ? this.memoryLimitBytes : 0;
+  }
+
+  /**
+   * The state's allocator (`lua_Alloc`): wasm's realloc/free, counting bytes, and failing
+   * an allocation that would pass the cap (`#max`, 0 = none). Lua then collects and, if
+   * that is not enough, raises a memory error. (wasmoon's `traceAllocations` does the
+   * same through emscripten's export wrappers: Lua code that allocates a lot runs about
+   * 1.5x faster with this one.)
+   */
+  #alloc = (_ud: number, ptr: number, osize: number, nsize: number): number => {
+    const raw = this.#raw;
+    nsize >>>= 0;
+    if (nsize === 0) {
+      if (ptr !== 0) {
+        this.#used -= osize >>> 0;
+        raw._free(ptr);
+      }
+      return 0;
+    }
+    // With ptr NULL, osize is a type tag, not a size.
+    const delta = ptr !== 0 ? nsize - (osize >>> 0) : nsize;
+    if (delta > 0 && this.#max > 0 && this.#used + delta > this.#max) return 0;
+    const p = raw._realloc(ptr, nsize);
+    if (p !== 0) this.#used += delta;
+    return p;
+  };
+
+  /** `collectgarbage(what)` in a protected call; its number result (0 on error). */
+  #collect(what: "collect" | "count"): number {
+    const raw = this.#raw;
+    const L = this.#L;
+    const top = raw._lua_gettop(L);
+    raw._lua_rawgeti(L, LUA_REGISTRYINDEX, this.#collectRef);
+    this.#heap.pushString(L, what);
+    const status = raw._lua_pcallk(L, 1, 1, 0, 0, 0);
+    const n = status === LUA_OK ? raw._lua_tonumberx(L, -1, 0) : 0;
+    raw._lua_settop(L, top);
+    return n;
+  }
+
+  #memoryError(service: string, traceback: string): LuaMemoryError {
+    this.collectGarbage();
+    const usable = this.memoryUsed <= this.memoryLimitBytes * USABLE_FRACTION;
+    if (!usable) this.#healthy = false;
+    return new LuaMemoryError(service, this.memoryLimitBytes, usable, { traceback });
+  }
+
+  /** `message` and the stack traceback of coroutine `co`. */
+  #traceback(co: LuaState, message: string): string {
+    const raw = this.#raw;
+    const L = this.#L;
+    const top = raw._lua_gettop(L);
+    raw._luaL_traceback(L, co, 0, 0);
+    const tb = this.#heap.toString(L, -1) ?? "";
+    raw._lua_settop(L, top);
+    return `${message}\n${tb}`;
+  }
+
+  // ---------------------------------------------------------------------------------
+  // coroutine pool
+
+  #takeThread(): LuaState {
+    const co = this.#idle.pop();
+    if (co !== undefined) return co;
+    const raw = this.#raw;
+    const L = this.#L;
+    const thread = raw._lua_newthread(L);
+    // Anchor it in the registry under its own address (popping it from L).
+    raw._lua_rawsetp(L, LUA_REGISTRYINDEX, thread);
+    return thread;
+  }
+
+  /**
+   * Ends `call` and pools its coroutine; `returned` says it ran to its end (its stack is
+   * already empty), else the coroutine is reset (closing pending to-be-closed variables).
+   */
+  #finish(call: CallState, returned = false): void {
+    const raw = this.#raw;
+    const co = call.thread;
+    if (call.done) return;
+    call.done = true;
+    if (!returned) {
+      raw._lua_resetthread(co);
+      raw._lua_settop(co, 0);
+    }
+    call.suspended = false;
+    // An interrupted coroutine is dropped: when the hook raised the error, Lua left the
+    // thread's `allowhook` off (it is reset only where a pcall catches), so a reused
+    // thread could never be interrupted again.
+    if (this.#idle.length < MAX_IDLE_THREADS && this.#healthy && !call.interrupted) {
+      this.#idle.push(co);
+    } else {
+      raw._lua_pushnil(this.#L);
+      raw._lua_rawsetp(this.#L, LUA_REGISTRYINDEX, co);
+    }
+  }
+
+  #own(call: LuaCall<unknown>): CallState {
+    if (!(call instanceof CallState) || call.done) {
+      throw new TypeError("Not a live Lua call of this engine");
+    }
+    return call;
+  }
+
+  #assertOpen(): void {
+    if (this.#closed) throw new TypeError("The Lua engine is closed");
+  }
+
+  #assertIdle(): void {
+    this.#assertOpen();
+    if (this.#current !== null) {
+      throw new TypeError("The Lua engine is running a call (re-entrant use)");
+    }
+  }
+
+  // ---------------------------------------------------------------------------------
+  // values
+
+  #pushValue(L: LuaState, v: LuaValue): void {
+    const raw = this.#raw;
+    if (v === null) raw._lua_pushnil(L);
+    else if (typeof v === "string") this.#heap.pushString(L, v);
+    else if (typeof v === "number") {
+      if (Number.isSafeInteger(v)) raw._lua_pushinteger(L, BigInt(v));
+      else raw._lua_pushnumber(L, v);
+    } else raw._lua_pushboolean(L, v ? 1 : 0);
+  }
+
+  #readValues(L: LuaState, n: number): LuaValue[] {
+    const raw = this.#raw;
+    const out: LuaValue[] = [];
+    const first = raw._lua_gettop(L) - n + 1;
+    for (let i = first; i < first + n; i++) {
+      const t = raw._lua_type(L, i);
+      if (t === LUA_TSTRING) out.push(this.#heap.toString(L, i));
+      else if (t === LUA_TNUMBER) out.push(raw._lua_tonumberx(L, i, 0));
+      else if (t === LUA_TBOOLEAN) out.push(raw._lua_toboolean(L, i) !== 0);
+      else out.push(null);
+    }
+    return out;
+  }
+
+  /** Pushes the request table onto `co` (memory cap lifted: no Lua error can happen). */
+  #pushRequest(co: LuaState, req: LuaRequest): void {
+    const raw = this.#raw;
+    const heap = this.#heap;
+    const k = this.#k;
+    raw._lua_checkstack(co, 8);
+    raw._lua_createtable(co, 0, 7);
+    heap.pushString(co, req.service);
+    raw._lua_setfield(co, -2, k.service);
+    heap.pushString(co, req.method);
+    raw._lua_setfield(co, -2, k.method);
+    heap.pushString(co, req.path);
+    raw._lua_setfield(co, -2, k.path);
+    this.#pushQuery(co, req.query);
+    raw._lua_setfield(co, -2, k.query);
+    heap.pushString(co, req.query);
+    raw._lua_setfield(co, -2, k.query_string);
+
+    const headers = req.headers;
+    raw._lua_createtable(co, 0, headers.length);
+    for (let i = 0; i < headers.length; i++) {
+      const name = headers[i][0].toLowerCase();
+      heap.pushString(co, name);
+      raw._lua_pushvalue(co, -1);
+      if (raw._lua_rawget(co, -3) === LUA_TNIL) {
+        raw._lua_settop(co, -2);
+        heap.pushString(co, headers[i][1]);
+      } else {
+        const before = heap.toString(co, -1);
+        raw._lua_settop(co, -2);
+        heap.pushString(co, `${before}, ${headers[i][1]}`);
+      }
+      raw._lua_rawset(co, -3);
+    }
+    raw._lua_setfield(co, -2, k.headers);
+
+    if (typeof req.body === "string") heap.pushString(co, req.body);
+    else heap.pushBytes(co, req.body);
+    raw._lua_setfield(co, -2, k.body);
+  }
+
+  #pushQuery(co: LuaState, query: string): void {
+    const raw = this.#raw;
+    const heap = this.#heap;
+    if (query.length === 0) {
+      raw._lua_createtable(co, 0, 0);
+      return;
+    }
+    const parts = query.split("&");
+    raw._lua_createtable(co, 0, parts.length);
+    for (const part of parts) {
+      if (part.length === 0) continue;
+      const eq = part.indexOf("=");
+      const name = decodeQueryComponent(eq < 0 ? part : part.slice(0, eq));
+      if (name.length === 0) continue;
+      heap.pushString(co, name);
+      heap.pushString(co, eq < 0 ? "" : decodeQueryComponent(part.slice(eq + 1)));
+      raw._lua_rawset(co, -3);
+    }
+  }
+
+  /** Reads a handler's results into a response (raw accesses only: no metamethod runs). */
+  #readResponse(co: LuaState, nres: number, call: CallState): LuaResponse {
+    const raw = this.#raw;
+    const heap = this.#heap;
+    if (nres === 0) return { status: 204, headers: [], body: EMPTY };
+    const idx = raw._lua_gettop(co) - nres + 1;
+    const t = raw._lua_type(co, idx);
+    if (t === LUA_TSTRING || t === LUA_TNUMBER) {
+      return { status: 200, headers: [[...TEXT_PLAIN]], body: heap.toBytes(co, idx) ?? EMPTY };
+    }
+    if (t === LUA_TNIL) return { status: 204, headers: [], body: EMPTY };
+    if (t !== LUA_TTABLE) {
+      throw new LuaError(
+        `Handler of service "${call.service}" returned a ${
+          TYPE_NAMES[t + 1]
+        }; expected a string or a table`,
+      );
+    }
+    raw._lua_checkstack(co, 4);
+    let status = 200;
+    this.#rawField(co, idx, "status");
+    const st = raw._lua_type(co, -1);
+    if (st === LUA_TNUMBER) {
+      status = raw._lua_tonumberx(co, -1, 0);
+      if (!Number.isInteger(status) || status < 0 || status > 0xffff) {
+        throw new LuaError(
+          `Handler of service "${call.service}" returned an invalid status: "${status}"`,
+        );
+      }
+    } else if (st !== LUA_TNIL) {
+      throw new LuaError(
+        `Handler of service "${call.service}" returned a ${TYPE_NAMES[st + 1]} status`,
+      );
+    }
+    raw._lua_settop(co, -2);
+
+    let body = EMPTY;
+    this.#rawField(co, idx, "body");
+    const bt = raw._lua_type(co, -1);
+    if (bt === LUA_TSTRING || bt === LUA_TNUMBER) body = heap.toBytes(co, -1) ?? EMPTY;
+    else if (bt !== LUA_TNIL) {
+      throw new LuaError(
+        `Handler of service "${call.service}" returned a ${TYPE_NAMES[bt + 1]} body`,
+      );
+    }
+    raw._lua_settop(co, -2);
+
+    const headers: [string, string][] = [];
+    this.#rawField(co, idx, "headers");
+    const ht = raw._lua_type(co, -1);
+    if (ht === LUA_TTABLE) {
+      const hidx = raw._lua_gettop(co);
+      raw._lua_pushnil(co);
+      while (raw._lua_next(co, hidx)) {
+        if (raw._lua_type(co, -2) !== LUA_TSTRING) {
+          throw new LuaError(
+            `Handler of service "${call.service}" returned a header without a name`,
+          );
+        }
+        const name = heap.toString(co, -2) ?? "";
+        const vt = raw._lua_type(co, -1);
+        if (vt === LUA_TSTRING || vt === LUA_TNUMBER) {
+          raw._lua_pushvalue(co, -1);
+          headers.push([name, heap.toString(co, -1) ?? ""]);
+          raw._lua_settop(co, -2);
+        } else if (vt === LUA_TTABLE) {
+          const n = raw._lua_rawlen(co, -1);
+          for (let i = 1; i <= n; i++) {
+            const et = raw._lua_rawgeti(co, -1, BigInt(i));
+            if (et !== LUA_TSTRING && et !== LUA_TNUMBER) {
+              throw new LuaError(
+                `Handler of service "${call.service}" returned a bad value for header "${name}"`,
+              );
+            }
+            headers.push([name, heap.toString(co, -1) ?? ""]);
+            raw._lua_settop(co, -2);
+          }
+        } else {
+          throw new LuaError(
+            `Handler of service "${call.service}" returned a bad value for header "${name}"`,
+          );
+        }
+        raw._lua_settop(co, -2);
+      }
+    } else if (ht !== LUA_TNIL) {
+      throw new LuaError(
+        `Handler of service "${call.service}" returned headers that are not a table`,
+      );
+    }
+    return { status, headers, body };
+  }
+
+  /** Pushes `t[name]` for the table at `idx` without metamethods. */
+  #rawField(
+    L: LuaState,
+    idx: number,
+    name: FieldName | "debug" | "traceback" | "collectgarbage",
+  ): void {
+    const key = this.#heap.cstring(name);
+    this.#raw._lua_pushlstring(L, key, name.length);
+    this.#raw._lua_rawget(L, idx);
+  }
+
+  #refGlobalField(table: "debug" | "_G", field: "traceback" | "collectgarbage"): bigint {
+    const raw = this.#raw;
+    const L = this.#L;
+    raw._lua_rawgeti(L, LUA_REGISTRYINDEX, 2n); // LUA_RIDX_GLOBALS
+    if (table !== "_G") this.#rawField(L, raw._lua_gettop(L), table);
+    this.#rawField(L, raw._lua_gettop(L), field);
+    const ref = BigInt(raw._luaL_ref(L, LUA_REGISTRYINDEX));
+    raw._lua_settop(L, table === "_G" ? -2 : -3);
+    return ref;
+  }
+
+  // ---------------------------------------------------------------------------------
+  // the host table ep.lua builds on
+
+  #pushHost(): void {
+    const raw = this.#raw;
+    const heap = this.#heap;
+    const L = this.#L;
+    raw._lua_createtable(L, 0, 16);
+    const fn = (name: string, f: (L: LuaState) => number) => {
+      raw._lua_pushcclosure(L, this.#hostFunction(f), 0);
+      raw._lua_setfield(L, -2, heap.cstring(name));
+    };
+    fn("log", (L) => {
+      const level = heap.toString(L, 1) ?? "info";
+      const message = heap.toString(L, 2) ?? "";
+      this.#logMessage(level, message);
+      return 0;
+    });
+    fn("now", (L) => {
+      raw._lua_pushnumber(L, performance.now());
+      return 1;
+    });
+    fn("env", (L) => {
+      const name = this.#checkString(L, 1, "ep.env");
+      let value: string | undefined;
+      try {
+        value = Deno.env.get(name);
+      } catch {
+        value = undefined; // no permission: same as unset
+      }
+      if (value === undefined) raw._lua_pushnil(L);
+      else heap.pushString(L, value);
+      return 1;
+    });
+    fn("json_encode", (L) => {
+      raw._lua_settop(L, 1);
+      heap.pushString(L, encodeJson(heap, L, 1, this.#arrayMetaRef));
+      return 1;
+    });
+    fn("json_decode", (L) => {
+      const text = this.#checkString(L, 1, "ep.json.decode");
+      try {
+        decodeJson(heap, L, text, this.#arrayMetaRef);
+      } catch (err) {
+        if (err instanceof SyntaxError) throw new SyntaxError(`Invalid JSON: ${err.message}`);
+        throw err;
+      }
+      return 1;
+    });
+    fn("managed", (L) => {
+      const call = this.#current;
+      raw._lua_pushboolean(L, call !== null && !call.loading && call.thread === L ? 1 : 0);
+      return 1;
+    });
+    fn("timer_start", (L) => {
+      const ms = raw._lua_tonumberx(L, 1, 0);
+      const repeat = raw._lua_toboolean(L, 2) !== 0;
+      if (this.#timers === undefined) {
+        throw new Error(`${repeat ? "ep.every" : "ep.timer"} is not available in this engine`);
+      }
+      const id = ++this.#nextTimerId;
+      this.#timerInfo.set(id, { service: this.#current?.service ?? "ep", repeat });
+      this.#timers.set(id, ms, repeat);
+      raw._lua_pushinteger(L, BigInt(id));
+      return 1;
+    });
+    fn("timer_cancel", (L) => {
+      const id = raw._lua_tonumberx(L, 1, 0);
+      if (this.#timerInfo.delete(id)) this.#timers?.clear(id);
+      return 0;
+    });
+    fn("read_module", (L) => {
+      const source = this.#readModule(this.#checkString(L, 1, "read_module"));
+      if (source === null) raw._lua_pushnil(L);
+      else heap.pushString(L, source);
+      return 1;
+    });
+    raw._lua_createtable(L, 0, 8);
+    for (const [name, f] of Object.entries(this.#ext)) {
+      fn(name, (L) => {
+        const result = f(...this.#readValues(L, raw._lua_gettop(L)));
+        if (result === undefined) return 0;
+        this.#pushValue(L, result);
+        return 1;
+      });
+    }
+    raw._lua_setfield(L, -2, heap.cstring("ext"));
+    raw._lua_pushlightuserdata(L, 0);
+    raw._lua_setfield(L, -2, heap.cstring("json_null"));
+    raw._lua_rawgeti(L, LUA_REGISTRYINDEX, this.#arrayMetaRef);
+    raw._lua_setfield(L, -2, heap.cstring("array_mt"));
+    if (this.#scriptDir !== undefined) {
+      heap.pushString(L, fileURLToPath(this.#scriptDir).replace(/[\\/]$/, ""));
+      raw._lua_setfield(L, -2, heap.cstring("script_dir"));
+    }
+  }
+
+  /**
+   * Wraps a JS function as a Lua C function. A JS exception becomes a Lua error with the
+   * caller's position; a number (a Lua error unwinding through the function) passes.
+   */
+  #hostFunction(f: (L: LuaState) => number): number {
+    const raw = this.#raw;
+    const heap = this.#heap;
+    const wrapper = (L: number): number => {
+      let message: string;
+      try {
+        return f(L);
+      } catch (err) {
+        if (typeof err === "number") throw err;
+        message = err instanceof Error ? err.message : String(err);
+      }
+      raw._luaL_where(L, 1);
+      heap.pushString(L, message);
+      raw._lua_concat(L, 2);
+      return raw._lua_error(L);
+    };
+    const ptr = raw.addFunction(wrapper, "ii");
+    this.#functions.push(ptr);
+    return ptr;
+  }
+
+  #checkString(L: LuaState, idx: number, fname: string): string {
+    const t = this.#raw._lua_type(L, idx);
+    if (t !== LUA_TSTRING && t !== LUA_TNUMBER) {
+      throw new TypeError(
+        `bad argument #${idx} to '${fname}' (string expected, got ${
+          t === -1 ? "no value" : TYPE_NAMES[t + 1]
+        })`,
+      );
+    }
+    return this.#heap.toString(L, idx) ?? "";
+  }
+
+  #logMessage(level: string, message: string): void {
+    const service = this.#current?.service ?? "ep";
+    let logger = this.#loggers.get(service);
+    if (logger === undefined) {
+      logger = this.#log.getChild(service);
+      this.#loggers.set(service, logger);
+    }
+    // A plain message, not a template: braces are escaped.
+    const text = message.replaceAll("{", "{{").replaceAll("}", "}}");
+    switch (level) {
+      case "debug":
+        logger.debug(text);
+        break;
+      case "warn":
+        logger.warn(text);
+        break;
+      case "error":
+        logger.error(text);
+        break;
+      default:
+        logger.info(text);
+    }
+  }
+
+  /** Source of module file `rel` under the script directory, or null when absent. */
+  #readModule(rel: string): string | null {
+    const dir = this.#scriptDir;
+    if (dir === undefined) return null;
+    if (
+      rel.length === 0 || rel.startsWith("/") || rel.includes("\\") || rel.includes("\0") ||
+      rel.split("/").some((s) => s === "" || s === "." || s === "..")
+    ) {
+      throw new TypeError(`Invalid module path: "${rel}"`);
+    }
+    const url = new URL(rel, dir);
+    if (!url.href.startsWith(dir.href)) throw new TypeError(`Invalid module path: "${rel}"`);
+    try {
+      return Deno.readTextFileSync(url);
+    } catch (err) {
+      if (err instanceof Deno.errors.NotFound || err instanceof Deno.errors.IsADirectory) {
+        return null;
+      }
+      throw err;
+    }
+  }
+}
+
+/** The first line of a Lua error message, with any directories dropped from its location. */
+function clientMessage(message: string): string {
+  const nl = message.indexOf("\n");
+  const line = nl < 0 ? message : message.slice(0, nl);
+  return line.replace(/^[^\s:]*[\\/]([^\\/\s:]+:\d+:)/, "$1");
+}
+
+function decodeQueryComponent(s: string): string {
+  const plus = s.includes("+") ? s.replaceAll("+", " ") : s;
+  if (!plus.includes("%")) return plus;
+  try {
+    return decodeURIComponent(plus);
+  } catch {
+    return plus; // malformed escape: keep the text as it came
+  }
+}
+
+function toDirUrl(dir: string | URL): URL {
+  let url: URL;
+  if (dir instanceof URL) url = new URL(dir.href);
+  else if (/^[a-z][a-z0-9+.-]*:\/\//i.test(dir)) url = new URL(dir);
+  else url = pathToFileURL(dir);
+  if (!url.pathname.endsWith("/")) url.pathname += "/";
+  return url;
+}

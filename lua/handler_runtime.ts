@@ -1,0 +1,572 @@
+/**
+ * The Lua runtime of one handler thread: one {@linkcode LuaEngine} serving many jobs at
+ * once, interleaved where handlers yield (`ep.sleep`, later `ep.call`).
+ *
+ * ```
+ * handle(job) ─► engine.callHandler ─► done ─────────────────────────────► resolve(reply)
+ *                                  └─► yielded ("sleep", ms) ─► clock ─► engine.resume ─┘
+ * ```
+ *
+ * - A handler that finishes without yielding is answered in the same turn.
+ * - `ep.sleep(ms)`, `ep.timer` and `ep.every` run on a {@linkcode PreciseClock} (median
+ *   error ≈ 0.01 ms; setTimeout alone is ≈ 1.2 ms late).
+ * - Interrupts: a job's interrupt token is its `id`. The pool writes the id (or -1) into
+ *   the shared slot; the engine's hook stops a running handler, and a suspended one is
+ *   stopped when it would wake or by a poll every {@linkcode SUSPENDED_POLL_MS} ms, so its
+ *   slot is freed at once. Either way the job fails with `LuaTimeoutError`.
+ * - Out of memory: the job fails with `LuaMemoryError`. If the engine could not get back
+ *   under its cap (a handler keeps memory alive in a global), a fresh engine is built with
+ *   the same services and takes new jobs; the old one finishes the jobs it holds and is
+ *   closed. Its timers stop (the new engine's service files start their own).
+ *
+ * @example
+ * ```ts ignore
+ * import { LuaHandlerRuntime } from "./handler_runtime.ts";
+ * const runtime = await LuaHandlerRuntime.create({
+ *   services: [{ name: "echo", source: "return function(req) return req.body end", chunkName: "echo.lua" }],
+ * });
+ * const reply = await runtime.handle({
+ *   id: 1, service: "echo", method: "POST", path: "/echo", query: "", headers: [],
+ *   body: new TextEncoder().encode("hi"),
+ * });
+ * console.log(reply.status, new TextDecoder().decode(reply.body)); // 200 hi
+ * runtime.close();
+ * ```
+ *
+ * @module
+ */
+
+import { getLogger } from "@logtape/logtape";
+import { JobError } from "../core/job.ts";
+import { ErrorCode } from "../protocol/errors.ts";
+import { type ClockEntry, PreciseClock } from "./_precise_clock.ts";
+import {
+  type LuaCall,
+  LuaEngine,
+  type LuaEngineOptions,
+  type LuaLogger,
+  type LuaResponse,
+  type LuaStep,
+  type LuaTimerHost,
+  type LuaValue,
+} from "./engine.ts";
+import { LuaError, LuaTimeoutError } from "./errors.ts";
+
+/**
+ * How often suspended jobs are checked against the interrupt slot, in ms.
+ *
+ * @example
+ * ```ts
+ * import { SUSPENDED_POLL_MS } from "./handler_runtime.ts";
+ * console.assert(SUSPENDED_POLL_MS > 0);
+ * ```
+ */
+export const SUSPENDED_POLL_MS: number = 5;
+
+/**
+ * A service: its name and the source of its file, which returns the handler function.
+ *
+ * @example
+ * ```ts
+ * import type { LuaServiceSource } from "./handler_runtime.ts";
+ * const svc: LuaServiceSource = {
+ *   name: "echo", source: "return function(req) return req.body end", chunkName: "echo.lua",
+ * };
+ * console.assert(svc.name === "echo");
+ * ```
+ */
+export interface LuaServiceSource {
+  /** Service name. */
+  name: string;
+  /** Lua source; it must `return` the handler function. */
+  source: string;
+  /** Name of the file in error messages, relative to the script directory. */
+  chunkName: string;
+}
+
+/**
+ * Options of {@linkcode LuaHandlerRuntime.create}.
+ *
+ * @example
+ * ```ts
+ * import type { LuaHandlerRuntimeOptions } from "./handler_runtime.ts";
+ * const options: LuaHandlerRuntimeOptions = { services: [], memoryLimitBytes: 32 << 20 };
+ * console.assert(options.services.length === 0);
+ * ```
+ */
+export interface LuaHandlerRuntimeOptions {
+  /** The services this thread serves. */
+  services: readonly LuaServiceSource[];
+  /** Directory `require` resolves modules in. */
+  scriptDir?: string | URL;
+  /** The thread's shared interrupt slot (0 = none, -1 = any, else a job id). */
+  interrupt?: Int32Array;
+  /** Memory cap of the Lua state in bytes (default 64 MiB). */
+  memoryLimitBytes?: number;
+  /** Base logger (default `["ep", "lua"]`); `ep.log` writes to its child `[service]`. */
+  log?: LuaLogger;
+  /** Location of `glue.wasm` (default: the local wasmoon package). */
+  wasm?: URL | string;
+  /** Lua instructions between interrupt checks (default 1000). */
+  hookPeriod?: number;
+  /**
+   * Carries out `ep.call(service, body, { timeout_ms })`: resolves with the reply, rejects
+   * with `{ kind, message }`. Without it `ep.call` fails with "not an ep request".
+   */
+  call?: (
+    service: string,
+    body: string,
+    timeoutMs: number,
+  ) => Promise<{ status: number; body: string }>;
+  /** Extra host functions for the engines (see `LuaEngineOptions.hostFunctions`). */
+  hostFunctions?: LuaEngineOptions["hostFunctions"];
+}
+
+/**
+ * A job for a Lua handler.
+ *
+ * @example
+ * ```ts
+ * import type { LuaJob } from "./handler_runtime.ts";
+ * const job: LuaJob = {
+ *   id: 7, service: "user", method: "GET", path: "/user/7", query: "", headers: [],
+ *   body: new Uint8Array(),
+ * };
+ * console.assert(job.id === 7);
+ * ```
+ */
+export interface LuaJob {
+  /** Job id, unique among the jobs in flight on the thread; also its interrupt token. */
+  id: number;
+  /** Service name. */
+  service: string;
+  /** HTTP method, or `"EP"`. */
+  method: string;
+  /** Path without the query. */
+  path: string;
+  /** Query string without `?`. */
+  query: string;
+  /** Header fields (names are lower-cased for the handler). */
+  headers: [string, string][];
+  /** Body bytes. */
+  body: Uint8Array;
+}
+
+/**
+ * A handler's reply.
+ *
+ * @example
+ * ```ts
+ * import type { LuaReply } from "./handler_runtime.ts";
+ * const reply: LuaReply = { status: 204, headers: [], body: new Uint8Array() };
+ * console.assert(reply.status === 204);
+ * ```
+ */
+export interface LuaReply {
+  /** Status, 0–65535. */
+  status: number;
+  /** Header fields. */
+  headers: [string, string][];
+  /** Body bytes. */
+  body: Uint8Array;
+}
+
+interface Settle {
+  resolve(reply: LuaResponse | undefined): void;
+  reject(err: unknown): void;
+}
+
+interface Waiting {
+  gen: Generation;
+  call: LuaCall<unknown>;
+  settle: Settle;
+  entry: ClockEntry | undefined;
+}
+
+interface TimerState {
+  id: number;
+  ms: number;
+  repeat: boolean;
+  entry: ClockEntry | undefined;
+}
+
+/** An engine with its services loaded, and what it has in flight. */
+class Generation {
+  readonly engine: LuaEngine;
+  readonly refs: Map<string, number>;
+  readonly timers = new Map<number, TimerState>();
+  inFlight = 0;
+  retired = false;
+
+  constructor(engine: LuaEngine, refs: Map<string, number>) {
+    this.engine = engine;
+    this.refs = refs;
+  }
+}
+
+const EMPTY: Uint8Array = new Uint8Array(0);
+
+/**
+ * Runs Lua handlers for one thread; see the module documentation.
+ *
+ * @example
+ * ```ts ignore
+ * import { LuaHandlerRuntime } from "./handler_runtime.ts";
+ * const runtime = await LuaHandlerRuntime.create({
+ *   services: [{ name: "nap", source: "return function() ep.sleep(5) return 'ok' end", chunkName: "nap.lua" }],
+ * });
+ * const replies = await Promise.all([1, 2, 3].map((id) =>
+ *   runtime.handle({ id, service: "nap", method: "GET", path: "/nap", query: "", headers: [], body: new Uint8Array() })
+ * )); // about 5 ms for all three
+ * runtime.close();
+ * ```
+ */
+export class LuaHandlerRuntime {
+  /** The services served, in the order given. */
+  readonly services: readonly string[];
+
+  #options: LuaHandlerRuntimeOptions;
+  #log: LuaLogger;
+  #clock: PreciseClock;
+  #gen!: Generation;
+  #replacing: Promise<void> | null = null;
+  #waiting = new Map<LuaCall<unknown>, Waiting>();
+  #byToken = new Map<number, Waiting>();
+  #poll: ReturnType<typeof setInterval> | undefined;
+  #nextTimerToken = -2;
+  #replacements = 0;
+  #closed = false;
+
+  /**
+   * Creates the engine and loads every service file; a file that fails to load rejects
+   * with its {@linkcode LuaError}.
+   *
+   * @example
+   * ```ts ignore
+   * const runtime = await LuaHandlerRuntime.create({ services, scriptDir: "./scripts", interrupt });
+   * ```
+   */
+  static async create(options: LuaHandlerRuntimeOptions): Promise<LuaHandlerRuntime> {
+    const runtime = new LuaHandlerRuntime(options);
+    try {
+      runtime.#gen = await runtime.#build();
+    } catch (err) {
+      runtime.#clock.close();
+      throw err;
+    }
+    return runtime;
+  }
+
+  private constructor(options: LuaHandlerRuntimeOptions) {
+    this.#options = options;
+    this.services = options.services.map((s) => s.name);
+    this.#log = options.log ?? getLogger(["ep", "lua"]);
+    this.#clock = new PreciseClock((err) => {
+      this.#log.error("Lua runtime callback failed: {error}", { error: err });
+    });
+  }
+
+  /** Jobs and timer callbacks suspended (waiting to be resumed), over all engines. */
+  get inFlight(): number {
+    return this.#waiting.size;
+  }
+
+  /** The engine taking new jobs (for tests and diagnostics). */
+  get engine(): LuaEngine {
+    return this.#gen.engine;
+  }
+
+  /** How many times the engine was replaced after running out of memory. */
+  get replacements(): number {
+    return this.#replacements;
+  }
+
+  /**
+   * Runs a job. Resolves with the handler's reply; rejects with {@linkcode LuaError}
+   * (handler error), {@linkcode LuaTimeoutError} (interrupted), {@linkcode LuaMemoryError}
+   * (out of memory), or a `JobError` with code `NO_SERVICE` for a service this thread
+   * does not serve.
+   *
+   * @example
+   * ```ts ignore
+   * const reply = await runtime.handle({ id: 1, service: "echo", method: "POST", path: "/echo", query: "", headers: [], body });
+   * ```
+   */
+  handle(job: LuaJob): Promise<LuaReply> {
+    if (this.#closed) return Promise.reject(new TypeError("The Lua handler runtime is closed"));
+    const gen = this.#gen;
+    const ref = gen.refs.get(job.service);
+    if (ref === undefined) {
+      return Promise.reject(
+        new JobError(ErrorCode.NO_SERVICE, `No Lua service "${job.service}" on this thread`),
+      );
+    }
+    let step: LuaStep<LuaResponse>;
+    try {
+      step = gen.engine.callHandler(ref, job, { token: tokenOf(job.id) });
+    } catch (err) {
+      this.#failed(gen, err);
+      return Promise.reject(err);
+    }
+    if (step.done) return Promise.resolve(step.value);
+    gen.inFlight++;
+    return new Promise<LuaReply>((resolve, reject) => {
+      this.#suspend(gen, step as LuaStep<unknown>, {
+        resolve: (reply) => resolve(reply ?? { status: 204, headers: [], body: EMPTY }),
+        reject,
+      });
+    });
+  }
+
+  /**
+   * Stops everything: pending jobs reject, timers stop, engines close. Idempotent.
+   *
+   * @example
+   * ```ts ignore
+   * runtime.close();
+   * ```
+   */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#clock.close();
+    if (this.#poll !== undefined) clearInterval(this.#poll);
+    this.#poll = undefined;
+    const closedError = new TypeError("The Lua handler runtime is closed");
+    const gens = new Set<Generation>([this.#gen]);
+    for (const w of this.#waiting.values()) {
+      gens.add(w.gen);
+      w.settle.reject(closedError);
+    }
+    this.#waiting.clear();
+    this.#byToken.clear();
+    for (const gen of gens) gen.engine.close();
+  }
+
+  // ---------------------------------------------------------------------------------
+
+  async #build(): Promise<Generation> {
+    const o = this.#options;
+    // Service files may start timers while they load, before the generation exists.
+    let gen: Generation | undefined;
+    const early = new Map<number, [number, boolean]>();
+    const timers: LuaTimerHost = {
+      set: (id, ms, repeat) => {
+        if (gen === undefined) early.set(id, [ms, repeat]);
+        else this.#setTimer(gen, id, ms, repeat);
+      },
+      clear: (id) => {
+        if (gen === undefined) early.delete(id);
+        else this.#clearTimer(gen, id);
+      },
+    };
+    const engine = await LuaEngine.create({
+      wasm: o.wasm,
+      memoryLimitBytes: o.memoryLimitBytes,
+      interrupt: o.interrupt,
+      hookPeriod: o.hookPeriod,
+      scriptDir: o.scriptDir,
+      log: this.#log,
+      timers,
+      hostFunctions: o.hostFunctions,
+    });
+    try {
+      const refs = new Map<string, number>();
+      for (const s of o.services) {
+        refs.set(s.name, engine.loadHandler(s.source, s.chunkName, s.name));
+      }
+      gen = new Generation(engine, refs);
+      for (const [id, [ms, repeat]] of early) this.#setTimer(gen, id, ms, repeat);
+      return gen;
+    } catch (err) {
+      engine.close();
+      throw err;
+    }
+  }
+
+  /** Handles a yielded call: schedules what it asked for. */
+  #suspend(gen: Generation, step: LuaStep<unknown>, settle: Settle): void {
+    if (step.done) {
+      gen.inFlight--;
+      settle.resolve(step.value as LuaResponse | undefined);
+      this.#maybeRetire(gen);
+      return;
+    }
+    const { call, op, args } = step;
+    const w: Waiting = { gen, call, settle, entry: undefined };
+    if (op === "sleep") {
+      // ("sleep", ms, start): start is ep.now() when ep.sleep was called.
+      const ms = typeof args[0] === "number" ? args[0] : 0;
+      const start = typeof args[1] === "number" ? args[1] : performance.now();
+      w.entry = this.#clock.at(start + ms, () => this.#wakeUp(w, []));
+    } else if (op === "call" && this.#options.call) {
+      // ("call", service, body, timeout_ms) → resumes with (ok, status|kind, body|message).
+      const [service, body, timeout] = args;
+      this.#options.call(String(service), String(body ?? ""), Number(timeout) || 0).then(
+        (r) => this.#waiting.get(call) === w && this.#wakeUp(w, [true, r.status, r.body]),
+        (e: { kind?: string; message?: string }) =>
+          this.#waiting.get(call) === w &&
+          this.#wakeUp(w, [false, e.kind ?? "unavailable", e.message ?? String(e)]),
+      );
+    } else {
+      gen.engine.cancel(call);
+      gen.inFlight--;
+      settle.reject(
+        new LuaError(
+          `Handler of service "${call.service}" yielded "${op}", which is not an ep request`,
+        ),
+      );
+      this.#maybeRetire(gen);
+      return;
+    }
+    this.#waiting.set(call, w);
+    if (call.token > 0) {
+      this.#byToken.set(call.token, w);
+      if (this.#poll === undefined && this.#options.interrupt !== undefined) {
+        this.#poll = setInterval(this.#pollInterrupts, SUSPENDED_POLL_MS);
+      }
+    }
+  }
+
+  #wakeUp(w: Waiting, values: LuaValue[]): void {
+    this.#forget(w);
+    let step: LuaStep<unknown>;
+    try {
+      step = w.gen.engine.resume(w.call, values);
+    } catch (err) {
+      w.gen.inFlight--;
+      this.#failed(w.gen, err);
+      w.settle.reject(err);
+      this.#maybeRetire(w.gen);
+      return;
+    }
+    this.#suspend(w.gen, step, w.settle);
+  }
+
+  #forget(w: Waiting): void {
+    this.#waiting.delete(w.call);
+    if (w.call.token > 0 && this.#byToken.get(w.call.token) === w) {
+      this.#byToken.delete(w.call.token);
+    }
+    if (this.#byToken.size === 0 && this.#poll !== undefined) {
+      clearInterval(this.#poll);
+      this.#poll = undefined;
+    }
+  }
+
+  /** Stops suspended jobs whose interrupt token is in the slot. */
+  #pollInterrupts = (): void => {
+    const flag = this.#options.interrupt;
+    if (flag === undefined) return;
+    const v = Atomics.load(flag, 0);
+    if (v <= 0) return;
+    const w = this.#byToken.get(v);
+    if (w === undefined) return;
+    Atomics.compareExchange(flag, 0, v, 0);
+    if (w.entry !== undefined) this.#clock.cancel(w.entry);
+    this.#forget(w);
+    w.gen.engine.cancel(w.call);
+    w.gen.inFlight--;
+    w.settle.reject(new LuaTimeoutError(w.call.service));
+    this.#maybeRetire(w.gen);
+  };
+
+  /** After an error: replace the engine when it can no longer serve. */
+  #failed(gen: Generation, err: unknown): void {
+    if (!gen.engine.healthy && gen === this.#gen) {
+      this.#log.warn("The Lua engine must be replaced: {error}", { error: err });
+      this.#replace();
+    }
+  }
+
+  #replace(): void {
+    if (this.#replacing !== null || this.#closed) return;
+    const old = this.#gen;
+    this.#replacing = this.#build().then(
+      (gen) => {
+        this.#replacing = null;
+        if (this.#closed) {
+          gen.engine.close();
+          return;
+        }
+        this.#gen = gen;
+        this.#replacements++;
+        old.retired = true;
+        for (const id of [...old.timers.keys()]) this.#clearTimer(old, id);
+        this.#maybeRetire(old);
+        this.#log.warn("Replaced the Lua engine");
+      },
+      (err) => {
+        this.#replacing = null;
+        this.#log.error("Cannot replace the Lua engine: {error}", { error: err });
+      },
+    );
+  }
+
+  #maybeRetire(gen: Generation): void {
+    if (gen.retired && gen.inFlight === 0) gen.engine.close();
+  }
+
+  // ---------------------------------------------------------------------------------
+  // ep.timer / ep.every
+
+  #setTimer(gen: Generation, id: number, ms: number, repeat: boolean): void {
+    if (this.#closed) return;
+    const period = repeat ? Math.max(ms, 1) : ms;
+    const t: TimerState = { id, ms: period, repeat, entry: undefined };
+    gen.timers.set(id, t);
+    t.entry = this.#clock.after(period, () => this.#fireTimer(gen, t, performance.now()));
+  }
+
+  #clearTimer(gen: Generation, id: number): void {
+    const t = gen.timers.get(id);
+    if (t === undefined) return;
+    gen.timers.delete(id);
+    if (t.entry !== undefined) this.#clock.cancel(t.entry);
+  }
+
+  #fireTimer(gen: Generation, t: TimerState, now: number): void {
+    if (gen.timers.get(t.id) !== t) return;
+    if (t.repeat) {
+      // Fixed rate; missed periods are skipped, not caught up.
+      let next = t.entry!.deadline + t.ms;
+      if (next <= now) next = now + t.ms;
+      t.entry = this.#clock.at(next, () => this.#fireTimer(gen, t, performance.now()));
+    } else {
+      gen.timers.delete(t.id);
+    }
+    const token = this.#nextTimerToken;
+    this.#nextTimerToken = token <= -0x7fff_fff0 ? -2 : token - 1;
+    const settle: Settle = {
+      resolve: () => {},
+      reject: (err) => this.#logTimerError(err),
+    };
+    let step: LuaStep<undefined>;
+    try {
+      step = gen.engine.fireTimer(t.id, { token });
+    } catch (err) {
+      this.#failed(gen, err);
+      this.#logTimerError(err);
+      return;
+    }
+    if (step.done) return;
+    gen.inFlight++;
+    this.#suspend(gen, step, settle);
+  }
+
+  #logTimerError(err: unknown): void {
+    if (err instanceof LuaError) {
+      this.#log.error("Lua timer callback failed: {message}", {
+        message: err.message,
+        traceback: err.traceback,
+      });
+    } else {
+      this.#log.error("Lua timer callback failed: {error}", { error: err });
+    }
+  }
+}
+
+/** A job id as an interrupt token: itself when it fits an int32 and is not 0 or -1. */
+function tokenOf(id: number): number {
+  return Number.isInteger(id) && id > 0 && id <= 0x7fff_ffff ? id : 0;
+}
