@@ -21,5 +21,10 @@ export {
   luaLongString,
   type LuaWorkerOptions,
 } from "./lua_worker.ts";
-export type { HandlerRuntime, HandlerRuntimeContext } from "../core/pool.ts";
+export type {
+  HandlerRequest,
+  HandlerResult,
+  HandlerRuntime,
+  HandlerRuntimeContext,
+} from "../core/pool.ts";
 export type { Job } from "../core/job.ts";
