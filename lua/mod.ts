@@ -22,6 +22,7 @@ export {
   type LuaWorkerOptions,
 } from "./lua_worker.ts";
 export type {
+  HandlerReply,
   HandlerRequest,
   HandlerResult,
   HandlerRuntime,
