@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { getLogger } from "@logtape/logtape";
 import { ErrorCode } from "../protocol/errors.ts";
 import { decodeMeta, encodeMeta } from "./_meta.ts";
 import type { Balancer, Provider, QueuedJob } from "./balancer.ts";
@@ -17,6 +18,8 @@ import {
 } from "./errors.ts";
 import { type Job, JobError } from "./job.ts";
 import type { HandlerPool, JobReply } from "./pool.ts";
+
+const log = getLogger(["ep", "handler"]);
 
 /**
  * The pool's metadata for a job: HTTP method, path and query as `ep-method`, `ep-path`,
@@ -48,8 +51,12 @@ export function jobMeta(job: Job): [string, string][] {
  * console.assert(poolError(new PoolClosedError("closed")).kind === "shutting_down");
  * ```
  */
-export function poolError(err: Error): JobError {
+export function poolError(err: Error, service = ""): JobError {
   if (err instanceof JobError) return err;
+  if (err instanceof HandlerError) {
+    // The client gets the first line; the log gets the whole story (a Lua traceback).
+    log.warn("Handler of {service} failed: {stack}", { service, stack: err.stack ?? err.message });
+  }
   if (err instanceof JobTimeoutError) {
     return new JobError(ErrorCode.TIMEOUT, "Handler timed out", { cause: err });
   }
@@ -100,6 +107,8 @@ export class LocalPoolProvider implements Provider {
     this.#pool = pool;
     this.#balancer = balancer;
     this.#timeouts = timeouts;
+    // A slot freed late (after a timeout) must still pull the next waiting job.
+    pool.onSlotsAvailable = () => balancer.pull(this);
     this.services = new Set(pool.services);
     this.slots = pool.freeSlots + pool.jobsInFlight;
   }
@@ -129,7 +138,7 @@ export class LocalPoolProvider implements Provider {
       this.#balancer.finish(
         this,
         qj,
-        err ? poolError(err) : {
+        err ? poolError(err, qj.service) : {
           status: reply!.status,
           headers: decodeMeta(reply!.meta),
           body: reply!.body,

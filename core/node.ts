@@ -20,8 +20,11 @@ const log = getLogger(["ep", "node"]);
 export interface HandlerSource {
   /** URL of the handler runtime module. Default: the TypeScript runtime. */
   runtime?: string;
-  /** Options for the runtime; for the TypeScript runtime `{ handlers: "<module URL>" }`. */
-  options: unknown;
+  /**
+   * Options for the runtime; for the TypeScript runtime `{ handlers: "<module URL>" }`. A
+   * function gets the balancer's bound address (when listening) and returns them.
+   */
+  options: unknown | ((listening: Deno.NetAddr | null) => unknown);
   /** Handler threads. Default: the number of cores. */
   threads?: number;
   /** Jobs one thread runs at once (async handlers). Default 1. */
@@ -89,18 +92,18 @@ export interface Node {
  * ```
  */
 export async function startNode(options: NodeOptions): Promise<Node> {
+  let server: Server | null = null;
   const startPool = (h: HandlerSource) =>
     HandlerPool.start({
       module: h.runtime ?? TS_HANDLER_RUNTIME,
-      moduleOptions: h.options,
+      moduleOptions: typeof h.options === "function" ? h.options(server?.addr ?? null) : h.options,
       threads: h.threads,
       perThreadConcurrency: h.concurrency ?? 1,
     });
   const timeouts = options.handlers?.timeouts ?? new Map<string, number>();
-  let pool: HandlerPool | null = options.handlers ? await startPool(options.handlers) : null;
+  let pool: HandlerPool | null = null;
   let local: LocalPoolProvider | null = null;
   let balancer: Balancer | null = null;
-  let server: Server | null = null;
   if (options.listen) {
     balancer = new Balancer(options.balancer);
     server = serve({
@@ -117,14 +120,23 @@ export async function startNode(options: NodeOptions): Promise<Node> {
         stats: () => balancer!.stats(),
       },
     });
+    try {
+      if (options.handlers) pool = await startPool(options.handlers);
+    } catch (err) {
+      balancer.close();
+      await server.close();
+      throw err;
+    }
     if (pool && !options.connect?.length) {
-      balancer.addProvider(new LocalPoolProvider(pool, balancer));
+      local = new LocalPoolProvider(pool, balancer, timeouts);
+      balancer.addProvider(local);
     }
     log.info("Balancer listening on {host}:{port}", {
       host: options.listen.hostname ?? "127.0.0.1",
       port: server.addr.port,
     });
   }
+  if (!options.listen && options.handlers) pool = await startPool(options.handlers);
   let worker: WorkerNode | null = null;
   if (options.connect?.length) {
     if (!pool) throw new TypeError("A worker needs handlers to run");

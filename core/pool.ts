@@ -540,7 +540,7 @@ export class HandlerPool {
   readonly #pollMs: number;
   readonly #startTimeoutMs: number;
   readonly #onThreadLost?: (event: ThreadLostEvent) => void;
-  readonly #onSlotsAvailable?: () => void;
+  #onSlotsAvailable?: () => void;
   readonly #threads: Thread[] = [];
   readonly #poolControl = new SharedArrayBuffer(POOL_CONTROL_BYTES);
   readonly #bell = new Doorbell(this.#poolControl, MAIN_BELL_OFFSET);
@@ -678,6 +678,14 @@ export class HandlerPool {
   /** Number of threads. */
   get threads(): number {
     return this.#threads.length;
+  }
+
+  /**
+   * Sets the callback told when slots free up without a reply callback to say so (a thread
+   * restarted, a timed-out job's thread finally let go of it).
+   */
+  set onSlotsAvailable(cb: (() => void) | undefined) {
+    this.#onSlotsAvailable = cb;
   }
 
   /** Free slots on ready threads: how many jobs {@linkcode HandlerPool.submit} takes now. */
@@ -1313,7 +1321,12 @@ export class HandlerPool {
     const cb = t.callbacks[slot];
     const id = t.jobIds[slot];
     this.#release(t, slot);
-    if (cb === null) return; // timed out earlier: the reply is late
+    if (cb === null) {
+      // Timed out earlier: the reply is late, but its slot is free again only now.
+      this.#serveCalls();
+      if (this.#onSlotsAvailable) this.#safely(this.#onSlotsAvailable);
+      return;
+    }
     this.#replied++;
     if (rec.kind === KIND_REPLY) {
       const reply: JobReply = {

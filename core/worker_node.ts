@@ -51,6 +51,7 @@ interface Held {
   /** The link's session the job came on: answers to an older session are dropped. */
   gen: number;
   id: number;
+  service: string;
   cancelled: boolean;
 }
 
@@ -72,6 +73,7 @@ export class WorkerNode {
     this.#opts = opts;
     this.#pool = opts.pool;
     this.#slots = opts.pool.freeSlots + opts.pool.jobsInFlight;
+    opts.pool.onSlotsAvailable = () => this.#slotsFreed();
   }
 
   /**
@@ -131,6 +133,7 @@ export class WorkerNode {
     const old = this.#pool;
     this.#pool = pool;
     this.#opts = { ...this.#opts, pool };
+    pool.onSlotsAvailable = () => this.#slotsFreed();
     this.#slots = pool.freeSlots + pool.jobsInFlight;
     for (const l of this.#links) l.register();
     this.regrant();
@@ -176,7 +179,7 @@ export class WorkerNode {
   run(link: Link, f: Extract<Frame, { type: "request" }>): void {
     this.#held++;
     if (this.#held > this.#peakHeld) this.#peakHeld = this.#held;
-    const h: Held = { link, gen: link.gen, id: f.id, cancelled: false };
+    const h: Held = { link, gen: link.gen, id: f.id, service: f.service, cancelled: false };
     const job: PoolJob = {
       id: ++this.#seq,
       service: f.service,
@@ -207,6 +210,14 @@ export class WorkerNode {
     }
   }
 
+  /** Slots freed with no reply to report (a timed-out job let go): start queued jobs. */
+  #slotsFreed(): void {
+    while (this.#local.length > 0 && this.#pool.freeSlots > 0) {
+      const next = this.#local.shift()!;
+      this.#submit(next.job, next.h);
+    }
+  }
+
   #submit(job: PoolJob, h: Held): void {
     let ok: boolean;
     try {
@@ -234,7 +245,7 @@ export class WorkerNode {
     if (h.gen !== h.link.gen) {
       // The balancer connection it came on is gone; the balancer redelivered it.
     } else if (err || fail) {
-      const e = fail ?? poolError(err!);
+      const e = fail ?? poolError(err!, h.service);
       h.link.send({ type: "error", id: h.id, code: e.code, message: e.message });
     } else {
       h.link.send({

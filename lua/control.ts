@@ -18,6 +18,7 @@ import type { Job } from "../core/job.ts";
 import { LuaHandlerRuntime } from "./handler_runtime.ts";
 import type { LuaValue } from "./engine.ts";
 import { LuaError } from "./errors.ts";
+import { getConfig } from "@logtape/logtape";
 import { LUA_RUNTIME, luaLongString, type LuaWorkerOptions } from "./lua_worker.ts";
 
 const log = getLogger(["ep", "control"]);
@@ -201,22 +202,26 @@ export async function runScript(scriptPath: string): Promise<number> {
   const scriptReal = await Deno.realPath(scriptPath);
   const dir = scriptReal.slice(0, scriptReal.lastIndexOf("/") + 1);
   const threads = c.threads ?? navigator.hardwareConcurrency;
-  const totalSlots = c.services.reduce((n, s) => n + (s.slots || 0), 0);
-  const concurrency = c.config.concurrency ??
-    Math.max(1, Math.ceil((totalSlots || threads) / threads));
+  // Each service adds its slots (default: one per thread) to the jobs this process runs at
+  // once; the pool spreads them over the threads.
+  const totalSlots = c.services.reduce((n, s) => n + (s.slots || threads), 0);
+  const concurrency = c.config.concurrency ?? Math.max(1, Math.ceil(totalSlots / threads));
   const token = c.token ?? Deno.env.get("EP_TOKEN");
-  const callAddr = c.listen
-    ? `${c.listen.hostname === "0.0.0.0" ? "127.0.0.1" : c.listen.hostname}:${c.listen.port}`
-    : c.connect[0];
-  const moduleOptions: LuaWorkerOptions = {
+  const moduleOptions = (listening: Deno.NetAddr | null): LuaWorkerOptions => ({
     services: c.services.map((s) => ({
       name: s.name,
       file: s.inline ? undefined : new URL(s.file, `file://${dir}`).pathname,
     })),
     script: scriptReal,
     scriptDir: dir,
-    callAddr,
-  };
+    // ep.call goes through this process's balancer when it is one, else the first it pulls from.
+    callAddr: listening
+      ? `${
+        /^0\.0\.0\.0$|^::$/.test(listening.hostname) ? "127.0.0.1" : listening.hostname
+      }:${listening.port}`
+      : c.connect[0],
+    logLevel: logLevel(),
+  });
   const timeouts = new Map(
     c.services.filter((s) => s.timeoutMs > 0).map((s) => [s.name, s.timeoutMs]),
   );
@@ -285,4 +290,11 @@ export async function runScript(scriptPath: string): Promise<number> {
   else await node.close();
   await control.runtime.close();
   return code;
+}
+
+/** The lowest level the main thread logs `["ep"]` at, for the handler threads to match. */
+function logLevel(): string {
+  const cfg = getConfig();
+  const ep = cfg?.loggers.find((l) => Array.isArray(l.category) && l.category[0] === "ep");
+  return ep?.lowestLevel ?? "info";
 }

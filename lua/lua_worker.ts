@@ -22,6 +22,8 @@ import type {
   HandlerRuntimeContext,
 } from "../core/pool.ts";
 import { LuaHandlerRuntime, type LuaServiceSource } from "./handler_runtime.ts";
+import { LuaError } from "./errors.ts";
+import { configure, getConfig, getConsoleSink, type LogLevel } from "@logtape/logtape";
 
 /**
  * URL of this module, for `HandlerPool.start({ module: LUA_RUNTIME, … })`.
@@ -60,6 +62,8 @@ export interface LuaWorkerOptions {
   callAddr?: string;
   /** Client token for `ep.call`. */
   token?: string;
+  /** Lowest log level on the handler threads (as on the main thread). Default `info`. */
+  logLevel?: string;
 }
 
 /**
@@ -89,6 +93,7 @@ export function luaLongString(text: string): string {
  */
 export async function createHandlerRuntime(ctx: HandlerRuntimeContext): Promise<HandlerRuntime> {
   const o = ctx.options as LuaWorkerOptions;
+  await configureThreadLogging(o.logLevel);
   const sources: LuaServiceSource[] = [];
   let inlineScript: string | null = null;
   let controlLua: string | null = null;
@@ -151,15 +156,27 @@ return h`,
         else if (k === "ep-query") query = v;
         else headers.push([k, v]);
       }
-      const reply = await runtime.handle({
-        id: req.id,
-        service: names[serviceIndex],
-        method,
-        path,
-        query,
-        headers,
-        body: req.body,
-      });
+      let reply;
+      try {
+        reply = await runtime.handle({
+          id: req.id,
+          service: names[serviceIndex],
+          method,
+          path,
+          query,
+          headers,
+          body: req.body,
+        });
+      } catch (err) {
+        // Keep the Lua traceback for the main thread's log (the client sees the first line).
+        if (err instanceof LuaError && err.traceback) {
+          const e = new Error(err.message);
+          e.name = err.name;
+          e.stack = `${err.name}: ${err.message}\n${err.traceback}`;
+          throw e;
+        }
+        throw err;
+      }
       return {
         status: reply.status,
         meta: reply.headers.length > 0 ? encodeMeta(lowerNames(reply.headers)) : undefined,
@@ -175,4 +192,18 @@ return h`,
 
 function lowerNames(headers: [string, string][]): [string, string][] {
   return headers.map(([k, v]) => [k.toLowerCase(), v]);
+}
+
+/** Logs from a handler thread (ep.log, Lua errors) go to the console like the main thread's. */
+async function configureThreadLogging(level: string | undefined): Promise<void> {
+  if (getConfig()) return;
+  const levels: LogLevel[] = ["trace", "debug", "info", "warning", "error", "fatal"];
+  const lowestLevel = (levels as string[]).includes(level ?? "") ? level as LogLevel : "info";
+  await configure({
+    sinks: { console: getConsoleSink() },
+    loggers: [
+      { category: ["ep"], lowestLevel, sinks: ["console"] },
+      { category: ["logtape", "meta"], lowestLevel: "warning", sinks: ["console"] },
+    ],
+  });
 }

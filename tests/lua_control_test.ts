@@ -1,0 +1,231 @@
+/**
+ * Lua control scripts and Lua services, end to end: `ep run <script>` in real processes,
+ * driven over HTTP and EP.
+ */
+import assert from "node:assert/strict";
+import { connect } from "../core/client.ts";
+import { JobError } from "../core/job.ts";
+import { Proc, waitStats } from "./_cluster.ts";
+
+const dec = new TextDecoder();
+
+/** Writes a project (files by relative path) into a temp dir; returns the dir. */
+async function project(files: Record<string, string>): Promise<string> {
+  const dir = await Deno.makeTempDir({ prefix: "ep-lua-" });
+  for (const [name, text] of Object.entries(files)) {
+    const path = `${dir}/${name}`;
+    await Deno.mkdir(path.slice(0, path.lastIndexOf("/")), { recursive: true });
+    await Deno.writeTextFile(path, text);
+  }
+  return dir;
+}
+
+/** Runs `ep run dir/main.lua` and waits for it to listen; returns the process and address. */
+async function run(
+  dir: string,
+  env: Record<string, string> = {},
+): Promise<{ proc: Proc; addr: string; url: string }> {
+  const proc = new Proc(["run", `${dir}/main.lua`], { EP_PORT: "0", ...env });
+  const m = await proc.waitFor(/listening on [^:]+:(\d+)/, 20_000);
+  const addr = `127.0.0.1:${m[1]}`;
+  return { proc, addr, url: `http://${addr}` };
+}
+
+const LISTEN = `ep.listen { port = tonumber(ep.env("EP_PORT", "0")) }\nep.threads(1)\n`;
+
+Deno.test("lua: file and inline services, prefix and function routes, errors as 500", async () => {
+  const dir = await project({
+    "main.lua": LISTEN + `
+local util = require("lib.util")
+ep.service("upper", "services/upper.lua")
+ep.service("inline", function(req) return util.shout(req.body) .. " from " .. req.service end)
+ep.service("fail", function() error("kaput") end)
+ep.route("/api/v1", "upper")
+ep.route(function(req)
+  if req.headers["x-to"] then return req.headers["x-to"] end
+end)
+`,
+    "lib/util.lua": `local M = {}\nfunction M.shout(s) return s:upper() .. "!" end\nreturn M\n`,
+    "services/upper.lua": `return function(req)
+  return { status = 201, headers = { ["x-path"] = req.path }, body = req.body:upper() }
+end
+`,
+  });
+  const { proc, url, addr } = await run(dir);
+  try {
+    let res = await fetch(`${url}/upper`, { method: "POST", body: "abc" });
+    assert.equal(res.status, 201);
+    assert.equal(res.headers.get("x-path"), "/upper");
+    assert.equal(await res.text(), "ABC");
+    res = await fetch(`${url}/inline`, { method: "POST", body: "hey" });
+    assert.equal(await res.text(), "HEY! from inline");
+    res = await fetch(`${url}/api/v1/anything`, { method: "POST", body: "routed" });
+    assert.equal(await res.text(), "ROUTED");
+    res = await fetch(`${url}/whatever`, {
+      method: "POST",
+      body: "fn",
+      headers: { "x-to": "upper" },
+    });
+    assert.equal(await res.text(), "FN");
+    res = await fetch(`${url}/fail`);
+    assert.equal(res.status, 500);
+    const reason = await res.text();
+    assert.match(reason, /kaput/);
+    assert.ok(!reason.includes("traceback") && !reason.includes(dir), reason);
+    const client = await connect(addr);
+    assert.equal(dec.decode((await client.request("inline", "ep")).body), "EP! from inline");
+    await assert.rejects(
+      client.request("fail"),
+      (e: unknown) => e instanceof JobError && e.kind === "handler_error",
+    );
+    client.close();
+    assert.match(proc.output, /stack traceback|kaput/, "the traceback goes to the log");
+  } finally {
+    await proc.stop();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("lua: a runaway handler is interrupted at its timeout; the thread keeps serving", async () => {
+  const dir = await project({
+    "main.lua": LISTEN + `
+ep.service("spin", function() while true do end end, { timeout_ms = 100 })
+ep.service("ok", function() return "ok" end)
+`,
+  });
+  const { proc, url } = await run(dir);
+  try {
+    const t0 = Date.now();
+    const res = await fetch(`${url}/spin`);
+    const took = Date.now() - t0;
+    assert.equal(res.status, 504);
+    await res.body?.cancel();
+    assert.ok(took < 1000, `answered after ${took} ms`);
+    // One thread: it must be free again.
+    const ok = await fetch(`${url}/ok`);
+    assert.equal(await ok.text(), "ok");
+  } finally {
+    await proc.stop();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("lua: ep.call reaches another service through the balancer", async () => {
+  const dir = await project({
+    "main.lua": LISTEN + `
+ep.config { grace_ms = 0 }
+ep.service("front", function(req)
+  local body, status = ep.call("back", req.body)
+  local none, message, kind = ep.call("missing", "")
+  return ("%s/%d/%s/%s"):format(body, status, tostring(none), kind)
+end)
+ep.service("back", function(req) return "back:" .. req.body end)
+`,
+  });
+  const { proc, url } = await run(dir);
+  try {
+    const res = await fetch(`${url}/front`, { method: "POST", body: "x" });
+    assert.equal(await res.text(), "back:x/200/nil/no_service");
+  } finally {
+    await proc.stop();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("lua: a control script that fails to load names file and line and exits non-zero", async () => {
+  const dir = await project({ "main.lua": `ep.threads(1)\nlocal x = = 2\n` });
+  const proc = new Proc(["run", `${dir}/main.lua`]);
+  try {
+    const status = await proc.exited;
+    assert.notEqual(status.code, 0);
+    assert.match(proc.output, /main\.lua:2:/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+  const dir2 = await project({ "main.lua": `ep.threads("many")\n` });
+  const proc2 = new Proc(["run", `${dir2}/main.lua`]);
+  try {
+    assert.notEqual((await proc2.exited).code, 0);
+    assert.match(proc2.output, /main\.lua:1: bad argument #1 to 'ep\.threads'/);
+  } finally {
+    await Deno.remove(dir2, { recursive: true });
+  }
+});
+
+Deno.test("lua: ep.exit stops with its code, from the script or from a timer", async () => {
+  const dir = await project({ "main.lua": `ep.log.info("bye")\nep.exit(3)\n` });
+  assert.equal((await new Proc(["run", `${dir}/main.lua`]).exited).code, 3);
+  await Deno.writeTextFile(`${dir}/main.lua`, `ep.timer(50, function() ep.exit(4) end)\n`);
+  assert.equal((await new Proc(["run", `${dir}/main.lua`]).exited).code, 4);
+  await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("lua: a worker script pulls from a balancer script", async () => {
+  const dir = await project({
+    "main.lua": LISTEN,
+    "worker.lua": `ep.connect { ep.env("EP_CONNECT") }
+ep.threads(1)
+ep.service("sleep", "services/sleep.lua", { slots = 4 })
+`,
+    "services/sleep.lua":
+      `return function(req) ep.sleep(tonumber(req.body)) return "done " .. req.body end`,
+  });
+  const b = await run(dir);
+  const w = new Proc(["run", `${dir}/worker.lua`], { EP_CONNECT: b.addr });
+  try {
+    await waitStats(b.addr, (s) => s.providers.length === 1);
+    const client = await connect(b.addr);
+    const t0 = performance.now();
+    const replies = await Promise.all([1, 2, 3, 4].map(() => client.request("sleep", "50")));
+    const took = performance.now() - t0;
+    assert.deepEqual(replies.map((r) => dec.decode(r.body)), Array(4).fill("done 50"));
+    assert.ok(took < 190, `4 sleeping jobs share one thread (${Math.round(took)} ms)`);
+    client.close();
+  } finally {
+    await w.stop();
+    await b.proc.stop();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("lua: SIGHUP reloads service code under load and no job fails", async () => {
+  const dir = await project({
+    "main.lua": LISTEN + `ep.service("v", "services/v.lua", { slots = 8 })\n`,
+    "services/v.lua": `return function() ep.sleep(20) return "v1" end`,
+  });
+  const { proc, addr } = await run(dir);
+  const client = await connect(addr);
+  try {
+    const seen = new Set<string>();
+    let failures = 0;
+    let stop = false;
+    const lanes = Array.from({ length: 6 }, async () => {
+      while (!stop) {
+        try {
+          seen.add(dec.decode((await client.request("v")).body));
+        } catch {
+          failures++;
+        }
+      }
+    });
+    await new Promise((r) => setTimeout(r, 200));
+    await Deno.writeTextFile(
+      `${dir}/services/v.lua`,
+      `return function() ep.sleep(20) return "v2" end`,
+    );
+    proc.kill("SIGHUP");
+    const deadline = Date.now() + 10_000;
+    while (!seen.has("v2") && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    await new Promise((r) => setTimeout(r, 200));
+    stop = true;
+    await Promise.all(lanes);
+    assert.equal(failures, 0);
+    assert.ok(seen.has("v1") && seen.has("v2"), [...seen].join(","));
+    // Only the new code serves now.
+    assert.equal(dec.decode((await client.request("v")).body), "v2");
+  } finally {
+    client.close();
+    await proc.stop();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
