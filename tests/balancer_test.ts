@@ -113,10 +113,15 @@ Deno.test("balancer: a free worker takes the next job; no job waits behind a slo
 
 Deno.test("balancer: unknown service, full queue and queue deadline give explicit errors", async () => {
   const seen: string[] = [];
-  const r = await rig(1, {
-    maxQueue: 2,
-    observer: { job: (service, outcome) => seen.push(`${service}:${outcome}`) },
-  }, 1, 0);
+  const r = await rig(
+    1,
+    {
+      maxQueue: 2,
+      observer: { job: (service, outcome) => seen.push(`${service}:${outcome}`) },
+    },
+    1,
+    0,
+  );
   const client = await connect(r.addr);
   try {
     await assert.rejects(
