@@ -21,7 +21,7 @@ import type {
   HandlerRuntime,
   HandlerRuntimeContext,
 } from "../core/pool.ts";
-import { LuaHandlerRuntime, type LuaServiceSource } from "./handler_runtime.ts";
+import { LuaHandlerRuntime, type LuaReply, type LuaServiceSource } from "./handler_runtime.ts";
 import { LuaError } from "./errors.ts";
 import { configure, getConfig, getConsoleSink, type LogLevel } from "@logtape/logtape";
 
@@ -144,21 +144,23 @@ return h`,
   const names = o.services.map((s) => s.name);
   return {
     services: names,
-    async handle(req: HandlerRequest, serviceIndex: number): Promise<HandlerResult> {
-      const meta = decodeMeta(req.meta);
+    handle(req: HandlerRequest, serviceIndex: number): HandlerResult | Promise<HandlerResult> {
       let method = "EP";
       let path = "/" + names[serviceIndex];
       let query = "";
-      const headers: [string, string][] = [];
-      for (const [k, v] of meta) {
-        if (k === "ep-method") method = v;
-        else if (k === "ep-path") path = v;
-        else if (k === "ep-query") query = v;
-        else headers.push([k, v]);
+      let headers: [string, string][] = EMPTY_HEADERS;
+      if (req.meta.length > 0) {
+        headers = [];
+        for (const [k, v] of decodeMeta(req.meta)) {
+          if (k === "ep-method") method = v;
+          else if (k === "ep-path") path = v;
+          else if (k === "ep-query") query = v;
+          else headers.push([k, v]);
+        }
       }
-      let reply;
+      let reply: LuaReply | Promise<LuaReply>;
       try {
-        reply = await runtime.handle({
+        reply = runtime.handleSync({
           id: req.id,
           service: names[serviceIndex],
           method,
@@ -168,26 +170,41 @@ return h`,
           body: req.body,
         });
       } catch (err) {
-        // Keep the Lua traceback for the main thread's log (the client sees the first line).
-        if (err instanceof LuaError && err.traceback) {
-          const e = new Error(err.message);
-          e.name = err.name;
-          e.stack = `${err.name}: ${err.message}\n${err.traceback}`;
-          throw e;
-        }
-        throw err;
+        throw withTraceback(err);
       }
-      return {
-        status: reply.status,
-        meta: reply.headers.length > 0 ? encodeMeta(lowerNames(reply.headers)) : undefined,
-        body: reply.body,
-      };
+      if (reply instanceof Promise) {
+        return reply.then(toResult, (err) => {
+          throw withTraceback(err);
+        });
+      }
+      return toResult(reply);
     },
     async close() {
       if (client) (await client.catch(() => null))?.close();
       await runtime.close();
     },
   };
+}
+
+const EMPTY_HEADERS: [string, string][] = [];
+
+function toResult(reply: LuaReply): HandlerResult {
+  return {
+    status: reply.status,
+    meta: reply.headers.length > 0 ? encodeMeta(lowerNames(reply.headers)) : undefined,
+    body: reply.body,
+  };
+}
+
+/** Keeps a Lua traceback for the main thread's log (the client sees the first line). */
+function withTraceback(err: unknown): unknown {
+  if (err instanceof LuaError && err.traceback) {
+    const e = new Error(err.message);
+    e.name = err.name;
+    e.stack = `${err.name}: ${err.message}\n${err.traceback}`;
+    return e;
+  }
+  return err;
 }
 
 function lowerNames(headers: [string, string][]): [string, string][] {
