@@ -166,7 +166,13 @@ export class EpConnection implements TransportHandler {
       // Heartbeats carry status, so they go out every interval even when traffic flows.
       this.#lastBeat = now;
       this.#hbSeq = (this.#hbSeq + 1) >>> 0;
-      this.#send({ type: "heartbeat", seq: this.#hbSeq, freeSlots: NONE, queueDepth: NONE });
+      // To a worker, the beat carries the queue depth of its services (SPEC.md §6.5).
+      let depth = NONE;
+      if (this.#link) {
+        depth = 0;
+        for (const s of this.#link.services) depth += this.#opts.workers!.queueDepth(s);
+      }
+      this.#send({ type: "heartbeat", seq: this.#hbSeq, freeSlots: NONE, queueDepth: depth });
     }
   }
 
