@@ -6,6 +6,7 @@
 import { parseArgs } from "node:util";
 import { configure, getConsoleSink, getJsonLinesFormatter, type LogLevel } from "@logtape/logtape";
 import { type Node, startNode } from "./node.ts";
+import type { MonitorOptions } from "./observe.ts";
 import { toFileUrl } from "./_paths.ts";
 
 const USAGE = `ep: a runtime for background micro services with a preemptive balancer
@@ -22,6 +23,7 @@ Commands:
   call <service> [body | @file | -]
                        send one request and print the reply body (ep call --help)
   bench                load generator (ep bench --help)
+  status               a balancer's services, workers and totals (ep status --help)
   version              print the version
   help                 print this help
 
@@ -40,6 +42,11 @@ Common options:
   --token <t>          EP token (default $EP_TOKEN)
   --log-level <lvl>    trace, debug, info, warning, error (default info)
   --log-json           log JSON lines instead of text
+  --access-log         log one line per job (category ep.access, level info)
+  --status-token <t>   token required for the /_ep/ page, stats and metrics from every peer
+                       (Authorization: Bearer <t> or ?token=<t>; default $EP_STATUS_TOKEN;
+                       without one they are served to loopback peers only)
+  --status-public      serve the /_ep/ page, stats and metrics to every peer without a token
 `;
 
 /**
@@ -55,6 +62,7 @@ export async function main(args: string[]): Promise<number> {
   // Subcommands with flags of their own parse their arguments themselves.
   if (args[0] === "call") return (await import("./call_cli.ts")).callMain(args.slice(1));
   if (args[0] === "bench") return (await import("./bench_cli.ts")).benchMain(args.slice(1));
+  if (args[0] === "status") return (await import("./status_cli.ts")).statusMain(args.slice(1));
   let parsed;
   try {
     parsed = parseArgs({
@@ -74,6 +82,9 @@ export async function main(args: string[]): Promise<number> {
         name: { type: "string" },
         "log-level": { type: "string" },
         "log-json": { type: "boolean" },
+        "access-log": { type: "boolean" },
+        "status-token": { type: "string" },
+        "status-public": { type: "boolean" },
         help: { type: "boolean", short: "h" },
       },
     });
@@ -87,7 +98,11 @@ export async function main(args: string[]): Promise<number> {
     console.log(USAGE);
     return 0;
   }
-  await setupLogging(values["log-level"] ?? "info", values["log-json"] ?? false);
+  await setupLogging(
+    values["log-level"] ?? "info",
+    values["log-json"] ?? false,
+    values["access-log"] ?? false,
+  );
   switch (command) {
     case "version":
       console.log("ep 0.1.0");
@@ -98,11 +113,14 @@ export async function main(args: string[]): Promise<number> {
         console.error("ep run: missing script\n\nUsage: ep run <script.lua>");
         return 2;
       }
-      return await (await import("../lua/control.ts")).runScript(script);
+      return await (await import("../lua/control.ts")).runScript(script, {
+        observe: observeOptions(values),
+      });
     }
     case "start":
       return await (await import("../lua/control.ts")).runScript(
         new URL("../scripts/main.lua", import.meta.url).pathname,
+        { observe: observeOptions(values) },
       );
     case "balancer":
     case "worker":
@@ -113,7 +131,7 @@ export async function main(args: string[]): Promise<number> {
   }
 }
 
-async function setupLogging(level: string, json: boolean): Promise<void> {
+async function setupLogging(level: string, json: boolean, access: boolean): Promise<void> {
   const levels: LogLevel[] = ["trace", "debug", "info", "warning", "error", "fatal"];
   const lowestLevel = (levels as string[]).includes(level) ? level as LogLevel : "info";
   await configure({
@@ -123,6 +141,14 @@ async function setupLogging(level: string, json: boolean): Promise<void> {
     },
     loggers: [
       { category: ["ep"], lowestLevel, sinks: ["console"] },
+      ...(access
+        ? [{
+          category: ["ep", "access"],
+          lowestLevel: "info" as const,
+          sinks: ["console" as const],
+          parentSinks: "override" as const,
+        }]
+        : []),
       { category: ["logtape", "meta"], lowestLevel: "warning", sinks: ["console"] },
     ],
   });
@@ -138,6 +164,9 @@ interface RoleFlags {
   prefetch?: string;
   token?: string;
   name?: string;
+  "access-log"?: boolean;
+  "status-token"?: string;
+  "status-public"?: boolean;
 }
 
 /** Runs `start`, `balancer` or `worker` until SIGINT/SIGTERM (a worker drains first). */
@@ -164,6 +193,7 @@ async function runRole(role: "balancer" | "worker", v: RoleFlags): Promise<numbe
       },
       token: v.token ?? env("EP_TOKEN"),
       name: v.name ?? `ep-worker-${Deno.pid}`,
+      observe: observeOptions(v),
       prefetch: v.prefetch === undefined ? undefined : Number(v.prefetch),
     });
   } catch (err) {
@@ -186,4 +216,18 @@ async function runRole(role: "balancer" | "worker", v: RoleFlags): Promise<numbe
   });
   await stopped;
   return 0;
+}
+
+/** Status page and access log options from the flags (and `EP_STATUS_TOKEN`). */
+export function observeOptions(
+  v: { "access-log"?: boolean; "status-token"?: string; "status-public"?: boolean },
+): MonitorOptions {
+  return {
+    version: "0.1.0",
+    accessLog: v["access-log"] ?? false,
+    access: {
+      token: v["status-token"] ?? Deno.env.get("EP_STATUS_TOKEN"),
+      public: v["status-public"] ?? false,
+    },
+  };
 }

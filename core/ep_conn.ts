@@ -126,6 +126,7 @@ export class EpConnection implements TransportHandler {
   /** @internal */
   data(chunk: Uint8Array): void {
     this.#lastRead = Date.now();
+    if (this.#link) this.#link.lastHeard = this.#lastRead;
     this.#decoder.push(chunk);
   }
 
@@ -464,6 +465,8 @@ class WorkerLink implements Provider {
   credit = 0;
   draining = false;
   reportedFree = NOT_APPLICABLE;
+  /** When the worker last sent anything (heartbeats included), Unix ms; for the status page. */
+  lastHeard = Date.now();
   #conn: EpConnection;
   #host: WorkerHost;
   #held = new Map<number, QueuedJob>();

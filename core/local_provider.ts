@@ -22,6 +22,21 @@ import type { HandlerPool, JobReply } from "./pool.ts";
 const log = getLogger(["ep", "handler"]);
 
 /**
+ * Handler failures seen by this process: Lua errors turned into error replies, and jobs
+ * interrupted at their deadline (the Lua hook stops them; metrics `ep_lua_*`).
+ *
+ * @example
+ * ```ts
+ * import { handlerCounters } from "./local_provider.ts";
+ * console.assert(handlerCounters.errors >= 0);
+ * ```
+ */
+export const handlerCounters: { errors: number; interrupts: number } = {
+  errors: 0,
+  interrupts: 0,
+};
+
+/**
  * The pool's metadata for a job: HTTP method, path and query as `ep-method`, `ep-path`,
  * `ep-query` (SPEC.md §10) followed by the headers; EP metadata as it came.
  *
@@ -53,7 +68,9 @@ export function jobMeta(job: Job): [string, string][] {
  */
 export function poolError(err: Error, service = ""): JobError {
   if (err instanceof JobError) return err;
+  if (err instanceof JobTimeoutError) handlerCounters.interrupts++;
   if (err instanceof HandlerError) {
+    if (err.handlerErrorName.startsWith("Lua")) handlerCounters.errors++;
     // The client gets the first line; the log gets the whole story (a Lua traceback).
     log.warn("Handler of {service} failed: {stack}", { service, stack: err.stack ?? err.message });
   }

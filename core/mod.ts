@@ -45,3 +45,7 @@ export * from "./balancer.ts";
 export * from "./node.ts";
 export * from "./worker_node.ts";
 export * from "./local_provider.ts";
+export * from "./observe.ts";
+export * from "./status_snapshot.ts";
+export * from "./metrics.ts";
+export * from "./metrics_sources.ts";

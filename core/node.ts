@@ -10,6 +10,7 @@ import { Balancer, type BalancerOptions } from "./balancer.ts";
 import type { EpOptions } from "./ep_conn.ts";
 import type { HttpOptions } from "./http_conn.ts";
 import { LocalPoolProvider } from "./local_provider.ts";
+import { Monitor, type MonitorOptions } from "./observe.ts";
 import { HandlerPool, TS_HANDLER_RUNTIME } from "./pool.ts";
 import { serve, type Server } from "./server.ts";
 import { WorkerNode } from "./worker_node.ts";
@@ -55,6 +56,8 @@ export interface NodeOptions {
   ep?: EpOptions;
   /** The worker's name in balancer logs. */
   name?: string;
+  /** The balancer's status page, metrics, health and access log (see `observe.ts`). */
+  observe?: MonitorOptions;
 }
 
 /** A running process role. */
@@ -67,6 +70,8 @@ export interface Node {
   readonly worker: WorkerNode | null;
   /** The handler threads, when running services. */
   readonly pool: HandlerPool | null;
+  /** The balancer's monitor (metrics, stats, health, access log), when listening. */
+  readonly monitor: Monitor | null;
   /** Stops taking work, finishes what is held, and stops. */
   drain(graceMs?: number): Promise<void>;
   /**
@@ -104,8 +109,23 @@ export async function startNode(options: NodeOptions): Promise<Node> {
   let pool: HandlerPool | null = null;
   let local: LocalPoolProvider | null = null;
   let balancer: Balancer | null = null;
+  let monitor: Monitor | null = null;
   if (options.listen) {
-    balancer = new Balancer(options.balancer);
+    const m = monitor = new Monitor(options.observe);
+    const own = options.balancer;
+    balancer = new Balancer({
+      ...own,
+      // The monitor sees every job; a caller's observer and internal pages still run.
+      observer: own?.observer
+        ? {
+          job: (...a) => {
+            m.job(...a);
+            own.observer!.job(...a);
+          },
+        }
+        : m,
+      internal: own?.internal ? (job) => own.internal!(job) ?? m.internal(job) : m.internal,
+    });
     server = serve({
       port: options.listen.port,
       hostname: options.listen.hostname,
@@ -113,11 +133,11 @@ export async function startNode(options: NodeOptions): Promise<Node> {
       http: options.http,
       ep: {
         ...options.ep,
-        workers: balancer,
+        workers: m.watchWorkers(balancer),
         token: options.token ?? options.ep?.token,
         clientToken: options.clientToken ?? options.ep?.clientToken,
         prefetch: options.prefetch ?? options.ep?.prefetch,
-        stats: () => balancer!.stats(),
+        stats: () => m.snapshot(),
       },
     });
     try {
@@ -131,6 +151,9 @@ export async function startNode(options: NodeOptions): Promise<Node> {
       local = new LocalPoolProvider(pool, balancer, timeouts);
       balancer.addProvider(local);
     }
+    m.attach({ balancer, server, pool: () => pool });
+    // Ready once the handler threads (and the scripts they load) have started.
+    m.check("handlers", () => !options.handlers || pool !== null);
     log.info("Balancer listening on {host}:{port}", {
       host: options.listen.hostname ?? "127.0.0.1",
       port: server.addr.port,
@@ -150,6 +173,7 @@ export async function startNode(options: NodeOptions): Promise<Node> {
     });
   }
   const close = async () => {
+    monitor?.close();
     worker?.close();
     balancer?.close();
     await server?.close();
@@ -180,7 +204,9 @@ export async function startNode(options: NodeOptions): Promise<Node> {
       return pool;
     },
     reload,
+    monitor,
     async drain(graceMs = 30_000) {
+      monitor?.close();
       if (worker) await worker.drain(graceMs);
       balancer?.close();
       await server?.close();

@@ -14,6 +14,8 @@
  */
 import { getLogger } from "@logtape/logtape";
 import { startNode } from "../core/node.ts";
+import { handlerCounters } from "../core/local_provider.ts";
+import type { MonitorOptions } from "../core/observe.ts";
 import type { Job } from "../core/job.ts";
 import { LuaHandlerRuntime } from "./handler_runtime.ts";
 import type { LuaValue } from "./engine.ts";
@@ -174,7 +176,10 @@ end`;
  * Deno.exit(await runScript("scripts/worker.lua"));
  * ```
  */
-export async function runScript(scriptPath: string): Promise<number> {
+export async function runScript(
+  scriptPath: string,
+  options: { observe?: MonitorOptions } = {},
+): Promise<number> {
   let exit: ((code: number) => void) | null = null;
   const exited = new Promise<number>((resolve) => exit = resolve);
   let control: Control;
@@ -248,6 +253,7 @@ export async function runScript(scriptPath: string): Promise<number> {
       token,
       prefetch: c.config.prefetch,
       name: `ep-worker-${Deno.pid}`,
+      observe: options.observe,
       balancer: {
         route: prefixes.length > 0 || c.routeFn ? route : undefined,
         maxQueue: c.config.max_queue,
@@ -261,6 +267,7 @@ export async function runScript(scriptPath: string): Promise<number> {
     await control.runtime.close();
     return 1;
   }
+  node.monitor?.setLuaCounters(() => handlerCounters);
   if (node.server) {
     console.log(
       `ep listening on ${c.listen!.hostname}:${node.server.addr.port} (HTTP/1.1 and EP)` +

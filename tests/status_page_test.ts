@@ -1,0 +1,465 @@
+/**
+ * The status page in a real headless Chromium (Debian's `chromium`), driven over the
+ * DevTools protocol with Deno's own WebSocket: the page renders, lists the running services
+ * and workers, and its numbers change after load is applied. Screenshots (desktop and phone
+ * widths) are kept in `tests/artifacts/` (gitignored).
+ *
+ * Skipped, with a message, when `/usr/bin/chromium` (or `$CHROMIUM`) is missing.
+ */
+import assert from "node:assert/strict";
+import { Balancer } from "../core/balancer.ts";
+import { connect } from "../core/client.ts";
+import { LocalPoolProvider } from "../core/local_provider.ts";
+import { Monitor, type MonitorOptions } from "../core/observe.ts";
+import { HandlerPool, TS_HANDLER_RUNTIME } from "../core/pool.ts";
+import { serve, type Server } from "../core/server.ts";
+import { WorkerNode } from "../core/worker_node.ts";
+
+const CHROMIUM = Deno.env.get("CHROMIUM") ?? "/usr/bin/chromium";
+const ARTIFACTS = new URL("./artifacts/", import.meta.url);
+const SERVICES = new URL("./fixtures/services.ts", import.meta.url).href;
+
+function exists(path: string): boolean {
+  try {
+    return Deno.statSync(path).isFile;
+  } catch {
+    return false;
+  }
+}
+
+const haveChromium = exists(CHROMIUM);
+if (!haveChromium) {
+  console.warn(
+    `status page test skipped: ${CHROMIUM} not found (Debian: apt-get install chromium)`,
+  );
+}
+
+// ---- A minimal DevTools protocol client ----
+
+type Json = Record<string, unknown>;
+
+class Cdp {
+  #ws: WebSocket;
+  #next = 1;
+  #pending = new Map<number, { resolve: (v: Json) => void; reject: (e: Error) => void }>();
+  #closed: Promise<void>;
+
+  private constructor(ws: WebSocket) {
+    this.#ws = ws;
+    this.#closed = new Promise((resolve) => ws.addEventListener("close", () => resolve()));
+    ws.addEventListener("message", (ev) => {
+      const msg = JSON.parse(String(ev.data)) as {
+        id?: number;
+        result?: Json;
+        error?: { message: string };
+      };
+      if (msg.id === undefined) return; // an event
+      const p = this.#pending.get(msg.id);
+      if (!p) return;
+      this.#pending.delete(msg.id);
+      if (msg.error) p.reject(new Error(`CDP: ${msg.error.message}`));
+      else p.resolve(msg.result ?? {});
+    });
+    ws.addEventListener("close", () => {
+      for (const p of this.#pending.values()) p.reject(new Error("CDP connection closed"));
+      this.#pending.clear();
+    });
+  }
+
+  static open(url: string): Promise<Cdp> {
+    return new Promise((resolve, reject) => {
+      const ws = new WebSocket(url);
+      ws.addEventListener("open", () => resolve(new Cdp(ws)), { once: true });
+      ws.addEventListener("error", () => reject(new Error(`Cannot open ${url}`)), { once: true });
+    });
+  }
+
+  send(method: string, params: Json = {}, sessionId?: string, timeoutMs = 20_000): Promise<Json> {
+    const id = this.#next++;
+    this.#ws.send(JSON.stringify({ id, method, params, ...(sessionId ? { sessionId } : {}) }));
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.#pending.delete(id);
+        reject(new Error(`CDP ${method} timed out`));
+      }, timeoutMs);
+      this.#pending.set(id, {
+        resolve: (v) => {
+          clearTimeout(timer);
+          resolve(v);
+        },
+        reject: (e) => {
+          clearTimeout(timer);
+          reject(e);
+        },
+      });
+    });
+  }
+
+  async close(): Promise<void> {
+    this.#ws.close();
+    await this.#closed;
+  }
+}
+
+interface Browser {
+  cdp: Cdp;
+  close(): Promise<void>;
+}
+
+async function launchChromium(): Promise<Browser> {
+  const dir = await Deno.makeTempDir({ prefix: "ep-chromium-" });
+  const child = new Deno.Command(CHROMIUM, {
+    args: [
+      "--headless",
+      "--no-sandbox",
+      "--disable-gpu",
+      "--disable-quic",
+      "--no-first-run",
+      "--disable-background-networking",
+      "--disable-component-update",
+      "--disable-sync",
+      "--disable-dev-shm-usage",
+      "--hide-scrollbars",
+      `--user-data-dir=${dir}`,
+      "--remote-debugging-address=127.0.0.1",
+      "--remote-debugging-port=0",
+      "about:blank",
+    ],
+    stdin: "null",
+    stdout: "null",
+    stderr: "piped",
+  }).spawn();
+  // Read stderr to the end (a full pipe would stall Chromium); the first line that matters
+  // names the DevTools endpoint.
+  let log = "";
+  let found: (url: string) => void = () => {};
+  const endpoint = new Promise<string>((resolve) => found = resolve);
+  const pump = (async () => {
+    for await (const text of child.stderr.pipeThrough(new TextDecoderStream())) {
+      log += text;
+      const m = log.match(/DevTools listening on (ws:\/\/\S+)/);
+      if (m) found(m[1]);
+    }
+  })();
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const url = await Promise.race([
+    endpoint,
+    new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`Chromium did not start:\n${log}`)), 30_000);
+    }),
+    child.status.then((s) => {
+      throw new Error(`Chromium exited with ${s.code}:\n${log}`);
+    }),
+  ]).finally(() => clearTimeout(timer));
+  const cdp = await Cdp.open(url);
+  return {
+    cdp,
+    async close() {
+      await cdp.send("Browser.close", {}, undefined, 5_000).catch(() => {});
+      await cdp.close().catch(() => {});
+      const timeout = setTimeout(() => child.kill("SIGKILL"), 5_000);
+      await child.status;
+      clearTimeout(timeout);
+      await pump;
+      await Deno.remove(dir, { recursive: true }).catch(() => {});
+    },
+  };
+}
+
+/** One browser tab. */
+class Tab {
+  #cdp: Cdp;
+  #session: string;
+  constructor(cdp: Cdp, session: string) {
+    this.#cdp = cdp;
+    this.#session = session;
+  }
+
+  static async open(cdp: Cdp, width: number, height: number): Promise<Tab> {
+    const { targetId } = await cdp.send("Target.createTarget", { url: "about:blank" });
+    const { sessionId } = await cdp.send("Target.attachToTarget", { targetId, flatten: true });
+    const tab = new Tab(cdp, sessionId as string);
+    await tab.send("Page.enable");
+    await tab.viewport(width, height, false);
+    return tab;
+  }
+
+  send(method: string, params: Json = {}): Promise<Json> {
+    return this.#cdp.send(method, params, this.#session);
+  }
+
+  async viewport(width: number, height: number, mobile: boolean): Promise<void> {
+    await this.send("Emulation.setDeviceMetricsOverride", {
+      width,
+      height,
+      deviceScaleFactor: mobile ? 2 : 1,
+      mobile,
+    });
+  }
+
+  async navigate(url: string): Promise<void> {
+    await this.send("Page.navigate", { url });
+  }
+
+  async eval<T>(expression: string): Promise<T> {
+    const r = await this.send("Runtime.evaluate", {
+      expression,
+      returnByValue: true,
+      awaitPromise: true,
+    });
+    if (r.exceptionDetails) throw new Error(`Page error: ${JSON.stringify(r.exceptionDetails)}`);
+    return (r.result as { value: T }).value;
+  }
+
+  /**
+   * Polls `expression` until it is truthy; returns its value. Errors count as "not yet"
+   * (the document may still be loading).
+   */
+  async until<T>(expression: string, what: string, ms = 15_000): Promise<T> {
+    const end = Date.now() + ms;
+    let last: unknown;
+    while (Date.now() < end) {
+      try {
+        const v = await this.eval<T>(expression);
+        if (v) return v;
+        last = v;
+      } catch (err) {
+        last = (err as Error).message;
+      }
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    throw new Error(`Page never showed ${what}; last: ${JSON.stringify(last)}`);
+  }
+
+  /** A PNG of the whole page at the current viewport width. */
+  async screenshot(file: URL): Promise<void> {
+    const metrics = await this.send("Page.getLayoutMetrics");
+    const size = metrics.cssContentSize as { width: number; height: number };
+    const shot = await this.send("Page.captureScreenshot", {
+      format: "png",
+      captureBeyondViewport: true,
+      clip: { x: 0, y: 0, width: size.width, height: size.height, scale: 1 },
+    });
+    const bin = atob(shot.data as string);
+    const bytes = new Uint8Array(bin.length);
+    for (let i = 0; i < bin.length; i++) bytes[i] = bin.charCodeAt(i);
+    await Deno.mkdir(ARTIFACTS, { recursive: true });
+    await Deno.writeFile(file, bytes);
+  }
+}
+
+// ---- The balancer under test, wired as proposed for startNode ----
+
+interface Rig {
+  addr: string;
+  balancer: Balancer;
+  close(): Promise<void>;
+}
+
+async function rig(options: MonitorOptions, withWorkers: boolean): Promise<Rig> {
+  const monitor = new Monitor({ version: "0.1.0", ...options });
+  const balancer = new Balancer({
+    serviceGraceMs: 0,
+    observer: monitor,
+    internal: monitor.internal,
+  });
+  const server: Server = serve({
+    port: 0,
+    handler: balancer.handler,
+    ep: { workers: monitor.watchWorkers(balancer), stats: () => monitor.snapshot() },
+  });
+  const addr = `127.0.0.1:${server.addr.port}`;
+  const pools: HandlerPool[] = [];
+  let node: WorkerNode | null = null;
+  let local: HandlerPool | null = null;
+  if (withWorkers) {
+    const start = (threads: number) =>
+      HandlerPool.start({
+        module: TS_HANDLER_RUNTIME,
+        moduleOptions: { handlers: SERVICES },
+        threads,
+        perThreadConcurrency: 1,
+      });
+    local = await start(2);
+    const remote = await start(1);
+    pools.push(local, remote);
+    balancer.addProvider(new LocalPoolProvider(local, balancer));
+    node = WorkerNode.start({ balancers: [addr], pool: remote, name: "worker-a" });
+  }
+  monitor.attach({
+    balancer,
+    server,
+    pool: () => local,
+    lua: () => ({ errors: 0, interrupts: 0 }),
+  });
+  return {
+    addr,
+    balancer,
+    async close() {
+      node?.close();
+      monitor.close();
+      balancer.close();
+      await server.close();
+      for (const p of pools) await p.close({ drain: false });
+    },
+  };
+}
+
+interface PageView {
+  updates: number;
+  services: Record<string, Record<string, string>>;
+  workers: { name: string; cells: Record<string, string> }[];
+  totals: Record<string, string>;
+  sparks: Record<string, number>;
+  threads: number;
+  overflow: boolean;
+}
+
+/** Reads what the page shows, by its data hooks. */
+const READ = `(() => {
+  const cells = (tr) => Object.fromEntries(
+    [...tr.querySelectorAll("td[data-field]")].map((td) => [td.dataset.field, td.textContent.trim()]));
+  const services = {};
+  for (const tr of document.querySelectorAll("#services tr[data-service]")) {
+    const c = cells(tr);
+    c.rateMax = tr.querySelector("svg.rate")?.dataset.max ?? "";
+    c.queueMax = tr.querySelector("svg.queue")?.dataset.max ?? "";
+    c.waitMax = tr.querySelector("svg.wait")?.dataset.max ?? "";
+    services[tr.dataset.service] = c;
+  }
+  const workers = [...document.querySelectorAll("#workers tr[data-worker]")]
+    .map((tr) => ({ name: tr.dataset.worker, cells: cells(tr) }));
+  const totals = {};
+  for (const el of document.querySelectorAll("[data-total]")) totals[el.dataset.total] = el.textContent.trim();
+  const sparks = {};
+  for (const id of ["rate", "queued", "busy"]) sparks[id] = Number(document.getElementById("spark-" + id).dataset.max || 0);
+  return {
+    updates: Number(document.body.dataset.updates),
+    services, workers, totals, sparks,
+    threads: document.querySelectorAll("#threads tr[data-thread]").length,
+    overflow: document.documentElement.scrollWidth > window.innerWidth + 1,
+  };
+})()`;
+
+const num = (s: string | undefined) => Number((s ?? "").replace(/,/g, ""));
+
+Deno.test({
+  name: "status page: renders in Chromium, lists services and workers, follows the load",
+  ignore: !haveChromium,
+  async fn() {
+    const r = await rig({}, true);
+    const browser = await launchChromium();
+    const client = await connect(r.addr);
+    try {
+      await waitFor(() => r.balancer.stats().providers.length === 2);
+      const tab = await Tab.open(browser.cdp, 1280, 900);
+      await tab.navigate(`http://${r.addr}/_ep/`);
+      await tab.until("Number(document.body.dataset.updates) >= 1", "a first update");
+      const before = await tab.until<PageView>(
+        `(() => { const v = ${READ}; return v.workers.length === 2 ? v : null; })()`,
+        "both workers",
+      );
+      assert.deepEqual(Object.keys(before.services).sort(), ["echo", "fail", "pid", "sleep"]);
+      assert.equal(before.services.sleep.ok, "0");
+      assert.equal(before.services.sleep.slots, "0 / 3");
+      assert.equal(before.services.sleep.providers, "2");
+      assert.equal(before.totals.jobs, "0");
+      assert.equal(before.totals.providers, "2");
+      assert.equal(before.threads, 2, "the local pool's threads");
+      const names = before.workers.map((w) => w.cells.name).sort();
+      assert.deepEqual(names, ["local pool", "worker-a"]);
+      const remote = before.workers.find((w) => w.cells.name === "worker-a")!;
+      assert.match(remote.cells.address, /^127\.0\.0\.1:\d+$/);
+      assert.equal(remote.cells.state, "ready");
+      assert.equal(remote.cells.services, "echo, fail, pid, sleep");
+      assert.equal(await tab.eval<string>("document.querySelector('#live').textContent"), "live");
+
+      // Load: 90 jobs of 40 ms on 3 slots (a queue for about a second), 5 failures, HTTP.
+      const load = Array.from({ length: 90 }, () => client.request("sleep", "40"));
+      const fails = Array.from({ length: 5 }, () => client.request("fail").catch(() => null));
+      for (let i = 0; i < 10; i++) {
+        await (await fetch(`http://${r.addr}/echo`, { method: "POST", body: `x${i}` })).text();
+      }
+      await Promise.all([...load, ...fails]);
+
+      const after = await tab.until<PageView>(
+        `(() => { const v = ${READ}; return v.services.sleep.ok === "90" && v.sparks.rate > 0 &&
+          v.services.sleep.rateMax > 0 ? v : null; })()`,
+        "the load",
+      );
+      assert.ok(after.updates > before.updates);
+      assert.equal(after.services.sleep.ok, "90");
+      assert.equal(after.services.fail.failed, "5");
+      assert.equal(after.services.echo.ok, "10");
+      assert.equal(num(after.totals.jobs), 105);
+      assert.equal(num(after.totals.ok), 100);
+      assert.equal(num(after.totals.failed), 5);
+      assert.match(
+        after.services.sleep.waitP99,
+        /^\d+(\.\d+)? (ms|s)$/,
+        "the queue made jobs wait",
+      );
+      assert.match(after.services.sleep.runP50, /^\d+(\.\d+)? ms$/);
+      assert.ok(num(after.services.sleep.queueMax) > 0, "the queue sparkline saw the queue");
+      assert.ok(num(after.services.sleep.waitMax) > 0);
+      assert.ok(num(after.totals.httpRequests) >= 10);
+      assert.ok(after.sparks.rate > 0);
+      assert.equal(after.overflow, false);
+      await tab.screenshot(new URL("status_page.png", ARTIFACTS));
+
+      // A phone: one column of cards, nothing wider than the screen.
+      await tab.viewport(390, 844, true);
+      const phone = await tab.until<PageView>(
+        `(() => { const v = ${READ}; return v.updates > ${after.updates} ? v : null; })()`,
+        "an update at phone width",
+      );
+      assert.equal(phone.overflow, false, "the page fits a phone's width");
+      const layout = await tab.eval<string[]>(
+        "[getComputedStyle(document.querySelector('#services thead')).display, " +
+          "getComputedStyle(document.querySelector('#services tbody tr')).display]",
+      );
+      assert.deepEqual(layout, ["none", "grid"], "rows become cards without a header row");
+      await tab.screenshot(new URL("status_page_phone.png", ARTIFACTS));
+    } finally {
+      client.close();
+      await browser.close();
+      await r.close();
+    }
+  },
+});
+
+Deno.test({
+  name: "status page: with a token, the page needs it and passes it on to its polls",
+  ignore: !haveChromium,
+  async fn() {
+    const r = await rig({ access: { token: "t0ken" } }, false);
+    const browser = await launchChromium();
+    try {
+      const tab = await Tab.open(browser.cdp, 1024, 700);
+      await tab.navigate(`http://${r.addr}/_ep/`);
+      const refused = await tab.until<string>(
+        "document.readyState === 'complete' && document.body.innerText",
+        "the refusal",
+      );
+      assert.match(refused, /token is required/);
+      await tab.navigate(`http://${r.addr}/_ep/?token=t0ken`);
+      await tab.until("Number(document.body.dataset.updates) >= 2", "two polls with the token");
+      assert.equal(await tab.eval<string>("document.querySelector('#live').textContent"), "live");
+      assert.equal(
+        await tab.eval<string>("document.querySelector('#services tbody td').textContent"),
+        "No services yet",
+      );
+    } finally {
+      await browser.close();
+      await r.close();
+    }
+  },
+});
+
+async function waitFor(cond: () => boolean, ms = 5000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error("condition not met in time");
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
