@@ -13,6 +13,7 @@ import {
   DEFAULT_MAX_PAYLOAD,
   type Frame,
   isServiceName,
+  MIN_MAX_PAYLOAD,
   NOT_APPLICABLE,
   PROTOCOL_VERSION as VERSION,
 } from "../protocol/ep_frames.ts";
@@ -107,7 +108,11 @@ export class EpConnection implements TransportHandler {
     this.#decoder = new EpDecoder({
       frame: (f) => this.#onFrame(f),
       error: (e) => this.#onDecodeError(e),
-    }, { maxPayload: options.maxPayload ?? DEFAULT_MAX_PAYLOAD });
+    }, {
+      // Until HELLO is accepted the peer is unknown: SPEC.md §9.1 holds it to 64 KiB, so a
+      // stranger cannot make the decoder reserve a 16 MiB payload buffer from a 12-byte header.
+      maxPayload: Math.min(MIN_MAX_PAYLOAD, options.maxPayload ?? DEFAULT_MAX_PAYLOAD),
+    });
   }
 
   /** Whether the connection is finished. */
@@ -321,6 +326,7 @@ export class EpConnection implements TransportHandler {
     }
     this.#role = f.role;
     this.#peerName = f.name;
+    this.#decoder.maxPayload = this.#opts.maxPayload ?? DEFAULT_MAX_PAYLOAD;
     const maxHb = this.#opts.maxHeartbeatMs ?? 5_000;
     const wantHb = f.heartbeatMs === 0 && f.role === 2
       ? this.#opts.workerHeartbeatMs ?? 1_000

@@ -13,6 +13,7 @@ import type { ServerCounters } from "./server.ts";
 
 /**
  * Writes the server's families: `ep_connections_total{protocol}`, `ep_connections_open`,
+ * `ep_connections_refused_total`,
  * `ep_sniff_rejections_total{reason}`, `ep_received_bytes_total`, `ep_sent_bytes_total`,
  * `ep_stuck_peers_closed_total`, `ep_http_requests_total`, `ep_http_rejected_total`.
  *
@@ -31,6 +32,12 @@ export function writeServerMetrics(w: ExpositionWriter, c: ServerCounters | null
   w.sample("ep_connections_total", [["protocol", "ep"]], c?.connections.ep ?? 0);
   w.family("ep_connections_open", "gauge", "Connections open now.");
   w.sample("ep_connections_open", [], c?.open ?? 0);
+  w.family(
+    "ep_connections_refused_total",
+    "counter",
+    "Connections closed at accept because the connection limit was reached.",
+  );
+  w.sample("ep_connections_refused_total", [], c?.refused ?? 0);
   w.family(
     "ep_sniff_rejections_total",
     "counter",

@@ -104,6 +104,8 @@ export async function startNode(options: NodeOptions): Promise<Node> {
       moduleOptions: typeof h.options === "function" ? h.options(server?.addr ?? null) : h.options,
       threads: h.threads,
       perThreadConcurrency: h.concurrency ?? 1,
+      // Room for the largest HTTP body (1 MiB) with headers: a message may take half a ring.
+      ringBytes: 4 << 20,
     });
   const timeouts = options.handlers?.timeouts ?? new Map<string, number>();
   let pool: HandlerPool | null = null;

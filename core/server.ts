@@ -36,6 +36,11 @@ export interface ServeOptions {
   ep?: EpOptions;
   /** Outbound buffer limits per connection. */
   transport?: Partial<TransportLimits>;
+  /**
+   * Open connections past which new ones are closed at once, before anything is read
+   * (counted in `refused`). Default 10 000.
+   */
+  maxConnections?: number;
 }
 
 /** What a server counted since it started. */
@@ -46,6 +51,8 @@ export interface ServerCounters {
   sniffRejected: { tls: number; h2: number; unknown: number; timeout: number };
   /** Connections open now. */
   open: number;
+  /** Connections closed at accept because `maxConnections` were open. */
+  refused: number;
   /** Bytes and stuck peers. */
   transport: TransportCounters;
   /** HTTP requests parsed and rejected. */
@@ -89,6 +96,7 @@ export function serve(options: ServeOptions): Server {
     connections: { http: 0, ep: 0 },
     sniffRejected: { tls: 0, h2: 0, unknown: 0, timeout: 0 },
     open: 0,
+    refused: 0,
     transport: listener.counters,
     http: { requests: 0, rejected: 0 },
   };
@@ -104,7 +112,17 @@ export function serve(options: ServeOptions): Server {
     }
   }, 250);
 
+  const maxConnections = options.maxConnections ?? 10_000;
   const accept = (t: Transport) => {
+    if (counters.open >= maxConnections) {
+      counters.refused++;
+      log.debug("Refused connection from {remote}: {open} open", {
+        remote: t.remote,
+        open: counters.open,
+      });
+      t.close();
+      return;
+    }
     counters.open++;
     transports.add(t);
     let buf = new Uint8Array(0);

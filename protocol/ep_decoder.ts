@@ -415,7 +415,7 @@ const EMPTY = new Uint8Array(0);
  */
 export class EpDecoder {
   readonly #sink: EpSink;
-  readonly #maxPayload: number;
+  #maxPayload: number;
   readonly #reader = new Reader();
   #state: State = State.Header;
   readonly #header = new Uint8Array(HEADER_SIZE);
@@ -437,6 +437,23 @@ export class EpDecoder {
       throw new RangeError(`Invalid maxPayload "${max}"`);
     }
     this.#sink = sink;
+    this.#maxPayload = max;
+  }
+
+  /**
+   * Largest payload accepted; settable, for a receiver that allows more once the peer is
+   * known (SPEC.md §9.1: ≤ 65536 bytes before WELCOME). Applies from the next header on.
+   *
+   * @throws {RangeError} on a value that is not an integer in 0..2^32-1.
+   */
+  get maxPayload(): number {
+    return this.#maxPayload;
+  }
+
+  set maxPayload(max: number) {
+    if (!Number.isInteger(max) || max < 0 || max > 0xffff_ffff) {
+      throw new RangeError(`Invalid maxPayload "${max}"`);
+    }
     this.#maxPayload = max;
   }
 

@@ -2,16 +2,7 @@ import assert from "node:assert/strict";
 import { connect } from "../core/client.ts";
 import { encodePreface, EpEncoder } from "../protocol/ep_encoder.ts";
 import { Raw, startServer } from "./_server_helpers.ts";
-
-/** mulberry32: a small seeded PRNG, so that a failure can be replayed. */
-function prng(seed: number): () => number {
-  return () => {
-    seed = (seed + 0x6d2b79f5) | 0;
-    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { mulberry32 as prng, mutate as mutateWith } from "./fuzz/_mutate.ts";
 
 const enc = new TextEncoder();
 const epEnc = new EpEncoder();
@@ -58,31 +49,6 @@ function seeds(): Uint8Array[] {
   ];
 }
 
-function mutate(input: Uint8Array, rand: () => number): Uint8Array {
-  const bytes = [...input];
-  const edits = 1 + Math.floor(rand() * 4);
-  for (let i = 0; i < edits; i++) {
-    const at = Math.floor(rand() * (bytes.length + 1));
-    switch (Math.floor(rand() * 5)) {
-      case 0:
-        bytes[at % bytes.length] ^= 1 << Math.floor(rand() * 8);
-        break;
-      case 1:
-        bytes.splice(at, 0, Math.floor(rand() * 256));
-        break;
-      case 2:
-        bytes.splice(at, 1 + Math.floor(rand() * 8));
-        break;
-      case 3:
-        bytes.length = Math.min(bytes.length, at);
-        break;
-      default:
-        bytes.splice(at, 0, ...bytes.slice(0, Math.floor(rand() * 16)));
-    }
-  }
-  return new Uint8Array(bytes);
-}
-
 Deno.test("fuzz: mutated and random input over real sockets never hangs or hurts others", async () => {
   const server = startServer({
     sniffTimeoutMs: 300,
@@ -99,7 +65,7 @@ Deno.test("fuzz: mutated and random input over real sockets never hangs or hurts
       await Promise.all(Array.from({ length: batch }, async (_, j) => {
         const input = (i + j) % 5 === 4
           ? crypto.getRandomValues(new Uint8Array(1 + Math.floor(rand() * 64)))
-          : mutate(corpus[Math.floor(rand() * corpus.length)], rand);
+          : mutateWith(rand, corpus[Math.floor(rand() * corpus.length)], { corpus });
         const raw = await Raw.open(server.addr.port);
         try {
           // Split at a random point to exercise reassembly.

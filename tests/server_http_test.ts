@@ -184,3 +184,32 @@ Deno.test("HTTP: a client that never reads is cut off; other clients are unaffec
     await server.close();
   }
 });
+
+Deno.test("server: connections past maxConnections are closed at once and counted", async () => {
+  const server = startServer({ maxConnections: 2 });
+  const held = [await Raw.open(server.addr.port), await Raw.open(server.addr.port)];
+  try {
+    await held[0].send("GET /hello HTTP/1.1\r\nHost: x\r\n\r\n");
+    await held[0].readUntil((t) => t.includes("hello\n"));
+    const extra = await Raw.open(server.addr.port);
+    await extra.send("GET /hello HTTP/1.1\r\nHost: x\r\n\r\n").catch(() => {});
+    const { text, eof } = await extra.readToEnd();
+    extra.close();
+    assert.ok(eof);
+    assert.equal(text, "");
+    assert.equal(server.counters.refused, 1);
+    // A slot frees when a connection closes.
+    held[1].close();
+    const deadline = Date.now() + 2000;
+    while (server.counters.open > 1 && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    const again = await Raw.open(server.addr.port);
+    await again.send("GET /hello HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    assert.deepEqual(statusLines((await again.readToEnd()).text), ["200"]);
+    again.close();
+  } finally {
+    for (const h of held) h.close();
+    await server.close();
+  }
+});
