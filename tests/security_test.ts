@@ -355,7 +355,7 @@ ep.service("errtable", function() error({ code = 7 }) end)
     assert.equal(await httpError("TS throw", "/fail"), 500);
     assert.equal(await httpError("TS TypeError", "/typeerror"), 500);
     // A reply too large for the handler thread's ring.
-    await epError(c, "reply too large", "big", "1024");
+    await epError(c, "reply too large", "big", "4096");
     // Timeouts, running and queued (one slot: the second waits behind the first).
     const running = epError(c, "timeout running", "sleep", "1500", 300);
     const queuedT = epError(c, "timeout queued", "sleep", "1", 200);
