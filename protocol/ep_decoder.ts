@@ -387,6 +387,8 @@ const RULES: (TypeRule | undefined)[] = (() => {
 const RETAIN_BYTES = 64 * 1024;
 
 const EMPTY = new Uint8Array(0);
+/** First buffer for a frame split across chunks; it doubles as bytes arrive. */
+const INITIAL_PAYLOAD = 64 * 1024;
 
 /**
  * Incremental EP decoder: an explicit two-state machine (header, payload) over pushed
@@ -496,12 +498,23 @@ export class EpDecoder {
           if (!this.#emit(chunk, pos, pos + length)) return;
           pos += length;
         } else {
-          if (this.#buf.length < length) this.#buf = new Uint8Array(length);
+          // Reserve what has arrived, not what the header claims: a peer declaring a large
+          // frame and sending it slowly costs only the bytes it sent (grown by doubling).
+          if (this.#buf.length < length) {
+            this.#buf = new Uint8Array(Math.min(length, Math.max(INITIAL_PAYLOAD, len - pos)));
+          }
           this.#fill = 0;
           this.#state = State.Payload;
         }
       } else if (state === State.Payload) {
         const n = Math.min(this.#length - this.#fill, len - pos);
+        if (this.#fill + n > this.#buf.length) {
+          const grown = new Uint8Array(
+            Math.min(this.#length, Math.max(this.#buf.length * 2, this.#fill + n)),
+          );
+          grown.set(this.#buf.subarray(0, this.#fill));
+          this.#buf = grown;
+        }
         this.#buf.set(pos === 0 && n === len ? chunk : chunk.subarray(pos, pos + n), this.#fill);
         this.#fill += n;
         pos += n;
