@@ -1,23 +1,103 @@
 /**
- * `ep call <service> [body | @file | -]`: sends one request and prints the reply body.
+ * `ep call <service> [body | @file | -]`: sends one request over EP (or HTTP/1.1 with
+ * `--http`) and prints the reply body. The exit code tells how a request failed.
  *
  * @module
  */
 import { parseArgs } from "node:util";
-import { connect } from "./client.ts";
+import { connect, ConnectionClosedError } from "./client.ts";
 import { JobError } from "./job.ts";
+import { chunkedEnd, parseResponseHead } from "./loadgen.ts";
+import { connect as tcpConnect } from "./transport.ts";
 
-/** Exit codes of `ep call`, one per way a request can fail. */
+/**
+ * Exit codes of `ep call`, one per way a request can fail.
+ *
+ * @example
+ * ```ts
+ * import { EXIT } from "./call_cli.ts";
+ * console.assert(EXIT.timeout === 3 && EXIT.refused === 7);
+ * ```
+ */
 export const EXIT = {
+  /** The reply came, with a 2xx status. */
   ok: 0,
-  usage: 2,
+  /** Any other failure: an error reply or status, a broken connection. */
   error: 1,
+  /** Bad arguments. */
+  usage: 2,
+  /** The request timed out (EP `timeout`, HTTP 504, or no answer within `--timeout`). */
   timeout: 3,
+  /** The service's queue was full (EP `overloaded`, HTTP 503 "… is full"). */
   overloaded: 4,
+  /** No worker serves the service (EP `no_service`, HTTP 503 "No service …"). */
   noService: 5,
+  /** The worker running the job was lost (EP `worker_lost`, HTTP 502). */
   workerLost: 6,
+  /** Nothing listens at the address. */
   refused: 7,
 } as const;
+
+const USAGE = `ep call: send one request and print the reply body
+
+Usage: ep call <service> [body | @file | -] [options]
+
+  body                 the request body as text; @file reads a file, - reads stdin
+                       (over HTTP: POST with the body, GET without one)
+
+Options:
+  --addr <host:port>   server (default 127.0.0.1:7070)
+  --http               use HTTP/1.1 (POST|GET /<service>) instead of EP
+  --timeout <ms>       request timeout, also sent as the job's deadline (default 30000)
+  --header <k:v>       a header field (HTTP) or metadata entry (EP); repeatable
+  --token <t>          EP token (default $EP_TOKEN)
+  -h, --help           this help
+
+Exit codes:
+  0  ok (a 2xx reply)
+  1  other error (an error reply or status, a broken connection)
+  2  usage
+  3  timeout          (EP timeout, HTTP 504, or no answer in time)
+  4  overloaded       (EP overloaded, HTTP 503 "queue ... is full")
+  5  no service       (EP no_service, HTTP 503 "No service ...")
+  6  worker lost      (EP worker_lost, HTTP 502)
+  7  connection refused
+`;
+
+/**
+ * Where `ep call` reads and writes: the process's standard streams unless a caller (a test)
+ * passes its own.
+ *
+ * @example
+ * ```ts
+ * import type { CallIo } from "./call_cli.ts";
+ * const chunks: Uint8Array[] = [];
+ * const io: Partial<CallIo> = { out: (b) => void chunks.push(b.slice()) };
+ * console.assert(typeof io.out === "function");
+ * ```
+ */
+export interface CallIo {
+  /** Receives the reply body. */
+  out(bytes: Uint8Array): Promise<void> | void;
+  /** Receives messages (errors, usage). */
+  err(line: string): void;
+  /** The body source for `-`. */
+  stdin(): ReadableStream<Uint8Array>;
+}
+
+const STD_IO: CallIo = {
+  out: writeAll,
+  err: (line) => console.error(line),
+  stdin: () => Deno.stdin.readable,
+};
+
+interface CallFlags {
+  addr?: string;
+  timeout?: string;
+  token?: string;
+  http?: boolean;
+  header?: string[];
+}
 
 /**
  * Runs `ep call` with its arguments and returns the exit code.
@@ -28,8 +108,9 @@ export const EXIT = {
  * Deno.exit(await callMain(["echo", "hi", "--addr", "127.0.0.1:7070"]));
  * ```
  */
-export async function callMain(args: string[]): Promise<number> {
-  let values;
+export async function callMain(args: string[], io: Partial<CallIo> = {}): Promise<number> {
+  const sio: CallIo = { ...STD_IO, ...io };
+  let values: CallFlags & { help?: boolean };
   let rest: string[];
   try {
     const parsed = parseArgs({
@@ -39,47 +120,95 @@ export async function callMain(args: string[]): Promise<number> {
         addr: { type: "string" },
         timeout: { type: "string" },
         token: { type: "string" },
+        http: { type: "boolean" },
+        header: { type: "string", multiple: true },
+        help: { type: "boolean", short: "h" },
       },
     });
     values = parsed.values;
     rest = parsed.positionals;
   } catch (err) {
-    console.error(`ep call: ${(err as Error).message}`);
+    sio.err(`ep call: ${(err as Error).message}\n\n${USAGE}`);
     return EXIT.usage;
   }
-  return await call(rest, values);
+  if (values.help) {
+    await sio.out(new TextEncoder().encode(USAGE));
+    return EXIT.ok;
+  }
+  return await call(rest, values, sio);
 }
 
-async function call(
-  rest: string[],
-  values: { addr?: string; timeout?: string; token?: string },
-): Promise<number> {
-  const [service, arg] = rest;
+async function call(rest: string[], values: CallFlags, io: CallIo): Promise<number> {
+  const [service, arg, extra] = rest;
   if (!service) {
-    console.error("ep call: missing service name");
+    io.err(`ep call: missing service name\n\n${USAGE}`);
     return EXIT.usage;
   }
-  let body: Uint8Array = new Uint8Array(0);
-  if (arg === "-") body = new Uint8Array(await new Response(Deno.stdin.readable).arrayBuffer());
-  else if (arg?.startsWith("@")) body = await Deno.readFile(arg.slice(1));
-  else if (arg !== undefined) body = new TextEncoder().encode(arg);
+  if (extra !== undefined) {
+    io.err(`ep call: unexpected argument "${extra}"`);
+    return EXIT.usage;
+  }
   const timeoutMs = Number(values.timeout ?? 30_000);
+  if (!(timeoutMs > 0)) {
+    io.err(`ep call: invalid --timeout "${values.timeout}"`);
+    return EXIT.usage;
+  }
+  const headers: [string, string][] = [];
+  for (const h of values.header ?? []) {
+    const i = h.indexOf(":");
+    if (i <= 0) {
+      io.err(`ep call: invalid --header "${h}": expected name:value`);
+      return EXIT.usage;
+    }
+    headers.push([h.slice(0, i).trim().toLowerCase(), h.slice(i + 1).trim()]);
+  }
+  let body: Uint8Array | null = null;
+  try {
+    if (arg === "-") body = new Uint8Array(await new Response(io.stdin()).arrayBuffer());
+    else if (arg?.startsWith("@")) body = await Deno.readFile(arg.slice(1));
+    else if (arg !== undefined) body = new TextEncoder().encode(arg);
+  } catch (err) {
+    io.err(`ep call: cannot read the body: ${(err as Error).message}`);
+    return EXIT.usage;
+  }
+  const addr = values.addr ?? "127.0.0.1:7070";
+  return values.http
+    ? await callHttp(io, addr, service, body, headers, timeoutMs)
+    : await callEp(io, addr, service, body, headers, timeoutMs, values.token);
+}
+
+function connectFailure(io: CallIo, err: unknown): number {
+  io.err(`ep call: cannot connect: ${(err as Error).message}`);
+  return err instanceof Deno.errors.ConnectionRefused ? EXIT.refused : EXIT.error;
+}
+
+async function callEp(
+  io: CallIo,
+  addr: string,
+  service: string,
+  body: Uint8Array | null,
+  meta: [string, string][],
+  timeoutMs: number,
+  token: string | undefined,
+): Promise<number> {
   let client;
   try {
-    client = await connect(values.addr ?? "127.0.0.1:7070", {
-      token: values.token ?? Deno.env.get("EP_TOKEN"),
-      timeoutMs,
-    });
+    client = await connect(addr, { token: token ?? Deno.env.get("EP_TOKEN"), timeoutMs });
   } catch (err) {
-    console.error(`ep call: cannot connect: ${(err as Error).message}`);
-    return err instanceof Deno.errors.ConnectionRefused ? EXIT.refused : EXIT.error;
+    return connectFailure(io, err);
   }
   try {
-    const reply = await client.request(service, body, { timeoutMs });
-    await Deno.stdout.write(reply.body);
-    return reply.status >= 200 && reply.status < 300 ? EXIT.ok : EXIT.error;
+    const reply = await client.request(service, body ?? new Uint8Array(0), { timeoutMs, meta });
+    if (reply.status >= 200 && reply.status < 300) {
+      await io.out(reply.body);
+      return EXIT.ok;
+    }
+    io.err(
+      `ep call: status ${reply.status}: ${new TextDecoder().decode(reply.body).trim()}`,
+    );
+    return EXIT.error;
   } catch (err) {
-    console.error(`ep call: ${(err as Error).message}`);
+    io.err(`ep call: ${(err as Error).message}`);
     if (err instanceof JobError) {
       switch (err.kind) {
         case "timeout":
@@ -92,8 +221,148 @@ async function call(
           return EXIT.workerLost;
       }
     }
+    if (err instanceof ConnectionClosedError) return EXIT.error;
     return EXIT.error;
   } finally {
     client.close();
   }
+}
+
+/**
+ * The exit code for an HTTP status and its reason body (ep answers errors with a one-line
+ * `text/plain` reason: `No service "x"`, `Queue for "x" is full`).
+ */
+function httpExit(status: number, reason: string): number {
+  if (status >= 200 && status < 300) return EXIT.ok;
+  if (status === 504) return EXIT.timeout;
+  if (status === 502) return EXIT.workerLost;
+  if (status === 503) {
+    if (/^no service/i.test(reason)) return EXIT.noService;
+    if (/full|overload/i.test(reason)) return EXIT.overloaded;
+  }
+  return EXIT.error;
+}
+
+async function callHttp(
+  io: CallIo,
+  addr: string,
+  service: string,
+  body: Uint8Array | null,
+  headers: [string, string][],
+  timeoutMs: number,
+): Promise<number> {
+  let t;
+  try {
+    t = await tcpConnect(addr);
+  } catch (err) {
+    return connectFailure(io, err);
+  }
+  const method = body === null ? "GET" : "POST";
+  const lines = [`${method} /${service} HTTP/1.1`, `host: ${addr}`, `ep-timeout: ${timeoutMs}`];
+  for (const [k, v] of headers) lines.push(`${k}: ${v}`);
+  if (body !== null) lines.push(`content-length: ${body.length}`);
+  lines.push("connection: close", "", "");
+  const head = new TextEncoder().encode(lines.join("\r\n"));
+  const out = await new Promise<{ status: number; body: Uint8Array } | Error>((resolve) => {
+    let buf = new Uint8Array(4096);
+    let len = 0;
+    const timer = setTimeout(
+      () => resolve(new JobError(103, `No answer within ${timeoutMs} ms`)),
+      // The server answers 504 at the deadline; allow a little for that answer to come.
+      timeoutMs + Math.min(1_000, 100 + timeoutMs / 10),
+    );
+    const complete = (r: { status: number; body: Uint8Array } | Error) => {
+      clearTimeout(timer);
+      resolve(r);
+    };
+    const tryParse = (eof: boolean) => {
+      let h;
+      try {
+        h = parseResponseHead(buf, len);
+      } catch (err) {
+        complete(err as Error);
+        return;
+      }
+      if (!h) {
+        if (eof) complete(new ConnectionClosedError("Connection closed before the response"));
+        return;
+      }
+      let end = -1;
+      let bodyBytes: Uint8Array;
+      if (h.chunked) {
+        end = chunkedEnd(buf, h.headLength, len);
+        if (end < 0) {
+          if (eof) complete(new ConnectionClosedError("Connection closed inside the body"));
+          return;
+        }
+        bodyBytes = dechunk(buf.subarray(h.headLength, end));
+      } else if (h.contentLength >= 0) {
+        end = h.headLength + h.contentLength;
+        if (len < end) {
+          if (eof) complete(new ConnectionClosedError("Connection closed inside the body"));
+          return;
+        }
+        bodyBytes = buf.slice(h.headLength, end);
+      } else {
+        if (!eof) return;
+        bodyBytes = buf.slice(h.headLength, len);
+      }
+      complete({ status: h.status, body: bodyBytes });
+    };
+    t.start({
+      data(chunk) {
+        if (len + chunk.length > buf.length) {
+          const grown = new Uint8Array(Math.max(buf.length * 2, len + chunk.length));
+          grown.set(buf.subarray(0, len));
+          buf = grown;
+        }
+        buf.set(chunk, len);
+        len += chunk.length;
+        tryParse(false);
+      },
+      end() {
+        tryParse(true);
+      },
+    });
+    t.write(head);
+    if (body !== null && body.length > 0) t.write(body);
+  });
+  t.close();
+  if (out instanceof Error) {
+    io.err(`ep call: ${out.message}`);
+    return out instanceof JobError ? EXIT.timeout : EXIT.error;
+  }
+  if (out.status >= 200 && out.status < 300) {
+    await io.out(out.body);
+    return EXIT.ok;
+  }
+  const reason = new TextDecoder().decode(out.body).trim().split("\n")[0];
+  io.err(`ep call: HTTP ${out.status}: ${reason}`);
+  return httpExit(out.status, reason);
+}
+
+/** The payload of a complete chunked body. */
+function dechunk(bytes: Uint8Array): Uint8Array {
+  const parts: Uint8Array[] = [];
+  let o = 0;
+  for (;;) {
+    let eol = o;
+    while (eol + 1 < bytes.length && !(bytes[eol] === 13 && bytes[eol + 1] === 10)) eol++;
+    const size = parseInt(new TextDecoder().decode(bytes.subarray(o, eol)).split(";")[0], 16);
+    if (!(size > 0)) break;
+    parts.push(bytes.subarray(eol + 2, eol + 2 + size));
+    o = eol + 2 + size + 2;
+  }
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let k = 0;
+  for (const p of parts) {
+    out.set(p, k);
+    k += p.length;
+  }
+  return out;
+}
+
+async function writeAll(bytes: Uint8Array): Promise<void> {
+  let off = 0;
+  while (off < bytes.length) off += await Deno.stdout.write(bytes.subarray(off));
 }

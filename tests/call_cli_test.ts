@@ -1,0 +1,139 @@
+import assert from "node:assert/strict";
+import { callMain, EXIT } from "../core/call_cli.ts";
+import { JobError, type JobHandler } from "../core/job.ts";
+import { serve } from "../core/server.ts";
+import { ErrorCode } from "../protocol/errors.ts";
+
+const dec = new TextDecoder();
+const enc = new TextEncoder();
+
+const timers = new Set<ReturnType<typeof setTimeout>>();
+
+const handler: JobHandler = (job) => {
+  switch (job.service) {
+    case "echo":
+      return { body: job.body };
+    case "method":
+      return { body: job.method };
+    case "headers":
+      return { body: JSON.stringify(job.headers.filter(([k]) => k.startsWith("x-"))) };
+    case "slow":
+      return new Promise((r) => {
+        const t = setTimeout(() => r({ body: "late" }), 800);
+        timers.add(t);
+      });
+    case "timeout":
+      throw new JobError(ErrorCode.TIMEOUT, "Timed out waiting in the queue");
+    case "full":
+      throw new JobError(ErrorCode.OVERLOADED, 'Queue for "full" is full');
+    case "lost":
+      throw new JobError(ErrorCode.WORKER_LOST, "Worker lost while running the job");
+    case "boom":
+      throw new JobError(ErrorCode.HANDLER_ERROR, "boom");
+    default:
+      throw new JobError(ErrorCode.NO_SERVICE, `No service "${job.service}"`);
+  }
+};
+
+/** Runs `ep call` in-process against a fresh server; returns exit code, stdout, stderr. */
+async function run(args: string[], stdin?: Uint8Array) {
+  const server = serve({ port: 0, handler });
+  let out = new Uint8Array(0);
+  const err: string[] = [];
+  try {
+    const code = await callMain([...args, "--addr", `127.0.0.1:${server.addr.port}`], {
+      out: (b) => {
+        const joined = new Uint8Array(out.length + b.length);
+        joined.set(out);
+        joined.set(b, out.length);
+        out = joined;
+      },
+      err: (line) => void err.push(line),
+      stdin: () => new Blob([(stdin ?? new Uint8Array(0)).slice()]).stream(),
+    });
+    return { code, out: dec.decode(out), err: err.join("\n") };
+  } finally {
+    for (const t of timers) clearTimeout(t);
+    timers.clear();
+    await server.close();
+  }
+}
+
+for (const http of [false, true]) {
+  const via = http ? "HTTP" : "EP";
+  const flag = http ? ["--http"] : [];
+
+  Deno.test(`ep call over ${via} prints the reply body and exits 0`, async () => {
+    const r = await run(["echo", "hello", ...flag]);
+    assert.equal(r.code, EXIT.ok);
+    assert.equal(r.out, "hello");
+  });
+
+  Deno.test(`ep call over ${via} exits with a distinct code per failure`, async () => {
+    const cases: [string, number][] = [
+      ["timeout", EXIT.timeout],
+      ["full", EXIT.overloaded],
+      ["nosuch", EXIT.noService],
+      ["lost", EXIT.workerLost],
+      ["boom", EXIT.error],
+    ];
+    for (const [service, code] of cases) {
+      const r = await run([service, ...flag]);
+      assert.equal(r.code, code, `${service}: ${r.err}`);
+      assert.equal(r.out, "");
+      assert.ok(r.err.length > 0);
+    }
+  });
+
+  Deno.test(`ep call over ${via} gives up after --timeout`, async () => {
+    const r = await run(["slow", "--timeout", "100", ...flag]);
+    assert.equal(r.code, EXIT.timeout, r.err);
+  });
+
+  Deno.test(`ep call over ${via} sends --header fields`, async () => {
+    const r = await run(["headers", "--header", "x-a: 1", "--header", "X-B:two", ...flag]);
+    assert.equal(r.code, EXIT.ok, r.err);
+    assert.deepEqual(JSON.parse(r.out), [["x-a", "1"], ["x-b", "two"]]);
+  });
+
+  Deno.test(`ep call over ${via} reads the body from @file and from stdin`, async () => {
+    const file = await Deno.makeTempFile();
+    try {
+      await Deno.writeFile(file, enc.encode("from a file\n"));
+      assert.equal((await run(["echo", `@${file}`, ...flag])).out, "from a file\n");
+    } finally {
+      await Deno.remove(file);
+    }
+    assert.equal((await run(["echo", "-", ...flag], enc.encode("from stdin"))).out, "from stdin");
+  });
+
+  Deno.test(`ep call over ${via} exits 7 when the connection is refused`, async () => {
+    const server = serve({ port: 0, handler });
+    const port = server.addr.port;
+    await server.close();
+    const err: string[] = [];
+    const code = await callMain(["echo", ...flag, "--addr", `127.0.0.1:${port}`], {
+      err: (l) => void err.push(l),
+    });
+    assert.equal(code, EXIT.refused);
+    assert.match(err.join(), /cannot connect/);
+  });
+}
+
+Deno.test("ep call --http uses GET without a body and POST with one", async () => {
+  assert.equal((await run(["method", "--http"])).out, "GET");
+  assert.equal((await run(["method", "x", "--http"])).out, "POST");
+});
+
+Deno.test("ep call rejects bad usage with exit 2 and documents its exit codes", async () => {
+  const err: string[] = [];
+  const io = { err: (l: string) => void err.push(l) };
+  assert.equal(await callMain([], io), EXIT.usage);
+  assert.equal(await callMain(["echo", "--header", "nocolon"], io), EXIT.usage);
+  assert.equal(await callMain(["echo", "--timeout", "soon"], io), EXIT.usage);
+  assert.equal(await callMain(["echo", "a", "b"], io), EXIT.usage);
+  assert.equal(await callMain(["echo", "--nope"], io), EXIT.usage);
+  let help = "";
+  assert.equal(await callMain(["--help"], { out: (b) => void (help += dec.decode(b)) }), EXIT.ok);
+  for (const code of Object.values(EXIT)) assert.match(help, new RegExp(`^  ${code}  `, "m"));
+});
