@@ -4,7 +4,7 @@
  * @module
  */
 import { parseArgs } from "node:util";
-import { configure, getConsoleSink, getJsonLinesFormatter, type LogLevel } from "@logtape/logtape";
+import { configureLogging } from "./_logging.ts";
 import { type Node, startNode } from "./node.ts";
 import type { MonitorOptions } from "./observe.ts";
 import { toFileUrl } from "./_paths.ts";
@@ -98,11 +98,12 @@ export async function main(args: string[]): Promise<number> {
     console.log(USAGE);
     return 0;
   }
-  await setupLogging(
-    values["log-level"] ?? "info",
-    values["log-json"] ?? false,
-    values["access-log"] ?? false,
-  );
+  await configureLogging({
+    level: values["log-level"],
+    json: values["log-json"] ?? false,
+    access: values["access-log"] ?? false,
+    reset: true,
+  });
   switch (command) {
     case "version":
       console.log("ep 0.1.0");
@@ -129,29 +130,6 @@ export async function main(args: string[]): Promise<number> {
       console.error(`ep: unknown command "${command}"\n\n${USAGE}`);
       return 2;
   }
-}
-
-async function setupLogging(level: string, json: boolean, access: boolean): Promise<void> {
-  const levels: LogLevel[] = ["trace", "debug", "info", "warning", "error", "fatal"];
-  const lowestLevel = (levels as string[]).includes(level) ? level as LogLevel : "info";
-  await configure({
-    reset: true,
-    sinks: {
-      console: json ? getConsoleSink({ formatter: getJsonLinesFormatter() }) : getConsoleSink(),
-    },
-    loggers: [
-      { category: ["ep"], lowestLevel, sinks: ["console"] },
-      ...(access
-        ? [{
-          category: ["ep", "access"],
-          lowestLevel: "info" as const,
-          sinks: ["console" as const],
-          parentSinks: "override" as const,
-        }]
-        : []),
-      { category: ["logtape", "meta"], lowestLevel: "warning", sinks: ["console"] },
-    ],
-  });
 }
 
 interface RoleFlags {

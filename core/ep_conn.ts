@@ -18,7 +18,7 @@ import {
   PROTOCOL_VERSION as VERSION,
 } from "../protocol/ep_frames.ts";
 import { ErrorCode, type ProtocolError } from "../protocol/errors.ts";
-import { type Job, JobError, type JobHandler, type JobResult } from "./job.ts";
+import { type Job, JobError, type JobHandler, jobMeta, type JobResult } from "./job.ts";
 import type { Provider, QueuedJob } from "./balancer.ts";
 import { oneLine } from "./http_conn.ts";
 import type { Transport, TransportHandler } from "./transport.ts";
@@ -509,9 +509,7 @@ class WorkerLink implements Provider {
     this.#held.set(id, qj);
     this.#ids.set(qj, id);
     const job = qj.job;
-    const meta: [string, string][] = job.protocol === "http"
-      ? [["ep-method", job.method], ["ep-path", job.path], ["ep-query", job.query], ...job.headers]
-      : job.headers;
+    const meta = jobMeta(job);
     this.#conn.sendFrame({
       type: "request",
       id,

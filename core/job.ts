@@ -122,3 +122,23 @@ export function serviceFromPath(path: string): string {
   const name = path.slice(1, end);
   return isServiceName(name) ? name : "";
 }
+
+/**
+ * The pool's metadata for a job: HTTP method, path and query as `ep-method`, `ep-path`,
+ * `ep-query` (SPEC.md §10) followed by the headers; EP metadata as it came.
+ *
+ * @example
+ * ```ts
+ * import { jobMeta } from "./job.ts";
+ * const meta = jobMeta({
+ *   service: "echo", protocol: "http", method: "GET", path: "/echo", query: "a=1",
+ *   headers: [["host", "x"]], body: new Uint8Array(0), deadlineMs: 0, priority: 0, remote: "",
+ * });
+ * console.assert(meta[0][0] === "ep-method" && meta.length === 4);
+ * ```
+ */
+export function jobMeta(job: Job): [string, string][] {
+  return job.protocol === "http"
+    ? [["ep-method", job.method], ["ep-path", job.path], ["ep-query", job.query], ...job.headers]
+    : job.headers;
+}

@@ -16,7 +16,7 @@ import {
   PoolClosedError,
   RingMessageTooLargeError,
 } from "./errors.ts";
-import { type Job, JobError } from "./job.ts";
+import { JobError, jobMeta } from "./job.ts";
 import type { HandlerPool, JobReply } from "./pool.ts";
 
 const log = getLogger(["ep", "handler"]);
@@ -35,26 +35,6 @@ export const handlerCounters: { errors: number; interrupts: number } = {
   errors: 0,
   interrupts: 0,
 };
-
-/**
- * The pool's metadata for a job: HTTP method, path and query as `ep-method`, `ep-path`,
- * `ep-query` (SPEC.md §10) followed by the headers; EP metadata as it came.
- *
- * @example
- * ```ts
- * import { jobMeta } from "./local_provider.ts";
- * const meta = jobMeta({
- *   service: "echo", protocol: "http", method: "GET", path: "/echo", query: "a=1",
- *   headers: [["host", "x"]], body: new Uint8Array(0), deadlineMs: 0, priority: 0, remote: "",
- * });
- * console.assert(meta[0][0] === "ep-method" && meta.length === 4);
- * ```
- */
-export function jobMeta(job: Job): [string, string][] {
-  return job.protocol === "http"
-    ? [["ep-method", job.method], ["ep-path", job.path], ["ep-query", job.query], ...job.headers]
-    : job.headers;
-}
 
 /**
  * Maps a pool failure to the job error a client sees.

@@ -23,7 +23,7 @@ import type {
 } from "../core/pool.ts";
 import { LuaHandlerRuntime, type LuaReply, type LuaServiceSource } from "./handler_runtime.ts";
 import { LuaError } from "./errors.ts";
-import { configure, getConfig, getConsoleSink, type LogLevel } from "@logtape/logtape";
+import { configureLogging } from "../core/_logging.ts";
 
 /**
  * URL of this module, for `HandlerPool.start({ module: LUA_RUNTIME, … })`.
@@ -93,7 +93,8 @@ export function luaLongString(text: string): string {
  */
 export async function createHandlerRuntime(ctx: HandlerRuntimeContext): Promise<HandlerRuntime> {
   const o = ctx.options as LuaWorkerOptions;
-  await configureThreadLogging(o.logLevel);
+  // Logs from a handler thread (ep.log, Lua errors) go to the console like the main thread's.
+  await configureLogging({ level: o.logLevel });
   const sources: LuaServiceSource[] = [];
   let inlineScript: string | null = null;
   let controlLua: string | null = null;
@@ -209,18 +210,4 @@ function withTraceback(err: unknown): unknown {
 
 function lowerNames(headers: [string, string][]): [string, string][] {
   return headers.map(([k, v]) => [k.toLowerCase(), v]);
-}
-
-/** Logs from a handler thread (ep.log, Lua errors) go to the console like the main thread's. */
-async function configureThreadLogging(level: string | undefined): Promise<void> {
-  if (getConfig()) return;
-  const levels: LogLevel[] = ["trace", "debug", "info", "warning", "error", "fatal"];
-  const lowestLevel = (levels as string[]).includes(level ?? "") ? level as LogLevel : "info";
-  await configure({
-    sinks: { console: getConsoleSink() },
-    loggers: [
-      { category: ["ep"], lowestLevel, sinks: ["console"] },
-      { category: ["logtape", "meta"], lowestLevel: "warning", sinks: ["console"] },
-    ],
-  });
 }

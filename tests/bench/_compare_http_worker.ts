@@ -14,7 +14,7 @@
 import { parseArgs } from "node:util";
 import { decodeMeta, encodeMeta } from "../../core/_meta.ts";
 import { type Job, JobError, type JobResult } from "../../core/job.ts";
-import { jobMeta } from "../../core/local_provider.ts";
+import { jobMeta } from "../../core/job.ts";
 import { HandlerPool, type JobReply, TS_HANDLER_RUNTIME } from "../../core/pool.ts";
 import { serve } from "../../core/server.ts";
 import { ErrorCode } from "../../protocol/errors.ts";
