@@ -17,7 +17,11 @@
  * worker, hiding the dispatch round trip). The balancer uses that extra credit only when
  * the service's queue holds `prefetchDepth` (2) jobs per provider serving it, so under
  * normal load every job still waits in the one central queue (the M/G/k discipline that
- * gives the low tail) and only under saturation are workers kept busy back to back.
+ * gives the low tail) and only under saturation are workers kept busy back to back. Of the
+ * extra credit it uses one job's worth always, and more only while the jobs waiting in the
+ * worker would take at most `prefetchBudgetMs` (3 ms) by the service's recent turnaround
+ * (dispatch to answer of jobs that started at once): short jobs are batched, long ones
+ * stay in the central queue, where the first worker actually free takes them.
  *
  * Nothing is lost silently: every job is answered exactly once, with its result or an
  * explicit error (overloaded, no_service, timeout, worker_lost).
@@ -73,6 +77,11 @@ export interface QueuedJob {
   provider: Provider | null;
   /** Set once answered; later answers are ignored. */
   answered: boolean;
+  /**
+   * @internal Jobs ahead of it in its provider when dispatched, in units of the provider's
+   * slots (0: it started at once in a free slot).
+   */
+  ahead?: number;
   /** Until when a job for a service with no providers may wait for one. */
   graceUntil: number;
   /** @internal */
@@ -101,6 +110,12 @@ export interface BalancerOptions {
    * jobs per provider serving it. Default 2.
    */
   prefetchDepth?: number;
+  /**
+   * Beyond one prefetched job per provider, more are handed only while they would wait in
+   * the provider at most this long, judged by the service's recent turnaround. Default 3;
+   * 0 limits prefetch to one job per provider.
+   */
+  prefetchBudgetMs?: number;
   /** Maps an HTTP job to a service; `undefined` falls back to the default route. */
   route?: (job: Job) => string | undefined | Promise<string | undefined>;
   /** Told about every job answered or refused (metrics, access log). */
@@ -197,6 +212,8 @@ interface ServiceState {
   providers: Provider[];
   everServed: boolean;
   counters: ServiceCounters;
+  /** Recent dispatch-to-answer time of jobs that started at once, ms (EWMA); NaN: none yet. */
+  turnaroundMs: number;
 }
 
 /** A snapshot of one service, for stats. */
@@ -213,6 +230,11 @@ export interface ServiceStats {
   busy: number;
   /** Outcome counters. */
   counters: ServiceCounters;
+  /**
+   * Recent dispatch-to-answer time per job, ms, shared among jobs that waited in their
+   * provider (what the prefetch budget is judged by); null before the first answer.
+   */
+  turnaroundMs: number | null;
 }
 
 /**
@@ -238,6 +260,7 @@ export class Balancer {
   #retries: number;
   #grace: number;
   #prefetchDepth: number;
+  #prefetchBudget: number;
   #route?: (job: Job) => string | undefined | Promise<string | undefined>;
   #internal?: (job: Job) => JobResult | undefined;
   #observer?: BalancerObserver;
@@ -255,6 +278,10 @@ export class Balancer {
     this.#retries = options.retries ?? 1;
     this.#grace = options.serviceGraceMs ?? 5_000;
     this.#prefetchDepth = options.prefetchDepth ?? 2;
+    this.#prefetchBudget = options.prefetchBudgetMs ?? 3;
+    if (!(this.#prefetchBudget >= 0)) {
+      throw new RangeError(`Prefetch budget must be >= 0 ms: "${options.prefetchBudgetMs}"`);
+    }
     this.#route = options.route;
     this.#internal = options.internal;
     this.#observer = options.observer;
@@ -407,9 +434,22 @@ export class Balancer {
   /** A provider answered a job. Late answers (after a timeout) are dropped. */
   finish(p: Provider, qj: QueuedJob, result: JobResult | JobError): void {
     this.#held.get(p)?.delete(qj);
+    if (!qj.answered) this.#learnTurnaround(qj);
     this.#settle(qj, result);
     qj.provider = null;
     this.pull(p);
+  }
+
+  /**
+   * Updates the service's turnaround estimate from an answered job: its dispatch-to-answer
+   * time, shared with the jobs it waited for in its provider (so prefetched jobs count too,
+   * and the estimate cannot go stale while prefetch keeps every slot busy).
+   */
+  #learnTurnaround(qj: QueuedJob): void {
+    const s = this.#services.get(qj.service);
+    if (!s || qj.dispatched === 0) return;
+    const t = (performance.now() - qj.dispatched) / (1 + (qj.ahead ?? 0));
+    s.turnaroundMs = Number.isNaN(s.turnaroundMs) ? t : s.turnaroundMs + (t - s.turnaroundMs) / 8;
   }
 
   /** The jobs a provider holds (dispatched, not answered). */
@@ -433,6 +473,9 @@ export class Balancer {
         slots: s.providers.reduce((n, p) => n + p.slots, 0),
         busy: s.providers.reduce((n, p) => n + this.heldBy(p), 0),
         counters: { ...s.counters },
+        turnaroundMs: Number.isNaN(s.turnaroundMs)
+          ? null
+          : Math.round(s.turnaroundMs * 1000) / 1000,
       });
     }
     const providers: ProviderStats[] = [...this.#providers].map((p) => ({
@@ -478,15 +521,23 @@ export class Balancer {
         workerLost: 0,
         redelivered: 0,
       },
+      turnaroundMs: NaN,
     };
     this.#services.set(name, s);
     return s;
   }
 
-  /** May `p` take a job of `s` now? Extra (prefetch) credit only when the queue is deep. */
+  /**
+   * May `p` take a job of `s` now? A free slot: yes. Extra (prefetch) credit only when the
+   * queue is deep: one job always, more while those waiting in `p` fit the prefetch budget.
+   */
   #eligible(p: Provider, s: ServiceState, depth: number): boolean {
     if (p.credit <= 0 || p.draining) return false;
-    return this.heldBy(p) < p.slots || depth >= this.#prefetchDepth * s.providers.length;
+    const held = this.heldBy(p);
+    if (held < p.slots) return true;
+    if (depth < this.#prefetchDepth * s.providers.length) return false;
+    const waiting = held - p.slots + 1; // jobs that would wait in p, this one included
+    return waiting === 1 || waiting * s.turnaroundMs <= this.#prefetchBudget;
   }
 
   /** The provider of `s` with the most free slots that may take a job now. */
@@ -551,7 +602,9 @@ export class Balancer {
     qj.attempt++;
     qj.provider = p;
     qj.dispatched = performance.now();
-    this.#held.get(p)!.add(qj);
+    const held = this.#held.get(p)!;
+    qj.ahead = Math.max(0, held.size - p.slots + 1) / p.slots;
+    held.add(qj);
     try {
       p.dispatch(qj);
     } catch (err) {

@@ -35,7 +35,10 @@ Common options:
   --concurrency <n>    jobs one handler thread runs at once (default 8)
   --handlers <file>    a TypeScript module exporting handlers by service name
                        (default: the demo services)
-  --prefetch <n>       jobs beyond its slots a worker may hold (default 1)
+  --prefetch <n>       jobs beyond its slots a worker may hold (default 4)
+  --prefetch-budget <ms>
+                       balancer: beyond one, prefetched jobs wait in a worker at most about
+                       this long, judged by the service's recent turnaround (default 3)
   --name <name>        the worker's name in balancer logs and stats
   --addr <host:port>   server to call (call; default 127.0.0.1:7070)
   --timeout <ms>       request timeout (call; default 30000)
@@ -79,6 +82,7 @@ export async function main(args: string[]): Promise<number> {
         concurrency: { type: "string" },
         handlers: { type: "string" },
         prefetch: { type: "string" },
+        "prefetch-budget": { type: "string" },
         name: { type: "string" },
         "log-level": { type: "string" },
         "log-json": { type: "boolean" },
@@ -140,6 +144,7 @@ interface RoleFlags {
   concurrency?: string;
   handlers?: string;
   prefetch?: string;
+  "prefetch-budget"?: string;
   token?: string;
   name?: string;
   "access-log"?: boolean;
@@ -173,6 +178,9 @@ async function runRole(role: "balancer" | "worker", v: RoleFlags): Promise<numbe
       name: v.name ?? `ep-worker-${Deno.pid}`,
       observe: observeOptions(v),
       prefetch: v.prefetch === undefined ? undefined : Number(v.prefetch),
+      balancer: v["prefetch-budget"] === undefined
+        ? undefined
+        : { prefetchBudgetMs: Number(v["prefetch-budget"]) },
     });
   } catch (err) {
     console.error(`ep ${role}: ${(err as Error).message}`);

@@ -11,6 +11,7 @@ import { EpDecoder } from "../protocol/ep_decoder.ts";
 import { EpEncoder } from "../protocol/ep_encoder.ts";
 import {
   DEFAULT_MAX_PAYLOAD,
+  DEFAULT_PREFETCH,
   type Frame,
   isServiceName,
   MIN_MAX_PAYLOAD,
@@ -37,7 +38,7 @@ export interface EpOptions {
   clientToken?: string;
   /** Accepts workers: the balancer they register with. Without it workers are refused. */
   workers?: WorkerHost;
-  /** Jobs beyond its slots a worker may be handed (WELCOME `prefetch`). Default 1. */
+  /** Jobs beyond its slots a worker may be handed (WELCOME `prefetch`). Default 4. */
   prefetch?: number;
   /** Heartbeat interval imposed on workers that ask for none. Default 1 000 ms. */
   workerHeartbeatMs?: number;
@@ -339,7 +340,7 @@ export class EpConnection implements TransportHandler {
       version: VERSION,
       maxPayload: this.#opts.maxPayload ?? DEFAULT_MAX_PAYLOAD,
       heartbeatMs: this.#heartbeatMs,
-      prefetch: f.role === 2 ? this.#opts.prefetch ?? 1 : 0,
+      prefetch: f.role === 2 ? this.#opts.prefetch ?? DEFAULT_PREFETCH : 0,
       serverName: this.#opts.serverName ?? "ep",
     });
   }

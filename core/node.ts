@@ -48,7 +48,7 @@ export interface NodeOptions {
   clientToken?: string;
   /** Balancer tuning. */
   balancer?: BalancerOptions;
-  /** Jobs beyond its slots a worker may be handed. Default 1. */
+  /** Jobs beyond its slots a worker may be handed. Default 4. */
   prefetch?: number;
   /** HTTP options of the balancer's port. */
   http?: HttpOptions;

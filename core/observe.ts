@@ -524,6 +524,7 @@ export class Monitor implements BalancerObserver {
         rate: round(m ? nz(m.rate.mean(RATE_WINDOW)) : 0, 3),
         queueWaitMs: quantiles(m?.waitQ),
         serviceMs: quantiles(m?.runQ),
+        turnaroundMs: s.turnaroundMs ?? null,
       };
       if (withSeries && m) {
         out.series = {

@@ -100,6 +100,11 @@ export interface ServiceSnapshot {
   queueWaitMs: Quantiles;
   /** Service time over the last minute. */
   serviceMs: Quantiles;
+  /**
+   * Recent dispatch-to-answer time per job, shared among jobs that waited in their worker
+   * (the balancer's prefetch budget is judged by it); null before the first answer.
+   */
+  turnaroundMs?: number | null;
   /** Per-second samples (absent when asked without series). */
   series?: ServiceSeries;
 }

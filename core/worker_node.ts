@@ -17,7 +17,12 @@
 import { getLogger } from "@logtape/logtape";
 import { EpDecoder } from "../protocol/ep_decoder.ts";
 import { encodePreface, EpEncoder } from "../protocol/ep_encoder.ts";
-import { type Frame, NOT_APPLICABLE, PROTOCOL_VERSION } from "../protocol/ep_frames.ts";
+import {
+  DEFAULT_PREFETCH,
+  type Frame,
+  NOT_APPLICABLE,
+  PROTOCOL_VERSION,
+} from "../protocol/ep_frames.ts";
 import { ErrorCode } from "../protocol/errors.ts";
 import { decodeMeta, encodeMeta } from "./_meta.ts";
 import { poolError } from "./local_provider.ts";
@@ -40,7 +45,7 @@ export interface WorkerNodeOptions {
   heartbeatMs?: number;
   /** Reconnect back-off: first delay and cap, in ms (jittered). Default 100 and 5 000. */
   reconnect?: { minMs?: number; maxMs?: number };
-  /** Largest prefetch to use, whatever balancers allow. Default 1. */
+  /** Largest prefetch to use, whatever balancers allow. Default 4. */
   prefetch?: number;
   /** Run-time caps of some services, in ms (their handlers are interrupted past it). */
   timeouts?: ReadonlyMap<string, number>;
@@ -119,7 +124,7 @@ export class WorkerNode {
   /** @internal Capacity including prefetch. */
   get capacity(): number {
     const prefetch = Math.min(
-      this.#opts.prefetch ?? 1,
+      this.#opts.prefetch ?? DEFAULT_PREFETCH,
       ...this.#links.filter((l) => l.open).map((l) => l.prefetch),
     );
     return this.#slots + Math.max(0, prefetch);

@@ -98,16 +98,25 @@ function ep.token(token)
   ext.token(token)
 end
 
+local CONFIG_KEYS = {
+  max_queue = true, timeout_ms = true, retries = true, prefetch = true,
+  prefetch_budget_ms = true, grace_ms = true, concurrency = true,
+}
+
 --- Balancer and worker tuning: `max_queue` (per service, default 10000), `timeout_ms`
 --- (default job deadline, 30000), `retries` (redeliveries of a lost worker's job, 1),
---- `prefetch` (jobs beyond its slots a worker may hold, 1), `grace_ms` (wait for a
+--- `prefetch` (jobs beyond its slots a worker may hold, 4), `prefetch_budget_ms` (beyond
+--- one, prefetched jobs wait in a worker at most about this long, 3), `grace_ms` (wait for a
 --- service's first worker, 5000), `concurrency` (jobs one handler thread runs at once).
----@param opts { max_queue?: integer, timeout_ms?: integer, retries?: integer, prefetch?: integer, grace_ms?: integer, concurrency?: integer }
+---@param opts { max_queue?: integer, timeout_ms?: integer, retries?: integer, prefetch?: integer, prefetch_budget_ms?: integer, grace_ms?: integer, concurrency?: integer }
 function ep.config(opts)
   check(type(opts) == "table", "ep.config", 1, "table", opts)
   for k, v in pairs(opts) do
     check(type(k) == "string" and math.type(v) == "integer", "ep.config", 1,
       "table of integers", v)
+    if not CONFIG_KEYS[k] then
+      error(string.format("bad argument #1 to 'ep.config' (unknown key '%s')", k), 2)
+    end
     ext.config(k, v)
   end
 end

@@ -260,6 +260,7 @@ export async function runScript(
         defaultTimeoutMs: c.config.timeout_ms,
         retries: c.config.retries,
         serviceGraceMs: c.config.grace_ms,
+        prefetchBudgetMs: c.config.prefetch_budget_ms,
       },
     });
   } catch (err) {

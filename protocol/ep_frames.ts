@@ -95,6 +95,18 @@ export type RoleValue = typeof Role[keyof typeof Role];
 export const PROTOCOL_VERSION = 1;
 
 /**
+ * The WELCOME `prefetch` a balancer offers workers when not configured, and the most a
+ * worker uses unless told otherwise (SPEC.md §9.5).
+ *
+ * @example
+ * ```ts
+ * import { DEFAULT_PREFETCH } from "./ep_frames.ts";
+ * console.assert(DEFAULT_PREFETCH === 4);
+ * ```
+ */
+export const DEFAULT_PREFETCH = 4;
+
+/**
  * The v1 connection preface a client sends before its first frame: `0xEB 'E' 'P' 0x01`.
  * The last byte is the highest version the client speaks; see {@linkcode encodePreface}.
  *

@@ -317,3 +317,32 @@ Deno.test("balancer: higher priority jobs leave the queue first, FIFO within a p
     await r.close();
   }
 });
+
+Deno.test("balancer: prefetch beyond one job only for jobs short enough to batch", async (t) => {
+  // One single-slot worker offered prefetch 4; every job is queued behind a deep queue.
+  for (
+    const [name, service, body, budget, expectPeak] of [
+      // 0 ms jobs: a generous budget lets the worker fill slot + 4 prefetched.
+      ["short jobs fill the prefetch", "echo", "x", 1000, 5],
+      // 60 ms jobs: two waiting would be 120 ms of work, over a 50 ms budget.
+      ["long jobs take one prefetched job at most", "sleep", "60", 50, 2],
+    ] as const
+  ) {
+    await t.step(name, async () => {
+      const r = await rig(1, { prefetchBudgetMs: budget }, 1, 4);
+      const client = await connect(r.addr);
+      try {
+        await client.request(service, body); // a first turnaround to judge by
+        await Promise.all(Array.from({ length: 12 }, () => client.request(service, body)));
+        const peak = r.workers[0].node.peakHeld;
+        if (expectPeak === 5) assert.equal(peak, 5, `peak held ${peak}`);
+        else assert.ok(peak <= expectPeak, `peak held ${peak}, want <= ${expectPeak}`);
+        const sleepStats = r.balancer.stats().services.find((s) => s.name === service)!;
+        assert.ok(sleepStats.turnaroundMs !== null && sleepStats.turnaroundMs > 0);
+      } finally {
+        client.close();
+        await r.close();
+      }
+    });
+  }
+});

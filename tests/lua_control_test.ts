@@ -150,6 +150,18 @@ Deno.test("lua: a control script that fails to load names file and line and exit
   } finally {
     await Deno.remove(dir2, { recursive: true });
   }
+  // A misspelt tuning key is an error, not silently ignored.
+  const dir3 = await project({ "main.lua": `ep.config { max_qeue = 5 }\n` });
+  const proc3 = new Proc(["run", `${dir3}/main.lua`]);
+  try {
+    assert.notEqual((await proc3.exited).code, 0);
+    assert.match(
+      proc3.output,
+      /main\.lua:1: bad argument #1 to 'ep\.config' \(unknown key 'max_qeue'\)/,
+    );
+  } finally {
+    await Deno.remove(dir3, { recursive: true });
+  }
 });
 
 Deno.test("lua: ep.exit stops with its code, from the script or from a timer", async () => {

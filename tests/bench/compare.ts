@@ -849,7 +849,7 @@ function report(
       `Generator: send lag p99 median ${
         median(runs.map((r) => r.sendLagUs.p99))
       } µs (max of run p99s ${Math.max(...runs.map((r) => r.sendLagUs.p99))} µs), CPU ${
-        median(runs.map((r) => r.generatorCpu))
+        median(runs.map((r) => r.generatorCpu)).toFixed(1)
       } % of a core (median), connection-cap stalls ${
         runs.reduce((n, r) => n + r.stalls, 0)
       }, errors ${
@@ -880,7 +880,7 @@ function report(
         `| ${name} | ${spread(xs.map((r) => r.throughput), (x) => String(Math.round(x)))} | ${
           (t / rr).toFixed(2)
         } | ${ms(median(xs.map((r) => r.latencyUs.p99)))} | ${
-          median(xs.map((r) => r.generatorCpu))
+          median(xs.map((r) => r.generatorCpu)).toFixed(1)
         } % |`,
       );
     }
