@@ -889,7 +889,7 @@ function report(
       const ep = median(tp.filter((r) => r.contender === c.name).map((r) => r.throughput));
       verdicts.push(
         `throughput: ${c.name} ${Math.round(ep)} req/s vs nginx-rr ${Math.round(rr)} = ${
-          (ep / rr).toFixed(2)
+          (ep / rr).toFixed(3)
         }x (${ep / rr >= 1 ? "holds" : "MISSES"})`,
       );
     }
