@@ -68,7 +68,7 @@ export {
 } from "./core/pool.ts";
 export type { ServeOptions, Server, ServerCounters } from "./core/server.ts";
 export { httpStatusOf, JobError } from "./core/job.ts";
-export type { Job, JobHandler, JobResult } from "./core/job.ts";
+export type { Job, JobHandler, JobOrigin, JobResult } from "./core/job.ts";
 export type { HttpCounters, HttpOptions } from "./core/http_conn.ts";
 export type { TransportCounters, TransportLimits } from "./core/transport.ts";
 export type { WelcomeFrame } from "./protocol/ep_frames.ts";

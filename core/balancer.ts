@@ -24,7 +24,9 @@
  * stay in the central queue, where the first worker actually free takes them.
  *
  * Nothing is lost silently: every job is answered exactly once, with its result or an
- * explicit error (overloaded, no_service, timeout, worker_lost).
+ * explicit error (overloaded, no_service, timeout, worker_lost). A job whose client went
+ * away (its connection ended, or it sent CANCEL) is not dispatched any more: a queued one
+ * is dropped (counted `cancelled`), a dispatched one is cancelled onward to its worker.
  *
  * @module
  */
@@ -77,6 +79,8 @@ export interface QueuedJob {
   provider: Provider | null;
   /** Set once answered; later answers are ignored. */
   answered: boolean;
+  /** @internal Set once its provider was told to cancel it (its client went away). */
+  cancelSent?: boolean;
   /**
    * @internal Jobs ahead of it in its provider when dispatched, in units of the provider's
    * slots (0: it started at once in a free slot).
@@ -132,7 +136,8 @@ export type Outcome =
   | "overloaded"
   | "no_service"
   | "worker_lost"
-  | "shutting_down";
+  | "shutting_down"
+  | "cancelled";
 
 /** Receives every job's outcome and timings. */
 export interface BalancerObserver {
@@ -171,6 +176,8 @@ export function outcomeOf(code: number): Outcome {
       return "worker_lost";
     case ErrorCode.SHUTTING_DOWN:
       return "shutting_down";
+    case ErrorCode.CANCELLED:
+      return "cancelled";
     default:
       return "error";
   }
@@ -184,6 +191,7 @@ const COUNTER: Record<Outcome, keyof ServiceCounters> = {
   no_service: "noService",
   worker_lost: "workerLost",
   shutting_down: "error",
+  cancelled: "cancelled",
 };
 
 /** Per-service counters. */
@@ -202,6 +210,8 @@ export interface ServiceCounters {
   workerLost: number;
   /** Jobs dispatched again after their provider was lost. */
   redelivered: number;
+  /** Queued jobs dropped undispatched because their client went away or cancelled. */
+  cancelled: number;
 }
 
 interface ServiceState {
@@ -427,6 +437,10 @@ export class Balancer {
     while (p.credit > 0 && !p.draining && this.#providers.has(p)) {
       const qj = this.#next(p);
       if (!qj) return;
+      if (qj.job.origin?.abandoned) {
+        this.#fail(qj, ErrorCode.CANCELLED, "The client went away");
+        continue;
+      }
       this.#dispatch(p, qj);
     }
   }
@@ -520,6 +534,7 @@ export class Balancer {
         noService: 0,
         workerLost: 0,
         redelivered: 0,
+        cancelled: 0,
       },
       turnaroundMs: NaN,
     };
@@ -662,14 +677,24 @@ export class Balancer {
             this.#fail(qj, ErrorCode.NO_SERVICE, `No service "${s.name}"`);
             return false;
           }
+          if (qj.job.origin?.abandoned) {
+            this.#fail(qj, ErrorCode.CANCELLED, "The client went away");
+            return false;
+          }
           return true;
         });
       }
     }
     for (const [p, held] of this.#held) {
       for (const qj of held) {
-        if (!qj.answered && now >= qj.deadline) {
+        if (qj.answered) continue;
+        if (now >= qj.deadline) {
           this.#fail(qj, ErrorCode.TIMEOUT, "Timed out while running");
+          p.cancel(qj);
+        } else if (!qj.cancelSent && qj.job.origin?.abandoned) {
+          // Its client went away: a worker drops it if it has not started (its answer,
+          // CANCELLED or a late result, then settles it).
+          qj.cancelSent = true;
           p.cancel(qj);
         }
       }

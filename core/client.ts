@@ -38,6 +38,11 @@ export interface RequestOptions {
   meta?: [string, string][];
   /** Priority, 0–255, higher served first. */
   priority?: number;
+  /**
+   * Aborts the request: the server is sent CANCEL (a queued job is dropped, a dispatched
+   * one is cancelled onward) and the promise rejects with a `cancelled` {@linkcode JobError}.
+   */
+  signal?: AbortSignal;
 }
 
 /** A reply to a request. */
@@ -171,6 +176,10 @@ export class Client {
     options: RequestOptions = {},
   ): Promise<Reply> {
     if (this.#closedError) return Promise.reject(this.#closedError);
+    const signal = options.signal;
+    if (signal?.aborted) {
+      return Promise.reject(new JobError(ErrorCode.CANCELLED, "Request aborted"));
+    }
     let id = this.#nextId;
     while (this.#pending.has(id)) id = (id % 0xffffffff) + 1;
     this.#nextId = (id % 0xffffffff) + 1;
@@ -196,9 +205,19 @@ export class Client {
     }
     this.#t.write(frame);
     this.#ensureTimer();
-    return new Promise((resolve, reject) => {
+    const p = new Promise<Reply>((resolve, reject) => {
       this.#pending.set(id, { resolve, reject, deadline: Date.now() + timeoutMs, timeoutMs });
     });
+    if (!signal) return p;
+    const entry = this.#pending.get(id)!;
+    const onAbort = () => {
+      if (this.#pending.get(id) !== entry) return;
+      this.#pending.delete(id);
+      if (!this.#t.closed) this.#t.write(this.#encoder.encode({ type: "cancel", id }));
+      entry.reject(new JobError(ErrorCode.CANCELLED, "Request aborted"));
+    };
+    signal.addEventListener("abort", onAbort, { once: true });
+    return p.finally(() => signal.removeEventListener("abort", onAbort));
   }
 
   /** Asks the server for its statistics (JSON). */

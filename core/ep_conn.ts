@@ -19,7 +19,14 @@ import {
   PROTOCOL_VERSION as VERSION,
 } from "../protocol/ep_frames.ts";
 import { ErrorCode, type ProtocolError } from "../protocol/errors.ts";
-import { type Job, JobError, type JobHandler, jobMeta, type JobResult } from "./job.ts";
+import {
+  type Job,
+  JobError,
+  type JobHandler,
+  jobMeta,
+  type JobOrigin,
+  type JobResult,
+} from "./job.ts";
 import type { Provider, QueuedJob } from "./balancer.ts";
 import { oneLine } from "./http_conn.ts";
 import type { Transport, TransportHandler } from "./transport.ts";
@@ -68,8 +75,13 @@ const enc = new TextEncoder();
 // and transports copy what they are given, so sharing it is safe on one thread.
 const encoder = new EpEncoder();
 
-interface InFlight {
-  id: number;
+/** A client's request in flight; the job's origin (abandoned once cancelled or gone). */
+class InFlight implements JobOrigin {
+  cancelled = false;
+  constructor(readonly id: number, readonly conn: EpConnection) {}
+  get abandoned(): boolean {
+    return this.cancelled || this.conn.gone;
+  }
 }
 
 /**
@@ -119,6 +131,11 @@ export class EpConnection implements TransportHandler {
   /** Whether the connection is finished. */
   get closed(): boolean {
     return this.#t.closed;
+  }
+
+  /** Whether the peer went away (it ended its side, or the connection closed). */
+  get gone(): boolean {
+    return this.#peerEnded || this.#t.closed;
   }
 
   /** Starts reading; `prefix` holds the bytes read by the sniffer, preface included. */
@@ -220,6 +237,7 @@ export class EpConnection implements TransportHandler {
       case "cancel": {
         const job = this.#inFlight.get(f.id);
         if (job) {
+          job.cancelled = true;
           this.#inFlight.delete(f.id);
           this.#send({ type: "error", id: f.id, code: ErrorCode.CANCELLED, message: "Cancelled" });
           this.#afterAnswer();
@@ -361,7 +379,7 @@ export class EpConnection implements TransportHandler {
       });
       return;
     }
-    const entry: InFlight = { id };
+    const entry = new InFlight(id, this);
     this.#inFlight.set(id, entry);
     if (this.#inFlight.size >= this.#maxInFlight && !this.#paused) {
       this.#paused = true;
@@ -378,6 +396,7 @@ export class EpConnection implements TransportHandler {
       deadlineMs: f.deadlineMs,
       priority: f.priority,
       remote: this.#t.remote,
+      origin: entry,
     };
     try {
       const res = this.#handler(job);

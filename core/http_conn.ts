@@ -74,6 +74,7 @@ export class HttpConnection implements TransportHandler {
   #slots: Slot[] = [];
   #head = 0; // index of the first unanswered slot
   #closing = false;
+  #peerEnded = false;
   #readPaused = false;
   #requestStart = 0;
   #headDone = false;
@@ -131,9 +132,19 @@ export class HttpConnection implements TransportHandler {
     this.#parser.push(chunk);
   }
 
+  /**
+   * Whether the client went away (it sent FIN, or the connection failed or was closed).
+   * Jobs it left queued are not dispatched ({@linkcode Job.origin}); like nginx, a FIN
+   * counts as leaving, although what was already answered is still written.
+   */
+  get abandoned(): boolean {
+    return this.#peerEnded || this.#t.closed;
+  }
+
   /** @internal */
   end(): void {
     // The peer sent FIN (or the connection failed): answer what was asked, then close.
+    this.#peerEnded = true;
     this.#closing = true;
     if (this.#head === this.#slots.length) this.#t.close();
     else this.#slots[this.#slots.length - 1].close = true;
@@ -190,6 +201,7 @@ export class HttpConnection implements TransportHandler {
       deadlineMs: deadlineOf(r.headers),
       priority: priorityOf(r.headers),
       remote: this.#t.remote,
+      origin: this,
     };
     const head = r.method === "HEAD";
     const version = r.version;

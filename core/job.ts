@@ -30,6 +30,18 @@ export interface Job {
   priority: number;
   /** The peer's address. */
   remote: string;
+  /**
+   * Who waits for the answer. A balancer does not dispatch a queued job whose origin is
+   * abandoned (the client's connection ended, or it cancelled the request): it answers it
+   * `cancelled` instead, and no worker spends time on it.
+   */
+  origin?: JobOrigin;
+}
+
+/** The waiting side of a job (see {@linkcode Job.origin}). */
+export interface JobOrigin {
+  /** True once nobody waits for the answer any more. */
+  readonly abandoned: boolean;
 }
 
 /** The answer to a job. */

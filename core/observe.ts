@@ -92,6 +92,7 @@ export const OUTCOMES: readonly Outcome[] = Object.freeze(
     "no_service",
     "worker_lost",
     "shutting_down",
+    "cancelled",
   ] as const,
 );
 

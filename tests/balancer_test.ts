@@ -60,10 +60,10 @@ async function rig(
   };
 }
 
-async function until(cond: () => boolean, ms = 5000): Promise<void> {
+async function until(cond: () => boolean, ms = 5000, what = "condition"): Promise<void> {
   const end = Date.now() + ms;
   while (!cond()) {
-    if (Date.now() > end) throw new Error("condition not met in time");
+    if (Date.now() > end) throw new Error(`${what} not met in time`);
     await new Promise((r) => setTimeout(r, 10));
   }
 }
@@ -344,5 +344,69 @@ Deno.test("balancer: prefetch beyond one job only for jobs short enough to batch
         await r.close();
       }
     });
+  }
+});
+
+Deno.test("balancer: a queued job whose HTTP client went away is dropped, not run", async () => {
+  const r = await rig(1, {}, 1, 0);
+  const client = await connect(r.addr);
+  try {
+    const blocker = client.request("sleep", "400");
+    await until(() => r.balancer.stats().providers[0].busy === 1);
+    // A raw HTTP client asks for echo (queued behind the blocker), then hangs up.
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port: r.server.addr.port });
+    await conn.write(
+      new TextEncoder().encode("POST /echo HTTP/1.1\r\nhost: x\r\ncontent-length: 1\r\n\r\nx"),
+    );
+    await until(() => r.balancer.queueDepth("echo") === 1);
+    conn.close();
+    const echo = () => r.balancer.stats().services.find((s) => s.name === "echo")!.counters;
+    // Dropped by the sweep while the blocker still runs, without reaching the worker.
+    await until(() => echo().cancelled === 1, 300);
+    assert.equal(r.balancer.stats().providers[0].busy, 1);
+    await blocker;
+    await new Promise((res) => setTimeout(res, 50));
+    assert.equal(echo().ok, 0);
+    assert.equal(r.balancer.queueDepth("echo"), 0);
+  } finally {
+    client.close();
+    await r.close();
+  }
+});
+
+Deno.test("balancer: an EP CANCEL drops a queued job and cancels a prefetched one onward", async () => {
+  const r = await rig(1, {}, 1, 1);
+  const c1 = await connect(r.addr);
+  const c2 = await connect(r.addr);
+  try {
+    const echo = () => r.balancer.stats().services.find((s) => s.name === "echo")!.counters;
+    const blocker = c1.request("sleep", "500");
+    blocker.catch(() => {}); // awaited below; no dangling rejection if an assertion fails
+    await until(() => r.balancer.stats().providers[0].busy === 1);
+    // Queued: c2 aborts, its client sends CANCEL.
+    const abort1 = new AbortController();
+    const queued = c2.request("echo", "a", { signal: abort1.signal }).catch((e) => e);
+    await until(() => r.balancer.queueDepth("echo") === 1, 5000, "queued 1");
+    abort1.abort();
+    assert.equal(((await queued) as JobError).kind, "cancelled");
+    await until(() => echo().cancelled === 1, 300, "cancelled 1");
+    // Prefetched: with two queued, the head goes to the worker's local queue; its client
+    // cancels, and the worker drops it before it starts.
+    const abort2 = new AbortController();
+    const pre = c2.request("echo", "b", { signal: abort2.signal }).catch((e) => e);
+    const after = c1.request("echo", "c");
+    after.catch(() => {});
+    await until(() => r.balancer.stats().providers[0].busy === 2, 5000, "busy 2");
+    abort2.abort();
+    assert.equal(((await pre) as JobError).kind, "cancelled");
+    await until(() => echo().cancelled === 2, 300, "cancelled 2");
+    assert.equal(r.balancer.stats().providers[0].busy, 1, "the worker let the job go");
+    await blocker;
+    assert.equal(dec.decode((await after).body), "c");
+    assert.equal(echo().ok, 1);
+  } finally {
+    c1.close();
+    c2.close();
+    await r.close();
   }
 });
