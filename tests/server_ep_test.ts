@@ -73,6 +73,16 @@ Deno.test("EP: errors carry codes; timeouts reject and cancel", async () => {
     assert.ok(Date.now() - t0 < 1000);
     // The connection is still good after a cancelled request.
     assert.equal(dec.decode((await client.request("echo", "after")).body), "after");
+    // An AbortSignal cancels: at once when already aborted, or mid-flight.
+    await assert.rejects(
+      client.request("echo", "x", { signal: AbortSignal.abort() }),
+      (e: unknown) => e instanceof JobError && e.kind === "cancelled",
+    );
+    const ac = new AbortController();
+    const mid = client.request("sleep", "2000", { signal: ac.signal });
+    setTimeout(() => ac.abort(), 20);
+    await assert.rejects(mid, (e: unknown) => e instanceof JobError && e.kind === "cancelled");
+    assert.equal(dec.decode((await client.request("echo", "again")).body), "again");
     assert.equal(client.inFlight, 0);
   } finally {
     client.close();
