@@ -20,8 +20,9 @@
  * gives the low tail) and only under saturation are workers kept busy back to back. Of the
  * extra credit it uses one job's worth always, and more only while the jobs waiting in the
  * worker would take at most `prefetchBudgetMs` (3 ms) by the service's recent turnaround
- * (dispatch to answer of jobs that started at once): short jobs are batched, long ones
- * stay in the central queue, where the first worker actually free takes them.
+ * (dispatch to answer, shared among the jobs that waited in the worker): short jobs are
+ * batched, long ones stay in the central queue, where the first worker actually free
+ * takes them.
  *
  * Nothing is lost silently: every job is answered exactly once, with its result or an
  * explicit error (overloaded, no_service, timeout, worker_lost). A job whose client went
@@ -210,7 +211,10 @@ export interface ServiceCounters {
   workerLost: number;
   /** Jobs dispatched again after their provider was lost. */
   redelivered: number;
-  /** Queued jobs dropped undispatched because their client went away or cancelled. */
+  /**
+   * Jobs answered `cancelled` because their client went away or cancelled: dropped from the
+   * queue, or taken back from a worker before they started.
+   */
   cancelled: number;
 }
 
@@ -222,7 +226,7 @@ interface ServiceState {
   providers: Provider[];
   everServed: boolean;
   counters: ServiceCounters;
-  /** Recent dispatch-to-answer time of jobs that started at once, ms (EWMA); NaN: none yet. */
+  /** Recent dispatch-to-answer time per job, ms (EWMA, see `#learnTurnaround`); NaN: none yet. */
   turnaroundMs: number;
 }
 
@@ -448,7 +452,7 @@ export class Balancer {
   /** A provider answered a job. Late answers (after a timeout) are dropped. */
   finish(p: Provider, qj: QueuedJob, result: JobResult | JobError): void {
     this.#held.get(p)?.delete(qj);
-    if (!qj.answered) this.#learnTurnaround(qj);
+    if (!qj.answered && !qj.cancelSent) this.#learnTurnaround(qj);
     this.#settle(qj, result);
     qj.provider = null;
     this.pull(p);
