@@ -589,6 +589,7 @@ export class Monitor implements BalancerObserver {
       server: src?.server ? structuredClone(src.server.counters) : null,
       pool: this.#pool()?.counters() ?? null,
       lua: this.#lua ? { ...this.#lua() } : null,
+      memory: Deno.memoryUsage(),
       sampledAt: this.#lastSampleAt,
       intervalMs: INTERVAL_MS,
     };
@@ -723,6 +724,16 @@ export class Monitor implements BalancerObserver {
     );
     w.sample("ep_status_denied_total", [["reason", "remote"]], this.#denied.remote);
     w.sample("ep_status_denied_total", [["reason", "token"]], this.#denied.token);
+    const mem = Deno.memoryUsage();
+    w.family(
+      "ep_memory_bytes",
+      "gauge",
+      "This process's memory, bytes: resident (rss), and the main thread's JavaScript heap (heap_used, heap_total, external).",
+    );
+    w.sample("ep_memory_bytes", [["kind", "rss"]], mem.rss);
+    w.sample("ep_memory_bytes", [["kind", "heap_used"]], mem.heapUsed);
+    w.sample("ep_memory_bytes", [["kind", "heap_total"]], mem.heapTotal);
+    w.sample("ep_memory_bytes", [["kind", "external"]], mem.external);
     return w.text();
   }
 

@@ -253,6 +253,8 @@ export interface StatsSnapshot {
   pool: PoolCounters | null;
   /** Lua counters, when attached. */
   lua: LuaCounters | null;
+  /** This process's memory, bytes (`Deno.memoryUsage()`); absent from older versions. */
+  memory?: { rss: number; heapUsed: number; heapTotal: number; external: number };
   /** When the last per-second sample was taken, Unix ms (0 before the first). */
   sampledAt: number;
   /** Milliseconds between samples. */
