@@ -25,8 +25,8 @@
  * space is `(TAIL - HEAD) mod 2^32`.
  *
  * A doorbell is two `Int32` words: FLAG (1 while someone sleeps or is about to) and SEQ
- * (the word slept on). A sleeper stores FLAG = 1, reads SEQ, re-checks its condition and
- * only then waits on SEQ; a waker publishes first, then, only if FLAG is set, swaps it to 0,
+ * (the word slept on). A sleeper reads SEQ, stores FLAG = 1, re-checks its condition and
+ * only then waits on the SEQ it read; a waker publishes first, then, only if FLAG is set, swaps it to 0,
  * bumps SEQ and notifies. Both sides use sequentially consistent atomics, so either the
  * sleeper's re-check sees the publication or the waker sees the flag: no lost wake-up, and
  * no notify at all while nobody sleeps.
@@ -201,10 +201,17 @@ export class Doorbell {
     this.#seq = this.#flag + 1;
   }
 
-  /** Announces a sleeper; returns the SEQ value to pass to a wait. */
+  /**
+   * Announces a sleeper; returns the SEQ value to pass to a wait. SEQ is read *before* the
+   * flag is raised: a ring landing in between then moves SEQ past the returned value, and
+   * the wait returns at once. (Read after, the sleeper could take the already-bumped SEQ
+   * while the ring had cleared the flag, then sleep through every later ring: a partial
+   * release that did not free enough space was enough to lose the producer's wake-up.)
+   */
   arm(): number {
+    const seq = Atomics.load(this.#i32, this.#seq);
     Atomics.store(this.#i32, this.#flag, 1);
-    return Atomics.load(this.#i32, this.#seq);
+    return seq;
   }
 
   /** Withdraws the announcement (the condition held after all, or the sleeper woke). */
