@@ -86,6 +86,11 @@ function tickLabel(v: number): string {
   return v >= 1 ? String(Number(v.toPrecision(3))) : String(Number(v.toPrecision(2)));
 }
 
+/** The centred title line of a chart `w` wide. */
+function svgTitle(w: number, title: string): string {
+  return `<text x="${w / 2}" y="20" text-anchor="middle" font-size="14">${escapeXml(title)}</text>`;
+}
+
 function svgOpen(w: number, h: number, standalone: boolean | undefined): string {
   const ns = standalone ? ` xmlns="http://www.w3.org/2000/svg"` : "";
   return `<svg${ns} viewBox="0 0 ${w} ${h}" width="${w}" height="${h}" ` +
@@ -126,13 +131,7 @@ export function latencyPlotSvg(series: LatencySeries[], options: PlotOptions = {
     h: s.histogram instanceof Histogram ? s.histogram : Histogram.fromJSON(s.histogram),
   })).filter((s) => s.h.count > 0);
   const out: string[] = [svgOpen(W, H, options.standalone)];
-  if (options.title) {
-    out.push(
-      `<text x="${W / 2}" y="20" text-anchor="middle" font-size="14">${
-        escapeXml(options.title)
-      }</text>`,
-    );
-  }
+  if (options.title) out.push(svgTitle(W, options.title));
   if (hs.length === 0) {
     out.push(`<text x="${W / 2}" y="${H / 2}" text-anchor="middle">no data</text></svg>`);
     return out.join("");
@@ -250,13 +249,7 @@ export function barChartSvg(
   const pw = W - m.l - m.r;
   const ph = H - m.t - m.b;
   const out: string[] = [svgOpen(W, H, options.standalone)];
-  if (options.title) {
-    out.push(
-      `<text x="${W / 2}" y="20" text-anchor="middle" font-size="14">${
-        escapeXml(options.title)
-      }</text>`,
-    );
-  }
+  if (options.title) out.push(svgTitle(W, options.title));
   const all = groups.flatMap((g) => g.values.map((v) => v.value)).filter((v) =>
     Number.isFinite(v) && v > 0
   );
