@@ -1,19 +1,23 @@
 /** Helpers for tests with real processes: balancer and worker processes of `mod.ts`. */
 import { type Client, connect } from "../core/client.ts";
 
-const MOD = new URL("../mod.ts", import.meta.url).pathname;
+/** Path of `mod.ts`, the ep entry point the processes run. */
+export const MOD: string = new URL("../mod.ts", import.meta.url).pathname;
 export const SERVICES: string = new URL("./fixtures/services.ts", import.meta.url).pathname;
 
-/** A child ep process with its output collected. */
-export class Proc {
+/** A child process with its stdout and stderr collected into `output`. */
+export class OutputProc {
   readonly child: Deno.ChildProcess;
   output = "";
-  #lines: ((text: string) => void)[] = [];
   readonly exited: Promise<Deno.CommandStatus>;
+  #listeners: ((text: string) => void)[] = [];
+  readonly #waitMs: number;
 
-  constructor(args: string[], env: Record<string, string> = {}) {
-    this.child = new Deno.Command(Deno.execPath(), {
-      args: ["run", "-A", MOD, ...args],
+  /** Spawns `command args…`; `waitMs` is {@linkcode OutputProc.waitFor}'s default. */
+  constructor(command: string, args: string[], env: Record<string, string> = {}, waitMs = 10_000) {
+    this.#waitMs = waitMs;
+    this.child = new Deno.Command(command, {
+      args,
       stdout: "piped",
       stderr: "piped",
       env: { NO_COLOR: "1", ...env },
@@ -21,7 +25,7 @@ export class Proc {
     const pump = async (stream: ReadableStream<Uint8Array>) => {
       for await (const text of stream.pipeThrough(new TextDecoderStream())) {
         this.output += text;
-        for (const l of this.#lines) l(this.output);
+        for (const l of this.#listeners) l(this.output);
       }
     };
     pump(this.child.stdout);
@@ -30,25 +34,26 @@ export class Proc {
   }
 
   /** Waits until the output matches `re`; returns the match. */
-  waitFor(re: RegExp, ms = 10_000): Promise<RegExpMatchArray> {
+  waitFor(re: RegExp, ms = this.#waitMs): Promise<RegExpMatchArray> {
     return new Promise((resolve, reject) => {
       const check = (text: string) => {
         const m = text.match(re);
         if (m) {
           clearTimeout(timer);
-          this.#lines = this.#lines.filter((l) => l !== check);
+          this.#listeners = this.#listeners.filter((l) => l !== check);
           resolve(m);
         }
       };
-      const timer = setTimeout(
-        () => reject(new Error(`timed out waiting for ${re}; output:\n${this.output}`)),
-        ms,
-      );
-      this.#lines.push(check);
+      const timer = setTimeout(() => {
+        this.#listeners = this.#listeners.filter((l) => l !== check);
+        reject(new Error(`timed out waiting for ${re}; output:\n${this.output}`));
+      }, ms);
+      this.#listeners.push(check);
       check(this.output);
     });
   }
 
+  /** Sends a signal (ignored when the process is gone). */
   kill(signal: Deno.Signal = "SIGKILL"): void {
     try {
       this.child.kill(signal);
@@ -57,9 +62,17 @@ export class Proc {
     }
   }
 
+  /** Kills it and waits for it to exit. */
   async stop(): Promise<void> {
     this.kill("SIGKILL");
     await this.exited;
+  }
+}
+
+/** A child ep process (`deno run -A mod.ts …`) with its output collected. */
+export class Proc extends OutputProc {
+  constructor(args: string[], env: Record<string, string> = {}) {
+    super(Deno.execPath(), ["run", "-A", MOD, ...args], env);
   }
 }
 

@@ -11,7 +11,8 @@
  * @module
  */
 
-const MOD = new URL("../mod.ts", import.meta.url).pathname;
+import { MOD, OutputProc } from "./_cluster.ts";
+
 const dec = new TextDecoder();
 
 /** Runs `ip` with `args`; returns its exit status and stderr. */
@@ -140,72 +141,14 @@ export class Topology {
 }
 
 /** A process run inside a host's namespace (`ip netns exec NS deno run -A …`). */
-export class NsProc {
-  readonly child: Deno.ChildProcess;
-  output = "";
-  readonly exited: Promise<Deno.CommandStatus>;
-  #listeners: ((text: string) => void)[] = [];
-
+export class NsProc extends OutputProc {
   /** Runs `deno run -A <script> ...args` in `host`'s namespace; `script` defaults to mod.ts. */
   constructor(host: Host, args: string[], options: { script?: string } = {}) {
-    this.child = new Deno.Command("ip", {
-      args: [
-        "netns",
-        "exec",
-        host.ns,
-        Deno.execPath(),
-        "run",
-        "-A",
-        options.script ?? MOD,
-        ...args,
-      ],
-      stdout: "piped",
-      stderr: "piped",
-      env: { NO_COLOR: "1" },
-    }).spawn();
-    const pump = async (stream: ReadableStream<Uint8Array>) => {
-      for await (const text of stream.pipeThrough(new TextDecoderStream())) {
-        this.output += text;
-        for (const l of this.#listeners) l(this.output);
-      }
-    };
-    pump(this.child.stdout);
-    pump(this.child.stderr);
-    this.exited = this.child.status;
-  }
-
-  /** Waits until the output matches `re`. */
-  waitFor(re: RegExp, ms = 15_000): Promise<RegExpMatchArray> {
-    return new Promise((resolve, reject) => {
-      const check = (text: string) => {
-        const m = text.match(re);
-        if (m) {
-          clearTimeout(timer);
-          this.#listeners = this.#listeners.filter((l) => l !== check);
-          resolve(m);
-        }
-      };
-      const timer = setTimeout(() => {
-        this.#listeners = this.#listeners.filter((l) => l !== check);
-        reject(new Error(`timed out waiting for ${re}; output:\n${this.output}`));
-      }, ms);
-      this.#listeners.push(check);
-      check(this.output);
-    });
-  }
-
-  /** Sends a signal (ignored when the process is gone). */
-  kill(signal: Deno.Signal = "SIGKILL"): void {
-    try {
-      this.child.kill(signal);
-    } catch {
-      // Already gone.
-    }
-  }
-
-  /** Kills it and waits for it to exit. */
-  async stop(): Promise<void> {
-    this.kill("SIGKILL");
-    await this.exited;
+    super(
+      "ip",
+      ["netns", "exec", host.ns, Deno.execPath(), "run", "-A", options.script ?? MOD, ...args],
+      {},
+      15_000,
+    );
   }
 }
