@@ -7,20 +7,8 @@ import { EpDecoder } from "./ep_decoder.ts";
 import { EpEncoder } from "./ep_encoder.ts";
 import { type Frame, HEADER_SIZE, isServiceName } from "./ep_frames.ts";
 import { ErrorCode, type ProtocolError } from "./errors.ts";
+import { mulberry32, type Rng } from "../tests/fuzz/_mutate.ts";
 
-/** mulberry32: a tiny seeded PRNG returning floats in [0, 1). */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-type Rng = () => number;
 const int = (rng: Rng, n: number) => Math.floor(rng() * n);
 
 function fromHex(hex: string): Uint8Array {
