@@ -68,6 +68,7 @@ const HTTP_STATUS: Readonly<Record<number, number>> = {
   [ErrorCode.CANCELLED]: 499,
   [ErrorCode.SHUTTING_DOWN]: 503,
   [ErrorCode.INTERNAL]: 500,
+  [ErrorCode.REPLY_TOO_LARGE]: 502,
   [ErrorCode.LIMIT_EXCEEDED]: 429,
 };
 

@@ -39,6 +39,8 @@ export const ErrorCode = {
   SHUTTING_DOWN: 107,
   /** An unexpected internal failure. */
   INTERNAL: 108,
+  /** The handler's reply is too large to be carried back (a ring or a frame limit). */
+  REPLY_TOO_LARGE: 109,
 } as const;
 
 /** One of the values of {@linkcode ErrorCode}. */
