@@ -18,7 +18,7 @@ import {
   NOT_APPLICABLE,
   PROTOCOL_VERSION as VERSION,
 } from "../protocol/ep_frames.ts";
-import { ErrorCode, type ProtocolError } from "../protocol/errors.ts";
+import { ErrorCode, FrameTooLargeError, type ProtocolError } from "../protocol/errors.ts";
 import {
   type Job,
   JobError,
@@ -27,6 +27,7 @@ import {
   type JobOrigin,
   type JobResult,
 } from "./job.ts";
+import { unsendableReply, withoutReserved } from "./_ep_limits.ts";
 import type { Provider, QueuedJob } from "./balancer.ts";
 import { oneLine } from "./http_conn.ts";
 import type { Transport, TransportHandler } from "./transport.ts";
@@ -275,7 +276,7 @@ export class EpConnection implements TransportHandler {
         return;
       case "drain":
         // A worker that stops taking jobs; from a client it needs no action.
-        if (this.#link) this.#link.draining = true;
+        this.#link?.drain(f.graceMs);
         return;
       case "statsRequest": {
         this.#send({ type: "stats", id: f.id, json: JSON.stringify(this.#opts.stats?.() ?? {}) });
@@ -302,7 +303,7 @@ export class EpConnection implements TransportHandler {
     }
     if (this.#link) {
       host.updateProvider(this.#link, new Set(services), slots);
-      this.#link.draining = false;
+      this.#link.undrain();
       return;
     }
     const name = this.#peerName ? `${this.#t.remote} (${this.#peerName})` : this.#t.remote;
@@ -313,6 +314,11 @@ export class EpConnection implements TransportHandler {
   /** @internal Sends a frame for the worker link. */
   sendFrame(frame: Frame): void {
     if (this.#state !== "closing") this.#send(frame);
+  }
+
+  /** @internal Cuts off the worker: ERROR LIMIT_EXCEEDED (id 0), close; its link is dropped. */
+  evictWorker(reason: string): void {
+    this.#fatal(ErrorCode.LIMIT_EXCEEDED, reason);
   }
 
   #onHello(f: Extract<Frame, { type: "hello" }>): void {
@@ -391,7 +397,8 @@ export class EpConnection implements TransportHandler {
       method: "EP",
       path: "/" + f.service,
       query: "",
-      headers: f.meta,
+      // ep's own keys (SPEC.md §10) are ep's to set: a client's are dropped.
+      headers: withoutReserved(f.meta),
       body: f.body.slice(),
       deadlineMs: f.deadlineMs,
       priority: f.priority,
@@ -413,12 +420,12 @@ export class EpConnection implements TransportHandler {
   #reply(entry: InFlight, res: JobResult): void {
     if (this.#inFlight.get(entry.id) !== entry) return; // cancelled meanwhile
     this.#inFlight.delete(entry.id);
-    const body = res.body === undefined
-      ? EMPTY
-      : typeof res.body === "string"
-      ? enc.encode(res.body)
-      : res.body;
     try {
+      const body = res.body === undefined
+        ? EMPTY
+        : typeof res.body === "string"
+        ? enc.encode(res.body)
+        : res.body;
       this.#send({
         type: "reply",
         id: entry.id,
@@ -429,13 +436,9 @@ export class EpConnection implements TransportHandler {
       });
     } catch (err) {
       // The handler produced something EP cannot carry (a bad meta key, a body too large).
-      log.error("Cannot encode reply: {error}", { error: err });
-      this.#send({
-        type: "error",
-        id: entry.id,
-        code: ErrorCode.INTERNAL,
-        message: "Invalid reply",
-      });
+      log.warn("Cannot send a reply over EP: {error}", { error: err });
+      const e = unsendableReply(err);
+      this.#send({ type: "error", id: entry.id, code: e.code, message: oneLine(e.message) });
     }
     this.#afterAnswer();
   }
@@ -490,6 +493,8 @@ class WorkerLink implements Provider {
   slots: number;
   credit = 0;
   draining = false;
+  /** After a DRAIN: when the jobs it still holds count as lost (`performance.now()` ms). */
+  drainDeadline: number | undefined = undefined;
   reportedFree = NOT_APPLICABLE;
   /** When the worker last sent anything (heartbeats included), Unix ms; for the status page. */
   lastHeard = Date.now();
@@ -521,26 +526,55 @@ class WorkerLink implements Provider {
     this.#host.pull(this);
   }
 
+  /**
+   * Sends the job as a REQUEST. The frame is encoded before anything is taken: a job EP
+   * cannot carry (a metadata key or value out of §7's limits, a payload over
+   * `max_payload`) throws a `bad_request` JobError with the credit, id and held entry
+   * untouched.
+   */
   dispatch(qj: QueuedJob): void {
     let id = this.#nextId;
     while (this.#held.has(id)) id = (id % 0xffffffff) + 1;
+    const job = qj.job;
+    try {
+      this.#conn.sendFrame({
+        type: "request",
+        id,
+        deadlineMs: Math.max(1, Math.round(qj.deadline - performance.now())),
+        priority: qj.priority,
+        attempt: Math.min(255, qj.attempt - 1),
+        queueDepth: this.#host.queueDepth(qj.service),
+        service: qj.service,
+        meta: jobMeta(job),
+        body: job.body,
+      });
+    } catch (err) {
+      // The encoder refuses with RangeError (a field out of range) or FrameTooLargeError.
+      if (!(err instanceof RangeError || err instanceof FrameTooLargeError)) throw err;
+      throw new JobError(
+        ErrorCode.BAD_REQUEST,
+        `Request cannot be sent to a worker: ${(err as Error).message}`,
+        { cause: err },
+      );
+    }
     this.#nextId = (id % 0xffffffff) + 1;
     this.credit--;
     this.#held.set(id, qj);
     this.#ids.set(qj, id);
-    const job = qj.job;
-    const meta = jobMeta(job);
-    this.#conn.sendFrame({
-      type: "request",
-      id,
-      deadlineMs: Math.max(1, Math.round(qj.deadline - performance.now())),
-      priority: qj.priority,
-      attempt: Math.min(255, qj.attempt - 1),
-      queueDepth: this.#host.queueDepth(qj.service),
-      service: qj.service,
-      meta,
-      body: job.body,
-    });
+  }
+
+  drain(graceMs: number): void {
+    this.draining = true;
+    this.drainDeadline = performance.now() + graceMs;
+  }
+
+  undrain(): void {
+    this.draining = false;
+    this.drainDeadline = undefined;
+  }
+
+  evict(reason: string): void {
+    this.#conn.evictWorker(reason);
   }
 
   cancel(qj: QueuedJob): void {

@@ -24,6 +24,7 @@ import {
 import { CONTINUE_100, errorResponse, writeResponse } from "../protocol/http_writer.ts";
 import { type Job, JobError, type JobHandler, type JobResult, serviceFromPath } from "./job.ts";
 import type { Transport, TransportHandler } from "./transport.ts";
+import { httpMetaProblem, withoutReserved } from "./_ep_limits.ts";
 
 /** Options for HTTP connections. */
 export interface HttpOptions {
@@ -190,21 +191,29 @@ export class HttpConnection implements TransportHandler {
     const slot: Slot = { bytes: null, close: !r.keepAlive };
     this.#slots.push(slot);
     if (!r.keepAlive) this.#closing = true;
+    const head = r.method === "HEAD";
+    const version = r.version;
+    // A request EP cannot carry as a job is refused here, before it is queued (SPEC.md §7).
+    const problem = httpMetaProblem(r.path, r.query, r.headers);
+    if (problem) {
+      this.#counters.rejected++;
+      this.#answerError(slot, new HttpError(problem.status, problem.message), version);
+      return;
+    }
     const job: Job = {
       service: this.#route(r.path),
       protocol: "http",
       method: r.method,
       path: r.path,
       query: r.query,
-      headers: r.headers,
+      // ep reads ep-timeout and ep-priority; no ep- field reaches a handler (SPEC.md §10).
+      headers: withoutReserved(r.headers),
       body: r.body,
       deadlineMs: deadlineOf(r.headers),
       priority: priorityOf(r.headers),
       remote: this.#t.remote,
       origin: this,
     };
-    const head = r.method === "HEAD";
-    const version = r.version;
     try {
       const res = this.#handler(job);
       if (res instanceof Promise) {
@@ -241,8 +250,9 @@ export class HttpConnection implements TransportHandler {
   }
 
   #answerError(slot: Slot, e: unknown, version: "1.0" | "1.1"): void {
-    const status = e instanceof JobError ? e.status : 500;
-    const reason = e instanceof JobError ? e.message : "Internal error";
+    const known = e instanceof JobError || e instanceof HttpError;
+    const status = known ? e.status : 500;
+    const reason = known ? e.message : "Internal error";
     slot.bytes = writeResponse({
       status,
       headers: [["content-type", "text/plain; charset=utf-8"]],
