@@ -29,14 +29,27 @@
  * away (its connection ended, or it sent CANCEL) is not dispatched any more: a queued one
  * is dropped (counted `cancelled`), a dispatched one is cancelled onward to its worker.
  *
+ * Nothing is kept for nothing either. A step that takes a resource gives it back when it
+ * fails: a dispatch the provider refuses (it throws) leaves the job's held entry, the
+ * provider's credit and the job's attempt count as they were, and answers the job once
+ * (with the provider's {@linkcode JobError}, or `internal` for an unexpected failure, which
+ * is logged). A job that times out while a provider runs it is answered at once and its
+ * body and headers are let go (the provider's slot stays counted until it answers). A
+ * provider that leaves a job unanswered `cancelGraceMs` past its deadline (and the CANCEL
+ * sent then) ignores deadlines and CANCEL, which no honest worker does: it is cut off and
+ * its other jobs are redelivered. Services no provider ever served exist only while jobs
+ * wait for them in the start-up grace, and at most `maxPendingServices` of them at once.
+ *
  * @module
  */
 import { getLogger } from "@logtape/logtape";
 import { ErrorCode } from "../protocol/errors.ts";
 import { Deque } from "./_deque.ts";
 import { type Job, JobError, type JobHandler, type JobResult } from "./job.ts";
+import { jobRingBytes, jobRingBytesBound } from "./_ep_limits.ts";
 
 const log = getLogger(["ep", "balancer"]);
+const EMPTY_BODY = new Uint8Array(0);
 
 /** Something with slots for some services: a remote worker or the local thread pool. */
 export interface Provider {
@@ -50,12 +63,35 @@ export interface Provider {
   readonly credit: number;
   /** Whether it asked to be given no more jobs. */
   readonly draining: boolean;
-  /** Hands it a job; called by the balancer only when `credit > 0`. */
+  /**
+   * Hands it a job; called by the balancer only when `credit > 0`. It takes the job, or
+   * throws having taken nothing (no credit spent, no id kept): a {@linkcode JobError} for a
+   * job it can never take (the job is answered with it), anything else is unexpected (the
+   * job is answered `internal`, and the error logged).
+   */
   dispatch(job: QueuedJob): void;
   /** Best-effort cancellation of a job it holds (the balancer has answered it already). */
   cancel(job: QueuedJob): void;
   /** Tells it that jobs are waiting for its services while it has no credit. */
   demand?(service: string, depth: number): void;
+  /**
+   * The largest job it can take, as the handler rings count it (metadata and body bytes,
+   * as `jobRingBytes` counts them); absent: no limit of its own. A job larger than what every
+   * provider of its service takes is refused `bad_request` before it is queued.
+   */
+  readonly maxJobBytes?: number;
+  /**
+   * Set while draining after a DRAIN with a grace (`performance.now()` ms): jobs it still
+   * holds after it are treated as lost (redelivered within the retry budget, else
+   * `worker_lost`), SPEC.md §9.7.
+   */
+  readonly drainDeadline?: number;
+  /**
+   * Cuts it off: it left a job unanswered `cancelGraceMs` past the job's deadline. The
+   * balancer then detaches it ({@linkcode Balancer.removeProvider}). Providers without it
+   * (this process's pool, which answers every job by its deadline) are never cut off.
+   */
+  evict?(reason: string): void;
 }
 
 /** A job inside the balancer. */
@@ -101,6 +137,17 @@ export interface BalancerOptions {
   maxQueue?: number;
   /** Deadline of a job whose client gave none, in ms. Default 30 000. */
   defaultTimeoutMs?: number;
+  /**
+   * Services that no provider has served yet and that jobs wait for (in the start-up
+   * grace), at once. A job for one more such service is refused `no_service`. Default 100.
+   */
+  maxPendingServices?: number;
+  /**
+   * How long after a running job's deadline (when it is answered `timeout` and its provider
+   * is sent CANCEL) the provider may still leave it unanswered. Past it the provider is cut
+   * off ({@linkcode Provider.evict}). Default 10 000 ms.
+   */
+  cancelGraceMs?: number;
   /** Redeliveries of a job whose provider was lost. Default 1. */
   retries?: number;
   /**
@@ -234,6 +281,11 @@ interface ServiceState {
 export interface ServiceStats {
   /** Service name. */
   name: string;
+  /**
+   * Whether a provider serves or served it. A service never served is only a name clients
+   * asked for (kept while jobs wait for it in the start-up grace).
+   */
+  served: boolean;
   /** Jobs waiting. */
   queued: number;
   /** Providers serving it. */
@@ -265,11 +317,15 @@ export interface ServiceStats {
  */
 export class Balancer {
   #services = new Map<string, ServiceState>();
+  /** Services never served (jobs wait for them in the start-up grace). */
+  #pending = new Set<ServiceState>();
   #providers = new Set<Provider>();
   /** Jobs dispatched and not yet answered by their provider. */
   #held = new Map<Provider, Set<QueuedJob>>();
   #seq = 0;
   #maxQueue: number;
+  #maxPending: number;
+  #cancelGrace: number;
   #defaultTimeout: number;
   #retries: number;
   #grace: number;
@@ -288,6 +344,8 @@ export class Balancer {
   /** Creates a balancer. */
   constructor(options: BalancerOptions = {}) {
     this.#maxQueue = options.maxQueue ?? 10_000;
+    this.#maxPending = options.maxPendingServices ?? 100;
+    this.#cancelGrace = options.cancelGraceMs ?? 10_000;
     this.#defaultTimeout = options.defaultTimeoutMs ?? 30_000;
     this.#retries = options.retries ?? 1;
     this.#grace = options.serviceGraceMs ?? 5_000;
@@ -335,11 +393,27 @@ export class Balancer {
       if (!waitable || this.#grace === 0) {
         throw this.#refuse(s ?? null, service, ErrorCode.NO_SERVICE, `No service "${service}"`);
       }
+      if (!s && this.#pending.size >= this.#maxPending) {
+        // A client naming thousands of services in the grace must not make them state.
+        throw this.#refuse(
+          null,
+          service,
+          ErrorCode.NO_SERVICE,
+          `No service "${service}" (too many unknown services are waited for)`,
+        );
+      }
     }
-    const state = s ?? this.#state(service);
-    if (state.size >= this.#maxQueue) {
-      throw this.#refuse(state, service, ErrorCode.OVERLOADED, `Queue for "${service}" is full`);
+    if ((s?.size ?? 0) >= this.#maxQueue) {
+      throw this.#refuse(
+        s ?? null,
+        service,
+        ErrorCode.OVERLOADED,
+        `Queue for "${service}" is full`,
+      );
     }
+    const tooLarge = s ? this.#tooLarge(s, job) : null;
+    if (tooLarge) throw this.#refuse(s!, service, ErrorCode.BAD_REQUEST, tooLarge);
+    const state = s ?? this.#state(service, false);
     return new Promise<JobResult>((resolve, reject) => {
       const timeout = job.deadlineMs > 0 ? job.deadlineMs : this.#defaultTimeout;
       const qj: QueuedJob = {
@@ -374,9 +448,10 @@ export class Balancer {
     this.#providers.add(p);
     this.#held.set(p, new Set());
     for (const name of p.services) {
-      const s = this.#services.get(name) ?? this.#state(name);
+      const s = this.#services.get(name) ?? this.#state(name, true);
       s.providers.push(p);
       s.everServed = true;
+      this.#pending.delete(s);
     }
     log.info("Provider {name} serves {services} with {slots} slots", {
       name: p.name,
@@ -395,9 +470,10 @@ export class Balancer {
     }
     Object.assign(p, { services, slots });
     for (const name of services) {
-      const s = this.#services.get(name) ?? this.#state(name);
+      const s = this.#services.get(name) ?? this.#state(name, true);
       s.providers.push(p);
       s.everServed = true;
+      this.#pending.delete(s);
     }
     this.pull(p);
   }
@@ -411,8 +487,26 @@ export class Balancer {
     }
     const held = this.#held.get(p) ?? new Set();
     this.#held.delete(p);
+    this.#takeBack(held, reason);
+    if (held.size > 0) {
+      log.warn("Provider {name} lost with {n} jobs: {reason}", {
+        name: p.name,
+        n: held.size,
+        reason,
+      });
+    } else {
+      log.info("Provider {name} left: {reason}", { name: p.name, reason });
+    }
+  }
+
+  /**
+   * Jobs a provider will not answer (it left, or its drain grace passed): each is put back
+   * at the head of its queue within the retry budget and its deadline, else answered
+   * `worker_lost`. Jobs already answered (timed out) are only let go.
+   */
+  #takeBack(jobs: Iterable<QueuedJob>, reason: string): void {
     const touched = new Set<ServiceState>();
-    for (const qj of held) {
+    for (const qj of jobs) {
       qj.provider = null;
       if (qj.answered) continue;
       const s = this.#services.get(qj.service)!;
@@ -423,15 +517,6 @@ export class Balancer {
       } else {
         this.#fail(qj, ErrorCode.WORKER_LOST, `Worker lost while running the job (${reason})`);
       }
-    }
-    if (held.size > 0) {
-      log.warn("Provider {name} lost with {n} jobs: {reason}", {
-        name: p.name,
-        n: held.size,
-        reason,
-      });
-    } else {
-      log.info("Provider {name} left: {reason}", { name: p.name, reason });
     }
     for (const s of touched) for (const q of s.providers) this.pull(q);
   }
@@ -449,9 +534,13 @@ export class Balancer {
     }
   }
 
-  /** A provider answered a job. Late answers (after a timeout) are dropped. */
+  /**
+   * A provider answered a job. Late answers (after a timeout) only free the provider's slot;
+   * an answer from a provider that no longer holds the job (it was taken back and
+   * redelivered, SPEC.md §9.3) is dropped.
+   */
   finish(p: Provider, qj: QueuedJob, result: JobResult | JobError): void {
-    this.#held.get(p)?.delete(qj);
+    if (!this.#held.get(p)?.delete(qj)) return;
     if (!qj.answered && !qj.cancelSent) this.#learnTurnaround(qj);
     this.#settle(qj, result);
     qj.provider = null;
@@ -486,6 +575,7 @@ export class Balancer {
     for (const s of this.#services.values()) {
       services.push({
         name: s.name,
+        served: s.everServed,
         queued: s.size,
         providers: s.providers.length,
         slots: s.providers.reduce((n, p) => n + p.slots, 0),
@@ -523,13 +613,14 @@ export class Balancer {
     }
   }
 
-  #state(name: string): ServiceState {
+  /** A new service's state; `served` false: only a name a client asked for (pending). */
+  #state(name: string, served: boolean): ServiceState {
     const s: ServiceState = {
       name,
       levels: [],
       size: 0,
       providers: [],
-      everServed: false,
+      everServed: served,
       counters: {
         ok: 0,
         error: 0,
@@ -543,7 +634,23 @@ export class Balancer {
       turnaroundMs: NaN,
     };
     this.#services.set(name, s);
+    if (!served) this.#pending.add(s);
     return s;
+  }
+
+  /** Why `job` is too large for every provider of `s`, or null (it fits one, or no limit). */
+  #tooLarge(s: ServiceState, job: Job): string | null {
+    if (s.providers.length === 0) return null;
+    let limit = 0;
+    for (const p of s.providers) {
+      const max = p.maxJobBytes;
+      if (max === undefined) return null;
+      if (max > limit) limit = max;
+    }
+    if (jobRingBytesBound(job) <= limit) return null;
+    const size = jobRingBytes(job);
+    if (size <= limit) return null;
+    return `Request of ${size} bytes exceeds the limit of ${limit} bytes for the handlers of "${s.name}"`;
   }
 
   /**
@@ -618,20 +725,38 @@ export class Balancer {
   }
 
   #dispatch(p: Provider, qj: QueuedJob): void {
+    const held = this.#held.get(p)!;
+    const dispatched = qj.dispatched;
     qj.attempt++;
     qj.provider = p;
     qj.dispatched = performance.now();
-    const held = this.#held.get(p)!;
     qj.ahead = Math.max(0, held.size - p.slots + 1) / p.slots;
     held.add(qj);
     try {
       p.dispatch(qj);
     } catch (err) {
-      // The provider could not take it (a body too large for its ring, a closed link).
-      this.#held.get(p)?.delete(qj);
+      // The provider took nothing (Provider.dispatch); give back what this step took.
+      held.delete(qj);
       qj.provider = null;
-      log.error("Dispatch to {name} failed: {error}", { name: p.name, error: err });
-      this.#fail(qj, ErrorCode.INTERNAL, "Dispatch failed");
+      qj.attempt--;
+      qj.dispatched = dispatched;
+      qj.ahead = undefined;
+      if (err instanceof JobError) {
+        // A job this provider can never take (it cannot be encoded, or is too large).
+        log.debug("Provider {name} refused a job of {service}: {message}", {
+          name: p.name,
+          service: qj.service,
+          message: err.message,
+        });
+        this.#settle(qj, err);
+      } else {
+        log.error("Dispatch of a job of {service} to {name} failed unexpectedly: {error}", {
+          service: qj.service,
+          name: p.name,
+          error: err,
+        });
+        this.#fail(qj, ErrorCode.INTERNAL, "Dispatch failed");
+      }
     }
   }
 
@@ -664,7 +789,12 @@ export class Balancer {
     return new JobError(code, message);
   }
 
-  /** Expires queued jobs past their deadline or grace, and running jobs past their deadline. */
+  /**
+   * Expires queued jobs past their deadline or grace, and running jobs past their deadline
+   * (answered at once, their payload let go); forgets services never served whose queue
+   * emptied; takes back what draining providers hold past their grace; cuts off providers
+   * that leave a job unanswered `cancelGraceMs` past its deadline.
+   */
   #sweep(): void {
     const now = performance.now();
     for (const s of this.#services.values()) {
@@ -689,12 +819,27 @@ export class Balancer {
         });
       }
     }
+    for (const s of this.#pending) {
+      if (s.size === 0 && s.providers.length === 0) {
+        this.#pending.delete(s);
+        this.#services.delete(s.name);
+      }
+    }
+    let overdue: Provider[] | null = null;
+    let drained: Provider[] | null = null;
     for (const [p, held] of this.#held) {
       for (const qj of held) {
-        if (qj.answered) continue;
+        if (qj.answered) {
+          // Timed out and sent CANCEL: an honest provider answers within moments.
+          if (p.evict && now >= qj.deadline + this.#cancelGrace) (overdue ??= []).push(p);
+          continue;
+        }
         if (now >= qj.deadline) {
           this.#fail(qj, ErrorCode.TIMEOUT, "Timed out while running");
           p.cancel(qj);
+          // Answered: only the provider's slot stays counted; the payload is not needed.
+          qj.job.body = EMPTY_BODY;
+          qj.job.headers = [];
         } else if (!qj.cancelSent && qj.job.origin?.abandoned) {
           // Its client went away: a worker drops it if it has not started (its answer,
           // CANCELLED or a late result, then settles it).
@@ -702,6 +847,31 @@ export class Balancer {
           p.cancel(qj);
         }
       }
+      if (p.draining && p.drainDeadline !== undefined && now >= p.drainDeadline) {
+        (drained ??= []).push(p);
+      }
+    }
+    for (const p of drained ?? []) {
+      const held = this.#held.get(p);
+      if (!held) continue;
+      const lost = [...held].filter((qj) => !qj.answered);
+      if (lost.length === 0) continue;
+      for (const qj of lost) {
+        held.delete(qj);
+        p.cancel(qj);
+      }
+      log.warn("Provider {name} still held {n} jobs after its drain grace: taken back", {
+        name: p.name,
+        n: lost.length,
+      });
+      this.#takeBack(lost, "drain grace passed");
+    }
+    for (const p of overdue ?? []) {
+      if (!this.#providers.has(p)) continue;
+      const reason = `A job was not answered ${this.#cancelGrace} ms after its deadline and CANCEL`;
+      log.warn("Cutting off provider {name}: {reason}", { name: p.name, reason });
+      p.evict!(reason);
+      this.removeProvider(p, reason);
     }
   }
 

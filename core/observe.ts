@@ -31,9 +31,9 @@
  * answers (seen through {@linkcode Monitor.watchWorkers}), and every frame, heartbeats
  * included, when its provider exposes `lastHeard` (Unix ms).
  *
- * Label cardinality is bounded: services the balancer knows always get their own series;
- * other names (refused `no_service` requests) get their own only up to `maxServices`, then
- * share `service="_other"`. A worker's series are dropped ten minutes after it left.
+ * Label cardinality is bounded: services a provider serves or served always get their own
+ * series; other names (refused `no_service` requests, names jobs wait for in the start-up
+ * grace) get their own only up to `maxServices`, then share `service="_other"`. A worker's series are dropped ten minutes after it left.
  *
  * @example
  * ```ts ignore
@@ -138,7 +138,10 @@ export interface MonitorOptions {
   access?: AccessOptions;
   /** The version shown on the page, in stats and in `ep_build_info`. */
   version?: string;
-  /** Service names the balancer does not know that get series of their own. Default 200. */
+  /**
+   * Service names no provider serves or served (asked for by clients) that get series of
+   * their own; the rest share `service="_other"`. Default 200.
+   */
   maxServices?: number;
   /** Seconds of per-second samples kept for the sparklines. Default 300. */
   historySeconds?: number;
@@ -431,7 +434,7 @@ export class Monitor implements BalancerObserver {
     const st = src.balancer.stats();
     const live = new Map<string, { queued: number; busy: number }>();
     for (const s of st.services) {
-      this.#service(s.name, true);
+      this.#service(s.name, s.served);
       live.set(s.name, { queued: s.queued, busy: s.busy });
     }
     let queued = 0;
@@ -617,7 +620,7 @@ export class Monitor implements BalancerObserver {
     const w = new ExpositionWriter();
     const src = this.#src;
     const st = src?.balancer.stats() ?? { uptimeMs: 0, services: [], providers: [] };
-    for (const s of st.services) this.#service(s.name, true);
+    for (const s of st.services) this.#service(s.name, s.served);
     const names = [...this.#services.keys()].sort();
     const live = new Map(st.services.map((s) => [s.name, s]));
 
