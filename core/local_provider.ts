@@ -37,7 +37,10 @@ export const handlerCounters: { errors: number; interrupts: number } = {
 };
 
 /**
- * Maps a pool failure to the job error a client sees.
+ * Maps a pool failure reported for a job (through its reply callback) to the job error a
+ * client sees. A {@linkcode RingMessageTooLargeError} there is the handler's *reply* that
+ * did not fit (`reply_too_large`); a request that does not fit is refused by `submit`
+ * itself (see {@linkcode submitError}).
  *
  * @example
  * ```ts
@@ -68,8 +71,47 @@ export function poolError(err: Error, service = ""): JobError {
     return new JobError(ErrorCode.SHUTTING_DOWN, "Shutting down", { cause: err });
   }
   if (err instanceof RingMessageTooLargeError) {
-    return new JobError(ErrorCode.BAD_REQUEST, "Request or reply too large", { cause: err });
+    return new JobError(
+      ErrorCode.REPLY_TOO_LARGE,
+      `Reply of ${err.size} bytes exceeds the limit of ${err.limit} bytes of the handler rings`,
+      { cause: err },
+    );
   }
+  log.error("Unexpected handler pool failure for {service}: {error}", { service, error: err });
+  return new JobError(ErrorCode.INTERNAL, "Internal error", { cause: err });
+}
+
+/**
+ * Maps what {@linkcode HandlerPool.submit} (or the metadata encoding before it) threw to
+ * the job error a client sees. The pool takes nothing when it throws.
+ *
+ * @example
+ * ```ts
+ * import { submitError } from "./local_provider.ts";
+ * import { RingMessageTooLargeError } from "./errors.ts";
+ * const err = submitError(new RingMessageTooLargeError(40_000, 32_752), "echo");
+ * console.assert(err.kind === "bad_request" && err.message.includes("32752"));
+ * ```
+ */
+export function submitError(err: unknown, service: string): JobError {
+  if (err instanceof RingMessageTooLargeError) {
+    return new JobError(
+      ErrorCode.BAD_REQUEST,
+      `Request of ${err.size} bytes exceeds the limit of ${err.limit} bytes for the handlers of "${service}"`,
+      { cause: err },
+    );
+  }
+  if (err instanceof PoolClosedError) {
+    return new JobError(ErrorCode.SHUTTING_DOWN, "Shutting down", { cause: err });
+  }
+  if (err instanceof RangeError) {
+    // encodeMeta: a key over 255 bytes or a value over 65 535 (a library caller's job).
+    return new JobError(ErrorCode.BAD_REQUEST, `Invalid request: ${err.message}`, { cause: err });
+  }
+  log.error("Cannot hand a job of {service} to the handler pool: {error}", {
+    service,
+    error: err,
+  });
   return new JobError(ErrorCode.INTERNAL, "Internal error", { cause: err });
 }
 
@@ -120,29 +162,46 @@ export class LocalPoolProvider implements Provider {
     return this.#pool.freeSlots;
   }
 
+  /** The largest job (metadata and body bytes) the handler rings carry. */
+  get maxJobBytes(): number {
+    return this.#pool.maxMessageBytes;
+  }
+
+  /**
+   * Submits the job to the pool. What the pool refuses (a job too large for the rings, a
+   * metadata entry `encodeMeta` cannot write, a closed pool) throws a {@linkcode JobError}
+   * with nothing taken (Provider.dispatch).
+   */
   dispatch(qj: QueuedJob): void {
-    const meta = jobMeta(qj.job);
-    const accepted = this.#pool.submit({
-      id: qj.seq,
-      service: qj.service,
-      meta: meta.length > 0 ? encodeMeta(meta) : undefined,
-      body: qj.job.body,
-      deadlineMs: Math.min(
-        Math.max(1, Math.round(qj.deadline - performance.now())),
-        this.#timeouts.get(qj.service) ?? Infinity,
-      ),
-    }, (err: Error | null, reply: JobReply | null) => {
-      this.#balancer.finish(
-        this,
-        qj,
-        err ? poolError(err, qj.service) : {
-          status: reply!.status,
-          headers: decodeMeta(reply!.meta),
-          body: reply!.body,
-        },
-      );
-    });
+    let accepted: boolean;
+    try {
+      const meta = jobMeta(qj.job);
+      accepted = this.#pool.submit({
+        id: qj.seq,
+        service: qj.service,
+        meta: meta.length > 0 ? encodeMeta(meta) : undefined,
+        body: qj.job.body,
+        deadlineMs: Math.min(
+          Math.max(1, Math.round(qj.deadline - performance.now())),
+          this.#timeouts.get(qj.service) ?? Infinity,
+        ),
+      }, (err, reply) => this.#answered(qj, err, reply));
+    } catch (err) {
+      throw submitError(err, qj.service);
+    }
     if (!accepted) throw new Error("Pool had no free slot");
+  }
+
+  #answered(qj: QueuedJob, err: Error | null, reply: JobReply | null): void {
+    this.#balancer.finish(
+      this,
+      qj,
+      err ? poolError(err, qj.service) : {
+        status: reply!.status,
+        headers: decodeMeta(reply!.meta),
+        body: reply!.body,
+      },
+    );
   }
 
   cancel(_qj: QueuedJob): void {

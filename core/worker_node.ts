@@ -25,9 +25,11 @@ import {
 } from "../protocol/ep_frames.ts";
 import { ErrorCode } from "../protocol/errors.ts";
 import { decodeMeta, encodeMeta } from "./_meta.ts";
-import { poolError } from "./local_provider.ts";
+import { oneLine } from "./http_conn.ts";
+import { poolError, submitError } from "./local_provider.ts";
 import type { HandlerPool, JobReply, PoolJob } from "./pool.ts";
 import { connect as tcpConnect, type Transport } from "./transport.ts";
+import { unsendableReply } from "./_ep_limits.ts";
 
 const log = getLogger(["ep", "worker"]);
 
@@ -58,6 +60,12 @@ interface Held {
   id: number;
   service: string;
   cancelled: boolean;
+  /**
+   * When the job's time is up (`performance.now()` ms, from the REQUEST's `deadline_ms` and
+   * the service's cap, counted from receipt); Infinity: none. A prefetched job that waited
+   * here is run with what is left, not with its whole deadline again.
+   */
+  deadline: number;
 }
 
 /** A running module worker. */
@@ -182,20 +190,27 @@ export class WorkerNode {
 
   /** @internal A job arrived from a balancer. */
   run(link: Link, f: Extract<Frame, { type: "request" }>): void {
-    this.#held++;
-    if (this.#held > this.#peakHeld) this.#peakHeld = this.#held;
-    const h: Held = { link, gen: link.gen, id: f.id, service: f.service, cancelled: false };
+    // Build the job first: nothing is counted as held until it can be answered.
+    const limit = Math.min(
+      f.deadlineMs || Infinity,
+      this.#opts.timeouts?.get(f.service) ?? Infinity,
+    );
+    const h: Held = {
+      link,
+      gen: link.gen,
+      id: f.id,
+      service: f.service,
+      cancelled: false,
+      deadline: performance.now() + limit,
+    };
     const job: PoolJob = {
       id: ++this.#seq,
       service: f.service,
       meta: f.meta.length > 0 ? encodeMeta(f.meta) : undefined,
       body: f.body.slice(),
-      deadlineMs: Math.min(
-        f.deadlineMs || Infinity,
-        this.#opts.timeouts?.get(f.service) ?? Infinity,
-      ),
     };
-    if (job.deadlineMs === Infinity) job.deadlineMs = undefined;
+    this.#held++;
+    if (this.#held > this.#peakHeld) this.#peakHeld = this.#held;
     if (!this.#pool.serves(f.service)) {
       this.#done(h, null, null, {
         code: ErrorCode.NO_SERVICE,
@@ -224,11 +239,21 @@ export class WorkerNode {
   }
 
   #submit(job: PoolJob, h: Held): void {
+    if (h.deadline !== Infinity) {
+      const left = Math.round(h.deadline - performance.now());
+      if (left <= 0) {
+        // Its time ran out while it waited here (prefetched): not worth starting.
+        this.#done(h, null, null, { code: ErrorCode.TIMEOUT, message: "Handler timed out" });
+        return;
+      }
+      job.deadlineMs = left;
+    }
     let ok: boolean;
     try {
       ok = this.#pool.submit(job, (err, reply) => this.#done(h, err, reply));
     } catch (err) {
-      this.#done(h, err as Error, null);
+      // The pool took nothing: answer it (a request too large for the rings: bad_request).
+      this.#done(h, null, null, submitError(err, h.service));
       return;
     }
     if (!ok) this.#local.push({ job, h });
@@ -251,16 +276,27 @@ export class WorkerNode {
       // The balancer connection it came on is gone; the balancer redelivered it.
     } else if (err || fail) {
       const e = fail ?? poolError(err!, h.service);
-      h.link.send({ type: "error", id: h.id, code: e.code, message: e.message });
+      h.link.send({ type: "error", id: h.id, code: e.code, message: oneLine(e.message) });
     } else {
-      h.link.send({
-        type: "reply",
-        id: h.id,
-        status: reply!.status >= 200 && reply!.status <= 599 ? reply!.status : 500,
-        freeSlots: free,
-        meta: decodeMeta(reply!.meta),
-        body: reply!.body,
-      });
+      try {
+        h.link.send({
+          type: "reply",
+          id: h.id,
+          status: reply!.status >= 200 && reply!.status <= 599 ? reply!.status : 500,
+          freeSlots: free,
+          meta: decodeMeta(reply!.meta),
+          body: reply!.body,
+        });
+      } catch (e) {
+        // A reply EP cannot carry (a metadata key EP does not allow, over max_payload):
+        // the balancer still gets an answer, and the slot is granted again below.
+        const je = unsendableReply(e);
+        log.warn("Cannot send the reply of {service}: {message}", {
+          service: h.service,
+          message: je.message,
+        });
+        h.link.send({ type: "error", id: h.id, code: je.code, message: oneLine(je.message) });
+      }
     }
     this.regrant();
     if (this.#held === 0) {
