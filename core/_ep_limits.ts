@@ -73,7 +73,12 @@ export function httpMetaProblem(
   query: string,
   headers: readonly (readonly [string, string])[],
 ): { status: 414 | 431; message: string } | null {
-  if (utf8Bytes(path) > 0xffff || utf8Bytes(query) > 0xffff) {
+  // A UTF-16 unit is at most 3 bytes: only long strings need counting (the usual request
+  // costs one length comparison per field).
+  if (
+    (path.length > 0x5555 && utf8Bytes(path) > 0xffff) ||
+    (query.length > 0x5555 && utf8Bytes(query) > 0xffff)
+  ) {
     return { status: 414, message: "Request target longer than 65535 bytes" };
   }
   if (headers.length + HTTP_META_KEYS > MAX_META_ENTRIES) {
@@ -83,7 +88,7 @@ export function httpMetaProblem(
     };
   }
   for (const [k, v] of headers) {
-    if (k.length === 0 || utf8Bytes(k) > 255) {
+    if (k.length > 85 && utf8Bytes(k) > 255) {
       return {
         status: 431,
         message: `Header field name "${k.slice(0, 32)}..." is longer than 255 bytes`,
