@@ -4,6 +4,10 @@
  * answers it with REPLY or ERROR. Heartbeats, CANCEL, DRAIN and STATS are handled here;
  * malformed input gets a connection-level ERROR frame and a close.
  *
+ * The hello, idle and heartbeat timeouts judge the peer, so they are measured on the
+ * transport's reading clock ({@linkcode Transport.readingMs}): while ep itself is not
+ * reading (`maxInFlight` jobs in flight, output backpressure) the peer is not on the clock.
+ *
  * @module
  */
 import { getLogger } from "@logtape/logtape";
@@ -28,8 +32,9 @@ import {
   type JobResult,
 } from "./job.ts";
 import type { Provider, QueuedJob } from "./balancer.ts";
-import { oneLine } from "./http_conn.ts";
 import type { Transport, TransportHandler } from "./transport.ts";
+import { isLoopback } from "./_access.ts";
+import { oneLine } from "./_escape.ts";
 import { timingSafeEqualString } from "./_timing_safe.ts";
 
 const log = getLogger(["ep", "ep"]);
@@ -104,8 +109,9 @@ export class EpConnection implements TransportHandler {
   #maxInFlight: number;
   #heartbeatMs = 0;
   #hbSeq = 0;
-  #started = Date.now();
-  #lastRead = Date.now();
+  // Reading-clock times (Transport.readingMs) of the start and of the last bytes read.
+  #started: number;
+  #lastRead: number;
   #lastBeat = Date.now();
   #peerEnded = false;
   #role = 1;
@@ -118,6 +124,7 @@ export class EpConnection implements TransportHandler {
     this.#handler = handler;
     this.#opts = options;
     this.#maxInFlight = options.maxInFlight ?? 1024;
+    this.#started = this.#lastRead = transport.readingMs(Date.now());
     this.#decoder = new EpDecoder({
       frame: (f) => this.#onFrame(f),
       error: (e) => this.#onDecodeError(e),
@@ -142,14 +149,24 @@ export class EpConnection implements TransportHandler {
   start(prefix: Uint8Array): void {
     this.#t.start(this);
     // The sniffer only says "ep" once it holds the 4-byte preface; the version byte is the
-    // client's highest version and is checked against HELLO's range.
+    // client's highest version and is checked against HELLO's range. Version 0 does not
+    // exist (SPEC.md §3).
+    if (prefix[3] === 0) {
+      this.#fatal(
+        ErrorCode.UNSUPPORTED_VERSION,
+        `Unsupported protocol version "0" in the preface: this server speaks ${VERSION}`,
+      );
+      return;
+    }
     if (prefix.length > 4) this.data(prefix.subarray(4));
   }
 
   /** @internal */
   data(chunk: Uint8Array): void {
-    this.#lastRead = Date.now();
-    if (this.#link) this.#link.lastHeard = this.#lastRead;
+    if (this.#state === "closing") return;
+    const now = Date.now();
+    this.#lastRead = this.#t.readingMs(now);
+    if (this.#link) this.#link.lastHeard = now;
     this.#decoder.push(chunk);
   }
 
@@ -170,21 +187,22 @@ export class EpConnection implements TransportHandler {
   /** Heartbeats and the hello timeout; called periodically by the server. */
   tick(now: number): void {
     if (this.#t.closed) return;
+    const clock = this.#t.readingMs(now);
     if (this.#state === "hello") {
-      if (now - this.#started > (this.#opts.helloTimeoutMs ?? 5_000)) {
+      if (clock - this.#started > (this.#opts.helloTimeoutMs ?? 5_000)) {
         this.#fatal(ErrorCode.UNEXPECTED_FRAME, "HELLO not received in time");
       }
       return;
     }
     const idle = this.#opts.idleTimeoutMs ?? 300_000;
-    if (idle > 0 && this.#inFlight.size === 0 && !this.#link && now - this.#lastRead > idle) {
+    if (idle > 0 && this.#inFlight.size === 0 && !this.#link && clock - this.#lastRead > idle) {
       this.#state = "closing";
       this.#t.end();
       return;
     }
     const hb = this.#heartbeatMs;
     if (hb === 0) return;
-    if (now - this.#lastRead > 3 * hb) {
+    if (clock - this.#lastRead > 3 * hb) {
       this.#fatal(ErrorCode.HEARTBEAT_TIMEOUT, `No frame from the peer for ${3 * hb} ms`);
     } else if (now - this.#lastBeat >= hb) {
       // Heartbeats carry status, so they go out every interval even when traffic flows.
@@ -567,9 +585,4 @@ class WorkerLink implements Provider {
     this.#ids.delete(qj);
     this.#host.finish(this, qj, result);
   }
-}
-
-function isLoopback(remote: string): boolean {
-  return remote.startsWith("127.") || remote.startsWith("[::1]") ||
-    remote.startsWith("[::ffff:127.") || remote.startsWith("memory:");
 }

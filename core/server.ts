@@ -10,7 +10,9 @@ import { refusal, sniff, SNIFF_MAX_BYTES, type SniffResult } from "../protocol/s
 import { EpConnection, type EpOptions } from "./ep_conn.ts";
 import { HttpConnection, type HttpCounters, type HttpOptions } from "./http_conn.ts";
 import type { JobHandler } from "./job.ts";
+import { DEFAULT_MAX_PAYLOAD } from "../protocol/ep_frames.ts";
 import {
+  DEFAULT_TRANSPORT_LIMITS,
   listen,
   type Listener,
   type Transport,
@@ -34,7 +36,10 @@ export interface ServeOptions {
   http?: HttpOptions;
   /** EP options. */
   ep?: EpOptions;
-  /** Outbound buffer limits per connection. */
+  /**
+   * Outbound buffer limits per connection. Unless set here, `maxBuffered` is raised to fit
+   * one whole EP frame of the configured `ep.maxPayload`.
+   */
   transport?: Partial<TransportLimits>;
   /**
    * Open connections past which new ones are closed at once, before anything is read
@@ -87,10 +92,16 @@ export interface Server {
  * ```
  */
 export function serve(options: ServeOptions): Server {
+  const limits = { ...options.transport };
+  // One frame up to max_payload (and its header) always fits behind a backlog (SPEC.md §7).
+  limits.maxBuffered ??= Math.max(
+    DEFAULT_TRANSPORT_LIMITS.maxBuffered,
+    (options.ep?.maxPayload ?? DEFAULT_MAX_PAYLOAD) + (64 << 10),
+  );
   const listener: Listener = listen({
     port: options.port,
     hostname: options.hostname,
-    limits: options.transport,
+    limits,
   });
   const counters: ServerCounters = {
     connections: { http: 0, ep: 0 },
@@ -127,11 +138,12 @@ export function serve(options: ServeOptions): Server {
     transports.add(t);
     let buf = new Uint8Array(0);
     let decided = false;
-    const started = Date.now();
+    // Measured on the transport's reading clock, like every timer that judges a peer.
+    const started = t.readingMs(Date.now());
     const sniffer: Ticking & { closed: boolean } = {
       closed: false,
       tick(now) {
-        if (!decided && now - started > sniffTimeout) {
+        if (!decided && t.readingMs(now) - started > sniffTimeout) {
           counters.sniffRejected.timeout++;
           log.debug("Sniff timeout from {remote}", { remote: t.remote });
           sniffer.closed = true;
