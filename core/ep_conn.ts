@@ -8,6 +8,10 @@
  * transport's reading clock ({@linkcode Transport.readingMs}): while ep itself is not
  * reading (`maxInFlight` jobs in flight, output backpressure) the peer is not on the clock.
  *
+ * STATS_REQUEST is answered under the status access rule (`core/_access.ts`, the same as
+ * `/_ep/stats`), with HELLO's `token` as the peer's token; a refused one gets ERROR
+ * `unauthorized` with the request's id and the connection goes on.
+ *
  * @module
  */
 import { getLogger } from "@logtape/logtape";
@@ -33,7 +37,7 @@ import {
 } from "./job.ts";
 import type { Provider, QueuedJob } from "./balancer.ts";
 import type { Transport, TransportHandler } from "./transport.ts";
-import { isLoopback } from "./_access.ts";
+import { type AccessOptions, admitted, isLoopback, statusAccess } from "./_access.ts";
 import { oneLine } from "./_escape.ts";
 import { timingSafeEqualString } from "./_timing_safe.ts";
 
@@ -71,6 +75,12 @@ export interface EpOptions {
   serverName?: string;
   /** Produces the JSON answered to STATS_REQUEST. */
   stats?: () => unknown;
+  /**
+   * Who may send STATS_REQUEST: the status access rule of `/_ep/stats`, applied to the
+   * peer's address and HELLO's `token`. Default `{}`: loopback peers only. A client whose
+   * token is not the `clientToken` but is this `token` is admitted to read stats only.
+   */
+  statsAccess?: AccessOptions;
 }
 
 const NONE = NOT_APPLICABLE;
@@ -116,6 +126,8 @@ export class EpConnection implements TransportHandler {
   #peerEnded = false;
   #role = 1;
   #peerName = "";
+  #peerToken = "";
+  #statsOnly = false;
   #link: WorkerLink | null = null;
 
   /** Creates the connection; call {@linkcode start} to begin reading. */
@@ -296,7 +308,23 @@ export class EpConnection implements TransportHandler {
         if (this.#link) this.#link.draining = true;
         return;
       case "statsRequest": {
-        this.#send({ type: "stats", id: f.id, json: JSON.stringify(this.#opts.stats?.() ?? {}) });
+        const verdict = statusAccess(this.#opts.statsAccess ?? {}, this.#t.remote, this.#peerToken);
+        if (admitted(verdict)) {
+          this.#send({ type: "stats", id: f.id, json: JSON.stringify(this.#opts.stats?.() ?? {}) });
+        } else {
+          log.debug("Refused STATS_REQUEST to {remote}: {verdict}", {
+            remote: this.#t.remote,
+            verdict,
+          });
+          this.#send({
+            type: "error",
+            id: f.id,
+            code: ErrorCode.UNAUTHORIZED,
+            message: verdict === "forbidden"
+              ? "ep stats are served to loopback peers only"
+              : "A token is required for ep stats: present it in HELLO",
+          });
+        }
         break;
       }
       default:
@@ -357,12 +385,17 @@ export class EpConnection implements TransportHandler {
     } else {
       const token = this.#opts.clientToken;
       if (token && !timingSafeEqualString(f.token, token)) {
-        this.#fatal(ErrorCode.UNAUTHORIZED, "Invalid token");
-        return;
+        // The status token opens this connection for STATS_REQUEST only.
+        if (statusAccess(this.#opts.statsAccess ?? {}, this.#t.remote, f.token) !== "token") {
+          this.#fatal(ErrorCode.UNAUTHORIZED, "Invalid token");
+          return;
+        }
+        this.#statsOnly = true;
       }
     }
     this.#role = f.role;
     this.#peerName = f.name;
+    this.#peerToken = f.token;
     this.#decoder.maxPayload = this.#opts.maxPayload ?? DEFAULT_MAX_PAYLOAD;
     const maxHb = this.#opts.maxHeartbeatMs ?? 5_000;
     const wantHb = f.heartbeatMs === 0 && f.role === 2
@@ -386,6 +419,15 @@ export class EpConnection implements TransportHandler {
     if (this.#inFlight.has(id)) {
       // SPEC.md §9.3: reusing an outstanding id is a framing error of the peer.
       this.#fatal(ErrorCode.MALFORMED, `Job id ${id} is already in flight`);
+      return;
+    }
+    if (this.#statsOnly) {
+      this.#send({
+        type: "error",
+        id,
+        code: ErrorCode.UNAUTHORIZED,
+        message: "This connection was admitted with the status token: stats only",
+      });
       return;
     }
     if (!isServiceName(f.service)) {
