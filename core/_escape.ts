@@ -40,6 +40,63 @@ export function escapeControls(text: string): string {
   return text.replace(UNSAFE, escapeOne);
 }
 
+/**
+ * {@linkcode escapeControls} as browser JavaScript source (it defines `escapeControls`), for
+ * pages that show peer strings: the status page embeds it, so it shows them exactly as the
+ * CLI and the logs do.
+ *
+ * @example
+ * ```ts
+ * import { ESCAPE_CONTROLS_JS } from "./_escape.ts";
+ * const fn = new Function(ESCAPE_CONTROLS_JS + "; return escapeControls;")();
+ * console.assert(fn("a\nb") === "a\\x0ab");
+ * ```
+ */
+export const ESCAPE_CONTROLS_JS: string = [
+  `var UNSAFE = ${UNSAFE};`,
+  escapeOne.toString(),
+  escapeControls.toString(),
+].join("\n");
+
+/**
+ * Whether `text` holds a character {@linkcode escapeControls} would escape, other than the
+ * backslash: text already shown through it never does.
+ *
+ * @example
+ * ```ts
+ * import { escapeControls, hasControls } from "./_escape.ts";
+ * console.assert(hasControls("a\nb") && !hasControls(escapeControls("a\nb")));
+ * ```
+ */
+export function hasControls(text: string): boolean {
+  UNSAFE.lastIndex = 0;
+  for (let m = UNSAFE.exec(text); m !== null; m = UNSAFE.exec(text)) {
+    if (m[0] !== "\\") return true;
+  }
+  return false;
+}
+
+// What JSON.stringify leaves raw of the above (it escapes C0, quotes, backslashes and lone
+// surrogates itself).
+const RAW_IN_JSON = /[\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069]/g;
+
+/**
+ * JSON text (from `JSON.stringify`) made inert on a terminal: the characters
+ * {@linkcode escapeControls} escapes that JSON leaves raw (DEL, C1 controls, U+2028/U+2029,
+ * bidi formatting characters) are written as `\uXXXX`. It parses to the same value.
+ *
+ * @example
+ * ```ts
+ * import { inertJson } from "./_escape.ts";
+ * const json = inertJson(JSON.stringify({ name: "a\u202eb\x9b" }));
+ * console.assert(json === '{"name":"a\\u202eb\\u009b"}');
+ * console.assert(JSON.parse(json).name === "a\u202eb\x9b");
+ * ```
+ */
+export function inertJson(json: string): string {
+  return json.replace(RAW_IN_JSON, (c) => "\\u" + c.charCodeAt(0).toString(16).padStart(4, "0"));
+}
+
 // What a one-line reason may not carry: the characters above but the backslash.
 // deno-lint-ignore no-control-regex
 const NOT_IN_LINE = /[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069]+/g;

@@ -76,6 +76,7 @@ import type {
 } from "./status_snapshot.ts";
 import { STATUS_PAGE_HTML } from "./_status_page.ts";
 import { type AccessOptions, admitted, statusAccess } from "./_access.ts";
+import { escapeControls } from "./_escape.ts";
 
 export type { AccessOptions } from "./_access.ts";
 export { isLoopback } from "./_access.ts";
@@ -361,9 +362,9 @@ export class Monitor implements BalancerObserver {
       c[i]++;
     }
     if (this.#accessLog) {
-      const worker = provider === null ? "-" : workerLabel(provider);
-      // The text is rendered here (the default formatter would quote every value); the
-      // properties carry the same data for JSON lines.
+      const worker = provider === null ? "-" : workerName(provider);
+      // The text is rendered here (the default formatter would quote every value), peer
+      // strings escaped by logText; the properties carry the same data for JSON lines.
       const line = `${service} ${outcome} wait ${fmtMs(queueWaitMs)} service ${
         fmtMs(serviceMs)
       } worker ${worker}`;
@@ -544,8 +545,11 @@ export class Monitor implements BalancerObserver {
       (p): ProviderSnapshot => {
         busy += p.busy;
         slots += p.slots;
-        const { address, label, kind } = parseProviderName(p.name);
         const l = heard.get(p.name);
+        // Remote: attached through the EP port (watchWorkers), or named so by ep_conn when
+        // the port's host is the bare balancer. A peer's name cannot start the string.
+        const remote = l !== undefined || p.name.startsWith("worker ");
+        const { address, label, kind } = parseProviderName(p.name, remote);
         const last = l ? Math.max(l.lastSeen, l.lastHeard ?? 0) : NaN;
         return {
           name: p.name,
@@ -628,7 +632,11 @@ export class Monitor implements BalancerObserver {
     for (const name of names) {
       const m = this.#services.get(name)!;
       for (let i = 0; i < OUTCOMES.length; i++) {
-        w.sample("ep_requests_total", [["service", name], ["outcome", OUTCOMES[i]]], m.outcomes[i]);
+        w.sample(
+          "ep_requests_total",
+          [["service", escapeControls(name)], ["outcome", OUTCOMES[i]]],
+          m.outcomes[i],
+        );
       }
     }
     w.family(
@@ -645,7 +653,7 @@ export class Monitor implements BalancerObserver {
           if (c[i] === 0 && i !== 0) continue;
           w.sample(
             "ep_worker_requests_total",
-            [["worker", worker], ["service", service], ["outcome", OUTCOMES[i]]],
+            [["worker", worker], ["service", escapeControls(service)], ["outcome", OUTCOMES[i]]],
             c[i],
           );
         }
@@ -657,7 +665,11 @@ export class Monitor implements BalancerObserver {
       "Time from a job's arrival to its dispatch (or its answer, if never dispatched).",
     );
     for (const name of names) {
-      w.histogram("ep_queue_wait_seconds", [["service", name]], this.#services.get(name)!.wait);
+      w.histogram(
+        "ep_queue_wait_seconds",
+        [["service", escapeControls(name)]],
+        this.#services.get(name)!.wait,
+      );
     }
     w.family(
       "ep_service_time_seconds",
@@ -665,18 +677,30 @@ export class Monitor implements BalancerObserver {
       "Time from a job's dispatch to its answer.",
     );
     for (const name of names) {
-      w.histogram("ep_service_time_seconds", [["service", name]], this.#services.get(name)!.run);
+      w.histogram(
+        "ep_service_time_seconds",
+        [["service", escapeControls(name)]],
+        this.#services.get(name)!.run,
+      );
     }
     w.family("ep_queue_depth", "gauge", "Jobs waiting in the service's queue.");
-    for (const s of st.services) w.sample("ep_queue_depth", [["service", s.name]], s.queued);
+    for (const s of st.services) {
+      w.sample("ep_queue_depth", [["service", escapeControls(s.name)]], s.queued);
+    }
     w.family("ep_service_workers", "gauge", "Providers (workers, local pool) serving the service.");
-    for (const s of st.services) w.sample("ep_service_workers", [["service", s.name]], s.providers);
+    for (const s of st.services) {
+      w.sample("ep_service_workers", [["service", escapeControls(s.name)]], s.providers);
+    }
     w.family("ep_service_slots", "gauge", "Slots of the service's providers, by state.");
     for (const s of st.services) {
-      w.sample("ep_service_slots", [["service", s.name], ["state", "busy"]], s.busy);
       w.sample(
         "ep_service_slots",
-        [["service", s.name], ["state", "idle"]],
+        [["service", escapeControls(s.name)], ["state", "busy"]],
+        s.busy,
+      );
+      w.sample(
+        "ep_service_slots",
+        [["service", escapeControls(s.name)], ["state", "idle"]],
         Math.max(0, s.slots - s.busy),
       );
     }
@@ -688,7 +712,7 @@ export class Monitor implements BalancerObserver {
     for (const name of names) {
       w.sample(
         "ep_redeliveries_total",
-        [["service", name]],
+        [["service", escapeControls(name)]],
         live.get(name)?.counters.redelivered ?? 0,
       );
     }
@@ -842,15 +866,27 @@ function bearer(job: Job): string | null {
 }
 
 /** `worker 10.0.0.5:40412 (name)` → `10.0.0.5:40412 (name)`; `local pool` stays. */
-function workerLabel(provider: string): string {
+function workerName(provider: string): string {
   return provider.startsWith("worker ") ? provider.slice(7) : provider;
 }
 
+/** {@linkcode workerName} as a metrics label: through `escapeControls` (the name is a peer's). */
+function workerLabel(provider: string): string {
+  return escapeControls(workerName(provider));
+}
+
+/**
+ * A provider's address and label. `remote` is what the provider is (an EP worker, attached
+ * through the port's worker host); the name is only read for the address and the peer's
+ * label, which may hold any character (a HELLO name with newlines stays one label).
+ */
 function parseProviderName(
   name: string,
+  remote: boolean,
 ): { address: string; label: string | null; kind: "remote" | "local" } {
-  const m = /^worker (\S+)(?: \((.*)\))?$/.exec(name);
-  if (m) return { address: m[1], label: m[2] ?? null, kind: "remote" };
+  const m = /^worker (\S+)(?: \((.*)\))?$/s.exec(name);
+  if (m && remote) return { address: m[1], label: m[2] ?? null, kind: "remote" };
+  if (remote) return { address: name, label: null, kind: "remote" };
   return { address: "local", label: name, kind: "local" };
 }
 
@@ -882,10 +918,9 @@ function roundMs(ms: number): number | null {
   return ms === ms ? round(ms, 3) : null;
 }
 
-/** A message template that renders as `text`: one line, braces escaped. */
+/** A message template that renders as `text`: peer strings escaped, braces doubled. */
 function logText(text: string): string {
-  // deno-lint-ignore no-control-regex
-  return text.replace(/[\x00-\x1f\x7f]/g, "?").replace(/[{}]/g, (c) => c + c);
+  return escapeControls(text).replace(/[{}]/g, (c) => c + c);
 }
 
 function fmtMs(ms: number): string {

@@ -11,7 +11,7 @@
  */
 import { parseArgs } from "node:util";
 import { connect } from "./client.ts";
-import { escapeControls } from "./_escape.ts";
+import { escapeControls, inertJson } from "./_escape.ts";
 
 const USAGE = `Usage: ep status [options]
 
@@ -82,7 +82,7 @@ export async function statusMain(args: string[]): Promise<number> {
     client?.close();
   }
   if (values.json) {
-    console.log(JSON.stringify(stats, null, 2));
+    console.log(inertJson(JSON.stringify(stats, null, 2)));
     return 0;
   }
   if (typeof stats !== "object" || stats === null) {
@@ -184,7 +184,7 @@ export function renderStatus(stats: Record<string, unknown>, addr: string): stri
     return [
       kind === "local" ? name : str(p.label) ?? str(p.address) ?? name,
       str(p.address) ?? "-",
-      arr(p.services).map(String).join(","),
+      arr(p.services).map((x) => escapeControls(String(x))).join(","),
       `${int(num(p.busy))}/${int(num(p.slots))}`,
       kind === "local" ? "in process" : lastSeen === lastSeen ? `${duration(lastSeen)} ago` : "-",
       str(p.state) ?? (p.draining === true ? "draining" : "ready"),
@@ -228,8 +228,9 @@ function arr(v: unknown): unknown[] {
   return Array.isArray(v) ? v : [];
 }
 
+/** A string of the answer, as shown: every string in it may come from a peer. */
 function str(v: unknown): string | null {
-  return typeof v === "string" ? v : null;
+  return typeof v === "string" ? escapeControls(v) : null;
 }
 
 function num(v: unknown): number {
