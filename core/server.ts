@@ -10,9 +10,7 @@ import { refusal, sniff, SNIFF_MAX_BYTES, type SniffResult } from "../protocol/s
 import { EpConnection, type EpOptions } from "./ep_conn.ts";
 import { HttpConnection, type HttpCounters, type HttpOptions } from "./http_conn.ts";
 import type { JobHandler } from "./job.ts";
-import { DEFAULT_MAX_PAYLOAD } from "../protocol/ep_frames.ts";
 import {
-  DEFAULT_TRANSPORT_LIMITS,
   listen,
   type Listener,
   type Transport,
@@ -36,10 +34,7 @@ export interface ServeOptions {
   http?: HttpOptions;
   /** EP options. */
   ep?: EpOptions;
-  /**
-   * Outbound buffer limits per connection. Unless set here, `maxBuffered` is raised to fit
-   * one whole EP frame of the configured `ep.maxPayload`.
-   */
+  /** Outbound buffer limits per connection. */
   transport?: Partial<TransportLimits>;
   /**
    * Open connections past which new ones are closed at once, before anything is read
@@ -92,16 +87,10 @@ export interface Server {
  * ```
  */
 export function serve(options: ServeOptions): Server {
-  const limits = { ...options.transport };
-  // One frame up to max_payload (and its header) always fits behind a backlog (SPEC.md §7).
-  limits.maxBuffered ??= Math.max(
-    DEFAULT_TRANSPORT_LIMITS.maxBuffered,
-    (options.ep?.maxPayload ?? DEFAULT_MAX_PAYLOAD) + (64 << 10),
-  );
   const listener: Listener = listen({
     port: options.port,
     hostname: options.hostname,
-    limits,
+    limits: options.transport,
   });
   const counters: ServerCounters = {
     connections: { http: 0, ep: 0 },

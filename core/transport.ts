@@ -6,11 +6,12 @@
  * Write backpressure: outbound bytes are copied into a per-connection buffer and flushed
  * once per microtask (so pipelined replies coalesce into one syscall). Past `highWater`
  * buffered bytes the transport stops reading from the peer. The peer is judged only by what
- * it fails to take: a write is always accepted when the buffer was at or under `highWater`
- * before it (the peer was keeping up), whatever its size; bytes written while the buffer is
- * over `highWater` are the peer's backlog, and a write that takes the backlog past
- * `maxBuffered` closes the connection, as does `stuckTimeoutMs` over `highWater` without
- * the peer taking a single byte. Other connections are unaffected.
+ * it fails to take: bytes written while more than `highWater` are waiting are its backlog;
+ * a write made when the peer has left more than `maxBuffered` of its backlog unread closes
+ * the connection, as does `stuckTimeoutMs` over `highWater` without the peer taking a single
+ * byte. Any other write is accepted whatever its size, so one whole reply (an EP frame of up
+ * to 16 MiB, a big HTTP response) always reaches a peer that keeps up. Other connections are
+ * unaffected.
  *
  * Reading clock: {@linkcode Transport.readingMs} counts only the time during which the
  * transport was reading (neither paused by its user nor by output backpressure). Timers
@@ -63,10 +64,9 @@ export interface TransportLimits {
   /** Buffered bytes past which reading from the peer is paused. Default 1 MiB. */
   highWater: number;
   /**
-   * Unread backlog at which the connection is closed: bytes written while more than
-   * `highWater` were already waiting (a write made at or under `highWater` is always taken).
-   * Default 16 MiB + 64 KiB, so that one whole EP frame (16 MiB payload and its header) or
-   * an HTTP response of that size always fits, even behind a backlog.
+   * Unread backlog past which the next write closes the connection: bytes written while
+   * more than `highWater` were already waiting and still not taken. The write itself is
+   * not counted against the peer, so one reply of any size always fits. Default 8 MiB.
    */
   maxBuffered: number;
   /** How long a peer may stay over `highWater` without taking a byte. Default 30 s. */
@@ -78,7 +78,7 @@ export interface TransportLimits {
 /** Default {@linkcode TransportLimits}. */
 export const DEFAULT_TRANSPORT_LIMITS: Readonly<TransportLimits> = Object.freeze({
   highWater: 1 << 20,
-  maxBuffered: (16 << 20) + (64 << 10),
+  maxBuffered: 8 << 20,
   stuckTimeoutMs: 30_000,
   readBufferSize: 32 << 10,
 });
@@ -202,7 +202,7 @@ export class TcpTransport implements Transport {
     if (before > this.#limits.highWater) {
       // The peer is behind: what it has not taken of the bytes written since counts. They
       // are the newest in the buffer, so at most `before` of them are still waiting.
-      const backlog = Math.min(this.#backlog, before) + bytes.length;
+      const backlog = Math.min(this.#backlog, before);
       if (backlog > this.#limits.maxBuffered) {
         this.#counters.stuckClosed++;
         this.#fail(
@@ -212,7 +212,7 @@ export class TcpTransport implements Transport {
         );
         return;
       }
-      this.#backlog = backlog;
+      this.#backlog = backlog + bytes.length;
     } else {
       this.#backlog = 0;
     }

@@ -92,7 +92,7 @@ class HttpReader {
 
 const BIG = [12 * MiB, 16 * MiB - 100];
 
-Deno.test("EP: replies of 12 MiB and 16 MiB - 100 bytes reach a prompt client intact, one by one and together", async () => {
+Deno.test("EP: replies of 12 MiB and 16 MiB - 100 bytes reach a prompt client intact, one by one and pipelined", async () => {
   const server = bigServer();
   const client = await connect(`127.0.0.1:${server.addr.port}`, { timeoutMs: 20_000 });
   try {
@@ -101,8 +101,10 @@ Deno.test("EP: replies of 12 MiB and 16 MiB - 100 bytes reach a prompt client in
       assert.equal(r.status, 200);
       assert.ok(intact(r.body, n), `a reply of ${n} bytes arrives intact (${r.body.length})`);
     }
-    const both = await Promise.all(BIG.map((n) => client.request("bytes", String(n))));
-    both.forEach((r, i) => assert.ok(intact(r.body, BIG[i]), `pipelined reply ${i} intact`));
+    // Pipelined, with small replies between the big ones: all of it comes out at once.
+    const sizes = [BIG[0], ...Array(200).fill(1024), BIG[1]];
+    const all = await Promise.all(sizes.map((n) => client.request("bytes", String(n))));
+    all.forEach((r, i) => assert.ok(intact(r.body, sizes[i]), `pipelined reply ${i} intact`));
     assert.equal(server.counters.transport.stuckClosed, 0);
   } finally {
     client.close();
@@ -146,9 +148,15 @@ Deno.test("transport: a peer that lets output pile up is still cut once the unre
     // One write far over both limits is taken: the peer had nothing unread before it.
     t.write(new Uint8Array(16 * MiB));
     assert.equal(t.closed, false, "a big write to a peer that kept up is accepted");
-    // The peer never reads: what piles up behind is judged.
-    for (let i = 0; i < 8 && !t.closed; i++) t.write(new Uint8Array(MiB));
-    assert.equal(t.closed, true, "closed once the backlog passes maxBuffered");
+    // The peer never reads: what piles up behind is its backlog, 3 MiB here...
+    for (let i = 0; i < 3; i++) t.write(new Uint8Array(MiB));
+    assert.equal(t.closed, false, "a backlog under maxBuffered is kept");
+    // ...and one more whole reply still fits behind it: the write is not the peer's fault.
+    t.write(new Uint8Array(16 * MiB));
+    assert.equal(t.closed, false, "one reply always fits");
+    // Now the peer has left more than maxBuffered unread: the next write closes.
+    t.write(new Uint8Array(1));
+    assert.equal(t.closed, true, "closed once the unread backlog passes maxBuffered");
     assert.equal(ended?.name, "SlowPeerError");
     assert.equal(counters.stuckClosed, 1);
   } finally {
