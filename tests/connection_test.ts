@@ -166,6 +166,40 @@ Deno.test("transport: a peer that lets output pile up is still cut once the unre
   }
 });
 
+Deno.test("transport: a peer that takes a big reply slowly but steadily is not cut as stuck", async () => {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const peer = await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port });
+  const counters = newTransportCounters();
+  const t = new TcpTransport(await listener.accept(), {
+    limits: { highWater: 64 << 10, stuckTimeoutMs: 300 },
+    counters,
+  });
+  t.start({ data: () => {}, end: () => {} });
+  try {
+    // 32 MiB read 1 MiB every 40 ms: over highWater for about a second, never idle for
+    // as long as the stuck timeout.
+    t.write(new Uint8Array(32 * MiB));
+    const buf = new Uint8Array(MiB);
+    let got = 0;
+    while (got < 32 * MiB) {
+      let chunk = 0;
+      while (chunk < MiB) {
+        const n = await peer.read(buf.subarray(0, MiB - chunk));
+        if (n === null) throw new Error(`EOF after ${got + chunk} bytes`);
+        chunk += n;
+      }
+      got += chunk;
+      await new Promise((r) => setTimeout(r, 40));
+    }
+    assert.equal(t.closed, false);
+    assert.equal(counters.stuckClosed, 0);
+  } finally {
+    t.close();
+    peer.close();
+    listener.close();
+  }
+});
+
 Deno.test("transport: its reading clock stops while output backpressure pauses reading", async () => {
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const peerConn = await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port });
