@@ -10,13 +10,14 @@ import { EpConnection } from "../core/ep_conn.ts";
 import type { Job } from "../core/job.ts";
 import { MemoryTransport } from "../core/memory_transport.ts";
 import { type Node, startNode } from "../core/node.ts";
-import type { AccessOptions } from "../core/observe.ts";
+import { type AccessOptions, Monitor } from "../core/observe.ts";
 import { statusMain } from "../core/status_cli.ts";
 import { EpDecoder } from "../protocol/ep_decoder.ts";
 import { encodePreface, EpEncoder } from "../protocol/ep_encoder.ts";
 import type { Frame } from "../protocol/ep_frames.ts";
 import { ErrorCode } from "../protocol/errors.ts";
 import { EpPeer, isType } from "./fixtures/faults/_ep_peer.ts";
+import { mulberry32, pick } from "./fuzz/_mutate.ts";
 
 /** An IPv4 address of this machine that is not loopback, or null. */
 function foreignAddress(): string | null {
@@ -148,7 +149,7 @@ function memoryPeer(remote: string, statsAccess: AccessOptions) {
   return {
     frames,
     send: (f: Frame) => client.write(enc.encode(f)),
-    settle: () => new Promise((r) => setTimeout(r, 10)),
+    settle: () => new Promise((r) => setTimeout(r, 1)),
   };
 }
 
@@ -177,6 +178,65 @@ Deno.test("status access: EP STATS_REQUEST from a foreign address (in memory) fo
     assert.ok(answer && (answer.type === "stats" || answer.type === "error"));
     assert.equal(answer.id, 3);
     assert.equal(answer.type === "stats" ? "stats" : answer.code, want, JSON.stringify(access));
+  }
+});
+
+Deno.test("status access: property: for random rules, addresses and tokens, HTTP and EP decide alike", async () => {
+  const rng = mulberry32(0x57a7_0001);
+  const remotes = [
+    "127.0.0.1:5000",
+    "127.3.4.5:1",
+    "[::1]:80",
+    "[::ffff:127.0.0.1]:9",
+    "10.0.0.7:4000",
+    "[2001:db8::1]:4000",
+    "128.0.0.1:1",
+    "[::ffff:10.0.0.1]:2",
+  ];
+  const tokens = ["", "s3cret", "s3cre", "s3cret ", "S3CRET", "ünï", "other"];
+  for (let i = 0; i < 300; i++) {
+    const access: AccessOptions = {};
+    if (rng() < 0.5) access.token = pick(rng, tokens);
+    if (rng() < 0.5) access.public = rng() < 0.5;
+    const remote = pick(rng, remotes);
+    const token = pick(rng, tokens);
+    const monitor = new Monitor({ access });
+    // HTTP carries the token as a bearer or in the query; a header value cannot keep
+    // surrounding whitespace (RFC 9110 OWS), so such a token goes in the query.
+    const inQuery = token !== token.trim() || rng() < 0.5;
+    const http = monitor.internal({
+      service: "",
+      protocol: "http",
+      method: "GET",
+      path: "/_ep/stats",
+      query: token && inQuery ? `token=${encodeURIComponent(token)}` : "",
+      headers: token && !inQuery ? [["authorization", `Bearer ${token}`]] : [],
+      body: new Uint8Array(0),
+      deadlineMs: 0,
+      priority: 0,
+      remote,
+    }).status ?? 200;
+    const p = memoryPeer(remote, monitor.access);
+    p.send({
+      type: "hello",
+      role: 1,
+      minVersion: 1,
+      maxVersion: 1,
+      heartbeatMs: 0,
+      name: "p",
+      token,
+    });
+    p.send({ type: "statsRequest", id: 1 });
+    await p.settle();
+    const ep = p.frames.find((f) => f.type === "stats" || f.type === "error");
+    const what = `${JSON.stringify(access)} from ${remote} with "${token}"`;
+    assert.ok(ep, what);
+    assert.equal(ep.type === "stats", http === 200, `${what}: HTTP ${http}, EP ${ep.type}`);
+    if (ep.type === "error") {
+      assert.equal(ep.code, ErrorCode.UNAUTHORIZED);
+      assert.ok(http === 401 || http === 403, what);
+    }
+    monitor.close();
   }
 });
 
