@@ -362,7 +362,7 @@ export class Monitor implements BalancerObserver {
       c[i]++;
     }
     if (this.#accessLog) {
-      const worker = provider === null ? "-" : workerName(provider);
+      const worker = provider === null ? "-" : workerLabel(provider);
       // The text is rendered here (the default formatter would quote every value), peer
       // strings escaped by logText; the properties carry the same data for JSON lines.
       const line = `${service} ${outcome} wait ${fmtMs(queueWaitMs)} service ${
@@ -614,7 +614,8 @@ export class Monitor implements BalancerObserver {
 
   /** The Prometheus text exposition (format 0.0.4) of everything the monitor knows. */
   metricsText(): string {
-    const w = new ExpositionWriter();
+    // Label values are shown through escapeControls: worker names are peers'.
+    const w = new ExpositionWriter({ labelValue: escapeControls });
     const src = this.#src;
     const st = src?.balancer.stats() ?? { uptimeMs: 0, services: [], providers: [] };
     for (const s of st.services) this.#service(s.name, true);
@@ -632,11 +633,7 @@ export class Monitor implements BalancerObserver {
     for (const name of names) {
       const m = this.#services.get(name)!;
       for (let i = 0; i < OUTCOMES.length; i++) {
-        w.sample(
-          "ep_requests_total",
-          [["service", escapeControls(name)], ["outcome", OUTCOMES[i]]],
-          m.outcomes[i],
-        );
+        w.sample("ep_requests_total", [["service", name], ["outcome", OUTCOMES[i]]], m.outcomes[i]);
       }
     }
     w.family(
@@ -653,7 +650,7 @@ export class Monitor implements BalancerObserver {
           if (c[i] === 0 && i !== 0) continue;
           w.sample(
             "ep_worker_requests_total",
-            [["worker", worker], ["service", escapeControls(service)], ["outcome", OUTCOMES[i]]],
+            [["worker", worker], ["service", service], ["outcome", OUTCOMES[i]]],
             c[i],
           );
         }
@@ -665,11 +662,7 @@ export class Monitor implements BalancerObserver {
       "Time from a job's arrival to its dispatch (or its answer, if never dispatched).",
     );
     for (const name of names) {
-      w.histogram(
-        "ep_queue_wait_seconds",
-        [["service", escapeControls(name)]],
-        this.#services.get(name)!.wait,
-      );
+      w.histogram("ep_queue_wait_seconds", [["service", name]], this.#services.get(name)!.wait);
     }
     w.family(
       "ep_service_time_seconds",
@@ -677,30 +670,18 @@ export class Monitor implements BalancerObserver {
       "Time from a job's dispatch to its answer.",
     );
     for (const name of names) {
-      w.histogram(
-        "ep_service_time_seconds",
-        [["service", escapeControls(name)]],
-        this.#services.get(name)!.run,
-      );
+      w.histogram("ep_service_time_seconds", [["service", name]], this.#services.get(name)!.run);
     }
     w.family("ep_queue_depth", "gauge", "Jobs waiting in the service's queue.");
-    for (const s of st.services) {
-      w.sample("ep_queue_depth", [["service", escapeControls(s.name)]], s.queued);
-    }
+    for (const s of st.services) w.sample("ep_queue_depth", [["service", s.name]], s.queued);
     w.family("ep_service_workers", "gauge", "Providers (workers, local pool) serving the service.");
-    for (const s of st.services) {
-      w.sample("ep_service_workers", [["service", escapeControls(s.name)]], s.providers);
-    }
+    for (const s of st.services) w.sample("ep_service_workers", [["service", s.name]], s.providers);
     w.family("ep_service_slots", "gauge", "Slots of the service's providers, by state.");
     for (const s of st.services) {
+      w.sample("ep_service_slots", [["service", s.name], ["state", "busy"]], s.busy);
       w.sample(
         "ep_service_slots",
-        [["service", escapeControls(s.name)], ["state", "busy"]],
-        s.busy,
-      );
-      w.sample(
-        "ep_service_slots",
-        [["service", escapeControls(s.name)], ["state", "idle"]],
+        [["service", s.name], ["state", "idle"]],
         Math.max(0, s.slots - s.busy),
       );
     }
@@ -712,7 +693,7 @@ export class Monitor implements BalancerObserver {
     for (const name of names) {
       w.sample(
         "ep_redeliveries_total",
-        [["service", escapeControls(name)]],
+        [["service", name]],
         live.get(name)?.counters.redelivered ?? 0,
       );
     }
@@ -866,13 +847,8 @@ function bearer(job: Job): string | null {
 }
 
 /** `worker 10.0.0.5:40412 (name)` → `10.0.0.5:40412 (name)`; `local pool` stays. */
-function workerName(provider: string): string {
-  return provider.startsWith("worker ") ? provider.slice(7) : provider;
-}
-
-/** {@linkcode workerName} as a metrics label: through `escapeControls` (the name is a peer's). */
 function workerLabel(provider: string): string {
-  return escapeControls(workerName(provider));
+  return provider.startsWith("worker ") ? provider.slice(7) : provider;
 }
 
 /**
