@@ -5,12 +5,15 @@
  *
  * The page polls `stats` (relative: `/_ep/stats`) every second and passes on a `?token=`
  * from its own address as `Authorization: Bearer`. It writes text with `textContent` only:
- * service and worker names come from peers. Elements carry `data-*` hooks that the
+ * service and worker names come from peers, and are shown through the same
+ * `escapeControls` as the CLI and the logs (its source is embedded), so that no control,
+ * line separator or bidi override in a name reaches the screen. Elements carry `data-*` hooks that the
  * browser test reads: `tr[data-service]`, `tr[data-worker]`, `[data-field]`,
  * `[data-total]`, and `body[data-updates]` (successful polls).
  *
  * @module
  */
+import { ESCAPE_CONTROLS_JS } from "./_escape.ts";
 
 /**
  * The status page's HTML.
@@ -206,6 +209,8 @@ footer { color: var(--muted); font-size: .8rem; display: flex; flex-wrap: wrap; 
   var lastOk = 0;
   var SVG = "http://www.w3.org/2000/svg";
 
+  ${ESCAPE_CONTROLS_JS}
+  function show(value) { return escapeControls(String(value)); }
   function $(sel) { return document.querySelector(sel); }
   function $all(sel) { return document.querySelectorAll(sel); }
   function text(node, value) { if (node.textContent !== value) node.textContent = value; }
@@ -344,7 +349,7 @@ footer { color: var(--muted); font-size: .8rem; display: flex; flex-wrap: wrap; 
       for (var k in v.outcomes) if (k !== "ok") failed += v.outcomes[k];
       var tr = el("tr");
       tr.setAttribute("data-service", v.name);
-      cell(tr, "Service", v.name, "name", "name");
+      cell(tr, "Service", show(v.name), "name", "name");
       cell(tr, "Queue", fmtInt(v.queued), "n" + (v.queued > 0 ? " warn" : ""), "queued");
       cell(tr, "Jobs/s", fmtRate(v.rate), "n", "rate");
       cell(tr, "Wait p50", fmtMs(v.queueWaitMs.p50), "n", "waitP50");
@@ -373,9 +378,9 @@ footer { color: var(--muted); font-size: .8rem; display: flex; flex-wrap: wrap; 
       var p = s.providers[i];
       var tr = el("tr");
       tr.setAttribute("data-worker", p.name);
-      cell(tr, "Worker", p.kind === "local" ? p.name : (p.label || p.address), "name", "name");
-      cell(tr, "Address", p.address, "muted wide", "address");
-      cell(tr, "Services", p.services.join(", "), "wide", "services");
+      cell(tr, "Worker", show(p.kind === "local" ? p.name : (p.label || p.address)), "name", "name");
+      cell(tr, "Address", show(p.address), "muted wide", "address");
+      cell(tr, "Services", p.services.map(show).join(", "), "wide", "services");
       cell(tr, "Slots busy", "", "n", "slots").appendChild(slotsValue(p.busy, p.slots));
       cell(tr, "Last heard", p.kind === "local" ? "in process" : fmtAgo(p.lastSeenMsAgo), "n", "lastSeen");
       cell(tr, "Connected", p.connectedMsAgo === null ? "\u2013" : fmtDuration(p.connectedMsAgo), "n", "connected");
@@ -445,7 +450,7 @@ footer { color: var(--muted); font-size: .8rem; display: flex; flex-wrap: wrap; 
   function render(s) {
     var t = s.totals;
     text($("#where"), location.host);
-    text($("#version"), s.version ? "v" + s.version : "");
+    text($("#version"), s.version ? "v" + show(s.version) : "");
     setTotal("uptime", fmtDuration(s.uptimeMs));
     setTotal("rate", fmtRate(t.rate));
     setTotal("queued", fmtInt(t.queued));
@@ -495,7 +500,7 @@ footer { color: var(--muted); font-size: .8rem; display: flex; flex-wrap: wrap; 
       })
       .catch(function (e) {
         var age = lastOk ? " (last update " + fmtAgo(Date.now() - lastOk) + ")" : "";
-        setLive(false, "Cannot read /_ep/stats: " + e.message + age);
+        setLive(false, "Cannot read /_ep/stats: " + show(e.message) + age);
       })
       .then(function () { setTimeout(poll, 1000); });
   }

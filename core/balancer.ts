@@ -45,6 +45,7 @@
 import { getLogger } from "@logtape/logtape";
 import { ErrorCode } from "../protocol/errors.ts";
 import { Deque } from "./_deque.ts";
+import { admitted, statusAccess } from "./_access.ts";
 import { type Job, JobError, type JobHandler, type JobResult } from "./job.ts";
 import { jobRingBytes, jobRingBytesBound } from "./_ep_limits.ts";
 
@@ -172,7 +173,10 @@ export interface BalancerOptions {
   route?: (job: Job) => string | undefined | Promise<string | undefined>;
   /** Told about every job answered or refused (metrics, access log). */
   observer?: BalancerObserver;
-  /** Answers `/_ep/...` requests (health, stats); default: health only. */
+  /**
+   * Answers `/_ep/...` requests (health, stats); default: health to everyone, stats to
+   * loopback peers only.
+   */
   internal?: (job: Job) => JobResult | undefined;
 }
 
@@ -884,6 +888,14 @@ export class Balancer {
       };
     }
     if (job.path === "/_ep/stats") {
+      // The status access rule's default (loopback only), as with a monitor.
+      if (!admitted(statusAccess({}, job.remote, null))) {
+        return {
+          status: 403,
+          headers: [["content-type", "text/plain; charset=utf-8"]],
+          body: "ep status pages are served to loopback peers only\n",
+        };
+      }
       return {
         status: 200,
         headers: [["content-type", "application/json"]],

@@ -9,6 +9,7 @@ import { connect, ConnectionClosedError } from "./client.ts";
 import { JobError } from "./job.ts";
 import { chunkedEnd, parseResponseHead } from "./loadgen.ts";
 import { connect as tcpConnect } from "./transport.ts";
+import { escapeControls } from "./_escape.ts";
 
 /**
  * Exit codes of `ep call`, one per way a request can fail.
@@ -178,7 +179,7 @@ async function call(rest: string[], values: CallFlags, io: CallIo): Promise<numb
 }
 
 function connectFailure(io: CallIo, err: unknown): number {
-  io.err(`ep call: cannot connect: ${(err as Error).message}`);
+  io.err(`ep call: cannot connect: ${escapeControls((err as Error).message)}`);
   return err instanceof Deno.errors.ConnectionRefused ? EXIT.refused : EXIT.error;
 }
 
@@ -204,11 +205,14 @@ async function callEp(
       return EXIT.ok;
     }
     io.err(
-      `ep call: status ${reply.status}: ${new TextDecoder().decode(reply.body).trim()}`,
+      `ep call: status ${reply.status}: ${
+        escapeControls(new TextDecoder().decode(reply.body).trim())
+      }`,
     );
     return EXIT.error;
   } catch (err) {
-    io.err(`ep call: ${(err as Error).message}`);
+    // The message may be the server's (an ERROR frame): shown escaped.
+    io.err(`ep call: ${escapeControls((err as Error).message)}`);
     if (err instanceof JobError) {
       switch (err.kind) {
         case "timeout":
@@ -329,7 +333,7 @@ async function callHttp(
   });
   t.close();
   if (out instanceof Error) {
-    io.err(`ep call: ${out.message}`);
+    io.err(`ep call: ${escapeControls(out.message)}`);
     return out instanceof JobError ? EXIT.timeout : EXIT.error;
   }
   if (out.status >= 200 && out.status < 300) {
@@ -337,7 +341,7 @@ async function callHttp(
     return EXIT.ok;
   }
   const reason = new TextDecoder().decode(out.body).trim().split("\n")[0];
-  io.err(`ep call: HTTP ${out.status}: ${reason}`);
+  io.err(`ep call: HTTP ${out.status}: ${escapeControls(reason)}`);
   return httpExit(out.status, reason);
 }
 

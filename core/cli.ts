@@ -46,10 +46,12 @@ Common options:
   --log-level <lvl>    trace, debug, info, warning, error (default info)
   --log-json           log JSON lines instead of text
   --access-log         log one line per job (category ep.access, level info)
-  --status-token <t>   token required for the /_ep/ page, stats and metrics from every peer
+  --status-token <t>   token required for the /_ep/ page, stats and metrics, and for EP
+                       STATS_REQUEST (ep status --token), from every peer
                        (Authorization: Bearer <t> or ?token=<t>; default $EP_STATUS_TOKEN;
                        without one they are served to loopback peers only)
-  --status-public      serve the /_ep/ page, stats and metrics to every peer without a token
+  --status-public      serve the /_ep/ page, stats, metrics and EP stats to every peer
+                       without a token
 `;
 
 /**

@@ -203,11 +203,14 @@ export class Client {
         new JobError(ErrorCode.BAD_REQUEST, (err as Error).message, { cause: err }),
       );
     }
-    this.#t.write(frame);
-    this.#ensureTimer();
+    // Registered before the write: a transport that fails inside `write` ends the
+    // connection at once, and that must reject this request too.
     const p = new Promise<Reply>((resolve, reject) => {
       this.#pending.set(id, { resolve, reject, deadline: Date.now() + timeoutMs, timeoutMs });
     });
+    this.#t.write(frame);
+    if (this.#closedError) return p;
+    this.#ensureTimer();
     if (!signal) return p;
     const entry = this.#pending.get(id)!;
     const onAbort = () => {
@@ -236,11 +239,12 @@ export class Client {
     let id = this.#nextId;
     while (this.#pending.has(id)) id = (id % 0xffffffff) + 1;
     this.#nextId = (id % 0xffffffff) + 1;
-    this.#t.write(this.#encoder.encode({ ...frame, id } as Frame));
-    this.#ensureTimer();
-    return new Promise((resolve, reject) => {
+    const p = new Promise<Reply>((resolve, reject) => {
       this.#pending.set(id, { resolve, reject, deadline: Date.now() + timeoutMs, timeoutMs });
     });
+    this.#t.write(this.#encoder.encode({ ...frame, id } as Frame));
+    if (!this.#closedError) this.#ensureTimer();
+    return p;
   }
 
   #ensureTimer(): void {

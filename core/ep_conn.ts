@@ -4,6 +4,14 @@
  * answers it with REPLY or ERROR. Heartbeats, CANCEL, DRAIN and STATS are handled here;
  * malformed input gets a connection-level ERROR frame and a close.
  *
+ * The hello, idle and heartbeat timeouts judge the peer, so they are measured on the
+ * transport's reading clock ({@linkcode Transport.readingMs}): while ep itself is not
+ * reading (`maxInFlight` jobs in flight, output backpressure) the peer is not on the clock.
+ *
+ * STATS_REQUEST is answered under the status access rule (`core/_access.ts`, the same as
+ * `/_ep/stats`), with HELLO's `token` as the peer's token; a refused one gets ERROR
+ * `unauthorized` with the request's id and the connection goes on.
+ *
  * @module
  */
 import { getLogger } from "@logtape/logtape";
@@ -29,8 +37,9 @@ import {
 } from "./job.ts";
 import { unsendableReply, withoutReserved } from "./_ep_limits.ts";
 import type { Provider, QueuedJob } from "./balancer.ts";
-import { oneLine } from "./http_conn.ts";
 import type { Transport, TransportHandler } from "./transport.ts";
+import { type AccessOptions, admitted, isLoopback, statusAccess } from "./_access.ts";
+import { oneLine } from "./_escape.ts";
 import { timingSafeEqualString } from "./_timing_safe.ts";
 
 const log = getLogger(["ep", "ep"]);
@@ -67,6 +76,12 @@ export interface EpOptions {
   serverName?: string;
   /** Produces the JSON answered to STATS_REQUEST. */
   stats?: () => unknown;
+  /**
+   * Who may send STATS_REQUEST: the status access rule of `/_ep/stats`, applied to the
+   * peer's address and HELLO's `token`. Default `{}`: loopback peers only. A client whose
+   * token is not the `clientToken` but is this `token` is admitted to read stats only.
+   */
+  statsAccess?: AccessOptions;
 }
 
 const NONE = NOT_APPLICABLE;
@@ -105,12 +120,15 @@ export class EpConnection implements TransportHandler {
   #maxInFlight: number;
   #heartbeatMs = 0;
   #hbSeq = 0;
-  #started = Date.now();
-  #lastRead = Date.now();
+  // Reading-clock times (Transport.readingMs) of the start and of the last bytes read.
+  #started: number;
+  #lastRead: number;
   #lastBeat = Date.now();
   #peerEnded = false;
   #role = 1;
   #peerName = "";
+  #peerToken = "";
+  #statsOnly = false;
   #link: WorkerLink | null = null;
 
   /** Creates the connection; call {@linkcode start} to begin reading. */
@@ -119,6 +137,7 @@ export class EpConnection implements TransportHandler {
     this.#handler = handler;
     this.#opts = options;
     this.#maxInFlight = options.maxInFlight ?? 1024;
+    this.#started = this.#lastRead = transport.readingMs(Date.now());
     this.#decoder = new EpDecoder({
       frame: (f) => this.#onFrame(f),
       error: (e) => this.#onDecodeError(e),
@@ -143,14 +162,24 @@ export class EpConnection implements TransportHandler {
   start(prefix: Uint8Array): void {
     this.#t.start(this);
     // The sniffer only says "ep" once it holds the 4-byte preface; the version byte is the
-    // client's highest version and is checked against HELLO's range.
+    // client's highest version and is checked against HELLO's range. Version 0 does not
+    // exist (SPEC.md §3).
+    if (prefix[3] === 0) {
+      this.#fatal(
+        ErrorCode.UNSUPPORTED_VERSION,
+        `Unsupported protocol version "0" in the preface: this server speaks ${VERSION}`,
+      );
+      return;
+    }
     if (prefix.length > 4) this.data(prefix.subarray(4));
   }
 
   /** @internal */
   data(chunk: Uint8Array): void {
-    this.#lastRead = Date.now();
-    if (this.#link) this.#link.lastHeard = this.#lastRead;
+    if (this.#state === "closing") return;
+    const now = Date.now();
+    this.#lastRead = this.#t.readingMs(now);
+    if (this.#link) this.#link.lastHeard = now;
     this.#decoder.push(chunk);
   }
 
@@ -171,21 +200,22 @@ export class EpConnection implements TransportHandler {
   /** Heartbeats and the hello timeout; called periodically by the server. */
   tick(now: number): void {
     if (this.#t.closed) return;
+    const clock = this.#t.readingMs(now);
     if (this.#state === "hello") {
-      if (now - this.#started > (this.#opts.helloTimeoutMs ?? 5_000)) {
+      if (clock - this.#started > (this.#opts.helloTimeoutMs ?? 5_000)) {
         this.#fatal(ErrorCode.UNEXPECTED_FRAME, "HELLO not received in time");
       }
       return;
     }
     const idle = this.#opts.idleTimeoutMs ?? 300_000;
-    if (idle > 0 && this.#inFlight.size === 0 && !this.#link && now - this.#lastRead > idle) {
+    if (idle > 0 && this.#inFlight.size === 0 && !this.#link && clock - this.#lastRead > idle) {
       this.#state = "closing";
       this.#t.end();
       return;
     }
     const hb = this.#heartbeatMs;
     if (hb === 0) return;
-    if (now - this.#lastRead > 3 * hb) {
+    if (clock - this.#lastRead > 3 * hb) {
       this.#fatal(ErrorCode.HEARTBEAT_TIMEOUT, `No frame from the peer for ${3 * hb} ms`);
     } else if (now - this.#lastBeat >= hb) {
       // Heartbeats carry status, so they go out every interval even when traffic flows.
@@ -279,7 +309,23 @@ export class EpConnection implements TransportHandler {
         this.#link?.drain(f.graceMs);
         return;
       case "statsRequest": {
-        this.#send({ type: "stats", id: f.id, json: JSON.stringify(this.#opts.stats?.() ?? {}) });
+        const verdict = statusAccess(this.#opts.statsAccess ?? {}, this.#t.remote, this.#peerToken);
+        if (admitted(verdict)) {
+          this.#send({ type: "stats", id: f.id, json: JSON.stringify(this.#opts.stats?.() ?? {}) });
+        } else {
+          log.debug("Refused STATS_REQUEST to {remote}: {verdict}", {
+            remote: this.#t.remote,
+            verdict,
+          });
+          this.#send({
+            type: "error",
+            id: f.id,
+            code: ErrorCode.UNAUTHORIZED,
+            message: verdict === "forbidden"
+              ? "ep stats are served to loopback peers only"
+              : "A token is required for ep stats: present it in HELLO",
+          });
+        }
         break;
       }
       default:
@@ -345,12 +391,17 @@ export class EpConnection implements TransportHandler {
     } else {
       const token = this.#opts.clientToken;
       if (token && !timingSafeEqualString(f.token, token)) {
-        this.#fatal(ErrorCode.UNAUTHORIZED, "Invalid token");
-        return;
+        // The status token opens this connection for STATS_REQUEST only.
+        if (statusAccess(this.#opts.statsAccess ?? {}, this.#t.remote, f.token) !== "token") {
+          this.#fatal(ErrorCode.UNAUTHORIZED, "Invalid token");
+          return;
+        }
+        this.#statsOnly = true;
       }
     }
     this.#role = f.role;
     this.#peerName = f.name;
+    this.#peerToken = f.token;
     this.#decoder.maxPayload = this.#opts.maxPayload ?? DEFAULT_MAX_PAYLOAD;
     const maxHb = this.#opts.maxHeartbeatMs ?? 5_000;
     const wantHb = f.heartbeatMs === 0 && f.role === 2
@@ -374,6 +425,15 @@ export class EpConnection implements TransportHandler {
     if (this.#inFlight.has(id)) {
       // SPEC.md §9.3: reusing an outstanding id is a framing error of the peer.
       this.#fatal(ErrorCode.MALFORMED, `Job id ${id} is already in flight`);
+      return;
+    }
+    if (this.#statsOnly) {
+      this.#send({
+        type: "error",
+        id,
+        code: ErrorCode.UNAUTHORIZED,
+        message: "This connection was admitted with the status token: stats only",
+      });
       return;
     }
     if (!isServiceName(f.service)) {
@@ -601,9 +661,4 @@ class WorkerLink implements Provider {
     this.#ids.delete(qj);
     this.#host.finish(this, qj, result);
   }
-}
-
-function isLoopback(remote: string): boolean {
-  return remote.startsWith("127.") || remote.startsWith("[::1]") ||
-    remote.startsWith("[::ffff:127.") || remote.startsWith("memory:");
 }

@@ -10,6 +10,9 @@
  * - an idle keep-alive connection is closed after `idleTimeoutMs`.
  *
  * More than `maxPipelined` requests waiting for their answers pause reading from the peer.
+ * The timeouts are measured on the transport's reading clock
+ * ({@linkcode Transport.readingMs}): while ep itself is not reading (pipelining limit,
+ * output backpressure) the peer is not on the clock.
  *
  * @module
  */
@@ -25,6 +28,9 @@ import { CONTINUE_100, errorResponse, writeResponse } from "../protocol/http_wri
 import { type Job, JobError, type JobHandler, type JobResult, serviceFromPath } from "./job.ts";
 import type { Transport, TransportHandler } from "./transport.ts";
 import { httpMetaProblem, withoutReserved } from "./_ep_limits.ts";
+import { oneLine } from "./_escape.ts";
+
+export { oneLine };
 
 /** Options for HTTP connections. */
 export interface HttpOptions {
@@ -102,7 +108,7 @@ export class HttpConnection implements TransportHandler {
     this.#idleTimeout = options.idleTimeoutMs ?? 30_000;
     this.#maxPipelined = options.maxPipelined ?? 32;
     this.#route = options.route ?? serviceFromPath;
-    this.#lastActive = Date.now();
+    this.#lastActive = transport.readingMs(Date.now());
     this.#parser = new HttpRequestParser({
       head: (h) => this.#onHead(h),
       request: (r) => this.#onRequest(r),
@@ -124,7 +130,7 @@ export class HttpConnection implements TransportHandler {
   /** @internal */
   data(chunk: Uint8Array): void {
     if (this.#closing) return;
-    const now = Date.now();
+    const now = this.#t.readingMs(Date.now());
     this.#lastActive = now;
     if (this.#parser.idle) {
       this.#requestStart = now;
@@ -152,8 +158,9 @@ export class HttpConnection implements TransportHandler {
   }
 
   /** Applies timeouts; called periodically by the server with the current time. */
-  tick(now: number): void {
+  tick(wallNow: number): void {
     if (this.#closing || this.#t.closed) return;
+    const now = this.#t.readingMs(wallNow);
     if (!this.#parser.idle) {
       const age = now - this.#requestStart;
       if (!this.#headDone && age > this.#headersTimeout) {
@@ -279,7 +286,7 @@ export class HttpConnection implements TransportHandler {
     if (this.#head === slots.length) {
       slots.length = 0;
       this.#head = 0;
-      this.#lastActive = Date.now();
+      this.#lastActive = this.#t.readingMs(Date.now());
     }
     if (this.#readPaused && slots.length - this.#head <= this.#maxPipelined / 2) {
       this.#readPaused = false;
@@ -309,11 +316,4 @@ function priorityOf(headers: [string, string][]): number {
   if (v === undefined) return 0;
   const n = Number(v);
   return Number.isInteger(n) && n >= 0 && n <= 255 ? n : 0;
-}
-
-/** Makes a message safe as a one-line reason: no CR/LF, bounded length. */
-export function oneLine(message: string): string {
-  // deno-lint-ignore no-control-regex
-  const s = message.replace(/[\x00-\x1f\x7f]+/g, " ").trim();
-  return s.length > 200 ? s.slice(0, 197) + "..." : s;
 }

@@ -19,6 +19,9 @@ export class MemoryTransport implements Transport {
   #closed = false;
   #ended = false;
   #chunkSize: number;
+  #created = Date.now();
+  #pausedTotal = 0;
+  #pausedAt = 0;
   #closedResolve!: () => void;
   /** Resolves once this end is closed. */
   readonly whenClosed: Promise<void> = new Promise((r) => this.#closedResolve = r);
@@ -55,12 +58,19 @@ export class MemoryTransport implements Transport {
   }
 
   pause(): void {
+    if (!this.#paused) this.#pausedAt = Date.now();
     this.#paused = true;
   }
 
   resume(): void {
+    if (this.#paused) this.#pausedTotal += Date.now() - this.#pausedAt;
     this.#paused = false;
     this.#drain();
+  }
+
+  readingMs(now: number): number {
+    const paused = this.#paused ? Math.max(0, now - this.#pausedAt) : 0;
+    return Math.max(0, now - this.#created - this.#pausedTotal - paused);
   }
 
   end(): void {

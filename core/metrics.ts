@@ -300,6 +300,15 @@ export class ExpositionWriter {
   #families = new Set<string>();
   #current = "";
   #type: MetricType = "gauge";
+  #labelValue: (value: string) => string;
+
+  /**
+   * Creates a writer. `labelValue` turns a label value into the text shown, before the
+   * format's own escaping (ep passes `escapeControls`: a value may be a peer's name).
+   */
+  constructor(options: { labelValue?: (value: string) => string } = {}) {
+    this.#labelValue = options.labelValue ?? ((v) => v);
+  }
 
   /** Starts a family: its help text and type. A family may be started once. */
   family(name: string, type: MetricType, help: string): void {
@@ -316,7 +325,7 @@ export class ExpositionWriter {
     if (name !== this.#current || this.#type === "histogram") {
       throw new TypeError(`Sample "${name}" outside its family "${this.#current}"`);
     }
-    this.#lines.push(`${name}${renderLabels(labels)} ${formatValue(value)}`);
+    this.#lines.push(`${name}${this.#labels(labels)} ${formatValue(value)}`);
   }
 
   /** The series of one histogram of the current histogram family (cumulative buckets). */
@@ -329,11 +338,15 @@ export class ExpositionWriter {
       cumulative += h.counts[i];
       const le = i < h.bounds.length ? formatValue(h.bounds[i]) : "+Inf";
       this.#lines.push(
-        `${name}_bucket${renderLabels([...labels, ["le", le]])} ${formatValue(cumulative)}`,
+        `${name}_bucket${this.#labels([...labels, ["le", le]])} ${formatValue(cumulative)}`,
       );
     }
-    this.#lines.push(`${name}_sum${renderLabels(labels)} ${formatValue(h.sum)}`);
-    this.#lines.push(`${name}_count${renderLabels(labels)} ${formatValue(h.count)}`);
+    this.#lines.push(`${name}_sum${this.#labels(labels)} ${formatValue(h.sum)}`);
+    this.#lines.push(`${name}_count${this.#labels(labels)} ${formatValue(h.count)}`);
+  }
+
+  #labels(labels: Labels): string {
+    return renderLabels(labels, this.#labelValue);
   }
 
   /** The exposition, ending with a newline. */
@@ -342,13 +355,13 @@ export class ExpositionWriter {
   }
 }
 
-function renderLabels(labels: Labels): string {
+function renderLabels(labels: Labels, show: (value: string) => string): string {
   if (labels.length === 0) return "";
   let out = "{";
   for (let i = 0; i < labels.length; i++) {
     const [k, v] = labels[i];
     if (!LABEL_RE.test(k) || k.startsWith("__")) throw new TypeError(`Invalid label "${k}"`);
-    out += `${i > 0 ? "," : ""}${k}="${escapeLabel(v)}"`;
+    out += `${i > 0 ? "," : ""}${k}="${escapeLabel(show(v))}"`;
   }
   return out + "}";
 }

@@ -140,6 +140,8 @@ export async function startNode(options: NodeOptions): Promise<Node> {
         clientToken: options.clientToken ?? options.ep?.clientToken,
         prefetch: options.prefetch ?? options.ep?.prefetch,
         stats: () => m.snapshot(),
+        // STATS_REQUEST follows the access rule of /_ep/stats.
+        statsAccess: options.ep?.statsAccess ?? m.access,
       },
     });
     try {

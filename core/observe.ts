@@ -18,8 +18,10 @@
  *   polls); a missing or wrong token gets 401;
  * - `public: true` (and no token): everyone.
  *
- * EP `STATS_REQUEST` is answered with the same JSON ({@linkcode Monitor.snapshot}) to every
- * EP client the port admits; restrict it with the port's client token.
+ * EP `STATS_REQUEST` gets the same JSON ({@linkcode Monitor.snapshot}) under the same rule
+ * (pass {@linkcode Monitor.access} as `EpOptions.statsAccess`): the token is HELLO's
+ * `token`, and a refused request is answered ERROR `unauthorized`. The rule is one
+ * function, `statusAccess` in `core/_access.ts`.
  *
  * With `accessLog`, each job is logged at info level in category `["ep", "access"]`:
  * service, outcome, queue wait, service time and worker.
@@ -45,7 +47,11 @@
  * const server = serve({
  *   port: 7070,
  *   handler: balancer.handler,
- *   ep: { workers: monitor.watchWorkers(balancer), stats: () => monitor.snapshot() },
+ *   ep: {
+ *     workers: monitor.watchWorkers(balancer),
+ *     stats: () => monitor.snapshot(),
+ *     statsAccess: monitor.access,
+ *   },
  * });
  * monitor.attach({ balancer, server });
  * ```
@@ -69,7 +75,11 @@ import type {
   StatsSnapshot,
 } from "./status_snapshot.ts";
 import { STATUS_PAGE_HTML } from "./_status_page.ts";
-import { timingSafeEqualString } from "./_timing_safe.ts";
+import { type AccessOptions, admitted, statusAccess } from "./_access.ts";
+import { escapeControls } from "./_escape.ts";
+
+export type { AccessOptions } from "./_access.ts";
+export { isLoopback } from "./_access.ts";
 
 const log = getLogger(["ep", "observe"]);
 const accessLogger = getLogger(["ep", "access"]);
@@ -99,27 +109,6 @@ export const OUTCOMES: readonly Outcome[] = Object.freeze(
 const OUTCOME_INDEX: Readonly<Record<Outcome, number>> = Object.freeze(
   Object.fromEntries(OUTCOMES.map((o, i) => [o, i])) as Record<Outcome, number>,
 );
-
-/**
- * Who may read `/_ep/` (the page), `/_ep/stats` and `/_ep/metrics`. `/_ep/health` is open
- * to everyone. Default: loopback peers only.
- *
- * @example
- * ```ts
- * import type { AccessOptions } from "./observe.ts";
- * const scrapedFromAnywhere: AccessOptions = { token: "s3cret" };
- * console.assert(scrapedFromAnywhere.token === "s3cret");
- * ```
- */
-export interface AccessOptions {
-  /**
-   * Required from every peer (loopback included) when set: `Authorization: Bearer <token>`
-   * or `?token=<token>`. Compared in constant time.
-   */
-  token?: string;
-  /** Without a token, serve every peer (not only loopback). Default false. */
-  public?: boolean;
-}
 
 /**
  * Options for {@linkcode Monitor}.
@@ -325,6 +314,14 @@ export class Monitor implements BalancerObserver {
     this.#checks.set(name, ready);
   }
 
+  /**
+   * The access rule of the page, stats and metrics; give it to the EP port as
+   * `EpOptions.statsAccess` so that `STATS_REQUEST` follows it too.
+   */
+  get access(): AccessOptions {
+    return this.#opts.access ?? {};
+  }
+
   /** Stops sampling. */
   close(): void {
     if (this.#timer !== undefined) clearInterval(this.#timer);
@@ -369,8 +366,8 @@ export class Monitor implements BalancerObserver {
     }
     if (this.#accessLog) {
       const worker = provider === null ? "-" : workerLabel(provider);
-      // The text is rendered here (the default formatter would quote every value); the
-      // properties carry the same data for JSON lines.
+      // The text is rendered here (the default formatter would quote every value), peer
+      // strings escaped by logText; the properties carry the same data for JSON lines.
       const line = `${service} ${outcome} wait ${fmtMs(queueWaitMs)} service ${
         fmtMs(serviceMs)
       } worker ${worker}`;
@@ -551,8 +548,11 @@ export class Monitor implements BalancerObserver {
       (p): ProviderSnapshot => {
         busy += p.busy;
         slots += p.slots;
-        const { address, label, kind } = parseProviderName(p.name);
         const l = heard.get(p.name);
+        // Remote: attached through the EP port (watchWorkers), or named so by ep_conn when
+        // the port's host is the bare balancer. A peer's name cannot start the string.
+        const remote = l !== undefined || p.name.startsWith("worker ");
+        const { address, label, kind } = parseProviderName(p.name, remote);
         const last = l ? Math.max(l.lastSeen, l.lastHeard ?? 0) : NaN;
         return {
           name: p.name,
@@ -617,7 +617,8 @@ export class Monitor implements BalancerObserver {
 
   /** The Prometheus text exposition (format 0.0.4) of everything the monitor knows. */
   metricsText(): string {
-    const w = new ExpositionWriter();
+    // Label values are shown through escapeControls: worker names are peers'.
+    const w = new ExpositionWriter({ labelValue: escapeControls });
     const src = this.#src;
     const st = src?.balancer.stats() ?? { uptimeMs: 0, services: [], providers: [] };
     for (const s of st.services) this.#service(s.name, s.served);
@@ -822,17 +823,16 @@ export class Monitor implements BalancerObserver {
 
   /** The refusal for a peer the access rules keep out, or null. */
   #deny(job: Job): JobResult | null {
-    const access = this.#opts.access ?? {};
-    if (access.token !== undefined && access.token !== "") {
-      const given = bearer(job) ?? new URLSearchParams(job.query).get("token");
-      if (given !== null && timingSafeEqualString(given, access.token)) return null;
+    const given = bearer(job) ?? new URLSearchParams(job.query).get("token");
+    const verdict = statusAccess(this.access, job.remote, given);
+    if (admitted(verdict)) return null;
+    if (verdict === "unauthorized") {
       this.#denied.token++;
       log.debug("Refused {path} to {remote}: token", { path: job.path, remote: job.remote });
       return textResult(401, "A token is required for ep status pages", [
         ["www-authenticate", 'Bearer realm="ep"'],
       ]);
     }
-    if (access.public === true || isLoopback(job.remote)) return null;
     this.#denied.remote++;
     log.debug("Refused {path} to {remote}: not loopback", { path: job.path, remote: job.remote });
     return textResult(403, "ep status pages are served to loopback peers only");
@@ -849,32 +849,23 @@ function bearer(job: Job): string | null {
   return null;
 }
 
-/**
- * Whether a `host:port` peer address is a loopback address (`127.0.0.0/8`, `::1`,
- * `::ffff:127.x`), or an in-memory test transport.
- *
- * @example
- * ```ts
- * import { isLoopback } from "./observe.ts";
- * console.assert(isLoopback("127.0.0.1:5000") && isLoopback("[::1]:5000"));
- * console.assert(!isLoopback("10.0.0.1:5000"));
- * ```
- */
-export function isLoopback(remote: string): boolean {
-  return remote.startsWith("127.") || remote.startsWith("[::1]:") ||
-    remote.startsWith("[::ffff:127.") || remote.startsWith("memory:");
-}
-
 /** `worker 10.0.0.5:40412 (name)` → `10.0.0.5:40412 (name)`; `local pool` stays. */
 function workerLabel(provider: string): string {
   return provider.startsWith("worker ") ? provider.slice(7) : provider;
 }
 
+/**
+ * A provider's address and label. `remote` is what the provider is (an EP worker, attached
+ * through the port's worker host); the name is only read for the address and the peer's
+ * label, which may hold any character (a HELLO name with newlines stays one label).
+ */
 function parseProviderName(
   name: string,
+  remote: boolean,
 ): { address: string; label: string | null; kind: "remote" | "local" } {
-  const m = /^worker (\S+)(?: \((.*)\))?$/.exec(name);
-  if (m) return { address: m[1], label: m[2] ?? null, kind: "remote" };
+  const m = /^worker (\S+)(?: \((.*)\))?$/s.exec(name);
+  if (m && remote) return { address: m[1], label: m[2] ?? null, kind: "remote" };
+  if (remote) return { address: name, label: null, kind: "remote" };
   return { address: "local", label: name, kind: "local" };
 }
 
@@ -906,10 +897,9 @@ function roundMs(ms: number): number | null {
   return ms === ms ? round(ms, 3) : null;
 }
 
-/** A message template that renders as `text`: one line, braces escaped. */
+/** A message template that renders as `text`: peer strings escaped, braces doubled. */
 function logText(text: string): string {
-  // deno-lint-ignore no-control-regex
-  return text.replace(/[\x00-\x1f\x7f]/g, "?").replace(/[{}]/g, (c) => c + c);
+  return escapeControls(text).replace(/[{}]/g, (c) => c + c);
 }
 
 function fmtMs(ms: number): string {

@@ -127,11 +127,12 @@ export function serve(options: ServeOptions): Server {
     transports.add(t);
     let buf = new Uint8Array(0);
     let decided = false;
-    const started = Date.now();
+    // Measured on the transport's reading clock, like every timer that judges a peer.
+    const started = t.readingMs(Date.now());
     const sniffer: Ticking & { closed: boolean } = {
       closed: false,
       tick(now) {
-        if (!decided && now - started > sniffTimeout) {
+        if (!decided && t.readingMs(now) - started > sniffTimeout) {
           counters.sniffRejected.timeout++;
           log.debug("Sniff timeout from {remote}", { remote: t.remote });
           sniffer.closed = true;

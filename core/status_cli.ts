@@ -1,11 +1,17 @@
 /**
  * `ep status [--addr host:port] [--token t] [--json]`: asks a balancer for its statistics
  * over EP (`STATS_REQUEST`, the same data as the status page) and prints them as tables.
+ * The token, presented in HELLO, is the balancer's status token (`--status-token`); the
+ * balancer applies the access rule of its `/_ep/stats` page to it.
+ *
+ * Everything the balancer reports (names, addresses, messages) is shown through
+ * `escapeControls`: a worker cannot write escape sequences to the operator's terminal.
  *
  * @module
  */
 import { parseArgs } from "node:util";
 import { connect } from "./client.ts";
+import { escapeControls, inertJson } from "./_escape.ts";
 
 const USAGE = `Usage: ep status [options]
 
@@ -13,7 +19,8 @@ Prints a balancer's services, workers and totals (the data of its /_ep/ page), r
 
 Options:
   --addr <host:port>   balancer to ask (default $EP_ADDR or 127.0.0.1:7070)
-  --token <t>          EP client token (default $EP_TOKEN)
+  --token <t>          the balancer's status token, sent in HELLO
+                       (default $EP_STATUS_TOKEN, else $EP_TOKEN)
   --timeout <ms>       give up after this long (default 5000)
   --json               print the raw JSON instead of tables
   -h, --help           print this help
@@ -61,19 +68,21 @@ export async function statusMain(args: string[]): Promise<number> {
   let client;
   try {
     client = await connect(addr, {
-      token: values.token ?? Deno.env.get("EP_TOKEN"),
+      token: values.token ?? Deno.env.get("EP_STATUS_TOKEN") ?? Deno.env.get("EP_TOKEN"),
       connectTimeoutMs: timeoutMs,
       name: "ep-status",
     });
     stats = await client.stats(timeoutMs);
   } catch (err) {
-    console.error(`ep status: cannot read stats from ${addr}: ${(err as Error).message}`);
+    console.error(
+      `ep status: cannot read stats from ${addr}: ${escapeControls((err as Error).message)}`,
+    );
     return 1;
   } finally {
     client?.close();
   }
   if (values.json) {
-    console.log(JSON.stringify(stats, null, 2));
+    console.log(inertJson(JSON.stringify(stats, null, 2)));
     return 0;
   }
   if (typeof stats !== "object" || stats === null) {
@@ -175,7 +184,7 @@ export function renderStatus(stats: Record<string, unknown>, addr: string): stri
     return [
       kind === "local" ? name : str(p.label) ?? str(p.address) ?? name,
       str(p.address) ?? "-",
-      arr(p.services).map(String).join(","),
+      arr(p.services).map((x) => escapeControls(String(x))).join(","),
       `${int(num(p.busy))}/${int(num(p.slots))}`,
       kind === "local" ? "in process" : lastSeen === lastSeen ? `${duration(lastSeen)} ago` : "-",
       str(p.state) ?? (p.draining === true ? "draining" : "ready"),
@@ -219,8 +228,9 @@ function arr(v: unknown): unknown[] {
   return Array.isArray(v) ? v : [];
 }
 
+/** A string of the answer, as shown: every string in it may come from a peer. */
 function str(v: unknown): string | null {
-  return typeof v === "string" ? v : null;
+  return typeof v === "string" ? escapeControls(v) : null;
 }
 
 function num(v: unknown): number {

@@ -5,9 +5,18 @@
  *
  * Write backpressure: outbound bytes are copied into a per-connection buffer and flushed
  * once per microtask (so pipelined replies coalesce into one syscall). Past `highWater`
- * buffered bytes the transport stops reading from the peer; if the peer stays stuck for
- * `stuckTimeoutMs`, or the buffer reaches `maxBuffered`, the connection is closed. Other
- * connections are unaffected.
+ * buffered bytes the transport stops reading from the peer. The peer is judged only by what
+ * it fails to take: bytes written while more than `highWater` are waiting are its backlog;
+ * a write made when the peer has left more than `maxBuffered` of its backlog unread closes
+ * the connection, as does `stuckTimeoutMs` over `highWater` without the peer taking a single
+ * byte. Any other write is accepted whatever its size, so one whole reply (an EP frame of up
+ * to 16 MiB, a big HTTP response) always reaches a peer that keeps up. Other connections are
+ * unaffected.
+ *
+ * Reading clock: {@linkcode Transport.readingMs} counts only the time during which the
+ * transport was reading (neither paused by its user nor by output backpressure). Timers
+ * that judge the peer (heartbeats, request and idle timeouts) measure on it, so that time
+ * ep itself spent not reading is never blamed on the peer.
  *
  * @module
  */
@@ -38,6 +47,12 @@ export interface Transport {
   pause(): void;
   /** Resumes delivery after `pause`. */
   resume(): void;
+  /**
+   * Milliseconds, from the transport's creation up to `now` (`Date.now()`), during which it
+   * was reading: waiting for the peer, neither paused by `pause` nor by output backpressure.
+   * A timer that judges the peer compares two readings of this clock.
+   */
+  readingMs(now: number): number;
   /** Sends what is buffered, then closes. */
   end(): void;
   /** Closes at once, dropping buffered bytes. */
@@ -48,9 +63,13 @@ export interface Transport {
 export interface TransportLimits {
   /** Buffered bytes past which reading from the peer is paused. Default 1 MiB. */
   highWater: number;
-  /** Buffered bytes at which the connection is closed. Default 8 MiB. */
+  /**
+   * Unread backlog past which the next write closes the connection: bytes written while
+   * more than `highWater` were already waiting and still not taken. The write itself is
+   * not counted against the peer, so one reply of any size always fits. Default 8 MiB.
+   */
   maxBuffered: number;
-  /** How long a peer may stay over `highWater` before it is closed. Default 30 s. */
+  /** How long a peer may stay over `highWater` without taking a byte. Default 30 s. */
   stuckTimeoutMs: number;
   /** Size of the per-connection read buffer. Default 32 KiB. */
   readBufferSize: number;
@@ -125,6 +144,14 @@ export class TcpTransport implements Transport {
   #ended = false;
   #stuckSince = 0;
   #stuckTimer: ReturnType<typeof setTimeout> | undefined;
+  // Bytes written while more than `highWater` were waiting: the peer's unread backlog.
+  #backlog = 0;
+  // When the peer last took bytes (Date.now), for the stuck timer.
+  #lastProgress = 0;
+  // The reading clock: creation time, total paused time, start of the current pause.
+  #created = Date.now();
+  #pausedTotal = 0;
+  #pausedAt = 0;
   #closedResolve!: () => void;
   /** Resolves once the connection is closed. */
   readonly whenClosed: Promise<void> = new Promise((r) => this.#closedResolve = r);
@@ -171,12 +198,25 @@ export class TcpTransport implements Transport {
 
   write(bytes: Uint8Array): void {
     if (this.#closed || this.#ending) return;
-    const need = this.#outLen + bytes.length;
-    if (need + this.#inFlight > this.#limits.maxBuffered) {
-      this.#counters.stuckClosed++;
-      this.#fail(new SlowPeerError(`Peer ${this.remote} is not reading: output buffer full`));
-      return;
+    const before = this.buffered;
+    if (before > this.#limits.highWater) {
+      // The peer is behind: what it has not taken of the bytes written since counts. They
+      // are the newest in the buffer, so at most `before` of them are still waiting.
+      const backlog = Math.min(this.#backlog, before);
+      if (backlog > this.#limits.maxBuffered) {
+        this.#counters.stuckClosed++;
+        this.#fail(
+          new SlowPeerError(
+            `Peer ${this.remote} is not reading: ${backlog} bytes unread past the high-water mark`,
+          ),
+        );
+        return;
+      }
+      this.#backlog = backlog + bytes.length;
+    } else {
+      this.#backlog = 0;
     }
+    const need = this.#outLen + bytes.length;
     if (need > this.#out.length) {
       let size = this.#out.length * 2;
       while (size < need) size *= 2;
@@ -197,7 +237,7 @@ export class TcpTransport implements Transport {
 
   pause(): void {
     this.#userPaused = true;
-    this.#paused = true;
+    this.#setPaused(true);
   }
 
   resume(): void {
@@ -209,6 +249,11 @@ export class TcpTransport implements Transport {
     if (this.#closed) return;
     this.#ending = true;
     if (this.#outLen === 0 && !this.#writing) this.close();
+  }
+
+  readingMs(now: number): number {
+    const paused = this.#pausedAt > 0 ? Math.max(0, now - this.#pausedAt) : 0;
+    return Math.max(0, now - this.#created - this.#pausedTotal - paused);
   }
 
   close(): void {
@@ -243,34 +288,55 @@ export class TcpTransport implements Transport {
     wake?.();
   }
 
+  /** Every change of `#paused` goes through here, to keep the reading clock. */
+  #setPaused(paused: boolean): void {
+    if (paused === this.#paused) return;
+    this.#paused = paused;
+    if (paused) {
+      this.#pausedAt = Date.now();
+    } else {
+      this.#pausedTotal += Math.max(0, Date.now() - this.#pausedAt);
+      this.#pausedAt = 0;
+    }
+  }
+
   #updatePaused(): void {
     const over = this.buffered > this.#limits.highWater;
     const paused = this.#userPaused || over;
     if (this.#paused && !paused) {
-      this.#paused = false;
+      this.#setPaused(false);
       this.#wake();
     } else {
-      this.#paused = paused;
+      this.#setPaused(paused);
     }
   }
 
   #checkWater(): void {
     const over = this.buffered > this.#limits.highWater;
     if (over && this.#stuckSince === 0) {
-      this.#stuckSince = Date.now();
-      this.#paused = true;
-      this.#stuckTimer = setTimeout(() => {
-        if (this.buffered > this.#limits.highWater) {
-          this.#counters.stuckClosed++;
-          this.#fail(new SlowPeerError(`Peer ${this.remote} did not read for too long`));
-        }
-      }, this.#limits.stuckTimeoutMs);
+      this.#stuckSince = this.#lastProgress = Date.now();
+      this.#setPaused(true);
+      this.#armStuckTimer(this.#limits.stuckTimeoutMs);
     } else if (!over && this.#stuckSince !== 0) {
       this.#stuckSince = 0;
       clearTimeout(this.#stuckTimer);
       this.#stuckTimer = undefined;
       this.#updatePaused();
     }
+  }
+
+  /** Closes the connection once the peer has taken nothing for `stuckTimeoutMs`. */
+  #armStuckTimer(ms: number): void {
+    this.#stuckTimer = setTimeout(() => {
+      if (this.#closed || this.buffered <= this.#limits.highWater) return;
+      const quiet = Date.now() - this.#lastProgress;
+      if (quiet < this.#limits.stuckTimeoutMs) {
+        this.#armStuckTimer(this.#limits.stuckTimeoutMs - quiet);
+        return;
+      }
+      this.#counters.stuckClosed++;
+      this.#fail(new SlowPeerError(`Peer ${this.remote} did not read for too long`));
+    }, ms);
   }
 
   async #readLoop(): Promise<void> {
@@ -322,6 +388,7 @@ export class TcpTransport implements Transport {
           off += n;
           this.#inFlight = len - off;
           this.#counters.bytesOut += n;
+          if (n > 0) this.#lastProgress = Date.now();
         }
         this.#checkWater();
       }

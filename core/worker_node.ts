@@ -356,6 +356,8 @@ class Link {
   #t: Transport | null = null;
   #encoder = new EpEncoder();
   #heartbeatMs = 0;
+  // On the transport's reading clock: time the worker was not reading (its output to the
+  // balancer backed up) is not the balancer's silence.
   #lastRead = 0;
   #beat = 0;
   #lastBeat = 0;
@@ -420,7 +422,7 @@ class Link {
       });
       t.start({
         data: (c) => {
-          this.#lastRead = Date.now();
+          this.#lastRead = t.readingMs(Date.now());
           decoder.push(c);
         },
         end: () => {
@@ -434,7 +436,7 @@ class Link {
           resolve();
         },
       });
-      this.#lastRead = Date.now();
+      this.#lastRead = t.readingMs(Date.now());
       t.write(encodePreface(PROTOCOL_VERSION));
       this.send({
         type: "hello",
@@ -454,10 +456,11 @@ class Link {
   #tick(): void {
     const now = Date.now();
     const hb = this.#heartbeatMs || 1_000;
-    if (now - this.#lastRead > 3 * hb) {
+    const silent = this.#t ? this.#t.readingMs(now) - this.#lastRead : 0;
+    if (silent > 3 * hb) {
       log.warn("Balancer {addr} silent for {ms} ms: reconnecting", {
         addr: this.addr,
-        ms: now - this.#lastRead,
+        ms: silent,
       });
       this.send({
         type: "error",

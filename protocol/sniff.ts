@@ -10,7 +10,10 @@
 export type SniffResult =
   /** Not enough bytes yet to decide. */
   | "more"
-  /** EP: `0xEB 'E' 'P' <version>`. */
+  /**
+   * EP: `0xEB 'E' 'P' <version>`, whatever the version byte: the EP connection answers
+   * version 0 with ERROR `unsupported_version` (SPEC.md §3), so it is not refused here.
+   */
   | "ep"
   /** An HTTP/1.x request line start: a method token followed by a space. */
   | "http"
@@ -63,8 +66,7 @@ export function sniff(bytes: Uint8Array): SniffResult {
   if (b0 === EP_MAGIC0) {
     if (n >= 2 && bytes[1] !== 0x45) return "unknown";
     if (n >= 3 && bytes[2] !== 0x50) return "unknown";
-    if (n < 4) return "more";
-    return bytes[3] === 0 ? "unknown" : "ep";
+    return n < 4 ? "more" : "ep";
   }
   if (b0 === 0x16) {
     if (n < 2) return "more";

@@ -17,6 +17,7 @@ if (why) console.warn(`multihost_test: skipped: ${why}`);
 const CLIENT = new URL("./fixtures/faults/mh_client.ts", import.meta.url).pathname;
 const SERVICES = new URL("./fixtures/faults/services.ts", import.meta.url).pathname;
 const TOKEN = "multihost-secret";
+const STATUS_TOKEN = "multihost-status";
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 interface ClientReport {
@@ -48,6 +49,9 @@ Deno.test({
           "7070",
           "--token",
           TOKEN,
+          // The client host reads stats over EP: from another host, only with this token.
+          "--status-token",
+          STATUS_TOKEN,
         ]);
         procs.push(p);
       }
@@ -82,6 +86,8 @@ Deno.test({
         "3",
         "--job",
         "150",
+        "--status-token",
+        STATUS_TOKEN,
       ], { script: CLIENT });
       procs.push(client);
       await client.waitFor(/READY/, 30_000);

@@ -14,6 +14,9 @@ import { Monitor, type MonitorOptions } from "../core/observe.ts";
 import { HandlerPool, TS_HANDLER_RUNTIME } from "../core/pool.ts";
 import { serve, type Server } from "../core/server.ts";
 import { WorkerNode } from "../core/worker_node.ts";
+import { escapeControls } from "../core/_escape.ts";
+import { EpPeer } from "./fixtures/faults/_ep_peer.ts";
+import { unsafeChars } from "./_unsafe_chars.ts";
 
 const CHROMIUM = Deno.env.get("CHROMIUM") ?? "/usr/bin/chromium";
 const ARTIFACTS = new URL("./artifacts/", import.meta.url);
@@ -450,6 +453,38 @@ Deno.test({
         "No services yet",
       );
     } finally {
+      await browser.close();
+      await r.close();
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "status page: a worker named with ANSI, newlines and bidi overrides is shown escaped, as a remote worker",
+  ignore: !haveChromium,
+  async fn() {
+    const evil = "w\x1b[31mRED\nline two\u2028\u202eexe.txt\x9b2J";
+    const r = await rig({}, false);
+    const browser = await launchChromium();
+    const worker = await EpPeer.open(r.addr);
+    try {
+      await worker.hello(2, "", evil);
+      await worker.send({ type: "register", slots: 1, services: ["echo"] });
+      await waitFor(() => r.balancer.stats().providers.length === 1);
+      const tab = await Tab.open(browser.cdp, 1024, 700);
+      await tab.navigate(`http://${r.addr}/_ep/`);
+      const view = await tab.until<PageView>(
+        `(() => { const v = ${READ}; return v.workers.length === 1 ? v : null; })()`,
+        "the worker",
+      );
+      const cells = view.workers[0].cells;
+      assert.equal(cells.name, escapeControls(evil));
+      assert.deepEqual(unsafeChars(cells.name), []);
+      assert.equal(cells.lastSeen === "in process", false, "listed as remote, not local");
+      assert.match(cells.address, /^127\.0\.0\.1:\d+$/);
+    } finally {
+      worker.close();
       await browser.close();
       await r.close();
     }
