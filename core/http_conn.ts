@@ -14,7 +14,7 @@
  * @module
  */
 import { getLogger } from "@logtape/logtape";
-import { HttpError } from "../protocol/errors.ts";
+import { ErrorCode, HttpError } from "../protocol/errors.ts";
 import {
   type HttpLimits,
   type HttpRequest,
@@ -232,9 +232,12 @@ export class HttpConnection implements TransportHandler {
         body: res.body ?? EMPTY,
       }, { keepAlive: !slot.close, head, version });
     } catch (err) {
-      // The handler produced what HTTP cannot carry (a 1xx status, CR/LF in a header).
-      log.error("Cannot write response: {error}", { error: err });
-      this.#answerError(slot, err, version);
+      // The handler produced what HTTP cannot carry (a status outside 200–599, a header
+      // value that is not field-value bytes, a body on a 204): the client gets a 500 that
+      // says which, the log the whole error. Nothing of the refused response is written.
+      log.error("Cannot write the handler's response: {error}", { error: err });
+      const message = `Invalid response from the handler: ${(err as Error).message}`;
+      this.#answerError(slot, new JobError(ErrorCode.HANDLER_ERROR, message), version);
       return;
     }
     this.#flush();
