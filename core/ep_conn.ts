@@ -375,7 +375,7 @@ export class EpConnection implements TransportHandler {
         type: "error",
         id,
         code: ErrorCode.BAD_REQUEST,
-        message: `Invalid service name "${oneLine(f.service).slice(0, 64)}"`,
+        message: `Invalid service name "${oneLine(f.service, 64)}"`,
       });
       return;
     }

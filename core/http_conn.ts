@@ -304,9 +304,27 @@ function priorityOf(headers: [string, string][]): number {
   return Number.isInteger(n) && n >= 0 && n <= 255 ? n : 0;
 }
 
-/** Makes a message safe as a one-line reason: no CR/LF, bounded length. */
-export function oneLine(message: string): string {
+/**
+ * Makes a message safe as a one-line reason: no control characters (CR, LF, …), at most
+ * `max` UTF-16 units (so at most `3 * max` UTF-8 bytes: 200 fits an EP ERROR's 1024),
+ * cut between code points and well-formed (EP strings must be valid UTF-8: a lone
+ * surrogate would make the frame unencodable).
+ *
+ * @example
+ * ```ts
+ * import { oneLine } from "./http_conn.ts";
+ * console.assert(oneLine("a\r\nb") === "a b");
+ * console.assert(oneLine("x".repeat(8) + "\u{1f600}yyy", 12) === "x".repeat(8) + "...");
+ * ```
+ */
+export function oneLine(message: string, max = 200): string {
   // deno-lint-ignore no-control-regex
-  const s = message.replace(/[\x00-\x1f\x7f]+/g, " ").trim();
-  return s.length > 200 ? s.slice(0, 197) + "..." : s;
+  let s = message.replace(/[\x00-\x1f\x7f]+/g, " ").trim();
+  if (s.length > max) {
+    let cut = Math.max(0, max - 3);
+    const last = s.charCodeAt(cut - 1);
+    if (last >= 0xd800 && last <= 0xdbff) cut--; // keep a surrogate pair whole
+    s = s.slice(0, cut) + "...";
+  }
+  return s.toWellFormed();
 }

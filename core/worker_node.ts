@@ -26,6 +26,7 @@ import {
 import { ErrorCode } from "../protocol/errors.ts";
 import { decodeMeta, encodeMeta } from "./_meta.ts";
 import { poolError } from "./local_provider.ts";
+import { oneLine } from "./http_conn.ts";
 import type { HandlerPool, JobReply, PoolJob } from "./pool.ts";
 import { connect as tcpConnect, type Transport } from "./transport.ts";
 
@@ -251,7 +252,8 @@ export class WorkerNode {
       // The balancer connection it came on is gone; the balancer redelivered it.
     } else if (err || fail) {
       const e = fail ?? poolError(err!, h.service);
-      h.link.send({ type: "error", id: h.id, code: e.code, message: e.message });
+      // One line of bounded bytes: an ERROR frame cannot carry more (SPEC.md §6.10).
+      h.link.send({ type: "error", id: h.id, code: e.code, message: oneLine(e.message) });
     } else {
       h.link.send({
         type: "reply",
@@ -378,7 +380,7 @@ class Link {
             addr: this.addr,
             message: e.message,
           });
-          this.send({ type: "error", id: 0, code: e.code, message: e.message });
+          this.send({ type: "error", id: 0, code: e.code, message: oneLine(e.message) });
           t.end();
         },
       });
