@@ -32,7 +32,9 @@
  *   still required for HTTP/1.1). Asterisk-form only for `OPTIONS`. `CONNECT` is refused
  *   with 501 (authority-form) or 400 (any other form).
  * - Field values are decoded as byte strings (Latin-1, lossless), names lower-cased,
- *   values trimmed of SP/HTAB, order and duplicates kept. Obs-fold is 400.
+ *   values trimmed of SP/HTAB, order and duplicates kept. Obs-fold is 400. A field name
+ *   longer than 255 bytes is 431: that is the most a job's metadata key holds (EP meta,
+ *   SPEC.md §2), so every request the parser accepts can become a job.
  * - `Content-Length`: exactly one field with one `1*DIGIT` value; a repeated field or a
  *   list (`5, 5`), even with identical values, is 400. Over `maxBodyBytes` is 413 as soon
  *   as the field line is read.
@@ -170,6 +172,9 @@ const S_CHUNK_CR = 6;
 const S_CHUNK_LF = 7;
 const S_ENDED = 8;
 const S_FAILED = 9;
+
+/** The longest field name: an EP meta key's limit (SPEC.md §2). */
+const MAX_FIELD_NAME_BYTES = 255;
 
 /** Hex digits allowed in a chunk size (16 covers any size below 2^64). */
 const MAX_CHUNK_DIGITS = 16;
@@ -706,6 +711,10 @@ export class HttpRequestParser {
     }
     if (i === start) {
       this.#fail(400, "Empty field name");
+      return null;
+    }
+    if (i - start > MAX_FIELD_NAME_BYTES) {
+      this.#fail(431, `Field name exceeds ${MAX_FIELD_NAME_BYTES} bytes`);
       return null;
     }
     let vs = i + 1;

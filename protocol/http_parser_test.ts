@@ -265,6 +265,18 @@ Deno.test("HTTP parser refuses invalid field names", () => {
   refuses(`GET / HTTP/1.1\r\n${H}X\xe9: v\r\n\r\n`, 400);
 });
 
+Deno.test("HTTP parser answers 431 to a field name over 255 bytes (an EP meta key's limit)", () => {
+  const name = (n: number) => "x".repeat(n);
+  assert.equal(one(`GET / HTTP/1.1\r\n${H}${name(255)}: v\r\n\r\n`).headers[1][0], name(255));
+  refuses(`GET / HTTP/1.1\r\n${H}${name(256)}: v\r\n\r\n`, 431);
+  refuses(`GET / HTTP/1.1\r\n${H}${name(4000)}: v\r\n\r\n`, 431);
+  // In a trailer too (the same field rules).
+  refuses(
+    `POST / HTTP/1.1\r\n${H}Transfer-Encoding: chunked\r\n\r\n0\r\n${name(256)}: v\r\n\r\n`,
+    431,
+  );
+});
+
 Deno.test("HTTP parser answers 431 for a header section over its byte limit", () => {
   const limits = { maxHeaderBytes: 64 };
   // Section = field lines with CRLFs + final CRLF.

@@ -116,10 +116,29 @@ Deno.test("HTTP wire: echo returns a non-ASCII Content-Type byte for byte and a 
   }
 });
 
-Deno.test("HTTP wire: the stock Lua echo, all-in-one, cannot be made to split a response", async () => {
+Deno.test("HTTP wire: the stock Lua echo, all-in-one, cannot be made to split a response; a field name too long for a job is a 431", async () => {
   const p = await listening("main.lua", { EP_THREADS: "1" });
   try {
     await echoTwice(p.port);
+    // A field name longer than a job's metadata key can be (255 bytes) is the client's
+    // fault, and said so; one of 255 bytes goes through.
+    for (
+      const [n, want] of [[255, /^HTTP\/1\.1 200 /], [
+        256,
+        /^HTTP\/1\.1 431 [^]*\r\n\r\nField name exceeds 255 bytes\n$/,
+      ]] as const
+    ) {
+      const raw = await Raw.open(p.port);
+      try {
+        await raw.send(
+          `GET /echo?x HTTP/1.1\r\nHost: h\r\n${"n".repeat(n)}: v\r\nConnection: close\r\n\r\n`,
+        );
+        const { text } = await raw.readToEnd(10_000);
+        assert.match(text, want);
+      } finally {
+        raw.close();
+      }
+    }
   } finally {
     await p.proc.stop();
   }
