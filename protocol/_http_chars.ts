@@ -147,3 +147,56 @@ export function latin1(buf: Uint8Array, start: number, end: number): string {
   }
   return s;
 }
+
+function isWs(b: number): boolean {
+  return b === 0x20 || b === 0x09;
+}
+
+/**
+ * Checks `*( BWS ";" BWS name [ BWS "=" BWS ( token / quoted-string ) ] )` over
+ * `buf[i, end)` (RFC 9112 §7.1.1), for the request and response parsers.
+ *
+ * @example
+ * ```ts
+ * import { chunkExtensions } from "./_http_chars.ts";
+ * const ext = new TextEncoder().encode(';a=b;c="d e"');
+ * console.assert(chunkExtensions(ext, 0, ext.length));
+ * ```
+ */
+export function chunkExtensions(buf: Uint8Array, i: number, end: number): boolean {
+  while (i < end) {
+    while (i < end && isWs(buf[i])) i++;
+    if (i === end || buf[i] !== 0x3b /* ; */) return false;
+    i++;
+    while (i < end && isWs(buf[i])) i++;
+    const ns = i;
+    while (i < end && TOKEN[buf[i]] !== 0) i++;
+    if (i === ns) return false;
+    let j = i;
+    while (j < end && isWs(buf[j])) j++;
+    if (j === end || buf[j] !== 0x3d /* = */) continue;
+    i = j + 1;
+    while (i < end && isWs(buf[i])) i++;
+    if (i < end && buf[i] === 0x22 /* " */) {
+      i++;
+      for (;;) {
+        if (i >= end) return false;
+        const b = buf[i];
+        if (b === 0x22) {
+          i++;
+          break;
+        }
+        if (b === 0x5c /* \\ */) {
+          if (i + 1 >= end || FIELD_VALUE[buf[i + 1]] === 0) return false;
+          i += 2;
+        } else if (QDTEXT[b] !== 0) i++;
+        else return false;
+      }
+    } else {
+      const vs = i;
+      while (i < end && TOKEN[buf[i]] !== 0) i++;
+      if (i === vs) return false;
+    }
+  }
+  return true;
+}

@@ -60,7 +60,7 @@
  * @module
  */
 import { HttpError } from "./errors.ts";
-import { FIELD_VALUE, HEX, HOST, latin1, QDTEXT, TARGET, TOKEN } from "./_http_chars.ts";
+import { chunkExtensions, FIELD_VALUE, HEX, HOST, latin1, TARGET, TOKEN } from "./_http_chars.ts";
 
 /** Limits the parser enforces. Every limit is checked before the bytes are buffered. */
 export interface HttpLimits {
@@ -154,10 +154,6 @@ const LF = 0x0a;
 const SP = 0x20;
 const HTAB = 0x09;
 const COLON = 0x3a;
-const SEMI = 0x3b;
-const EQ = 0x3d;
-const DQUOTE = 0x22;
-const BSLASH = 0x5c;
 const SLASH = 0x2f;
 const QMARK = 0x3f;
 
@@ -924,46 +920,4 @@ export class HttpRequestParser {
     this.#state = S_FAILED;
     this.#sink.error(new HttpError(status, message, { close: true }));
   }
-}
-
-/**
- * Checks `*( BWS ";" BWS name [ BWS "=" BWS ( token / quoted-string ) ] )` over
- * `buf[i, end)` (RFC 9112 §7.1.1).
- */
-function chunkExtensions(buf: Uint8Array, i: number, end: number): boolean {
-  while (i < end) {
-    while (i < end && isWs(buf[i])) i++;
-    if (i === end || buf[i] !== SEMI) return false;
-    i++;
-    while (i < end && isWs(buf[i])) i++;
-    const ns = i;
-    while (i < end && TOKEN[buf[i]] !== 0) i++;
-    if (i === ns) return false;
-    let j = i;
-    while (j < end && isWs(buf[j])) j++;
-    if (j === end || buf[j] !== EQ) continue;
-    i = j + 1;
-    while (i < end && isWs(buf[i])) i++;
-    if (i < end && buf[i] === DQUOTE) {
-      i++;
-      for (;;) {
-        if (i >= end) return false;
-        const b = buf[i];
-        if (b === DQUOTE) {
-          i++;
-          break;
-        }
-        if (b === BSLASH) {
-          if (i + 1 >= end || FIELD_VALUE[buf[i + 1]] === 0) return false;
-          i += 2;
-        } else if (QDTEXT[b] !== 0) i++;
-        else return false;
-      }
-    } else {
-      const vs = i;
-      while (i < end && TOKEN[buf[i]] !== 0) i++;
-      if (i === vs) return false;
-    }
-  }
-  return true;
 }
