@@ -26,6 +26,7 @@ import {
   jobMeta,
   type JobOrigin,
   type JobResult,
+  replyProblem,
 } from "./job.ts";
 import type { Provider, QueuedJob } from "./balancer.ts";
 import { oneLine } from "./http_conn.ts";
@@ -418,6 +419,13 @@ export class EpConnection implements TransportHandler {
       : typeof res.body === "string"
       ? enc.encode(res.body)
       : res.body;
+    const problem = replyProblem(res.status ?? 200, body.length); // the rule every handler follows
+    if (problem !== null) {
+      log.error("Cannot send the handler's reply: {problem}", { problem });
+      this.#send({ type: "error", id: entry.id, code: ErrorCode.HANDLER_ERROR, message: problem });
+      this.#afterAnswer();
+      return;
+    }
     try {
       this.#send({
         type: "reply",
@@ -428,13 +436,14 @@ export class EpConnection implements TransportHandler {
         body,
       });
     } catch (err) {
-      // The handler produced something EP cannot carry (a bad meta key, a body too large).
+      // The handler produced something EP cannot carry (a bad meta key, a body too large):
+      // the client learns which, the log gets the rest.
       log.error("Cannot encode reply: {error}", { error: err });
       this.#send({
         type: "error",
         id: entry.id,
-        code: ErrorCode.INTERNAL,
-        message: "Invalid reply",
+        code: ErrorCode.HANDLER_ERROR,
+        message: oneLine(`Invalid reply from the handler: ${(err as Error).message}`),
       });
     }
     this.#afterAnswer();

@@ -22,7 +22,14 @@ import {
   HttpRequestParser,
 } from "../protocol/http_parser.ts";
 import { CONTINUE_100, errorResponse, writeResponse } from "../protocol/http_writer.ts";
-import { type Job, JobError, type JobHandler, type JobResult, serviceFromPath } from "./job.ts";
+import {
+  type Job,
+  JobError,
+  type JobHandler,
+  type JobResult,
+  replyProblem,
+  serviceFromPath,
+} from "./job.ts";
 import type { Transport, TransportHandler } from "./transport.ts";
 
 /** Options for HTTP connections. */
@@ -225,12 +232,19 @@ export class HttpConnection implements TransportHandler {
   }
 
   #answer(slot: Slot, res: JobResult, head: boolean, version: "1.0" | "1.1"): void {
+    const status = res.status ?? 200;
+    const body = res.body ?? EMPTY;
+    const problem = replyProblem(status, body.length); // the rule every handler follows
+    if (problem !== null) {
+      log.error("Cannot write the handler's response: {problem}", { problem });
+      this.#answerError(slot, new JobError(ErrorCode.HANDLER_ERROR, problem), version);
+      return;
+    }
     try {
-      slot.bytes = writeResponse({
-        status: res.status ?? 200,
-        headers: res.headers,
-        body: res.body ?? EMPTY,
-      }, { keepAlive: !slot.close, head, version });
+      slot.bytes = writeResponse(
+        { status, headers: res.headers, body },
+        { keepAlive: !slot.close, head, version },
+      );
     } catch (err) {
       // The handler produced what HTTP cannot carry (a status outside 200–599, a header
       // value that is not field-value bytes, a body on a 204): the client gets a 500 that

@@ -123,7 +123,12 @@ export interface HandlerRequest {
  * ```
  */
 export interface HandlerReply {
-  /** Status, 0 to 65535 (default 200). */
+  /**
+   * Status, an integer from 200 to 599 (default 200): what an EP REPLY and an HTTP
+   * response carry. A 204 or 304 reply has no body. Anything else fails the job with a
+   * `HandlerError` that says what was wrong (`Handler returned status 99; allowed
+   * 200–599`), which the client gets as its one-line reason (HTTP 500, EP handler_error).
+   */
   status?: number;
   /** Reply metadata bytes. */
   meta?: Uint8Array;

@@ -27,6 +27,7 @@ import { ErrorCode } from "../protocol/errors.ts";
 import { decodeMeta, encodeMeta } from "./_meta.ts";
 import { poolError } from "./local_provider.ts";
 import { oneLine } from "./http_conn.ts";
+import { replyProblem } from "./job.ts";
 import type { HandlerPool, JobReply, PoolJob } from "./pool.ts";
 import { connect as tcpConnect, type Transport } from "./transport.ts";
 
@@ -255,14 +256,21 @@ export class WorkerNode {
       // One line of bounded bytes: an ERROR frame cannot carry more (SPEC.md §6.10).
       h.link.send({ type: "error", id: h.id, code: e.code, message: oneLine(e.message) });
     } else {
-      h.link.send({
-        type: "reply",
-        id: h.id,
-        status: reply!.status >= 200 && reply!.status <= 599 ? reply!.status : 500,
-        freeSlots: free,
-        meta: decodeMeta(reply!.meta),
-        body: reply!.body,
-      });
+      // Never a REPLY that EP cannot carry (the pool already refuses such replies).
+      const problem = replyProblem(reply!.status, reply!.body.length);
+      if (problem !== null) {
+        log.warn("Handler of {service} failed: {problem}", { service: h.service, problem });
+        h.link.send({ type: "error", id: h.id, code: ErrorCode.HANDLER_ERROR, message: problem });
+      } else {
+        h.link.send({
+          type: "reply",
+          id: h.id,
+          status: reply!.status,
+          freeSlots: free,
+          meta: decodeMeta(reply!.meta),
+          body: reply!.body,
+        });
+      }
     }
     this.regrant();
     if (this.#held === 0) {

@@ -74,6 +74,7 @@ import {
   TYPE_NAMES,
 } from "./_lua_api.ts";
 import { decodeJson, encodeJson } from "./_json.ts";
+import { replyProblem } from "../core/job.ts";
 import { LuaError, LuaMemoryError, LuaTimeoutError } from "./errors.ts";
 
 /**
@@ -225,7 +226,7 @@ export interface LuaRequest {
  * ```
  */
 export interface LuaResponse {
-  /** Status, 0–65535. */
+  /** Status, 200–599 (no body with 204 and 304). */
   status: number;
   /** Header fields. */
   headers: [string, string][];
@@ -1041,11 +1042,6 @@ export class LuaEngine {
     const st = raw._lua_type(co, -1);
     if (st === LUA_TNUMBER) {
       status = raw._lua_tonumberx(co, -1, 0);
-      if (!Number.isInteger(status) || status < 0 || status > 0xffff) {
-        throw new LuaError(
-          `Handler of service "${call.service}" returned an invalid status: "${status}"`,
-        );
-      }
     } else if (st !== LUA_TNIL) {
       throw new LuaError(
         `Handler of service "${call.service}" returned a ${TYPE_NAMES[st + 1]} status`,
@@ -1063,6 +1059,9 @@ export class LuaEngine {
       );
     }
     raw._lua_settop(co, -2);
+    // 200–599, no body with 204/304: the rule of every handler (core/job.ts).
+    const problem = replyProblem(status, body.length);
+    if (problem !== null) throw new LuaError(problem);
 
     const headers: [string, string][] = [];
     this.#rawField(co, idx, "headers");

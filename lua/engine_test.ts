@@ -129,7 +129,13 @@ Deno.test("LuaEngine maps handler results to responses", async () => {
           `return true`,
           'Handler of service "svc" returned a boolean; expected a string or a table',
         ],
-        [`return { status = 1.5 }`, 'Handler of service "svc" returned an invalid status: "1.5"'],
+        [`return { status = 1.5 }`, "Handler returned status 1.5; allowed 200–599"],
+        [`return { status = 99 }`, "Handler returned status 99; allowed 200–599"],
+        [`return { status = 600 }`, "Handler returned status 600; allowed 200–599"],
+        [
+          `return { status = 304, body = "x" }`,
+          "Handler returned a body with status 304; a 304 response has no body",
+        ],
         [`return { status = "200" }`, 'Handler of service "svc" returned a string status'],
         [`return { body = {} }`, 'Handler of service "svc" returned a table body'],
         [

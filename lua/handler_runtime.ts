@@ -163,7 +163,7 @@ export interface LuaJob {
  * ```
  */
 export interface LuaReply {
-  /** Status, 0–65535. */
+  /** Status, 200–599 (no body with 204 and 304). */
   status: number;
   /** Header fields. */
   headers: [string, string][];
