@@ -54,13 +54,25 @@
  *   are ignored, {@linkcode HttpRequestParser.ended} turns true), as RFC 9112 §9.6 asks.
  * - `Expect`: only `100-continue` (case-insensitive) is honoured; any other expectation
  *   is 417. In HTTP/1.0 requests `Expect` is ignored (RFC 9110 §10.1.1).
- * - `Host`: several fields are 400 in any version; the value may be empty but may hold
- *   only authority bytes (no `/ ? # @`, whitespace or controls).
+ * - `Host`: several fields are 400 in any version; the value must be `uri-host [ ":" port ]`
+ *   (RFC 3986: a bracketed IPv6 or IPvFuture literal, or a reg-name, which covers IPv4;
+ *   the port digits only, possibly empty; no userinfo, zone id, whitespace or non-ASCII)
+ *   or empty; anything else is 400 (RFC 9112 §3.2). An absolute-form target's authority
+ *   follows the same rule (and may not be empty).
  *
  * @module
  */
 import { HttpError } from "./errors.ts";
-import { chunkExtensions, FIELD_VALUE, HEX, HOST, latin1, TARGET, TOKEN } from "./_http_chars.ts";
+import {
+  chunkExtensions,
+  FIELD_VALUE,
+  HEX,
+  HOST,
+  isHost,
+  latin1,
+  TARGET,
+  TOKEN,
+} from "./_http_chars.ts";
 
 /** Limits the parser enforces. Every limit is checked before the bytes are buffered. */
 export interface HttpLimits {
@@ -678,7 +690,12 @@ export class HttpRequestParser {
       this.#fail(400, "Empty authority in request target");
       return false;
     }
-    this.#authority = target.slice(as - ts, j - ts);
+    const authority = target.slice(as - ts, j - ts);
+    if (!isHost(authority)) {
+      this.#fail(400, "Invalid authority in request target");
+      return false;
+    }
+    this.#authority = authority;
     const rest = target.slice(j - ts);
     const q = rest.indexOf("?");
     const path = q === -1 ? rest : rest.slice(0, q);
@@ -735,9 +752,7 @@ export class HttpRequestParser {
     switch (name) {
       case "host": {
         if (++this.#hostCount > 1) return this.#fail(400, "Multiple Host fields");
-        for (let k = 0; k < value.length; k++) {
-          if (HOST[value.charCodeAt(k)] === 0) return this.#fail(400, "Invalid Host field");
-        }
+        if (!isHost(value)) return this.#fail(400, "Invalid Host field"); // RFC 9112 §3.2
         this.#host = value;
         return;
       }

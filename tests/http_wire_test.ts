@@ -155,3 +155,29 @@ Deno.test("HTTP wire: the stock Lua echo in a separate worker cannot be made to 
     await b.proc.stop();
   }
 });
+
+Deno.test("HTTP wire: a request with an invalid Host is answered 400 and the connection closed (RFC 9112 §3.2)", async () => {
+  const server = startServer();
+  try {
+    for (const host of ["127.0.0.1:9000:80", "a:b:c", "[::1", "h:80x", "h@x", "a b", "\xe9"]) {
+      const raw = await Raw.open(server.addr.port);
+      try {
+        await raw.send(bytes(`GET /echo?x HTTP/1.1\r\nHost: ${host}\r\n\r\n`));
+        const { text, eof } = await raw.readToEnd(5_000);
+        assert.match(text, /^HTTP\/1\.1 400 Bad Request\r\n/, JSON.stringify(host));
+        assert.ok(text.endsWith("\r\n\r\nInvalid Host field\n") && eof, JSON.stringify(host));
+      } finally {
+        raw.close();
+      }
+    }
+    const raw = await Raw.open(server.addr.port);
+    try {
+      await raw.send("GET /echo?ok HTTP/1.1\r\nHost: [::1]:80\r\nConnection: close\r\n\r\n");
+      assert.match((await raw.readToEnd(5_000)).text, /^HTTP\/1\.1 200 OK\r\n[^]*\r\n\r\nok$/);
+    } finally {
+      raw.close();
+    }
+  } finally {
+    await server.close();
+  }
+});
