@@ -203,7 +203,7 @@ export class HttpConnection implements TransportHandler {
       method: r.method,
       path: r.path,
       query: r.query,
-      headers: r.headers,
+      headers: withoutReserved(r.headers),
       body: r.body,
       deadlineMs: deadlineOf(r.headers),
       priority: priorityOf(r.headers),
@@ -300,6 +300,19 @@ function headerValue(headers: [string, string][], name: string): string | undefi
     if (headers[i][0] === name) return headers[i][1];
   }
   return undefined;
+}
+
+/**
+ * The header fields without those named `ep-…`: the names of a job's metadata that ep
+ * reserves (SPEC.md §10: `ep-method`, `ep-path`, `ep-query` carry the request line, and a
+ * client's field must not pose as one). `ep-timeout` and `ep-priority` are read before.
+ * The same array when there is none (the usual case).
+ */
+function withoutReserved(headers: [string, string][]): [string, string][] {
+  let i = 0;
+  while (i < headers.length && !headers[i][0].startsWith("ep-")) i++;
+  if (i === headers.length) return headers;
+  return headers.filter(([name]) => !name.startsWith("ep-"));
 }
 
 /** The client's deadline from `ep-timeout` (milliseconds), or 0 for the server default. */

@@ -108,6 +108,17 @@ Deno.test("HTTP wire: the stock Lua echo, all-in-one, cannot be made to split a 
   const p = await listening("main.lua", { EP_THREADS: "1" });
   try {
     await echoTwice(p.port);
+    // Header fields named ep-… are ep's (SPEC.md §10): they cannot pose as the request line.
+    const spoof = await Raw.open(p.port);
+    try {
+      await spoof.send(
+        "GET /echo?real HTTP/1.1\r\nHost: h\r\nEP-Query: spoofed\r\nep-method: POST\r\n" +
+          "ep-path: /other\r\nConnection: close\r\n\r\n",
+      );
+      assert.match((await spoof.readToEnd(10_000)).text, /\r\n\r\nreal$/);
+    } finally {
+      spoof.close();
+    }
     // A field name longer than a job's metadata key can be (255 bytes) is the client's
     // fault, and said so; one of 255 bytes goes through.
     for (
