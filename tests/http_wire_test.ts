@@ -180,3 +180,73 @@ Deno.test("HTTP wire: a request with an invalid Host is answered 400 and the con
     await server.close();
   }
 });
+
+const HEADER_BYTES_LUA = `return function(req)
+  local v = req.headers["x-in"] or ""
+  return {
+    headers = { ["x-out"] = "\\u{e9}\\u{20ac}\\xff", ["x-echo"] = v },
+    body = (v:gsub(".", function(c) return string.format("%02x", c:byte()) end)),
+  }
+end
+`;
+
+/** A request with header bytes that are UTF-8 and not; checks what the Lua handler saw and sent. */
+async function headerBytes(port: number): Promise<void> {
+  const raw = await Raw.open(port);
+  try {
+    await raw.send(bytes("GET /hdr HTTP/1.1\r\nHost: h\r\nX-In: \xc3\xa9\xe9\r\n\r\n"));
+    await raw.readUntil(() => {
+      const r = responses(raw.bytes, ["GET"]);
+      return r.got.length === 1 || r.error !== null;
+    }, 10_000);
+    const { got, error } = responses(raw.bytes, ["GET"]);
+    assert.equal(error, null, latin1(raw.bytes));
+    assert.equal(got[0]?.status, 200, latin1(raw.bytes));
+    assert.equal(got[0].text, "c3a9e9", "the handler saw the request's bytes");
+    const field = (name: string) => got[0].headers.find(([k]) => k === name)?.[1];
+    assert.equal(field("x-echo"), "\xc3\xa9\xe9", "and sent them back unchanged");
+    assert.equal(field("x-out"), "\xc3\xa9\xe2\x82\xac\xff", "its own header bytes, as they are");
+  } finally {
+    raw.close();
+  }
+}
+
+Deno.test("HTTP wire: header bytes go through a Lua handler unchanged, all-in-one and in a worker", async () => {
+  const dir = await Deno.makeTempDir();
+  await Deno.writeTextFile(`${dir}/hdr.lua`, HEADER_BYTES_LUA);
+  await Deno.writeTextFile(
+    `${dir}/main.lua`,
+    `ep.listen { port = tonumber(ep.env("EP_PORT", "0")) }
+if ep.env("EP_SERVE", "") == "1" then
+  ep.threads(1)
+  ep.service("hdr", "hdr.lua")
+end
+`,
+  );
+  await Deno.writeTextFile(
+    `${dir}/worker.lua`,
+    `ep.connect { ep.env("EP_CONNECT") }\nep.threads(1)\nep.service("hdr", "hdr.lua")\n`,
+  );
+  try {
+    const aio = new Proc(["run", `${dir}/main.lua`], { EP_PORT: "0", EP_SERVE: "1" });
+    try {
+      const m = await aio.waitFor(/listening on [^:]+:(\d+)/, 30_000);
+      await headerBytes(Number(m[1]));
+    } finally {
+      await aio.stop();
+    }
+    const b = new Proc(["run", `${dir}/main.lua`], { EP_PORT: "0" });
+    let w: Proc | null = null;
+    try {
+      const m = await b.waitFor(/listening on [^:]+:(\d+)/, 30_000);
+      w = new Proc(["run", `${dir}/worker.lua`], { EP_CONNECT: `127.0.0.1:${m[1]}` });
+      await waitStats(`127.0.0.1:${m[1]}`, (s) => s.providers.length === 1, 30_000);
+      await headerBytes(Number(m[1]));
+    } finally {
+      await w?.stop();
+      await b.stop();
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
