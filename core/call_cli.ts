@@ -7,6 +7,7 @@
 import { parseArgs } from "node:util";
 import { connect, ConnectionClosedError } from "./client.ts";
 import { JobError } from "./job.ts";
+import { parseHeaderArg } from "./loadgen.ts";
 import { connect as tcpConnect } from "./transport.ts";
 import { HttpResponseParser } from "../protocol/http_response_parser.ts";
 
@@ -155,12 +156,12 @@ async function call(rest: string[], values: CallFlags, io: CallIo): Promise<numb
   }
   const headers: [string, string][] = [];
   for (const h of values.header ?? []) {
-    const i = h.indexOf(":");
-    if (i <= 0) {
-      io.err(`ep call: invalid --header "${h}": expected name:value`);
+    try {
+      headers.push(parseHeaderArg(h));
+    } catch (err) {
+      io.err(`ep call: ${(err as Error).message}`);
       return EXIT.usage;
     }
-    headers.push([h.slice(0, i).trim().toLowerCase(), h.slice(i + 1).trim()]);
   }
   let body: Uint8Array | null = null;
   try {

@@ -48,7 +48,11 @@ export interface JobOrigin {
 export interface JobResult {
   /** Status with HTTP meaning, 200–599 (no body with 204 and 304); 200 when absent. */
   status?: number;
-  /** Response headers (HTTP) or reply metadata (EP). */
+  /**
+   * Response headers (HTTP) or reply metadata (EP). For HTTP, names and values are byte
+   * strings (code units 0x00–0xFF, one byte each), as the request's are: see
+   * `protocol/http_writer.ts`.
+   */
   headers?: [string, string][];
   /** The body. Strings are sent as UTF-8. */
   body?: Uint8Array | string;

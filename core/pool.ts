@@ -130,7 +130,10 @@ export interface HandlerReply {
    * 200–599`), which the client gets as its one-line reason (HTTP 500, EP handler_error).
    */
   status?: number;
-  /** Reply metadata bytes. */
+  /**
+   * Reply metadata bytes (`encodeMeta`); for an HTTP job, the response header fields, whose
+   * names and values are byte strings (code units 0x00–0xFF) as the request's are.
+   */
   meta?: Uint8Array;
   /** Reply body: bytes, or a string sent as UTF-8. */
   body?: Uint8Array | string;

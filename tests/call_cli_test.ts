@@ -130,6 +130,11 @@ Deno.test("ep call rejects bad usage with exit 2 and documents its exit codes", 
   const io = { err: (l: string) => void err.push(l) };
   assert.equal(await callMain([], io), EXIT.usage);
   assert.equal(await callMain(["echo", "--header", "nocolon"], io), EXIT.usage);
+  // A header that would split the request head it is written into.
+  assert.equal(await callMain(["echo", "--header", "x: a\r\nX-Evil: 1"], io), EXIT.usage);
+  assert.equal(await callMain(["echo", "--header", "x: a\nb"], io), EXIT.usage);
+  assert.equal(await callMain(["echo", "--header", "x y: a"], io), EXIT.usage);
+  assert.match(err.at(-1) ?? "", /not a token/);
   assert.equal(await callMain(["echo", "--timeout", "soon"], io), EXIT.usage);
   assert.equal(await callMain(["echo", "a", "b"], io), EXIT.usage);
   assert.equal(await callMain(["echo", "--nope"], io), EXIT.usage);
