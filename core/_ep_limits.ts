@@ -165,6 +165,7 @@ export function jobRingBytes(job: Job): number {
  * ```
  */
 export function unsendableReply(err: unknown): JobError {
+  if (err instanceof JobError) return err;
   if (err instanceof FrameTooLargeError) {
     return new JobError(
       ErrorCode.REPLY_TOO_LARGE,

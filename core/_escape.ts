@@ -112,7 +112,14 @@ const NOT_IN_LINE = /[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u
  * console.assert(oneLine("bad\r\nthing ") === "bad thing");
  * ```
  */
-export function oneLine(message: string): string {
-  const s = message.replace(NOT_IN_LINE, " ").trim();
-  return s.length > 200 ? s.slice(0, 197) + "..." : s;
+export function oneLine(message: string, max = 200): string {
+  let s = message.replace(NOT_IN_LINE, " ").trim();
+  if (s.length > max) {
+    let cut = Math.max(0, max - 3);
+    const last = s.charCodeAt(cut - 1);
+    if (last >= 0xd800 && last <= 0xdbff) cut--; // keep a surrogate pair whole
+    s = s.slice(0, cut) + "...";
+  }
+  // EP strings must be valid UTF-8: a lone surrogate would make the frame unencodable.
+  return s.toWellFormed();
 }

@@ -30,6 +30,7 @@
  * @module
  */
 
+import { replyProblem } from "./job.ts";
 import { Doorbell, RingConsumer, RingProducer, RingRecord, utf8Length } from "./ring.ts";
 import {
   CTL_ASYNC,
@@ -200,12 +201,7 @@ class HandlerThread {
       const status = result.status ?? 200;
       const body = result.body ?? EMPTY;
       const meta = result.meta ?? null;
-      if (!Number.isInteger(status) || status < 0 || status > 0xffff) {
-        this.#writeError(
-          ticket,
-          new RangeError(`Reply status must be an integer from 0 to 65535: "${status}"`),
-        );
-      } else if (!(body instanceof Uint8Array) && typeof body !== "string") {
+      if (!(body instanceof Uint8Array) && typeof body !== "string") {
         this.#writeError(
           ticket,
           new TypeError(`Reply body must be a Uint8Array or a string: "${typeof body}"`),
@@ -216,7 +212,11 @@ class HandlerThread {
           new TypeError(`Reply meta must be a Uint8Array: "${typeof meta}"`),
         );
       } else {
-        this.#write(ticket, KIND_REPLY, status, meta, body);
+        // The same rule on every path (TS and Lua handlers, all-in-one or remote worker):
+        // what an EP REPLY and an HTTP response can carry.
+        const problem = replyProblem(status, body.length);
+        if (problem !== null) this.#writeError(ticket, new RangeError(problem));
+        else this.#write(ticket, KIND_REPLY, status, meta, body);
       }
     } else {
       this.#writeError(

@@ -12,6 +12,7 @@ import {
   type LoadOptions,
   type LoadResult,
   type MixEntry,
+  parseHeaderArg,
   parseMix,
   poissonSchedule,
   type Progress,
@@ -152,11 +153,7 @@ export async function benchMain(args: string[], io: Partial<BenchIo> = {}): Prom
   try {
     mix = v.mix === undefined ? undefined : parseMix(v.mix);
     const headers: [string, string][] = [];
-    for (const h of v.header ?? []) {
-      const i = h.indexOf(":");
-      if (i <= 0) throw new RangeError(`Invalid --header "${h}": expected name:value`);
-      headers.push([h.slice(0, i).trim().toLowerCase(), h.slice(i + 1).trim()]);
-    }
+    for (const h of v.header ?? []) headers.push(parseHeaderArg(h));
     let body: Uint8Array | undefined;
     if (v.body !== undefined) {
       body = v.body.startsWith("@")

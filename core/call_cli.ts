@@ -7,9 +7,10 @@
 import { parseArgs } from "node:util";
 import { connect, ConnectionClosedError } from "./client.ts";
 import { JobError } from "./job.ts";
-import { chunkedEnd, parseResponseHead } from "./loadgen.ts";
+import { parseHeaderArg } from "./loadgen.ts";
 import { connect as tcpConnect } from "./transport.ts";
 import { escapeControls } from "./_escape.ts";
+import { HttpResponseParser } from "../protocol/http_response_parser.ts";
 
 /**
  * Exit codes of `ep call`, one per way a request can fail.
@@ -156,12 +157,12 @@ async function call(rest: string[], values: CallFlags, io: CallIo): Promise<numb
   }
   const headers: [string, string][] = [];
   for (const h of values.header ?? []) {
-    const i = h.indexOf(":");
-    if (i <= 0) {
-      io.err(`ep call: invalid --header "${h}": expected name:value`);
+    try {
+      headers.push(parseHeaderArg(h));
+    } catch (err) {
+      io.err(`ep call: ${(err as Error).message}`);
       return EXIT.usage;
     }
-    headers.push([h.slice(0, i).trim().toLowerCase(), h.slice(i + 1).trim()]);
   }
   let body: Uint8Array | null = null;
   try {
@@ -268,64 +269,33 @@ async function callHttp(
   lines.push("connection: close", "", "");
   const head = new TextEncoder().encode(lines.join("\r\n"));
   const out = await new Promise<{ status: number; body: Uint8Array } | Error>((resolve) => {
-    let buf = new Uint8Array(4096);
-    let len = 0;
     const timer = setTimeout(
       () => resolve(new JobError(103, `No answer within ${timeoutMs} ms`)),
       // The server answers 504 at the deadline; allow a little for that answer to come.
       timeoutMs + Math.min(1_000, 100 + timeoutMs / 10),
     );
+    let done = false;
+    let ended = false;
     const complete = (r: { status: number; body: Uint8Array } | Error) => {
+      if (done) return;
+      done = true;
       clearTimeout(timer);
       resolve(r);
     };
-    const tryParse = (eof: boolean) => {
-      let h;
-      try {
-        h = parseResponseHead(buf, len);
-      } catch (err) {
-        complete(err as Error);
-        return;
-      }
-      if (!h) {
-        if (eof) complete(new ConnectionClosedError("Connection closed before the response"));
-        return;
-      }
-      let end = -1;
-      let bodyBytes: Uint8Array;
-      if (h.chunked) {
-        end = chunkedEnd(buf, h.headLength, len);
-        if (end < 0) {
-          if (eof) complete(new ConnectionClosedError("Connection closed inside the body"));
-          return;
-        }
-        bodyBytes = dechunk(buf.subarray(h.headLength, end));
-      } else if (h.contentLength >= 0) {
-        end = h.headLength + h.contentLength;
-        if (len < end) {
-          if (eof) complete(new ConnectionClosedError("Connection closed inside the body"));
-          return;
-        }
-        bodyBytes = buf.slice(h.headLength, end);
-      } else {
-        if (!eof) return;
-        bodyBytes = buf.slice(h.headLength, len);
-      }
-      complete({ status: h.status, body: bodyBytes });
-    };
+    // The strict response parser (protocol/http_response_parser.ts): Content-Length,
+    // chunked or close-delimited bodies, interim 100s skipped.
+    const parser = new HttpResponseParser({
+      response: (r) => complete({ status: r.status, body: r.body.slice() }),
+      error: (e) => complete(ended ? new ConnectionClosedError(e.message, { cause: e }) : e),
+    });
+    parser.sent(method);
     t.start({
       data(chunk) {
-        if (len + chunk.length > buf.length) {
-          const grown = new Uint8Array(Math.max(buf.length * 2, len + chunk.length));
-          grown.set(buf.subarray(0, len));
-          buf = grown;
-        }
-        buf.set(chunk, len);
-        len += chunk.length;
-        tryParse(false);
+        parser.push(chunk);
       },
       end() {
-        tryParse(true);
+        ended = true;
+        parser.end();
       },
     });
     t.write(head);
@@ -343,27 +313,6 @@ async function callHttp(
   const reason = new TextDecoder().decode(out.body).trim().split("\n")[0];
   io.err(`ep call: HTTP ${out.status}: ${escapeControls(reason)}`);
   return httpExit(out.status, reason);
-}
-
-/** The payload of a complete chunked body. */
-function dechunk(bytes: Uint8Array): Uint8Array {
-  const parts: Uint8Array[] = [];
-  let o = 0;
-  for (;;) {
-    let eol = o;
-    while (eol + 1 < bytes.length && !(bytes[eol] === 13 && bytes[eol + 1] === 10)) eol++;
-    const size = parseInt(new TextDecoder().decode(bytes.subarray(o, eol)).split(";")[0], 16);
-    if (!(size > 0)) break;
-    parts.push(bytes.subarray(eol + 2, eol + 2 + size));
-    o = eol + 2 + size + 2;
-  }
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let k = 0;
-  for (const p of parts) {
-    out.set(p, k);
-    k += p.length;
-  }
-  return out;
 }
 
 async function writeAll(bytes: Uint8Array): Promise<void> {

@@ -34,6 +34,7 @@ import {
   jobMeta,
   type JobOrigin,
   type JobResult,
+  replyProblem,
 } from "./job.ts";
 import { unsendableReply, withoutReserved } from "./_ep_limits.ts";
 import type { Provider, QueuedJob } from "./balancer.ts";
@@ -441,7 +442,7 @@ export class EpConnection implements TransportHandler {
         type: "error",
         id,
         code: ErrorCode.BAD_REQUEST,
-        message: `Invalid service name "${oneLine(f.service).slice(0, 64)}"`,
+        message: `Invalid service name "${oneLine(f.service, 64)}"`,
       });
       return;
     }
@@ -486,6 +487,8 @@ export class EpConnection implements TransportHandler {
         : typeof res.body === "string"
         ? enc.encode(res.body)
         : res.body;
+      const problem = replyProblem(res.status ?? 200, body.length); // the rule every handler follows
+      if (problem !== null) throw new JobError(ErrorCode.HANDLER_ERROR, problem);
       this.#send({
         type: "reply",
         id: entry.id,

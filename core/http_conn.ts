@@ -17,7 +17,7 @@
  * @module
  */
 import { getLogger } from "@logtape/logtape";
-import { HttpError } from "../protocol/errors.ts";
+import { ErrorCode, HttpError } from "../protocol/errors.ts";
 import {
   type HttpLimits,
   type HttpRequest,
@@ -25,7 +25,14 @@ import {
   HttpRequestParser,
 } from "../protocol/http_parser.ts";
 import { CONTINUE_100, errorResponse, writeResponse } from "../protocol/http_writer.ts";
-import { type Job, JobError, type JobHandler, type JobResult, serviceFromPath } from "./job.ts";
+import {
+  type Job,
+  JobError,
+  type JobHandler,
+  type JobResult,
+  replyProblem,
+  serviceFromPath,
+} from "./job.ts";
 import type { Transport, TransportHandler } from "./transport.ts";
 import { httpMetaProblem, withoutReserved } from "./_ep_limits.ts";
 import { oneLine } from "./_escape.ts";
@@ -241,16 +248,26 @@ export class HttpConnection implements TransportHandler {
   }
 
   #answer(slot: Slot, res: JobResult, head: boolean, version: "1.0" | "1.1"): void {
+    const status = res.status ?? 200;
+    const body = res.body ?? EMPTY;
+    const problem = replyProblem(status, body.length); // the rule every handler follows
+    if (problem !== null) {
+      log.error("Cannot write the handler's response: {problem}", { problem });
+      this.#answerError(slot, new JobError(ErrorCode.HANDLER_ERROR, problem), version);
+      return;
+    }
     try {
-      slot.bytes = writeResponse({
-        status: res.status ?? 200,
-        headers: res.headers,
-        body: res.body ?? EMPTY,
-      }, { keepAlive: !slot.close, head, version });
+      slot.bytes = writeResponse(
+        { status, headers: res.headers, body },
+        { keepAlive: !slot.close, head, version },
+      );
     } catch (err) {
-      // The handler produced what HTTP cannot carry (a 1xx status, CR/LF in a header).
-      log.error("Cannot write response: {error}", { error: err });
-      this.#answerError(slot, err, version);
+      // The handler produced what HTTP cannot carry (a status outside 200–599, a header
+      // value that is not field-value bytes, a body on a 204): the client gets a 500 that
+      // says which, the log the whole error. Nothing of the refused response is written.
+      log.error("Cannot write the handler's response: {error}", { error: err });
+      const message = `Invalid response from the handler: ${(err as Error).message}`;
+      this.#answerError(slot, new JobError(ErrorCode.HANDLER_ERROR, message), version);
       return;
     }
     this.#flush();

@@ -46,12 +46,44 @@ export interface JobOrigin {
 
 /** The answer to a job. */
 export interface JobResult {
-  /** Status with HTTP meaning; 200 when absent. */
+  /** Status with HTTP meaning, 200–599 (no body with 204 and 304); 200 when absent. */
   status?: number;
-  /** Response headers (HTTP) or reply metadata (EP). */
+  /**
+   * Response headers (HTTP) or reply metadata (EP). For HTTP, names and values are byte
+   * strings (code units 0x00–0xFF, one byte each), as the request's are: see
+   * `protocol/http_writer.ts`.
+   */
   headers?: [string, string][];
   /** The body. Strings are sent as UTF-8. */
   body?: Uint8Array | string;
+}
+
+/**
+ * Why a handler's answer cannot be sent, or `null` when it can: its status must be an
+ * integer from 200 to 599 (what an EP REPLY and a final HTTP response carry; SPEC.md
+ * §6.9), and a 204 or 304 answer has no body. The message is the one-line reason the
+ * client gets (HTTP 500, or EP ERROR handler_error).
+ *
+ * @example
+ * ```ts
+ * import { replyProblem } from "./job.ts";
+ * console.assert(replyProblem(99, 0) === "Handler returned status 99; allowed 200–599");
+ * console.assert(replyProblem(204, 0) === null && replyProblem(404, 3) === null);
+ * ```
+ */
+export function replyProblem(status: unknown, bodyLength: number): string | null {
+  if (typeof status !== "number") {
+    return `Handler returned status "${
+      String(status).slice(0, 32)
+    }" (a ${typeof status}); allowed 200–599`;
+  }
+  if (!Number.isInteger(status) || status < 200 || status > 599) {
+    return `Handler returned status ${status}; allowed 200–599`;
+  }
+  if ((status === 204 || status === 304) && bodyLength > 0) {
+    return `Handler returned a body with status ${status}; a ${status} response has no body`;
+  }
+  return null;
 }
 
 /** Answers jobs. May answer synchronously (faster) or with a promise. */

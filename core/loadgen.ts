@@ -42,6 +42,7 @@
 import process from "node:process";
 import { type Client, connect as epConnect, ConnectionClosedError } from "./client.ts";
 import { JobError } from "./job.ts";
+import { type HttpResponse, HttpResponseParser } from "../protocol/http_response_parser.ts";
 import { connect as tcpConnect, type TcpTransport } from "./transport.ts";
 
 // ---------------------------------------------------------------------------------------
@@ -302,6 +303,37 @@ export interface MixEntry {
   ms: number;
   /** Probability, 0–1. */
   p: number;
+}
+
+/**
+ * Parses a `--header name:value` argument of `ep bench` and `ep call`: the name lower-cased
+ * and the value trimmed. The name must be a token and the value free of control characters
+ * (CR, LF, NUL, … and DEL): they are written into a request head as they are (the value as
+ * UTF-8), so either could split it.
+ *
+ * @throws {RangeError} on a missing colon, a name that is not a token or a control
+ * character in the value.
+ *
+ * @example
+ * ```ts
+ * import { parseHeaderArg } from "./loadgen.ts";
+ * const [name, value] = parseHeaderArg("X-Trace: abc ");
+ * console.assert(name === "x-trace" && value === "abc");
+ * ```
+ */
+export function parseHeaderArg(arg: string): [string, string] {
+  const i = arg.indexOf(":");
+  if (i <= 0) throw new RangeError(`Invalid --header "${arg}": expected name:value`);
+  const name = arg.slice(0, i).trim().toLowerCase();
+  const value = arg.slice(i + 1).trim();
+  if (!/^[!#$%&'*+\-.^_`|~0-9a-z]+$/.test(name)) {
+    throw new RangeError(`Invalid --header name ${JSON.stringify(name)}: not a token`);
+  }
+  // deno-lint-ignore no-control-regex -- control characters are what is refused
+  if (/[\x00-\x08\x0a-\x1f\x7f]/.test(value)) {
+    throw new RangeError(`Invalid --header value ${JSON.stringify(value)}: control character`);
+  }
+  return [name, value];
 }
 
 /**
@@ -571,7 +603,6 @@ interface Sender {
 }
 
 const enc = new TextEncoder();
-const dec = new TextDecoder();
 const SLEPT_KEY = "x-slept-us";
 
 /** What to send: the target of a run. */
@@ -649,112 +680,6 @@ async function epSender(
   };
 }
 
-const CRLFCRLF = [13, 10, 13, 10];
-
-function indexOfCrlfCrlf(buf: Uint8Array, from: number, to: number): number {
-  for (let i = Math.max(0, from); i + 3 < to; i++) {
-    if (buf[i] === 13 && buf[i + 1] === 10 && buf[i + 2] === 13 && buf[i + 3] === 10) return i;
-  }
-  return -1;
-}
-
-/** A parsed HTTP response head, from {@linkcode parseResponseHead}. */
-export interface ResponseHead {
-  /** Status code. */
-  status: number;
-  /** Bytes of the head, blank line included: the body starts there. */
-  headLength: number;
-  /** `content-length`, or -1 when absent. */
-  contentLength: number;
-  /** Whether the body is chunked. */
-  chunked: boolean;
-  /** Whether the server closes the connection after this response. */
-  close: boolean;
-  /** The `x-slept-us` header (job time the `sleep` service reports), or -1. */
-  sleptUs: number;
-}
-
-/**
- * Parses the head of an HTTP/1.1 response in `buf[0, len)`; null while incomplete. A tiny
- * client-side parser for the load generator and `ep call --http` (the server side uses the
- * strict parser in `protocol/`).
- *
- * @throws {TypeError} when the status line is not HTTP/1.x.
- *
- * @example
- * ```ts
- * import { parseResponseHead } from "./loadgen.ts";
- * const b = new TextEncoder().encode("HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nhi");
- * const h = parseResponseHead(b, b.length)!;
- * console.assert(h.status === 200 && h.contentLength === 2 && h.headLength === 38);
- * ```
- */
-export function parseResponseHead(buf: Uint8Array, len: number): ResponseHead | null {
-  const end = indexOfCrlfCrlf(buf, 0, len);
-  if (end < 0) return null;
-  const text = dec.decode(buf.subarray(0, end));
-  const lines = text.split("\r\n");
-  const m = /^HTTP\/1\.[01] (\d{3})/.exec(lines[0]);
-  if (!m) throw new TypeError(`Bad status line "${lines[0].slice(0, 40)}"`);
-  const head: ResponseHead = {
-    status: Number(m[1]),
-    headLength: end + CRLFCRLF.length,
-    contentLength: -1,
-    chunked: false,
-    close: lines[0].startsWith("HTTP/1.0"),
-    sleptUs: -1,
-  };
-  for (let i = 1; i < lines.length; i++) {
-    const line = lines[i];
-    const colon = line.indexOf(":");
-    if (colon <= 0) continue;
-    const name = line.slice(0, colon).trim().toLowerCase();
-    const value = line.slice(colon + 1).trim();
-    if (name === "content-length") head.contentLength = Number(value);
-    else if (name === "transfer-encoding") head.chunked = /chunked/i.test(value);
-    else if (name === "connection") head.close = /close/i.test(value);
-    else if (name === SLEPT_KEY) head.sleptUs = Number(value);
-  }
-  if (head.status === 204 || head.status === 304) head.contentLength = 0;
-  return head;
-}
-
-/**
- * Where a chunked body that starts at `from` ends in `buf[0, len)`, or -1 while incomplete.
- *
- * @throws {TypeError} on a malformed chunk size.
- *
- * @example
- * ```ts
- * import { chunkedEnd } from "./loadgen.ts";
- * const b = new TextEncoder().encode("2\r\nhi\r\n0\r\n\r\n");
- * console.assert(chunkedEnd(b, 0, b.length) === b.length);
- * ```
- */
-export function chunkedEnd(buf: Uint8Array, from: number, len: number): number {
-  let o = from;
-  for (;;) {
-    let eol = -1;
-    for (let i = o; i + 1 < len; i++) {
-      if (buf[i] === 13 && buf[i + 1] === 10) {
-        eol = i;
-        break;
-      }
-    }
-    if (eol < 0) return -1;
-    const size = parseInt(dec.decode(buf.subarray(o, eol)).split(";")[0].trim(), 16);
-    if (Number.isNaN(size)) throw new TypeError("Bad chunk size");
-    o = eol + 2;
-    if (size === 0) {
-      // Trailers end with an empty line.
-      const end = indexOfCrlfCrlf(buf, o - 2, len);
-      return end < 0 ? -1 : end + 4;
-    }
-    if (o + size + 2 > len) return -1;
-    o += size + 2;
-  }
-}
-
 interface HttpRequest {
   jobMs: number;
   done: Done;
@@ -763,12 +688,27 @@ interface HttpRequest {
 
 class HttpConn {
   t: TcpTransport | null = null;
+  /** Reads the responses (strict, incremental; see `protocol/http_response_parser.ts`). */
+  parser: HttpResponseParser | null = null;
   current: HttpRequest | null = null;
   sentAt = 0;
-  buf = new Uint8Array(4096);
-  len = 0;
-  head: ResponseHead | null = null;
   dead = false;
+  /** The server closed the connection: a response it cut short counts as `closed`. */
+  ending = false;
+  /** What to do once the chunk that completed a response is consumed. */
+  after = AFTER_NONE;
+}
+
+const AFTER_NONE = 0;
+const AFTER_RELEASE = 1;
+const AFTER_CLOSE = 2;
+
+/** The outcome of a response: ok for 2xx, else `http_<status>`; the `x-slept-us` header. */
+function httpOutcome(r: HttpResponse): Outcome {
+  let slept = -1;
+  const h = r.headers;
+  for (let i = 0; i < h.length; i++) if (h[i][0] === SLEPT_KEY) slept = Number(h[i][1]);
+  return { error: r.status >= 200 && r.status < 300 ? null : `http_${r.status}`, sleptUs: slept };
 }
 
 function httpSender(
@@ -780,13 +720,15 @@ function httpSender(
   const path = target.path ?? `/${target.service}`;
   const extra = (target.headers ?? []).map(([k, v]) => `${k}: ${v}\r\n`).join("");
   const cache = new Map<number, Uint8Array>();
+  // A job-time run (`jobMs` a number) sends `?ms=N` without a body; otherwise the body.
+  const methodOf = (jobMs: number) =>
+    Number.isNaN(jobMs) && (target.body?.length ?? 0) > 0 ? "POST" : "GET";
   const requestBytes = (jobMs: number): Uint8Array => {
     let bytes = cache.get(jobMs);
     if (bytes) return bytes;
     const body = Number.isNaN(jobMs) ? target.body ?? new Uint8Array(0) : new Uint8Array(0);
     const query = Number.isNaN(jobMs) ? "" : `${path.includes("?") ? "&" : "?"}ms=${jobMs}`;
-    const method = body.length > 0 ? "POST" : "GET";
-    const head = `${method} ${path}${query} HTTP/1.1\r\nhost: ${target.addr}\r\n${extra}` +
+    const head = `${methodOf(jobMs)} ${path}${query} HTTP/1.1\r\nhost: ${target.addr}\r\n${extra}` +
       (body.length > 0 ? `content-length: ${body.length}\r\n` : "") + "\r\n";
     const h = enc.encode(head);
     bytes = new Uint8Array(h.length + body.length);
@@ -807,8 +749,6 @@ function httpSender(
   const finish = (c: HttpConn, outcome: Outcome) => {
     const req = c.current;
     c.current = null;
-    c.head = null;
-    c.len = 0;
     if (req) req.done(outcome);
   };
   const drop = (c: HttpConn, kind: string) => {
@@ -822,59 +762,37 @@ function httpSender(
     if (!closed) pump();
   };
   const onData = (c: HttpConn, chunk: Uint8Array) => {
-    if (c.len + chunk.length > c.buf.length) {
-      let size = c.buf.length * 2;
-      while (size < c.len + chunk.length) size *= 2;
-      const grown = new Uint8Array(size);
-      grown.set(c.buf.subarray(0, c.len));
-      c.buf = grown;
-    }
-    c.buf.set(chunk, c.len);
-    c.len += chunk.length;
     if (!c.current) {
       drop(c, "unexpected_response");
       return;
     }
-    try {
-      c.head ??= parseResponseHead(c.buf, c.len);
-    } catch {
-      drop(c, "bad_response");
-      return;
-    }
-    const head = c.head;
-    if (!head) return;
-    let end: number;
-    if (head.chunked) end = chunkedEnd(c.buf, head.headLength, c.len);
-    else if (head.contentLength >= 0) {
-      end = c.len >= head.headLength + head.contentLength
-        ? head.headLength + head.contentLength
-        : -1;
-    } else return; // body until EOF: completed by `end`
-    if (end < 0) return;
-    const outcome: Outcome = {
-      error: head.status >= 200 && head.status < 300 ? null : `http_${head.status}`,
-      sleptUs: head.sleptUs,
-    };
-    const close = head.close;
-    finish(c, outcome);
-    if (close) drop(c, "closed");
-    else release(c);
+    c.parser!.push(chunk);
+    // The next request goes out only now: bytes after the response in the same chunk
+    // were a response nobody asked for (a parser error), not the next one's answer.
+    const after = c.after;
+    c.after = AFTER_NONE;
+    if (after === AFTER_CLOSE) drop(c, "closed");
+    else if (after === AFTER_RELEASE) release(c);
   };
   const adopt = (t: TcpTransport): HttpConn => {
     const c = new HttpConn();
     c.t = t;
+    c.parser = new HttpResponseParser({
+      response(r) {
+        finish(c, httpOutcome(r));
+        c.after = r.keepAlive ? AFTER_RELEASE : AFTER_CLOSE;
+      },
+      error() {
+        drop(c, c.ending ? "closed" : "bad_response");
+      },
+    });
     all.add(c);
     t.start({
       data: (chunk) => onData(c, chunk),
       end: () => {
-        const head = c.head;
-        if (head && head.contentLength < 0 && !head.chunked && c.current) {
-          // A body delimited by the end of the connection.
-          finish(c, {
-            error: head.status >= 200 && head.status < 300 ? null : `http_${head.status}`,
-            sleptUs: head.sleptUs,
-          });
-        }
+        // Completes a body delimited by the end of the connection, or fails a cut one.
+        c.ending = true;
+        if (c.current) c.parser!.end();
         drop(c, "closed");
       },
     });
@@ -903,6 +821,7 @@ function httpSender(
   const sendOn = (c: HttpConn, req: HttpRequest) => {
     c.current = req;
     c.sentAt = performance.now();
+    c.parser!.sent(methodOf(req.jobMs));
     c.t!.write(requestBytes(req.jobMs));
   };
   const release = (c: HttpConn) => {

@@ -123,9 +123,17 @@ export interface HandlerRequest {
  * ```
  */
 export interface HandlerReply {
-  /** Status, 0 to 65535 (default 200). */
+  /**
+   * Status, an integer from 200 to 599 (default 200): what an EP REPLY and an HTTP
+   * response carry. A 204 or 304 reply has no body. Anything else fails the job with a
+   * `HandlerError` that says what was wrong (`Handler returned status 99; allowed
+   * 200–599`), which the client gets as its one-line reason (HTTP 500, EP handler_error).
+   */
   status?: number;
-  /** Reply metadata bytes. */
+  /**
+   * Reply metadata bytes (`encodeMeta`); for an HTTP job, the response header fields, whose
+   * names and values are byte strings (code units 0x00–0xFF) as the request's are.
+   */
   meta?: Uint8Array;
   /** Reply body: bytes, or a string sent as UTF-8. */
   body?: Uint8Array | string;

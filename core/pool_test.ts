@@ -479,3 +479,36 @@ Deno.test("counters report jobs in flight, ring occupancy, ring-full events and 
     await pool.close();
   }
 });
+
+Deno.test("a reply with a status outside 200–599, or a body with 204 or 304, fails with a message that says which", async () => {
+  const pool = await startPool({ threads: 1 });
+  try {
+    const cases: [string, string][] = [
+      ["0", "Handler returned status 0; allowed 200–599"],
+      ["99", "Handler returned status 99; allowed 200–599"],
+      ["100", "Handler returned status 100; allowed 200–599"],
+      ["101", "Handler returned status 101; allowed 200–599"],
+      ["199", "Handler returned status 199; allowed 200–599"],
+      ["600", "Handler returned status 600; allowed 200–599"],
+      ["999", "Handler returned status 999; allowed 200–599"],
+      ["70000", "Handler returned status 70000; allowed 200–599"],
+      ["200.5", "Handler returned status 200.5; allowed 200–599"],
+      ["204 x", "Handler returned a body with status 204; a 204 response has no body"],
+      ["304 x", "Handler returned a body with status 304; a 304 response has no body"],
+    ];
+    let id = 0;
+    for (const [body, message] of cases) {
+      await assert.rejects(
+        pool.call({ id: ++id, service: "status", body: enc.encode(body) }),
+        (e: unknown) => e instanceof HandlerError && e.message === message,
+        body,
+      );
+    }
+    for (const ok of ["200", "204", "304 ", "599"]) {
+      const r = await pool.call({ id: ++id, service: "status", body: enc.encode(ok) });
+      assert.equal(r.status, Number(ok.trim()));
+    }
+  } finally {
+    await pool.close();
+  }
+});

@@ -25,8 +25,9 @@ import {
 } from "../protocol/ep_frames.ts";
 import { ErrorCode } from "../protocol/errors.ts";
 import { decodeMeta, encodeMeta } from "./_meta.ts";
-import { oneLine } from "./http_conn.ts";
+import { oneLine } from "./_escape.ts";
 import { poolError, submitError } from "./local_provider.ts";
+import { JobError, replyProblem } from "./job.ts";
 import type { HandlerPool, JobReply, PoolJob } from "./pool.ts";
 import { connect as tcpConnect, type Transport } from "./transport.ts";
 import { unsendableReply } from "./_ep_limits.ts";
@@ -276,13 +277,17 @@ export class WorkerNode {
       // The balancer connection it came on is gone; the balancer redelivered it.
     } else if (err || fail) {
       const e = fail ?? poolError(err!, h.service);
+      // One line of bounded bytes: an ERROR frame cannot carry more (SPEC.md §6.10).
       h.link.send({ type: "error", id: h.id, code: e.code, message: oneLine(e.message) });
     } else {
       try {
+        // Never a REPLY that EP cannot carry (the pool already refuses such replies).
+        const problem = replyProblem(reply!.status, reply!.body.length);
+        if (problem !== null) throw new JobError(ErrorCode.HANDLER_ERROR, problem);
         h.link.send({
           type: "reply",
           id: h.id,
-          status: reply!.status >= 200 && reply!.status <= 599 ? reply!.status : 500,
+          status: reply!.status,
           freeSlots: free,
           meta: decodeMeta(reply!.meta),
           body: reply!.body,
@@ -416,7 +421,7 @@ class Link {
             addr: this.addr,
             message: e.message,
           });
-          this.send({ type: "error", id: 0, code: e.code, message: e.message });
+          this.send({ type: "error", id: 0, code: e.code, message: oneLine(e.message) });
           t.end();
         },
       });

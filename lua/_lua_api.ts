@@ -312,6 +312,43 @@ export class LuaHeap {
     raw._lua_pushlstring(L, base, written);
   }
 
+  /**
+   * Pushes a byte string (code units 0x00–0xFF, one byte each: HTTP header names and
+   * values) onto `L` as those bytes. A string with a code unit above 0xFF is not a byte
+   * string: it is pushed as UTF-8.
+   */
+  pushByteString(L: LuaState, s: string): void {
+    const raw = this.raw;
+    const n = s.length;
+    if (n > this.#capacity) this.#grow(n);
+    const heap = raw.HEAPU8;
+    const base = this.#scratch;
+    for (let i = 0; i < n; i++) {
+      const c = s.charCodeAt(i);
+      if (c > 0xff) return this.pushString(L, s);
+      heap[base + i] = c;
+    }
+    raw._lua_pushlstring(L, base, n);
+  }
+
+  /**
+   * The bytes of the string at `idx` as a byte string (each byte one code unit, Latin-1),
+   * or null when it is not a string (numbers are converted in place).
+   */
+  toByteString(L: LuaState, idx: number): string | null {
+    const raw = this.raw;
+    const p = raw._lua_tolstring(L, idx, this.cell);
+    if (p === 0) return null;
+    const len = raw.HEAPU32[this.cell >> 2];
+    const heap = raw.HEAPU8;
+    let s = "";
+    for (let i = 0; i < len; i += 8192) {
+      const part = heap.subarray(p + i, p + Math.min(len, i + 8192));
+      s += String.fromCharCode.apply(null, part as unknown as number[]);
+    }
+    return s;
+  }
+
   /** Pushes bytes onto `L` as a Lua string. */
   pushBytes(L: LuaState, bytes: Uint8Array): void {
     const raw = this.raw;

@@ -74,6 +74,7 @@ import {
   TYPE_NAMES,
 } from "./_lua_api.ts";
 import { decodeJson, encodeJson } from "./_json.ts";
+import { replyProblem } from "../core/job.ts";
 import { LuaError, LuaMemoryError, LuaTimeoutError } from "./errors.ts";
 
 /**
@@ -209,6 +210,14 @@ export interface LuaRequest {
   headers: readonly (readonly [string, string])[];
   /** Body bytes, or text sent as UTF-8. */
   body: Uint8Array | string;
+  /**
+   * Whether header names and values are byte strings (code units 0x00–0xFF, one byte each),
+   * as HTTP's are: Lua then sees their bytes as they are, and the reply's header strings
+   * are read back as byte strings (each Lua byte one code unit), so HTTP header bytes go
+   * through a Lua handler unchanged. Otherwise (EP metadata, which is text) they are
+   * UTF-8 both ways.
+   */
+  headerBytes?: boolean;
 }
 
 /**
@@ -225,7 +234,7 @@ export interface LuaRequest {
  * ```
  */
 export interface LuaResponse {
-  /** Status, 0–65535. */
+  /** Status, 200–599 (no body with 204 and 304). */
   status: number;
   /** Header fields. */
   headers: [string, string][];
@@ -324,6 +333,8 @@ class CallState implements LuaCall<unknown> {
   interrupted = false;
   suspended = false;
   done = false;
+  /** The request's header strings are byte strings (see `LuaRequest.headerBytes`). */
+  headerBytes = false;
   declare readonly result?: unknown;
 
   constructor(thread: LuaState, service: string, token: number, kind: CallKind) {
@@ -560,6 +571,7 @@ export class LuaEngine {
     this.#assertIdle();
     const co = this.#takeThread();
     const call = new CallState(co, req.service, options?.token ?? 0, "handler");
+    call.headerBytes = req.headerBytes === true;
     const raw = this.#raw;
     raw._lua_rawgeti(co, LUA_REGISTRYINDEX, BigInt(ref));
     this.#pushRequest(co, req);
@@ -975,18 +987,23 @@ export class LuaEngine {
     raw._lua_setfield(co, -2, k.query_string);
 
     const headers = req.headers;
+    const bytes = req.headerBytes === true; // HTTP: byte strings, pushed byte for byte
     raw._lua_createtable(co, 0, headers.length);
     for (let i = 0; i < headers.length; i++) {
       const name = headers[i][0].toLowerCase();
-      heap.pushString(co, name);
+      if (bytes) heap.pushByteString(co, name);
+      else heap.pushString(co, name);
       raw._lua_pushvalue(co, -1);
       if (raw._lua_rawget(co, -3) === LUA_TNIL) {
         raw._lua_settop(co, -2);
-        heap.pushString(co, headers[i][1]);
+        if (bytes) heap.pushByteString(co, headers[i][1]);
+        else heap.pushString(co, headers[i][1]);
       } else {
-        const before = heap.toString(co, -1);
+        const before = bytes ? heap.toByteString(co, -1) : heap.toString(co, -1);
         raw._lua_settop(co, -2);
-        heap.pushString(co, `${before}, ${headers[i][1]}`);
+        const joined = `${before}, ${headers[i][1]}`;
+        if (bytes) heap.pushByteString(co, joined);
+        else heap.pushString(co, joined);
       }
       raw._lua_rawset(co, -3);
     }
@@ -1041,11 +1058,6 @@ export class LuaEngine {
     const st = raw._lua_type(co, -1);
     if (st === LUA_TNUMBER) {
       status = raw._lua_tonumberx(co, -1, 0);
-      if (!Number.isInteger(status) || status < 0 || status > 0xffff) {
-        throw new LuaError(
-          `Handler of service "${call.service}" returned an invalid status: "${status}"`,
-        );
-      }
     } else if (st !== LUA_TNIL) {
       throw new LuaError(
         `Handler of service "${call.service}" returned a ${TYPE_NAMES[st + 1]} status`,
@@ -1063,8 +1075,15 @@ export class LuaEngine {
       );
     }
     raw._lua_settop(co, -2);
+    // 200–599, no body with 204/304: the rule of every handler (core/job.ts).
+    const problem = replyProblem(status, body.length);
+    if (problem !== null) throw new LuaError(problem);
 
     const headers: [string, string][] = [];
+    // For HTTP the header strings are bytes: read back as byte strings, byte for byte.
+    const str = call.headerBytes
+      ? (L: LuaState, i: number) => heap.toByteString(L, i)
+      : (L: LuaState, i: number) => heap.toString(L, i);
     this.#rawField(co, idx, "headers");
     const ht = raw._lua_type(co, -1);
     if (ht === LUA_TTABLE) {
@@ -1076,11 +1095,11 @@ export class LuaEngine {
             `Handler of service "${call.service}" returned a header without a name`,
           );
         }
-        const name = heap.toString(co, -2) ?? "";
+        const name = str(co, -2) ?? "";
         const vt = raw._lua_type(co, -1);
         if (vt === LUA_TSTRING || vt === LUA_TNUMBER) {
           raw._lua_pushvalue(co, -1);
-          headers.push([name, heap.toString(co, -1) ?? ""]);
+          headers.push([name, str(co, -1) ?? ""]);
           raw._lua_settop(co, -2);
         } else if (vt === LUA_TTABLE) {
           const n = raw._lua_rawlen(co, -1);
@@ -1091,7 +1110,7 @@ export class LuaEngine {
                 `Handler of service "${call.service}" returned a bad value for header "${name}"`,
               );
             }
-            headers.push([name, heap.toString(co, -1) ?? ""]);
+            headers.push([name, str(co, -1) ?? ""]);
             raw._lua_settop(co, -2);
           }
         } else {

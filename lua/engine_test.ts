@@ -129,7 +129,13 @@ Deno.test("LuaEngine maps handler results to responses", async () => {
           `return true`,
           'Handler of service "svc" returned a boolean; expected a string or a table',
         ],
-        [`return { status = 1.5 }`, 'Handler of service "svc" returned an invalid status: "1.5"'],
+        [`return { status = 1.5 }`, "Handler returned status 1.5; allowed 200–599"],
+        [`return { status = 99 }`, "Handler returned status 99; allowed 200–599"],
+        [`return { status = 600 }`, "Handler returned status 600; allowed 200–599"],
+        [
+          `return { status = 304, body = "x" }`,
+          "Handler returned a body with status 304; a 304 response has no body",
+        ],
         [`return { status = "200" }`, 'Handler of service "svc" returned a string status'],
         [`return { body = {} }`, 'Handler of service "svc" returned a table body'],
         [
@@ -479,4 +485,37 @@ Deno.test("LuaEngine refuses use after close and re-entrant calls", async () => 
   engine.close();
   assert.throws(() => engine.callHandler(ref, request()), TypeError);
   assert.throws(() => engine.loadHandler("return function() end", "y.lua"), TypeError);
+});
+
+Deno.test("LuaEngine passes an HTTP request's header bytes to Lua as they are, and reads the reply's header bytes back as a byte string", async () => {
+  const engine = await LuaEngine.create();
+  try {
+    const ref = engine.loadHandler(
+      `return function(req)
+        local seen = {}
+        for _, name in ipairs({ "x-in", "x-dup" }) do
+          local v = req.headers[name]
+          seen[#seen + 1] = (v:gsub(".", function(c) return string.format("%02x", c:byte()) end))
+        end
+        return { headers = { ["x-out"] = "\\u{e9}\\u{20ac}\\xff" }, body = table.concat(seen, " ") }
+      end`,
+      "bytes.lua",
+    );
+    // Byte strings, as the HTTP parser gives them: UTF-8 "é" (c3 a9), a Latin-1 "é" (e9).
+    const headers: [string, string][] = [["x-in", "\xc3\xa9\xe9"], ["x-dup", "a\xff"], [
+      "x-dup",
+      "\x80",
+    ]];
+    const res = done(engine.callHandler(ref, request({ headers, headerBytes: true })));
+    assert.equal(text.decode(res.body), "c3a9e9 61ff2c2080");
+    assert.deepEqual(res.headers, [["x-out", "\xc3\xa9\xe2\x82\xac\xff"]]);
+    // EP metadata is text: UTF-8 both ways.
+    const ep = done(
+      engine.callHandler(ref, request({ method: "EP", headers: [["x-in", "é"], ["x-dup", "€"]] })),
+    );
+    assert.equal(text.decode(ep.body), "c3a9 e282ac");
+    assert.deepEqual(ep.headers, [["x-out", "é€\ufffd"]]);
+  } finally {
+    engine.close();
+  }
 });

@@ -150,6 +150,11 @@ export interface LuaJob {
   headers: [string, string][];
   /** Body bytes. */
   body: Uint8Array;
+  /**
+   * Whether the header strings are byte strings (an HTTP job): Lua sees their bytes and
+   * its reply's header bytes come back as byte strings (see `LuaRequest.headerBytes`).
+   */
+  headerBytes?: boolean;
 }
 
 /**
@@ -163,7 +168,7 @@ export interface LuaJob {
  * ```
  */
 export interface LuaReply {
-  /** Status, 0–65535. */
+  /** Status, 200–599 (no body with 204 and 304). */
   status: number;
   /** Header fields. */
   headers: [string, string][];

@@ -150,11 +150,14 @@ return h`,
       let path = "/" + names[serviceIndex];
       let query = "";
       let headers: [string, string][] = EMPTY_HEADERS;
+      let http = false; // an HTTP job (SPEC.md §10): its header strings are byte strings
       if (req.meta.length > 0) {
         headers = [];
         for (const [k, v] of decodeMeta(req.meta)) {
-          if (k === "ep-method") method = v;
-          else if (k === "ep-path") path = v;
+          if (k === "ep-method") {
+            method = v;
+            http = true;
+          } else if (k === "ep-path") path = v;
           else if (k === "ep-query") query = v;
           else headers.push([k, v]);
         }
@@ -169,6 +172,7 @@ return h`,
           query,
           headers,
           body: req.body,
+          headerBytes: http,
         });
       } catch (err) {
         throw withTraceback(err);

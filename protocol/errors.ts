@@ -124,3 +124,22 @@ export class HttpError extends Error {
     this.close = options?.close ?? true;
   }
 }
+
+/**
+ * An HTTP response that cannot be read: malformed, over a limit, or not asked for (see
+ * `HttpResponseParser`). The connection it came on is unusable.
+ *
+ * @example
+ * ```ts
+ * import { HttpResponseError } from "./errors.ts";
+ * const err = new HttpResponseError("Malformed status line");
+ * console.assert(err.name === "HttpResponseError");
+ * ```
+ */
+export class HttpResponseError extends Error {
+  /** Creates the error. */
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = "HttpResponseError";
+  }
+}

@@ -52,13 +52,25 @@
  *   are ignored, {@linkcode HttpRequestParser.ended} turns true), as RFC 9112 §9.6 asks.
  * - `Expect`: only `100-continue` (case-insensitive) is honoured; any other expectation
  *   is 417. In HTTP/1.0 requests `Expect` is ignored (RFC 9110 §10.1.1).
- * - `Host`: several fields are 400 in any version; the value may be empty but may hold
- *   only authority bytes (no `/ ? # @`, whitespace or controls).
+ * - `Host`: several fields are 400 in any version; the value must be `uri-host [ ":" port ]`
+ *   (RFC 3986: a bracketed IPv6 or IPvFuture literal, or a reg-name, which covers IPv4;
+ *   the port digits only, possibly empty; no userinfo, zone id, whitespace or non-ASCII)
+ *   or empty; anything else is 400 (RFC 9112 §3.2). An absolute-form target's authority
+ *   follows the same rule (and may not be empty).
  *
  * @module
  */
 import { HttpError } from "./errors.ts";
-import { FIELD_VALUE, HEX, HOST, latin1, QDTEXT, TARGET, TOKEN } from "./_http_chars.ts";
+import {
+  chunkExtensions,
+  FIELD_VALUE,
+  HEX,
+  HOST,
+  isHost,
+  latin1,
+  TARGET,
+  TOKEN,
+} from "./_http_chars.ts";
 
 /** Limits the parser enforces. Every limit is checked before the bytes are buffered. */
 export interface HttpLimits {
@@ -152,10 +164,6 @@ const LF = 0x0a;
 const SP = 0x20;
 const HTAB = 0x09;
 const COLON = 0x3a;
-const SEMI = 0x3b;
-const EQ = 0x3d;
-const DQUOTE = 0x22;
-const BSLASH = 0x5c;
 const SLASH = 0x2f;
 const QMARK = 0x3f;
 
@@ -677,7 +685,12 @@ export class HttpRequestParser {
       this.#fail(400, "Empty authority in request target");
       return false;
     }
-    this.#authority = target.slice(as - ts, j - ts);
+    const authority = target.slice(as - ts, j - ts);
+    if (!isHost(authority)) {
+      this.#fail(400, "Invalid authority in request target");
+      return false;
+    }
+    this.#authority = authority;
     const rest = target.slice(j - ts);
     const q = rest.indexOf("?");
     const path = q === -1 ? rest : rest.slice(0, q);
@@ -730,9 +743,7 @@ export class HttpRequestParser {
     switch (name) {
       case "host": {
         if (++this.#hostCount > 1) return this.#fail(400, "Multiple Host fields");
-        for (let k = 0; k < value.length; k++) {
-          if (HOST[value.charCodeAt(k)] === 0) return this.#fail(400, "Invalid Host field");
-        }
+        if (!isHost(value)) return this.#fail(400, "Invalid Host field"); // RFC 9112 §3.2
         this.#host = value;
         return;
       }
@@ -915,46 +926,4 @@ export class HttpRequestParser {
     this.#state = S_FAILED;
     this.#sink.error(new HttpError(status, message, { close: true }));
   }
-}
-
-/**
- * Checks `*( BWS ";" BWS name [ BWS "=" BWS ( token / quoted-string ) ] )` over
- * `buf[i, end)` (RFC 9112 §7.1.1).
- */
-function chunkExtensions(buf: Uint8Array, i: number, end: number): boolean {
-  while (i < end) {
-    while (i < end && isWs(buf[i])) i++;
-    if (i === end || buf[i] !== SEMI) return false;
-    i++;
-    while (i < end && isWs(buf[i])) i++;
-    const ns = i;
-    while (i < end && TOKEN[buf[i]] !== 0) i++;
-    if (i === ns) return false;
-    let j = i;
-    while (j < end && isWs(buf[j])) j++;
-    if (j === end || buf[j] !== EQ) continue;
-    i = j + 1;
-    while (i < end && isWs(buf[i])) i++;
-    if (i < end && buf[i] === DQUOTE) {
-      i++;
-      for (;;) {
-        if (i >= end) return false;
-        const b = buf[i];
-        if (b === DQUOTE) {
-          i++;
-          break;
-        }
-        if (b === BSLASH) {
-          if (i + 1 >= end || FIELD_VALUE[buf[i + 1]] === 0) return false;
-          i += 2;
-        } else if (QDTEXT[b] !== 0) i++;
-        else return false;
-      }
-    } else {
-      const vs = i;
-      while (i < end && TOKEN[buf[i]] !== 0) i++;
-      if (i === vs) return false;
-    }
-  }
-  return true;
 }

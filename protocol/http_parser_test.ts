@@ -299,6 +299,102 @@ Deno.test("HTTP parser requires exactly one Host in HTTP/1.1", () => {
   assert.equal(one("GET / HTTP/1.0\r\n\r\n").host, null);
 });
 
+Deno.test('HTTP parser answers 400 to a Host that is not uri-host [ ":" port ] (RFC 9112 §3.2)', () => {
+  const valid = [
+    "",
+    "a",
+    "example.com",
+    "example.com:8080",
+    "h:", // RFC 3986 §3.2.3: the port may be empty
+    "127.0.0.1",
+    "127.0.0.1:9000",
+    "999.1.1.1", // not an IPv4 address, but a valid reg-name
+    "xn--bcher-kva.example",
+    "a-b_c~d.e!$&'()*+,;=",
+    "%41b%2f",
+    "[::1]",
+    "[::1]:80",
+    "[::]",
+    "[2001:db8::8:800:200c:417a]:443",
+    "[1:2:3:4:5:6:7:8]",
+    "[1:2:3:4:5:6:7::]",
+    "[::2:3:4:5:6:7:8]",
+    "[::ffff:192.0.2.1]",
+    "[1:2:3:4:5:6:1.2.3.4]",
+    "[v1.fe80::a+en1]",
+    "[V7.x:y]",
+  ];
+  const invalid = [
+    "127.0.0.1:9000:80",
+    "a:b:c",
+    "h:80x",
+    "h:-1",
+    "h:+80",
+    ":80",
+    ":",
+    "h@x",
+    "u@h:80",
+    "h/p",
+    "h?q",
+    "h#f",
+    "a b",
+    "h\tx",
+    "h\xe9",
+    "\xc3\xa9.com",
+    "h%",
+    "h%4",
+    "h%zz",
+    "[::1",
+    "::1",
+    "[::1]x",
+    "[::1]:8x",
+    "[]",
+    "[:]",
+    "[:::]",
+    "[1::2::3]",
+    "[1:2:3:4:5:6:7:8:9]",
+    "[1:2:3:4:5:6:7]",
+    "[1:2:3:4:5:6:7:8::]",
+    "[12345::]",
+    "[1:]",
+    "[g::]",
+    "[::1.2.3]",
+    "[::1.2.3.256]",
+    "[::01.2.3.4]",
+    "[1.2.3.4]",
+    "[1.2.3.4::]",
+    "[fe80::1%25eth0]",
+    "[v1]",
+    "[v.x]",
+    "[v1.]",
+    "[vz.x]",
+    "[v1.x@]",
+    "[a]",
+    "h]",
+    "[",
+  ];
+  for (const host of valid) {
+    assert.equal(one(`GET / HTTP/1.1\r\nHost: ${host}\r\n\r\n`).host, host, JSON.stringify(host));
+    // The authority of an absolute-form target follows the same rule (when not empty).
+    if (host !== "") {
+      assert.equal(
+        one(`GET http://${host}/p HTTP/1.1\r\nHost: ${host}\r\n\r\n`).host,
+        host,
+        JSON.stringify(host),
+      );
+    }
+  }
+  for (const host of invalid) {
+    const r = parse(`GET / HTTP/1.1\r\nHost: ${host}\r\n\r\n`);
+    assert.deepEqual(r.errors, [400], JSON.stringify(host));
+    const ev = r.events.at(-1);
+    assert.ok(ev?.kind === "error" && /Host/.test(ev.message), JSON.stringify(host));
+    if (!/[/?#\s]/.test(host)) {
+      refuses(`GET http://${host}/p HTTP/1.1\r\nHost: h\r\n\r\n`, 400);
+    }
+  }
+});
+
 // --- body framing -----------------------------------------------------------------------
 
 Deno.test("HTTP parser reads a Content-Length body", () => {
@@ -694,4 +790,64 @@ Deno.test("HTTP parser reads a reused input buffer afresh on every push", () => 
     ["/a", [["host", "xx"], ["x-a", "11111"], ["x-bb", "22222"]]],
     ["/b", [["host", "yy"]]],
   ]);
+});
+
+Deno.test("HTTP parser's Host check agrees with the RFC 3986 grammar, as a regular expression, on random values", () => {
+  // RFC 3986 §3.2.2, transcribed.
+  const h16 = "[0-9A-Fa-f]{1,4}";
+  const dec = "(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9][0-9]|[0-9])";
+  const v4 = `${dec}\\.${dec}\\.${dec}\\.${dec}`;
+  const ls32 = `(?:${h16}:${h16}|${v4})`;
+  const v6 = [
+    `(?:${h16}:){6}${ls32}`,
+    `::(?:${h16}:){5}${ls32}`,
+    `(?:${h16})?::(?:${h16}:){4}${ls32}`,
+    `(?:(?:${h16}:){0,1}${h16})?::(?:${h16}:){3}${ls32}`,
+    `(?:(?:${h16}:){0,2}${h16})?::(?:${h16}:){2}${ls32}`,
+    `(?:(?:${h16}:){0,3}${h16})?::${h16}:${ls32}`,
+    `(?:(?:${h16}:){0,4}${h16})?::${ls32}`,
+    `(?:(?:${h16}:){0,5}${h16})?::${h16}`,
+    `(?:(?:${h16}:){0,6}${h16})?::`,
+  ].join("|");
+  const future = "[vV][0-9A-Fa-f]+\\.[A-Za-z0-9\\-._~!$&'()*+,;=:]+";
+  const regName = "(?:[A-Za-z0-9\\-._~!$&'()*+,;=]|%[0-9A-Fa-f]{2})+"; // not empty here
+  const oracle = new RegExp(`^(?:\\[(?:${v6}|${future})\\]|${regName})(?::[0-9]*)?$`);
+  const valid = (s: string) => s === "" || oracle.test(s);
+
+  let seed = 0x1234567;
+  const rand = (n: number) => {
+    seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
+    return (seed >>> 8) % n;
+  };
+  const pick = <T>(xs: T[]): T => xs[rand(xs.length)];
+  const group = () =>
+    pick(["0", "1", "ff", "abcd", "12345", "g", "", "1.2.3.4", "256.1.1.1", "01.2.3.4"]);
+  const v6ish = () => {
+    const n = rand(10);
+    let s = "";
+    for (let i = 0; i < n; i++) s += (i > 0 ? pick([":", ":", "::", ":::"]) : "") + group();
+    return pick(["", "::"]) + s + pick(["", "", "::", ":"]);
+  };
+  const part = () =>
+    pick([
+      () => `[${v6ish()}]`,
+      () => `[${pick(["v", "V", "v1", "vz"])}${pick([".", ""])}${pick(["x", "a:b", "", "@"])}]`,
+      () => pick(["a", "example.com", "127.0.0.1", "%41", "%4", "%", "h@x", "a b", "\xe9", "-._~"]),
+      () => pick(["[", "]", ":", "[::1", "::1"]),
+      () => "",
+    ])();
+  const port = () => pick(["", "", ":", ":80", ":8x", ":80:81", "::"]);
+  let agreed = 0;
+  let accepts = 0;
+  for (let k = 0; k < 5000; k++) {
+    const host = part() + port() + (rand(10) === 0 ? part() : "");
+    if (/[\r\n\t ]$|^[\t ]/.test(host)) continue; // OWS is trimmed off a field value
+    const r = parse(`GET / HTTP/1.1\r\nHost: ${host}\r\n\r\n`);
+    const accepted = r.errors.length === 0;
+    assert.equal(accepted, valid(host), JSON.stringify(host));
+    agreed++;
+    if (accepted) accepts++;
+  }
+  assert.ok(agreed > 4000);
+  assert.ok(accepts > 500 && agreed - accepts > 500, `${accepts} of ${agreed} accepted`);
 });

@@ -1,9 +1,31 @@
 /**
  * Writes HTTP/1.1 responses as one `Uint8Array` (pure: no socket, no timer).
  *
- * Rules:
+ * **Field names, field values and reason phrases are byte strings.** A byte string is a JS
+ * string whose code units are 0x00–0xFF, one byte each (Latin-1), as the request parser
+ * produces them and as the Fetch `Headers` and Node do. The writer puts them on the wire
+ * byte for byte, so every length it counts is a byte length: the head's string length *is*
+ * its byte length. What it accepts:
+ * - a field name is a `token` (RFC 9110 §5.6.2);
+ * - a field value holds only field-value bytes (RFC 9110 §5.5): HTAB, SP, VCHAR
+ *   (0x21–0x7E) and obs-text (0x80–0xFF). CR, LF, NUL, every other control, DEL and any
+ *   code unit above 0xFF are refused (leading or trailing whitespace is written as given;
+ *   a reader trims it);
+ * - a reason phrase holds the same bytes (RFC 9112 §4: HTAB / SP / VCHAR / obs-text);
+ * - a `date` option is checked like a field value.
+ * Anything else is a `TypeError`, never written: a value with CR or LF would split the
+ * response, and a code unit above 0xFF has no single byte. A caller holding text (not
+ * bytes) encodes it first (`String.fromCharCode(...utf8Bytes)` gives its UTF-8 as a byte
+ * string).
+ *
+ * **Bodies**: bytes are sent as they are; a string body is text and is sent as UTF-8, its
+ * `Content-Length` being the encoded byte length.
+ *
+ * Other rules:
  * - The status line always says `HTTP/1.1` (RFC 9110 §2.5: a server sends its own
  *   version); `version` only says what the request spoke, for the `Connection` header.
+ *   The status is 200–599 (RFC 9110 §15 defines 100–599; interim 1xx responses are not
+ *   written here, use {@linkcode CONTINUE_100}); anything else is a `RangeError`.
  * - Framing is always `Content-Length`, never chunked. `Connection: close` is sent when
  *   the connection will not be kept; `Connection: keep-alive` for a kept HTTP/1.0 one.
  * - The writer owns framing and hop-by-hop fields: caller fields `connection`,
@@ -12,14 +34,13 @@
  *   caller `content-length` on a bodiless HEAD or 304 response, which describes the
  *   representation and is kept.
  * - 204 and 304 have no body and no computed `Content-Length`; a non-empty body for them
- *   is a `TypeError`. Interim (1xx) responses are not written here (use
- *   {@linkcode CONTINUE_100}).
- * - A field name that is not a token, or a value or reason holding CR, LF or NUL, is a
- *   `TypeError` (response splitting). Field values and string bodies are encoded as UTF-8.
+ *   is a `TypeError`.
  * - `Date` is added unless the caller gave one: the `date` option, or a cached IMF-fixdate
  *   string recomputed at most once per second from `Date.now()` (no timer).
- * - The status line and the `Connection` field are cached as bytes per status; the head
- *   and a small string body are encoded with one `encodeInto` call.
+ * - The status line and the `Connection` field are cached as bytes per status; an ASCII
+ *   head and a small ASCII string body are encoded with one `encodeInto` call into a buffer
+ *   of exactly their length (so that a non-ASCII character shows as a short read, never
+ *   as an overflow into the body).
  * - Responses up to 4 KiB are views into a shared 64 KiB slab (never reused), since
  *   allocating an `ArrayBuffer` per response costs more than writing it: do not transfer
  *   a response's `buffer`.
@@ -30,13 +51,13 @@ import type { HttpError } from "./errors.ts";
 
 /** A response to write. */
 export interface HttpResponseInit {
-  /** Status code, 200–999. */
+  /** Status code, 200–599. */
   status: number;
-  /** Reason phrase; the standard one for the status when absent. */
+  /** Reason phrase (a byte string); the standard one for the status when absent. */
   reason?: string;
-  /** Header fields in order, or a record. */
+  /** Header fields in order, or a record; names and values are byte strings. */
   headers?: [string, string][] | Record<string, string>;
-  /** The body; strings are sent as UTF-8. */
+  /** The body; a string is text, sent as UTF-8. */
   body?: Uint8Array | string;
 }
 
@@ -124,10 +145,29 @@ export const CONTINUE_100: Uint8Array = new TextEncoder().encode("HTTP/1.1 100 C
 
 const encoder = new TextEncoder();
 const TOKEN_RE = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
-const SPLIT_RE = /[\r\n\0]/;
-// deno-lint-ignore no-control-regex -- control bytes are exactly what is refused
-const REASON_BAD_RE = /[\x00-\x08\x0a-\x1f\x7f]/;
+/** Any code unit that is not a field-value byte (HTAB, SP, VCHAR, obs-text). */
+const NOT_FIELD_BYTE_RE = /[^\t\x20-\x7e\x80-\xff]/;
 const EMPTY = new Uint8Array(0);
+
+/** A value quoted for an error message, cut to 64 characters. */
+function quote(s: string): string {
+  return JSON.stringify(s.length > 64 ? s.slice(0, 61) + "..." : s);
+}
+
+/** Writes the byte string `s` (validated: code units ≤ 0xFF) into `out` at `at`. */
+function putLatin1(s: string, out: Uint8Array, at: number): void {
+  for (let i = 0; i < s.length; i++) out[at + i] = s.charCodeAt(i);
+}
+
+/**
+ * Writes the validated byte string `s` into `out` at `at`, which has room for exactly
+ * `s.length` bytes: one native call when it is ASCII, else byte by byte.
+ */
+function putHead(s: string, out: Uint8Array, at: number): void {
+  const dst = out.subarray(at, at + s.length);
+  // A short read means a non-ASCII character (UTF-8 would need more bytes than there are).
+  if (encoder.encodeInto(s, dst).read !== s.length) putLatin1(s, out, at);
+}
 
 // Cached "status line + Connection field" bytes, index = status * 3 + connection kind.
 const CONN_NONE = 0;
@@ -170,7 +210,9 @@ function prefix(status: number, reason: string | undefined, conn: number): Uint8
     if (cached !== undefined) return cached;
   }
   const text = reason ?? STATUS_TEXT[status] ?? "";
-  const bytes = encoder.encode(`HTTP/1.1 ${status} ${text}\r\n${CONN_LINES[conn]}`);
+  const line = `HTTP/1.1 ${status} ${text}\r\n${CONN_LINES[conn]}`;
+  const bytes = new Uint8Array(line.length);
+  putHead(line, bytes, 0);
   if (reason === undefined) prefixes[status * 3 + conn] = bytes;
   return bytes;
 }
@@ -205,8 +247,9 @@ function special(name: string): string | null {
 
 /**
  * Serialises a response: status line, fields, `Date`, `Content-Length`, `Connection`,
- * body. Throws `RangeError` for a status outside 200–999 and `TypeError` for a field
- * or reason that could split the response, or a body on a 204/304.
+ * body. Throws `RangeError` for a status outside 200–599 and `TypeError` for a field name
+ * that is not a token, a value, reason or date that is not field-value bytes (see the
+ * module documentation), or a body on a 204/304.
  *
  * @example
  * ```ts
@@ -222,22 +265,27 @@ function special(name: string): string | null {
  */
 export function writeResponse(res: HttpResponseInit, opts: WriteResponseOptions): Uint8Array {
   const status = res.status;
-  if (!Number.isInteger(status) || status < 200 || status > 999) {
-    throw new RangeError(`Invalid response status "${status}"`);
+  if (!Number.isInteger(status) || status < 200 || status > 599) {
+    throw new RangeError(`Invalid response status "${status}"; allowed 200–599`);
   }
   const reason = res.reason;
-  if (reason !== undefined && REASON_BAD_RE.test(reason)) {
-    throw new TypeError(`Invalid reason phrase ${JSON.stringify(reason)}`);
+  if (reason !== undefined && NOT_FIELD_BYTE_RE.test(reason)) {
+    throw new TypeError(`Invalid reason phrase ${quote(reason)}`);
   }
-  if (opts.date !== undefined && SPLIT_RE.test(opts.date)) {
-    throw new TypeError(`Invalid date ${JSON.stringify(opts.date)}`);
+  if (opts.date !== undefined && NOT_FIELD_BYTE_RE.test(opts.date)) {
+    throw new TypeError(`Invalid date ${quote(opts.date)}`);
   }
   const head = opts.head === true;
   const body = res.body;
-  // A string body is first assumed ASCII (length = byte count) and checked when encoded.
-  const str = typeof body === "string" && body.length > 0 && !head ? body : null;
-  let bytes = body === undefined || typeof body === "string" ? EMPTY : body;
-  if (typeof body === "string" && body.length > 0 && head) bytes = encoder.encode(body);
+  // A string body to send: first assumed ASCII (length = byte count), checked when encoded.
+  let str: string | null = null;
+  let bytes: Uint8Array = EMPTY;
+  if (typeof body === "string") {
+    if (body.length > 0) {
+      if (head) bytes = encoder.encode(body); // only its byte length is needed
+      else str = body;
+    }
+  } else if (body !== undefined) bytes = body;
   if ((status === 204 || status === 304) && (str !== null || bytes.length > 0)) {
     throw new TypeError(`A ${status} response cannot have a body`);
   }
@@ -256,30 +304,29 @@ export function writeResponse(res: HttpResponseInit, opts: WriteResponseOptions)
   const conn = !opts.keepAlive ? CONN_CLOSE : opts.version === "1.0" ? CONN_KEEP : CONN_NONE;
   const pre = prefix(status, reason, conn);
 
-  const bodyLen = str !== null ? str.length : bytes.length;
-  const text = fields + lengthLine(status, head, bodyLen, state.length) + "\r\n";
-  const out = alloc(pre.length + text.length + (head ? 0 : bodyLen));
+  if (str !== null) {
+    // Fast path: head and body both ASCII. Each is encoded into a region of exactly its
+    // length, so a non-ASCII character shows as a short read (UTF-8 needs more bytes).
+    const text = fields + lengthLine(status, false, str.length, state.length) + "\r\n";
+    const out = alloc(pre.length + text.length + str.length);
+    out.set(pre);
+    const rest = out.subarray(pre.length);
+    if (str.length <= 1024) { // one encoder call for the head and a small body
+      if (encoder.encodeInto(text + str, rest).read === text.length + str.length) return out;
+    } else if (
+      encoder.encodeInto(text, rest.subarray(0, text.length)).read === text.length &&
+      encoder.encodeInto(str, rest.subarray(text.length)).read === str.length
+    ) return out;
+    // Not ASCII: the body's UTF-8 bytes give its length; the head is written as Latin-1.
+    bytes = encoder.encode(str);
+  }
+  const text = fields + lengthLine(status, head, bytes.length, state.length) + "\r\n";
+  const bodyLen = head ? 0 : bytes.length;
+  const out = alloc(pre.length + text.length + bodyLen);
   out.set(pre);
-  if (str === null) {
-    if (encoder.encodeInto(text, out.subarray(pre.length)).read === text.length) {
-      if (!head && bodyLen > 0) out.set(bytes, pre.length + text.length);
-      return out;
-    }
-  } else if (str.length <= 1024) { // one encoder call for head and a small body
-    const whole = text + str;
-    if (encoder.encodeInto(whole, out.subarray(pre.length)).read === whole.length) return out;
-  } else if (
-    encoder.encodeInto(text, out.subarray(pre.length)).read === text.length &&
-    encoder.encodeInto(str, out.subarray(pre.length + text.length)).read === str.length
-  ) return out;
-  // Not ASCII (rare): encode each part on its own, now that the body's length is known.
-  if (str !== null) bytes = encoder.encode(str);
-  const t = encoder.encode(fields + lengthLine(status, head, bytes.length, state.length) + "\r\n");
-  const full = alloc(pre.length + t.length + (head ? 0 : bytes.length));
-  full.set(pre);
-  full.set(t, pre.length);
-  if (!head) full.set(bytes, pre.length + t.length);
-  return full;
+  putHead(text, out, pre.length);
+  if (bodyLen > 0) out.set(bytes, pre.length + text.length);
+  return out;
 }
 
 /**
@@ -310,9 +357,9 @@ interface FieldState {
 
 /** Validates one caller field; returns its line, or "" when the writer owns it. */
 function field(name: string, value: string, state: FieldState): string {
-  if (!TOKEN_RE.test(name)) throw new TypeError(`Invalid header name ${JSON.stringify(name)}`);
-  if (SPLIT_RE.test(value)) {
-    throw new TypeError(`Invalid value for header "${name}": ${JSON.stringify(value)}`);
+  if (!TOKEN_RE.test(name)) throw new TypeError(`Invalid header name ${quote(name)}`);
+  if (NOT_FIELD_BYTE_RE.test(value)) {
+    throw new TypeError(`Invalid value for header "${name}": ${quote(value)}`);
   }
   const s = special(name);
   if (s === null) return `${name}: ${value}\r\n`;
@@ -322,7 +369,7 @@ function field(name: string, value: string, state: FieldState): string {
   }
   if (s === "content-length") {
     if (!/^[0-9]+$/.test(value)) {
-      throw new TypeError(`Invalid value for header "${name}": ${JSON.stringify(value)}`);
+      throw new TypeError(`Invalid value for header "${name}": ${quote(value)}`);
     }
     state.length = value;
   }
@@ -358,7 +405,7 @@ export function errorResponse(
   err: HttpError,
   opts: Partial<WriteResponseOptions> = {},
 ): Uint8Array {
-  const status = Number.isInteger(err.status) && err.status >= 200 && err.status <= 999
+  const status = Number.isInteger(err.status) && err.status >= 200 && err.status <= 599
     ? err.status
     : 500;
   // deno-lint-ignore no-control-regex -- the body must stay one line

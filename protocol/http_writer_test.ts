@@ -66,15 +66,94 @@ Deno.test("HTTP writer encodes string bodies as UTF-8 with their byte length", (
   assert.equal(out.length, s.indexOf("\r\n\r\n") + 4 + 11); // the head is ASCII
 });
 
-Deno.test("HTTP writer encodes non-ASCII field values as UTF-8", () => {
+/** Bytes as a byte string (Latin-1): byte `b` becomes U+00bb. */
+function latin1(b: Uint8Array): string {
+  let s = "";
+  for (const c of b) s += String.fromCharCode(c);
+  return s;
+}
+
+/** A byte string as bytes; throws on a code unit above 0xFF. */
+function bytesOf(s: string): Uint8Array {
+  const b = new Uint8Array(s.length);
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    assert.ok(c <= 0xff, `code unit ${c} in a byte string`);
+    b[i] = c;
+  }
+  return b;
+}
+
+Deno.test("HTTP writer sizes the head in bytes: a non-ASCII field value cannot push the body into the head (response splitting)", () => {
+  // What the echo service sends back for `Content-Type: a\xe9\xe9\xe9` (a byte string from
+  // the parser) and a body that would become header fields if it overwrote the head's end.
+  const attack = "\nSet-Cookie: x\r\n\r\n";
+  for (const body of [new TextEncoder().encode(attack), attack, attack.repeat(100)]) {
+    const out = writeResponse(
+      { status: 200, headers: [["content-type", "a\xe9\xe9\xe9"]], body },
+      { keepAlive: true, date: DATE },
+    );
+    const size = typeof body === "string" ? body.length : body.length;
+    assert.equal(
+      latin1(out),
+      `HTTP/1.1 200 OK\r\ncontent-type: a\xe9\xe9\xe9\r\nDate: ${DATE}\r\n` +
+        `Content-Length: ${size}\r\n\r\n${typeof body === "string" ? body : attack}`,
+    );
+  }
+});
+
+Deno.test("HTTP writer writes field names, values and reasons byte for byte as Latin-1", () => {
   const out = writeResponse(
-    { status: 200, headers: [["x-name", "Zoë"]], body: "ab€" },
+    { status: 200, reason: "Tr\xe8s bien", headers: [["x-name", "Zo\xeb \xff\x80"]], body: "ab€" },
     { keepAlive: true, date: DATE },
   );
-  assert.equal(
-    text(out),
-    `HTTP/1.1 200 OK\r\nx-name: Zoë\r\nDate: ${DATE}\r\nContent-Length: 5\r\n\r\nab€`,
+  assert.deepEqual(
+    out,
+    bytesOf(
+      `HTTP/1.1 200 Tr\xe8s bien\r\nx-name: Zo\xeb \xff\x80\r\nDate: ${DATE}\r\n` +
+        "Content-Length: 5\r\n\r\nab\xe2\x82\xac",
+    ),
   );
+  // Every head and body size, through the slab and past it (4 KiB), ASCII or not.
+  for (const n of [0, 1, 100, 1024, 1025, 4000, 5000]) {
+    const value = "\xe9".repeat(n);
+    const body = "\u00e9".repeat(n); // a text body: two UTF-8 bytes per character
+    const o = writeResponse({ status: 200, headers: [["x", value]], body }, {
+      keepAlive: true,
+      date: DATE,
+    });
+    const want = `HTTP/1.1 200 OK\r\nx: ${value}\r\nDate: ${DATE}\r\nContent-Length: ${
+      2 * n
+    }\r\n\r\n`;
+    assert.equal(latin1(o.subarray(0, want.length)), want);
+    assert.equal(dec.decode(o.subarray(want.length)), body);
+    assert.equal(o.length, want.length + 2 * n);
+  }
+});
+
+Deno.test("HTTP writer refuses field values, reasons and dates that are not field-value bytes", () => {
+  const bad = ["a\x01b", "\x7f", "a\x1fb", "\x0b", "\x0c", "Zo\u00eb\u0100", "€", "\ud800", "😀"];
+  for (const v of bad) {
+    assert.throws(
+      () => writeResponse({ status: 200, headers: [["x", v]] }, { keepAlive: true }),
+      TypeError,
+      JSON.stringify(v),
+    );
+    assert.throws(() => writeResponse({ status: 200, reason: v }, { keepAlive: true }), TypeError);
+    assert.throws(() => writeResponse({ status: 200 }, { keepAlive: true, date: v }), TypeError);
+  }
+  for (const name of ["n\xe9", "\u0100", "a\x7f", "a\tb"]) {
+    assert.throws(
+      () => writeResponse({ status: 200, headers: [[name, "v"]] }, { keepAlive: true }),
+      TypeError,
+    );
+  }
+  // HTAB, SP, VCHAR and obs-text are field-value bytes.
+  const ok = writeResponse(
+    { status: 200, headers: [["x", "\t a\x80\xff~ "]], reason: "\ta ~\xff" },
+    { keepAlive: true, date: DATE },
+  );
+  assert.ok(latin1(ok).startsWith("HTTP/1.1 200 \ta ~\xff\r\nx: \t a\x80\xff~ \r\n"));
 });
 
 Deno.test("HTTP writer owns framing and hop-by-hop fields", () => {
@@ -177,8 +256,8 @@ Deno.test("HTTP writer refuses response splitting with TypeError", () => {
   );
 });
 
-Deno.test("HTTP writer refuses statuses outside 200–999 with RangeError", () => {
-  for (const status of [0, 99, 100, 199, 1000, 200.5, NaN]) {
+Deno.test("HTTP writer refuses statuses outside 200–599 with RangeError", () => {
+  for (const status of [0, 99, 100, 199, 600, 999, 1000, 200.5, NaN]) {
     assert.throws(() => writeResponse({ status }, { keepAlive: true }), RangeError);
   }
 });

@@ -1,6 +1,7 @@
 /**
  * ep's protocol layer: the sniffer that tells EP from HTTP/1.1 on one port, the EP codec
- * (see `SPEC.md`), and the strict HTTP/1.1 parser and writer. Pure: no sockets, no timers.
+ * (see `SPEC.md`), and the strict HTTP/1.1 request parser, response writer and response
+ * parser. Pure: no sockets, no timers.
  *
  * @example
  * ```ts
@@ -20,3 +21,4 @@ export * from "./ep_decoder.ts";
 export * from "./ep_encoder.ts";
 export * from "./http_parser.ts";
 export * from "./http_writer.ts";
+export * from "./http_response_parser.ts";

@@ -130,10 +130,62 @@ Deno.test("ep call rejects bad usage with exit 2 and documents its exit codes", 
   const io = { err: (l: string) => void err.push(l) };
   assert.equal(await callMain([], io), EXIT.usage);
   assert.equal(await callMain(["echo", "--header", "nocolon"], io), EXIT.usage);
+  // A header that would split the request head it is written into.
+  assert.equal(await callMain(["echo", "--header", "x: a\r\nX-Evil: 1"], io), EXIT.usage);
+  assert.equal(await callMain(["echo", "--header", "x: a\nb"], io), EXIT.usage);
+  assert.equal(await callMain(["echo", "--header", "x y: a"], io), EXIT.usage);
+  assert.match(err.at(-1) ?? "", /not a token/);
   assert.equal(await callMain(["echo", "--timeout", "soon"], io), EXIT.usage);
   assert.equal(await callMain(["echo", "a", "b"], io), EXIT.usage);
   assert.equal(await callMain(["echo", "--nope"], io), EXIT.usage);
   let help = "";
   assert.equal(await callMain(["--help"], { out: (b) => void (help += dec.decode(b)) }), EXIT.ok);
   for (const code of Object.values(EXIT)) assert.match(help, new RegExp(`^  ${code}  `, "m"));
+});
+
+/** A raw server answering one request with `bytes`, then closing. */
+function rawServer(bytes: string): { addr: string; close(): void } {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  (async () => {
+    for await (const conn of listener) {
+      await conn.read(new Uint8Array(65536)).catch(() => null);
+      await conn.write(enc.encode(bytes)).catch(() => 0);
+      conn.close();
+    }
+  })().catch(() => {});
+  return {
+    addr: `127.0.0.1:${(listener.addr as Deno.NetAddr).port}`,
+    close: () => listener.close(),
+  };
+}
+
+Deno.test("ep call --http reads chunked and close-delimited bodies and refuses a malformed response", async () => {
+  const cases: [string, number, RegExp][] = [
+    [
+      "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" +
+      "3\r\nabc\r\n2;x=y\r\nde\r\n0\r\n\r\n",
+      EXIT.ok,
+      /^abcde$/,
+    ],
+    ["HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nuntil the end", EXIT.ok, /^until the end$/],
+    ["HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort", EXIT.error, /closed inside a response/],
+    ["", EXIT.error, /closed before the response/],
+    ["HTTP/1.1 200 OK\r\nX: a\nB: c\r\n\r\n", EXIT.error, /bare LF/],
+    ["SSH-2.0-OpenSSH_9.2\r\n\r\n", EXIT.error, /Malformed status line/],
+  ];
+  for (const [bytes, code, want] of cases) {
+    const server = rawServer(bytes);
+    let out = "";
+    const err: string[] = [];
+    try {
+      const got = await callMain(["echo", "--http", "--addr", server.addr], {
+        out: (b) => void (out += dec.decode(b)),
+        err: (line) => void err.push(line),
+      });
+      assert.equal(got, code, `${JSON.stringify(bytes)}: ${err.join("\n")}`);
+      assert.match(code === EXIT.ok ? out : err.join("\n"), want);
+    } finally {
+      server.close();
+    }
+  }
 });

@@ -7,7 +7,13 @@ import { runTarget } from "./_runner.ts";
 import { TARGETS } from "./_targets.ts";
 
 const SEED = Number(Deno.env.get("EP_FUZZ_SEED") ?? 0x5eed_f022);
-const CASES: Record<string, number> = { sniff: 20_000, ep: 3_000, http: 3_000, socket: 200 };
+const CASES: Record<string, number> = {
+  sniff: 20_000,
+  ep: 3_000,
+  http: 3_000,
+  writer: 3_000,
+  socket: 200,
+};
 
 for (const [name, cases] of Object.entries(CASES)) {
   Deno.test(`fuzz target "${name}" holds its invariants for ${cases} seeded cases`, async () => {
