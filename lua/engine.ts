@@ -40,6 +40,8 @@
  *   collection and stays usable if it is back under 75 % of its cap, else
  *   {@linkcode LuaEngine.healthy} turns false and the engine should be replaced (the
  *   handler keeps memory alive in a global).
+ * - **Failure**: a JS exception out of `lua_resume` (a wasm trap) leaves the state
+ *   inconsistent: {@linkcode LuaEngine.failed} turns true and the engine refuses all calls.
  * - **`require`** reads `<scriptDir>/<name>.lua` and `<scriptDir>/<name>/init.lua` through
  *   Deno (wasmoon's `io` sees an in-memory file system), so it also works for files
  *   embedded in a `deno compile` binary; paths cannot leave `scriptDir`.
@@ -413,6 +415,7 @@ export class LuaEngine {
   #hookFn = 0;
   #hookPeriod = DEFAULT_HOOK_PERIOD;
   #closeTicks = 0;
+  #failure: unknown = undefined;
   #idle: LuaState[] = [];
   #current: CallState | null = null;
   #hookYielded: LuaState = 0;
@@ -523,9 +526,22 @@ export class LuaEngine {
     raw._lua_settop(L, top);
   }
 
-  /** Whether the engine may go on serving (false after an unrecoverable out-of-memory). */
+  /**
+   * Whether the engine may go on serving: false once it {@linkcode LuaEngine.failed}, or
+   * after an out-of-memory it could not recover from (then it is still consistent: calls
+   * suspended on it may finish, but it should be replaced).
+   */
   get healthy(): boolean {
     return this.#healthy && !this.#closed;
+  }
+
+  /**
+   * Whether the engine failed: the wasm module trapped or threw while Lua ran, so the Lua
+   * state may be inconsistent. A failed engine refuses every call (a `LuaError`) and must
+   * be replaced; calls suspended on it are lost.
+   */
+  get failed(): boolean {
+    return this.#failure !== undefined;
   }
 
   /** Bytes the Lua state holds now. */
@@ -698,7 +714,12 @@ export class LuaEngine {
     this.#current = null;
     for (const id of this.#timerInfo.keys()) this.#timers?.clear(id);
     this.#timerInfo.clear();
-    this.#wasmoon.global.close();
+    try {
+      this.#wasmoon.global.close();
+    } catch (err) {
+      // A failed engine may not close cleanly; its memory is lost, the thread goes on.
+      this.#log.warn("Closing a failed Lua engine failed: {error}", { error: err });
+    }
     for (const f of this.#functions) this.#raw.removeFunction(f);
     this.#functions = [];
     this.#raw._free(this.#nresCell);
@@ -727,8 +748,12 @@ export class LuaEngine {
     try {
       status = raw._lua_resume(co, this.#L, nargs, this.#nresCell);
     } catch (err) {
+      // Not a Lua error: the wasm module trapped (or emscripten's exit threw) in the
+      // middle of Lua, which leaves the state inconsistent.
+      this.#failure = err;
       this.#healthy = false;
-      throw new LuaError("The Lua engine failed", { cause: err });
+      this.#log.error("The Lua engine failed: {error}", { error: err });
+      throw new LuaError("The Lua engine failed and is being replaced", { cause: err });
     } finally {
       this.#limit(false);
       this.#current = null;
@@ -1021,6 +1046,9 @@ export class LuaEngine {
 
   #assertOpen(): void {
     if (this.#closed) throw new TypeError("The Lua engine is closed");
+    if (this.#failure !== undefined) {
+      throw new LuaError("The Lua engine failed and must be replaced", { cause: this.#failure });
+    }
   }
 
   #assertIdle(): void {
