@@ -136,6 +136,8 @@ const CLOSE_BUDGET_TICKS = 100;
 const GUARD_EP = 1n;
 /** Marks in the guard table: ep's interrupt cut this thread short (its hooks stay off). */
 const GUARD_CUT = 2n;
+/** Longest JSON text `ep.json.encode` builds in an engine without a memory cap. */
+const JSON_MAX_TEXT = 256 * 1024 * 1024;
 const EMPTY: Uint8Array = new Uint8Array(0);
 const TEXT_PLAIN: readonly [string, string] = ["content-type", "text/plain; charset=utf-8"];
 
@@ -1296,7 +1298,10 @@ export class LuaEngine {
     });
     fn("json_encode", (L) => {
       raw._lua_settop(L, 1);
-      heap.pushString(L, encodeJson(heap, L, 1, this.#arrayMetaRef));
+      // The text is built in JS, outside the memory cap, so it stops at the cap (it could
+      // not be pushed back into Lua anyway).
+      const max = this.memoryLimitBytes > 0 ? this.memoryLimitBytes : JSON_MAX_TEXT;
+      heap.pushString(L, encodeJson(heap, L, 1, this.#arrayMetaRef, max));
       return 1;
     });
     fn("json_decode", (L) => {

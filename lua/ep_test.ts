@@ -7,7 +7,7 @@ import {
   type LuaStep,
   type LuaTimerHost,
 } from "./engine.ts";
-import { LuaError } from "./errors.ts";
+import { LuaError, LuaMemoryError } from "./errors.ts";
 
 const records: LogRecord[] = [];
 await configure({
@@ -165,6 +165,33 @@ Deno.test("ep.json.encode refuses what JSON cannot hold", async () => {
     assert.match(
       luaFails(engine, `return ep.json.encode(coroutine.create(print))`),
       /^t.lua:1: Cannot encode a thread/,
+    );
+  } finally {
+    engine.close();
+  }
+});
+
+Deno.test("ep.json.encode stops at the memory cap instead of building an unbounded text outside it", async () => {
+  // The text is built in JS, outside the cap, from a Lua value that can be far smaller.
+  const engine = await LuaEngine.create({ memoryLimitBytes: 8 << 20 });
+  try {
+    for (
+      const value of [
+        `ep.json.array({ [2^24] = 1 })`, // 16 M "null"s
+        `(function() local s = ("x"):rep(1 << 20) local t = {} for i = 1, 64 do t[i] = s end return t end)()`,
+        `(function() local t = {} for i = 1, 24 do t = { t, t } end return t end)()`,
+      ]
+    ) {
+      assert.throws(() => run(engine, `return ep.json.encode(${value})`), (err: unknown) => {
+        assert.ok(err instanceof LuaError && !(err instanceof LuaMemoryError), String(err));
+        assert.match(err.message, /^t\.lua:1: JSON text longer than 8388608 characters$/);
+        return true;
+      });
+    }
+    assert.ok(engine.healthy);
+    assert.equal(
+      run(engine, `return ep.json.encode({ ("x"):rep(1 << 20) })`).length,
+      (1 << 20) + 4,
     );
   } finally {
     engine.close();
