@@ -1307,7 +1307,7 @@ export class LuaEngine {
     fn("json_decode", (L) => {
       const text = this.#checkString(L, 1, "ep.json.decode");
       try {
-        decodeJson(heap, L, text, this.#arrayMetaRef);
+        decodeJson(heap, L, text, this.#arrayMetaRef, this.memoryLimitBytes);
       } catch (err) {
         if (err instanceof SyntaxError) throw new SyntaxError(`Invalid JSON: ${err.message}`);
         throw err;

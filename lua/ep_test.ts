@@ -198,6 +198,38 @@ Deno.test("ep.json.encode stops at the memory cap instead of building an unbound
   }
 });
 
+Deno.test("ep.json.decode refuses a text whose value cannot fit the memory cap before parsing it outside the cap", async () => {
+  // JSON.parse builds the whole value in JS first: a few bytes of text per table.
+  const engine = await LuaEngine.create({ memoryLimitBytes: 8 << 20 });
+  try {
+    for (
+      const text of [
+        `"[" .. ("[],"):rep(3e5) .. "[]]"`,
+        `"[" .. ("{},"):rep(3e5) .. "{}]"`,
+        `"[" .. ("1,"):rep(6e5) .. "1]"`,
+      ]
+    ) {
+      assert.throws(() => run(engine, `return #ep.json.decode(${text})`), (err: unknown) => {
+        assert.ok(err instanceof LuaError && !(err instanceof LuaMemoryError), String(err));
+        assert.match(
+          err.message,
+          /^t\.lua:1: JSON text too large for the memory cap \(8388608 bytes\)$/,
+        );
+        return true;
+      });
+    }
+    assert.ok(engine.healthy);
+    // Brackets and commas inside strings do not count; what fits, decodes.
+    assert.equal(
+      run(engine, `return #ep.json.decode('["' .. ("[],"):rep(3e5) .. '"]')[1]`),
+      "900000",
+    );
+    assert.equal(run(engine, `return #ep.json.decode("[" .. ("1,"):rep(1e4) .. "1]")`), "10001");
+  } finally {
+    engine.close();
+  }
+});
+
 Deno.test("ep.json.decode reads JSON into tables and round-trips", async () => {
   const engine = await LuaEngine.create();
   try {
