@@ -10,7 +10,7 @@
  */
 import assert from "node:assert/strict";
 import { INTERRUPT_ANY, LuaEngine, type LuaRequest, type LuaStep } from "./engine.ts";
-import { LuaError, LuaMemoryError, LuaTimeoutError } from "./errors.ts";
+import { LuaError, LuaTimeoutError } from "./errors.ts";
 
 const text = new TextDecoder();
 const FIXTURES = new URL("../tests/fixtures/lua/", import.meta.url);
