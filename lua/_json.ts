@@ -32,15 +32,40 @@ import {
 export const JSON_MAX_DEPTH = 200;
 
 /**
- * Encodes the value at absolute stack index `idx` of `L` as JSON text. Throws a JS
- * `TypeError`/`RangeError` for values JSON cannot hold; leaves the stack as it found it
- * (when it throws, the caller's Lua error unwinds the stack anyway).
+ * Encodes the value at absolute stack index `idx` of `L` as JSON text of at most
+ * `maxLength` UTF-16 code units. Throws a JS `TypeError`/`RangeError` for values JSON
+ * cannot hold and a `RangeError` for a longer text; leaves the stack as it found it (when
+ * it throws, the caller's Lua error unwinds the stack anyway).
+ *
+ * The bound matters: the text is built in JS memory, outside the Lua memory cap, and a
+ * small Lua value can stand for a huge text (a sparse marked array, a string or a table
+ * referenced many times), which would otherwise take gigabytes and seconds in a host
+ * function, where ep's interrupt cannot reach.
  */
-export function encodeJson(heap: LuaHeap, L: LuaState, idx: number, arrayMeta: bigint): string {
-  const out: string[] = [];
+export function encodeJson(
+  heap: LuaHeap,
+  L: LuaState,
+  idx: number,
+  arrayMeta: bigint,
+  maxLength: number,
+): string {
+  const out: Out = { parts: [], length: 0, max: maxLength };
   const seen = new Set<number>();
   encodeValue(heap, L, idx, arrayMeta, out, seen, 0);
-  return out.join("");
+  return out.parts.join("");
+}
+
+/** The text being built, and its length. */
+interface Out {
+  parts: string[];
+  length: number;
+  max: number;
+}
+
+function emit(out: Out, s: string): void {
+  out.length += s.length;
+  if (out.length > out.max) throw new RangeError(`JSON text longer than ${out.max} characters`);
+  out.parts.push(s);
 }
 
 function encodeValue(
@@ -48,7 +73,7 @@ function encodeValue(
   L: LuaState,
   idx: number,
   arrayMeta: bigint,
-  out: string[],
+  out: Out,
   seen: Set<number>,
   depth: number,
 ): void {
@@ -56,29 +81,27 @@ function encodeValue(
   const t = raw._lua_type(L, idx);
   switch (t) {
     case LUA_TNIL:
-      out.push("null");
+      emit(out, "null");
       return;
     case LUA_TBOOLEAN:
-      out.push(raw._lua_toboolean(L, idx) ? "true" : "false");
+      emit(out, raw._lua_toboolean(L, idx) ? "true" : "false");
       return;
     case LUA_TNUMBER:
       if (raw._lua_isinteger(L, idx)) {
         const n = raw._lua_tonumberx(L, idx, 0);
-        out.push(
-          Number.isSafeInteger(n) ? String(n) : raw._lua_tointegerx(L, idx, 0).toString(),
-        );
+        emit(out, Number.isSafeInteger(n) ? String(n) : raw._lua_tointegerx(L, idx, 0).toString());
       } else {
         const n = raw._lua_tonumberx(L, idx, 0);
         if (!Number.isFinite(n)) throw new RangeError(`Cannot encode the number "${n}" as JSON`);
-        out.push(JSON.stringify(n));
+        emit(out, JSON.stringify(n));
       }
       return;
     case LUA_TSTRING:
-      out.push(JSON.stringify(heap.toString(L, idx)));
+      emit(out, JSON.stringify(heap.toString(L, idx)));
       return;
     case LUA_TLIGHTUSERDATA:
       if (raw._lua_touserdata(L, idx) === 0) {
-        out.push("null");
+        emit(out, "null");
         return;
       }
       break;
@@ -94,7 +117,7 @@ function encodeTable(
   L: LuaState,
   idx: number,
   arrayMeta: bigint,
-  out: string[],
+  out: Out,
   seen: Set<number>,
   depth: number,
 ): void {
@@ -136,20 +159,20 @@ function encodeTable(
 
   const isArray = marked ? positiveIntegers : count > 0 && positiveIntegers && maxIndex === count;
   if (isArray) {
-    out.push("[");
+    emit(out, "[");
     for (let i = 1; i <= maxIndex; i++) {
-      if (i > 1) out.push(",");
+      if (i > 1) emit(out, ",");
       raw._lua_rawgeti(L, idx, BigInt(i));
       encodeValue(heap, L, raw._lua_gettop(L), arrayMeta, out, seen, depth + 1);
       raw._lua_settop(L, -2);
     }
-    out.push("]");
+    emit(out, "]");
   } else {
-    out.push("{");
+    emit(out, "{");
     let first = true;
     raw._lua_pushnil(L);
     while (raw._lua_next(L, idx)) {
-      if (!first) out.push(",");
+      if (!first) emit(out, ",");
       first = false;
       const kt = raw._lua_type(L, -2);
       let key: string;
@@ -163,22 +186,54 @@ function encodeTable(
       } else {
         throw new TypeError(`Cannot encode a table with a ${TYPE_NAMES[kt + 1]} key as JSON`);
       }
-      out.push(JSON.stringify(key), ":");
+      emit(out, JSON.stringify(key) + ":");
       encodeValue(heap, L, raw._lua_gettop(L), arrayMeta, out, seen, depth + 1);
       raw._lua_settop(L, -2);
     }
-    out.push("}");
+    emit(out, "}");
   }
   seen.delete(ptr);
 }
 
 /**
  * Parses `text` and pushes the value onto `L`. Throws a JS `SyntaxError` for invalid JSON
- * (nothing pushed).
+ * and a `RangeError` for a text whose value cannot fit in `maxBytes` (0 = no limit) of Lua
+ * memory (nothing pushed).
+ *
+ * `JSON.parse` builds the whole value in JS, outside the Lua memory cap, before any of it
+ * reaches Lua: three bytes of text (`[],`) make a table, and a 30 MB text took 2 s and
+ * 900 MB of JS memory before the cap stopped the push. So the text is scanned first for a
+ * lower bound of what its value takes in Lua (a table ≥ 32 bytes, a value ≥ 16).
  */
-export function decodeJson(heap: LuaHeap, L: LuaState, text: string, arrayMeta: bigint): void {
+export function decodeJson(
+  heap: LuaHeap,
+  L: LuaState,
+  text: string,
+  arrayMeta: bigint,
+  maxBytes = 0,
+): void {
+  if (maxBytes > 0 && minimumLuaBytes(text) > maxBytes) {
+    throw new RangeError(`JSON text too large for the memory cap (${maxBytes} bytes)`);
+  }
   const value: unknown = JSON.parse(text);
   pushValue(heap, L, value, arrayMeta, 0);
+}
+
+/** A lower bound of the Lua memory the value of JSON `text` takes (0 for a bad text). */
+function minimumLuaBytes(text: string): number {
+  let containers = 0;
+  let values = 1;
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (inString) {
+      if (c === 0x5c) i++; // backslash: skip the escaped character
+      else if (c === 0x22) inString = false;
+    } else if (c === 0x22) inString = true;
+    else if (c === 0x5b || c === 0x7b) containers++; // [ {
+    else if (c === 0x2c) values++; // ,
+  }
+  return containers * 32 + values * 16;
 }
 
 function pushValue(

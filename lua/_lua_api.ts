@@ -60,6 +60,7 @@ export interface RawLua {
   _lua_pushcclosure(L: LuaState, fn: number, n: number): void;
   _lua_pushboolean(L: LuaState, b: number): void;
   _lua_pushlightuserdata(L: LuaState, p: number): void;
+  _lua_pushthread(L: LuaState): number;
   _lua_getfield(L: LuaState, idx: number, k: number): number;
   _lua_rawget(L: LuaState, idx: number): number;
   _lua_rawgeti(L: LuaState, idx: number, n: bigint): number;
@@ -122,6 +123,7 @@ const RAW_FUNCTIONS = [
   "_lua_pushcclosure",
   "_lua_pushboolean",
   "_lua_pushlightuserdata",
+  "_lua_pushthread",
   "_lua_getfield",
   "_lua_rawget",
   "_lua_rawgeti",

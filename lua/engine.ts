@@ -24,6 +24,13 @@
  *   interrupt is taken. Cost: while a count hook is set, Lua checks it at every
  *   instruction, so a CPU-bound Lua loop runs about 2× slower (the period hardly
  *   matters); a trivial handler does not notice (`tests/bench/lua_bench.ts`).
+ * - **Sandbox**: handler code cannot remove or replace the hook, nor run Lua where it does
+ *   not reach (`ep.lua`'s sandbox section; `lua/API.md`, "Sandbox"). The engine's part:
+ *   the hook is set again on every resume; a coroutine the hook stopped is dropped without
+ *   running its to-be-closed variables (Lua leaves its hooks off) and other threads it
+ *   stopped are marked in a guard table, with ep's own coroutines, so that Lua code cannot
+ *   resume or close them; the to-be-closed variables of a failed or cancelled call run
+ *   under the memory cap with a budget of hook ticks.
  * - **Memory cap**: the engine's own allocator (wasm realloc/free behind
  *   `lua_setallocf`) counts the state's bytes and refuses allocations past the cap, but
  *   only while Lua runs: a Lua error in an API call made from JS would abort the whole
@@ -33,6 +40,8 @@
  *   collection and stays usable if it is back under 75 % of its cap, else
  *   {@linkcode LuaEngine.healthy} turns false and the engine should be replaced (the
  *   handler keeps memory alive in a global).
+ * - **Failure**: a JS exception out of `lua_resume` (a wasm trap) leaves the state
+ *   inconsistent: {@linkcode LuaEngine.failed} turns true and the engine refuses all calls.
  * - **`require`** reads `<scriptDir>/<name>.lua` and `<scriptDir>/<name>/init.lua` through
  *   Deno (wasmoon's `io` sees an in-memory file system), so it also works for files
  *   embedded in a `deno compile` binary; paths cannot leave `scriptDir`.
@@ -118,6 +127,18 @@ const DEFAULT_MEMORY_LIMIT = 64 * 1024 * 1024;
 const DEFAULT_HOOK_PERIOD = 1000;
 const MAX_IDLE_THREADS = 64;
 const USABLE_FRACTION = 0.75;
+/**
+ * Hook ticks the to-be-closed variables of a failed or abandoned call get, together, when
+ * ep closes its coroutine (100 × 1000 instructions); past that each one gets a single
+ * instruction. They run after the call, where its timeout no longer reaches them.
+ */
+const CLOSE_BUDGET_TICKS = 100;
+/** Marks in the guard table (see {@linkcode LuaEngine}): ep runs calls in this thread. */
+const GUARD_EP = 1n;
+/** Marks in the guard table: ep's interrupt cut this thread short (its hooks stay off). */
+const GUARD_CUT = 2n;
+/** Longest JSON text `ep.json.encode` builds in an engine without a memory cap. */
+const JSON_MAX_TEXT = 256 * 1024 * 1024;
 const EMPTY: Uint8Array = new Uint8Array(0);
 const TEXT_PLAIN: readonly [string, string] = ["content-type", "text/plain; charset=utf-8"];
 
@@ -331,6 +352,13 @@ class CallState implements LuaCall<unknown> {
   readonly kind: "handler" | "timer";
   readonly loading: boolean;
   interrupted = false;
+  /**
+   * The hook stopped this call's own coroutine by yielding or raising from inside the
+   * hook: Lua leaves that thread's hooks off (`allowhook`), so nothing may run on it again.
+   */
+  cut = false;
+  /** ep is closing the coroutine's to-be-closed variables (after an error or a cancel). */
+  closing = false;
   suspended = false;
   done = false;
   /** The request's header strings are byte strings (see `LuaRequest.headerBytes`). */
@@ -396,6 +424,11 @@ export class LuaEngine {
   #collectRef = 0n;
   #arrayMetaRef = 0n;
   #fireRef = 0n;
+  #guardRef = 0n;
+  #hookFn = 0;
+  #hookPeriod = DEFAULT_HOOK_PERIOD;
+  #closeTicks = 0;
+  #failure: unknown = undefined;
   #idle: LuaState[] = [];
   #current: CallState | null = null;
   #hookYielded: LuaState = 0;
@@ -477,12 +510,22 @@ export class LuaEngine {
     raw._lua_setallocf(L, alloc, 0);
     this.#collectRef = this.#refGlobalField("_G", "collectgarbage");
     this.#used = Math.round(this.#collect("count") * 1024);
-    // Set before any coroutine exists: lua_newthread copies the hook.
+    // Set before any coroutine exists: lua_newthread copies the hook. Handlers cannot
+    // reach debug.sethook (ep.lua), and #run sets it again on every resume anyway.
     if (this.#interrupt !== undefined) {
-      const hook = raw.addFunction(this.#hook, "vii");
-      this.#functions.push(hook);
-      raw._lua_sethook(L, hook, LUA_MASKCOUNT, hookPeriod);
+      this.#hookFn = raw.addFunction(this.#hook, "vii");
+      this.#functions.push(this.#hookFn);
+      this.#hookPeriod = hookPeriod;
+      raw._lua_sethook(L, this.#hookFn, LUA_MASKCOUNT, hookPeriod);
     }
+    // The guard table: threads Lua code may not resume or close (weak keys).
+    raw._lua_createtable(L, 0, 0);
+    raw._lua_createtable(L, 0, 1);
+    h.pushString(L, "k");
+    raw._lua_setfield(L, -2, h.cstring("__mode"));
+    raw._lua_setmetatable(L, -2);
+    this.#guardRef = BigInt(raw._luaL_ref(L, LUA_REGISTRYINDEX));
+    this.#markThread(L, GUARD_EP);
     this.#tracebackRef = this.#refGlobalField("debug", "traceback");
     raw._lua_createtable(L, 0, 1);
     h.pushString(L, "array");
@@ -496,9 +539,22 @@ export class LuaEngine {
     raw._lua_settop(L, top);
   }
 
-  /** Whether the engine may go on serving (false after an unrecoverable out-of-memory). */
+  /**
+   * Whether the engine may go on serving: false once it {@linkcode LuaEngine.failed}, or
+   * after an out-of-memory it could not recover from (then it is still consistent: calls
+   * suspended on it may finish, but it should be replaced).
+   */
   get healthy(): boolean {
     return this.#healthy && !this.#closed;
+  }
+
+  /**
+   * Whether the engine failed: the wasm module trapped or threw while Lua ran, so the Lua
+   * state may be inconsistent. A failed engine refuses every call (a `LuaError`) and must
+   * be replaced; calls suspended on it are lost.
+   */
+  get failed(): boolean {
+    return this.#failure !== undefined;
   }
 
   /** Bytes the Lua state holds now. */
@@ -672,7 +728,12 @@ export class LuaEngine {
     this.#current = null;
     for (const id of this.#timerInfo.keys()) this.#timers?.clear(id);
     this.#timerInfo.clear();
-    this.#wasmoon.global.close();
+    try {
+      this.#wasmoon.global.close();
+    } catch (err) {
+      // A failed engine may not close cleanly; its memory is lost, the thread goes on.
+      this.#log.warn("Closing a failed Lua engine failed: {error}", { error: err });
+    }
     for (const f of this.#functions) this.#raw.removeFunction(f);
     this.#functions = [];
     this.#raw._free(this.#nresCell);
@@ -694,13 +755,19 @@ export class LuaEngine {
     }
     call.suspended = false;
     this.#current = call;
+    // Re-armed on every resume, whatever Lua did to this thread's hook.
+    if (this.#hookFn !== 0) raw._lua_sethook(co, this.#hookFn, LUA_MASKCOUNT, this.#hookPeriod);
     this.#limit(true);
     let status: number;
     try {
       status = raw._lua_resume(co, this.#L, nargs, this.#nresCell);
     } catch (err) {
+      // Not a Lua error: the wasm module trapped (or emscripten's exit threw) in the
+      // middle of Lua, which leaves the state inconsistent.
+      this.#failure = err;
       this.#healthy = false;
-      throw new LuaError("The Lua engine failed", { cause: err });
+      this.#log.error("The Lua engine failed: {error}", { error: err });
+      throw new LuaError("The Lua engine failed and is being replaced", { cause: err });
     } finally {
       this.#limit(false);
       this.#current = null;
@@ -793,24 +860,70 @@ export class LuaEngine {
     return raw._luaL_ref(L, LUA_REGISTRYINDEX);
   }
 
-  /** Count hook: stops the running call when the interrupt slot aims at it. */
+  /**
+   * Count hook: stops the running call when the interrupt slot aims at it.
+   *
+   * It yields the call's own coroutine where it can (`pcall` cannot catch that), else
+   * raises "interrupted" at every tick until the call is back where it can yield. Both
+   * leave the thread's hooks off (Lua resets `allowhook` only where a `pcall` catches), so
+   * such a thread must never run Lua again: the call's coroutine is dropped, not reset
+   * (#finish), and any other thread the hook raised in is marked in the guard table, so
+   * that `coroutine.resume`/`close`/`wrap` (ep.lua) refuse to run its code or its
+   * to-be-closed variables. While Lua unwinds from the raise, the one piece of Lua that
+   * runs with hooks off is an `xpcall` message handler, which ep.lua skips once
+   * `interrupting()` is true.
+   *
+   * While ep closes a call's coroutine (#finish), it gives the to-be-closed variables a
+   * budget instead.
+   */
   #hook = (L: number): void => {
     const call = this.#current;
-    if (call === null) return;
+    if (call === null) return; // Lua runs outside a call only in finalizers, which run hookless
+    const raw = this.#raw;
+    if (call.closing) {
+      if (--this.#closeTicks > 0 && Atomics.load(this.#interrupt!, 0) !== INTERRUPT_ANY) return;
+      // Budget spent: from now on every instruction ends the __close that runs.
+      raw._lua_sethook(L, this.#hookFn, LUA_MASKCOUNT, 1);
+      if (L === call.thread) call.cut = true;
+      else this.#markThread(L, GUARD_CUT);
+      raw._lua_pushlstring(L, this.#kInterrupted, 11);
+      raw._lua_error(L);
+      return;
+    }
     if (!call.interrupted) {
       if (!this.#interruptAimsAt(call)) return;
       call.interrupted = true;
     }
-    const raw = this.#raw;
-    if (L === call.thread && raw._lua_isyieldable(L)) {
-      // Yielding from a hook unwinds through pcall: the handler cannot catch it.
-      this.#hookYielded = L;
-      raw._lua_yieldk(L, 0, 0, 0);
-      return;
+    if (L === call.thread) {
+      call.cut = true;
+      if (raw._lua_isyieldable(L)) {
+        // Yielding from a hook unwinds through pcall: the handler cannot catch it.
+        this.#hookYielded = L;
+        raw._lua_yieldk(L, 0, 0, 0);
+        return;
+      }
+    } else {
+      this.#markThread(L, GUARD_CUT);
     }
     raw._lua_pushlstring(L, this.#kInterrupted, 11);
     raw._lua_error(L);
   };
+
+  /**
+   * Marks thread `L` in the guard table, using its own stack (the cap is lifted meanwhile:
+   * a memory error here, inside a hook, would leave the thread unmarked).
+   */
+  #markThread(L: LuaState, how: bigint): void {
+    const raw = this.#raw;
+    const max = this.#max;
+    this.#max = 0;
+    raw._lua_rawgeti(L, LUA_REGISTRYINDEX, this.#guardRef);
+    raw._lua_pushthread(L);
+    raw._lua_pushinteger(L, how);
+    raw._lua_rawset(L, -3);
+    raw._lua_settop(L, -2);
+    this.#max = max;
+  }
 
   /** Whether the interrupt slot aims at `call`; if so, takes the interrupt (slot → 0). */
   #interruptAimsAt(call: CallState): boolean {
@@ -895,27 +1008,42 @@ export class LuaEngine {
     const thread = raw._lua_newthread(L);
     // Anchor it in the registry under its own address (popping it from L).
     raw._lua_rawsetp(L, LUA_REGISTRYINDEX, thread);
+    this.#markThread(thread, GUARD_EP);
     return thread;
   }
 
   /**
    * Ends `call` and pools its coroutine; `returned` says it ran to its end (its stack is
-   * already empty), else the coroutine is reset (closing pending to-be-closed variables).
+   * already empty), else the coroutine is reset, which runs its pending to-be-closed
+   * variables: under the memory cap and with a budget of hook ticks (#hook), since the
+   * call's timeout no longer reaches them. A coroutine the hook cut short is dropped
+   * without a reset: its hooks are off, so its to-be-closed variables would run unchecked
+   * (they do not run at all; the thread is garbage).
    */
   #finish(call: CallState, returned = false): void {
     const raw = this.#raw;
     const co = call.thread;
     if (call.done) return;
     call.done = true;
-    if (!returned) {
-      raw._lua_resetthread(co);
+    call.suspended = false;
+    if (!returned && !call.cut) {
+      call.closing = true;
+      this.#closeTicks = CLOSE_BUDGET_TICKS;
+      this.#current = call;
+      if (this.#hookFn !== 0) {
+        raw._lua_sethook(co, this.#hookFn, LUA_MASKCOUNT, this.#hookPeriod);
+      }
+      this.#limit(true);
+      try {
+        raw._lua_resetthread(co);
+      } finally {
+        this.#limit(false);
+        this.#current = null;
+        call.closing = false;
+      }
       raw._lua_settop(co, 0);
     }
-    call.suspended = false;
-    // An interrupted coroutine is dropped: when the hook raised the error, Lua left the
-    // thread's `allowhook` off (it is reset only where a pcall catches), so a reused
-    // thread could never be interrupted again.
-    if (this.#idle.length < MAX_IDLE_THREADS && this.#healthy && !call.interrupted) {
+    if (this.#idle.length < MAX_IDLE_THREADS && this.#healthy && !call.cut) {
       this.#idle.push(co);
     } else {
       raw._lua_pushnil(this.#L);
@@ -932,6 +1060,9 @@ export class LuaEngine {
 
   #assertOpen(): void {
     if (this.#closed) throw new TypeError("The Lua engine is closed");
+    if (this.#failure !== undefined) {
+      throw new LuaError("The Lua engine failed and must be replaced", { cause: this.#failure });
+    }
   }
 
   #assertIdle(): void {
@@ -1186,13 +1317,16 @@ export class LuaEngine {
     });
     fn("json_encode", (L) => {
       raw._lua_settop(L, 1);
-      heap.pushString(L, encodeJson(heap, L, 1, this.#arrayMetaRef));
+      // The text is built in JS, outside the memory cap, so it stops at the cap (it could
+      // not be pushed back into Lua anyway).
+      const max = this.memoryLimitBytes > 0 ? this.memoryLimitBytes : JSON_MAX_TEXT;
+      heap.pushString(L, encodeJson(heap, L, 1, this.#arrayMetaRef, max));
       return 1;
     });
     fn("json_decode", (L) => {
       const text = this.#checkString(L, 1, "ep.json.decode");
       try {
-        decodeJson(heap, L, text, this.#arrayMetaRef);
+        decodeJson(heap, L, text, this.#arrayMetaRef, this.memoryLimitBytes);
       } catch (err) {
         if (err instanceof SyntaxError) throw new SyntaxError(`Invalid JSON: ${err.message}`);
         throw err;
@@ -1202,6 +1336,13 @@ export class LuaEngine {
     fn("managed", (L) => {
       const call = this.#current;
       raw._lua_pushboolean(L, call !== null && !call.loading && call.thread === L ? 1 : 0);
+      return 1;
+    });
+    // Whether the running call is being stopped (interrupted, or closed by ep): ep.lua's
+    // xpcall then skips the handler's message handler, which would run with hooks off.
+    fn("interrupting", (L) => {
+      const call = this.#current;
+      raw._lua_pushboolean(L, call !== null && (call.interrupted || call.closing) ? 1 : 0);
       return 1;
     });
     fn("timer_start", (L) => {
@@ -1241,6 +1382,8 @@ export class LuaEngine {
     raw._lua_setfield(L, -2, heap.cstring("json_null"));
     raw._lua_rawgeti(L, LUA_REGISTRYINDEX, this.#arrayMetaRef);
     raw._lua_setfield(L, -2, heap.cstring("array_mt"));
+    raw._lua_rawgeti(L, LUA_REGISTRYINDEX, this.#guardRef);
+    raw._lua_setfield(L, -2, heap.cstring("guard"));
     if (this.#scriptDir !== undefined) {
       heap.pushString(L, fileURLToPath(this.#scriptDir).replace(/[\\/]$/, ""));
       raw._lua_setfield(L, -2, heap.cstring("script_dir"));

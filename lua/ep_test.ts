@@ -7,7 +7,7 @@ import {
   type LuaStep,
   type LuaTimerHost,
 } from "./engine.ts";
-import { LuaError } from "./errors.ts";
+import { LuaError, LuaMemoryError } from "./errors.ts";
 
 const records: LogRecord[] = [];
 await configure({
@@ -166,6 +166,65 @@ Deno.test("ep.json.encode refuses what JSON cannot hold", async () => {
       luaFails(engine, `return ep.json.encode(coroutine.create(print))`),
       /^t.lua:1: Cannot encode a thread/,
     );
+  } finally {
+    engine.close();
+  }
+});
+
+Deno.test("ep.json.encode stops at the memory cap instead of building an unbounded text outside it", async () => {
+  // The text is built in JS, outside the cap, from a Lua value that can be far smaller.
+  const engine = await LuaEngine.create({ memoryLimitBytes: 8 << 20 });
+  try {
+    for (
+      const value of [
+        `ep.json.array({ [2^24] = 1 })`, // 16 M "null"s
+        `(function() local s = ("x"):rep(1 << 20) local t = {} for i = 1, 64 do t[i] = s end return t end)()`,
+        `(function() local t = {} for i = 1, 24 do t = { t, t } end return t end)()`,
+      ]
+    ) {
+      assert.throws(() => run(engine, `return ep.json.encode(${value})`), (err: unknown) => {
+        assert.ok(err instanceof LuaError && !(err instanceof LuaMemoryError), String(err));
+        assert.match(err.message, /^t\.lua:1: JSON text longer than 8388608 characters$/);
+        return true;
+      });
+    }
+    assert.ok(engine.healthy);
+    assert.equal(
+      run(engine, `return ep.json.encode({ ("x"):rep(1 << 20) })`).length,
+      (1 << 20) + 4,
+    );
+  } finally {
+    engine.close();
+  }
+});
+
+Deno.test("ep.json.decode refuses a text whose value cannot fit the memory cap before parsing it outside the cap", async () => {
+  // JSON.parse builds the whole value in JS first: a few bytes of text per table.
+  const engine = await LuaEngine.create({ memoryLimitBytes: 8 << 20 });
+  try {
+    for (
+      const text of [
+        `"[" .. ("[],"):rep(3e5) .. "[]]"`,
+        `"[" .. ("{},"):rep(3e5) .. "{}]"`,
+        `"[" .. ("1,"):rep(6e5) .. "1]"`,
+      ]
+    ) {
+      assert.throws(() => run(engine, `return #ep.json.decode(${text})`), (err: unknown) => {
+        assert.ok(err instanceof LuaError && !(err instanceof LuaMemoryError), String(err));
+        assert.match(
+          err.message,
+          /^t\.lua:1: JSON text too large for the memory cap \(8388608 bytes\)$/,
+        );
+        return true;
+      });
+    }
+    assert.ok(engine.healthy);
+    // Brackets and commas inside strings do not count; what fits, decodes.
+    assert.equal(
+      run(engine, `return #ep.json.decode('["' .. ("[],"):rep(3e5) .. '"]')[1]`),
+      "900000",
+    );
+    assert.equal(run(engine, `return #ep.json.decode("[" .. ("1,"):rep(1e4) .. "1]")`), "10001");
   } finally {
     engine.close();
   }
@@ -342,8 +401,16 @@ Deno.test("ep.env reads the environment with a default", async () => {
 Deno.test("ep.call outside a handler raises an error", async () => {
   const engine = await LuaEngine.create();
   try {
-    assert.equal(
+    // (coroutine.wrap is ep.lua's: called in a tail call, it cannot name the caller's line.)
+    assert.match(
       luaFails(engine, `return coroutine.wrap(function() return ep.call("user", "x") end)()`),
+      /^(t\.lua:1: )?ep\.call is only available inside a handler or a timer callback$/,
+    );
+    assert.equal(
+      luaFails(
+        engine,
+        `local r = coroutine.wrap(function() return ep.call("user", "x") end)() return r`,
+      ),
       "t.lua:1: ep.call is only available inside a handler or a timer callback",
     );
   } finally {

@@ -14,10 +14,18 @@
  *   the shared slot; the engine's hook stops a running handler, and a suspended one is
  *   stopped when it would wake or by a poll every {@linkcode SUSPENDED_POLL_MS} ms, so its
  *   slot is freed at once. Either way the job fails with `LuaTimeoutError`.
- * - Out of memory: the job fails with `LuaMemoryError`. If the engine could not get back
- *   under its cap (a handler keeps memory alive in a global), a fresh engine is built with
- *   the same services and takes new jobs; the old one finishes the jobs it holds and is
- *   closed. Its timers stop (the new engine's service files start their own).
+ * - An engine that must be replaced (not {@linkcode LuaEngine.healthy}) is replaced before
+ *   it runs another job: a fresh engine is built with the same services, and jobs that
+ *   arrive meanwhile wait for it (the pool's thread then waits in its event loop, where
+ *   the build can finish: a thread with only synchronous jobs never turns it). Its timers
+ *   stop (the new engine's service files start their own). Counted in
+ *   {@linkcode LuaHandlerRuntime.replacements}, logged at warning level.
+ *   - Out of memory that a full collection could not undo (a handler keeps memory alive
+ *     in a global): the job fails with `LuaMemoryError`; the old engine is still
+ *     consistent, so the jobs suspended on it finish there, then it is closed.
+ *   - Failed ({@linkcode LuaEngine.failed}: the wasm module trapped while Lua ran): the
+ *     job fails with a `LuaError`; the jobs suspended on it cannot go on and fail at once
+ *     with a `LuaError` saying so; the engine is closed.
  *
  * @example
  * ```ts ignore
@@ -202,6 +210,8 @@ class Generation {
   readonly timers = new Map<number, TimerState>();
   inFlight = 0;
   retired = false;
+  /** Its replacement was asked for (logged once). */
+  condemned = false;
 
   constructor(engine: LuaEngine, refs: Map<string, number>) {
     this.engine = engine;
@@ -235,6 +245,7 @@ export class LuaHandlerRuntime {
   #clock: PreciseClock;
   #gen!: Generation;
   #replacing: Promise<void> | null = null;
+  #replaceError: unknown = undefined;
   #waiting = new Map<LuaCall<unknown>, Waiting>();
   #byToken = new Map<number, Waiting>();
   #poll: ReturnType<typeof setInterval> | undefined;
@@ -281,7 +292,7 @@ export class LuaHandlerRuntime {
     return this.#gen.engine;
   }
 
-  /** How many times the engine was replaced after running out of memory. */
+  /** How many times the engine was replaced (it ran out of memory for good, or failed). */
   get replacements(): number {
     return this.#replacements;
   }
@@ -313,6 +324,7 @@ export class LuaHandlerRuntime {
   handleSync(job: LuaJob): LuaReply | Promise<LuaReply> {
     if (this.#closed) throw new TypeError("The Lua handler runtime is closed");
     const gen = this.#gen;
+    if (!gen.engine.healthy) return this.#afterReplacement(job);
     const ref = gen.refs.get(job.service);
     if (ref === undefined) {
       throw new JobError(ErrorCode.NO_SERVICE, `No Lua service "${job.service}" on this thread`);
@@ -321,7 +333,7 @@ export class LuaHandlerRuntime {
     try {
       step = gen.engine.callHandler(ref, job, { token: tokenOf(job.id) });
     } catch (err) {
-      this.#failed(gen, err);
+      this.#failed(gen);
       throw err;
     }
     if (step.done) return step.value;
@@ -451,8 +463,8 @@ export class LuaHandlerRuntime {
       step = w.gen.engine.resume(w.call, values);
     } catch (err) {
       w.gen.inFlight--;
-      this.#failed(w.gen, err);
       w.settle.reject(err);
+      this.#failed(w.gen);
       this.#maybeRetire(w.gen);
       return;
     }
@@ -487,17 +499,64 @@ export class LuaHandlerRuntime {
     this.#maybeRetire(w.gen);
   };
 
+  /** Runs `job` once the engine that must be replaced is (or rejects when it cannot be). */
+  #afterReplacement(job: LuaJob): Promise<LuaReply> {
+    this.#condemn(this.#gen);
+    return this.#replacing!.then(() => {
+      if (this.#closed) throw new TypeError("The Lua handler runtime is closed");
+      if (!this.#gen.engine.healthy) {
+        throw new LuaError("The Lua engine must be replaced and could not be", {
+          cause: this.#replaceError,
+        });
+      }
+      return this.handleSync(job);
+    });
+  }
+
   /** After an error: replace the engine when it can no longer serve. */
-  #failed(gen: Generation, err: unknown): void {
-    if (!gen.engine.healthy && gen === this.#gen) {
-      this.#log.warn("The Lua engine must be replaced: {error}", { error: err });
-      this.#replace();
+  #failed(gen: Generation): void {
+    if (gen.engine.healthy) return;
+    this.#condemn(gen);
+    // A failed engine cannot resume anything: what waits on it is lost, say so now.
+    if (gen.engine.failed && !gen.retired) this.#abandon(gen);
+  }
+
+  /** Starts replacing `gen` (once) if it takes new jobs. */
+  #condemn(gen: Generation): void {
+    if (gen !== this.#gen || this.#closed) return;
+    if (!gen.condemned) {
+      gen.condemned = true;
+      this.#log.warn("The Lua engine must be replaced ({reason})", {
+        reason: gen.engine.failed ? "it failed" : "it is out of memory for good",
+      });
     }
+    this.#replace();
+  }
+
+  /** Fails the calls suspended on a failed engine, stops its timers and closes it. */
+  #abandon(gen: Generation): void {
+    gen.retired = true;
+    for (const w of [...this.#waiting.values()]) {
+      if (w.gen !== gen) continue;
+      if (w.entry !== undefined) this.#clock.cancel(w.entry);
+      this.#forget(w);
+      gen.inFlight--;
+      w.settle.reject(
+        new LuaError(
+          `The Lua engine failed while a ${
+            w.call.kind === "timer" ? "timer callback" : "job"
+          } of service "${w.call.service}" waited`,
+        ),
+      );
+    }
+    for (const id of [...gen.timers.keys()]) this.#clearTimer(gen, id);
+    this.#maybeRetire(gen);
   }
 
   #replace(): void {
     if (this.#replacing !== null || this.#closed) return;
     const old = this.#gen;
+    this.#replaceError = undefined;
     this.#replacing = this.#build().then(
       (gen) => {
         this.#replacing = null;
@@ -510,10 +569,13 @@ export class LuaHandlerRuntime {
         old.retired = true;
         for (const id of [...old.timers.keys()]) this.#clearTimer(old, id);
         this.#maybeRetire(old);
-        this.#log.warn("Replaced the Lua engine");
+        this.#log.warn("Replaced the Lua engine ({count} so far)", {
+          count: this.#replacements,
+        });
       },
       (err) => {
         this.#replacing = null;
+        this.#replaceError = err;
         this.#log.error("Cannot replace the Lua engine: {error}", { error: err });
       },
     );
@@ -543,6 +605,11 @@ export class LuaHandlerRuntime {
 
   #fireTimer(gen: Generation, t: TimerState, now: number): void {
     if (gen.timers.get(t.id) !== t) return;
+    if (!gen.engine.healthy) {
+      // Not on an engine that must be replaced; the new one's timers take over.
+      this.#clearTimer(gen, t.id);
+      return;
+    }
     if (t.repeat) {
       // Fixed rate; missed periods are skipped, not caught up.
       let next = t.entry!.deadline + t.ms;
@@ -561,8 +628,8 @@ export class LuaHandlerRuntime {
     try {
       step = gen.engine.fireTimer(t.id, { token });
     } catch (err) {
-      this.#failed(gen, err);
       this.#logTimerError(err);
+      this.#failed(gen);
       return;
     }
     if (step.done) return;

@@ -3,6 +3,7 @@ import { configure, type LogRecord } from "@logtape/logtape";
 import { JobError } from "../core/job.ts";
 import { LuaHandlerRuntime, type LuaJob, type LuaServiceSource } from "./handler_runtime.ts";
 import { LuaError, LuaMemoryError, LuaTimeoutError } from "./errors.ts";
+import { loadLua } from "./_lua_api.ts";
 
 const records: LogRecord[] = [];
 await configure({
@@ -342,5 +343,61 @@ Deno.test("ep.call yields to the host's call function and returns body and statu
     assert.deepEqual(calls, ["back:hi:50", "missing::0"]);
   } finally {
     await runtime.close();
+  }
+});
+
+Deno.test("An engine that failed is replaced before it runs another job; its suspended jobs fail with a clear error", async () => {
+  const runtime = await LuaHandlerRuntime.create({
+    services: [
+      service("who", `ENGINE = ENGINE or tostring(ep.now()) return function() return ENGINE end`),
+      service("nap", `return function() ep.sleep(5000) return "woke" end`),
+    ],
+  });
+  // A trap inside the wasm module (what os.exit or a bad binary chunk did): the next
+  // lua_resume throws a JS exception instead of returning.
+  const { raw } = await loadLua();
+  const resume = raw._lua_resume;
+  try {
+    const first = text.decode((await runtime.handle(job("who"))).body);
+    const napping = runtime.handle(job("nap"));
+    await until(() => runtime.inFlight === 1);
+    (raw as { _lua_resume: typeof resume })._lua_resume = () => {
+      (raw as { _lua_resume: typeof resume })._lua_resume = resume;
+      throw new WebAssembly.RuntimeError("unreachable");
+    };
+    const failing = runtime.handle(job("who"));
+    // Asked at once, before the replacement can be ready: it waits for it.
+    const next = runtime.handle(job("who"));
+    const [failed, napped, answered] = await Promise.allSettled([failing, napping, next]);
+    assert.equal(failed.status, "rejected");
+    if (failed.status === "rejected") {
+      assert.ok(failed.reason instanceof LuaError);
+      assert.equal(failed.reason.message, "The Lua engine failed and is being replaced");
+    }
+    assert.equal(napped.status, "rejected", "the suspended job cannot go on");
+    if (napped.status === "rejected") {
+      assert.ok(napped.reason instanceof LuaError);
+      assert.equal(
+        napped.reason.message,
+        'The Lua engine failed while a job of service "nap" waited',
+      );
+    }
+    assert.equal(answered.status, "fulfilled", "the next job is answered");
+    const second = answered.status === "fulfilled" ? text.decode(answered.value.body) : "";
+    assert.notEqual(second, first, "a new engine answers");
+    assert.equal(runtime.replacements, 1);
+    assert.equal(runtime.inFlight, 0);
+    assert.ok(runtime.engine.healthy);
+    assert.ok(
+      records.some((r) =>
+        r.level === "warning" && String(r.message.join("")).includes("must be replaced")
+      ),
+    );
+    assert.ok(
+      records.some((r) => String(r.message.join("")).includes("Replaced the Lua engine")),
+    );
+  } finally {
+    (raw as { _lua_resume: typeof resume })._lua_resume = resume;
+    runtime.close();
   }
 });
