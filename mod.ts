@@ -35,10 +35,10 @@
  *
  * @module
  */
-export { Client, type ClientOptions, connect, ConnectionClosedError } from "./core/client.ts";
-export type { Reply, RequestOptions } from "./core/client.ts";
-export { serve } from "./core/server.ts";
-export { type HandlerSource, type Node, type NodeOptions, startNode } from "./core/node.ts";
+export { Client, type ClientOptions, connect, ConnectionClosedError } from "./core/net/client.ts";
+export type { Reply, RequestOptions } from "./core/net/client.ts";
+export { serve } from "./core/net/server.ts";
+export { type HandlerSource, type Node, type NodeOptions, startNode } from "./core/node/node.ts";
 export {
   Balancer,
   type BalancerOptions,
@@ -47,9 +47,9 @@ export {
   type QueuedJob,
   type ServiceCounters,
   type ServiceStats,
-} from "./core/balancer.ts";
-export { WorkerNode, type WorkerNodeOptions } from "./core/worker_node.ts";
-export { LocalPoolProvider } from "./core/local_provider.ts";
+} from "./core/balancer/balancer.ts";
+export { WorkerNode, type WorkerNodeOptions } from "./core/node/worker.ts";
+export { LocalPoolProvider } from "./core/balancer/local_provider.ts";
 export {
   type CloseOptions,
   HandlerPool,
@@ -65,22 +65,22 @@ export {
   type ThreadLostEvent,
   type ThreadStatus,
   TS_HANDLER_RUNTIME,
-} from "./core/pool.ts";
-export type { ServeOptions, Server, ServerCounters } from "./core/server.ts";
+} from "./core/threads/pool.ts";
+export type { ServeOptions, Server, ServerCounters } from "./core/net/server.ts";
 export { httpStatusOf, JobError } from "./core/job.ts";
 export type { Job, JobHandler, JobOrigin, JobResult } from "./core/job.ts";
-export type { HttpCounters, HttpOptions } from "./core/http_conn.ts";
-export type { TransportCounters, TransportLimits } from "./core/transport.ts";
+export type { HttpCounters, HttpOptions } from "./core/net/http_conn.ts";
+export type { TransportCounters, TransportLimits } from "./core/net/transport.ts";
 export type { WelcomeFrame } from "./protocol/ep_frames.ts";
 export type { HttpLimits } from "./protocol/http_parser.ts";
-export type { EpOptions, WorkerHost } from "./core/ep_conn.ts";
+export type { EpOptions, WorkerHost } from "./core/net/ep_conn.ts";
 export { ErrorCode } from "./protocol/errors.ts";
-export { main } from "./core/cli.ts";
+export { main } from "./cli/main.ts";
 
 /** The version of ep. */
 export const VERSION = "0.1.0";
 
 if (import.meta.main) {
-  const { main } = await import("./core/cli.ts");
+  const { main } = await import("./cli/main.ts");
   Deno.exit(await main(Deno.args));
 }

@@ -32,20 +32,20 @@ export {
   type TransportCounters,
   type TransportHandler,
   type TransportLimits,
-} from "./transport.ts";
-export * from "./server.ts";
-export * from "./client.ts";
-export * from "./http_conn.ts";
-export * from "./ep_conn.ts";
-export * from "./ring.ts";
-export * from "./pool.ts";
+} from "./net/transport.ts";
+export * from "./net/server.ts";
+export * from "./net/client.ts";
+export * from "./net/http_conn.ts";
+export * from "./net/ep_conn.ts";
+export * from "./threads/ring.ts";
+export * from "./threads/pool.ts";
 export type { WelcomeFrame } from "../protocol/ep_frames.ts";
 export type { HttpLimits } from "../protocol/http_parser.ts";
-export * from "./balancer.ts";
-export * from "./node.ts";
-export * from "./worker_node.ts";
-export * from "./local_provider.ts";
-export * from "./observe.ts";
-export * from "./status_snapshot.ts";
-export * from "./metrics.ts";
-export * from "./metrics_sources.ts";
+export * from "./balancer/balancer.ts";
+export * from "./node/node.ts";
+export * from "./node/worker.ts";
+export * from "./balancer/local_provider.ts";
+export * from "./observe/monitor.ts";
+export * from "./observe/status_snapshot.ts";
+export * from "./observe/metrics.ts";
+export * from "./observe/metrics_sources.ts";

@@ -13,15 +13,15 @@
  * @module
  */
 import { getLogger } from "@logtape/logtape";
-import { startNode } from "../core/node.ts";
-import { handlerCounters } from "../core/local_provider.ts";
-import type { MonitorOptions } from "../core/observe.ts";
+import { startNode } from "../core/node/node.ts";
+import { handlerCounters } from "../core/balancer/local_provider.ts";
+import type { MonitorOptions } from "../core/observe/monitor.ts";
 import type { Job } from "../core/job.ts";
 import { LuaHandlerRuntime } from "./handler_runtime.ts";
 import type { LuaValue } from "./engine.ts";
 import { LuaError } from "./errors.ts";
 import { getConfig } from "@logtape/logtape";
-import { LUA_RUNTIME, luaLongString, type LuaWorkerOptions } from "./lua_worker.ts";
+import { LUA_RUNTIME, luaLongString, type LuaWorkerOptions } from "./thread.ts";
 
 const log = getLogger(["ep", "control"]);
 

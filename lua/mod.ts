@@ -20,12 +20,12 @@ export {
   LUA_RUNTIME,
   luaLongString,
   type LuaWorkerOptions,
-} from "./lua_worker.ts";
+} from "./thread.ts";
 export type {
   HandlerReply,
   HandlerRequest,
   HandlerResult,
   HandlerRuntime,
   HandlerRuntimeContext,
-} from "../core/pool.ts";
+} from "../core/threads/pool.ts";
 export type { Job } from "../core/job.ts";

@@ -1,5 +1,5 @@
 /** Helpers for tests with real processes: balancer and worker processes of `mod.ts`. */
-import { type Client, connect } from "../core/client.ts";
+import { type Client, connect } from "../core/net/client.ts";
 
 /** Path of `mod.ts`, the ep entry point the processes run. */
 export const MOD: string = new URL("../mod.ts", import.meta.url).pathname;

@@ -1,7 +1,7 @@
 /** Helpers shared by the integration tests: a test server and raw socket I/O. */
 import { demoHandler } from "./_demo_handler.ts";
 import type { Job, JobHandler, JobResult } from "../core/job.ts";
-import { serve, type ServeOptions, type Server } from "../core/server.ts";
+import { serve, type ServeOptions, type Server } from "../core/net/server.ts";
 
 const dec = new TextDecoder();
 const enc = new TextEncoder();

@@ -1,6 +1,6 @@
 /**
  * What a peer-supplied string must never carry onto a terminal or into a log line, for the
- * tests of `core/_escape.ts` and of the places that show such strings.
+ * tests of `core/escape.ts` and of the places that show such strings.
  *
  * @module
  */

@@ -1,11 +1,11 @@
 import assert from "node:assert/strict";
-import { Balancer, type BalancerOptions } from "../core/balancer.ts";
-import { connect } from "../core/client.ts";
+import { Balancer, type BalancerOptions } from "../core/balancer/balancer.ts";
+import { connect } from "../core/net/client.ts";
 import { JobError } from "../core/job.ts";
-import { LocalPoolProvider } from "../core/local_provider.ts";
-import { HandlerPool, TS_HANDLER_RUNTIME } from "../core/pool.ts";
-import { serve, type Server } from "../core/server.ts";
-import { WorkerNode } from "../core/worker_node.ts";
+import { LocalPoolProvider } from "../core/balancer/local_provider.ts";
+import { HandlerPool, TS_HANDLER_RUNTIME } from "../core/threads/pool.ts";
+import { serve, type Server } from "../core/net/server.ts";
+import { WorkerNode } from "../core/node/worker.ts";
 
 const SERVICES = new URL("./fixtures/services.ts", import.meta.url).href;
 const dec = new TextDecoder();

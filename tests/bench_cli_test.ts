@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
-import { benchMain } from "../core/bench_cli.ts";
+import { benchMain } from "../cli/bench.ts";
 import type { JobHandler } from "../core/job.ts";
-import { poissonSchedule } from "../core/loadgen.ts";
-import { serve } from "../core/server.ts";
+import { poissonSchedule } from "../cli/loadgen/loadgen.ts";
+import { serve } from "../core/net/server.ts";
 
 /** `sleep` (?ms= or the body) that reports x-slept-us, like the demo service. */
 const handler: JobHandler = (job) => {

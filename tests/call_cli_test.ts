@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
-import { callMain, EXIT } from "../core/call_cli.ts";
+import { callMain, EXIT } from "../cli/call.ts";
 import { JobError, type JobHandler } from "../core/job.ts";
-import { serve } from "../core/server.ts";
+import { serve } from "../core/net/server.ts";
 import { ErrorCode } from "../protocol/errors.ts";
 
 const dec = new TextDecoder();

@@ -3,7 +3,7 @@
  * balancer restart, auth, drain, two balancers.
  */
 import assert from "node:assert/strict";
-import { connect } from "../core/client.ts";
+import { connect } from "../core/net/client.ts";
 import { JobError } from "../core/job.ts";
 import { balancer, type Proc, waitStats, worker } from "./_cluster.ts";
 

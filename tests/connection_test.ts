@@ -4,10 +4,10 @@
  * answered as SPEC.md §3 says.
  */
 import assert from "node:assert/strict";
-import { connect } from "../core/client.ts";
+import { connect } from "../core/net/client.ts";
 import type { Job, JobResult } from "../core/job.ts";
-import { serve, type ServeOptions } from "../core/server.ts";
-import { newTransportCounters, TcpTransport } from "../core/transport.ts";
+import { serve, type ServeOptions } from "../core/net/server.ts";
+import { newTransportCounters, TcpTransport } from "../core/net/transport.ts";
 import { EpDecoder } from "../protocol/ep_decoder.ts";
 import { EpEncoder } from "../protocol/ep_encoder.ts";
 import type { Frame } from "../protocol/ep_frames.ts";

@@ -7,10 +7,10 @@
  * Seeds are fixed (a failure names its seed); `EP_PROPERTY_SEEDS=n` runs more.
  */
 import assert from "node:assert/strict";
-import { Balancer, type Provider, type QueuedJob } from "../core/balancer.ts";
-import { EpConnection } from "../core/ep_conn.ts";
+import { Balancer, type Provider, type QueuedJob } from "../core/balancer/balancer.ts";
+import { EpConnection } from "../core/net/ep_conn.ts";
 import { type Job, JobError, type JobOrigin } from "../core/job.ts";
-import { memoryPair } from "../core/memory_transport.ts";
+import { memoryPair } from "../core/net/memory_transport.ts";
 import { EpDecoder } from "../protocol/ep_decoder.ts";
 import { encodePreface, EpEncoder } from "../protocol/ep_encoder.ts";
 import type { Frame } from "../protocol/ep_frames.ts";

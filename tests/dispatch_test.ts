@@ -6,14 +6,14 @@
  * and replies get distinct, clear errors.
  */
 import assert from "node:assert/strict";
-import { Balancer, type BalancerOptions, type Provider } from "../core/balancer.ts";
-import { type Client, connect } from "../core/client.ts";
+import { Balancer, type BalancerOptions, type Provider } from "../core/balancer/balancer.ts";
+import { type Client, connect } from "../core/net/client.ts";
 import { type Job, JobError, type JobResult } from "../core/job.ts";
-import { LocalPoolProvider } from "../core/local_provider.ts";
-import { Monitor } from "../core/observe.ts";
-import { HandlerPool, TS_HANDLER_RUNTIME } from "../core/pool.ts";
-import { serve, type Server } from "../core/server.ts";
-import { WorkerNode } from "../core/worker_node.ts";
+import { LocalPoolProvider } from "../core/balancer/local_provider.ts";
+import { Monitor } from "../core/observe/monitor.ts";
+import { HandlerPool, TS_HANDLER_RUNTIME } from "../core/threads/pool.ts";
+import { serve, type Server } from "../core/net/server.ts";
+import { WorkerNode } from "../core/node/worker.ts";
 import { EpDecoder } from "../protocol/ep_decoder.ts";
 import { EpEncoder } from "../protocol/ep_encoder.ts";
 import type { Frame } from "../protocol/ep_frames.ts";

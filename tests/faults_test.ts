@@ -8,9 +8,9 @@
  * `tests/server_http_test.ts` the HTTP client that never reads and the slowloris.)
  */
 import assert from "node:assert/strict";
-import { type Client, connect } from "../core/client.ts";
+import { type Client, connect } from "../core/net/client.ts";
 import { JobError } from "../core/job.ts";
-import { startNode } from "../core/node.ts";
+import { startNode } from "../core/node/node.ts";
 import { balancer, type BalancerStats, Proc, waitStats } from "./_cluster.ts";
 import { EpPeer, isType } from "./fixtures/faults/_ep_peer.ts";
 

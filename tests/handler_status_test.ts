@@ -5,11 +5,11 @@
  * handler_error, both with a one-line reason that says what was wrong.
  */
 import assert from "node:assert/strict";
-import { connect } from "../core/client.ts";
+import { connect } from "../core/net/client.ts";
 import { JobError } from "../core/job.ts";
 import { Proc, waitStats } from "./_cluster.ts";
 import { Raw } from "./_server_helpers.ts";
-import { serve } from "../core/server.ts";
+import { serve } from "../core/net/server.ts";
 
 const CASES: [string, string][] = [
   ["0", "Handler returned status 0; allowed 200–599"],

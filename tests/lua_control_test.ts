@@ -3,7 +3,7 @@
  * driven over HTTP and EP.
  */
 import assert from "node:assert/strict";
-import { connect } from "../core/client.ts";
+import { connect } from "../core/net/client.ts";
 import { JobError } from "../core/job.ts";
 import { Proc, waitStats } from "./_cluster.ts";
 

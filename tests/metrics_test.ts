@@ -5,14 +5,14 @@
  * says. Also pins the parser's own strictness.
  */
 import assert from "node:assert/strict";
-import { Balancer, type BalancerOptions } from "../core/balancer.ts";
-import { type Client, connect } from "../core/client.ts";
+import { Balancer, type BalancerOptions } from "../core/balancer/balancer.ts";
+import { type Client, connect } from "../core/net/client.ts";
 import { JobError } from "../core/job.ts";
-import { LocalPoolProvider } from "../core/local_provider.ts";
-import { Monitor } from "../core/observe.ts";
-import { HandlerPool, TS_HANDLER_RUNTIME } from "../core/pool.ts";
-import { serve, type Server } from "../core/server.ts";
-import { WorkerNode } from "../core/worker_node.ts";
+import { LocalPoolProvider } from "../core/balancer/local_provider.ts";
+import { Monitor } from "../core/observe/monitor.ts";
+import { HandlerPool, TS_HANDLER_RUNTIME } from "../core/threads/pool.ts";
+import { serve, type Server } from "../core/net/server.ts";
+import { WorkerNode } from "../core/node/worker.ts";
 import {
   conventionViolations,
   ExpositionError,

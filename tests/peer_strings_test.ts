@@ -5,11 +5,11 @@
  */
 import assert from "node:assert/strict";
 import { configure, type LogRecord, reset } from "@logtape/logtape";
-import { connect } from "../core/client.ts";
-import { startNode } from "../core/node.ts";
-import { statusMain } from "../core/status_cli.ts";
-import { consoleFormatter, jsonLinesFormatter } from "../core/_logging.ts";
-import { escapeControls } from "../core/_escape.ts";
+import { connect } from "../core/net/client.ts";
+import { startNode } from "../core/node/node.ts";
+import { statusMain } from "../cli/status.ts";
+import { consoleFormatter, jsonLinesFormatter } from "../core/logging.ts";
+import { escapeControls } from "../core/escape.ts";
 import { EpPeer, isType } from "./fixtures/faults/_ep_peer.ts";
 import { unsafeChars } from "./_unsafe_chars.ts";
 

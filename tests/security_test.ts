@@ -7,12 +7,12 @@
  * Not here because ep has no such limit yet: connections per listener (see RELIABILITY.md).
  */
 import assert from "node:assert/strict";
-import { Balancer, type Provider } from "../core/balancer.ts";
-import { type Client, connect } from "../core/client.ts";
+import { Balancer, type Provider } from "../core/balancer/balancer.ts";
+import { type Client, connect } from "../core/net/client.ts";
 import { JobError } from "../core/job.ts";
-import { startNode } from "../core/node.ts";
-import { serve } from "../core/server.ts";
-import { timingSafeEqualString } from "../core/_timing_safe.ts";
+import { startNode } from "../core/node/node.ts";
+import { serve } from "../core/net/server.ts";
+import { timingSafeEqualString } from "../core/net/_timing_safe.ts";
 import { ErrorCode } from "../protocol/errors.ts";
 import { MAX_SERVICES } from "../protocol/ep_frames.ts";
 import { Proc, waitStats } from "./_cluster.ts";

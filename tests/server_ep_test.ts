@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { connect } from "../core/client.ts";
+import { connect } from "../core/net/client.ts";
 import { JobError } from "../core/job.ts";
 import { EpDecoder } from "../protocol/ep_decoder.ts";
 import { encodePreface, EpEncoder } from "../protocol/ep_encoder.ts";

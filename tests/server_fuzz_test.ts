@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { connect } from "../core/client.ts";
+import { connect } from "../core/net/client.ts";
 import { encodePreface, EpEncoder } from "../protocol/ep_encoder.ts";
 import { Raw, startServer } from "./_server_helpers.ts";
 import { mulberry32 as prng, mutate as mutateWith } from "./fuzz/_mutate.ts";

@@ -5,13 +5,13 @@
  * machine when it has one, and an in-memory transport with a foreign address otherwise.
  */
 import assert from "node:assert/strict";
-import { Balancer } from "../core/balancer.ts";
-import { EpConnection } from "../core/ep_conn.ts";
+import { Balancer } from "../core/balancer/balancer.ts";
+import { EpConnection } from "../core/net/ep_conn.ts";
 import type { Job } from "../core/job.ts";
-import { MemoryTransport } from "../core/memory_transport.ts";
-import { type Node, startNode } from "../core/node.ts";
-import { type AccessOptions, Monitor } from "../core/observe.ts";
-import { statusMain } from "../core/status_cli.ts";
+import { MemoryTransport } from "../core/net/memory_transport.ts";
+import { type Node, startNode } from "../core/node/node.ts";
+import { type AccessOptions, Monitor } from "../core/observe/monitor.ts";
+import { statusMain } from "../cli/status.ts";
 import { EpDecoder } from "../protocol/ep_decoder.ts";
 import { encodePreface, EpEncoder } from "../protocol/ep_encoder.ts";
 import type { Frame } from "../protocol/ep_frames.ts";

@@ -7,14 +7,14 @@
  * Skipped, with a message, when `/usr/bin/chromium` (or `$CHROMIUM`) is missing.
  */
 import assert from "node:assert/strict";
-import { Balancer } from "../core/balancer.ts";
-import { connect } from "../core/client.ts";
-import { LocalPoolProvider } from "../core/local_provider.ts";
-import { Monitor, type MonitorOptions } from "../core/observe.ts";
-import { HandlerPool, TS_HANDLER_RUNTIME } from "../core/pool.ts";
-import { serve, type Server } from "../core/server.ts";
-import { WorkerNode } from "../core/worker_node.ts";
-import { escapeControls } from "../core/_escape.ts";
+import { Balancer } from "../core/balancer/balancer.ts";
+import { connect } from "../core/net/client.ts";
+import { LocalPoolProvider } from "../core/balancer/local_provider.ts";
+import { Monitor, type MonitorOptions } from "../core/observe/monitor.ts";
+import { HandlerPool, TS_HANDLER_RUNTIME } from "../core/threads/pool.ts";
+import { serve, type Server } from "../core/net/server.ts";
+import { WorkerNode } from "../core/node/worker.ts";
+import { escapeControls } from "../core/escape.ts";
 import { EpPeer } from "./fixtures/faults/_ep_peer.ts";
 import { unsafeChars } from "./_unsafe_chars.ts";
 

@@ -2,7 +2,7 @@
  * The HTTP worker behind nginx and HAProxy in `compare.ts`: an HTTP/1.1 server (ep's own
  * `serve`, keep-alive, any number of connections) that runs **one job at a time** and
  * queues the rest in arrival order. Jobs run on a one-thread, one-slot handler pool with
- * ep's demo services (`core/demo_services.ts`), so a `sleep` job here holds its slot exactly
+ * ep's demo services (`cli/demo_services.ts`), so a `sleep` job here holds its slot exactly
  * as it does in an `ep worker --threads 1 --concurrency 1`: same code, same thread, same
  * precise sleep. Only the queueing differs: here a local FIFO per worker, in ep one
  * central queue in the balancer.
@@ -12,18 +12,18 @@
  * Prints `port <n>` once listening; stops on SIGTERM/SIGINT.
  */
 import { parseArgs } from "node:util";
-import { decodeMeta, encodeMeta } from "../../core/_meta.ts";
+import { decodeMeta, encodeMeta } from "../../protocol/ep_meta.ts";
 import { type Job, JobError, type JobResult } from "../../core/job.ts";
 import { jobMeta } from "../../core/job.ts";
-import { HandlerPool, type JobReply, TS_HANDLER_RUNTIME } from "../../core/pool.ts";
-import { serve } from "../../core/server.ts";
+import { HandlerPool, type JobReply, TS_HANDLER_RUNTIME } from "../../core/threads/pool.ts";
+import { serve } from "../../core/net/server.ts";
 import { ErrorCode } from "../../protocol/errors.ts";
 
 const { values } = parseArgs({ options: { port: { type: "string", default: "0" } } });
 
 const pool = await HandlerPool.start({
   module: TS_HANDLER_RUNTIME,
-  moduleOptions: { handlers: new URL("../../core/demo_services.ts", import.meta.url).href },
+  moduleOptions: { handlers: new URL("../../cli/demo_services.ts", import.meta.url).href },
   threads: 1,
   perThreadConcurrency: 1,
 });

@@ -2,7 +2,7 @@
  * A "hello" server for the HTTP benchmark, run in its own process:
  * `deno run -A tests/bench/_hello_server.ts ep|deno-serve`. Prints `port <n>` when ready.
  */
-import { serve } from "../../core/server.ts";
+import { serve } from "../../core/net/server.ts";
 
 const mode = Deno.args[0] ?? "ep";
 const body = new TextEncoder().encode("hello\n");

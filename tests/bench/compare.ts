@@ -21,7 +21,7 @@
  * `--budget` minutes have passed (13; quick 2). Every record keeps that figure.
  *
  * - Workers: four single-slot workers whose `sleep` job holds the slot for the requested
- *   milliseconds (`core/demo_services.ts`, a precise sleep). For nginx and HAProxy they are
+ *   milliseconds (`cli/demo_services.ts`, a precise sleep). For nginx and HAProxy they are
  *   HTTP servers that run one job at a time and queue the rest in arrival order
  *   (`_compare_http_worker.ts`); for ep, `ep worker --threads 1 --concurrency 1`.
  * - Balancers: nginx round robin and `least_conn`, HAProxy `roundrobin`, `leastconn`, and
@@ -41,7 +41,7 @@
  * `tests/bench/results/`.
  */
 import { parseArgs } from "node:util";
-import { connect as epConnect } from "../../core/client.ts";
+import { connect as epConnect } from "../../core/net/client.ts";
 import {
   Histogram,
   type LoadResult,
@@ -52,9 +52,9 @@ import {
   type Schedule,
   simulateCentralQueue,
   type Target,
-} from "../../core/loadgen.ts";
-import { barChartSvg, latencyPlotSvg } from "../../core/bench_report.ts";
-import { connect as tcpConnect, listen } from "../../core/transport.ts";
+} from "../../cli/loadgen/loadgen.ts";
+import { barChartSvg, latencyPlotSvg } from "../../cli/loadgen/report.ts";
+import { connect as tcpConnect, listen } from "../../core/net/transport.ts";
 import { type AnchorKind, haproxyCfg, nginxConf } from "./_compare_configs.ts";
 import { have, median } from "./_bench_util.ts";
 

@@ -8,7 +8,7 @@
  * Last line: `EP pipelined vs HTTP keep-alive requests/s: 2.3x`.
  */
 import { parseArgs } from "node:util";
-import { connect } from "../../core/client.ts";
+import { connect } from "../../core/net/client.ts";
 import { fmt, have, median, startChild, wrk } from "./_bench_util.ts";
 
 const { values } = parseArgs({

@@ -9,8 +9,8 @@
  *
  * @module
  */
-import { HandlerPool, TS_HANDLER_RUNTIME } from "../../core/pool.ts";
-import { LUA_RUNTIME } from "../../lua/lua_worker.ts";
+import { HandlerPool, TS_HANDLER_RUNTIME } from "../../core/threads/pool.ts";
+import { LUA_RUNTIME } from "../../lua/thread.ts";
 
 const quick = Deno.args.includes("--quick");
 const rounds = quick ? 1 : 3;

@@ -13,7 +13,7 @@
  * @module
  */
 
-import { HandlerPool, type JobReply, TS_HANDLER_RUNTIME } from "../../core/pool.ts";
+import { HandlerPool, type JobReply, TS_HANDLER_RUNTIME } from "../../core/threads/pool.ts";
 
 const HANDLERS = new URL("../fixtures/pool_handlers.ts", import.meta.url).href;
 const BODY = new Uint8Array(64).fill(1);

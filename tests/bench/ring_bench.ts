@@ -15,7 +15,7 @@
  * @module
  */
 
-import { createRing, RingConsumer, RingProducer, RingRecord } from "../../core/ring.ts";
+import { createRing, RingConsumer, RingProducer, RingRecord } from "../../core/threads/ring.ts";
 
 const MSG = 64;
 const BATCH = 256;

@@ -15,7 +15,7 @@
  * @module
  */
 import assert from "node:assert/strict";
-import { type Client, connect } from "../../core/client.ts";
+import { type Client, connect } from "../../core/net/client.ts";
 import { EpDecoder } from "../../protocol/ep_decoder.ts";
 import { encodePreface, EpEncoder } from "../../protocol/ep_encoder.ts";
 import { type Frame, HEADER_SIZE, isServiceName } from "../../protocol/ep_frames.ts";

@@ -1,0 +1,923 @@
+/**
+ * The preemptive balancer: one bounded FIFO queue per service, served by whoever is free.
+ *
+ * ```
+ * job arrives for service S
+ *   a provider serving S has credit (a free slot)  -> dispatch now
+ *   otherwise                                      -> append to S's queue (bounded)
+ * a provider gains credit (it answered, or granted more)
+ *   the oldest waiting job among its services (highest priority first) -> dispatch to it
+ * ```
+ *
+ * A *provider* is anything with slots for some services: a remote module worker over EP
+ * (`worker_link.ts`) or this process's own handler-thread pool (`LocalPoolProvider`). The
+ * dispatcher sees both the same way, and runs on the main thread without locks.
+ *
+ * Prefetch: a provider may grant more credit than it has slots (the extra jobs wait in the
+ * worker, hiding the dispatch round trip). The balancer uses that extra credit only when
+ * the service's queue holds `prefetchDepth` (2) jobs per provider serving it, so under
+ * normal load every job still waits in the one central queue (the M/G/k discipline that
+ * gives the low tail) and only under saturation are workers kept busy back to back. Of the
+ * extra credit it uses one job's worth always, and more only while the jobs waiting in the
+ * worker would take at most `prefetchBudgetMs` (3 ms) by the service's recent turnaround
+ * (dispatch to answer, shared among the jobs that waited in the worker): short jobs are
+ * batched, long ones stay in the central queue, where the first worker actually free
+ * takes them.
+ *
+ * Nothing is lost silently: every job is answered exactly once, with its result or an
+ * explicit error (overloaded, no_service, timeout, worker_lost). A job whose client went
+ * away (its connection ended, or it sent CANCEL) is not dispatched any more: a queued one
+ * is dropped (counted `cancelled`), a dispatched one is cancelled onward to its worker.
+ *
+ * Nothing is kept for nothing either. A step that takes a resource gives it back when it
+ * fails: a dispatch the provider refuses (it throws) leaves the job's held entry, the
+ * provider's credit and the job's attempt count as they were, and answers the job once
+ * (with the provider's {@linkcode JobError}, or `internal` for an unexpected failure, which
+ * is logged). A job that times out while a provider runs it is answered at once and its
+ * body and headers are let go (the provider's slot stays counted until it answers). A
+ * provider that leaves a job unanswered `cancelGraceMs` past its deadline (and the CANCEL
+ * sent then) ignores deadlines and CANCEL, which no honest worker does: it is cut off and
+ * its other jobs are redelivered. Services no provider ever served exist only while jobs
+ * wait for them in the start-up grace, and at most `maxPendingServices` of them at once.
+ *
+ * @module
+ */
+import { getLogger } from "@logtape/logtape";
+import { ErrorCode } from "../../protocol/errors.ts";
+import { Deque } from "./_deque.ts";
+import { admitted, statusAccess } from "../net/access.ts";
+import { type Job, JobError, type JobHandler, type JobResult } from "../job.ts";
+import { jobRingBytes, jobRingBytesBound } from "../ep_limits.ts";
+
+const log = getLogger(["ep", "balancer"]);
+const EMPTY_BODY = new Uint8Array(0);
+
+/** Something with slots for some services: a remote worker or the local thread pool. */
+export interface Provider {
+  /** A name for logs and the status page (`pool`, `worker 10.0.0.5:40412 (name)`). */
+  readonly name: string;
+  /** The services it serves. */
+  readonly services: ReadonlySet<string>;
+  /** Its declared concurrent capacity. */
+  readonly slots: number;
+  /** Jobs it may be handed now without exceeding what it granted. */
+  readonly credit: number;
+  /** Whether it asked to be given no more jobs. */
+  readonly draining: boolean;
+  /**
+   * Hands it a job; called by the balancer only when `credit > 0`. It takes the job, or
+   * throws having taken nothing (no credit spent, no id kept): a {@linkcode JobError} for a
+   * job it can never take (the job is answered with it), anything else is unexpected (the
+   * job is answered `internal`, and the error logged).
+   */
+  dispatch(job: QueuedJob): void;
+  /** Best-effort cancellation of a job it holds (the balancer has answered it already). */
+  cancel(job: QueuedJob): void;
+  /** Tells it that jobs are waiting for its services while it has no credit. */
+  demand?(service: string, depth: number): void;
+  /**
+   * The largest job it can take, as the handler rings count it (metadata and body bytes,
+   * as `jobRingBytes` counts them); absent: no limit of its own. A job larger than what every
+   * provider of its service takes is refused `bad_request` before it is queued.
+   */
+  readonly maxJobBytes?: number;
+  /**
+   * Set while draining after a DRAIN with a grace (`performance.now()` ms): jobs it still
+   * holds after it are treated as lost (redelivered within the retry budget, else
+   * `worker_lost`), SPEC.md §9.7.
+   */
+  readonly drainDeadline?: number;
+  /**
+   * Cuts it off: it left a job unanswered `cancelGraceMs` past the job's deadline. The
+   * balancer then detaches it ({@linkcode Balancer.removeProvider}). Providers without it
+   * (this process's pool, which answers every job by its deadline) are never cut off.
+   */
+  evict?(reason: string): void;
+}
+
+/** A job inside the balancer. */
+export interface QueuedJob {
+  /** Balancer-wide sequence number (FIFO order, ids). */
+  readonly seq: number;
+  /** The service it is for. */
+  readonly service: string;
+  /** The job as received. */
+  readonly job: Job;
+  /** 0–255, higher first. */
+  readonly priority: number;
+  /** Deliveries so far (0 before the first dispatch). */
+  attempt: number;
+  /** Absolute deadline, `performance.now()` milliseconds. */
+  readonly deadline: number;
+  /** When it entered the balancer (`performance.now()`). */
+  readonly arrived: number;
+  /** When it was last dispatched, or 0. */
+  dispatched: number;
+  /** The provider holding it, if dispatched. */
+  provider: Provider | null;
+  /** Set once answered; later answers are ignored. */
+  answered: boolean;
+  /** @internal Set once its provider was told to cancel it (its client went away). */
+  cancelSent?: boolean;
+  /**
+   * @internal Jobs ahead of it in its provider when dispatched, in units of the provider's
+   * slots (0: it started at once in a free slot).
+   */
+  ahead?: number;
+  /** Until when a job for a service with no providers may wait for one. */
+  graceUntil: number;
+  /** @internal */
+  resolve: (r: JobResult) => void;
+  /** @internal */
+  reject: (e: JobError) => void;
+}
+
+/** Options for {@linkcode Balancer}. */
+export interface BalancerOptions {
+  /** Queued jobs per service before new ones are refused `overloaded`. Default 10 000. */
+  maxQueue?: number;
+  /** Deadline of a job whose client gave none, in ms. Default 30 000. */
+  defaultTimeoutMs?: number;
+  /**
+   * Services that no provider has served yet and that jobs wait for (in the start-up
+   * grace), at once. A job for one more such service is refused `no_service`. Default 100.
+   */
+  maxPendingServices?: number;
+  /**
+   * How long after a running job's deadline (when it is answered `timeout` and its provider
+   * is sent CANCEL) the provider may still leave it unanswered. Past it the provider is cut
+   * off ({@linkcode Provider.evict}). Default 10 000 ms.
+   */
+  cancelGraceMs?: number;
+  /** Redeliveries of a job whose provider was lost. Default 1. */
+  retries?: number;
+  /**
+   * How long a job may wait for a provider when its service has none: a service that had
+   * providers before (a worker restarting) or any service in the first `serviceGraceMs`
+   * after start. A service never seen after that is answered `no_service` at once.
+   * Default 5 000 ms; 0 answers `no_service` at once always.
+   */
+  serviceGraceMs?: number;
+  /**
+   * Extra (prefetch) credit is used only when a service's queue holds at least this many
+   * jobs per provider serving it. Default 2.
+   */
+  prefetchDepth?: number;
+  /**
+   * Beyond one prefetched job per provider, more are handed only while they would wait in
+   * the provider at most this long, judged by the service's recent turnaround. Default 3;
+   * 0 limits prefetch to one job per provider.
+   */
+  prefetchBudgetMs?: number;
+  /** Maps an HTTP job to a service; `undefined` falls back to the default route. */
+  route?: (job: Job) => string | undefined | Promise<string | undefined>;
+  /** Told about every job answered or refused (metrics, access log). */
+  observer?: BalancerObserver;
+  /**
+   * Answers `/_ep/...` requests (health, stats); default: health to everyone, stats to
+   * loopback peers only.
+   */
+  internal?: (job: Job) => JobResult | undefined;
+}
+
+/** How a job ended, as metrics and logs name it. */
+export type Outcome =
+  | "ok"
+  | "error"
+  | "timeout"
+  | "overloaded"
+  | "no_service"
+  | "worker_lost"
+  | "shutting_down"
+  | "cancelled";
+
+/** Receives every job's outcome and timings. */
+export interface BalancerObserver {
+  /**
+   * A job was answered or refused. `queueWaitMs` is the time from arrival to dispatch (or to
+   * the answer, for a job never dispatched; NaN when refused at once); `serviceMs` the time
+   * from dispatch to answer (NaN when never dispatched); `provider` who ran it.
+   */
+  job(
+    service: string,
+    outcome: Outcome,
+    queueWaitMs: number,
+    serviceMs: number,
+    provider: string | null,
+  ): void;
+}
+
+/**
+ * The outcome an EP error code stands for.
+ *
+ * @example
+ * ```ts
+ * import { outcomeOf } from "./balancer.ts";
+ * console.assert(outcomeOf(104) === "worker_lost");
+ * ```
+ */
+export function outcomeOf(code: number): Outcome {
+  switch (code) {
+    case ErrorCode.TIMEOUT:
+      return "timeout";
+    case ErrorCode.OVERLOADED:
+      return "overloaded";
+    case ErrorCode.NO_SERVICE:
+      return "no_service";
+    case ErrorCode.WORKER_LOST:
+      return "worker_lost";
+    case ErrorCode.SHUTTING_DOWN:
+      return "shutting_down";
+    case ErrorCode.CANCELLED:
+      return "cancelled";
+    default:
+      return "error";
+  }
+}
+
+const COUNTER: Record<Outcome, keyof ServiceCounters> = {
+  ok: "ok",
+  error: "error",
+  timeout: "timeout",
+  overloaded: "overloaded",
+  no_service: "noService",
+  worker_lost: "workerLost",
+  shutting_down: "error",
+  cancelled: "cancelled",
+};
+
+/** Per-service counters. */
+export interface ServiceCounters {
+  /** Jobs answered with a reply. */
+  ok: number;
+  /** Jobs answered with a handler or system error. */
+  error: number;
+  /** Jobs whose deadline passed, queued or running. */
+  timeout: number;
+  /** Jobs refused because the queue was full. */
+  overloaded: number;
+  /** Jobs refused because no provider served the service. */
+  noService: number;
+  /** Jobs failed after their provider was lost and the retry budget was spent. */
+  workerLost: number;
+  /** Jobs dispatched again after their provider was lost. */
+  redelivered: number;
+  /**
+   * Jobs answered `cancelled` because their client went away or cancelled: dropped from the
+   * queue, or taken back from a worker before they started.
+   */
+  cancelled: number;
+}
+
+interface ServiceState {
+  name: string;
+  /** Queues by priority, highest first. */
+  levels: { priority: number; queue: Deque<QueuedJob> }[];
+  size: number;
+  providers: Provider[];
+  everServed: boolean;
+  counters: ServiceCounters;
+  /** Recent dispatch-to-answer time per job, ms (EWMA, see `#learnTurnaround`); NaN: none yet. */
+  turnaroundMs: number;
+}
+
+/** A snapshot of one service, for stats. */
+export interface ServiceStats {
+  /** Service name. */
+  name: string;
+  /**
+   * Whether a provider serves or served it. A service never served is only a name clients
+   * asked for (kept while jobs wait for it in the start-up grace).
+   */
+  served: boolean;
+  /** Jobs waiting. */
+  queued: number;
+  /** Providers serving it. */
+  providers: number;
+  /** Their total slots. */
+  slots: number;
+  /** Jobs they hold. */
+  busy: number;
+  /** Outcome counters. */
+  counters: ServiceCounters;
+  /**
+   * Recent dispatch-to-answer time per job, ms, shared among jobs that waited in their
+   * provider (what the prefetch budget is judged by); null before the first answer.
+   */
+  turnaroundMs: number | null;
+}
+
+/**
+ * The balancer. Its {@linkcode Balancer.handler} answers jobs from the server's HTTP and EP
+ * connections; providers attach with {@linkcode Balancer.addProvider}.
+ *
+ * @example
+ * ```ts ignore
+ * import { Balancer } from "./balancer.ts";
+ * import { serve } from "../net/server.ts";
+ * const balancer = new Balancer({});
+ * serve({ port: 7070, handler: balancer.handler, workers: balancer });
+ * ```
+ */
+export class Balancer {
+  #services = new Map<string, ServiceState>();
+  /** Services never served (jobs wait for them in the start-up grace). */
+  #pending = new Set<ServiceState>();
+  #providers = new Set<Provider>();
+  /** Jobs dispatched and not yet answered by their provider. */
+  #held = new Map<Provider, Set<QueuedJob>>();
+  #seq = 0;
+  #maxQueue: number;
+  #maxPending: number;
+  #cancelGrace: number;
+  #defaultTimeout: number;
+  #retries: number;
+  #grace: number;
+  #prefetchDepth: number;
+  #prefetchBudget: number;
+  #route?: (job: Job) => string | undefined | Promise<string | undefined>;
+  #internal?: (job: Job) => JobResult | undefined;
+  #observer?: BalancerObserver;
+  #started = performance.now();
+  #sweeper: ReturnType<typeof setInterval>;
+  #closed = false;
+
+  /** Answers a job: routes it, then queues or dispatches it. Pass it to `serve`. */
+  readonly handler: JobHandler;
+
+  /** Creates a balancer. */
+  constructor(options: BalancerOptions = {}) {
+    this.#maxQueue = options.maxQueue ?? 10_000;
+    this.#maxPending = options.maxPendingServices ?? 100;
+    this.#cancelGrace = options.cancelGraceMs ?? 10_000;
+    this.#defaultTimeout = options.defaultTimeoutMs ?? 30_000;
+    this.#retries = options.retries ?? 1;
+    this.#grace = options.serviceGraceMs ?? 5_000;
+    this.#prefetchDepth = options.prefetchDepth ?? 2;
+    this.#prefetchBudget = options.prefetchBudgetMs ?? 3;
+    if (!(this.#prefetchBudget >= 0)) {
+      throw new RangeError(`Prefetch budget must be >= 0 ms: "${options.prefetchBudgetMs}"`);
+    }
+    this.#route = options.route;
+    this.#internal = options.internal;
+    this.#observer = options.observer;
+    this.#sweeper = setInterval(() => this.#sweep(), 10);
+    this.handler = (job) => this.submit(job);
+  }
+
+  /** Milliseconds since the balancer started. */
+  get uptimeMs(): number {
+    return performance.now() - this.#started;
+  }
+
+  /** Queues or dispatches a job and resolves with its answer. */
+  submit(job: Job): JobResult | Promise<JobResult> {
+    if (job.protocol === "http" && job.path.startsWith("/_ep/")) {
+      const res = this.#internal?.(job) ?? this.#defaultInternal(job);
+      if (res) return res;
+      throw new JobError(ErrorCode.NO_SERVICE, `No ep endpoint "${job.path}"`);
+    }
+    if (this.#closed) throw new JobError(ErrorCode.SHUTTING_DOWN, "Balancer is shutting down");
+    if (job.protocol === "http" && this.#route) {
+      const routed = this.#route(job);
+      if (routed instanceof Promise) {
+        return routed.then((s) => this.#submitTo(job, s ?? job.service));
+      }
+      return this.#submitTo(job, routed ?? job.service);
+    }
+    return this.#submitTo(job, job.service);
+  }
+
+  #submitTo(job: Job, service: string): JobResult | Promise<JobResult> {
+    if (service === "") throw new JobError(ErrorCode.NO_SERVICE, "No service named in the path");
+    const s = this.#services.get(service);
+    const now = performance.now();
+    if (!s || s.providers.length === 0) {
+      const waitable = (s?.everServed ?? false) || now - this.#started < this.#grace;
+      if (!waitable || this.#grace === 0) {
+        throw this.#refuse(s ?? null, service, ErrorCode.NO_SERVICE, `No service "${service}"`);
+      }
+      if (!s && this.#pending.size >= this.#maxPending) {
+        // A client naming thousands of services in the grace must not make them state.
+        throw this.#refuse(
+          null,
+          service,
+          ErrorCode.NO_SERVICE,
+          `No service "${service}" (too many unknown services are waited for)`,
+        );
+      }
+    }
+    if ((s?.size ?? 0) >= this.#maxQueue) {
+      throw this.#refuse(
+        s ?? null,
+        service,
+        ErrorCode.OVERLOADED,
+        `Queue for "${service}" is full`,
+      );
+    }
+    const tooLarge = s ? this.#tooLarge(s, job) : null;
+    if (tooLarge) throw this.#refuse(s!, service, ErrorCode.BAD_REQUEST, tooLarge);
+    const state = s ?? this.#state(service, false);
+    return new Promise<JobResult>((resolve, reject) => {
+      const timeout = job.deadlineMs > 0 ? job.deadlineMs : this.#defaultTimeout;
+      const qj: QueuedJob = {
+        seq: ++this.#seq,
+        service,
+        job,
+        priority: job.priority,
+        attempt: 0,
+        deadline: now + timeout,
+        arrived: now,
+        dispatched: 0,
+        provider: null,
+        answered: false,
+        graceUntil: now + this.#grace,
+        resolve,
+        reject,
+      };
+      // Fast path: nothing waiting ahead of it and a provider with a free slot.
+      if (state.size === 0) {
+        const p = this.#pick(state, 0);
+        if (p) {
+          this.#dispatch(p, qj);
+          return;
+        }
+      }
+      this.#enqueue(state, qj, false);
+    });
+  }
+
+  /** Attaches a provider and hands it waiting jobs. */
+  addProvider(p: Provider): void {
+    this.#providers.add(p);
+    this.#held.set(p, new Set());
+    for (const name of p.services) {
+      const s = this.#services.get(name) ?? this.#state(name, true);
+      s.providers.push(p);
+      s.everServed = true;
+      this.#pending.delete(s);
+    }
+    log.info("Provider {name} serves {services} with {slots} slots", {
+      name: p.name,
+      services: [...p.services].join(","),
+      slots: p.slots,
+    });
+    this.pull(p);
+  }
+
+  /** Changes a provider's services and slots (a worker's new REGISTER); held jobs stay. */
+  updateProvider(p: Provider, services: ReadonlySet<string>, slots: number): void {
+    if (!this.#providers.has(p)) return;
+    for (const name of p.services) {
+      const s = this.#services.get(name);
+      if (s) s.providers = s.providers.filter((x) => x !== p);
+    }
+    Object.assign(p, { services, slots });
+    for (const name of services) {
+      const s = this.#services.get(name) ?? this.#state(name, true);
+      s.providers.push(p);
+      s.everServed = true;
+      this.#pending.delete(s);
+    }
+    this.pull(p);
+  }
+
+  /** Detaches a provider. Jobs it held are redelivered (within the retry budget) or failed. */
+  removeProvider(p: Provider, reason: string): void {
+    if (!this.#providers.delete(p)) return;
+    for (const name of p.services) {
+      const s = this.#services.get(name);
+      if (s) s.providers = s.providers.filter((x) => x !== p);
+    }
+    const held = this.#held.get(p) ?? new Set();
+    this.#held.delete(p);
+    this.#takeBack(held, reason);
+    if (held.size > 0) {
+      log.warn("Provider {name} lost with {n} jobs: {reason}", {
+        name: p.name,
+        n: held.size,
+        reason,
+      });
+    } else {
+      log.info("Provider {name} left: {reason}", { name: p.name, reason });
+    }
+  }
+
+  /**
+   * Jobs a provider will not answer (it left, or its drain grace passed): each is put back
+   * at the head of its queue within the retry budget and its deadline, else answered
+   * `worker_lost`. Jobs already answered (timed out) are only let go.
+   */
+  #takeBack(jobs: Iterable<QueuedJob>, reason: string): void {
+    const touched = new Set<ServiceState>();
+    for (const qj of jobs) {
+      qj.provider = null;
+      if (qj.answered) continue;
+      const s = this.#services.get(qj.service)!;
+      if (qj.attempt <= this.#retries && performance.now() < qj.deadline) {
+        s.counters.redelivered++;
+        this.#enqueue(s, qj, true);
+        touched.add(s);
+      } else {
+        this.#fail(qj, ErrorCode.WORKER_LOST, `Worker lost while running the job (${reason})`);
+      }
+    }
+    for (const s of touched) for (const q of s.providers) this.pull(q);
+  }
+
+  /** Hands a provider that gained credit the oldest waiting jobs it can take. */
+  pull(p: Provider): void {
+    while (p.credit > 0 && !p.draining && this.#providers.has(p)) {
+      const qj = this.#next(p);
+      if (!qj) return;
+      if (qj.job.origin?.abandoned) {
+        this.#fail(qj, ErrorCode.CANCELLED, "The client went away");
+        continue;
+      }
+      this.#dispatch(p, qj);
+    }
+  }
+
+  /**
+   * A provider answered a job. Late answers (after a timeout) only free the provider's slot;
+   * an answer from a provider that no longer holds the job (it was taken back and
+   * redelivered, SPEC.md §9.3) is dropped.
+   */
+  finish(p: Provider, qj: QueuedJob, result: JobResult | JobError): void {
+    if (!this.#held.get(p)?.delete(qj)) return;
+    if (!qj.answered && !qj.cancelSent) this.#learnTurnaround(qj);
+    this.#settle(qj, result);
+    qj.provider = null;
+    this.pull(p);
+  }
+
+  /**
+   * Updates the service's turnaround estimate from an answered job: its dispatch-to-answer
+   * time, shared with the jobs it waited for in its provider (so prefetched jobs count too,
+   * and the estimate cannot go stale while prefetch keeps every slot busy).
+   */
+  #learnTurnaround(qj: QueuedJob): void {
+    const s = this.#services.get(qj.service);
+    if (!s || qj.dispatched === 0) return;
+    const t = (performance.now() - qj.dispatched) / (1 + (qj.ahead ?? 0));
+    s.turnaroundMs = Number.isNaN(s.turnaroundMs) ? t : s.turnaroundMs + (t - s.turnaroundMs) / 8;
+  }
+
+  /** The jobs a provider holds (dispatched, not answered). */
+  heldBy(p: Provider): number {
+    return this.#held.get(p)?.size ?? 0;
+  }
+
+  /** Jobs queued for `service` (for status fields on dispatch). */
+  queueDepth(service: string): number {
+    return this.#services.get(service)?.size ?? 0;
+  }
+
+  /** A snapshot for stats and the status page. */
+  stats(): { uptimeMs: number; services: ServiceStats[]; providers: ProviderStats[] } {
+    const services: ServiceStats[] = [];
+    for (const s of this.#services.values()) {
+      services.push({
+        name: s.name,
+        served: s.everServed,
+        queued: s.size,
+        providers: s.providers.length,
+        slots: s.providers.reduce((n, p) => n + p.slots, 0),
+        busy: s.providers.reduce((n, p) => n + this.heldBy(p), 0),
+        counters: { ...s.counters },
+        turnaroundMs: Number.isNaN(s.turnaroundMs)
+          ? null
+          : Math.round(s.turnaroundMs * 1000) / 1000,
+      });
+    }
+    const providers: ProviderStats[] = [...this.#providers].map((p) => ({
+      name: p.name,
+      services: [...p.services],
+      slots: p.slots,
+      busy: this.heldBy(p),
+      credit: p.credit,
+      draining: p.draining,
+    }));
+    return { uptimeMs: Math.round(this.uptimeMs), services, providers };
+  }
+
+  /** Stops: queued jobs are answered `shutting_down`; held jobs are left to finish. */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    clearInterval(this.#sweeper);
+    for (const s of this.#services.values()) {
+      for (const level of s.levels) {
+        let qj;
+        while ((qj = level.queue.shift())) {
+          this.#fail(qj, ErrorCode.SHUTTING_DOWN, "Balancer is shutting down");
+        }
+      }
+      s.size = 0;
+    }
+  }
+
+  /** A new service's state; `served` false: only a name a client asked for (pending). */
+  #state(name: string, served: boolean): ServiceState {
+    const s: ServiceState = {
+      name,
+      levels: [],
+      size: 0,
+      providers: [],
+      everServed: served,
+      counters: {
+        ok: 0,
+        error: 0,
+        timeout: 0,
+        overloaded: 0,
+        noService: 0,
+        workerLost: 0,
+        redelivered: 0,
+        cancelled: 0,
+      },
+      turnaroundMs: NaN,
+    };
+    this.#services.set(name, s);
+    if (!served) this.#pending.add(s);
+    return s;
+  }
+
+  /** Why `job` is too large for every provider of `s`, or null (it fits one, or no limit). */
+  #tooLarge(s: ServiceState, job: Job): string | null {
+    if (s.providers.length === 0) return null;
+    let limit = 0;
+    for (const p of s.providers) {
+      const max = p.maxJobBytes;
+      if (max === undefined) return null;
+      if (max > limit) limit = max;
+    }
+    if (jobRingBytesBound(job) <= limit) return null;
+    const size = jobRingBytes(job);
+    if (size <= limit) return null;
+    return `Request of ${size} bytes exceeds the limit of ${limit} bytes for the handlers of "${s.name}"`;
+  }
+
+  /**
+   * May `p` take a job of `s` now? A free slot: yes. Extra (prefetch) credit only when the
+   * queue is deep: one job always, more while those waiting in `p` fit the prefetch budget.
+   */
+  #eligible(p: Provider, s: ServiceState, depth: number): boolean {
+    if (p.credit <= 0 || p.draining) return false;
+    const held = this.heldBy(p);
+    if (held < p.slots) return true;
+    if (depth < this.#prefetchDepth * s.providers.length) return false;
+    const waiting = held - p.slots + 1; // jobs that would wait in p, this one included
+    return waiting === 1 || waiting * s.turnaroundMs <= this.#prefetchBudget;
+  }
+
+  /** The provider of `s` with the most free slots that may take a job now. */
+  #pick(s: ServiceState, depth: number): Provider | null {
+    let best: Provider | null = null;
+    let bestFree = -Infinity;
+    for (const p of s.providers) {
+      if (!this.#eligible(p, s, depth)) continue;
+      const free = p.slots - this.heldBy(p);
+      if (free > bestFree) {
+        best = p;
+        bestFree = free;
+      }
+    }
+    return best;
+  }
+
+  #enqueue(s: ServiceState, qj: QueuedJob, atHead: boolean): void {
+    let level = s.levels.find((l) => l.priority === qj.priority);
+    if (!level) {
+      level = { priority: qj.priority, queue: new Deque() };
+      s.levels.push(level);
+      s.levels.sort((a, b) => b.priority - a.priority);
+    }
+    if (atHead) level.queue.unshift(qj);
+    else level.queue.push(qj);
+    s.size++;
+    // Idle providers (a redelivery) or deep-queue prefetch may take it at once.
+    for (const p of s.providers) {
+      if (this.#eligible(p, s, s.size)) {
+        this.pull(p);
+        if (s.size === 0) return;
+      }
+    }
+    for (const p of s.providers) if (p.credit <= 0) p.demand?.(s.name, s.size);
+  }
+
+  /** The next job for `p`: highest priority first, then oldest, among its services. */
+  #next(p: Provider): QueuedJob | null {
+    let best: ServiceState | null = null;
+    let bestJob: QueuedJob | undefined;
+    for (const name of p.services) {
+      const s = this.#services.get(name);
+      if (!s || s.size === 0) continue;
+      const head = s.levels.find((l) => l.queue.size > 0)!.queue.peek()!;
+      if (!this.#eligible(p, s, s.size)) continue;
+      if (
+        !bestJob || head.priority > bestJob.priority ||
+        (head.priority === bestJob.priority && head.seq < bestJob.seq)
+      ) {
+        best = s;
+        bestJob = head;
+      }
+    }
+    if (!best || !bestJob) return null;
+    best.levels.find((l) => l.queue.size > 0)!.queue.shift();
+    best.size--;
+    return bestJob;
+  }
+
+  #dispatch(p: Provider, qj: QueuedJob): void {
+    const held = this.#held.get(p)!;
+    const dispatched = qj.dispatched;
+    qj.attempt++;
+    qj.provider = p;
+    qj.dispatched = performance.now();
+    qj.ahead = Math.max(0, held.size - p.slots + 1) / p.slots;
+    held.add(qj);
+    try {
+      p.dispatch(qj);
+    } catch (err) {
+      // The provider took nothing (Provider.dispatch); give back what this step took.
+      held.delete(qj);
+      qj.provider = null;
+      qj.attempt--;
+      qj.dispatched = dispatched;
+      qj.ahead = undefined;
+      if (err instanceof JobError) {
+        // A job this provider can never take (it cannot be encoded, or is too large).
+        log.debug("Provider {name} refused a job of {service}: {message}", {
+          name: p.name,
+          service: qj.service,
+          message: err.message,
+        });
+        this.#settle(qj, err);
+      } else {
+        log.error("Dispatch of a job of {service} to {name} failed unexpectedly: {error}", {
+          service: qj.service,
+          name: p.name,
+          error: err,
+        });
+        this.#fail(qj, ErrorCode.INTERNAL, "Dispatch failed");
+      }
+    }
+  }
+
+  #fail(qj: QueuedJob, code: number, message: string): void {
+    this.#settle(qj, new JobError(code, message));
+  }
+
+  /** Answers a job once: counts its outcome, tells the observer, resolves the client. */
+  #settle(qj: QueuedJob, result: JobResult | JobError): void {
+    if (qj.answered) return;
+    qj.answered = true;
+    const outcome = result instanceof JobError ? outcomeOf(result.code) : "ok";
+    const s = this.#services.get(qj.service);
+    if (s) s.counters[COUNTER[outcome]]++;
+    if (this.#observer) {
+      const now = performance.now();
+      const wait = (qj.dispatched || now) - qj.arrived;
+      const run = qj.dispatched ? now - qj.dispatched : NaN;
+      this.#observer.job(qj.service, outcome, wait, run, qj.provider?.name ?? null);
+    }
+    if (result instanceof JobError) qj.reject(result);
+    else qj.resolve(result);
+  }
+
+  /** Counts and reports a job refused before it was queued; returns the error to throw. */
+  #refuse(s: ServiceState | null, service: string, code: number, message: string): JobError {
+    const outcome = outcomeOf(code);
+    if (s) s.counters[COUNTER[outcome]]++;
+    this.#observer?.job(service, outcome, NaN, NaN, null);
+    return new JobError(code, message);
+  }
+
+  /**
+   * Expires queued jobs past their deadline or grace, and running jobs past their deadline
+   * (answered at once, their payload let go); forgets services never served whose queue
+   * emptied; takes back what draining providers hold past their grace; cuts off providers
+   * that leave a job unanswered `cancelGraceMs` past its deadline.
+   */
+  #sweep(): void {
+    const now = performance.now();
+    for (const s of this.#services.values()) {
+      if (s.size === 0) continue;
+      const noProviders = s.providers.length === 0;
+      for (const level of s.levels) {
+        s.size -= level.queue.filter((qj) => {
+          if (qj.answered) return false;
+          if (now >= qj.deadline) {
+            this.#fail(qj, ErrorCode.TIMEOUT, "Timed out waiting in the queue");
+            return false;
+          }
+          if (noProviders && now >= qj.graceUntil) {
+            this.#fail(qj, ErrorCode.NO_SERVICE, `No service "${s.name}"`);
+            return false;
+          }
+          if (qj.job.origin?.abandoned) {
+            this.#fail(qj, ErrorCode.CANCELLED, "The client went away");
+            return false;
+          }
+          return true;
+        });
+      }
+    }
+    for (const s of this.#pending) {
+      if (s.size === 0 && s.providers.length === 0) {
+        this.#pending.delete(s);
+        this.#services.delete(s.name);
+      }
+    }
+    let overdue: Provider[] | null = null;
+    let drained: Provider[] | null = null;
+    for (const [p, held] of this.#held) {
+      for (const qj of held) {
+        if (qj.answered) {
+          // Timed out and sent CANCEL: an honest provider answers within moments.
+          if (p.evict && now >= qj.deadline + this.#cancelGrace) (overdue ??= []).push(p);
+          continue;
+        }
+        if (now >= qj.deadline) {
+          this.#fail(qj, ErrorCode.TIMEOUT, "Timed out while running");
+          p.cancel(qj);
+          // Answered: only the provider's slot stays counted; the payload is not needed.
+          qj.job.body = EMPTY_BODY;
+          qj.job.headers = [];
+        } else if (!qj.cancelSent && qj.job.origin?.abandoned) {
+          // Its client went away: a worker drops it if it has not started (its answer,
+          // CANCELLED or a late result, then settles it).
+          qj.cancelSent = true;
+          p.cancel(qj);
+        }
+      }
+      if (p.draining && p.drainDeadline !== undefined && now >= p.drainDeadline) {
+        (drained ??= []).push(p);
+      }
+    }
+    for (const p of drained ?? []) {
+      const held = this.#held.get(p);
+      if (!held) continue;
+      const lost = [...held].filter((qj) => !qj.answered);
+      if (lost.length === 0) continue;
+      for (const qj of lost) {
+        held.delete(qj);
+        p.cancel(qj);
+      }
+      log.warn("Provider {name} still held {n} jobs after its drain grace: taken back", {
+        name: p.name,
+        n: lost.length,
+      });
+      this.#takeBack(lost, "drain grace passed");
+    }
+    for (const p of overdue ?? []) {
+      if (!this.#providers.has(p)) continue;
+      const reason = `A job was not answered ${this.#cancelGrace} ms after its deadline and CANCEL`;
+      log.warn("Cutting off provider {name}: {reason}", { name: p.name, reason });
+      p.evict!(reason);
+      this.removeProvider(p, reason);
+    }
+  }
+
+  #defaultInternal(job: Job): JobResult | undefined {
+    if (job.path === "/_ep/health") {
+      return {
+        status: 200,
+        headers: [["content-type", "application/json"]],
+        body: JSON.stringify({ status: "ok", uptimeMs: Math.round(this.uptimeMs) }),
+      };
+    }
+    if (job.path === "/_ep/stats") {
+      // The status access rule's default (loopback only), as with a monitor.
+      if (!admitted(statusAccess({}, job.remote, null))) {
+        return {
+          status: 403,
+          headers: [["content-type", "text/plain; charset=utf-8"]],
+          body: "ep status pages are served to loopback peers only\n",
+        };
+      }
+      return {
+        status: 200,
+        headers: [["content-type", "application/json"]],
+        body: JSON.stringify(this.stats()),
+      };
+    }
+    return undefined;
+  }
+}
+
+/** A snapshot of one provider, for stats. */
+export interface ProviderStats {
+  /** Its name. */
+  name: string;
+  /** Services it serves. */
+  services: string[];
+  /** Declared slots. */
+  slots: number;
+  /** Jobs it holds. */
+  busy: number;
+  /** Credit left. */
+  credit: number;
+  /** Whether it is draining. */
+  draining: boolean;
+}

@@ -1,0 +1,221 @@
+/**
+ * The roles a process plays, as functions: a balancer (listen), a module worker (connect),
+ * or both at once (all-in-one: a balancer whose own handler threads serve services without
+ * a TCP hop). The CLI, the Lua control scripts and library users all start roles here.
+ *
+ * @module
+ */
+import { getLogger } from "@logtape/logtape";
+import { Balancer, type BalancerOptions } from "../balancer/balancer.ts";
+import type { EpOptions } from "../net/ep_conn.ts";
+import type { HttpOptions } from "../net/http_conn.ts";
+import { LocalPoolProvider } from "../balancer/local_provider.ts";
+import { Monitor, type MonitorOptions } from "../observe/monitor.ts";
+import { HandlerPool, TS_HANDLER_RUNTIME } from "../threads/pool.ts";
+import { serve, type Server } from "../net/server.ts";
+import { WorkerNode } from "./worker.ts";
+
+const log = getLogger(["ep", "node"]);
+
+/** Where handlers come from: a runtime module for the pool and its options. */
+export interface HandlerSource {
+  /** URL of the handler runtime module. Default: the TypeScript runtime. */
+  runtime?: string;
+  /**
+   * Options for the runtime; for the TypeScript runtime `{ handlers: "<module URL>" }`. A
+   * function gets the balancer's bound address (when listening) and returns them.
+   */
+  options: unknown | ((listening: Deno.NetAddr | null) => unknown);
+  /** Handler threads. Default: the number of cores. */
+  threads?: number;
+  /** Jobs one thread runs at once (async handlers). Default 1. */
+  concurrency?: number;
+  /** Run-time caps of some services in ms: their handlers are interrupted past it. */
+  timeouts?: ReadonlyMap<string, number>;
+}
+
+/** Options for {@linkcode startNode}. */
+export interface NodeOptions {
+  /** Become a balancer listening here. */
+  listen?: { port: number; hostname?: string };
+  /** Become a worker of these balancers (`host:port`). */
+  connect?: string[];
+  /** Services to run on this process's handler threads. */
+  handlers?: HandlerSource;
+  /** Token workers present (and a balancer requires from workers). */
+  token?: string;
+  /** Token clients must present to this balancer. */
+  clientToken?: string;
+  /** Balancer tuning. */
+  balancer?: BalancerOptions;
+  /** Jobs beyond its slots a worker may be handed. Default 4. */
+  prefetch?: number;
+  /** HTTP options of the balancer's port. */
+  http?: HttpOptions;
+  /** EP options of the balancer's port (token options above take precedence). */
+  ep?: EpOptions;
+  /** The worker's name in balancer logs. */
+  name?: string;
+  /** The balancer's status page, metrics, health and access log (see `core/observe/monitor.ts`). */
+  observe?: MonitorOptions;
+}
+
+/** A running process role. */
+export interface Node {
+  /** The balancer, when listening. */
+  readonly balancer: Balancer | null;
+  /** The listening server, when a balancer. */
+  readonly server: Server | null;
+  /** The worker, when connected to balancers. */
+  readonly worker: WorkerNode | null;
+  /** The handler threads, when running services. */
+  readonly pool: HandlerPool | null;
+  /** The balancer's monitor (metrics, stats, health, access log), when listening. */
+  readonly monitor: Monitor | null;
+  /** Stops taking work, finishes what is held, and stops. */
+  drain(graceMs?: number): Promise<void>;
+  /**
+   * Reloads service code: new handler threads take new jobs while jobs in flight finish on
+   * the old ones, which then stop. No job fails.
+   */
+  reload(): Promise<void>;
+  /** Stops at once. */
+  close(): Promise<void>;
+}
+
+/**
+ * Starts a balancer, a worker, or both (all-in-one), with the handler threads when there
+ * are handlers to run.
+ *
+ * @example
+ * ```ts ignore
+ * import { startNode } from "./node.ts";
+ * const node = await startNode({
+ *   listen: { port: 7070 },
+ *   handlers: { options: { handlers: new URL("./my_services.ts", import.meta.url).href } },
+ * });
+ * ```
+ */
+export async function startNode(options: NodeOptions): Promise<Node> {
+  let server: Server | null = null;
+  const startPool = (h: HandlerSource) =>
+    HandlerPool.start({
+      module: h.runtime ?? TS_HANDLER_RUNTIME,
+      moduleOptions: typeof h.options === "function" ? h.options(server?.addr ?? null) : h.options,
+      threads: h.threads,
+      perThreadConcurrency: h.concurrency ?? 1,
+      // Room for the largest HTTP body (1 MiB) with headers: a message may take half a ring.
+      ringBytes: 4 << 20,
+    });
+  const timeouts = options.handlers?.timeouts ?? new Map<string, number>();
+  let pool: HandlerPool | null = null;
+  let local: LocalPoolProvider | null = null;
+  let balancer: Balancer | null = null;
+  let monitor: Monitor | null = null;
+  if (options.listen) {
+    const m = monitor = new Monitor(options.observe);
+    const own = options.balancer;
+    balancer = new Balancer({
+      ...own,
+      // The monitor sees every job; a caller's observer and internal pages still run.
+      observer: own?.observer
+        ? {
+          job: (...a) => {
+            m.job(...a);
+            own.observer!.job(...a);
+          },
+        }
+        : m,
+      internal: own?.internal ? (job) => own.internal!(job) ?? m.internal(job) : m.internal,
+    });
+    server = serve({
+      port: options.listen.port,
+      hostname: options.listen.hostname,
+      handler: balancer.handler,
+      http: options.http,
+      ep: {
+        ...options.ep,
+        workers: m.watchWorkers(balancer),
+        token: options.token ?? options.ep?.token,
+        clientToken: options.clientToken ?? options.ep?.clientToken,
+        prefetch: options.prefetch ?? options.ep?.prefetch,
+        stats: () => m.snapshot(),
+        // STATS_REQUEST follows the access rule of /_ep/stats.
+        statsAccess: options.ep?.statsAccess ?? m.access,
+      },
+    });
+    try {
+      if (options.handlers) pool = await startPool(options.handlers);
+    } catch (err) {
+      balancer.close();
+      await server.close();
+      throw err;
+    }
+    if (pool && !options.connect?.length) {
+      local = new LocalPoolProvider(pool, balancer, timeouts);
+      balancer.addProvider(local);
+    }
+    m.attach({ balancer, server, pool: () => pool });
+    // Ready once the handler threads (and the scripts they load) have started.
+    m.check("handlers", () => !options.handlers || pool !== null);
+    log.info("Balancer listening on {host}:{port}", {
+      host: options.listen.hostname ?? "127.0.0.1",
+      port: server.addr.port,
+    });
+  }
+  if (!options.listen && options.handlers) pool = await startPool(options.handlers);
+  let worker: WorkerNode | null = null;
+  if (options.connect?.length) {
+    if (!pool) throw new TypeError("A worker needs handlers to run");
+    worker = WorkerNode.start({
+      balancers: options.connect,
+      pool,
+      token: options.token,
+      name: options.name,
+      prefetch: options.prefetch,
+      timeouts,
+    });
+  }
+  const close = async () => {
+    monitor?.close();
+    worker?.close();
+    balancer?.close();
+    await server?.close();
+    await pool?.close({ drain: false });
+  };
+  const reload = async () => {
+    if (!options.handlers || !pool) return;
+    const fresh = await startPool(options.handlers);
+    const old = pool;
+    pool = fresh;
+    if (worker) await worker.replacePool(fresh);
+    if (balancer && local) {
+      const retiring = local;
+      local = new LocalPoolProvider(fresh, balancer, timeouts);
+      balancer.addProvider(local);
+      retiring.draining = true;
+      while (balancer.heldBy(retiring) > 0) await new Promise((r) => setTimeout(r, 10));
+      balancer.removeProvider(retiring, "reloaded");
+      await old.close({ drain: true });
+    }
+    log.info("Service code reloaded");
+  };
+  return {
+    balancer,
+    server,
+    worker,
+    get pool() {
+      return pool;
+    },
+    reload,
+    monitor,
+    async drain(graceMs = 30_000) {
+      monitor?.close();
+      if (worker) await worker.drain(graceMs);
+      balancer?.close();
+      await server?.close();
+      await pool?.close({ drain: true, timeoutMs: graceMs });
+    },
+    close,
+  };
+}

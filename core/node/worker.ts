@@ -1,0 +1,570 @@
+/**
+ * A module worker: connects to one or more balancers over EP, registers its services and
+ * slots, and *pulls*: a balancer may only send it as many jobs as it has granted with
+ * READY frames. Jobs run on this process's handler-thread pool.
+ *
+ * Credit policy (SPEC.md §9.5): the worker's capacity is `C = slots + prefetch`. It keeps
+ * `held + Σ credit ≤ C`, where `held` counts jobs received and not yet answered and
+ * `credit` the grants a balancer has not used yet. A freed slot is granted to the balancer
+ * reporting the deepest queue (every REQUEST and HEARTBEAT carries `queue_depth`), or,
+ * when none has work waiting, to the one holding the least credit. A balancer with work
+ * waiting and no credit, while all capacity is parked elsewhere, gets one extra grant, so
+ * that no balancer waits on another's idle credit: a worker attached to `B` balancers holds
+ * at most `slots + prefetch + (B − 1)` jobs.
+ *
+ * @module
+ */
+import { getLogger } from "@logtape/logtape";
+import { EpDecoder } from "../../protocol/ep_decoder.ts";
+import { encodePreface, EpEncoder } from "../../protocol/ep_encoder.ts";
+import {
+  DEFAULT_PREFETCH,
+  type Frame,
+  NOT_APPLICABLE,
+  PROTOCOL_VERSION,
+} from "../../protocol/ep_frames.ts";
+import { ErrorCode } from "../../protocol/errors.ts";
+import { decodeMeta, encodeMeta } from "../../protocol/ep_meta.ts";
+import { oneLine } from "../escape.ts";
+import { poolError, submitError } from "../balancer/local_provider.ts";
+import { JobError, replyProblem } from "../job.ts";
+import type { HandlerPool, JobReply, PoolJob } from "../threads/pool.ts";
+import { connect as tcpConnect, type Transport } from "../net/transport.ts";
+import { unsendableReply } from "../ep_limits.ts";
+
+const log = getLogger(["ep", "worker"]);
+
+/** Options for {@linkcode WorkerNode.start}. */
+export interface WorkerNodeOptions {
+  /** Balancers to pull from, as `host:port`. */
+  balancers: string[];
+  /** Runs the jobs. Its services are registered; its slots are the worker's slots. */
+  pool: HandlerPool;
+  /** Token presented to balancers (`EP_TOKEN`). */
+  token?: string;
+  /** This worker's name in balancer logs. Default `ep-worker`. */
+  name?: string;
+  /** Heartbeat interval to ask for. Default 1 000 ms. */
+  heartbeatMs?: number;
+  /** Reconnect back-off: first delay and cap, in ms (jittered). Default 100 and 5 000. */
+  reconnect?: { minMs?: number; maxMs?: number };
+  /** Largest prefetch to use, whatever balancers allow. Default 4. */
+  prefetch?: number;
+  /** Run-time caps of some services, in ms (their handlers are interrupted past it). */
+  timeouts?: ReadonlyMap<string, number>;
+}
+
+interface Held {
+  link: Link;
+  /** The link's session the job came on: answers to an older session are dropped. */
+  gen: number;
+  id: number;
+  service: string;
+  cancelled: boolean;
+  /**
+   * When the job's time is up (`performance.now()` ms, from the REQUEST's `deadline_ms` and
+   * the service's cap, counted from receipt); Infinity: none. A prefetched job that waited
+   * here is run with what is left, not with its whole deadline again.
+   */
+  deadline: number;
+}
+
+/** A running module worker. */
+export class WorkerNode {
+  #opts: WorkerNodeOptions;
+  #links: Link[] = [];
+  #pool: HandlerPool;
+  #slots: number;
+  #held = 0;
+  #local: { job: PoolJob; h: Held }[] = [];
+  #draining = false;
+  #closed = false;
+  #idleWaiters: (() => void)[] = [];
+  #seq = 0;
+  #peakHeld = 0;
+
+  private constructor(opts: WorkerNodeOptions) {
+    this.#opts = opts;
+    this.#pool = opts.pool;
+    this.#slots = opts.pool.freeSlots + opts.pool.jobsInFlight;
+    opts.pool.onSlotsAvailable = () => this.#slotsFreed();
+  }
+
+  /**
+   * Starts the worker: connects to every balancer (retrying in the background).
+   *
+   * @example
+   * ```ts ignore
+   * import { WorkerNode } from "./worker.ts";
+   * const node = WorkerNode.start({ balancers: ["127.0.0.1:7070"], pool });
+   * Deno.addSignalListener("SIGTERM", () => node.drain().then(() => Deno.exit(0)));
+   * ```
+   */
+  static start(opts: WorkerNodeOptions): WorkerNode {
+    const node = new WorkerNode(opts);
+    for (const addr of opts.balancers) {
+      const link = new Link(node, addr, opts);
+      node.#links.push(link);
+      link.run();
+    }
+    return node;
+  }
+
+  /** The slots registered with balancers. */
+  get slots(): number {
+    return this.#slots;
+  }
+
+  /** Jobs received and not yet answered. */
+  get held(): number {
+    return this.#held;
+  }
+
+  /** The most jobs held at once since start (to check the bound in SPEC.md §9.5). */
+  get peakHeld(): number {
+    return this.#peakHeld;
+  }
+
+  /** Balancers currently connected and welcomed. */
+  get connected(): number {
+    return this.#links.filter((l) => l.open).length;
+  }
+
+  /** @internal Capacity including prefetch. */
+  get capacity(): number {
+    const prefetch = Math.min(
+      this.#opts.prefetch ?? DEFAULT_PREFETCH,
+      ...this.#links.filter((l) => l.open).map((l) => l.prefetch),
+    );
+    return this.#slots + Math.max(0, prefetch);
+  }
+
+  /**
+   * Replaces the pool (reload): new jobs go to `pool`, jobs in flight finish on the old
+   * one, which is closed once idle. Balancers get a new REGISTER.
+   */
+  async replacePool(pool: HandlerPool): Promise<void> {
+    const old = this.#pool;
+    this.#pool = pool;
+    this.#opts = { ...this.#opts, pool };
+    pool.onSlotsAvailable = () => this.#slotsFreed();
+    this.#slots = pool.freeSlots + pool.jobsInFlight;
+    for (const l of this.#links) l.register();
+    this.regrant();
+    while (old.jobsInFlight > 0) await new Promise((r) => setTimeout(r, 10));
+    await old.close({ drain: true });
+  }
+
+  /** Stops taking jobs: tells every balancer at once, finishes held jobs, then closes. */
+  async drain(graceMs = 30_000): Promise<void> {
+    this.#draining = true;
+    for (const l of this.#links) l.sendDrain(graceMs);
+    if (this.#held > 0) {
+      await Promise.race([
+        new Promise<void>((r) => this.#idleWaiters.push(r)),
+        new Promise((r) => setTimeout(r, graceMs)),
+      ]);
+    }
+    this.close();
+  }
+
+  /** Closes every connection at once. */
+  close(): void {
+    this.#closed = true;
+    for (const l of this.#links) l.close();
+  }
+
+  /** @internal The pool new jobs go to. */
+  get pool(): HandlerPool {
+    return this.#pool;
+  }
+
+  /** @internal */
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /** @internal */
+  get draining(): boolean {
+    return this.#draining;
+  }
+
+  /** @internal A job arrived from a balancer. */
+  run(link: Link, f: Extract<Frame, { type: "request" }>): void {
+    // Build the job first: nothing is counted as held until it can be answered.
+    const limit = Math.min(
+      f.deadlineMs || Infinity,
+      this.#opts.timeouts?.get(f.service) ?? Infinity,
+    );
+    const h: Held = {
+      link,
+      gen: link.gen,
+      id: f.id,
+      service: f.service,
+      cancelled: false,
+      deadline: performance.now() + limit,
+    };
+    const job: PoolJob = {
+      id: ++this.#seq,
+      service: f.service,
+      meta: f.meta.length > 0 ? encodeMeta(f.meta) : undefined,
+      body: f.body.slice(),
+    };
+    this.#held++;
+    if (this.#held > this.#peakHeld) this.#peakHeld = this.#held;
+    if (!this.#pool.serves(f.service)) {
+      this.#done(h, null, null, {
+        code: ErrorCode.NO_SERVICE,
+        message: `No service "${f.service}" here`,
+      });
+      return;
+    }
+    this.#submit(job, h);
+  }
+
+  /** @internal A balancer cancelled a job: drop it if it has not started. */
+  cancel(link: Link, id: number): void {
+    const i = this.#local.findIndex((x) => x.h.link === link && x.h.id === id);
+    if (i >= 0) {
+      const [{ h }] = this.#local.splice(i, 1);
+      this.#done(h, null, null, { code: ErrorCode.CANCELLED, message: "Cancelled" });
+    }
+  }
+
+  /** Slots freed with no reply to report (a timed-out job let go): start queued jobs. */
+  #slotsFreed(): void {
+    while (this.#local.length > 0 && this.#pool.freeSlots > 0) {
+      const next = this.#local.shift()!;
+      this.#submit(next.job, next.h);
+    }
+  }
+
+  #submit(job: PoolJob, h: Held): void {
+    if (h.deadline !== Infinity) {
+      const left = Math.round(h.deadline - performance.now());
+      if (left <= 0) {
+        // Its time ran out while it waited here (prefetched): not worth starting.
+        this.#done(h, null, null, { code: ErrorCode.TIMEOUT, message: "Handler timed out" });
+        return;
+      }
+      job.deadlineMs = left;
+    }
+    let ok: boolean;
+    try {
+      ok = this.#pool.submit(job, (err, reply) => this.#done(h, err, reply));
+    } catch (err) {
+      // The pool took nothing: answer it (a request too large for the rings: bad_request).
+      this.#done(h, null, null, submitError(err, h.service));
+      return;
+    }
+    if (!ok) this.#local.push({ job, h });
+  }
+
+  #done(
+    h: Held,
+    err: Error | null,
+    reply: JobReply | null,
+    fail?: { code: number; message: string },
+  ): void {
+    this.#held--;
+    // Start a locally queued (prefetched) job in the slot just freed.
+    while (this.#local.length > 0 && this.#pool.freeSlots > 0) {
+      const next = this.#local.shift()!;
+      this.#submit(next.job, next.h);
+    }
+    const free = this.#pool.freeSlots;
+    if (h.gen !== h.link.gen) {
+      // The balancer connection it came on is gone; the balancer redelivered it.
+    } else if (err || fail) {
+      const e = fail ?? poolError(err!, h.service);
+      // One line of bounded bytes: an ERROR frame cannot carry more (SPEC.md §6.10).
+      h.link.send({ type: "error", id: h.id, code: e.code, message: oneLine(e.message) });
+    } else {
+      try {
+        // Never a REPLY that EP cannot carry (the pool already refuses such replies).
+        const problem = replyProblem(reply!.status, reply!.body.length);
+        if (problem !== null) throw new JobError(ErrorCode.HANDLER_ERROR, problem);
+        h.link.send({
+          type: "reply",
+          id: h.id,
+          status: reply!.status,
+          freeSlots: free,
+          meta: decodeMeta(reply!.meta),
+          body: reply!.body,
+        });
+      } catch (e) {
+        // A reply EP cannot carry (a metadata key EP does not allow, over max_payload):
+        // the balancer still gets an answer, and the slot is granted again below.
+        const je = unsendableReply(e);
+        log.warn("Cannot send the reply of {service}: {message}", {
+          service: h.service,
+          message: je.message,
+        });
+        h.link.send({ type: "error", id: h.id, code: je.code, message: oneLine(je.message) });
+      }
+    }
+    this.regrant();
+    if (this.#held === 0) {
+      for (const w of this.#idleWaiters.splice(0)) w();
+    }
+  }
+
+  /** @internal Hands out free capacity as credit (see the module doc). */
+  regrant(): void {
+    if (this.#draining || this.#closed) return;
+    const open = this.#links.filter((l) => l.open && !l.drained);
+    if (open.length === 0) return;
+    const cap = this.capacity;
+    let used = this.#held + open.reduce((n, l) => n + l.credit, 0);
+    const grants = new Map<Link, number>();
+    const give = (l: Link) => {
+      l.credit++;
+      used++;
+      grants.set(l, (grants.get(l) ?? 0) + 1);
+    };
+    while (used < cap) {
+      let best: Link | null = null;
+      for (const l of open) {
+        if (l.credit >= cap) continue;
+        if (
+          !best ||
+          (l.demand > 0 && (best.demand === 0 || l.demand / (l.credit + 1) >
+              best.demand / (best.credit + 1))) ||
+          (l.demand === 0 && best.demand === 0 && l.credit < best.credit)
+        ) {
+          best = l;
+        }
+      }
+      if (!best) break;
+      give(best);
+    }
+    // Work waiting at a balancer with no credit while capacity is parked elsewhere.
+    for (const l of open) {
+      if (l.demand > 0 && l.credit === 0 && used < cap + open.length - 1) give(l);
+    }
+    for (const [l, n] of grants) l.send({ type: "ready", credit: n });
+  }
+}
+
+/** The worker's connection to one balancer, reconnecting with jittered back-off. */
+class Link {
+  readonly addr: string;
+  open = false;
+  drained = false;
+  /** Session counter: raised on every new connection. */
+  gen = 0;
+  credit = 0;
+  demand = 0;
+  prefetch = 0;
+  #node: WorkerNode;
+  #opts: WorkerNodeOptions;
+  #t: Transport | null = null;
+  #encoder = new EpEncoder();
+  #heartbeatMs = 0;
+  // On the transport's reading clock: time the worker was not reading (its output to the
+  // balancer backed up) is not the balancer's silence.
+  #lastRead = 0;
+  #beat = 0;
+  #lastBeat = 0;
+  #timer: ReturnType<typeof setInterval> | undefined;
+  #failures = 0;
+  #wake: (() => void) | null = null;
+
+  constructor(node: WorkerNode, addr: string, opts: WorkerNodeOptions) {
+    this.#node = node;
+    this.addr = addr;
+    this.#opts = opts;
+  }
+
+  async run(): Promise<void> {
+    while (!this.#node.closed) {
+      try {
+        const t = await tcpConnect(this.addr);
+        if (this.#node.closed) {
+          t.close();
+          return;
+        }
+        await this.#session(t);
+      } catch (err) {
+        log.debug("Cannot reach balancer {addr}: {error}", {
+          addr: this.addr,
+          error: (err as Error).message,
+        });
+      }
+      if (this.#node.closed || this.#node.draining) return;
+      const min = this.#opts.reconnect?.minMs ?? 100;
+      const max = this.#opts.reconnect?.maxMs ?? 5_000;
+      const delay = Math.min(max, min * 2 ** Math.min(this.#failures++, 16));
+      await new Promise<void>((r) => {
+        const timer = setTimeout(r, delay * (0.5 + Math.random() / 2));
+        this.#wake = () => {
+          clearTimeout(timer);
+          r();
+        };
+      });
+      this.#wake = null;
+    }
+  }
+
+  /** One connection's life; resolves when it ends. */
+  #session(t: Transport): Promise<void> {
+    this.#t = t;
+    this.gen++;
+    this.credit = 0;
+    this.demand = 0;
+    this.drained = false;
+    return new Promise((resolve) => {
+      const decoder = new EpDecoder({
+        frame: (f) => this.#onFrame(f),
+        error: (e) => {
+          log.warn("Bad frame from balancer {addr}: {message}", {
+            addr: this.addr,
+            message: e.message,
+          });
+          this.send({ type: "error", id: 0, code: e.code, message: oneLine(e.message) });
+          t.end();
+        },
+      });
+      t.start({
+        data: (c) => {
+          this.#lastRead = t.readingMs(Date.now());
+          decoder.push(c);
+        },
+        end: () => {
+          if (this.open) log.warn("Lost balancer {addr}", { addr: this.addr });
+          this.open = false;
+          this.credit = 0;
+          clearInterval(this.#timer);
+          t.close();
+          this.#t = null;
+          this.#node.regrant();
+          resolve();
+        },
+      });
+      this.#lastRead = t.readingMs(Date.now());
+      t.write(encodePreface(PROTOCOL_VERSION));
+      this.send({
+        type: "hello",
+        role: 2,
+        minVersion: PROTOCOL_VERSION,
+        maxVersion: PROTOCOL_VERSION,
+        heartbeatMs: this.#opts.heartbeatMs ?? 1_000,
+        name: this.#opts.name ?? "ep-worker",
+        token: this.#opts.token ?? "",
+      });
+      this.register();
+      // Until WELCOME arrives, nothing more; a balancer that never answers is dropped.
+      this.#timer = setInterval(() => this.#tick(), 100);
+    });
+  }
+
+  #tick(): void {
+    const now = Date.now();
+    const hb = this.#heartbeatMs || 1_000;
+    const silent = this.#t ? this.#t.readingMs(now) - this.#lastRead : 0;
+    if (silent > 3 * hb) {
+      log.warn("Balancer {addr} silent for {ms} ms: reconnecting", {
+        addr: this.addr,
+        ms: silent,
+      });
+      this.send({
+        type: "error",
+        id: 0,
+        code: ErrorCode.HEARTBEAT_TIMEOUT,
+        message: "Missed heartbeats",
+      });
+      this.#t?.close();
+      return;
+    }
+    if (this.open && this.#heartbeatMs > 0 && now - this.#lastBeat >= this.#heartbeatMs) {
+      this.#lastBeat = now;
+      this.#beat = (this.#beat + 1) >>> 0;
+      this.send({
+        type: "heartbeat",
+        seq: this.#beat,
+        freeSlots: this.#node.pool.freeSlots,
+        queueDepth: NOT_APPLICABLE,
+      });
+    }
+  }
+
+  #onFrame(f: Frame): void {
+    switch (f.type) {
+      case "welcome":
+        this.open = true;
+        this.#failures = 0;
+        this.#heartbeatMs = f.heartbeatMs;
+        this.prefetch = f.prefetch;
+        log.info("Registered with balancer {addr} ({server})", {
+          addr: this.addr,
+          server: f.serverName,
+        });
+        if (this.#node.draining) this.sendDrain(0);
+        this.#node.regrant();
+        break;
+      case "request":
+        this.credit = Math.max(0, this.credit - 1);
+        this.demand = f.queueDepth === NOT_APPLICABLE ? 0 : f.queueDepth;
+        this.#node.run(this, f);
+        break;
+      case "heartbeat":
+        if (f.queueDepth !== NOT_APPLICABLE) {
+          this.demand = f.queueDepth;
+          if (this.demand > 0 && this.credit === 0) this.#node.regrant();
+        }
+        break;
+      case "cancel":
+        this.#node.cancel(this, f.id);
+        break;
+      case "drain":
+        // The balancer is going away: it takes no more from us; reconnect when it closes.
+        this.drained = true;
+        break;
+      case "error":
+        if (f.id === 0) {
+          log.error("Balancer {addr} refused us: {message}", {
+            addr: this.addr,
+            message: f.message,
+          });
+          this.#t?.end();
+        }
+        break;
+      case "statsRequest":
+        this.send({
+          type: "stats",
+          id: f.id,
+          json: JSON.stringify({
+            slots: this.#node.slots,
+            held: this.#node.held,
+            free: this.#node.pool.freeSlots,
+          }),
+        });
+        break;
+      default:
+        break;
+    }
+  }
+
+  send(frame: Frame): void {
+    if (!this.#t || this.#t.closed) return;
+    this.#t.write(this.#encoder.encode(frame));
+  }
+
+  register(): void {
+    this.send({
+      type: "register",
+      slots: this.#node.slots,
+      services: [...this.#node.pool.services],
+    });
+  }
+
+  sendDrain(graceMs: number): void {
+    if (this.open) this.send({ type: "drain", graceMs });
+  }
+
+  close(): void {
+    clearInterval(this.#timer);
+    this.#t?.end();
+    this.#wake?.();
+  }
+}

@@ -1,0 +1,930 @@
+/**
+ * Seeing inside a balancer: the {@linkcode Monitor} counts every job the balancer settles
+ * (it is the balancer's {@linkcode BalancerObserver}), samples the balancer, the server and
+ * the handler-thread pool once a second, and serves what it knows on the balancer's own
+ * port under the reserved prefix `/_ep/`:
+ *
+ * | path            | what                                                       | access     |
+ * | --------------- | ---------------------------------------------------------- | ---------- |
+ * | `/_ep/health`   | liveness and readiness, JSON; 200 ready, 503 not ready     | everyone   |
+ * | `/_ep/metrics`  | Prometheus text exposition 0.0.4                           | restricted |
+ * | `/_ep/stats`    | the status data as JSON (`?series=0`: without the samples) | restricted |
+ * | `/_ep/`         | the status page (one self-contained HTML; polls `stats`)   | restricted |
+ *
+ * Access ("restricted" above), by {@linkcode AccessOptions}:
+ * - default: loopback peers only (`127.0.0.0/8`, `::1`); others get 403;
+ * - `token`: the token is required from every peer, loopback included, as
+ *   `Authorization: Bearer <token>` or `?token=<token>` (the page passes it on to its
+ *   polls); a missing or wrong token gets 401;
+ * - `public: true` (and no token): everyone.
+ *
+ * EP `STATS_REQUEST` gets the same JSON ({@linkcode Monitor.snapshot}) under the same rule
+ * (pass {@linkcode Monitor.access} as `EpOptions.statsAccess`): the token is HELLO's
+ * `token`, and a refused request is answered ERROR `unauthorized`. The rule is one
+ * function, `statusAccess` in `core/net/access.ts`.
+ *
+ * With `accessLog`, each job is logged at info level in category `["ep", "access"]`:
+ * service, outcome, queue wait, service time and worker.
+ *
+ * Other `/_ep/...` paths get 404 and methods other than GET and HEAD 405: the monitor
+ * answers the whole prefix, so the balancer's unguarded defaults never do.
+ *
+ * A worker's "last seen" is the last frame the balancer saw from it: credit grants and
+ * answers (seen through {@linkcode Monitor.watchWorkers}), and every frame, heartbeats
+ * included, when its provider exposes `lastHeard` (Unix ms).
+ *
+ * Label cardinality is bounded: services a provider serves or served always get their own
+ * series; other names (refused `no_service` requests, names jobs wait for in the start-up
+ * grace) get their own only up to `maxServices`, then share `service="_other"`. A worker's series are dropped ten minutes after it left.
+ *
+ * @example
+ * ```ts ignore
+ * import { Balancer } from "../balancer/balancer.ts";
+ * import { Monitor } from "./monitor.ts";
+ * import { serve } from "../net/server.ts";
+ * const monitor = new Monitor({ accessLog: true });
+ * const balancer = new Balancer({ observer: monitor, internal: monitor.internal });
+ * const server = serve({
+ *   port: 7070,
+ *   handler: balancer.handler,
+ *   ep: {
+ *     workers: monitor.watchWorkers(balancer),
+ *     stats: () => monitor.snapshot(),
+ *     statsAccess: monitor.access,
+ *   },
+ * });
+ * monitor.attach({ balancer, server });
+ * ```
+ *
+ * @module
+ */
+import { getLogger } from "@logtape/logtape";
+import type {
+  Balancer,
+  BalancerObserver,
+  Outcome,
+  Provider,
+  QueuedJob,
+} from "../balancer/balancer.ts";
+import type { WorkerHost } from "../net/ep_conn.ts";
+import type { Job, JobError, JobResult } from "../job.ts";
+import { ExpositionWriter, Histogram, QuantileWindow, Series } from "./metrics.ts";
+import { writePoolMetrics, writeServerMetrics } from "./metrics_sources.ts";
+import type { HandlerPool } from "../threads/pool.ts";
+import type { Server } from "../net/server.ts";
+import type {
+  HealthReport,
+  LuaCounters,
+  ProviderSnapshot,
+  Quantiles,
+  ServiceSnapshot,
+  StatsSnapshot,
+} from "./status_snapshot.ts";
+import { STATUS_PAGE_HTML } from "./status_page.ts";
+import { type AccessOptions, admitted, statusAccess } from "../net/access.ts";
+import { escapeControls } from "../escape.ts";
+
+export type { AccessOptions } from "../net/access.ts";
+export { isLoopback } from "../net/access.ts";
+
+const log = getLogger(["ep", "observe"]);
+const accessLogger = getLogger(["ep", "access"]);
+
+/**
+ * Every outcome, in the order of the counters.
+ *
+ * @example
+ * ```ts
+ * import { OUTCOMES } from "./monitor.ts";
+ * console.assert(OUTCOMES[0] === "ok");
+ * ```
+ */
+export const OUTCOMES: readonly Outcome[] = Object.freeze(
+  [
+    "ok",
+    "error",
+    "timeout",
+    "overloaded",
+    "no_service",
+    "worker_lost",
+    "shutting_down",
+    "cancelled",
+  ] as const,
+);
+
+const OUTCOME_INDEX: Readonly<Record<Outcome, number>> = Object.freeze(
+  Object.fromEntries(OUTCOMES.map((o, i) => [o, i])) as Record<Outcome, number>,
+);
+
+/**
+ * Options for {@linkcode Monitor}.
+ *
+ * @example
+ * ```ts
+ * import type { MonitorOptions } from "./monitor.ts";
+ * const options: MonitorOptions = { accessLog: true, access: { token: "t" } };
+ * console.assert(options.accessLog);
+ * ```
+ */
+export interface MonitorOptions {
+  /** Log one line per job in category `["ep", "access"]` (info). Default false. */
+  accessLog?: boolean;
+  /** Access rules of the page, stats and metrics. Default: loopback only. */
+  access?: AccessOptions;
+  /** The version shown on the page, in stats and in `ep_build_info`. */
+  version?: string;
+  /**
+   * Service names no provider serves or served (asked for by clients) that get series of
+   * their own; the rest share `service="_other"`. Default 200.
+   */
+  maxServices?: number;
+  /** Seconds of per-second samples kept for the sparklines. Default 300. */
+  historySeconds?: number;
+  /** Extra readiness checks by name (for example `scripts`: the Lua scripts loaded). */
+  checks?: Record<string, () => boolean>;
+}
+
+/**
+ * What a {@linkcode Monitor} reads from: the balancer, and optionally its server, the
+ * handler-thread pool and the Lua runtime's counters.
+ *
+ * @example
+ * ```ts ignore
+ * monitor.attach({ balancer, server, pool, lua: () => ({ errors: 0, interrupts: 0 }) });
+ * ```
+ */
+export interface MonitorSources {
+  /** The balancer whose stats are sampled. */
+  balancer: Balancer;
+  /** Its listening server (connections, bytes, sniff refusals; readiness `listening`). */
+  server?: Server | null;
+  /**
+   * This process's handler threads (ring occupancy, wake-ups), or a function returning the
+   * current ones (a reload replaces the pool).
+   */
+  pool?: HandlerPool | null | (() => HandlerPool | null);
+  /** Lua counters, once the Lua runtime provides them. */
+  lua?: () => LuaCounters;
+}
+
+interface ServiceMon {
+  name: string;
+  outcomes: Float64Array;
+  wait: Histogram;
+  run: Histogram;
+  waitQ: QuantileWindow;
+  runQ: QuantileWindow;
+  lastTotal: number;
+  lastOk: number;
+  rate: Series;
+  failed: Series;
+  queued: Series;
+  busy: Series;
+  waitP99: Series;
+}
+
+interface WorkerMon {
+  /** Outcome counters by service. */
+  services: Map<string, Float64Array>;
+  /** Last time it was attached (Date.now). */
+  present: number;
+}
+
+interface LinkInfo {
+  connected: number;
+  lastSeen: number;
+}
+
+/** A provider that reports when it last heard from its peer (Unix ms), if it does. */
+interface HeardProvider extends Provider {
+  readonly lastHeard?: number;
+}
+
+const INTERVAL_MS = 1_000;
+const WORKER_RETENTION_MS = 10 * 60_000;
+const OTHER = "_other";
+const RATE_WINDOW = 10;
+const enc = new TextEncoder();
+const PAGE_BYTES = enc.encode(STATUS_PAGE_HTML);
+const NO_STORE: [string, string] = ["cache-control", "no-store"];
+
+/**
+ * Watches a balancer: implements {@linkcode BalancerObserver}, samples once a second, and
+ * produces the Prometheus exposition, the stats JSON, the status page and the health
+ * report, served by {@linkcode Monitor.internal} under `/_ep/`. See the module doc for the
+ * endpoints and access rules.
+ *
+ * @example
+ * ```ts ignore
+ * import { Balancer } from "../balancer/balancer.ts";
+ * import { Monitor } from "./monitor.ts";
+ * const monitor = new Monitor();
+ * const balancer = new Balancer({ observer: monitor, internal: monitor.internal });
+ * monitor.attach({ balancer });
+ * console.log(monitor.metricsText());
+ * monitor.close();
+ * ```
+ */
+export class Monitor implements BalancerObserver {
+  #opts: MonitorOptions;
+  #accessLog: boolean;
+  #history: number;
+  #maxServices: number;
+  #services = new Map<string, ServiceMon>();
+  #unknownServices = 0;
+  /** By the balancer's provider name (the label is derived when written). */
+  #workers = new Map<string, WorkerMon>();
+  #links = new Map<Provider, LinkInfo>();
+  #checks = new Map<string, () => boolean>();
+  #src: MonitorSources | null = null;
+  #lua: (() => LuaCounters) | undefined;
+  #listening = false;
+  #timer: ReturnType<typeof setInterval> | undefined;
+  #lastSample = 0;
+  #lastSampleAt = 0;
+  #lastBytesIn = 0;
+  #lastBytesOut = 0;
+  #denied = { remote: 0, token: 0 };
+  #total: {
+    rate: Series;
+    failed: Series;
+    queued: Series;
+    busy: Series;
+    bytesIn: Series;
+    bytesOut: Series;
+  };
+  #allOk = 0;
+  #allJobs = 0;
+  #lastAllJobs = 0;
+  #lastAllOk = 0;
+
+  /**
+   * Answers `/_ep/...` HTTP requests; pass it as `BalancerOptions.internal`. Always answers
+   * (404 for unknown paths), so the balancer's own defaults never serve unguarded stats.
+   */
+  readonly internal: (job: Job) => JobResult;
+
+  /** Creates a monitor; it reads nothing until {@linkcode Monitor.attach}. */
+  constructor(options: MonitorOptions = {}) {
+    this.#opts = options;
+    this.#accessLog = options.accessLog ?? false;
+    this.#history = Math.max(10, Math.round(options.historySeconds ?? 300));
+    this.#maxServices = options.maxServices ?? 200;
+    for (const [name, fn] of Object.entries(options.checks ?? {})) this.#checks.set(name, fn);
+    const n = this.#history;
+    this.#total = {
+      rate: new Series(n),
+      failed: new Series(n),
+      queued: new Series(n),
+      busy: new Series(n),
+      bytesIn: new Series(n),
+      bytesOut: new Series(n),
+    };
+    this.internal = (job) => this.#serve(job);
+  }
+
+  /**
+   * Starts reading from the balancer (and server, pool, Lua counters) and sampling once a
+   * second. The timer does not keep the process alive; {@linkcode Monitor.close} stops it.
+   */
+  attach(sources: MonitorSources): void {
+    this.#src = sources;
+    this.#lua = sources.lua ?? this.#lua;
+    if (sources.server) {
+      this.#listening = true;
+      sources.server.finished.then(
+        () => this.#listening = false,
+        () => this.#listening = false,
+      );
+    }
+    this.#lastSample = performance.now();
+    const t = sources.server?.counters.transport;
+    this.#lastBytesIn = t?.bytesIn ?? 0;
+    this.#lastBytesOut = t?.bytesOut ?? 0;
+    if (this.#timer === undefined) {
+      this.#timer = setInterval(() => this.sample(), INTERVAL_MS);
+      Deno.unrefTimer(this.#timer);
+    }
+  }
+
+  /**
+   * Sets (or replaces) where the Lua counters come from, for a Lua runtime that starts after
+   * {@linkcode Monitor.attach}.
+   */
+  setLuaCounters(counters: () => LuaCounters): void {
+    this.#lua = counters;
+  }
+
+  /** Adds (or replaces) a readiness check, such as `scripts` for the Lua control scripts. */
+  check(name: string, ready: () => boolean): void {
+    this.#checks.set(name, ready);
+  }
+
+  /**
+   * The access rule of the page, stats and metrics; give it to the EP port as
+   * `EpOptions.statsAccess` so that `STATS_REQUEST` follows it too.
+   */
+  get access(): AccessOptions {
+    return this.#opts.access ?? {};
+  }
+
+  /** Stops sampling. */
+  close(): void {
+    if (this.#timer !== undefined) clearInterval(this.#timer);
+    this.#timer = undefined;
+  }
+
+  /** {@linkcode BalancerObserver}: counts a settled job and logs it when asked to. */
+  job(
+    service: string,
+    outcome: Outcome,
+    queueWaitMs: number,
+    serviceMs: number,
+    provider: string | null,
+  ): void {
+    const s = this.#service(service, false);
+    const i = OUTCOME_INDEX[outcome] ?? 1;
+    s.outcomes[i]++;
+    this.#allJobs++;
+    if (i === 0) this.#allOk++;
+    if (queueWaitMs === queueWaitMs) {
+      const sec = queueWaitMs / 1000;
+      s.wait.observe(sec);
+      s.waitQ.observe(sec);
+    }
+    if (serviceMs === serviceMs) {
+      const sec = serviceMs / 1000;
+      s.run.observe(sec);
+      s.runQ.observe(sec);
+    }
+    if (provider !== null) {
+      let w = this.#workers.get(provider);
+      if (!w) {
+        w = { services: new Map(), present: Date.now() };
+        this.#workers.set(provider, w);
+      }
+      let c = w.services.get(s.name);
+      if (!c) {
+        c = new Float64Array(OUTCOMES.length);
+        w.services.set(s.name, c);
+      }
+      c[i]++;
+    }
+    if (this.#accessLog) {
+      const worker = provider === null ? "-" : workerLabel(provider);
+      // The text is rendered here (the default formatter would quote every value), peer
+      // strings escaped by logText; the properties carry the same data for JSON lines.
+      const line = `${service} ${outcome} wait ${fmtMs(queueWaitMs)} service ${
+        fmtMs(serviceMs)
+      } worker ${worker}`;
+      accessLogger.info(logText(line), {
+        service,
+        outcome,
+        queueWaitMs: roundMs(queueWaitMs),
+        serviceMs: roundMs(serviceMs),
+        worker: provider === null ? null : worker,
+      });
+    }
+  }
+
+  /**
+   * Wraps the balancer as the EP port's worker host (`EpOptions.workers`) to learn when
+   * each worker registered and was last heard from (credit grants and answers; a provider
+   * that exposes `lastHeard`, Unix ms, is read directly).
+   */
+  watchWorkers(host: WorkerHost): WorkerHost {
+    const seen = (p: Provider) => {
+      const l = this.#links.get(p);
+      if (l) l.lastSeen = Date.now();
+    };
+    return {
+      addProvider: (p) => {
+        const now = Date.now();
+        this.#links.set(p, { connected: now, lastSeen: now });
+        host.addProvider(p);
+      },
+      updateProvider: (p, services, slots) => {
+        seen(p);
+        host.updateProvider(p, services, slots);
+      },
+      removeProvider: (p, reason) => {
+        this.#links.delete(p);
+        host.removeProvider(p, reason);
+      },
+      pull: (p) => {
+        seen(p);
+        host.pull(p);
+      },
+      finish: (p: Provider, job: QueuedJob, result: JobResult | JobError) => {
+        seen(p);
+        host.finish(p, job, result);
+      },
+      queueDepth: (service) => host.queueDepth(service),
+    };
+  }
+
+  /**
+   * Takes a per-second sample now (the timer calls it every second): rates, queue depths,
+   * busy slots, the second's p99 queue wait; rotates the quantile windows.
+   */
+  sample(): void {
+    const src = this.#src;
+    if (!src) return;
+    const nowPerf = performance.now();
+    const dt = Math.max(0.001, (nowPerf - this.#lastSample) / 1000);
+    this.#lastSample = nowPerf;
+    this.#lastSampleAt = Date.now();
+    const st = src.balancer.stats();
+    const live = new Map<string, { queued: number; busy: number }>();
+    for (const s of st.services) {
+      this.#service(s.name, s.served);
+      live.set(s.name, { queued: s.queued, busy: s.busy });
+    }
+    let queued = 0;
+    let busy = 0;
+    for (const m of this.#services.values()) {
+      let total = 0;
+      for (let i = 0; i < m.outcomes.length; i++) total += m.outcomes[i];
+      const ok = m.outcomes[0];
+      m.rate.push((total - m.lastTotal) / dt);
+      m.failed.push((total - ok - (m.lastTotal - m.lastOk)) / dt);
+      m.lastTotal = total;
+      m.lastOk = ok;
+      const l = live.get(m.name);
+      m.queued.push(l ? l.queued : NaN);
+      m.busy.push(l ? l.busy : NaN);
+      m.waitP99.push(m.waitQ.tick(0.99) * 1000);
+      m.runQ.tick(0.99);
+      queued += l?.queued ?? 0;
+    }
+    for (const p of st.providers) busy += p.busy;
+    this.#total.rate.push((this.#allJobs - this.#lastAllJobs) / dt);
+    this.#total.failed.push(
+      (this.#allJobs - this.#allOk - (this.#lastAllJobs - this.#lastAllOk)) / dt,
+    );
+    this.#lastAllJobs = this.#allJobs;
+    this.#lastAllOk = this.#allOk;
+    this.#total.queued.push(queued);
+    this.#total.busy.push(busy);
+    const t = src.server?.counters.transport;
+    if (t) {
+      this.#total.bytesIn.push((t.bytesIn - this.#lastBytesIn) / dt);
+      this.#total.bytesOut.push((t.bytesOut - this.#lastBytesOut) / dt);
+      this.#lastBytesIn = t.bytesIn;
+      this.#lastBytesOut = t.bytesOut;
+    }
+    // Forget workers gone for a while (their counters would otherwise pile up).
+    const now = Date.now();
+    const present = new Set(st.providers.map((p) => p.name));
+    for (const [name, w] of this.#workers) {
+      if (present.has(name)) w.present = now;
+      else if (now - w.present > WORKER_RETENTION_MS) this.#workers.delete(name);
+    }
+  }
+
+  /** Liveness and readiness: ready when listening and every added check passes. */
+  health(): HealthReport {
+    const checks: Record<string, boolean> = {};
+    checks.listening = this.#src !== null && (this.#src.server ? this.#listening : true);
+    for (const [name, fn] of this.#checks) {
+      try {
+        checks[name] = fn() === true;
+      } catch {
+        checks[name] = false;
+      }
+    }
+    const ready = Object.values(checks).every(Boolean);
+    return {
+      status: ready ? "ok" : "starting",
+      live: true,
+      ready,
+      checks,
+      uptimeMs: Math.round(this.#src?.balancer.uptimeMs ?? 0),
+      version: this.#opts.version ?? null,
+    };
+  }
+
+  /**
+   * The status data: what `/_ep/stats` and EP `STATS_REQUEST` answer and the page shows.
+   * `series: false` leaves out the per-second samples.
+   */
+  snapshot(options: { series?: boolean } = {}): StatsSnapshot {
+    const withSeries = options.series ?? true;
+    const src = this.#src;
+    const now = Date.now();
+    const st = src?.balancer.stats() ?? { uptimeMs: 0, services: [], providers: [] };
+    const services: ServiceSnapshot[] = [];
+    let redelivered = 0;
+    let queued = 0;
+    for (const s of [...st.services].sort((a, b) => a.name.localeCompare(b.name))) {
+      const m = this.#services.get(s.name);
+      redelivered += s.counters.redelivered;
+      queued += s.queued;
+      const out: ServiceSnapshot = {
+        name: s.name,
+        queued: s.queued,
+        providers: s.providers,
+        slots: s.slots,
+        busy: s.busy,
+        counters: { ...s.counters },
+        outcomes: outcomeRecord(m?.outcomes),
+        rate: round(m ? nz(m.rate.mean(RATE_WINDOW)) : 0, 3),
+        queueWaitMs: quantiles(m?.waitQ),
+        serviceMs: quantiles(m?.runQ),
+        turnaroundMs: s.turnaroundMs ?? null,
+      };
+      if (withSeries && m) {
+        out.series = {
+          rate: m.rate.toArray(),
+          failed: m.failed.toArray(),
+          queued: m.queued.toArray(0),
+          busy: m.busy.toArray(0),
+          waitP99Ms: m.waitP99.toArray(3),
+        };
+      }
+      services.push(out);
+    }
+    const heard = new Map<string, LinkInfo & { lastHeard?: number }>();
+    for (const [p, l] of this.#links) {
+      heard.set(p.name, { ...l, lastHeard: (p as HeardProvider).lastHeard });
+    }
+    let busy = 0;
+    let slots = 0;
+    const providers = [...st.providers].sort((a, b) => a.name.localeCompare(b.name)).map(
+      (p): ProviderSnapshot => {
+        busy += p.busy;
+        slots += p.slots;
+        const l = heard.get(p.name);
+        // Remote: attached through the EP port (watchWorkers), or named so by ep_conn when
+        // the port's host is the bare balancer. A peer's name cannot start the string.
+        const remote = l !== undefined || p.name.startsWith("worker ");
+        const { address, label, kind } = parseProviderName(p.name, remote);
+        const last = l ? Math.max(l.lastSeen, l.lastHeard ?? 0) : NaN;
+        return {
+          name: p.name,
+          kind,
+          address,
+          label,
+          services: [...p.services].sort(),
+          slots: p.slots,
+          busy: p.busy,
+          credit: p.credit,
+          draining: p.draining,
+          state: p.draining ? "draining" : "ready",
+          lastSeenMsAgo: last === last ? Math.max(0, now - last) : null,
+          connectedMsAgo: l ? now - l.connected : null,
+        };
+      },
+    );
+    const snap: StatsSnapshot = {
+      version: this.#opts.version ?? null,
+      now,
+      startedAt: Math.round(now - st.uptimeMs),
+      uptimeMs: st.uptimeMs,
+      ready: this.health().ready,
+      totals: {
+        jobs: this.#allJobs,
+        ok: this.#allOk,
+        failed: this.#allJobs - this.#allOk,
+        rate: round(nz(this.#total.rate.mean(RATE_WINDOW)), 3),
+        queued,
+        busy,
+        slots,
+        providers: providers.length,
+        redelivered,
+      },
+      services,
+      providers,
+      server: src?.server ? structuredClone(src.server.counters) : null,
+      pool: this.#pool()?.counters() ?? null,
+      lua: this.#lua ? { ...this.#lua() } : null,
+      memory: Deno.memoryUsage(),
+      sampledAt: this.#lastSampleAt,
+      intervalMs: INTERVAL_MS,
+    };
+    if (withSeries) {
+      const t = this.#total;
+      snap.series = {
+        rate: t.rate.toArray(),
+        failed: t.failed.toArray(),
+        queued: t.queued.toArray(0),
+        busy: t.busy.toArray(0),
+        bytesIn: t.bytesIn.toArray(0),
+        bytesOut: t.bytesOut.toArray(0),
+      };
+    }
+    return snap;
+  }
+
+  /** {@linkcode Monitor.snapshot} as JSON text. */
+  statsJson(options: { series?: boolean } = {}): string {
+    return JSON.stringify(this.snapshot(options));
+  }
+
+  /** The Prometheus text exposition (format 0.0.4) of everything the monitor knows. */
+  metricsText(): string {
+    // Label values are shown through escapeControls: worker names are peers'.
+    const w = new ExpositionWriter({ labelValue: escapeControls });
+    const src = this.#src;
+    const st = src?.balancer.stats() ?? { uptimeMs: 0, services: [], providers: [] };
+    for (const s of st.services) this.#service(s.name, s.served);
+    const names = [...this.#services.keys()].sort();
+    const live = new Map(st.services.map((s) => [s.name, s]));
+
+    w.family("ep_build_info", "gauge", "Always 1; the version is a label.");
+    w.sample("ep_build_info", [["version", this.#opts.version ?? "unknown"]], 1);
+    w.family("ep_up", "gauge", "1 when ready (listening, scripts loaded), else 0.");
+    w.sample("ep_up", [], this.health().ready ? 1 : 0);
+    w.family("ep_uptime_seconds", "gauge", "Seconds since the balancer started.");
+    w.sample("ep_uptime_seconds", [], round(st.uptimeMs / 1000, 3));
+
+    w.family("ep_requests_total", "counter", "Jobs answered or refused, by service and outcome.");
+    for (const name of names) {
+      const m = this.#services.get(name)!;
+      for (let i = 0; i < OUTCOMES.length; i++) {
+        w.sample("ep_requests_total", [["service", name], ["outcome", OUTCOMES[i]]], m.outcomes[i]);
+      }
+    }
+    w.family(
+      "ep_worker_requests_total",
+      "counter",
+      "Jobs run by a worker, by worker, service and outcome.",
+    );
+    for (const name of [...this.#workers.keys()].sort()) {
+      const wm = this.#workers.get(name)!;
+      const worker = workerLabel(name);
+      for (const service of [...wm.services.keys()].sort()) {
+        const c = wm.services.get(service)!;
+        for (let i = 0; i < OUTCOMES.length; i++) {
+          if (c[i] === 0 && i !== 0) continue;
+          w.sample(
+            "ep_worker_requests_total",
+            [["worker", worker], ["service", service], ["outcome", OUTCOMES[i]]],
+            c[i],
+          );
+        }
+      }
+    }
+    w.family(
+      "ep_queue_wait_seconds",
+      "histogram",
+      "Time from a job's arrival to its dispatch (or its answer, if never dispatched).",
+    );
+    for (const name of names) {
+      w.histogram("ep_queue_wait_seconds", [["service", name]], this.#services.get(name)!.wait);
+    }
+    w.family(
+      "ep_service_time_seconds",
+      "histogram",
+      "Time from a job's dispatch to its answer.",
+    );
+    for (const name of names) {
+      w.histogram("ep_service_time_seconds", [["service", name]], this.#services.get(name)!.run);
+    }
+    w.family("ep_queue_depth", "gauge", "Jobs waiting in the service's queue.");
+    for (const s of st.services) w.sample("ep_queue_depth", [["service", s.name]], s.queued);
+    w.family("ep_service_workers", "gauge", "Providers (workers, local pool) serving the service.");
+    for (const s of st.services) w.sample("ep_service_workers", [["service", s.name]], s.providers);
+    w.family("ep_service_slots", "gauge", "Slots of the service's providers, by state.");
+    for (const s of st.services) {
+      w.sample("ep_service_slots", [["service", s.name], ["state", "busy"]], s.busy);
+      w.sample(
+        "ep_service_slots",
+        [["service", s.name], ["state", "idle"]],
+        Math.max(0, s.slots - s.busy),
+      );
+    }
+    w.family(
+      "ep_redeliveries_total",
+      "counter",
+      "Jobs dispatched again after their worker was lost.",
+    );
+    for (const name of names) {
+      w.sample(
+        "ep_redeliveries_total",
+        [["service", name]],
+        live.get(name)?.counters.redelivered ?? 0,
+      );
+    }
+    w.family("ep_workers", "gauge", "Providers attached, by state.");
+    const draining = st.providers.filter((p) => p.draining).length;
+    w.sample("ep_workers", [["state", "ready"]], st.providers.length - draining);
+    w.sample("ep_workers", [["state", "draining"]], draining);
+    w.family("ep_worker_slots", "gauge", "A provider's slots, by state.");
+    for (const p of [...st.providers].sort((a, b) => a.name.localeCompare(b.name))) {
+      const worker = workerLabel(p.name);
+      w.sample("ep_worker_slots", [["worker", worker], ["state", "busy"]], p.busy);
+      w.sample(
+        "ep_worker_slots",
+        [["worker", worker], ["state", "idle"]],
+        Math.max(0, p.slots - p.busy),
+      );
+    }
+    writeServerMetrics(w, src?.server?.counters ?? null);
+    writePoolMetrics(w, this.#pool()?.counters() ?? null);
+    const lua = this.#lua?.();
+    w.family("ep_lua_errors_total", "counter", "Lua errors turned into error replies.");
+    w.sample("ep_lua_errors_total", [], lua?.errors ?? 0);
+    w.family("ep_lua_interrupts_total", "counter", "Lua handlers interrupted.");
+    w.sample("ep_lua_interrupts_total", [], lua?.interrupts ?? 0);
+    w.family(
+      "ep_status_denied_total",
+      "counter",
+      "Requests for /_ep/ pages refused, by reason (remote: not loopback; token: missing or wrong).",
+    );
+    w.sample("ep_status_denied_total", [["reason", "remote"]], this.#denied.remote);
+    w.sample("ep_status_denied_total", [["reason", "token"]], this.#denied.token);
+    const mem = Deno.memoryUsage();
+    w.family(
+      "ep_memory_bytes",
+      "gauge",
+      "This process's memory, bytes: resident (rss), and the main thread's JavaScript heap (heap_used, heap_total, external).",
+    );
+    w.sample("ep_memory_bytes", [["kind", "rss"]], mem.rss);
+    w.sample("ep_memory_bytes", [["kind", "heap_used"]], mem.heapUsed);
+    w.sample("ep_memory_bytes", [["kind", "heap_total"]], mem.heapTotal);
+    w.sample("ep_memory_bytes", [["kind", "external"]], mem.external);
+    return w.text();
+  }
+
+  #pool(): HandlerPool | null {
+    const p = this.#src?.pool;
+    return typeof p === "function" ? p() : p ?? null;
+  }
+
+  #service(name: string, known: boolean): ServiceMon {
+    let s = this.#services.get(name);
+    if (s) return s;
+    if (!known) {
+      if (this.#unknownServices >= this.#maxServices) {
+        s = this.#services.get(OTHER);
+        if (s) return s;
+        name = OTHER;
+      } else {
+        this.#unknownServices++;
+      }
+    }
+    const n = this.#history;
+    s = {
+      name,
+      outcomes: new Float64Array(OUTCOMES.length),
+      wait: new Histogram(),
+      run: new Histogram(),
+      waitQ: new QuantileWindow(),
+      runQ: new QuantileWindow(),
+      lastTotal: 0,
+      lastOk: 0,
+      rate: new Series(n),
+      failed: new Series(n),
+      queued: new Series(n),
+      busy: new Series(n),
+      waitP99: new Series(n),
+    };
+    this.#services.set(name, s);
+    return s;
+  }
+
+  #serve(job: Job): JobResult {
+    const path = job.path;
+    const known = path === "/_ep/" || path === "/_ep/health" || path === "/_ep/metrics" ||
+      path === "/_ep/stats";
+    if (!known) return textResult(404, `No ep endpoint "${path}"`);
+    if (job.method !== "GET" && job.method !== "HEAD") {
+      return textResult(405, "Only GET and HEAD", [["allow", "GET, HEAD"]]);
+    }
+    if (path === "/_ep/health") {
+      const h = this.health();
+      return jsonResult(h.ready ? 200 : 503, JSON.stringify(h));
+    }
+    const denied = this.#deny(job);
+    if (denied) return denied;
+    if (path === "/_ep/metrics") {
+      return {
+        status: 200,
+        headers: [["content-type", "text/plain; version=0.0.4; charset=utf-8"], NO_STORE],
+        body: this.metricsText(),
+      };
+    }
+    if (path === "/_ep/stats") {
+      const series = new URLSearchParams(job.query).get("series") !== "0";
+      return jsonResult(200, this.statsJson({ series }));
+    }
+    return {
+      status: 200,
+      headers: [
+        ["content-type", "text/html; charset=utf-8"],
+        NO_STORE,
+        [
+          "content-security-policy",
+          "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; " +
+          "connect-src 'self'; img-src data:; base-uri 'none'; form-action 'none'; " +
+          "frame-ancestors 'none'",
+        ],
+        ["x-content-type-options", "nosniff"],
+        ["referrer-policy", "no-referrer"],
+      ],
+      body: PAGE_BYTES,
+    };
+  }
+
+  /** The refusal for a peer the access rules keep out, or null. */
+  #deny(job: Job): JobResult | null {
+    const given = bearer(job) ?? new URLSearchParams(job.query).get("token");
+    const verdict = statusAccess(this.access, job.remote, given);
+    if (admitted(verdict)) return null;
+    if (verdict === "unauthorized") {
+      this.#denied.token++;
+      log.debug("Refused {path} to {remote}: token", { path: job.path, remote: job.remote });
+      return textResult(401, "A token is required for ep status pages", [
+        ["www-authenticate", 'Bearer realm="ep"'],
+      ]);
+    }
+    this.#denied.remote++;
+    log.debug("Refused {path} to {remote}: not loopback", { path: job.path, remote: job.remote });
+    return textResult(403, "ep status pages are served to loopback peers only");
+  }
+}
+
+function bearer(job: Job): string | null {
+  for (const [k, v] of job.headers) {
+    if (k === "authorization") {
+      const m = /^bearer[ \t]+(.+?)[ \t]*$/i.exec(v);
+      return m ? m[1] : null;
+    }
+  }
+  return null;
+}
+
+/** `worker 10.0.0.5:40412 (name)` → `10.0.0.5:40412 (name)`; `local pool` stays. */
+function workerLabel(provider: string): string {
+  return provider.startsWith("worker ") ? provider.slice(7) : provider;
+}
+
+/**
+ * A provider's address and label. `remote` is what the provider is (an EP worker, attached
+ * through the port's worker host); the name is only read for the address and the peer's
+ * label, which may hold any character (a HELLO name with newlines stays one label).
+ */
+function parseProviderName(
+  name: string,
+  remote: boolean,
+): { address: string; label: string | null; kind: "remote" | "local" } {
+  const m = /^worker (\S+)(?: \((.*)\))?$/s.exec(name);
+  if (m && remote) return { address: m[1], label: m[2] ?? null, kind: "remote" };
+  if (remote) return { address: name, label: null, kind: "remote" };
+  return { address: "local", label: name, kind: "local" };
+}
+
+function outcomeRecord(c: Float64Array | undefined): Record<Outcome, number> {
+  const out = {} as Record<Outcome, number>;
+  for (let i = 0; i < OUTCOMES.length; i++) out[OUTCOMES[i]] = c ? c[i] : 0;
+  return out;
+}
+
+function quantiles(w: QuantileWindow | undefined): Quantiles {
+  if (!w || w.count === 0) return { p50: null, p99: null, count: 0 };
+  return {
+    p50: round(w.quantile(0.5) * 1000, 3),
+    p99: round(w.quantile(0.99) * 1000, 3),
+    count: w.count,
+  };
+}
+
+function round(v: number, digits: number): number {
+  const f = Math.pow(10, digits);
+  return Math.round(v * f) / f;
+}
+
+function nz(v: number): number {
+  return v === v ? v : 0;
+}
+
+function roundMs(ms: number): number | null {
+  return ms === ms ? round(ms, 3) : null;
+}
+
+/** A message template that renders as `text`: peer strings escaped, braces doubled. */
+function logText(text: string): string {
+  return escapeControls(text).replace(/[{}]/g, (c) => c + c);
+}
+
+function fmtMs(ms: number): string {
+  if (ms !== ms) return "-";
+  return ms < 10 ? `${ms.toFixed(2)}ms` : `${Math.round(ms)}ms`;
+}
+
+function textResult(status: number, text: string, extra: [string, string][] = []): JobResult {
+  return {
+    status,
+    headers: [["content-type", "text/plain; charset=utf-8"], NO_STORE, ...extra],
+    body: text + "\n",
+  };
+}
+
+function jsonResult(status: number, json: string): JobResult {
+  return {
+    status,
+    headers: [["content-type", "application/json"], NO_STORE],
+    body: json,
+  };
+}

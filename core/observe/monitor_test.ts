@@ -1,0 +1,394 @@
+import assert from "node:assert/strict";
+import { configure, type LogRecord, reset } from "@logtape/logtape";
+import { Balancer, type Provider, type QueuedJob } from "../balancer/balancer.ts";
+import type { WorkerHost } from "../net/ep_conn.ts";
+import { type Job, JobError, type JobResult } from "../job.ts";
+import { isLoopback, Monitor } from "./monitor.ts";
+import { ErrorCode } from "../../protocol/errors.ts";
+import { conventionViolations, parseExposition, valueOf } from "../../tests/_prometheus_parser.ts";
+
+const dec = new TextDecoder();
+
+function httpJob(path: string, init: Partial<Job> = {}): Job {
+  const q = path.indexOf("?");
+  return {
+    service: "",
+    protocol: "http",
+    method: "GET",
+    path: q < 0 ? path : path.slice(0, q),
+    query: q < 0 ? "" : path.slice(q + 1),
+    headers: [],
+    body: new Uint8Array(0),
+    deadlineMs: 0,
+    priority: 0,
+    remote: "127.0.0.1:50000",
+    ...init,
+  };
+}
+
+function epJob(service: string, deadlineMs = 0): Job {
+  return {
+    service,
+    protocol: "ep",
+    method: "EP",
+    path: `/${service}`,
+    query: "",
+    headers: [],
+    body: new Uint8Array(0),
+    deadlineMs,
+    priority: 0,
+    remote: "127.0.0.1:50001",
+  };
+}
+
+function bodyText(r: JobResult): string {
+  return typeof r.body === "string" ? r.body : dec.decode(r.body ?? new Uint8Array(0));
+}
+
+function header(r: JobResult, name: string): string | undefined {
+  return r.headers?.find(([k]) => k === name)?.[1];
+}
+
+/** A worker held in memory: takes jobs while it has credit; the test answers them. */
+class FakeWorker implements Provider {
+  readonly name: string;
+  readonly services: ReadonlySet<string>;
+  readonly slots: number;
+  credit: number;
+  draining = false;
+  held: QueuedJob[] = [];
+  #host: WorkerHost;
+
+  constructor(host: WorkerHost, name: string, services: string[], slots: number) {
+    this.#host = host;
+    this.name = name;
+    this.services = new Set(services);
+    this.slots = slots;
+    this.credit = slots;
+  }
+  dispatch(qj: QueuedJob): void {
+    this.credit--;
+    this.held.push(qj);
+  }
+  cancel(): void {}
+  answer(result: JobResult | JobError): void {
+    const qj = this.held.shift()!;
+    this.credit++;
+    this.#host.finish(this, qj, result);
+  }
+}
+
+function setup(options: ConstructorParameters<typeof Monitor>[0] = {}) {
+  const monitor = new Monitor({ version: "9.9.9", ...options });
+  const balancer = new Balancer({
+    serviceGraceMs: 0,
+    maxQueue: 2,
+    observer: monitor,
+    internal: monitor.internal,
+  });
+  const host = monitor.watchWorkers(balancer);
+  return {
+    monitor,
+    balancer,
+    host,
+    close() {
+      monitor.close();
+      balancer.close();
+    },
+  };
+}
+
+Deno.test("monitor: /_ep/ pages go to loopback peers only by default; health to everyone", async () => {
+  const { monitor, balancer, close } = setup();
+  monitor.attach({ balancer });
+  try {
+    for (const path of ["/_ep/", "/_ep/stats", "/_ep/metrics"]) {
+      const local = await balancer.submit(httpJob(path));
+      assert.equal(local.status, 200, path);
+      for (const remote of ["10.0.0.7:4000", "[2001:db8::1]:4000", "128.0.0.1:1"]) {
+        const far = await balancer.submit(httpJob(path, { remote }));
+        assert.equal(far.status, 403, `${path} from ${remote}`);
+        assert.match(bodyText(far), /loopback/);
+      }
+    }
+    const v6 = await balancer.submit(httpJob("/_ep/metrics", { remote: "[::1]:4000" }));
+    assert.equal(v6.status, 200);
+    const health = await balancer.submit(httpJob("/_ep/health", { remote: "10.0.0.7:4000" }));
+    assert.equal(health.status, 200);
+    assert.equal(JSON.parse(bodyText(health)).ready, true);
+    const page = await balancer.submit(httpJob("/_ep/"));
+    assert.match(header(page, "content-type")!, /^text\/html/);
+    assert.match(header(page, "content-security-policy")!, /default-src 'none'/);
+    assert.match(bodyText(page), /<!doctype html>/);
+    const full = JSON.parse(bodyText(await balancer.submit(httpJob("/_ep/stats"))));
+    assert.ok(Array.isArray(full.series.rate));
+    const lean = JSON.parse(bodyText(await balancer.submit(httpJob("/_ep/stats?series=0"))));
+    assert.equal(lean.series, undefined);
+    assert.equal(lean.version, "9.9.9");
+    const metrics = await balancer.submit(httpJob("/_ep/metrics"));
+    assert.equal(header(metrics, "content-type"), "text/plain; version=0.0.4; charset=utf-8");
+    const denied = parseExposition(monitor.metricsText());
+    assert.equal(valueOf(denied, "ep_status_denied_total", { reason: "remote" }), 9);
+  } finally {
+    close();
+  }
+});
+
+Deno.test("monitor: with a token, every peer needs it (Bearer header or ?token=)", async () => {
+  const { monitor, balancer, close } = setup({ access: { token: "s3cret" } });
+  monitor.attach({ balancer });
+  try {
+    const none = await balancer.submit(httpJob("/_ep/stats"));
+    assert.equal(none.status, 401, "loopback without the token");
+    assert.equal(header(none, "www-authenticate"), 'Bearer realm="ep"');
+    const wrong = await balancer.submit(
+      httpJob("/_ep/stats", { headers: [["authorization", "Bearer nope"]] }),
+    );
+    assert.equal(wrong.status, 401);
+    const byHeader = await balancer.submit(
+      httpJob("/_ep/metrics", {
+        remote: "10.1.2.3:9",
+        headers: [["authorization", "bearer s3cret"]],
+      }),
+    );
+    assert.equal(byHeader.status, 200, "remote with the token");
+    const byQuery = await balancer.submit(httpJob("/_ep/?token=s3cret", { remote: "10.1.2.3:9" }));
+    assert.equal(byQuery.status, 200);
+    const health = await balancer.submit(httpJob("/_ep/health", { remote: "10.1.2.3:9" }));
+    assert.equal(health.status, 200, "health needs no token");
+  } finally {
+    close();
+  }
+  const open = setup({ access: { public: true } });
+  open.monitor.attach({ balancer: open.balancer });
+  try {
+    const far = await open.balancer.submit(httpJob("/_ep/stats", { remote: "10.0.0.7:4000" }));
+    assert.equal(far.status, 200, "public: everyone");
+  } finally {
+    open.close();
+  }
+});
+
+Deno.test("monitor: answers every /_ep/ path itself: 404 unknown, 405 not GET/HEAD", async () => {
+  const { monitor, balancer, close } = setup();
+  monitor.attach({ balancer });
+  try {
+    const unknown = await balancer.submit(httpJob("/_ep/nothing", { remote: "10.0.0.1:1" }));
+    assert.equal(unknown.status, 404);
+    const post = await balancer.submit(httpJob("/_ep/stats", { method: "POST" }));
+    assert.equal(post.status, 405);
+    assert.equal(header(post, "allow"), "GET, HEAD");
+    const head = await balancer.submit(httpJob("/_ep/health", { method: "HEAD" }));
+    assert.equal(head.status, 200);
+    assert.equal(monitor.internal(httpJob("/_ep/elsewhere")).status, 404, "never undefined");
+  } finally {
+    close();
+  }
+});
+
+Deno.test("monitor: health is 503 until attached and while a check fails", async () => {
+  let scripts = false;
+  const { monitor, balancer, close } = setup({ checks: { scripts: () => scripts } });
+  try {
+    assert.equal(monitor.health().ready, false);
+    const early = await balancer.submit(httpJob("/_ep/health"));
+    assert.equal(early.status, 503);
+    monitor.attach({ balancer });
+    assert.deepEqual(monitor.health().checks, { listening: true, scripts: false });
+    assert.equal((await balancer.submit(httpJob("/_ep/health"))).status, 503);
+    scripts = true;
+    const ok = await balancer.submit(httpJob("/_ep/health"));
+    assert.equal(ok.status, 200);
+    const h = JSON.parse(bodyText(ok));
+    assert.equal(h.status, "ok");
+    assert.equal(h.live, true);
+    assert.equal(h.version, "9.9.9");
+    monitor.check("broken", () => {
+      throw new Error("boom");
+    });
+    assert.equal(monitor.health().checks.broken, false);
+  } finally {
+    close();
+  }
+});
+
+Deno.test("monitor: counts outcomes, waits and workers of jobs the balancer settles", async () => {
+  const { monitor, balancer, host, close } = setup();
+  monitor.attach({ balancer, lua: () => ({ errors: 3, interrupts: 1 }) });
+  const w = new FakeWorker(host, "worker 127.0.0.1:6000 (w1)", ["svc"], 1);
+  host.addProvider(w);
+  try {
+    const first = balancer.submit(epJob("svc")) as Promise<JobResult>;
+    const second = balancer.submit(epJob("svc")) as Promise<JobResult>;
+    const third = balancer.submit(epJob("svc")) as Promise<JobResult>;
+    const overloaded = Promise.resolve().then(() => balancer.submit(epJob("svc")));
+    await assert.rejects(
+      overloaded,
+      (e: unknown) => e instanceof JobError && e.kind === "overloaded",
+    );
+    assert.equal(monitor.snapshot().services[0].queued, 2);
+    await new Promise((r) => setTimeout(r, 20));
+    w.answer({ body: "1" });
+    await first;
+    w.answer(new JobError(ErrorCode.HANDLER_ERROR, "bad"));
+    await assert.rejects(second);
+    w.answer({ body: "3" });
+    await third;
+    assert.throws(() => balancer.submit(epJob("nope")), (e: unknown) => e instanceof JobError);
+
+    const snap = monitor.snapshot();
+    const svc = snap.services.find((s) => s.name === "svc")!;
+    assert.equal(svc.outcomes.ok, 2);
+    assert.equal(svc.outcomes.error, 1);
+    assert.equal(svc.outcomes.overloaded, 1);
+    assert.equal(svc.counters.ok, 2, "the balancer's own counters are kept");
+    assert.equal(svc.queueWaitMs.count, 3);
+    assert.ok(svc.queueWaitMs.p99! >= 15, `the queued jobs waited ${svc.queueWaitMs.p99} ms`);
+    assert.equal(svc.serviceMs.count, 3);
+    assert.equal(snap.totals.jobs, 5, "2 ok, 1 error, 1 overloaded, 1 no_service");
+    assert.equal(snap.totals.ok, 2);
+    assert.equal(snap.totals.failed, 3);
+    assert.equal(snap.lua?.errors, 3);
+    assert.ok(!snap.services.some((s) => s.name === "nope"), "only services the balancer knows");
+    const p = snap.providers[0];
+    assert.equal(p.kind, "remote");
+    assert.equal(p.address, "127.0.0.1:6000");
+    assert.equal(p.label, "w1");
+    assert.equal(p.state, "ready");
+    assert.ok(p.lastSeenMsAgo !== null && p.lastSeenMsAgo < 1000);
+    assert.ok(p.connectedMsAgo !== null && p.connectedMsAgo >= p.lastSeenMsAgo);
+
+    const m = parseExposition(monitor.metricsText());
+    assert.equal(valueOf(m, "ep_requests_total", { service: "svc", outcome: "ok" }), 2);
+    assert.equal(valueOf(m, "ep_requests_total", { service: "svc", outcome: "error" }), 1);
+    assert.equal(valueOf(m, "ep_requests_total", { service: "svc", outcome: "overloaded" }), 1);
+    assert.equal(valueOf(m, "ep_requests_total", { service: "nope", outcome: "no_service" }), 1);
+    assert.equal(
+      valueOf(m, "ep_worker_requests_total", {
+        worker: "127.0.0.1:6000 (w1)",
+        service: "svc",
+        outcome: "ok",
+      }),
+      2,
+    );
+    assert.equal(valueOf(m, "ep_queue_wait_seconds_count", { service: "svc" }), 3);
+    assert.equal(valueOf(m, "ep_service_time_seconds_count", { service: "svc" }), 3);
+    assert.equal(valueOf(m, "ep_lua_errors_total"), 3);
+    assert.equal(valueOf(m, "ep_lua_interrupts_total"), 1);
+    assert.equal(valueOf(m, "ep_worker_slots", { state: "idle" }), 1);
+    assert.deepEqual(conventionViolations(m, "ep_"), []);
+
+    monitor.setLuaCounters(() => ({ errors: 7, interrupts: 0 }));
+    assert.equal(valueOf(parseExposition(monitor.metricsText()), "ep_lua_errors_total"), 7);
+    assert.equal(monitor.snapshot().lua?.errors, 7);
+
+    host.removeProvider(w, "test");
+    assert.equal(monitor.snapshot().providers.length, 0);
+  } finally {
+    close();
+  }
+});
+
+Deno.test("monitor: unknown service names beyond maxServices share service=_other", () => {
+  const { monitor, balancer, close } = setup({ maxServices: 2 });
+  monitor.attach({ balancer });
+  try {
+    for (const name of ["a", "b", "c", "d", "a"]) {
+      assert.throws(() => balancer.submit(epJob(name)));
+    }
+    const m = parseExposition(monitor.metricsText());
+    const services = new Set(
+      m.get("ep_requests_total")!.samples.map((s) => s.labels.service),
+    );
+    assert.deepEqual([...services].sort(), ["_other", "a", "b"]);
+    assert.equal(valueOf(m, "ep_requests_total", { service: "a", outcome: "no_service" }), 2);
+    assert.equal(valueOf(m, "ep_requests_total", { service: "_other", outcome: "no_service" }), 2);
+  } finally {
+    close();
+  }
+});
+
+Deno.test("monitor: the access log writes one info line per job in category ep.access", async () => {
+  const records: LogRecord[] = [];
+  await configure({
+    reset: true,
+    sinks: { buffer: (r: LogRecord) => records.push(r) },
+    loggers: [
+      { category: ["ep", "access"], lowestLevel: "info", sinks: ["buffer"] },
+      { category: ["logtape", "meta"], lowestLevel: "warning", sinks: [] },
+    ],
+  });
+  const { monitor, balancer, host, close } = setup({ accessLog: true });
+  monitor.attach({ balancer });
+  const w = new FakeWorker(host, "worker 127.0.0.1:6001", ["svc"], 1);
+  host.addProvider(w);
+  try {
+    const job = balancer.submit(epJob("svc")) as Promise<JobResult>;
+    w.answer({ body: "x" });
+    await job;
+    assert.throws(() => balancer.submit(epJob("nope")));
+    assert.equal(records.length, 2);
+    const [ok, refused] = records;
+    assert.deepEqual(ok.category, ["ep", "access"]);
+    assert.equal(ok.level, "info");
+    assert.equal(ok.properties.service, "svc");
+    assert.equal(ok.properties.outcome, "ok");
+    assert.equal(ok.properties.worker, "127.0.0.1:6001");
+    assert.equal(typeof ok.properties.queueWaitMs, "number");
+    assert.equal(typeof ok.properties.serviceMs, "number");
+    assert.equal(refused.properties.outcome, "no_service");
+    assert.equal(refused.properties.serviceMs, null);
+    assert.equal(refused.properties.worker, null);
+    assert.equal(refused.message.join(""), "nope no_service wait - service - worker -");
+    const line = ok.message.join("");
+    assert.match(line, /^svc ok wait [\d.]+ms service [\d.]+ms worker 127\.0\.0\.1:6001$/);
+  } finally {
+    close();
+    await reset();
+  }
+});
+
+Deno.test("monitor: sample() fills the per-second series the page draws", async () => {
+  const { monitor, balancer, host, close } = setup();
+  monitor.attach({ balancer });
+  const w = new FakeWorker(host, "worker 127.0.0.1:6002", ["svc"], 1);
+  host.addProvider(w);
+  try {
+    monitor.sample();
+    for (let i = 0; i < 3; i++) {
+      const job = balancer.submit(epJob("svc")) as Promise<JobResult>;
+      w.answer({});
+      await job;
+    }
+    const running = balancer.submit(epJob("svc"));
+    const queued = balancer.submit(epJob("svc"));
+    monitor.sample();
+    const snap = monitor.snapshot();
+    const svc = snap.services[0];
+    assert.equal(svc.series!.queued.at(-1), 1);
+    assert.equal(svc.series!.busy.at(-1), 1);
+    assert.ok(svc.series!.rate.at(-1)! > 0);
+    assert.equal(snap.series!.queued.at(-1), 1);
+    assert.equal(snap.series!.rate.length, 2);
+    assert.ok(snap.sampledAt > 0);
+    const bare = monitor.snapshot({ series: false });
+    assert.equal(bare.series, undefined);
+    assert.equal(bare.services[0].series, undefined);
+    w.answer({});
+    await running;
+    w.answer({});
+    await queued;
+  } finally {
+    close();
+  }
+});
+
+Deno.test("isLoopback knows IPv4, IPv6 and mapped loopback addresses", () => {
+  assert.ok(isLoopback("127.0.0.1:1"));
+  assert.ok(isLoopback("127.8.9.10:1"));
+  assert.ok(isLoopback("[::1]:1"));
+  assert.ok(isLoopback("[::ffff:127.0.0.1]:1"));
+  assert.ok(!isLoopback("[::10]:1"));
+  assert.ok(!isLoopback("1.127.0.0:1"));
+  assert.ok(!isLoopback("10.0.0.1:1"));
+});

@@ -1,0 +1,1446 @@
+/**
+ * The handler-thread pool: N Web Workers, each running a handler runtime module, fed
+ * through lock-free rings (see `ring.ts`). Sockets and dispatch stay on the main thread;
+ * handlers run on the threads.
+ *
+ * ```
+ * main: submit ──► job ring t ──► thread t: runtime.handle(req) ──► reply ring t ──┐
+ * main: onReply ◄── scheduler (drains every reply ring in turn, fairly) ◄───────────┘
+ * ```
+ *
+ * - One ring pair per thread (single producer, single consumer each). Job record: KIND
+ *   JOB, AUX = service index, ID = ticket, META = job meta, BODY = job body; the full table
+ *   of kinds is in `_pool_protocol.ts`.
+ * - Each thread has `perThreadConcurrency` slots; a job takes a slot until its reply (or
+ *   the loss of its thread) frees it. {@linkcode HandlerPool.freeSlots} is a field read,
+ *   and {@linkcode HandlerPool.submit} allocates nothing beyond the job and its reply.
+ * - Jobs submitted in one tick are published with one store per thread, in a microtask.
+ *   A job that does not fit in its thread's ring is held on the main thread and written
+ *   when the thread releases space: nothing is dropped.
+ * - The main thread waits for replies on one doorbell shared by all reply rings. After
+ *   activity it first polls for `pollMicros` (one check per event-loop turn, so sockets
+ *   keep being served), then sleeps in `Atomics.waitAsync`: in Deno 2.9.6 a wake-up through
+ *   `waitAsync` costs ≈ 40 µs, which would double a short job's round trip; a turn costs
+ *   ≈ 3 µs. Set `pollMicros: 0` to always sleep at once.
+ *
+ * @example
+ * ```ts ignore
+ * import { HandlerPool, TS_HANDLER_RUNTIME } from "./pool.ts";
+ * const pool = await HandlerPool.start({
+ *   module: TS_HANDLER_RUNTIME,
+ *   moduleOptions: { handlers: new URL("./my_handlers.ts", import.meta.url).href },
+ *   threads: 2,
+ * });
+ * const reply = await pool.call({ id: 1, service: "echo", body: new Uint8Array([1]) });
+ * console.log(reply.status, reply.body);
+ * await pool.close();
+ * ```
+ *
+ * @module
+ */
+
+import { getLogger } from "@logtape/logtape";
+import {
+  createRing,
+  Doorbell,
+  RING_MAX_CAPACITY,
+  RingConsumer,
+  ringMaxPayload,
+  RingProducer,
+  RingRecord,
+  type RingStats,
+  ringStats,
+} from "./ring.ts";
+import {
+  HandlerError,
+  HandlerThreadLostError,
+  JobTimeoutError,
+  PoolClosedError,
+  RingMessageTooLargeError,
+} from "../errors.ts";
+import {
+  CTL_ASYNC,
+  CTL_DONE,
+  CTL_INTERRUPT,
+  CTL_SLEEPS,
+  KIND_ERROR,
+  KIND_JOB,
+  KIND_REPLY,
+  KIND_STOP,
+  KIND_TOO_LARGE,
+  MAIN_BELL_OFFSET,
+  POOL_CONTROL_BYTES,
+  THREAD_CONTROL_BYTES,
+  type ThreadInit,
+  type ThreadMessage,
+} from "./_pool_protocol.ts";
+
+const logger = getLogger(["ep", "pool"]);
+
+/**
+ * URL of the TypeScript handler runtime (`ts_runtime.ts`): pass it as `module`, with
+ * `moduleOptions: { handlers: "<URL of a module exporting handlers by service name>" }`.
+ *
+ * @example
+ * ```ts
+ * import { TS_HANDLER_RUNTIME } from "./pool.ts";
+ * console.assert(TS_HANDLER_RUNTIME.endsWith("/ts_runtime.ts"));
+ * ```
+ */
+export const TS_HANDLER_RUNTIME: string = new URL("./ts_runtime.ts", import.meta.url).href;
+
+const WORKER_ENTRY = new URL("./thread_main.ts", import.meta.url).href;
+
+/**
+ * What a handler runtime receives for each job, on its thread.
+ *
+ * @example
+ * ```ts
+ * import type { HandlerRequest } from "./pool.ts";
+ * const req: HandlerRequest = { id: 65536, service: "echo", meta: new Uint8Array(), body: new Uint8Array([1]) };
+ * console.assert(req.service === "echo");
+ * ```
+ */
+export interface HandlerRequest {
+  /** The pool's ticket for the job: unique among the jobs in flight on this thread. */
+  id: number;
+  /** Service name. */
+  service: string;
+  /** Job metadata bytes (empty when none). */
+  meta: Uint8Array;
+  /** Job body bytes (the thread's own copy). */
+  body: Uint8Array;
+}
+
+/**
+ * A reply with a status and optional metadata. Status defaults to 200; the body to empty.
+ *
+ * @example
+ * ```ts
+ * import type { HandlerReply } from "./pool.ts";
+ * const notFound: HandlerReply = { status: 404, body: "no such user" };
+ * console.assert(notFound.status === 404);
+ * ```
+ */
+export interface HandlerReply {
+  /**
+   * Status, an integer from 200 to 599 (default 200): what an EP REPLY and an HTTP
+   * response carry. A 204 or 304 reply has no body. Anything else fails the job with a
+   * `HandlerError` that says what was wrong (`Handler returned status 99; allowed
+   * 200–599`), which the client gets as its one-line reason (HTTP 500, EP handler_error).
+   */
+  status?: number;
+  /**
+   * Reply metadata bytes (`encodeMeta`); for an HTTP job, the response header fields, whose
+   * names and values are byte strings (code units 0x00–0xFF) as the request's are.
+   */
+  meta?: Uint8Array;
+  /** Reply body: bytes, or a string sent as UTF-8. */
+  body?: Uint8Array | string;
+}
+
+/**
+ * What a handler returns: bytes, a string (UTF-8, status 200) or a {@linkcode HandlerReply}.
+ *
+ * @example
+ * ```ts
+ * import type { HandlerResult } from "./pool.ts";
+ * const results: HandlerResult[] = ["ok", new Uint8Array([1]), { status: 201, body: "made" }];
+ * console.assert(results.length === 3);
+ * ```
+ */
+export type HandlerResult = Uint8Array | string | HandlerReply;
+
+/**
+ * What a runtime's factory receives on its thread.
+ *
+ * @example
+ * ```ts
+ * import type { HandlerRuntimeContext } from "./pool.ts";
+ * function interrupted(ctx: HandlerRuntimeContext, ticket: number): boolean {
+ *   const v = Atomics.load(ctx.interrupt, 0);
+ *   return v === -1 || v === ticket;
+ * }
+ * console.assert(typeof interrupted === "function");
+ * ```
+ */
+export interface HandlerRuntimeContext {
+  /** Index of the thread (0-based, stable across restarts). */
+  thread: number;
+  /** The pool's `moduleOptions`, structured-cloned. */
+  options: unknown;
+  /**
+   * The thread's interrupt flag in shared memory, `Int32Array` of length 1: 0 = none,
+   * -1 = interrupt whatever runs, otherwise the ticket (`HandlerRequest.id`) of the job to
+   * interrupt. A runtime that can stop a running handler (the Lua runtime's hook) polls it
+   * with `Atomics.load(interrupt, 0)`; the thread clears it when that job finishes.
+   */
+  interrupt: Int32Array;
+}
+
+/**
+ * A handler runtime: runs a thread's jobs. Errors it throws (or rejects with) become error
+ * replies; the thread goes on.
+ *
+ * @example
+ * ```ts
+ * import type { HandlerRuntime } from "./pool.ts";
+ * const runtime: HandlerRuntime = {
+ *   services: ["echo"],
+ *   handle: (req) => req.body,
+ * };
+ * console.assert(runtime.services[0] === "echo");
+ * ```
+ */
+export interface HandlerRuntime {
+  /** The services this runtime serves; a job names one by its index in this list. */
+  readonly services: readonly string[];
+  /** Runs one job. `serviceIndex` indexes `services`. */
+  handle(req: HandlerRequest, serviceIndex: number): HandlerResult | Promise<HandlerResult>;
+  /** Called once when the thread stops on request. */
+  close?(): void | Promise<void>;
+}
+
+/**
+ * The shape of a handler runtime module: what {@linkcode HandlerPoolOptions.module} must
+ * export.
+ *
+ * @example
+ * ```ts
+ * import type { HandlerRuntimeModule } from "./pool.ts";
+ * const mod: HandlerRuntimeModule = {
+ *   createHandlerRuntime: () => ({ services: ["ping"], handle: () => "pong" }),
+ * };
+ * console.assert(typeof mod.createHandlerRuntime === "function");
+ * ```
+ */
+export interface HandlerRuntimeModule {
+  /** Builds the runtime on a thread. A throw fails the pool's start (or that restart). */
+  createHandlerRuntime(context: HandlerRuntimeContext): HandlerRuntime | Promise<HandlerRuntime>;
+}
+
+/**
+ * A job for the pool.
+ *
+ * @example
+ * ```ts
+ * import type { PoolJob } from "./pool.ts";
+ * const job: PoolJob = { id: 42, service: "user", body: new TextEncoder().encode("bob"), deadlineMs: 500 };
+ * console.assert(job.id === 42);
+ * ```
+ */
+export interface PoolJob {
+  /** The caller's id, handed back in the reply. */
+  id: number;
+  /** Service name; must be one of {@linkcode HandlerPool.services}. */
+  service: string;
+  /** Metadata bytes (headers, encoded by the caller). */
+  meta?: Uint8Array;
+  /** Body bytes. Copied into the ring: the caller may reuse the array once submit returns. */
+  body: Uint8Array;
+  /**
+   * Milliseconds from submission after which the job fails with
+   * {@linkcode JobTimeoutError} and its thread is asked to interrupt it (checked every
+   * few milliseconds).
+   */
+  deadlineMs?: number;
+}
+
+/**
+ * A handler's reply.
+ *
+ * @example
+ * ```ts
+ * import type { JobReply } from "./pool.ts";
+ * const reply: JobReply = { id: 42, status: 200, meta: new Uint8Array(), body: new Uint8Array([1]) };
+ * console.assert(reply.status === 200);
+ * ```
+ */
+export interface JobReply {
+  /** The job's `id`. */
+  id: number;
+  /** Status set by the handler (200 unless it said otherwise). */
+  status: number;
+  /** Reply metadata bytes (empty when none). */
+  meta: Uint8Array;
+  /** Reply body bytes. */
+  body: Uint8Array;
+}
+
+/**
+ * Called once per submitted job, with an error or a reply. Errors:
+ * {@linkcode HandlerError}, {@linkcode HandlerThreadLostError},
+ * {@linkcode JobTimeoutError}, {@linkcode PoolClosedError},
+ * {@linkcode RingMessageTooLargeError} (the reply was too large).
+ *
+ * @example
+ * ```ts
+ * import type { ReplyCallback } from "./pool.ts";
+ * const onReply: ReplyCallback = (err, reply) => {
+ *   if (err) console.error(err.name, err.message);
+ *   else console.assert(reply!.status >= 0);
+ * };
+ * console.assert(typeof onReply === "function");
+ * ```
+ */
+export type ReplyCallback = (error: Error | null, reply: JobReply | null) => void;
+
+/**
+ * Reported when a thread is lost.
+ *
+ * @example
+ * ```ts
+ * import type { ThreadLostEvent } from "./pool.ts";
+ * const log = (e: ThreadLostEvent) => `thread ${e.thread}: ${e.reason}, ${e.failedJobs} jobs failed`;
+ * console.assert(typeof log === "function");
+ * ```
+ */
+export interface ThreadLostEvent {
+  /** Index of the thread. */
+  thread: number;
+  /** How it ended. */
+  reason: string;
+  /** Jobs that failed with {@linkcode HandlerThreadLostError}. */
+  failedJobs: number;
+  /** Whether it is being restarted (false while the pool closes). */
+  restarting: boolean;
+}
+
+/**
+ * Options of {@linkcode HandlerPool.start}.
+ *
+ * @example
+ * ```ts
+ * import { type HandlerPoolOptions, TS_HANDLER_RUNTIME } from "./pool.ts";
+ * const options: HandlerPoolOptions = {
+ *   module: TS_HANDLER_RUNTIME,
+ *   moduleOptions: { handlers: "file:///srv/handlers.ts" },
+ *   threads: 2,
+ *   perThreadConcurrency: 16,
+ * };
+ * console.assert(options.threads === 2);
+ * ```
+ */
+export interface HandlerPoolOptions {
+  /** URL of the handler runtime module (exports `createHandlerRuntime`). */
+  module: string | URL;
+  /** Passed to the runtime's factory on every thread (structured-cloned). */
+  moduleOptions?: unknown;
+  /** Threads (default: `navigator.hardwareConcurrency`). */
+  threads?: number;
+  /**
+   * Jobs one thread may hold at once (default 8). Above 1, a thread's queue forms in its
+   * ring, and a job may wait behind a slow one while another thread idles; async handlers
+   * need it to overlap their waits.
+   */
+  perThreadConcurrency?: number;
+  /**
+   * DATA bytes of each ring, a power of two from 4096 (default 1 MiB). Job and reply
+   * payloads (meta + body) are limited to half of it minus 16 bytes.
+   */
+  ringBytes?: number;
+  /**
+   * Microseconds the main thread keeps checking for replies, once per event-loop turn,
+   * after the last reply or submission, before it sleeps in `Atomics.waitAsync`
+   * (default 50; 0 = sleep at once).
+   */
+  pollMicros?: number;
+  /** Milliseconds to wait for all threads to be ready (default 30 000). */
+  startTimeoutMs?: number;
+  /** Called when a thread is lost (after its jobs failed). */
+  onThreadLost?: (event: ThreadLostEvent) => void;
+  /** Called when a restarted thread is ready: slots became free without a reply. */
+  onSlotsAvailable?: () => void;
+}
+
+/**
+ * Options of {@linkcode HandlerPool.close}.
+ *
+ * @example
+ * ```ts
+ * import type { CloseOptions } from "./pool.ts";
+ * const now: CloseOptions = { drain: false };
+ * console.assert(now.drain === false);
+ * ```
+ */
+export interface CloseOptions {
+  /** Let jobs in flight (and queued `call`s) finish first (default true). */
+  drain?: boolean;
+  /** Give up draining after this many milliseconds (default 30 000); the rest fail. */
+  timeoutMs?: number;
+}
+
+/**
+ * State of a thread.
+ *
+ * @example
+ * ```ts
+ * import type { ThreadStatus } from "./pool.ts";
+ * const s: ThreadStatus = "ready";
+ * console.assert(s === "ready");
+ * ```
+ */
+export type ThreadStatus = "starting" | "ready" | "restarting" | "stopping" | "stopped";
+
+/**
+ * Counters of one thread (monotonic across restarts unless said otherwise).
+ *
+ * @example
+ * ```ts
+ * import type { ThreadCounters } from "./pool.ts";
+ * const occupancy = (c: ThreadCounters) => c.jobRing.usedBytes / c.jobRing.capacity;
+ * console.assert(typeof occupancy === "function");
+ * ```
+ */
+export interface ThreadCounters {
+  /** Index of the thread. */
+  thread: number;
+  /** Its state. */
+  status: ThreadStatus;
+  /** Jobs holding a slot (gauge). */
+  jobsInFlight: number;
+  /** Of those, jobs held on the main thread because the job ring was full (gauge). */
+  jobsHeld: number;
+  /** Async jobs the thread awaits (gauge, reported by the thread). */
+  asyncJobsInFlight: number;
+  /** Jobs the thread finished. */
+  jobsDone: number;
+  /** Times the thread went to sleep waiting for jobs. */
+  sleeps: number;
+  /** Times the thread was restarted. */
+  restarts: number;
+  /**
+   * Job ring (main → thread): occupancy of the current ring, `fullEvents` = jobs the main
+   * thread had to hold, `dataWakeups` = wake-ups of the sleeping thread.
+   */
+  jobRing: RingStats;
+  /**
+   * Reply ring (thread → main): occupancy of the current ring, `fullEvents` = replies the
+   * thread had to hold, `dataWakeups` = wake-ups of the sleeping main thread.
+   */
+  replyRing: RingStats;
+}
+
+/**
+ * Counters of a pool.
+ *
+ * @example
+ * ```ts
+ * import type { PoolCounters } from "./pool.ts";
+ * const busy = (c: PoolCounters) => c.jobsInFlight / (c.jobsInFlight + c.freeSlots);
+ * console.assert(typeof busy === "function");
+ * ```
+ */
+export interface PoolCounters {
+  /** Per thread. */
+  threads: ThreadCounters[];
+  /** Jobs holding a slot (gauge). */
+  jobsInFlight: number;
+  /** Free slots on ready threads (gauge). */
+  freeSlots: number;
+  /** Jobs accepted. */
+  submitted: number;
+  /** Jobs answered with a reply (including handler errors). */
+  replied: number;
+  /** Jobs failed by the pool (thread lost, timeout, closed). */
+  failed: number;
+  /** Threads lost. */
+  threadsLost: number;
+  /** Times the main thread slept in `Atomics.waitAsync` waiting for replies. */
+  mainSleeps: number;
+}
+
+const EMPTY = new Uint8Array(0);
+const MIN_RING_BYTES = 4096;
+const DEFAULT_RING_BYTES = 1 << 20;
+const DEFAULT_CONCURRENCY = 8;
+const MAX_CONCURRENCY = 0xffff;
+const REPLY_BUDGET = 64; // replies taken from one ring before visiting the next
+const DRAIN_BUDGET = 8192; // replies per scheduler turn before yielding to the event loop
+const DEADLINE_TICK_MS = 5;
+const STOP_TIMEOUT_MS = 2000;
+const MAX_BACKOFF_MS = 5000;
+const GEN_MAX = 0x7fff;
+
+interface ThreadResult {
+  ok: boolean;
+  message?: string;
+}
+
+/** Main-thread bookkeeping of one handler thread. */
+class Thread {
+  readonly index: number;
+  readonly slots: number;
+  status: ThreadStatus = "starting";
+  worker: Worker | null = null;
+  jobRing!: SharedArrayBuffer;
+  replyRing!: SharedArrayBuffer;
+  jobs!: RingProducer;
+  replies!: RingConsumer;
+  ctl!: Int32Array;
+  // Slot tables, indexed by slot.
+  readonly tickets: Int32Array;
+  readonly gens: Uint16Array;
+  readonly busy: Uint8Array;
+  readonly jobIds: Float64Array;
+  readonly deadlines: Float64Array;
+  readonly deadlineMs: Float64Array;
+  readonly callbacks: (ReplyCallback | null)[];
+  readonly heldJobs: (PoolJob | null)[];
+  readonly free: Int32Array;
+  freeTop = 0;
+  inFlight = 0;
+  held: number[] = [];
+  heldHead = 0;
+  dirty = false;
+  spaceWait = false;
+  startedAt = 0;
+  backoff = 0;
+  restarts = 0;
+  restartTimer: ReturnType<typeof setTimeout> | undefined;
+  onStarted: ((r: ThreadResult) => void) | null = null;
+  base = { jobFull: 0, jobWake: 0, replyFull: 0, replyWake: 0, done: 0, sleeps: 0 };
+
+  constructor(index: number, slots: number) {
+    this.index = index;
+    this.slots = slots;
+    this.tickets = new Int32Array(slots);
+    this.gens = new Uint16Array(slots);
+    this.busy = new Uint8Array(slots);
+    this.jobIds = new Float64Array(slots);
+    this.deadlines = new Float64Array(slots);
+    this.deadlineMs = new Float64Array(slots);
+    this.callbacks = new Array(slots).fill(null);
+    this.heldJobs = new Array(slots).fill(null);
+    this.free = new Int32Array(slots);
+  }
+
+  get heldCount(): number {
+    return this.held.length - this.heldHead;
+  }
+}
+
+/**
+ * A pool of handler threads with slots: the dispatcher asks {@linkcode HandlerPool.freeSlots}
+ * and {@linkcode HandlerPool.submit}s; replies come back through a callback. A thread
+ * that dies fails its jobs with {@linkcode HandlerThreadLostError} and is restarted.
+ *
+ * @example
+ * ```ts ignore
+ * import { HandlerPool, TS_HANDLER_RUNTIME } from "./pool.ts";
+ * const pool = await HandlerPool.start({
+ *   module: TS_HANDLER_RUNTIME,
+ *   moduleOptions: { handlers: new URL("./handlers.ts", import.meta.url).href },
+ * });
+ * if (pool.freeSlots > 0) {
+ *   pool.submit({ id: 1, service: "echo", body: new Uint8Array([7]) }, (err, reply) => {
+ *     if (err) console.error(err);
+ *     else console.log(reply!.body);
+ *   });
+ * }
+ * await pool.close({ drain: true });
+ * ```
+ */
+export class HandlerPool {
+  readonly #module: string;
+  readonly #moduleOptions: unknown;
+  readonly #ringBytes: number;
+  readonly #pollMs: number;
+  readonly #startTimeoutMs: number;
+  readonly #onThreadLost?: (event: ThreadLostEvent) => void;
+  #onSlotsAvailable?: () => void;
+  readonly #threads: Thread[] = [];
+  readonly #poolControl = new SharedArrayBuffer(POOL_CONTROL_BYTES);
+  readonly #bell = new Doorbell(this.#poolControl, MAIN_BELL_OFFSET);
+  readonly #rec = new RingRecord();
+  readonly #channel = new MessageChannel();
+  #services: readonly string[] = [];
+  #serviceIndex = new Map<string, number>();
+  #free = 0;
+  #inFlight = 0;
+  #rr = 0;
+  #drainStart = 0;
+  // Publication.
+  #dirty: Thread[] = [];
+  #flushQueued = false;
+  // Reply watching.
+  #watching = false;
+  #sleeping = false;
+  #pollQueued = false;
+  #lastActivity = 0;
+  #active = false; // a job was submitted since the last poll
+  // Deadlines.
+  #deadlineJobs = 0;
+  #deadlineTimer: ReturnType<typeof setInterval> | undefined;
+  // call() jobs waiting for a slot.
+  #callQueue: { job: PoolJob; cb: ReplyCallback }[] = [];
+  #callHead = 0;
+  // Closing.
+  #closing = false;
+  #closed: Promise<void> | null = null;
+  #drained: (() => void) | null = null;
+  #stopped: (() => void) | null = null;
+  // Counters.
+  #submitted = 0;
+  #replied = 0;
+  #failed = 0;
+  #threadsLost = 0;
+  #mainSleeps = 0;
+
+  private constructor(options: HandlerPoolOptions) {
+    const threads = options.threads ?? navigator.hardwareConcurrency ?? 1;
+    const concurrency = options.perThreadConcurrency ?? DEFAULT_CONCURRENCY;
+    const ringBytes = options.ringBytes ?? DEFAULT_RING_BYTES;
+    const pollMicros = options.pollMicros ?? 50;
+    if (!Number.isInteger(threads) || threads < 1 || threads > 1024) {
+      throw new RangeError(`Threads must be an integer from 1 to 1024: "${threads}"`);
+    }
+    if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > MAX_CONCURRENCY) {
+      throw new RangeError(
+        `Per-thread concurrency must be an integer from 1 to ${MAX_CONCURRENCY}: "${concurrency}"`,
+      );
+    }
+    if (
+      !Number.isInteger(ringBytes) || ringBytes < MIN_RING_BYTES || ringBytes > RING_MAX_CAPACITY ||
+      (ringBytes & (ringBytes - 1)) !== 0
+    ) {
+      throw new RangeError(
+        `Ring bytes must be a power of two from ${MIN_RING_BYTES} to ${RING_MAX_CAPACITY}: "${ringBytes}"`,
+      );
+    }
+    if (!(pollMicros >= 0)) throw new RangeError(`Poll micros must be >= 0: "${pollMicros}"`);
+
+    this.#module = String(options.module);
+    this.#moduleOptions = options.moduleOptions;
+    this.#ringBytes = ringBytes;
+    this.#pollMs = pollMicros / 1000;
+    this.#startTimeoutMs = options.startTimeoutMs ?? 30_000;
+    this.#onThreadLost = options.onThreadLost;
+    this.#onSlotsAvailable = options.onSlotsAvailable;
+    for (let i = 0; i < threads; i++) this.#threads.push(new Thread(i, concurrency));
+    this.#channel.port1.onmessage = this.#poll;
+  }
+
+  /**
+   * Starts the threads and resolves when every one has loaded its runtime and reported
+   * its services. Rejects (and stops every thread) if one fails to start.
+   *
+   * @example
+   * ```ts ignore
+   * import { HandlerPool, TS_HANDLER_RUNTIME } from "./pool.ts";
+   * const pool = await HandlerPool.start({
+   *   module: TS_HANDLER_RUNTIME,
+   *   moduleOptions: { handlers: new URL("./handlers.ts", import.meta.url).href },
+   *   threads: 2,
+   * });
+   * console.log(pool.services, pool.freeSlots);
+   * await pool.close();
+   * ```
+   */
+  static async start(options: HandlerPoolOptions): Promise<HandlerPool> {
+    const pool = new HandlerPool(options);
+    await pool.#startAll();
+    return pool;
+  }
+
+  async #startAll(): Promise<void> {
+    const started = this.#threads.map((t) =>
+      new Promise<ThreadResult>((resolve) => {
+        t.onStarted = resolve;
+        try {
+          this.#spawn(t);
+        } catch (err) {
+          t.onStarted = null;
+          t.status = "stopped";
+          resolve({ ok: false, message: `thread ${t.index}: ${(err as Error)?.message ?? err}` });
+        }
+      })
+    );
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const timeout = new Promise<ThreadResult[]>((resolve) => {
+      timer = setTimeout(
+        () => resolve([{ ok: false, message: `not ready within ${this.#startTimeoutMs} ms` }]),
+        this.#startTimeoutMs,
+      );
+    });
+    const results = await Promise.race([Promise.all(started), timeout]);
+    clearTimeout(timer);
+    const failed = results.findIndex((r) => !r.ok);
+    if (failed >= 0) {
+      const message = `Handler pool failed to start: ${results[failed].message}`;
+      logger.error("{message}", { message });
+      await this.close({ drain: false, timeoutMs: 0 });
+      throw new Error(message);
+    }
+    logger.debug("Handler pool started: {threads} threads, services {services}", {
+      threads: this.#threads.length,
+      services: this.#services,
+    });
+  }
+
+  /** Services the runtime serves (as the first thread reported them). */
+  get services(): readonly string[] {
+    return this.#services;
+  }
+
+  /** Number of threads. */
+  get threads(): number {
+    return this.#threads.length;
+  }
+
+  /**
+   * Sets the callback told when slots free up without a reply callback to say so (a thread
+   * restarted, a timed-out job's thread finally let go of it).
+   */
+  set onSlotsAvailable(cb: (() => void) | undefined) {
+    this.#onSlotsAvailable = cb;
+  }
+
+  /** Free slots on ready threads: how many jobs {@linkcode HandlerPool.submit} takes now. */
+  get freeSlots(): number {
+    return this.#closing ? 0 : this.#free;
+  }
+
+  /** Jobs holding a slot. */
+  get jobsInFlight(): number {
+    return this.#inFlight;
+  }
+
+  /** Largest job or reply payload (meta + body bytes). */
+  get maxMessageBytes(): number {
+    return ringMaxPayload(this.#ringBytes);
+  }
+
+  /** Whether the pool serves `service`. */
+  serves(service: string): boolean {
+    return this.#serviceIndex.has(service);
+  }
+
+  /**
+   * Hands a job to the least busy ready thread. Returns false, taking nothing, when no
+   * slot is free. `onReply` is called exactly once, never synchronously; the slot is free
+   * again before it is called, so it may submit the next job.
+   *
+   * @throws {PoolClosedError} once {@linkcode HandlerPool.close} was called.
+   * @throws {RangeError} for a service the pool does not serve.
+   * @throws {RingMessageTooLargeError} if meta + body exceed {@linkcode HandlerPool.maxMessageBytes}.
+   */
+  submit(job: PoolJob, onReply: ReplyCallback): boolean {
+    if (this.#closing) throw new PoolClosedError();
+    return this.#submit(job, onReply);
+  }
+
+  #submit(job: PoolJob, onReply: ReplyCallback): boolean {
+    const service = this.#serviceIndex.get(job.service);
+    if (service === undefined) throw new RangeError(`Unknown service: "${job.service}"`);
+    const meta = job.meta ?? null;
+    const size = (meta === null ? 0 : meta.length) + job.body.length;
+    const max = ringMaxPayload(this.#ringBytes);
+    if (size > max) throw new RingMessageTooLargeError(size, max);
+    const t = this.#pick();
+    if (t === null) return false;
+    const slot = t.free[--t.freeTop];
+    const gen = t.gens[slot] = t.gens[slot] >= GEN_MAX ? 1 : t.gens[slot] + 1;
+    const ticket = (gen << 16) | slot;
+    t.tickets[slot] = ticket;
+    t.busy[slot] = 1;
+    t.jobIds[slot] = job.id;
+    t.callbacks[slot] = onReply;
+    t.inFlight++;
+    this.#inFlight++;
+    this.#free--;
+    this.#submitted++;
+    if (job.deadlineMs !== undefined) this.#setDeadline(t, slot, job.deadlineMs);
+    if (t.heldCount === 0 && t.jobs.tryWrite(ticket, KIND_JOB, service, meta, job.body)) {
+      this.#markDirty(t);
+    } else {
+      t.heldJobs[slot] = job;
+      t.held.push(slot);
+      this.#waitForSpace(t);
+    }
+    this.#watch();
+    return true;
+  }
+
+  /**
+   * Runs a job and resolves with its reply. Unlike {@linkcode HandlerPool.submit} it waits
+   * for a free slot (in an unbounded FIFO queue).
+   *
+   * @example
+   * ```ts ignore
+   * const reply = await pool.call({ id: 1, service: "echo", body: new Uint8Array([1]) });
+   * ```
+   */
+  call(job: PoolJob): Promise<JobReply> {
+    return new Promise<JobReply>((resolve, reject) => {
+      const cb: ReplyCallback = (err, reply) => (err ? reject(err) : resolve(reply!));
+      if (this.#closing) return reject(new PoolClosedError());
+      try {
+        if (this.#callHead < this.#callQueue.length || !this.#submit(job, cb)) {
+          this.#callQueue.push({ job, cb });
+        }
+      } catch (err) {
+        reject(err);
+      }
+    });
+  }
+
+  /**
+   * Sets a thread's interrupt flag to -1 ("interrupt whatever runs"), for runtimes that
+   * can stop a running handler. TypeScript handlers cannot be interrupted.
+   */
+  interrupt(thread: number): void {
+    const t = this.#threads[thread];
+    if (t === undefined) throw new RangeError(`No such thread: "${thread}"`);
+    Atomics.store(t.ctl, CTL_INTERRUPT, -1);
+  }
+
+  /** A snapshot of the pool's counters (allocates; not for the hot path). */
+  counters(): PoolCounters {
+    const threads = this.#threads.map((t): ThreadCounters => {
+      const jobRing = ringStats(t.jobRing);
+      const replyRing = ringStats(t.replyRing);
+      jobRing.fullEvents += t.base.jobFull;
+      jobRing.dataWakeups += t.base.jobWake;
+      replyRing.fullEvents += t.base.replyFull;
+      replyRing.dataWakeups += t.base.replyWake;
+      return {
+        thread: t.index,
+        status: t.status,
+        jobsInFlight: t.inFlight,
+        jobsHeld: t.heldCount,
+        asyncJobsInFlight: t.ctl[CTL_ASYNC],
+        jobsDone: t.base.done + (t.ctl[CTL_DONE] >>> 0),
+        sleeps: t.base.sleeps + (t.ctl[CTL_SLEEPS] >>> 0),
+        restarts: t.restarts,
+        jobRing,
+        replyRing,
+      };
+    });
+    return {
+      threads,
+      jobsInFlight: this.#inFlight,
+      freeSlots: this.freeSlots,
+      submitted: this.#submitted,
+      replied: this.#replied,
+      failed: this.#failed,
+      threadsLost: this.#threadsLost,
+      mainSleeps: this.#mainSleeps,
+    };
+  }
+
+  /**
+   * Stops taking jobs, lets the jobs in flight finish (`drain`, default true, up to
+   * `timeoutMs`), fails the rest with {@linkcode PoolClosedError}, then stops every
+   * thread. A thread stuck in a busy handler cannot be stopped in Deno 2.9.6
+   * (`Worker.terminate()` does not stop it) and keeps the process alive.
+   *
+   * @example
+   * ```ts ignore
+   * await pool.close({ drain: true, timeoutMs: 5_000 });
+   * ```
+   */
+  close(options: CloseOptions = {}): Promise<void> {
+    if (this.#closed === null) {
+      this.#closing = true;
+      this.#closed = this.#close(options.drain ?? true, options.timeoutMs ?? 30_000);
+    }
+    return this.#closed;
+  }
+
+  async #close(drain: boolean, timeoutMs: number): Promise<void> {
+    logger.debug("Closing handler pool (drain: {drain})", { drain });
+    if (drain && (this.#inFlight > 0 || this.#callHead < this.#callQueue.length)) {
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      await new Promise<void>((resolve) => {
+        this.#drained = resolve;
+        timer = setTimeout(resolve, timeoutMs);
+      });
+      clearTimeout(timer);
+      this.#drained = null;
+    }
+    // Whatever is left fails now.
+    const left = new PoolClosedError(
+      drain ? `Handler pool closed: drain timed out after ${timeoutMs} ms` : undefined,
+    );
+    const queued = this.#callQueue.splice(this.#callHead);
+    this.#callQueue = [];
+    this.#callHead = 0;
+    for (const q of queued) q.cb(left, null);
+    for (const t of this.#threads) {
+      for (let slot = 0; slot < t.slots; slot++) {
+        if (t.busy[slot] === 0) continue;
+        const cb = t.callbacks[slot];
+        this.#release(t, slot);
+        if (cb !== null) {
+          this.#failed++;
+          this.#invoke(cb, left, null);
+        }
+      }
+      if (t.ctl !== undefined) Atomics.store(t.ctl, CTL_INTERRUPT, -1);
+    }
+    clearInterval(this.#deadlineTimer);
+    this.#deadlineTimer = undefined;
+    // Stop the threads: a STOP record wakes a sleeping thread; the thread answers
+    // "stopped" and closes itself.
+    const running = this.#threads.filter((t) => t.worker !== null);
+    for (const t of this.#threads) {
+      clearTimeout(t.restartTimer);
+      if (t.worker === null) t.status = "stopped";
+    }
+    if (running.length > 0) {
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      await new Promise<void>((resolve) => {
+        this.#stopped = () => {
+          if (this.#threads.every((t) => t.worker === null)) resolve();
+        };
+        timer = setTimeout(resolve, STOP_TIMEOUT_MS);
+        for (const t of running) {
+          t.status = "stopping";
+          if (t.jobs.tryWrite(0, KIND_STOP, 0, null, null)) t.jobs.flush();
+          else this.#endThread(t); // ring full of abandoned jobs: no clean stop
+        }
+      });
+      clearTimeout(timer);
+      this.#stopped = null;
+    }
+    for (const t of this.#threads) {
+      if (t.worker !== null) {
+        logger.warn(
+          "Handler thread {thread} did not stop; it may be stuck in a handler and keep the process alive",
+          { thread: t.index },
+        );
+        this.#endThread(t);
+      }
+    }
+    this.#channel.port1.close();
+    this.#channel.port2.close();
+    logger.debug("Handler pool closed");
+  }
+
+  // ---- threads ----
+
+  #spawn(t: Thread): void {
+    t.jobRing = createRing(this.#ringBytes);
+    t.replyRing = createRing(this.#ringBytes);
+    const control = new SharedArrayBuffer(THREAD_CONTROL_BYTES);
+    t.jobs = new RingProducer(t.jobRing);
+    t.replies = new RingConsumer(t.replyRing);
+    t.ctl = new Int32Array(control);
+    t.freeTop = 0;
+    t.held = [];
+    t.heldHead = 0;
+    t.spaceWait = false;
+    t.dirty = false;
+    t.status = "starting";
+    t.startedAt = performance.now();
+    const worker = new Worker(WORKER_ENTRY, { type: "module", name: `ep-handler-${t.index}` });
+    t.worker = worker;
+    worker.onmessage = (e: MessageEvent<ThreadMessage>) => {
+      if (t.worker === worker) this.#onThreadMessage(t, e.data);
+    };
+    worker.onerror = (e: ErrorEvent) => {
+      e.preventDefault();
+      if (t.worker !== worker) return;
+      const reason = `uncaught ${e.message || "error"}`;
+      this.#threadFailed(t, reason, e.error);
+    };
+    worker.onmessageerror = () => {
+      if (t.worker === worker) this.#threadFailed(t, "a message from the thread could not be read");
+    };
+    const init: ThreadInit = {
+      type: "init",
+      thread: t.index,
+      module: this.#module,
+      moduleOptions: this.#moduleOptions,
+      jobRing: t.jobRing,
+      replyRing: t.replyRing,
+      control,
+      poolControl: this.#poolControl,
+    };
+    try {
+      worker.postMessage(init);
+    } catch (err) {
+      // moduleOptions that cannot be structured-cloned, typically.
+      t.worker = null;
+      worker.terminate();
+      throw err;
+    }
+  }
+
+  #onThreadMessage(t: Thread, msg: ThreadMessage): void {
+    switch (msg.type) {
+      case "ready":
+        return this.#threadReady(t, msg.services);
+      case "init-error":
+        return this.#threadFailed(t, `the handler runtime failed to start: ${msg.message}`);
+      case "exit":
+        return this.#threadFailed(t, msg.reason);
+      case "stopped":
+        this.#endThread(t);
+        t.status = "stopped";
+        this.#stopped?.();
+        return;
+    }
+  }
+
+  #threadReady(t: Thread, services: string[]): void {
+    if (services.length === 0 || services.length > 0x10000) {
+      return this.#threadFailed(
+        t,
+        `the runtime must serve 1 to 65536 services, not ${services.length}`,
+      );
+    }
+    if (this.#serviceIndex.size === 0 && this.#services.length === 0) {
+      this.#services = Object.freeze([...services]);
+      this.#serviceIndex = new Map(services.map((s, i) => [s, i]));
+    } else if (
+      services.length !== this.#services.length || services.some((s, i) => s !== this.#services[i])
+    ) {
+      return this.#threadFailed(
+        t,
+        `the runtime reported services ${JSON.stringify(services)}, not ${
+          JSON.stringify(this.#services)
+        }`,
+      );
+    }
+    if (this.#closing) {
+      t.status = "stopping";
+      if (t.jobs.tryWrite(0, KIND_STOP, 0, null, null)) t.jobs.flush();
+      return;
+    }
+    t.status = "ready";
+    for (let i = 0; i < t.slots; i++) t.free[i] = t.slots - 1 - i;
+    t.freeTop = t.slots;
+    this.#free += t.slots;
+    const started = t.onStarted;
+    t.onStarted = null;
+    if (started !== null) {
+      started({ ok: true });
+    } else {
+      logger.info("Handler thread {thread} restarted", { thread: t.index });
+      this.#serveCalls();
+      if (this.#onSlotsAvailable) this.#safely(this.#onSlotsAvailable);
+    }
+  }
+
+  /** A thread died or failed to start: fail its jobs, report, restart. */
+  #threadFailed(t: Thread, reason: string, cause?: unknown): void {
+    if (t.worker === null) return;
+    const starting = t.status === "starting";
+    const wasReady = t.status === "ready";
+    this.#endThread(t);
+    if (wasReady) this.#free -= t.freeTop;
+    t.freeTop = 0;
+    this.#threadsLost++;
+    const started = t.onStarted;
+    t.onStarted = null;
+    if (started !== null) {
+      // First start: the pool's start fails; no restart.
+      t.status = "stopped";
+      started({ ok: false, message: `thread ${t.index}: ${reason}` });
+      return;
+    }
+    const error = new HandlerThreadLostError(t.index, reason, { cause });
+    let failedJobs = 0;
+    for (let slot = 0; slot < t.slots; slot++) {
+      if (t.busy[slot] === 0) continue;
+      const cb = t.callbacks[slot];
+      this.#release(t, slot, false);
+      if (cb !== null) {
+        failedJobs++;
+        this.#failed++;
+        this.#invoke(cb, error, null);
+      }
+    }
+    t.freeTop = 0;
+    const restarting = !this.#closing;
+    t.status = restarting ? "restarting" : "stopped";
+    logger.warn("Handler thread {thread} lost: {reason}; {failedJobs} jobs failed", {
+      thread: t.index,
+      reason,
+      failedJobs,
+      restarting,
+    });
+    if (this.#onThreadLost) {
+      const event: ThreadLostEvent = { thread: t.index, reason, failedJobs, restarting };
+      this.#safely(() => this.#onThreadLost!(event));
+    }
+    if (restarting) {
+      const uptime = performance.now() - t.startedAt;
+      t.backoff = starting || uptime < 1000
+        ? Math.min(MAX_BACKOFF_MS, Math.max(50, t.backoff * 2))
+        : 0;
+      t.restarts++;
+      t.restartTimer = setTimeout(() => {
+        t.restartTimer = undefined;
+        if (this.#closing) return;
+        try {
+          this.#spawn(t);
+        } catch (err) {
+          t.status = "stopped";
+          logger.error("Handler thread {thread} cannot be restarted: {error}", {
+            thread: t.index,
+            error: err,
+          });
+        }
+      }, t.backoff);
+    } else {
+      this.#stopped?.();
+    }
+    this.#checkDrained();
+  }
+
+  /** Terminates a thread's worker and folds its ring counters into the thread's totals. */
+  #endThread(t: Thread): void {
+    const w = t.worker;
+    if (w === null) return;
+    t.worker = null;
+    w.onmessage = null;
+    w.onerror = (e: ErrorEvent) => e.preventDefault();
+    w.terminate();
+    const j = ringStats(t.jobRing);
+    const r = ringStats(t.replyRing);
+    // Keep the totals in `base`, and zero the live rings' share: counters() adds both.
+    t.base.jobFull += j.fullEvents;
+    t.base.jobWake += j.dataWakeups;
+    t.base.replyFull += r.fullEvents;
+    t.base.replyWake += r.dataWakeups;
+    t.base.done += t.ctl[CTL_DONE] >>> 0;
+    t.base.sleeps += t.ctl[CTL_SLEEPS] >>> 0;
+    t.jobRing = createRing(MIN_RING_BYTES);
+    t.replyRing = createRing(MIN_RING_BYTES);
+    t.ctl = new Int32Array(new SharedArrayBuffer(THREAD_CONTROL_BYTES));
+  }
+
+  #pick(): Thread | null {
+    const threads = this.#threads;
+    const n = threads.length;
+    let best: Thread | null = null;
+    let bestFree = 0;
+    for (let k = 0; k < n; k++) {
+      const t = threads[(this.#rr + k) % n];
+      if (t.freeTop > bestFree && t.status === "ready") {
+        best = t;
+        bestFree = t.freeTop;
+      }
+    }
+    this.#rr = this.#rr + 1 === n ? 0 : this.#rr + 1;
+    return best;
+  }
+
+  /** Frees a slot. `toFreeList` is false when the thread is gone. */
+  #release(t: Thread, slot: number, toFreeList = true): void {
+    t.busy[slot] = 0;
+    t.tickets[slot] = 0;
+    t.callbacks[slot] = null;
+    t.heldJobs[slot] = null;
+    if (t.deadlines[slot] !== 0) {
+      t.deadlines[slot] = 0;
+      if (--this.#deadlineJobs === 0) {
+        clearInterval(this.#deadlineTimer);
+        this.#deadlineTimer = undefined;
+      }
+    }
+    t.inFlight--;
+    this.#inFlight--;
+    if (toFreeList && t.status === "ready") {
+      t.free[t.freeTop++] = slot;
+      this.#free++;
+    }
+  }
+
+  // ---- publication and held jobs ----
+
+  #markDirty(t: Thread): void {
+    if (!t.dirty) {
+      t.dirty = true;
+      this.#dirty.push(t);
+    }
+    if (!this.#flushQueued) {
+      this.#flushQueued = true;
+      queueMicrotask(this.#flush);
+    }
+  }
+
+  #flush = (): void => {
+    if (!this.#flushQueued) return;
+    this.#flushQueued = false;
+    const dirty = this.#dirty;
+    for (let i = 0; i < dirty.length; i++) {
+      const t = dirty[i];
+      t.dirty = false;
+      if (t.worker !== null) t.jobs.flush();
+    }
+    dirty.length = 0;
+  };
+
+  #waitForSpace(t: Thread): void {
+    if (t.spaceWait) return;
+    t.spaceWait = true;
+    const jobs = t.jobs;
+    const first = t.heldJobs[t.held[t.heldHead]];
+    const size = first === null ? 0 : (first.meta?.length ?? 0) + first.body.length;
+    const wait = jobs.waitForSpaceAsync(size);
+    const retry = () => {
+      if (t.jobs !== jobs) return; // the thread was restarted meanwhile
+      t.spaceWait = false;
+      this.#writeHeld(t);
+    };
+    if (wait === undefined) queueMicrotask(retry);
+    else wait.then(retry);
+  }
+
+  #writeHeld(t: Thread): void {
+    const held = t.held;
+    while (t.heldHead < held.length) {
+      const slot = held[t.heldHead];
+      const job = t.heldJobs[slot];
+      if (job !== null) {
+        const service = this.#serviceIndex.get(job.service)!;
+        if (!t.jobs.tryWrite(t.tickets[slot], KIND_JOB, service, job.meta ?? null, job.body)) {
+          break;
+        }
+        t.heldJobs[slot] = null;
+      }
+      t.heldHead++;
+    }
+    if (t.heldHead === held.length) {
+      held.length = 0;
+      t.heldHead = 0;
+    }
+    t.jobs.flush();
+    if (t.heldCount > 0) this.#waitForSpace(t);
+  }
+
+  // ---- replies: the scheduler ----
+
+  /** Starts watching for replies if jobs are in flight. */
+  #watch(): void {
+    this.#active = true;
+    if (this.#watching) return;
+    this.#watching = true;
+    this.#schedulePoll();
+  }
+
+  #schedulePoll(): void {
+    if (this.#pollQueued) return;
+    this.#pollQueued = true;
+    this.#channel.port2.postMessage(null);
+  }
+
+  #poll = (): void => {
+    this.#pollQueued = false;
+    if (this.#sleeping) return;
+    const n = this.#drain();
+    if (this.#inFlight === 0) {
+      this.#watching = false;
+      return;
+    }
+    const now = performance.now();
+    if (n > 0 || this.#active) {
+      this.#active = false;
+      this.#lastActivity = now;
+    }
+    if (n > 0 || now - this.#lastActivity < this.#pollMs) {
+      this.#schedulePoll();
+      return;
+    }
+    // Quiet for pollMicros: sleep on the doorbell until a thread publishes a reply.
+    const seq = this.#bell.arm();
+    if (this.#anyReplies()) {
+      this.#bell.disarm();
+      this.#schedulePoll();
+      return;
+    }
+    const wait = this.#bell.waitAsync(seq);
+    if (wait === undefined) {
+      this.#schedulePoll();
+      return;
+    }
+    this.#sleeping = true;
+    this.#mainSleeps++;
+    wait.then(this.#woken);
+  };
+
+  #woken = (): void => {
+    this.#sleeping = false;
+    this.#bell.disarm();
+    this.#lastActivity = performance.now();
+    this.#poll();
+  };
+
+  #anyReplies(): boolean {
+    for (const t of this.#threads) {
+      if (t.worker !== null && t.replies.hasData()) return true;
+    }
+    return false;
+  }
+
+  /**
+   * Drains the reply rings in turns: up to REPLY_BUDGET replies from each ring per turn,
+   * so that a busy thread cannot starve the others. Each call starts one ring further.
+   */
+  #drain(): number {
+    const threads = this.#threads;
+    const n = threads.length;
+    const rec = this.#rec;
+    const start = this.#drainStart;
+    this.#drainStart = start + 1 === n ? 0 : start + 1;
+    let total = 0;
+    while (total < DRAIN_BUDGET) {
+      let got = 0;
+      for (let k = 0; k < n; k++) {
+        const t = threads[(start + k) % n];
+        if (t.worker === null) continue;
+        const replies = t.replies;
+        let c = 0;
+        while (c < REPLY_BUDGET && replies.read(rec)) {
+          c++;
+          this.#onReply(t, replies, rec);
+          if (t.replies !== replies) break; // the thread was lost in a callback
+        }
+        if (c > 0) {
+          replies.release();
+          got += c;
+        }
+      }
+      if (got === 0) break;
+      total += got;
+    }
+    if (total > 0) {
+      this.#serveCalls();
+      this.#checkDrained();
+      // Jobs submitted from reply callbacks: publish now rather than after this task.
+      if (this.#flushQueued) this.#flush();
+    }
+    return total;
+  }
+
+  #onReply(t: Thread, replies: RingConsumer, rec: RingRecord): void {
+    const slot = rec.id & 0xffff;
+    if (slot >= t.slots || t.tickets[slot] !== rec.id || t.busy[slot] === 0) {
+      logger.debug("Stale reply {ticket} from thread {thread} ignored", {
+        ticket: rec.id,
+        thread: t.index,
+      });
+      return;
+    }
+    const cb = t.callbacks[slot];
+    const id = t.jobIds[slot];
+    this.#release(t, slot);
+    if (cb === null) {
+      // Timed out earlier: the reply is late, but its slot is free again only now.
+      this.#serveCalls();
+      if (this.#onSlotsAvailable) this.#safely(this.#onSlotsAvailable);
+      return;
+    }
+    this.#replied++;
+    if (rec.kind === KIND_REPLY) {
+      const reply: JobReply = {
+        id,
+        status: rec.aux,
+        meta: rec.metaLength === 0 ? EMPTY : replies.takeMeta(rec),
+        body: replies.takeBody(rec),
+      };
+      this.#invoke(cb, null, reply);
+    } else if (rec.kind === KIND_ERROR) {
+      const name = replies.metaText(rec);
+      const text = replies.bodyText(rec);
+      const nul = text.indexOf("\u0000");
+      const message = nul < 0 ? text : text.slice(0, nul);
+      const stack = nul < 0 ? undefined : text.slice(nul + 1);
+      this.#invoke(
+        cb,
+        new HandlerError(message, { handlerErrorName: name, handlerStack: stack }),
+        null,
+      );
+    } else if (rec.kind === KIND_TOO_LARGE) {
+      const size = Number(replies.bodyText(rec));
+      this.#invoke(cb, new RingMessageTooLargeError(size, ringMaxPayload(this.#ringBytes)), null);
+    } else {
+      this.#invoke(cb, new HandlerError(`Unknown reply kind ${rec.kind}`), null);
+    }
+  }
+
+  #invoke(cb: ReplyCallback, err: Error | null, reply: JobReply | null): void {
+    try {
+      cb(err, reply);
+    } catch (e) {
+      logger.error("A reply callback threw: {error}", { error: e });
+    }
+  }
+
+  #safely(fn: () => void): void {
+    try {
+      fn();
+    } catch (e) {
+      logger.error("A pool event callback threw: {error}", { error: e });
+    }
+  }
+
+  #serveCalls(): void {
+    const q = this.#callQueue;
+    while (this.#callHead < q.length && this.#free > 0) {
+      const { job, cb } = q[this.#callHead];
+      try {
+        if (!this.#submit(job, cb)) break;
+      } catch (err) {
+        cb(err instanceof Error ? err : new Error(String(err)), null);
+      }
+      q[this.#callHead++] = undefined!;
+    }
+    if (this.#callHead === q.length && q.length > 0) {
+      q.length = 0;
+      this.#callHead = 0;
+    }
+  }
+
+  #checkDrained(): void {
+    if (this.#drained === null || this.#inFlight !== 0) return;
+    // Queued calls count too, unless no thread is left to run them.
+    const queued = this.#callHead < this.#callQueue.length;
+    if (!queued || !this.#threads.some((t) => t.status === "ready")) this.#drained();
+  }
+
+  // ---- deadlines ----
+
+  #setDeadline(t: Thread, slot: number, deadlineMs: number): void {
+    t.deadlines[slot] = performance.now() + Math.max(0, deadlineMs);
+    t.deadlineMs[slot] = deadlineMs;
+    if (this.#deadlineJobs++ === 0) {
+      this.#deadlineTimer = setInterval(this.#sweepDeadlines, DEADLINE_TICK_MS);
+    }
+  }
+
+  #sweepDeadlines = (): void => {
+    const now = performance.now();
+    for (const t of this.#threads) {
+      for (let slot = 0; slot < t.slots; slot++) {
+        const deadline = t.deadlines[slot];
+        if (deadline === 0 || deadline > now || t.busy[slot] === 0) continue;
+        const cb = t.callbacks[slot];
+        const err = new JobTimeoutError(t.deadlineMs[slot]);
+        if (t.heldJobs[slot] !== null) {
+          // Never written: take it back.
+          this.#release(t, slot);
+        } else {
+          // Running or queued on the thread: the slot stays taken until the thread lets
+          // go of the job; ask the runtime to interrupt it.
+          t.callbacks[slot] = null;
+          t.deadlines[slot] = 0;
+          if (--this.#deadlineJobs === 0) {
+            clearInterval(this.#deadlineTimer);
+            this.#deadlineTimer = undefined;
+          }
+          Atomics.store(t.ctl, CTL_INTERRUPT, t.tickets[slot]);
+        }
+        if (cb !== null) {
+          this.#failed++;
+          this.#invoke(cb, err, null);
+        }
+      }
+    }
+    this.#checkDrained();
+  };
+}

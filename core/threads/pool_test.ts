@@ -1,0 +1,514 @@
+import assert from "node:assert/strict";
+import { HandlerPool, type HandlerPoolOptions, type JobReply, TS_HANDLER_RUNTIME } from "./pool.ts";
+import {
+  HandlerError,
+  HandlerThreadLostError,
+  JobTimeoutError,
+  PoolClosedError,
+  RingMessageTooLargeError,
+} from "../errors.ts";
+
+const HANDLERS = new URL("../../tests/fixtures/pool_handlers.ts", import.meta.url).href;
+const enc = new TextEncoder();
+const dec = new TextDecoder();
+const text = (r: JobReply) => dec.decode(r.body);
+
+function startPool(options: Partial<HandlerPoolOptions> = {}): Promise<HandlerPool> {
+  return HandlerPool.start({
+    module: TS_HANDLER_RUNTIME,
+    moduleOptions: { handlers: HANDLERS },
+    threads: 2,
+    ...options,
+  });
+}
+
+/** Resolves when `predicate` holds, checking every few milliseconds (no timing asserted). */
+async function until(predicate: () => boolean, what: string, limitMs = 10_000): Promise<void> {
+  const end = Date.now() + limitMs;
+  while (!predicate()) {
+    if (Date.now() > end) throw new Error(`Gave up waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+Deno.test("pool starts its threads, reports the runtime's services and answers jobs through the rings", async () => {
+  const pool = await startPool({ perThreadConcurrency: 4 });
+  try {
+    assert.equal(pool.threads, 2);
+    assert.equal(pool.freeSlots, 8);
+    assert.ok(pool.serves("echo") && pool.serves("upper") && !pool.serves("nope"));
+    assert.deepEqual([...pool.services], [...pool.services].sort());
+    const body = enc.encode("hello");
+    const echo = await pool.call({ id: 7, service: "echo", body });
+    assert.deepEqual([echo.id, echo.status, echo.body, echo.meta.length], [7, 200, body, 0]);
+    const upper = await pool.call({
+      id: 8,
+      service: "upper",
+      meta: new Uint8Array([1, 2, 3]),
+      body: enc.encode("héllo"),
+    });
+    assert.deepEqual([upper.id, upper.status, text(upper)], [8, 201, "HÉLLO"]);
+    assert.deepEqual(upper.meta, new Uint8Array([1, 2, 3]));
+    const empty = await pool.call({ id: 9, service: "echo", body: new Uint8Array(0) });
+    assert.equal(empty.body.length, 0);
+    // Both threads serve.
+    const names = await Promise.all(
+      Array.from({ length: 40 }, (_, i) => pool.call({ id: i, service: "whoami", body: body })),
+    );
+    assert.deepEqual(new Set(names.map(text)), new Set(["ep-handler-0", "ep-handler-1"]));
+    assert.equal(pool.freeSlots, 8);
+    assert.equal(pool.jobsInFlight, 0);
+  } finally {
+    await pool.close();
+  }
+});
+
+Deno.test("submit takes a slot or returns false, and a reply frees its slot before onReply runs", async () => {
+  const pool = await startPool({ threads: 1, perThreadConcurrency: 2 });
+  try {
+    const replies: string[] = [];
+    let resubmitted = false;
+    const done = new Promise<void>((resolve, reject) => {
+      const onReply = (err: Error | null, reply: JobReply | null) => {
+        if (err) return reject(err);
+        replies.push(text(reply!));
+        if (!resubmitted) {
+          resubmitted = true;
+          assert.equal(pool.freeSlots, 1, "the slot is free inside the callback");
+          assert.equal(
+            pool.submit({ id: 3, service: "sleep", body: enc.encode("1") }, onReply),
+            true,
+          );
+        }
+        if (replies.length === 3) resolve();
+      };
+      assert.equal(pool.submit({ id: 1, service: "sleep", body: enc.encode("20") }, onReply), true);
+      assert.equal(pool.submit({ id: 2, service: "sleep", body: enc.encode("20") }, onReply), true);
+      assert.equal(pool.freeSlots, 0);
+      assert.equal(
+        pool.submit({ id: 9, service: "echo", body: new Uint8Array(1) }, onReply),
+        false,
+      );
+      assert.equal(pool.jobsInFlight, 2);
+    });
+    await done;
+    assert.deepEqual(replies.sort(), ["slept 1", "slept 20", "slept 20"]);
+    assert.equal(pool.freeSlots, 2);
+  } finally {
+    await pool.close();
+  }
+});
+
+Deno.test("call waits in line for a free slot", async () => {
+  const pool = await startPool({ threads: 1, perThreadConcurrency: 1 });
+  try {
+    const replies = await Promise.all(
+      Array.from(
+        { length: 20 },
+        (_, i) => pool.call({ id: i, service: "echo", body: new Uint8Array([i]) }),
+      ),
+    );
+    assert.deepEqual(replies.map((r) => r.body[0]), Array.from({ length: 20 }, (_, i) => i));
+    assert.deepEqual(replies.map((r) => r.id), Array.from({ length: 20 }, (_, i) => i));
+  } finally {
+    await pool.close();
+  }
+});
+
+Deno.test("async handlers: one thread holds as many jobs in flight as its slots", async () => {
+  const pool = await startPool({ threads: 1, perThreadConcurrency: 16 });
+  try {
+    // Each gate job waits until 16 are held at once: only concurrent jobs can finish.
+    const replies = await Promise.all(
+      Array.from(
+        { length: 16 },
+        (_, i) => pool.call({ id: i, service: "gate", body: enc.encode("16") }),
+      ),
+    );
+    assert.ok(replies.every((r) => text(r) === "16"));
+    assert.equal(pool.counters().threads[0].asyncJobsInFlight, 0);
+  } finally {
+    await pool.close();
+  }
+});
+
+Deno.test("handler errors become error replies and the thread goes on", async () => {
+  const pool = await startPool({ threads: 1 });
+  try {
+    await assert.rejects(
+      pool.call({ id: 1, service: "fail", body: new Uint8Array() }),
+      (e: unknown) =>
+        e instanceof HandlerError && e.name === "HandlerError" &&
+        e.handlerErrorName === "TypeError" && e.message === "Handler failed on purpose" &&
+        /pool_handlers\.ts/.test(e.stack ?? ""),
+    );
+    await assert.rejects(
+      pool.call({ id: 2, service: "failAsync", body: new Uint8Array() }),
+      (e: unknown) => e instanceof HandlerError && e.handlerErrorName === "RangeError",
+    );
+    await assert.rejects(
+      pool.call({ id: 3, service: "bad", body: new Uint8Array() }),
+      (e: unknown) => e instanceof HandlerError && /neither bytes/.test(e.message),
+    );
+    assert.equal(text(await pool.call({ id: 4, service: "echo", body: enc.encode("ok") })), "ok");
+    const c = pool.counters();
+    assert.equal(c.threadsLost, 0);
+    assert.equal(c.threads[0].restarts, 0);
+    assert.equal(c.replied, 4);
+  } finally {
+    await pool.close();
+  }
+});
+
+Deno.test("unknown services and jobs larger than the ring are refused; an oversized reply fails clearly", async () => {
+  const pool = await startPool({ threads: 1, ringBytes: 4096 });
+  try {
+    assert.equal(pool.maxMessageBytes, 2032);
+    assert.throws(
+      () => pool.submit({ id: 1, service: "nope", body: new Uint8Array() }, () => {}),
+      RangeError,
+    );
+    assert.throws(
+      () =>
+        pool.submit({
+          id: 1,
+          service: "echo",
+          meta: new Uint8Array(33),
+          body: new Uint8Array(2000),
+        }, () => {}),
+      RingMessageTooLargeError,
+    );
+    await assert.rejects(
+      pool.call({ id: 1, service: "echo", body: new Uint8Array(2033) }),
+      RingMessageTooLargeError,
+    );
+    assert.equal(pool.jobsInFlight, 0, "a refused job takes no slot");
+    await assert.rejects(
+      pool.call({ id: 2, service: "big", body: enc.encode("5000") }),
+      (e: unknown) => e instanceof RingMessageTooLargeError && e.size === 5000 && e.limit === 2032,
+    );
+    const ok = await pool.call({ id: 3, service: "big", body: enc.encode("2032") });
+    assert.equal(ok.body.length, 2032);
+  } finally {
+    await pool.close();
+  }
+});
+
+Deno.test("jobs that do not fit in the job ring are held on the main thread and none is lost", async () => {
+  // 4 KiB rings take two 2000-byte jobs at a time; 64 slots make the main thread hold the
+  // rest, and the replies (same size) fill the reply ring, so the thread holds some too.
+  const pool = await startPool({ threads: 1, ringBytes: 4096, perThreadConcurrency: 64 });
+  try {
+    const bodies = Array.from({ length: 64 }, (_, i) => new Uint8Array(2000).fill(i));
+    const replies = await Promise.all(
+      bodies.map((body, i) => pool.call({ id: i, service: "echo", body })),
+    );
+    for (const [i, r] of replies.entries()) {
+      assert.equal(r.id, i);
+      assert.deepEqual(r.body, bodies[i]);
+    }
+    const t = pool.counters().threads[0];
+    assert.ok(t.jobRing.fullEvents > 0, "the main thread held jobs");
+    assert.equal(t.jobsHeld, 0);
+    assert.equal(t.jobsDone, 64);
+  } finally {
+    await pool.close();
+  }
+});
+
+Deno.test("a thread holds replies that do not fit in the reply ring and none is lost", async () => {
+  // Small jobs, 2000-byte replies: the 4 KiB reply ring takes two, the thread holds the rest
+  // while the main thread is kept busy, then writes them as the main thread drains.
+  const pool = await startPool({ threads: 1, ringBytes: 4096, perThreadConcurrency: 8 });
+  try {
+    const replies = Array.from(
+      { length: 8 },
+      (_, i) => pool.call({ id: i, service: "big", body: enc.encode("2000") }),
+    );
+    await Promise.resolve(); // the jobs are published
+    const end = Date.now() + 10_000;
+    while (pool.counters().threads[0].jobsDone < 8 && Date.now() < end) {
+      // busy: no reply can be taken meanwhile
+    }
+    assert.ok(pool.counters().threads[0].replyRing.fullEvents > 0, "the thread held replies");
+    for (const [i, r] of (await Promise.all(replies)).entries()) {
+      assert.equal(r.id, i);
+      assert.equal(r.body.length, 2000);
+      assert.ok(r.body.every((b) => b === 7));
+    }
+  } finally {
+    await pool.close();
+  }
+});
+
+Deno.test("the scheduler drains reply rings in turns, so a busy thread cannot starve another", async () => {
+  const pool = await startPool({ threads: 2, perThreadConcurrency: 400 });
+  try {
+    const order: string[] = [];
+    let left = 800;
+    const done = new Promise<void>((resolve, reject) => {
+      const onReply = (err: Error | null, reply: JobReply | null) => {
+        if (err) return reject(err);
+        order.push(text(reply!));
+        if (--left === 0) resolve();
+      };
+      for (let i = 0; i < 800; i++) {
+        pool.submit({ id: i, service: "whoami", body: new Uint8Array() }, onReply);
+      }
+    });
+    // Let the jobs be published, then keep the main thread busy (synchronously: no reply
+    // can be taken meanwhile) while both threads fill their reply rings. The scheduler then
+    // finds 400 replies in each ring.
+    await Promise.resolve();
+    const end = Date.now() + 10_000;
+    while (!pool.counters().threads.every((t) => t.jobsDone === 400) && Date.now() < end) {
+      // busy: the threads work
+    }
+    assert.deepEqual(order, [], "no reply was taken while the main thread was busy");
+    await done;
+    let longest = 0;
+    let run = 0;
+    for (let i = 0; i < order.length; i++) {
+      run = i > 0 && order[i] === order[i - 1] ? run + 1 : 1;
+      longest = Math.max(longest, run);
+    }
+    assert.ok(longest <= 64, `longest run of replies from one thread: ${longest}`);
+    assert.deepEqual(new Set(order.slice(0, 128)), new Set(["ep-handler-0", "ep-handler-1"]));
+  } finally {
+    await pool.close();
+  }
+});
+
+async function crashAndRestart(service: string, reason: RegExp): Promise<void> {
+  const lost: { thread: number; reason: string; failedJobs: number; restarting: boolean }[] = [];
+  let available = 0;
+  const pool = await startPool({
+    threads: 2,
+    perThreadConcurrency: 4,
+    onThreadLost: (e) => lost.push(e),
+    onSlotsAvailable: () => available++,
+  });
+  try {
+    // Fill both threads with slow jobs, then crash one of them.
+    const slow = Array.from(
+      { length: 6 },
+      (_, i) =>
+        pool.call({ id: i, service: "sleep", body: enc.encode("300") }).then(
+          (r) => ({ ok: true as const, who: text(r) }),
+          (e: unknown) => ({ ok: false as const, e }),
+        ),
+    );
+    const crash = pool.call({ id: 99, service, body: new Uint8Array() }).catch((e: unknown) => e);
+    const results = await Promise.all(slow);
+    // "crash" replies, then throws from a timer: its reply may or may not beat the loss.
+    const crashFailed = (await crash) instanceof HandlerThreadLostError;
+    if (service !== "crash") assert.ok(crashFailed);
+    await until(() => lost.length === 1 && available === 1, "the thread to be lost and restarted");
+    const failed = results.filter((r) => !r.ok);
+    const served = results.filter((r) => r.ok);
+    assert.ok(failed.length >= 1, "jobs on the lost thread failed");
+    assert.ok(served.length >= 1, "the other thread kept serving");
+    for (const f of failed) {
+      assert.ok(!f.ok && f.e instanceof HandlerThreadLostError, String(!f.ok && f.e));
+      assert.equal((f.e as HandlerThreadLostError).thread, lost[0].thread);
+      assert.match((f.e as HandlerThreadLostError).message, reason);
+    }
+    assert.equal(lost[0].restarting, true);
+    assert.match(lost[0].reason, reason);
+    assert.equal(lost[0].failedJobs, failed.length + (crashFailed ? 1 : 0));
+    // The restarted thread serves again, with all its slots.
+    await until(() => pool.freeSlots === 8, "all slots free");
+    const names = await Promise.all(
+      Array.from(
+        { length: 40 },
+        (_, i) => pool.call({ id: i, service: "whoami", body: new Uint8Array() }),
+      ),
+    );
+    assert.deepEqual(new Set(names.map(text)), new Set(["ep-handler-0", "ep-handler-1"]));
+    const c = pool.counters();
+    assert.equal(c.threadsLost, 1);
+    assert.equal(c.threads[lost[0].thread].restarts, 1);
+    assert.equal(c.threads[lost[0].thread].status, "ready");
+  } finally {
+    await pool.close();
+  }
+}
+
+Deno.test("a thread that crashes (uncaught error) fails its jobs with HandlerThreadLostError and is restarted", async () => {
+  await crashAndRestart("crash", /Thread crashed on purpose/);
+});
+
+Deno.test("a thread that calls self.close() is treated as lost and restarted", async () => {
+  await crashAndRestart("close", /self\.close\(\)/);
+});
+
+Deno.test("a thread that calls Deno.exit() is treated as lost and restarted", async () => {
+  await crashAndRestart("exit", /Deno\.exit/);
+});
+
+Deno.test("close drains jobs in flight first and refuses new ones with PoolClosedError", async () => {
+  const pool = await startPool({ threads: 2, perThreadConcurrency: 2 });
+  const inFlight = Array.from(
+    { length: 4 },
+    (_, i) => pool.call({ id: i, service: "sleep", body: enc.encode("50") }),
+  );
+  const queued = pool.call({ id: 9, service: "echo", body: enc.encode("queued") });
+  const closed = pool.close({ drain: true });
+  assert.equal(pool.freeSlots, 0);
+  assert.throws(
+    () => pool.submit({ id: 5, service: "echo", body: new Uint8Array() }, () => {}),
+    PoolClosedError,
+  );
+  await assert.rejects(
+    pool.call({ id: 6, service: "echo", body: new Uint8Array() }),
+    PoolClosedError,
+  );
+  const replies = await Promise.all(inFlight);
+  assert.ok(replies.every((r) => text(r) === "slept 50"));
+  assert.equal(text(await queued), "queued", "a call accepted before close still runs");
+  await closed;
+  assert.ok(pool.counters().threads.every((t) => t.status === "stopped"));
+  assert.equal(pool.close(), closed, "close is idempotent");
+});
+
+Deno.test("close without drain fails jobs in flight with PoolClosedError", async () => {
+  const pool = await startPool({ threads: 1 });
+  const job = pool.call({ id: 1, service: "sleep", body: enc.encode("200") }).catch((e) => e);
+  await new Promise((r) => setTimeout(r, 20));
+  await pool.close({ drain: false });
+  assert.ok(await job instanceof PoolClosedError);
+});
+
+Deno.test("a drain that runs out of time fails what is left", async () => {
+  const pool = await startPool({ threads: 1 });
+  const job = pool.call({ id: 1, service: "sleep", body: enc.encode("300") }).catch((e) => e);
+  await pool.close({ drain: true, timeoutMs: 20 });
+  const e = await job;
+  assert.ok(e instanceof PoolClosedError && /timed out/.test(e.message), String(e));
+});
+
+Deno.test("a job past its deadline fails with JobTimeoutError and its thread's interrupt flag names it", async () => {
+  const pool = await HandlerPool.start({
+    module: new URL("../../tests/fixtures/interrupt_runtime.ts", import.meta.url),
+    threads: 1,
+    perThreadConcurrency: 2,
+  });
+  try {
+    assert.deepEqual([...pool.services], ["loop", "peek"]);
+    // `loop` spins until the interrupt flag names its job, as the Lua hook will.
+    await assert.rejects(
+      pool.call({ id: 1, service: "loop", body: new Uint8Array(), deadlineMs: 30 }),
+      (e: unknown) => e instanceof JobTimeoutError && e.deadlineMs === 30,
+    );
+    // The slot stays taken until the thread lets go of the job; then all is free again.
+    await until(() => pool.jobsInFlight === 0, "the interrupted job to end");
+    assert.equal(pool.freeSlots, 2);
+    assert.equal(text(await pool.call({ id: 2, service: "peek", body: new Uint8Array() })), "0");
+    // pool.interrupt(): "whatever runs".
+    const job = pool.call({ id: 3, service: "loop", body: new Uint8Array() });
+    await new Promise((r) => setTimeout(r, 20));
+    pool.interrupt(0);
+    assert.equal(text(await job), "interrupted all");
+    const late = await pool.call({
+      id: 4,
+      service: "peek",
+      body: new Uint8Array(),
+      deadlineMs: 5000,
+    });
+    assert.equal(text(late), "0");
+  } finally {
+    await pool.close();
+  }
+});
+
+Deno.test("start fails clearly when the runtime cannot start", async () => {
+  await assert.rejects(
+    HandlerPool.start({
+      module: new URL("../../tests/fixtures/broken_runtime.ts", import.meta.url),
+      threads: 2,
+    }),
+    (e: unknown) =>
+      e instanceof Error && /failed to start/.test(e.message) && /refused to start/.test(e.message),
+  );
+  await assert.rejects(
+    HandlerPool.start({ module: TS_HANDLER_RUNTIME, moduleOptions: {}, threads: 1 }),
+    (e: unknown) => e instanceof Error && /moduleOptions\.handlers/.test(e.message),
+  );
+  await assert.rejects(
+    HandlerPool.start({ module: new URL("./no_such_runtime.ts", import.meta.url), threads: 1 }),
+    (e: unknown) => e instanceof Error && /failed to start/.test(e.message),
+  );
+  await assert.rejects(
+    HandlerPool.start({ module: TS_HANDLER_RUNTIME, moduleOptions: { f: () => 1 }, threads: 2 }),
+    (e: unknown) => e instanceof Error && /failed to start/.test(e.message),
+  );
+  await assert.rejects(HandlerPool.start({ module: TS_HANDLER_RUNTIME, threads: 0 }), RangeError);
+  await assert.rejects(
+    HandlerPool.start({ module: TS_HANDLER_RUNTIME, ringBytes: 5000 }),
+    RangeError,
+  );
+});
+
+Deno.test("counters report jobs in flight, ring occupancy, ring-full events and wake-ups", async () => {
+  const pool = await startPool({ threads: 2, perThreadConcurrency: 4 });
+  try {
+    const jobs = Array.from(
+      { length: 8 },
+      (_, i) => pool.call({ id: i, service: "sleep", body: enc.encode("30") }),
+    );
+    await Promise.resolve();
+    let c = pool.counters();
+    assert.equal(c.jobsInFlight, 8);
+    assert.equal(c.freeSlots, 0);
+    assert.deepEqual(c.threads.map((t) => t.jobsInFlight), [4, 4]);
+    await Promise.all(jobs);
+    // Idle threads sleep; the next job wakes one.
+    await new Promise((r) => setTimeout(r, 20));
+    await pool.call({ id: 9, service: "echo", body: new Uint8Array(1) });
+    c = pool.counters();
+    assert.equal(c.submitted, 9);
+    assert.equal(c.replied, 9);
+    assert.equal(c.jobsInFlight, 0);
+    const wakeups = c.threads.reduce((n, t) => n + t.jobRing.dataWakeups, 0);
+    assert.ok(wakeups >= 1, "a sleeping thread was woken");
+    assert.ok(c.threads.every((t) => t.jobRing.usedBytes === 0 && t.replyRing.usedBytes === 0));
+    assert.ok(c.threads.every((t) => t.jobRing.capacity === 1 << 20));
+    assert.equal(c.threads[0].jobRing.fullEvents + c.threads[1].jobRing.fullEvents, 0);
+    assert.equal(c.threads[0].jobsDone + c.threads[1].jobsDone, 9);
+  } finally {
+    await pool.close();
+  }
+});
+
+Deno.test("a reply with a status outside 200–599, or a body with 204 or 304, fails with a message that says which", async () => {
+  const pool = await startPool({ threads: 1 });
+  try {
+    const cases: [string, string][] = [
+      ["0", "Handler returned status 0; allowed 200–599"],
+      ["99", "Handler returned status 99; allowed 200–599"],
+      ["100", "Handler returned status 100; allowed 200–599"],
+      ["101", "Handler returned status 101; allowed 200–599"],
+      ["199", "Handler returned status 199; allowed 200–599"],
+      ["600", "Handler returned status 600; allowed 200–599"],
+      ["999", "Handler returned status 999; allowed 200–599"],
+      ["70000", "Handler returned status 70000; allowed 200–599"],
+      ["200.5", "Handler returned status 200.5; allowed 200–599"],
+      ["204 x", "Handler returned a body with status 204; a 204 response has no body"],
+      ["304 x", "Handler returned a body with status 304; a 304 response has no body"],
+    ];
+    let id = 0;
+    for (const [body, message] of cases) {
+      await assert.rejects(
+        pool.call({ id: ++id, service: "status", body: enc.encode(body) }),
+        (e: unknown) => e instanceof HandlerError && e.message === message,
+        body,
+      );
+    }
+    for (const ok of ["200", "204", "304 ", "599"]) {
+      const r = await pool.call({ id: ++id, service: "status", body: enc.encode(ok) });
+      assert.equal(r.status, Number(ok.trim()));
+    }
+  } finally {
+    await pool.close();
+  }
+});

@@ -1,0 +1,217 @@
+/**
+ * The Lua handler runtime for the handler-thread pool: one wasmoon engine per thread
+ * (`LuaHandlerRuntime`) serving the services a control script declared. Pass
+ * {@linkcode LUA_RUNTIME} as the pool's `module` with {@linkcode LuaWorkerOptions}.
+ *
+ * Services come from files (`ep.service("echo", "services/echo.lua")`), read on the
+ * thread, or are written inline in the control script (`ep.service("x", function(req) …
+ * end)`): then the thread runs the control script once more in "thread" mode, where only
+ * `ep.service` does anything, to pick up the functions.
+ *
+ * `ep.call` goes through the balancer at `callAddr` over one EP connection per thread.
+ *
+ * @module
+ */
+import { decodeMeta, encodeMeta } from "../protocol/ep_meta.ts";
+import { type Client, connect } from "../core/net/client.ts";
+import { JobError } from "../core/job.ts";
+import type {
+  HandlerRequest,
+  HandlerResult,
+  HandlerRuntime,
+  HandlerRuntimeContext,
+} from "../core/threads/pool.ts";
+import { LuaHandlerRuntime, type LuaReply, type LuaServiceSource } from "./handler_runtime.ts";
+import { LuaError } from "./errors.ts";
+import { configureLogging } from "../core/logging.ts";
+
+/**
+ * URL of this module, for `HandlerPool.start({ module: LUA_RUNTIME, … })`.
+ *
+ * @example
+ * ```ts
+ * import { LUA_RUNTIME } from "./thread.ts";
+ * console.assert(LUA_RUNTIME.endsWith("/lua/thread.ts"));
+ * ```
+ */
+export const LUA_RUNTIME: string = import.meta.url;
+
+/**
+ * Options of the Lua runtime (the pool's `moduleOptions`).
+ *
+ * @example
+ * ```ts
+ * import type { LuaWorkerOptions } from "./thread.ts";
+ * const o: LuaWorkerOptions = {
+ *   services: [{ name: "echo", file: "/srv/scripts/services/echo.lua" }],
+ *   scriptDir: "/srv/scripts/",
+ * };
+ * console.assert(o.services.length === 1);
+ * ```
+ */
+export interface LuaWorkerOptions {
+  /** Services: a file (absolute path) returning the handler, or inline in `script`. */
+  services: { name: string; file?: string }[];
+  /** The control script (absolute path), for inline services. */
+  script?: string;
+  /** Directory `require` resolves modules in. */
+  scriptDir: string;
+  /** Memory cap per engine in bytes (default 64 MiB). */
+  memoryLimitBytes?: number;
+  /** The balancer `ep.call` goes through (`host:port`). */
+  callAddr?: string;
+  /** Client token for `ep.call`. */
+  token?: string;
+  /** Lowest log level on the handler threads (as on the main thread). Default `info`. */
+  logLevel?: string;
+}
+
+/**
+ * Quotes `text` as a Lua long string (`[==[ … ]==]`) with a level that does not occur in it.
+ *
+ * @example
+ * ```ts
+ * import { luaLongString } from "./thread.ts";
+ * console.assert(luaLongString("a]]b") === "[=[\na]]b]=]");
+ * ```
+ */
+export function luaLongString(text: string): string {
+  let eq = "";
+  while (text.includes(`]${eq}]`)) eq += "=";
+  return `[${eq}[\n${text}]${eq}]`;
+}
+
+/**
+ * Builds the runtime on a handler thread (called by the pool).
+ *
+ * @example
+ * ```ts ignore
+ * import { HandlerPool } from "../core/threads/pool.ts";
+ * import { LUA_RUNTIME } from "./thread.ts";
+ * const pool = await HandlerPool.start({ module: LUA_RUNTIME, moduleOptions: options });
+ * ```
+ */
+export async function createHandlerRuntime(ctx: HandlerRuntimeContext): Promise<HandlerRuntime> {
+  const o = ctx.options as LuaWorkerOptions;
+  // Logs from a handler thread (ep.log, Lua errors) go to the console like the main thread's.
+  await configureLogging({ level: o.logLevel });
+  const sources: LuaServiceSource[] = [];
+  let inlineScript: string | null = null;
+  let controlLua: string | null = null;
+  for (const s of o.services) {
+    if (s.file) {
+      const source = await Deno.readTextFile(s.file);
+      const chunkName = s.file.startsWith(o.scriptDir) ? s.file.slice(o.scriptDir.length) : s.file;
+      sources.push({ name: s.name, source, chunkName });
+      continue;
+    }
+    if (!o.script) throw new Error(`Service "${s.name}" is inline but no script was given`);
+    inlineScript ??= await Deno.readTextFile(o.script);
+    controlLua ??= await Deno.readTextFile(new URL("./control.lua", import.meta.url));
+    const name = o.script.slice(o.script.lastIndexOf("/") + 1);
+    sources.push({
+      name: s.name,
+      chunkName: name,
+      source: `if __EP_INLINE == nil then
+  assert(load(${luaLongString(controlLua)}, "=control.lua"))("thread")
+  assert(load(${luaLongString(inlineScript)}, ${JSON.stringify("@" + name)}))()
+end
+local h = __EP_INLINE[${JSON.stringify(s.name)}]
+if h == nil then error(${JSON.stringify(`service "${s.name}" is not defined inline`)}) end
+return h`,
+    });
+  }
+  let client: Promise<Client> | null = null;
+  const call = async (service: string, body: string, timeoutMs: number) => {
+    if (!o.callAddr) throw { kind: "unavailable", message: "No balancer to call through" };
+    try {
+      client ??= connect(o.callAddr, { token: o.token, name: `ep-call-${ctx.thread}` });
+      const c = await client;
+      const reply = await c.request(service, body, timeoutMs > 0 ? { timeoutMs } : {});
+      return { status: reply.status, body: new TextDecoder().decode(reply.body) };
+    } catch (err) {
+      if (err instanceof JobError) throw { kind: err.kind, message: err.message };
+      client = null;
+      throw { kind: "unavailable", message: (err as Error).message };
+    }
+  };
+  const runtime = await LuaHandlerRuntime.create({
+    services: sources,
+    scriptDir: o.scriptDir,
+    interrupt: ctx.interrupt,
+    memoryLimitBytes: o.memoryLimitBytes,
+    call,
+  });
+  const names = o.services.map((s) => s.name);
+  return {
+    services: names,
+    handle(req: HandlerRequest, serviceIndex: number): HandlerResult | Promise<HandlerResult> {
+      let method = "EP";
+      let path = "/" + names[serviceIndex];
+      let query = "";
+      let headers: [string, string][] = EMPTY_HEADERS;
+      let http = false; // an HTTP job (SPEC.md §10): its header strings are byte strings
+      if (req.meta.length > 0) {
+        headers = [];
+        for (const [k, v] of decodeMeta(req.meta)) {
+          if (k === "ep-method") {
+            method = v;
+            http = true;
+          } else if (k === "ep-path") path = v;
+          else if (k === "ep-query") query = v;
+          else headers.push([k, v]);
+        }
+      }
+      let reply: LuaReply | Promise<LuaReply>;
+      try {
+        reply = runtime.handleSync({
+          id: req.id,
+          service: names[serviceIndex],
+          method,
+          path,
+          query,
+          headers,
+          body: req.body,
+          headerBytes: http,
+        });
+      } catch (err) {
+        throw withTraceback(err);
+      }
+      if (reply instanceof Promise) {
+        return reply.then(toResult, (err) => {
+          throw withTraceback(err);
+        });
+      }
+      return toResult(reply);
+    },
+    async close() {
+      if (client) (await client.catch(() => null))?.close();
+      await runtime.close();
+    },
+  };
+}
+
+const EMPTY_HEADERS: [string, string][] = [];
+
+function toResult(reply: LuaReply): HandlerResult {
+  return {
+    status: reply.status,
+    meta: reply.headers.length > 0 ? encodeMeta(lowerNames(reply.headers)) : undefined,
+    body: reply.body,
+  };
+}
+
+/** Keeps a Lua traceback for the main thread's log (the client sees the first line). */
+function withTraceback(err: unknown): unknown {
+  if (err instanceof LuaError && err.traceback) {
+    const e = new Error(err.message);
+    e.name = err.name;
+    e.stack = `${err.name}: ${err.message}\n${err.traceback}`;
+    return e;
+  }
+  return err;
+}
+
+function lowerNames(headers: [string, string][]): [string, string][] {
+  return headers.map(([k, v]) => [k.toLowerCase(), v]);
+}
