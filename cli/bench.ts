@@ -4,6 +4,7 @@
  * @module
  */
 import { parseArgs } from "node:util";
+import { parseHeaderArg } from "./flags.ts";
 import { renderHtml } from "./loadgen/report.ts";
 import {
   fmtMs,
@@ -12,7 +13,6 @@ import {
   type LoadOptions,
   type LoadResult,
   type MixEntry,
-  parseHeaderArg,
   parseMix,
   poissonSchedule,
   type Progress,

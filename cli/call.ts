@@ -7,7 +7,7 @@
 import { parseArgs } from "node:util";
 import { connect, ConnectionClosedError } from "../core/net/client.ts";
 import { JobError } from "../core/job.ts";
-import { parseHeaderArg } from "./loadgen/loadgen.ts";
+import { parseHeaderArg } from "./flags.ts";
 import { connect as tcpConnect } from "../core/net/transport.ts";
 import { escapeControls } from "../core/escape.ts";
 import { HttpResponseParser } from "../protocol/http_response_parser.ts";
