@@ -1,11 +1,11 @@
 /**
- * `ep bench`: the load generator on the command line (see `loadgen.ts` for how it measures).
+ * `ep bench`: the load generator on the command line (see `loadgen/run_load.ts` for how it
+ * measures).
  *
  * @module
  */
 import { parseArgs } from "node:util";
 import { parseHeaderArg } from "./flags.ts";
-import { renderHtml } from "./loadgen/report.ts";
 import {
   fmtMs,
   formatResult,
@@ -16,11 +16,12 @@ import {
   parseMix,
   poissonSchedule,
   type Progress,
+  renderHtml,
   resultToJson,
   runLoad,
   simulateCentralQueue,
   type Target,
-} from "./loadgen/loadgen.ts";
+} from "./loadgen/mod.ts";
 
 const USAGE = `ep bench: an open-loop load generator (no coordinated omission)
 

@@ -6,7 +6,8 @@
  *
  * @module
  */
-import { fmtMs, Histogram, type HistogramJson, percentiles } from "./loadgen.ts";
+import { fmtMs } from "./format.ts";
+import { Histogram, type HistogramJson, percentiles } from "./histogram.ts";
 
 const PALETTE = [
   "#1f77b4",
@@ -114,7 +115,7 @@ export interface LatencySeries {
  * @example
  * ```ts
  * import { latencyPlotSvg } from "./report.ts";
- * import { Histogram } from "./loadgen.ts";
+ * import { Histogram } from "./histogram.ts";
  * const h = new Histogram();
  * for (let i = 1; i <= 1000; i++) h.record(i * 10);
  * console.assert(latencyPlotSvg([{ name: "run", histogram: h }]).startsWith("<svg"));
@@ -354,7 +355,7 @@ export interface HtmlReport {
  * @example
  * ```ts
  * import { renderHtml } from "./report.ts";
- * import { Histogram } from "./loadgen.ts";
+ * import { Histogram } from "./histogram.ts";
  * const h = new Histogram();
  * h.record(1500);
  * const html = renderHtml({ title: "ep bench", runs: [{ name: "echo", latency: h }] });

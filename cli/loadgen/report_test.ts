@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { barChartSvg, escapeXml, latencyPlotSvg, renderHtml } from "./report.ts";
-import { Histogram } from "./loadgen.ts";
+import { Histogram } from "./histogram.ts";
 
 function hist(scale: number): Histogram {
   const h = new Histogram();

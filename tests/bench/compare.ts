@@ -43,7 +43,9 @@
 import { parseArgs } from "node:util";
 import { connect as epConnect } from "../../core/net/client.ts";
 import {
+  barChartSvg,
   Histogram,
+  latencyPlotSvg,
   type LoadResult,
   parseMix,
   percentiles,
@@ -52,8 +54,7 @@ import {
   type Schedule,
   simulateCentralQueue,
   type Target,
-} from "../../cli/loadgen/loadgen.ts";
-import { barChartSvg, latencyPlotSvg } from "../../cli/loadgen/report.ts";
+} from "../../cli/loadgen/mod.ts";
 import { connect as tcpConnect, listen } from "../../core/net/transport.ts";
 import { type AnchorKind, haproxyCfg, nginxConf } from "./_compare_configs.ts";
 import { have, median } from "./_bench_util.ts";
