@@ -9,7 +9,7 @@ import { parseHeaderArg } from "./flags.ts";
 import {
   fmtMs,
   formatResult,
-  type Histogram,
+  type LatencyHistogram,
   type LoadOptions,
   type LoadResult,
   type MixEntry,
@@ -206,7 +206,7 @@ export async function benchMain(args: string[], io: Partial<BenchIo> = {}): Prom
   };
 
   let result: LoadResult;
-  let idealHist: Histogram | undefined;
+  let idealHist: LatencyHistogram | undefined;
   try {
     if (warmupMs > 0) {
       await runLoad({ ...options, durationMs: warmupMs, seed: (options.seed ?? 1) + 1_000_003 });

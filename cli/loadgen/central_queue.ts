@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { Histogram } from "./histogram.ts";
+import { LatencyHistogram } from "./latency_histogram.ts";
 import type { Schedule } from "./schedule.ts";
 
 /**
@@ -20,11 +20,11 @@ import type { Schedule } from "./schedule.ts";
  * console.assert(h.max === 4000 && h.min === 2000);
  * ```
  */
-export function simulateCentralQueue(schedule: Schedule, servers: number): Histogram {
+export function simulateCentralQueue(schedule: Schedule, servers: number): LatencyHistogram {
   if (!schedule.jobMs) throw new TypeError("The schedule has no job times (no mix)");
   if (!(servers >= 1)) throw new RangeError(`Servers must be at least 1: "${servers}"`);
   const free = new Float64Array(servers);
-  const h = new Histogram();
+  const h = new LatencyHistogram();
   const { at, jobMs } = schedule;
   for (let i = 0; i < at.length; i++) {
     let k = 0;

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { simulateCentralQueue } from "./central_queue.ts";
-import type { Histogram } from "./histogram.ts";
+import type { LatencyHistogram } from "./latency_histogram.ts";
 
 Deno.test("the ideal central queue simulation on a known tiny case", () => {
   // Two servers, one FIFO queue. Arrivals 0, 0, 0, 1, 10 with jobs 4, 2, 2, 1, 1 ms:
@@ -10,7 +10,7 @@ Deno.test("the ideal central queue simulation on a known tiny case", () => {
     at: Float64Array.from([0, 0, 0, 1, 10]),
     jobMs: Float64Array.from([4, 2, 2, 1, 1]),
   }, 2);
-  const values = (x: Histogram) => [...x.buckets()].flatMap(([v, n]) => Array(n).fill(v));
+  const values = (x: LatencyHistogram) => [...x.buckets()].flatMap(([v, n]) => Array(n).fill(v));
   const near = (got: number[], want: number[]) => {
     assert.equal(got.length, want.length);
     // Buckets report their upper edge: within 0.8 % above the value.

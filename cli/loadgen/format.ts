@@ -3,7 +3,12 @@
  *
  * @module
  */
-import { type Histogram, type HistogramJson, type Percentiles, percentiles } from "./histogram.ts";
+import {
+  type LatencyHistogram,
+  type LatencyHistogramJson,
+  type Percentiles,
+  percentiles,
+} from "./latency_histogram.ts";
 import type { LoadResult } from "./run_load.ts";
 
 /** A {@linkcode LoadResult} as plain JSON (histograms included, losslessly). */
@@ -15,7 +20,11 @@ export interface LoadResultJson extends Omit<LoadResult, "latency" | "sendLag" |
   /** Summary of the job-time overshoot, µs (count 0 when the service does not report it). */
   jobOvershootUs: Percentiles;
   /** The histograms. */
-  histograms: { latency: HistogramJson; sendLag: HistogramJson; jobOvershoot: HistogramJson };
+  histograms: {
+    latency: LatencyHistogramJson;
+    sendLag: LatencyHistogramJson;
+    jobOvershoot: LatencyHistogramJson;
+  };
 }
 
 /**
@@ -74,7 +83,7 @@ export function fmtMs(us: number): string {
  * console.log(formatResult(await runLoad({ target: { protocol: "ep", addr: ":7070", service: "echo" } })));
  * ```
  */
-export function formatResult(r: LoadResult, ideal?: Histogram): string {
+export function formatResult(r: LoadResult, ideal?: LatencyHistogram): string {
   const l = percentiles(r.latency);
   const lag = percentiles(r.sendLag);
   const errs = Object.entries(r.errors).map(([k, n]) => `${k} ${n}`).join(", ") || "none";

@@ -9,7 +9,7 @@
  *   send it)
  * - `schedule.ts`, `mix.ts`, `rng.ts`: seeded arrivals and job-time mixes
  * - `central_queue.ts`: the ideal central queue, the floor a balancer is compared with
- * - `histogram.ts`: the latency histogram and its percentiles
+ * - `latency_histogram.ts`: the latency histogram and its percentiles
  * - `format.ts`: a result as JSON and as text
  * - `report.ts`: the HTML report and its SVG plots
  *
@@ -28,7 +28,12 @@
  */
 export { simulateCentralQueue } from "./central_queue.ts";
 export { fmtMs, formatResult, type LoadResultJson, resultToJson } from "./format.ts";
-export { Histogram, type HistogramJson, type Percentiles, percentiles } from "./histogram.ts";
+export {
+  LatencyHistogram,
+  type LatencyHistogramJson,
+  type Percentiles,
+  percentiles,
+} from "./latency_histogram.ts";
 export { type MixEntry, mixMean, mixSampler, parseMix } from "./mix.ts";
 export {
   barChartSvg,

@@ -29,15 +29,15 @@
  * {@linkcode LoadOptions.maxConnections}; a request that finds every connection busy at the
  * cap waits (a *stall*, counted) and its wait counts in its latency.
  *
- * Latencies are kept in a {@linkcode Histogram} (see `histogram.ts` for the percentile
- * definition).
+ * Latencies are kept in a {@linkcode LatencyHistogram} (see `latency_histogram.ts` for the
+ * percentile definition).
  *
  * @module
  */
 import process from "node:process";
 import { AlarmClock } from "./_alarm_clock.ts";
 import { epSender } from "./ep_sender.ts";
-import { Histogram } from "./histogram.ts";
+import { LatencyHistogram } from "./latency_histogram.ts";
 import { httpSender } from "./http_sender.ts";
 import { type MixEntry, mixSampler } from "./mix.ts";
 import { poissonSchedule, type Schedule } from "./schedule.ts";
@@ -125,11 +125,11 @@ export interface LoadResult {
   /** Successful answers per second over the elapsed time. */
   throughput: number;
   /** Latency of successful requests, µs (from the intended send time in the open loop). */
-  latency: Histogram;
+  latency: LatencyHistogram;
   /** Actual minus intended send time, µs (open loop). */
-  sendLag: Histogram;
+  sendLag: LatencyHistogram;
   /** Job time reported by the server minus the requested job time, µs (`sleep` only). */
-  jobOvershoot: Histogram;
+  jobOvershoot: LatencyHistogram;
   /** The generator's own figures. */
   generator: {
     /** CPU used by the generator process over the run, % of one core. */
@@ -151,7 +151,7 @@ export interface LoadResult {
  *
  * @example
  * ```ts ignore
- * import { percentiles } from "./histogram.ts";
+ * import { percentiles } from "./latency_histogram.ts";
  * import { parseMix } from "./mix.ts";
  * import { runLoad } from "./run_load.ts";
  * const r = await runLoad({
@@ -187,9 +187,9 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
     ? await epSender(target, mode === "closed" ? Math.min(conns, 4) : conns, timeoutMs)
     : await httpSender(target, conns, maxConnections, timeoutMs);
 
-  const latency = new Histogram();
-  const sendLag = new Histogram();
-  const jobOvershoot = new Histogram();
+  const latency = new LatencyHistogram();
+  const sendLag = new LatencyHistogram();
+  const jobOvershoot = new LatencyHistogram();
   const errors: Record<string, number> = {};
   let sent = 0;
   let ok = 0;

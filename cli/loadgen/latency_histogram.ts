@@ -1,6 +1,7 @@
 /**
  * The latency histogram of the load generator: HDR-like, exact for values under 256 µs,
- * then log-linear buckets 1/128 of a power of two wide (under 0.8 % of the value).
+ * then log-linear buckets 1/128 of a power of two wide (under 0.8 % of the value). (Not
+ * the fixed Prometheus buckets of the status metrics in `core/observe/`.)
  *
  * ## Percentiles
  *
@@ -38,7 +39,7 @@ function bucketHigh(i: number): number {
 }
 
 /** A histogram as JSON: exact summary figures and the non-empty buckets. */
-export interface HistogramJson {
+export interface LatencyHistogramJson {
   /** Unit of the values (`"us"` for latencies). */
   unit: string;
   /** Values recorded. */
@@ -60,15 +61,15 @@ export interface HistogramJson {
  *
  * @example
  * ```ts
- * import { Histogram } from "./histogram.ts";
- * const h = new Histogram();
+ * import { LatencyHistogram } from "./latency_histogram.ts";
+ * const h = new LatencyHistogram();
  * for (let v = 1; v <= 1000; v++) h.record(v);
  * console.assert(h.percentile(10) === 100); // exact below 256
  * console.assert(h.percentile(50) >= 500 && h.percentile(50) / 500 < 1.008); // upper edge
  * console.assert(h.percentile(99) >= 990 && h.percentile(99) / 990 < 1.008);
  * ```
  */
-export class Histogram {
+export class LatencyHistogram {
   #counts = new Float64Array(BUCKETS);
   #count = 0;
   #min = Infinity;
@@ -129,7 +130,7 @@ export class Histogram {
   }
 
   /** Adds every value of `other` to this histogram. */
-  merge(other: Histogram): this {
+  merge(other: LatencyHistogram): this {
     const a = this.#counts;
     const b = other.#counts;
     for (let i = 0; i < BUCKETS; i++) a[i] += b[i];
@@ -150,8 +151,8 @@ export class Histogram {
     }
   }
 
-  /** The histogram as JSON (lossless: {@linkcode Histogram.fromJSON} restores it). */
-  toJSON(): HistogramJson {
+  /** The histogram as JSON (lossless: {@linkcode LatencyHistogram.fromJSON} restores it). */
+  toJSON(): LatencyHistogramJson {
     const buckets: [number, number][] = [];
     const counts = this.#counts;
     for (let i = 0; i < BUCKETS; i++) if (counts[i] > 0) buckets.push([bucketLow(i), counts[i]]);
@@ -165,9 +166,9 @@ export class Histogram {
     };
   }
 
-  /** Restores a histogram written by {@linkcode Histogram.toJSON}. */
-  static fromJSON(json: HistogramJson): Histogram {
-    const h = new Histogram(json.unit);
+  /** Restores a histogram written by {@linkcode LatencyHistogram.toJSON}. */
+  static fromJSON(json: LatencyHistogramJson): LatencyHistogram {
+    const h = new LatencyHistogram(json.unit);
     for (const [low, n] of json.buckets) h.#counts[bucketOf(Math.min(MAX_VALUE, low))] += n;
     h.#count = json.count;
     h.#min = json.count === 0 ? Infinity : json.min;
@@ -202,13 +203,13 @@ export interface Percentiles {
  *
  * @example
  * ```ts
- * import { Histogram, percentiles } from "./histogram.ts";
- * const h = new Histogram();
+ * import { LatencyHistogram, percentiles } from "./latency_histogram.ts";
+ * const h = new LatencyHistogram();
  * h.record(100);
  * console.assert(percentiles(h).p99 === 100);
  * ```
  */
-export function percentiles(h: Histogram): Percentiles {
+export function percentiles(h: LatencyHistogram): Percentiles {
   return {
     count: h.count,
     min: h.min,

@@ -1,9 +1,9 @@
 import assert from "node:assert/strict";
-import { Histogram, percentiles } from "./histogram.ts";
+import { LatencyHistogram, percentiles } from "./latency_histogram.ts";
 import { createRng } from "./rng.ts";
 
 Deno.test("histogram percentiles are exact below 256 µs and within 0.8 % above", () => {
-  const h = new Histogram();
+  const h = new LatencyHistogram();
   for (let v = 1; v <= 100; v++) h.record(v);
   assert.equal(h.percentile(50), 50);
   assert.equal(h.percentile(99), 99);
@@ -11,7 +11,7 @@ Deno.test("histogram percentiles are exact below 256 µs and within 0.8 % above"
   assert.equal(h.percentile(0), 1);
   assert.equal(h.percentile(0.5), 1); // nearest rank: ceil(0.005 · 100) = 1
 
-  const big = new Histogram();
+  const big = new LatencyHistogram();
   const values: number[] = [];
   const rng = createRng(3);
   for (let i = 0; i < 20_000; i++) {
@@ -32,7 +32,7 @@ Deno.test("histogram percentiles are exact below 256 µs and within 0.8 % above"
 });
 
 Deno.test("histogram percentile of a single value and of an empty histogram", () => {
-  const h = new Histogram();
+  const h = new LatencyHistogram();
   assert.equal(h.percentile(99), 0);
   assert.deepEqual(percentiles(h).max, 0);
   h.record(123_456);
@@ -43,9 +43,9 @@ Deno.test("histogram percentile of a single value and of an empty histogram", ()
 });
 
 Deno.test("histograms merge by adding counts and survive JSON", () => {
-  const a = new Histogram();
-  const b = new Histogram();
-  const all = new Histogram();
+  const a = new LatencyHistogram();
+  const b = new LatencyHistogram();
+  const all = new LatencyHistogram();
   for (let i = 0; i < 1000; i++) {
     a.record(i * 37);
     b.record(i * 91 + 5);
@@ -56,7 +56,7 @@ Deno.test("histograms merge by adding counts and survive JSON", () => {
   for (const p of [10, 50, 90, 99, 99.9]) assert.equal(a.percentile(p), all.percentile(p));
   assert.equal(a.count, 2000);
   assert.equal(a.max, all.max);
-  const back = Histogram.fromJSON(JSON.parse(JSON.stringify(a.toJSON())));
+  const back = LatencyHistogram.fromJSON(JSON.parse(JSON.stringify(a.toJSON())));
   for (const p of [10, 50, 90, 99, 99.9]) assert.equal(back.percentile(p), a.percentile(p));
   assert.equal(back.count, a.count);
   assert.equal(back.min, a.min);
