@@ -5,7 +5,7 @@
  * @module
  */
 import { parseArgs } from "node:util";
-import { parseHeaderArg } from "./flags.ts";
+import { CLIENT_FLAGS, HELP_FLAG, JSON_FLAG, parseHeaderArg, REQUEST_FLAGS } from "./flags.ts";
 import {
   fmtMs,
   formatResult,
@@ -112,19 +112,16 @@ export async function benchMain(args: string[], io: Partial<BenchIo> = {}): Prom
         mix: { type: "string" },
         seed: { type: "string" },
         body: { type: "string" },
-        header: { type: "string", multiple: true },
-        addr: { type: "string" },
-        http: { type: "boolean" },
         path: { type: "string" },
         connections: { type: "string" },
         "max-connections": { type: "string" },
-        timeout: { type: "string" },
-        token: { type: "string" },
-        json: { type: "boolean" },
         html: { type: "string" },
         ideal: { type: "string" },
         quiet: { type: "boolean" },
-        help: { type: "boolean", short: "h" },
+        ...CLIENT_FLAGS,
+        ...REQUEST_FLAGS,
+        ...JSON_FLAG,
+        ...HELP_FLAG,
       },
     });
   } catch (e) {

@@ -1,8 +1,69 @@
 /**
- * Command-line flags that several `ep` commands share, and the parsers of their values.
+ * Command-line flags that several `ep` commands share, defined once, and the parsers of
+ * their values. Each command spreads the groups it takes into its `parseArgs` options; its
+ * own flags (`ep bench --rate`, …) stay with it, and so does its help text.
+ *
+ * @example
+ * ```ts
+ * import { parseArgs } from "node:util";
+ * import { CLIENT_FLAGS, HELP_FLAG } from "./flags.ts";
+ * const { values } = parseArgs({
+ *   args: ["--addr", "127.0.0.1:7070", "-h"],
+ *   options: { ...CLIENT_FLAGS, ...HELP_FLAG },
+ * });
+ * console.assert(values.addr === "127.0.0.1:7070" && values.help === true);
+ * ```
  *
  * @module
  */
+import type { ParseArgsOptionsConfig } from "node:util";
+
+/** `-h`, `--help`: every command. */
+export const HELP_FLAG = {
+  help: { type: "boolean", short: "h" },
+} as const satisfies ParseArgsOptionsConfig;
+
+/**
+ * `--addr`, `--timeout`, `--token`: the commands that talk to a server (`call`, `bench`,
+ * `status`); the role commands accept them too (`--token` is the EP token a worker presents).
+ */
+export const CLIENT_FLAGS = {
+  addr: { type: "string" },
+  timeout: { type: "string" },
+  token: { type: "string" },
+} as const satisfies ParseArgsOptionsConfig;
+
+/** `--http`, `--header k:v` (repeatable): the commands that send requests (`call`, `bench`). */
+export const REQUEST_FLAGS = {
+  http: { type: "boolean" },
+  header: { type: "string", multiple: true },
+} as const satisfies ParseArgsOptionsConfig;
+
+/** `--json`: print JSON instead of text (`bench`, `status`). */
+export const JSON_FLAG = {
+  json: { type: "boolean" },
+} as const satisfies ParseArgsOptionsConfig;
+
+/**
+ * The flags of the commands that run a node (`run`, `start`, `balancer`, `worker`): where to
+ * listen or connect, handler threads, prefetch, logging, and access to the status page.
+ */
+export const ROLE_FLAGS = {
+  port: { type: "string" },
+  host: { type: "string" },
+  connect: { type: "string" },
+  threads: { type: "string" },
+  concurrency: { type: "string" },
+  handlers: { type: "string" },
+  prefetch: { type: "string" },
+  "prefetch-budget": { type: "string" },
+  name: { type: "string" },
+  "log-level": { type: "string" },
+  "log-json": { type: "boolean" },
+  "access-log": { type: "boolean" },
+  "status-token": { type: "string" },
+  "status-public": { type: "boolean" },
+} as const satisfies ParseArgsOptionsConfig;
 
 /**
  * Parses a `--header name:value` argument of `ep bench` and `ep call`: the name lower-cased
