@@ -1,26 +1,27 @@
 /**
- * `ep bench`: the load generator on the command line (see `loadgen.ts` for how it measures).
+ * `ep bench`: the load generator on the command line (see `loadgen/run_load.ts` for how it
+ * measures).
  *
  * @module
  */
 import { parseArgs } from "node:util";
-import { renderHtml } from "./loadgen/report.ts";
+import { CLIENT_FLAGS, HELP_FLAG, JSON_FLAG, parseHeaderArg, REQUEST_FLAGS } from "./flags.ts";
 import {
   fmtMs,
   formatResult,
-  type Histogram,
+  type LatencyHistogram,
   type LoadOptions,
   type LoadResult,
   type MixEntry,
-  parseHeaderArg,
   parseMix,
   poissonSchedule,
   type Progress,
+  renderHtml,
   resultToJson,
   runLoad,
   simulateCentralQueue,
   type Target,
-} from "./loadgen/loadgen.ts";
+} from "./loadgen/mod.ts";
 
 const USAGE = `ep bench: an open-loop load generator (no coordinated omission)
 
@@ -111,19 +112,16 @@ export async function benchMain(args: string[], io: Partial<BenchIo> = {}): Prom
         mix: { type: "string" },
         seed: { type: "string" },
         body: { type: "string" },
-        header: { type: "string", multiple: true },
-        addr: { type: "string" },
-        http: { type: "boolean" },
         path: { type: "string" },
         connections: { type: "string" },
         "max-connections": { type: "string" },
-        timeout: { type: "string" },
-        token: { type: "string" },
-        json: { type: "boolean" },
         html: { type: "string" },
         ideal: { type: "string" },
         quiet: { type: "boolean" },
-        help: { type: "boolean", short: "h" },
+        ...CLIENT_FLAGS,
+        ...REQUEST_FLAGS,
+        ...JSON_FLAG,
+        ...HELP_FLAG,
       },
     });
   } catch (e) {
@@ -205,7 +203,7 @@ export async function benchMain(args: string[], io: Partial<BenchIo> = {}): Prom
   };
 
   let result: LoadResult;
-  let idealHist: Histogram | undefined;
+  let idealHist: LatencyHistogram | undefined;
   try {
     if (warmupMs > 0) {
       await runLoad({ ...options, durationMs: warmupMs, seed: (options.seed ?? 1) + 1_000_003 });

@@ -7,7 +7,7 @@
 import { parseArgs } from "node:util";
 import { connect, ConnectionClosedError } from "../core/net/client.ts";
 import { JobError } from "../core/job.ts";
-import { parseHeaderArg } from "./loadgen/loadgen.ts";
+import { CLIENT_FLAGS, HELP_FLAG, parseHeaderArg, REQUEST_FLAGS } from "./flags.ts";
 import { connect as tcpConnect } from "../core/net/transport.ts";
 import { escapeControls } from "../core/escape.ts";
 import { HttpResponseParser } from "../protocol/http_response_parser.ts";
@@ -118,14 +118,7 @@ export async function callMain(args: string[], io: Partial<CallIo> = {}): Promis
     const parsed = parseArgs({
       args,
       allowPositionals: true,
-      options: {
-        addr: { type: "string" },
-        timeout: { type: "string" },
-        token: { type: "string" },
-        http: { type: "boolean" },
-        header: { type: "string", multiple: true },
-        help: { type: "boolean", short: "h" },
-      },
+      options: { ...CLIENT_FLAGS, ...REQUEST_FLAGS, ...HELP_FLAG },
     });
     values = parsed.values;
     rest = parsed.positionals;

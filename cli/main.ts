@@ -1,13 +1,15 @@
 /**
- * The `ep` command line. `deno task ep <subcommand>`; the compiled binary is the same.
+ * The `ep` command line: reads the command and hands it on. `call`, `bench` and `status`
+ * parse their own flags (`call.ts`, `bench.ts`, `status.ts`); the commands that run a node
+ * (`run`, `start`, `balancer`, `worker`) are in `run.ts`. Shared flags are in `flags.ts`.
+ * `deno task ep <subcommand>`; the compiled binary is the same.
  *
  * @module
  */
 import { parseArgs } from "node:util";
 import { configureLogging } from "../core/logging.ts";
-import { type Node, startNode } from "../core/node/node.ts";
-import type { MonitorOptions } from "../core/observe/monitor.ts";
-import { toFileUrl } from "./_paths.ts";
+import { CLIENT_FLAGS, HELP_FLAG, ROLE_FLAGS } from "./flags.ts";
+import { runControlScript, runRole, start } from "./run.ts";
 
 const USAGE = `ep: a runtime for background micro services with a preemptive balancer
 
@@ -73,26 +75,7 @@ export async function main(args: string[]): Promise<number> {
     parsed = parseArgs({
       args,
       allowPositionals: true,
-      options: {
-        port: { type: "string" },
-        host: { type: "string" },
-        addr: { type: "string" },
-        timeout: { type: "string" },
-        token: { type: "string" },
-        connect: { type: "string" },
-        threads: { type: "string" },
-        concurrency: { type: "string" },
-        handlers: { type: "string" },
-        prefetch: { type: "string" },
-        "prefetch-budget": { type: "string" },
-        name: { type: "string" },
-        "log-level": { type: "string" },
-        "log-json": { type: "boolean" },
-        "access-log": { type: "boolean" },
-        "status-token": { type: "string" },
-        "status-public": { type: "boolean" },
-        help: { type: "boolean", short: "h" },
-      },
+      options: { ...ROLE_FLAGS, ...CLIENT_FLAGS, ...HELP_FLAG },
     });
   } catch (err) {
     console.error(`ep: ${(err as Error).message}\n\n${USAGE}`);
@@ -114,21 +97,10 @@ export async function main(args: string[]): Promise<number> {
     case "version":
       console.log("ep 0.1.0");
       return 0;
-    case "run": {
-      const script = parsed.positionals[1];
-      if (!script) {
-        console.error("ep run: missing script\n\nUsage: ep run <script.lua>");
-        return 2;
-      }
-      return await (await import("../lua/control.ts")).runScript(script, {
-        observe: observeOptions(values),
-      });
-    }
+    case "run":
+      return await runControlScript(positionals[1], values);
     case "start":
-      return await (await import("../lua/control.ts")).runScript(
-        new URL("../scripts/main.lua", import.meta.url).pathname,
-        { observe: observeOptions(values) },
-      );
+      return await start(values);
     case "balancer":
     case "worker":
       return await runRole(command, values);
@@ -136,86 +108,4 @@ export async function main(args: string[]): Promise<number> {
       console.error(`ep: unknown command "${command}"\n\n${USAGE}`);
       return 2;
   }
-}
-
-interface RoleFlags {
-  port?: string;
-  host?: string;
-  connect?: string;
-  threads?: string;
-  concurrency?: string;
-  handlers?: string;
-  prefetch?: string;
-  "prefetch-budget"?: string;
-  token?: string;
-  name?: string;
-  "access-log"?: boolean;
-  "status-token"?: string;
-  "status-public"?: boolean;
-}
-
-/** Runs `start`, `balancer` or `worker` until SIGINT/SIGTERM (a worker drains first). */
-async function runRole(role: "balancer" | "worker", v: RoleFlags): Promise<number> {
-  const env = (name: string) => Deno.env.get(name);
-  const port = Number(v.port ?? env("EP_PORT") ?? 7070);
-  const hostname = v.host ?? env("EP_HOST") ?? "127.0.0.1";
-  const threads = Number(v.threads ?? env("EP_THREADS") ?? 0) || undefined;
-  const handlers = v.handlers
-    ? toFileUrl(v.handlers)
-    : new URL("./demo_services.ts", import.meta.url).href;
-  const connect = (v.connect ?? env("EP_CONNECT") ?? "127.0.0.1:7070").split(",").map((s) =>
-    s.trim()
-  ).filter(Boolean);
-  let node: Node;
-  try {
-    node = await startNode({
-      listen: role === "worker" ? undefined : { port, hostname },
-      connect: role === "worker" ? connect : undefined,
-      handlers: role === "balancer" ? undefined : {
-        options: { handlers },
-        threads,
-        concurrency: Number(v.concurrency ?? 8),
-      },
-      token: v.token ?? env("EP_TOKEN"),
-      name: v.name ?? `ep-worker-${Deno.pid}`,
-      observe: observeOptions(v),
-      prefetch: v.prefetch === undefined ? undefined : Number(v.prefetch),
-      balancer: v["prefetch-budget"] === undefined
-        ? undefined
-        : { prefetchBudgetMs: Number(v["prefetch-budget"]) },
-    });
-  } catch (err) {
-    console.error(`ep ${role}: ${(err as Error).message}`);
-    return 1;
-  }
-  if (node.server) {
-    console.log(`ep ${role} listening on ${hostname}:${node.server.addr.port} (HTTP/1.1 and EP)`);
-  } else {
-    console.log(`ep worker pulling from ${connect.join(", ")}`);
-  }
-  const stopped = new Promise<void>((resolve) => {
-    const stop = () => {
-      Deno.removeSignalListener("SIGINT", stop);
-      Deno.removeSignalListener("SIGTERM", stop);
-      (role === "worker" ? node.drain() : node.close()).finally(resolve);
-    };
-    Deno.addSignalListener("SIGINT", stop);
-    Deno.addSignalListener("SIGTERM", stop);
-  });
-  await stopped;
-  return 0;
-}
-
-/** Status page and access log options from the flags (and `EP_STATUS_TOKEN`). */
-export function observeOptions(
-  v: { "access-log"?: boolean; "status-token"?: string; "status-public"?: boolean },
-): MonitorOptions {
-  return {
-    version: "0.1.0",
-    accessLog: v["access-log"] ?? false,
-    access: {
-      token: v["status-token"] ?? Deno.env.get("EP_STATUS_TOKEN"),
-      public: v["status-public"] ?? false,
-    },
-  };
 }

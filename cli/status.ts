@@ -12,6 +12,7 @@
 import { parseArgs } from "node:util";
 import { connect } from "../core/net/client.ts";
 import { escapeControls, inertJson } from "../core/escape.ts";
+import { CLIENT_FLAGS, HELP_FLAG, JSON_FLAG } from "./flags.ts";
 
 const USAGE = `Usage: ep status [options]
 
@@ -42,13 +43,7 @@ export async function statusMain(args: string[]): Promise<number> {
     values = parseArgs({
       args,
       allowPositionals: false,
-      options: {
-        addr: { type: "string" },
-        token: { type: "string" },
-        timeout: { type: "string" },
-        json: { type: "boolean" },
-        help: { type: "boolean", short: "h" },
-      },
+      options: { ...CLIENT_FLAGS, ...JSON_FLAG, ...HELP_FLAG },
     }).values;
   } catch (err) {
     console.error(`ep status: ${(err as Error).message}\n\n${USAGE}`);

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { benchMain } from "../cli/bench.ts";
 import type { JobHandler } from "../core/job.ts";
-import { poissonSchedule } from "../cli/loadgen/loadgen.ts";
+import { poissonSchedule } from "../cli/loadgen/mod.ts";
 import { serve } from "../core/net/server.ts";
 
 /** `sleep` (?ms= or the body) that reports x-slept-us, like the demo service. */

@@ -6,7 +6,8 @@
  *
  * @module
  */
-import { fmtMs, Histogram, type HistogramJson, percentiles } from "./loadgen.ts";
+import { fmtMs } from "./format.ts";
+import { LatencyHistogram, type LatencyHistogramJson, percentiles } from "./latency_histogram.ts";
 
 const PALETTE = [
   "#1f77b4",
@@ -103,7 +104,7 @@ export interface LatencySeries {
   /** Legend label. */
   name: string;
   /** Latencies, µs. */
-  histogram: Histogram | HistogramJson;
+  histogram: LatencyHistogram | LatencyHistogramJson;
 }
 
 /**
@@ -114,8 +115,8 @@ export interface LatencySeries {
  * @example
  * ```ts
  * import { latencyPlotSvg } from "./report.ts";
- * import { Histogram } from "./loadgen.ts";
- * const h = new Histogram();
+ * import { LatencyHistogram } from "./latency_histogram.ts";
+ * const h = new LatencyHistogram();
  * for (let i = 1; i <= 1000; i++) h.record(i * 10);
  * console.assert(latencyPlotSvg([{ name: "run", histogram: h }]).startsWith("<svg"));
  * ```
@@ -128,7 +129,9 @@ export function latencyPlotSvg(series: LatencySeries[], options: PlotOptions = {
   const ph = H - m.t - m.b;
   const hs = series.map((s) => ({
     name: s.name,
-    h: s.histogram instanceof Histogram ? s.histogram : Histogram.fromJSON(s.histogram),
+    h: s.histogram instanceof LatencyHistogram
+      ? s.histogram
+      : LatencyHistogram.fromJSON(s.histogram),
   })).filter((s) => s.h.count > 0);
   const out: string[] = [svgOpen(W, H, options.standalone)];
   if (options.title) out.push(svgTitle(W, options.title));
@@ -330,7 +333,7 @@ export interface ReportRun {
   /** Label. */
   name: string;
   /** Latencies, µs. */
-  latency: Histogram | HistogramJson;
+  latency: LatencyHistogram | LatencyHistogramJson;
   /** Lines of details shown under the table (rate, errors, generator figures). */
   details?: string[];
 }
@@ -354,8 +357,8 @@ export interface HtmlReport {
  * @example
  * ```ts
  * import { renderHtml } from "./report.ts";
- * import { Histogram } from "./loadgen.ts";
- * const h = new Histogram();
+ * import { LatencyHistogram } from "./latency_histogram.ts";
+ * const h = new LatencyHistogram();
  * h.record(1500);
  * const html = renderHtml({ title: "ep bench", runs: [{ name: "echo", latency: h }] });
  * console.assert(html.includes("<svg") && !html.includes("http"));
@@ -363,7 +366,9 @@ export interface HtmlReport {
  */
 export function renderHtml(report: HtmlReport): string {
   const rows = report.runs.map((r) => {
-    const h = r.latency instanceof Histogram ? r.latency : Histogram.fromJSON(r.latency);
+    const h = r.latency instanceof LatencyHistogram
+      ? r.latency
+      : LatencyHistogram.fromJSON(r.latency);
     const p = percentiles(h);
     return `<tr><th>${escapeXml(r.name)}</th><td>${p.count}</td><td>${fmtMs(p.p50)}</td><td>${
       fmtMs(p.p90)

@@ -1,9 +1,9 @@
 import assert from "node:assert/strict";
 import { barChartSvg, escapeXml, latencyPlotSvg, renderHtml } from "./report.ts";
-import { Histogram } from "./loadgen.ts";
+import { LatencyHistogram } from "./latency_histogram.ts";
 
-function hist(scale: number): Histogram {
-  const h = new Histogram();
+function hist(scale: number): LatencyHistogram {
+  const h = new LatencyHistogram();
   for (let i = 1; i <= 5000; i++) h.record(i * scale);
   return h;
 }
@@ -12,7 +12,7 @@ Deno.test("the latency plot draws one line per series, with a legend", () => {
   const svg = latencyPlotSvg([
     { name: "ep", histogram: hist(3) },
     { name: "nginx <rr>", histogram: hist(5).toJSON() },
-    { name: "empty", histogram: new Histogram() },
+    { name: "empty", histogram: new LatencyHistogram() },
   ], { title: "p & q" });
   assert.ok(svg.startsWith("<svg") && svg.endsWith("</svg>"));
   assert.equal(svg.match(/<polyline/g)?.length, 2);

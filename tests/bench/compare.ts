@@ -43,7 +43,9 @@
 import { parseArgs } from "node:util";
 import { connect as epConnect } from "../../core/net/client.ts";
 import {
-  Histogram,
+  barChartSvg,
+  LatencyHistogram,
+  latencyPlotSvg,
   type LoadResult,
   parseMix,
   percentiles,
@@ -52,8 +54,7 @@ import {
   type Schedule,
   simulateCentralQueue,
   type Target,
-} from "../../cli/loadgen/loadgen.ts";
-import { barChartSvg, latencyPlotSvg } from "../../cli/loadgen/report.ts";
+} from "../../cli/loadgen/mod.ts";
 import { connect as tcpConnect, listen } from "../../core/net/transport.ts";
 import { type AnchorKind, haproxyCfg, nginxConf } from "./_compare_configs.ts";
 import { have, median } from "./_bench_util.ts";
@@ -592,7 +593,7 @@ async function measureLatency(
   cells: Cell[],
   runs: RunRecord[],
   ideals: IdealRecord[],
-  merged: Map<string, Histogram>,
+  merged: Map<string, LatencyHistogram>,
 ): Promise<void> {
   const total = cells.length * REPEATS * contenders.length;
   let n = 0;
@@ -659,7 +660,7 @@ function log(
   c: Contender,
   r: LoadResult,
   rec: RunRecord,
-  ideal: Histogram,
+  ideal: LatencyHistogram,
 ): void {
   const l = percentiles(r.latency);
   const errs = Object.values(r.errors).reduce((a, b) => a + b, 0);
@@ -673,10 +674,10 @@ function log(
   );
 }
 
-function mergeInto(m: Map<string, Histogram>, key: string, h: Histogram): void {
+function mergeInto(m: Map<string, LatencyHistogram>, key: string, h: LatencyHistogram): void {
   const cur = m.get(key);
   if (cur) cur.merge(h);
-  else m.set(key, new Histogram().merge(h));
+  else m.set(key, new LatencyHistogram().merge(h));
 }
 
 async function measureThroughput(
@@ -913,7 +914,7 @@ try {
   const runs: RunRecord[] = [];
   const ideals: IdealRecord[] = [];
   const tp: ThroughputRecord[] = [];
-  const merged = new Map<string, Histogram>();
+  const merged = new Map<string, LatencyHistogram>();
   if (!values["no-latency"]) await measureLatency(contenders, cells, runs, ideals, merged);
   if (!values["no-throughput"]) await measureThroughput(contenders, tp);
   const { markdown, verdicts } = report(contenders, cells, runs, ideals, tp);
@@ -973,7 +974,7 @@ try {
     const tail = cells.find((c) => c.id === "tail-85") ?? cells[cells.length - 1];
     const series = names
       .map((n) => ({ name: n, histogram: merged.get(`${tail.id}|${n}`) }))
-      .filter((s): s is { name: string; histogram: Histogram } => s.histogram !== undefined);
+      .filter((s): s is { name: string; histogram: LatencyHistogram } => s.histogram !== undefined);
     await Deno.writeTextFile(
       `${OUT}/compare-${TAG}-${tail.id}.svg`,
       latencyPlotSvg(series, {

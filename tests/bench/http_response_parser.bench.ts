@@ -1,8 +1,9 @@
 /**
  * The strict response parser (`protocol/http_response_parser.ts`) against the load
  * generator's former hand-written one (`parseResponseHead` + `Content-Length` framing, as
- * `cli/loadgen/loadgen.ts` used it until it switched), on the bench path: keep-alive responses
- * as ep writes them, pushed one per chunk, as the load generator receives them.
+ * its HTTP sender, now `cli/loadgen/http_sender.ts`, used it until it switched), on the
+ * bench path: keep-alive responses as ep writes them, pushed one per chunk, as the load
+ * generator receives them.
  *
  *   deno bench -A tests/bench/http_response_parser.bench.ts
  *
@@ -28,7 +29,7 @@ const BIG = response(
   JSON.stringify({ a: "x".repeat(2000) }),
 );
 
-// --- the old parser, as it was in cli/loadgen/loadgen.ts -------------------------------------
+// --- the old parser, as the load generator's HTTP sender had it ------------------------------
 
 function indexOfCrlfCrlf(buf: Uint8Array, from: number, to: number): number {
   for (let i = Math.max(0, from); i + 3 < to; i++) {
@@ -103,7 +104,7 @@ class OldConn {
   }
 }
 
-/** The new read path: the strict parser, as cli/loadgen/loadgen.ts uses it. */
+/** The new read path: the strict parser, as cli/loadgen/http_sender.ts uses it. */
 function newConn() {
   const state = { done: 0, slept: 0 };
   const parser = new HttpResponseParser({

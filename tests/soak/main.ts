@@ -5,7 +5,7 @@
  * `mod.ts worker --threads 1 --concurrency 1`, the TypeScript demo services), measures the
  * capacity for the heavy-tail mix (90 % 1 ms, 10 % 20 ms jobs of the `sleep` service) with
  * a short closed loop, then drives that mix open-loop with Poisson arrivals over EP at 85 %
- * of capacity (`cli/loadgen/loadgen.ts`) for `--minutes`. Meanwhile it samples the RSS of every
+ * of capacity (`cli/loadgen/`) for `--minutes`. Meanwhile it samples the RSS of every
  * process (`/proc/<pid>/status` VmRSS) every 2 s. It reports p50/p99 per window (latency
  * drift), errors, and RSS at start (after warm-up), end and max per process.
  *
@@ -24,7 +24,7 @@
  * @module
  */
 import { parseArgs } from "node:util";
-import { type LoadResult, parseMix, percentiles, runLoad } from "../../cli/loadgen/loadgen.ts";
+import { type LoadResult, parseMix, percentiles, runLoad } from "../../cli/loadgen/mod.ts";
 import { Proc, waitStats } from "../_cluster.ts";
 
 const USAGE = `Usage: deno task soak [--minutes N] [--json] [options]
