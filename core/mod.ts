@@ -47,5 +47,5 @@ export * from "./node/worker.ts";
 export * from "./balancer/local_provider.ts";
 export * from "./observe/monitor.ts";
 export * from "./observe/status_snapshot.ts";
-export * from "./observe/metrics.ts";
+export * from "./observe/prometheus.ts";
 export * from "./observe/metrics_sources.ts";

@@ -6,7 +6,7 @@
  *
  * @module
  */
-import type { ExpositionWriter } from "./metrics.ts";
+import type { ExpositionWriter } from "./prometheus.ts";
 import type { PoolCounters } from "../threads/pool.ts";
 import type { RingStats } from "../threads/ring.ts";
 import type { ServerCounters } from "../net/server.ts";
@@ -19,7 +19,7 @@ import type { ServerCounters } from "../net/server.ts";
  *
  * @example
  * ```ts
- * import { ExpositionWriter } from "./metrics.ts";
+ * import { ExpositionWriter } from "./prometheus.ts";
  * import { writeServerMetrics } from "./metrics_sources.ts";
  * const w = new ExpositionWriter();
  * writeServerMetrics(w, null);
@@ -77,7 +77,7 @@ export function writeServerMetrics(w: ExpositionWriter, c: ServerCounters | null
  *
  * @example
  * ```ts
- * import { ExpositionWriter } from "./metrics.ts";
+ * import { ExpositionWriter } from "./prometheus.ts";
  * import { writePoolMetrics } from "./metrics_sources.ts";
  * const w = new ExpositionWriter();
  * writePoolMetrics(w, null);

@@ -68,7 +68,7 @@ import type {
 } from "../balancer/balancer.ts";
 import type { WorkerHost } from "../net/ep_conn.ts";
 import type { Job, JobError, JobResult } from "../job.ts";
-import { ExpositionWriter, Histogram, QuantileWindow, Series } from "./metrics.ts";
+import { ExpositionWriter, Histogram, QuantileWindow, Series } from "./prometheus.ts";
 import { writePoolMetrics, writeServerMetrics } from "./metrics_sources.ts";
 import type { HandlerPool } from "../threads/pool.ts";
 import type { Server } from "../net/server.ts";

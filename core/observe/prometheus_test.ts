@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { ExpositionWriter, Histogram, QuantileWindow, SECONDS_BUCKETS, Series } from "./metrics.ts";
+import { ExpositionWriter, Histogram, QuantileWindow, SECONDS_BUCKETS, Series } from "./prometheus.ts";
 import { parseExposition, valueOf } from "../../tests/_prometheus_parser.ts";
 
 Deno.test("Histogram puts a value on a bound in that bound's bucket, NaN nowhere", () => {

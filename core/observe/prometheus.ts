@@ -18,7 +18,7 @@
  *
  * @example
  * ```ts
- * import { SECONDS_BUCKETS } from "./metrics.ts";
+ * import { SECONDS_BUCKETS } from "./prometheus.ts";
  * console.assert(SECONDS_BUCKETS[0] === 0.0001);
  * ```
  */
@@ -49,7 +49,7 @@ export const SECONDS_BUCKETS: readonly number[] = Object.freeze([
  *
  * @example
  * ```ts
- * import { Histogram } from "./metrics.ts";
+ * import { Histogram } from "./prometheus.ts";
  * const h = new Histogram([0.1, 1]);
  * h.observe(0.05);
  * h.observe(5);
@@ -109,7 +109,7 @@ const Q_SLOT_SECONDS = 5;
  *
  * @example
  * ```ts
- * import { QuantileWindow } from "./metrics.ts";
+ * import { QuantileWindow } from "./prometheus.ts";
  * const w = new QuantileWindow();
  * for (let i = 1; i <= 100; i++) w.observe(i / 1000);
  * const p50 = w.quantile(0.5);
@@ -208,7 +208,7 @@ function quantileOf(buckets: Uint32Array, n: number, q: number): number {
  *
  * @example
  * ```ts
- * import { Series } from "./metrics.ts";
+ * import { Series } from "./prometheus.ts";
  * const s = new Series(3);
  * s.push(1); s.push(2); s.push(3); s.push(4);
  * console.assert(s.toArray().join() === "2,3,4");
@@ -284,7 +284,7 @@ const LABEL_RE = /^[a-zA-Z_][a-zA-Z0-9_]*$/;
  *
  * @example
  * ```ts
- * import { ExpositionWriter, Histogram } from "./metrics.ts";
+ * import { ExpositionWriter, Histogram } from "./prometheus.ts";
  * const w = new ExpositionWriter();
  * w.family("ep_requests_total", "counter", "Jobs answered.");
  * w.sample("ep_requests_total", [["service", "echo"], ["outcome", "ok"]], 3);
