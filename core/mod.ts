@@ -48,4 +48,6 @@ export * from "./balancer/local_provider.ts";
 export * from "./observe/monitor.ts";
 export * from "./observe/status_snapshot.ts";
 export * from "./observe/prometheus.ts";
+export * from "./observe/quantile_window.ts";
+export * from "./observe/series.ts";
 export * from "./observe/metrics_sources.ts";

@@ -68,7 +68,9 @@ import type {
 } from "../balancer/balancer.ts";
 import type { WorkerHost } from "../net/ep_conn.ts";
 import type { Job, JobError, JobResult } from "../job.ts";
-import { ExpositionWriter, Histogram, QuantileWindow, Series } from "./prometheus.ts";
+import { ExpositionWriter, Histogram } from "./prometheus.ts";
+import { QuantileWindow } from "./quantile_window.ts";
+import { Series } from "./series.ts";
 import { writePoolMetrics, writeServerMetrics } from "./metrics_sources.ts";
 import type { HandlerPool } from "../threads/pool.ts";
 import type { Server } from "../net/server.ts";
