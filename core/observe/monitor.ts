@@ -68,7 +68,7 @@ import type {
 } from "../balancer/balancer.ts";
 import type { WorkerHost } from "../net/ep_conn.ts";
 import type { Job, JobError, JobResult } from "../job.ts";
-import { ExpositionWriter, Histogram } from "./prometheus.ts";
+import { BucketHistogram, ExpositionWriter } from "./prometheus.ts";
 import { QuantileWindow } from "./quantile_window.ts";
 import { Series } from "./series.ts";
 import { writePoolMetrics, writeServerMetrics } from "./metrics_sources.ts";
@@ -172,8 +172,8 @@ export interface MonitorSources {
 interface ServiceMon {
   name: string;
   outcomes: Float64Array;
-  wait: Histogram;
-  run: Histogram;
+  wait: BucketHistogram;
+  run: BucketHistogram;
   waitQ: QuantileWindow;
   runQ: QuantileWindow;
   lastTotal: number;
@@ -770,8 +770,8 @@ export class Monitor implements BalancerObserver {
     s = {
       name,
       outcomes: new Float64Array(OUTCOMES.length),
-      wait: new Histogram(),
-      run: new Histogram(),
+      wait: new BucketHistogram(),
+      run: new BucketHistogram(),
       waitQ: new QuantileWindow(),
       runQ: new QuantileWindow(),
       lastTotal: 0,

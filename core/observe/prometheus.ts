@@ -1,10 +1,10 @@
 /**
  * The Prometheus text exposition format, version 0.0.4: {@linkcode ExpositionWriter}
  * writes each family once with its `# HELP` and `# TYPE`, escapes help and label values,
- * and writes a {@linkcode Histogram} as cumulative buckets with `_sum` and `_count`. The
+ * and writes a {@linkcode BucketHistogram} as cumulative buckets with `_sum` and `_count`. The
  * histogram has fixed buckets ({@linkcode SECONDS_BUCKETS} for times).
  *
- * Recording ({@linkcode Histogram.observe}) runs once per job on the main thread: a bucket
+ * Recording ({@linkcode BucketHistogram.observe}) runs once per job on the main thread: a bucket
  * search and an increment, no allocation. The text is written, and allocates, only when
  * someone scrapes. ep's own families (names, help, where the values come from) are in
  * `metrics_sources.ts`.
@@ -44,19 +44,20 @@ export const SECONDS_BUCKETS: readonly number[] = Object.freeze([
 ]);
 
 /**
- * A Prometheus histogram: counts per bucket (not cumulative; the last one is `+Inf`), sum
- * and count.
+ * A Prometheus histogram with fixed buckets: counts per bucket (not cumulative; the last one
+ * is `+Inf`), sum and count. (The load generator's latency histogram, with its exact
+ * percentiles, is another thing: `cli/loadgen/`.)
  *
  * @example
  * ```ts
- * import { Histogram } from "./prometheus.ts";
- * const h = new Histogram([0.1, 1]);
+ * import { BucketHistogram } from "./prometheus.ts";
+ * const h = new BucketHistogram([0.1, 1]);
  * h.observe(0.05);
  * h.observe(5);
  * console.assert(h.count === 2 && h.counts[0] === 1 && h.counts[2] === 1);
  * ```
  */
-export class Histogram {
+export class BucketHistogram {
   /** Upper bounds, ascending, without `+Inf`. */
   readonly bounds: readonly number[];
   /** Observations per bucket; index `bounds.length` is the `+Inf` bucket. */
@@ -109,11 +110,11 @@ const LABEL_RE = /^[a-zA-Z_][a-zA-Z0-9_]*$/;
  *
  * @example
  * ```ts
- * import { ExpositionWriter, Histogram } from "./prometheus.ts";
+ * import { ExpositionWriter, BucketHistogram } from "./prometheus.ts";
  * const w = new ExpositionWriter();
  * w.family("ep_requests_total", "counter", "Jobs answered.");
  * w.sample("ep_requests_total", [["service", "echo"], ["outcome", "ok"]], 3);
- * const h = new Histogram([0.1]);
+ * const h = new BucketHistogram([0.1]);
  * h.observe(0.05);
  * w.family("ep_wait_seconds", "histogram", "Wait.");
  * w.histogram("ep_wait_seconds", [["service", "echo"]], h);
@@ -154,7 +155,7 @@ export class ExpositionWriter {
   }
 
   /** The series of one histogram of the current histogram family (cumulative buckets). */
-  histogram(name: string, labels: Labels, h: Histogram): void {
+  histogram(name: string, labels: Labels, h: BucketHistogram): void {
     if (name !== this.#current || this.#type !== "histogram") {
       throw new TypeError(`Histogram "${name}" outside its family "${this.#current}"`);
     }

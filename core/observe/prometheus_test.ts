@@ -1,14 +1,14 @@
 import assert from "node:assert/strict";
-import { ExpositionWriter, Histogram, SECONDS_BUCKETS } from "./prometheus.ts";
+import { BucketHistogram, ExpositionWriter, SECONDS_BUCKETS } from "./prometheus.ts";
 import { parseExposition, valueOf } from "../../tests/_prometheus_parser.ts";
 
-Deno.test("Histogram puts a value on a bound in that bound's bucket, NaN nowhere", () => {
-  const h = new Histogram([0.001, 0.01, 0.1]);
+Deno.test("BucketHistogram puts a value on a bound in that bound's bucket, NaN nowhere", () => {
+  const h = new BucketHistogram([0.001, 0.01, 0.1]);
   for (const v of [0.0005, 0.001, 0.002, 0.01, 0.05, 1, NaN]) h.observe(v);
   assert.deepEqual([...h.counts], [2, 2, 1, 1]);
   assert.equal(h.count, 6);
   assert.ok(Math.abs(h.sum - 1.0635) < 1e-12);
-  assert.throws(() => new Histogram([1, 1]), RangeError);
+  assert.throws(() => new BucketHistogram([1, 1]), RangeError);
   assert.ok(SECONDS_BUCKETS.every((b, i) => i === 0 || b > SECONDS_BUCKETS[i - 1]));
 });
 
@@ -16,7 +16,7 @@ Deno.test("ExpositionWriter escapes label values and help, and refuses misuse", 
   const w = new ExpositionWriter();
   w.family("ep_x_total", "counter", 'Help with \\ and\nnewline and "quotes".');
   w.sample("ep_x_total", [["service", 'a"b\\c\nd']], 1);
-  const h = new Histogram([0.5, 1]);
+  const h = new BucketHistogram([0.5, 1]);
   h.observe(0.25);
   h.observe(0.75);
   h.observe(2);
