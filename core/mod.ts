@@ -50,4 +50,4 @@ export * from "./observe/status_snapshot.ts";
 export * from "./observe/prometheus.ts";
 export * from "./observe/quantile_window.ts";
 export * from "./observe/series.ts";
-export * from "./observe/metrics_sources.ts";
+export * from "./observe/metrics.ts";

@@ -71,7 +71,7 @@ import type { Job, JobError, JobResult } from "../job.ts";
 import { BucketHistogram, ExpositionWriter } from "./prometheus.ts";
 import { QuantileWindow } from "./quantile_window.ts";
 import { Series } from "./series.ts";
-import { writePoolMetrics, writeServerMetrics } from "./metrics_sources.ts";
+import { writePoolMetrics, writeServerMetrics } from "./metrics.ts";
 import type { HandlerPool } from "../threads/pool.ts";
 import type { Server } from "../net/server.ts";
 import type {

@@ -7,7 +7,7 @@
  * Recording ({@linkcode BucketHistogram.observe}) runs once per job on the main thread: a bucket
  * search and an increment, no allocation. The text is written, and allocates, only when
  * someone scrapes. ep's own families (names, help, where the values come from) are in
- * `metrics_sources.ts`.
+ * `metrics.ts`.
  *
  * @module
  */

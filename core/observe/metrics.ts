@@ -20,7 +20,7 @@ import type { ServerCounters } from "../net/server.ts";
  * @example
  * ```ts
  * import { ExpositionWriter } from "./prometheus.ts";
- * import { writeServerMetrics } from "./metrics_sources.ts";
+ * import { writeServerMetrics } from "./metrics.ts";
  * const w = new ExpositionWriter();
  * writeServerMetrics(w, null);
  * console.assert(w.text().includes('ep_connections_total{protocol="ep"} 0'));
@@ -78,7 +78,7 @@ export function writeServerMetrics(w: ExpositionWriter, c: ServerCounters | null
  * @example
  * ```ts
  * import { ExpositionWriter } from "./prometheus.ts";
- * import { writePoolMetrics } from "./metrics_sources.ts";
+ * import { writePoolMetrics } from "./metrics.ts";
  * const w = new ExpositionWriter();
  * writePoolMetrics(w, null);
  * console.assert(w.text().includes('ep_handler_slots{state="idle"} 0'));
