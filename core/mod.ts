@@ -46,6 +46,7 @@ export * from "./node/node.ts";
 export * from "./node/worker.ts";
 export * from "./balancer/local_provider.ts";
 export * from "./observe/monitor.ts";
+export * from "./observe/outcomes.ts";
 export * from "./observe/status_snapshot.ts";
 export * from "./observe/prometheus.ts";
 export * from "./observe/quantile_window.ts";

@@ -71,7 +71,10 @@ import type { Job, JobError, JobResult } from "../job.ts";
 import { BucketHistogram, ExpositionWriter } from "./prometheus.ts";
 import { QuantileWindow } from "./quantile_window.ts";
 import { Series } from "./series.ts";
-import { writePoolMetrics, writeServerMetrics } from "./metrics.ts";
+import { writeMonitorMetrics } from "./metrics.ts";
+import { OUTCOMES } from "./outcomes.ts";
+import { parseProviderName, workerLabel } from "./_provider_name.ts";
+import { round } from "./_round.ts";
 import type { HandlerPool } from "../threads/pool.ts";
 import type { Server } from "../net/server.ts";
 import type {
@@ -91,28 +94,6 @@ export { isLoopback } from "../net/access.ts";
 
 const log = getLogger(["ep", "observe"]);
 const accessLogger = getLogger(["ep", "access"]);
-
-/**
- * Every outcome, in the order of the counters.
- *
- * @example
- * ```ts
- * import { OUTCOMES } from "./monitor.ts";
- * console.assert(OUTCOMES[0] === "ok");
- * ```
- */
-export const OUTCOMES: readonly Outcome[] = Object.freeze(
-  [
-    "ok",
-    "error",
-    "timeout",
-    "overloaded",
-    "no_service",
-    "worker_lost",
-    "shutting_down",
-    "cancelled",
-  ] as const,
-);
 
 const OUTCOME_INDEX: Readonly<Record<Outcome, number>> = Object.freeze(
   Object.fromEntries(OUTCOMES.map((o, i) => [o, i])) as Record<Outcome, number>,
@@ -630,122 +611,18 @@ export class Monitor implements BalancerObserver {
     const src = this.#src;
     const st = src?.balancer.stats() ?? { uptimeMs: 0, services: [], providers: [] };
     for (const s of st.services) this.#service(s.name, s.served);
-    const names = [...this.#services.keys()].sort();
-    const live = new Map(st.services.map((s) => [s.name, s]));
-
-    w.family("ep_build_info", "gauge", "Always 1; the version is a label.");
-    w.sample("ep_build_info", [["version", this.#opts.version ?? "unknown"]], 1);
-    w.family("ep_up", "gauge", "1 when ready (listening, scripts loaded), else 0.");
-    w.sample("ep_up", [], this.health().ready ? 1 : 0);
-    w.family("ep_uptime_seconds", "gauge", "Seconds since the balancer started.");
-    w.sample("ep_uptime_seconds", [], round(st.uptimeMs / 1000, 3));
-
-    w.family("ep_requests_total", "counter", "Jobs answered or refused, by service and outcome.");
-    for (const name of names) {
-      const m = this.#services.get(name)!;
-      for (let i = 0; i < OUTCOMES.length; i++) {
-        w.sample("ep_requests_total", [["service", name], ["outcome", OUTCOMES[i]]], m.outcomes[i]);
-      }
-    }
-    w.family(
-      "ep_worker_requests_total",
-      "counter",
-      "Jobs run by a worker, by worker, service and outcome.",
-    );
-    for (const name of [...this.#workers.keys()].sort()) {
-      const wm = this.#workers.get(name)!;
-      const worker = workerLabel(name);
-      for (const service of [...wm.services.keys()].sort()) {
-        const c = wm.services.get(service)!;
-        for (let i = 0; i < OUTCOMES.length; i++) {
-          if (c[i] === 0 && i !== 0) continue;
-          w.sample(
-            "ep_worker_requests_total",
-            [["worker", worker], ["service", service], ["outcome", OUTCOMES[i]]],
-            c[i],
-          );
-        }
-      }
-    }
-    w.family(
-      "ep_queue_wait_seconds",
-      "histogram",
-      "Time from a job's arrival to its dispatch (or its answer, if never dispatched).",
-    );
-    for (const name of names) {
-      w.histogram("ep_queue_wait_seconds", [["service", name]], this.#services.get(name)!.wait);
-    }
-    w.family(
-      "ep_service_time_seconds",
-      "histogram",
-      "Time from a job's dispatch to its answer.",
-    );
-    for (const name of names) {
-      w.histogram("ep_service_time_seconds", [["service", name]], this.#services.get(name)!.run);
-    }
-    w.family("ep_queue_depth", "gauge", "Jobs waiting in the service's queue.");
-    for (const s of st.services) w.sample("ep_queue_depth", [["service", s.name]], s.queued);
-    w.family("ep_service_workers", "gauge", "Providers (workers, local pool) serving the service.");
-    for (const s of st.services) w.sample("ep_service_workers", [["service", s.name]], s.providers);
-    w.family("ep_service_slots", "gauge", "Slots of the service's providers, by state.");
-    for (const s of st.services) {
-      w.sample("ep_service_slots", [["service", s.name], ["state", "busy"]], s.busy);
-      w.sample(
-        "ep_service_slots",
-        [["service", s.name], ["state", "idle"]],
-        Math.max(0, s.slots - s.busy),
-      );
-    }
-    w.family(
-      "ep_redeliveries_total",
-      "counter",
-      "Jobs dispatched again after their worker was lost.",
-    );
-    for (const name of names) {
-      w.sample(
-        "ep_redeliveries_total",
-        [["service", name]],
-        live.get(name)?.counters.redelivered ?? 0,
-      );
-    }
-    w.family("ep_workers", "gauge", "Providers attached, by state.");
-    const draining = st.providers.filter((p) => p.draining).length;
-    w.sample("ep_workers", [["state", "ready"]], st.providers.length - draining);
-    w.sample("ep_workers", [["state", "draining"]], draining);
-    w.family("ep_worker_slots", "gauge", "A provider's slots, by state.");
-    for (const p of [...st.providers].sort((a, b) => a.name.localeCompare(b.name))) {
-      const worker = workerLabel(p.name);
-      w.sample("ep_worker_slots", [["worker", worker], ["state", "busy"]], p.busy);
-      w.sample(
-        "ep_worker_slots",
-        [["worker", worker], ["state", "idle"]],
-        Math.max(0, p.slots - p.busy),
-      );
-    }
-    writeServerMetrics(w, src?.server?.counters ?? null);
-    writePoolMetrics(w, this.#pool()?.counters() ?? null);
-    const lua = this.#lua?.();
-    w.family("ep_lua_errors_total", "counter", "Lua errors turned into error replies.");
-    w.sample("ep_lua_errors_total", [], lua?.errors ?? 0);
-    w.family("ep_lua_interrupts_total", "counter", "Lua handlers interrupted.");
-    w.sample("ep_lua_interrupts_total", [], lua?.interrupts ?? 0);
-    w.family(
-      "ep_status_denied_total",
-      "counter",
-      "Requests for /_ep/ pages refused, by reason (remote: not loopback; token: missing or wrong).",
-    );
-    w.sample("ep_status_denied_total", [["reason", "remote"]], this.#denied.remote);
-    w.sample("ep_status_denied_total", [["reason", "token"]], this.#denied.token);
-    const mem = Deno.memoryUsage();
-    w.family(
-      "ep_memory_bytes",
-      "gauge",
-      "This process's memory, bytes: resident (rss), and the main thread's JavaScript heap (heap_used, heap_total, external).",
-    );
-    w.sample("ep_memory_bytes", [["kind", "rss"]], mem.rss);
-    w.sample("ep_memory_bytes", [["kind", "heap_used"]], mem.heapUsed);
-    w.sample("ep_memory_bytes", [["kind", "heap_total"]], mem.heapTotal);
-    w.sample("ep_memory_bytes", [["kind", "external"]], mem.external);
+    writeMonitorMetrics(w, {
+      version: this.#opts.version ?? "unknown",
+      ready: this.health().ready,
+      balancer: st,
+      services: this.#services,
+      workers: this.#workers,
+      server: src?.server?.counters ?? null,
+      pool: this.#pool()?.counters() ?? null,
+      lua: this.#lua?.(),
+      denied: this.#denied,
+      memory: Deno.memoryUsage(),
+    });
     return w.text();
   }
 
@@ -857,26 +734,6 @@ function bearer(job: Job): string | null {
   return null;
 }
 
-/** `worker 10.0.0.5:40412 (name)` → `10.0.0.5:40412 (name)`; `local pool` stays. */
-function workerLabel(provider: string): string {
-  return provider.startsWith("worker ") ? provider.slice(7) : provider;
-}
-
-/**
- * A provider's address and label. `remote` is what the provider is (an EP worker, attached
- * through the port's worker host); the name is only read for the address and the peer's
- * label, which may hold any character (a HELLO name with newlines stays one label).
- */
-function parseProviderName(
-  name: string,
-  remote: boolean,
-): { address: string; label: string | null; kind: "remote" | "local" } {
-  const m = /^worker (\S+)(?: \((.*)\))?$/s.exec(name);
-  if (m && remote) return { address: m[1], label: m[2] ?? null, kind: "remote" };
-  if (remote) return { address: name, label: null, kind: "remote" };
-  return { address: "local", label: name, kind: "local" };
-}
-
 function outcomeRecord(c: Float64Array | undefined): Record<Outcome, number> {
   const out = {} as Record<Outcome, number>;
   for (let i = 0; i < OUTCOMES.length; i++) out[OUTCOMES[i]] = c ? c[i] : 0;
@@ -890,11 +747,6 @@ function quantiles(w: QuantileWindow | undefined): Quantiles {
     p99: round(w.quantile(0.99) * 1000, 3),
     count: w.count,
   };
-}
-
-function round(v: number, digits: number): number {
-  const f = Math.pow(10, digits);
-  return Math.round(v * f) / f;
 }
 
 function nz(v: number): number {
