@@ -1,33 +1,16 @@
 /**
  * Seeing inside a balancer: the {@linkcode Monitor} counts every job the balancer settles
- * (it is the balancer's {@linkcode BalancerObserver}), samples the balancer, the server and
- * the handler-thread pool once a second, and serves what it knows on the balancer's own
- * port under the reserved prefix `/_ep/`:
- *
- * | path            | what                                                       | access     |
- * | --------------- | ---------------------------------------------------------- | ---------- |
- * | `/_ep/health`   | liveness and readiness, JSON; 200 ready, 503 not ready     | everyone   |
- * | `/_ep/metrics`  | Prometheus text exposition 0.0.4                           | restricted |
- * | `/_ep/stats`    | the status data as JSON (`?series=0`: without the samples) | restricted |
- * | `/_ep/`         | the status page (one self-contained HTML; polls `stats`)   | restricted |
- *
- * Access ("restricted" above), by {@linkcode AccessOptions}:
- * - default: loopback peers only (`127.0.0.0/8`, `::1`); others get 403;
- * - `token`: the token is required from every peer, loopback included, as
- *   `Authorization: Bearer <token>` or `?token=<token>` (the page passes it on to its
- *   polls); a missing or wrong token gets 401;
- * - `public: true` (and no token): everyone.
- *
- * EP `STATS_REQUEST` gets the same JSON ({@linkcode Monitor.snapshot}) under the same rule
- * (pass {@linkcode Monitor.access} as `EpOptions.statsAccess`): the token is HELLO's
- * `token`, and a refused request is answered ERROR `unauthorized`. The rule is one
- * function, `statusAccess` in `core/net/access.ts`.
+ * (it is the balancer's {@linkcode BalancerObserver}) by service, outcome and worker, with
+ * its queue wait and service time; samples the balancer, the server and the handler-thread
+ * pool once a second for the sparklines; and answers from what it knows: the status data
+ * ({@linkcode Monitor.snapshot}, shaped in `status_snapshot.ts`), the health report and the
+ * Prometheus text (families in `metrics.ts`). {@linkcode Monitor.internal} serves them on
+ * the balancer's own port under `/_ep/` (see `endpoints.ts` for the paths and the access
+ * rule); EP `STATS_REQUEST` gets the same JSON under the same rule (pass
+ * {@linkcode Monitor.access} as `EpOptions.statsAccess`).
  *
  * With `accessLog`, each job is logged at info level in category `["ep", "access"]`:
  * service, outcome, queue wait, service time and worker.
- *
- * Other `/_ep/...` paths get 404 and methods other than GET and HEAD 405: the monitor
- * answers the whole prefix, so the balancer's unguarded defaults never do.
  *
  * A worker's "last seen" is the last frame the balancer saw from it: credit grants and
  * answers (seen through {@linkcode Monitor.watchWorkers}), and every frame, heartbeats
@@ -35,7 +18,8 @@
  *
  * Label cardinality is bounded: services a provider serves or served always get their own
  * series; other names (refused `no_service` requests, names jobs wait for in the start-up
- * grace) get their own only up to `maxServices`, then share `service="_other"`. A worker's series are dropped ten minutes after it left.
+ * grace) get their own only up to `maxServices`, then share `service="_other"`. A worker's
+ * series are dropped ten minutes after it left.
  *
  * @example
  * ```ts ignore
@@ -85,14 +69,13 @@ import type {
   ServiceSnapshot,
   StatsSnapshot,
 } from "./status_snapshot.ts";
-import { STATUS_PAGE_HTML } from "./status_page.ts";
-import { type AccessOptions, admitted, statusAccess } from "../net/access.ts";
+import type { AccessOptions } from "../net/access.ts";
+import { StatusEndpoints } from "./endpoints.ts";
 import { escapeControls } from "../escape.ts";
 
 export type { AccessOptions } from "../net/access.ts";
 export { isLoopback } from "../net/access.ts";
 
-const log = getLogger(["ep", "observe"]);
 const accessLogger = getLogger(["ep", "access"]);
 
 const OUTCOME_INDEX: Readonly<Record<Outcome, number>> = Object.freeze(
@@ -187,14 +170,11 @@ const INTERVAL_MS = 1_000;
 const WORKER_RETENTION_MS = 10 * 60_000;
 const OTHER = "_other";
 const RATE_WINDOW = 10;
-const enc = new TextEncoder();
-const PAGE_BYTES = enc.encode(STATUS_PAGE_HTML);
-const NO_STORE: [string, string] = ["cache-control", "no-store"];
 
 /**
  * Watches a balancer: implements {@linkcode BalancerObserver}, samples once a second, and
  * produces the Prometheus exposition, the stats JSON, the status page and the health
- * report, served by {@linkcode Monitor.internal} under `/_ep/`. See the module doc for the
+ * report, served by {@linkcode Monitor.internal} under `/_ep/`. See `endpoints.ts` for the
  * endpoints and access rules.
  *
  * @example
@@ -227,7 +207,7 @@ export class Monitor implements BalancerObserver {
   #lastSampleAt = 0;
   #lastBytesIn = 0;
   #lastBytesOut = 0;
-  #denied = { remote: 0, token: 0 };
+  #endpoints: StatusEndpoints;
   #total: {
     rate: Series;
     failed: Series;
@@ -263,7 +243,8 @@ export class Monitor implements BalancerObserver {
       bytesIn: new Series(n),
       bytesOut: new Series(n),
     };
-    this.internal = (job) => this.#serve(job);
+    this.#endpoints = new StatusEndpoints(this);
+    this.internal = (job) => this.#endpoints.answer(job);
   }
 
   /**
@@ -620,7 +601,7 @@ export class Monitor implements BalancerObserver {
       server: src?.server?.counters ?? null,
       pool: this.#pool()?.counters() ?? null,
       lua: this.#lua?.(),
-      denied: this.#denied,
+      denied: this.#endpoints.denied,
       memory: Deno.memoryUsage(),
     });
     return w.text();
@@ -662,76 +643,6 @@ export class Monitor implements BalancerObserver {
     this.#services.set(name, s);
     return s;
   }
-
-  #serve(job: Job): JobResult {
-    const path = job.path;
-    const known = path === "/_ep/" || path === "/_ep/health" || path === "/_ep/metrics" ||
-      path === "/_ep/stats";
-    if (!known) return textResult(404, `No ep endpoint "${path}"`);
-    if (job.method !== "GET" && job.method !== "HEAD") {
-      return textResult(405, "Only GET and HEAD", [["allow", "GET, HEAD"]]);
-    }
-    if (path === "/_ep/health") {
-      const h = this.health();
-      return jsonResult(h.ready ? 200 : 503, JSON.stringify(h));
-    }
-    const denied = this.#deny(job);
-    if (denied) return denied;
-    if (path === "/_ep/metrics") {
-      return {
-        status: 200,
-        headers: [["content-type", "text/plain; version=0.0.4; charset=utf-8"], NO_STORE],
-        body: this.metricsText(),
-      };
-    }
-    if (path === "/_ep/stats") {
-      const series = new URLSearchParams(job.query).get("series") !== "0";
-      return jsonResult(200, this.statsJson({ series }));
-    }
-    return {
-      status: 200,
-      headers: [
-        ["content-type", "text/html; charset=utf-8"],
-        NO_STORE,
-        [
-          "content-security-policy",
-          "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; " +
-          "connect-src 'self'; img-src data:; base-uri 'none'; form-action 'none'; " +
-          "frame-ancestors 'none'",
-        ],
-        ["x-content-type-options", "nosniff"],
-        ["referrer-policy", "no-referrer"],
-      ],
-      body: PAGE_BYTES,
-    };
-  }
-
-  /** The refusal for a peer the access rules keep out, or null. */
-  #deny(job: Job): JobResult | null {
-    const given = bearer(job) ?? new URLSearchParams(job.query).get("token");
-    const verdict = statusAccess(this.access, job.remote, given);
-    if (admitted(verdict)) return null;
-    if (verdict === "unauthorized") {
-      this.#denied.token++;
-      log.debug("Refused {path} to {remote}: token", { path: job.path, remote: job.remote });
-      return textResult(401, "A token is required for ep status pages", [
-        ["www-authenticate", 'Bearer realm="ep"'],
-      ]);
-    }
-    this.#denied.remote++;
-    log.debug("Refused {path} to {remote}: not loopback", { path: job.path, remote: job.remote });
-    return textResult(403, "ep status pages are served to loopback peers only");
-  }
-}
-
-function bearer(job: Job): string | null {
-  for (const [k, v] of job.headers) {
-    if (k === "authorization") {
-      const m = /^bearer[ \t]+(.+?)[ \t]*$/i.exec(v);
-      return m ? m[1] : null;
-    }
-  }
-  return null;
 }
 
 function outcomeRecord(c: Float64Array | undefined): Record<Outcome, number> {
@@ -765,20 +676,4 @@ function logText(text: string): string {
 function fmtMs(ms: number): string {
   if (ms !== ms) return "-";
   return ms < 10 ? `${ms.toFixed(2)}ms` : `${Math.round(ms)}ms`;
-}
-
-function textResult(status: number, text: string, extra: [string, string][] = []): JobResult {
-  return {
-    status,
-    headers: [["content-type", "text/plain; charset=utf-8"], NO_STORE, ...extra],
-    body: text + "\n",
-  };
-}
-
-function jsonResult(status: number, json: string): JobResult {
-  return {
-    status,
-    headers: [["content-type", "application/json"], NO_STORE],
-    body: json,
-  };
 }
