@@ -10,7 +10,7 @@
  * {@linkcode Monitor.access} as `EpOptions.statsAccess`).
  *
  * With `accessLog`, each job is logged at info level in category `["ep", "access"]`:
- * service, outcome, queue wait, service time and worker.
+ * service, outcome, queue wait, service time and worker (`access_log.ts`).
  *
  * A worker's "last seen" is the last frame the balancer saw from it: credit grants and
  * answers (seen through {@linkcode Monitor.watchWorkers}), and every frame, heartbeats
@@ -42,7 +42,6 @@
  *
  * @module
  */
-import { getLogger } from "@logtape/logtape";
 import type {
   Balancer,
   BalancerObserver,
@@ -57,7 +56,7 @@ import { QuantileWindow } from "./quantile_window.ts";
 import { Series } from "./series.ts";
 import { writeMonitorMetrics } from "./metrics.ts";
 import { OUTCOMES } from "./outcomes.ts";
-import { parseProviderName, workerLabel } from "./_provider_name.ts";
+import { parseProviderName } from "./_provider_name.ts";
 import { round } from "./_round.ts";
 import type { HandlerPool } from "../threads/pool.ts";
 import type { Server } from "../net/server.ts";
@@ -71,12 +70,11 @@ import type {
 } from "./status_snapshot.ts";
 import type { AccessOptions } from "../net/access.ts";
 import { StatusEndpoints } from "./endpoints.ts";
+import { logAccess } from "./access_log.ts";
 import { escapeControls } from "../escape.ts";
 
 export type { AccessOptions } from "../net/access.ts";
 export { isLoopback } from "../net/access.ts";
-
-const accessLogger = getLogger(["ep", "access"]);
 
 const OUTCOME_INDEX: Readonly<Record<Outcome, number>> = Object.freeze(
   Object.fromEntries(OUTCOMES.map((o, i) => [o, i])) as Record<Outcome, number>,
@@ -334,21 +332,7 @@ export class Monitor implements BalancerObserver {
       }
       c[i]++;
     }
-    if (this.#accessLog) {
-      const worker = provider === null ? "-" : workerLabel(provider);
-      // The text is rendered here (the default formatter would quote every value), peer
-      // strings escaped by logText; the properties carry the same data for JSON lines.
-      const line = `${service} ${outcome} wait ${fmtMs(queueWaitMs)} service ${
-        fmtMs(serviceMs)
-      } worker ${worker}`;
-      accessLogger.info(logText(line), {
-        service,
-        outcome,
-        queueWaitMs: roundMs(queueWaitMs),
-        serviceMs: roundMs(serviceMs),
-        worker: provider === null ? null : worker,
-      });
-    }
+    if (this.#accessLog) logAccess(service, outcome, queueWaitMs, serviceMs, provider);
   }
 
   /**
@@ -662,18 +646,4 @@ function quantiles(w: QuantileWindow | undefined): Quantiles {
 
 function nz(v: number): number {
   return v === v ? v : 0;
-}
-
-function roundMs(ms: number): number | null {
-  return ms === ms ? round(ms, 3) : null;
-}
-
-/** A message template that renders as `text`: peer strings escaped, braces doubled. */
-function logText(text: string): string {
-  return escapeControls(text).replace(/[{}]/g, (c) => c + c);
-}
-
-function fmtMs(ms: number): string {
-  if (ms !== ms) return "-";
-  return ms < 10 ? `${ms.toFixed(2)}ms` : `${Math.round(ms)}ms`;
 }
