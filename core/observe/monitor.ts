@@ -21,6 +21,10 @@
  * grace) get their own only up to `maxServices`, then share `service="_other"`. A worker's
  * series are dropped ten minutes after it left.
  *
+ * Why one file of some 650 lines: counting, the once-a-second sampling, the health report
+ * and the snapshot all read the same private counters; cut apart, they would have to
+ * expose them.
+ *
  * @example
  * ```ts ignore
  * import { Balancer } from "../balancer/balancer.ts";
