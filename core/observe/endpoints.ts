@@ -110,13 +110,17 @@ export interface StatusSource {
  * ```
  */
 export class StatusEndpoints {
-  /** Requests for pages refused, by reason: `remote` (not loopback), `token` (bad token). */
-  readonly denied = { remote: 0, token: 0 };
   #source: StatusSource;
+  #denied = { remote: 0, token: 0 };
 
   /** Creates the endpoints of a source. */
   constructor(source: StatusSource) {
     this.#source = source;
+  }
+
+  /** Requests for pages refused, by reason: `remote` (not loopback), `token` (bad token). */
+  get denied(): { readonly remote: number; readonly token: number } {
+    return this.#denied;
   }
 
   /**
@@ -172,13 +176,13 @@ export class StatusEndpoints {
     const verdict = statusAccess(this.#source.access, job.remote, given);
     if (admitted(verdict)) return null;
     if (verdict === "unauthorized") {
-      this.denied.token++;
+      this.#denied.token++;
       log.debug("Refused {path} to {remote}: token", { path: job.path, remote: job.remote });
       return textResult(401, "A token is required for ep status pages", [
         ["www-authenticate", 'Bearer realm="ep"'],
       ]);
     }
-    this.denied.remote++;
+    this.#denied.remote++;
     log.debug("Refused {path} to {remote}: not loopback", { path: job.path, remote: job.remote });
     return textResult(403, "ep status pages are served to loopback peers only");
   }
