@@ -16,7 +16,7 @@ import { timingSafeEqualString } from "./_timing_safe.ts";
  *
  * @example
  * ```ts
- * import type { AccessOptions } from "../observe/monitor.ts";
+ * import type { AccessOptions } from "./access.ts";
  * const scrapedFromAnywhere: AccessOptions = { token: "s3cret" };
  * console.assert(scrapedFromAnywhere.token === "s3cret");
  * ```
@@ -83,7 +83,7 @@ export function admitted(verdict: AccessVerdict): boolean {
  *
  * @example
  * ```ts
- * import { isLoopback } from "../observe/monitor.ts";
+ * import { isLoopback } from "./access.ts";
  * console.assert(isLoopback("127.0.0.1:5000") && isLoopback("[::1]:5000"));
  * console.assert(!isLoopback("10.0.0.1:5000"));
  * ```

@@ -1,382 +1,387 @@
 /**
- * Building blocks of ep's metrics: a Prometheus histogram with fixed buckets, a sliding
- * window of log-scale buckets for quantiles (p50/p99 of the last minute), a ring of
- * per-second samples for sparklines, and a writer of the Prometheus text exposition format
- * (version 0.0.4).
- *
- * The recording side ({@linkcode Histogram.observe}, {@linkcode QuantileWindow.observe})
- * runs once per job on the main thread: a bucket search and an increment, no allocation.
- * Everything that allocates (exposition text, quantiles, series arrays) runs when someone
- * asks for them.
+ * Every Prometheus family ep exposes, by where its values come from:
+ * {@linkcode writeMonitorMetrics} writes a monitor's whole exposition (the jobs it counted,
+ * the balancer's queues and workers, Lua, refused status requests, memory), with the
+ * families of the parts a balancer is built from: its server (connections, sniffer, bytes,
+ * HTTP: {@linkcode writeServerMetrics}) and the handler-thread pool (threads, slots, rings,
+ * wake-ups: {@linkcode writePoolMetrics}). Every family is written even when its source is
+ * absent (zeros, or no series), so that dashboards and alerts see the same names on every
+ * node. The text format itself is `prometheus.ts`.
  *
  * @module
  */
+import type { ProviderStats, ServiceStats } from "../balancer/balancer.ts";
+import type { BucketHistogram, ExpositionWriter } from "./prometheus.ts";
+import type { PoolCounters } from "../threads/pool.ts";
+import type { RingStats } from "../threads/ring.ts";
+import type { ServerCounters } from "../net/server.ts";
+import type { LuaCounters } from "./status_snapshot.ts";
+import { OUTCOMES } from "./outcomes.ts";
+import { workerLabel } from "./_provider_name.ts";
+import { round } from "./_round.ts";
 
 /**
- * Bucket upper bounds, in seconds, of the queue-wait and service-time histograms: 100 µs to
- * 60 s in 1-2.5-5 steps. `+Inf` is implicit.
+ * What {@linkcode writeMonitorMetrics} writes from: a monitor's counters and what it read
+ * from the balancer, the server, the handler-thread pool and the Lua runtime.
  *
  * @example
  * ```ts
- * import { SECONDS_BUCKETS } from "./metrics.ts";
- * console.assert(SECONDS_BUCKETS[0] === 0.0001);
+ * import type { MonitorMetrics } from "./metrics.ts";
+ * const idle: MonitorMetrics = {
+ *   version: "unknown",
+ *   ready: false,
+ *   balancer: { uptimeMs: 0, services: [], providers: [] },
+ *   services: new Map(),
+ *   workers: new Map(),
+ *   server: null,
+ *   pool: null,
+ *   lua: undefined,
+ *   denied: { remote: 0, token: 0 },
+ *   memory: Deno.memoryUsage(),
+ * };
+ * console.assert(!idle.ready);
  * ```
  */
-export const SECONDS_BUCKETS: readonly number[] = Object.freeze([
-  0.0001,
-  0.00025,
-  0.0005,
-  0.001,
-  0.0025,
-  0.005,
-  0.01,
-  0.025,
-  0.05,
-  0.1,
-  0.25,
-  0.5,
-  1,
-  2.5,
-  5,
-  10,
-  30,
-  60,
-]);
+export interface MonitorMetrics {
+  /** The `version` label of `ep_build_info`. */
+  version: string;
+  /** Ready (`ep_up` 1) or not. */
+  ready: boolean;
+  /** The balancer's stats: uptime, services, providers. */
+  balancer: { uptimeMs: number; services: ServiceStats[]; providers: ProviderStats[] };
+  /** Counters by service name (the names every per-service family is written for). */
+  services: ReadonlyMap<string, ServiceCounts>;
+  /** Outcome counters by worker (the balancer's provider name), then by service. */
+  workers: ReadonlyMap<string, { readonly services: ReadonlyMap<string, Float64Array> }>;
+  /** The server's counters, if there is a server. */
+  server: ServerCounters | null;
+  /** The handler-thread pool's counters, if there is a pool. */
+  pool: PoolCounters | null;
+  /** The Lua runtime's counters, if there is one. */
+  lua: LuaCounters | undefined;
+  /** Requests for `/_ep/` pages refused, by reason. */
+  denied: { readonly remote: number; readonly token: number };
+  /** This process's memory. */
+  memory: Deno.MemoryUsage;
+}
 
 /**
- * A Prometheus histogram: counts per bucket (not cumulative; the last one is `+Inf`), sum
- * and count.
+ * A monitor's counters of one service: jobs by outcome (indexed like
+ * {@linkcode OUTCOMES}), and the queue-wait and service-time histograms (seconds).
  *
  * @example
  * ```ts
- * import { Histogram } from "./metrics.ts";
- * const h = new Histogram([0.1, 1]);
- * h.observe(0.05);
- * h.observe(5);
- * console.assert(h.count === 2 && h.counts[0] === 1 && h.counts[2] === 1);
+ * import type { ServiceCounts } from "./metrics.ts";
+ * import { OUTCOMES } from "./outcomes.ts";
+ * import { BucketHistogram } from "./prometheus.ts";
+ * const none: ServiceCounts = {
+ *   outcomes: new Float64Array(OUTCOMES.length),
+ *   wait: new BucketHistogram(),
+ *   run: new BucketHistogram(),
+ * };
+ * console.assert(none.wait.count === 0);
  * ```
  */
-export class Histogram {
-  /** Upper bounds, ascending, without `+Inf`. */
-  readonly bounds: readonly number[];
-  /** Observations per bucket; index `bounds.length` is the `+Inf` bucket. */
-  readonly counts: Float64Array;
-  /** Sum of the observed values. */
-  sum = 0;
-  /** Number of observations. */
-  count = 0;
-
-  /** Creates a histogram with the given ascending upper bounds. */
-  constructor(bounds: readonly number[] = SECONDS_BUCKETS) {
-    for (let i = 1; i < bounds.length; i++) {
-      if (!(bounds[i] > bounds[i - 1])) {
-        throw new RangeError(`Histogram bounds must ascend: "${bounds.join(",")}"`);
-      }
-    }
-    this.bounds = bounds;
-    this.counts = new Float64Array(bounds.length + 1);
-  }
-
-  /** Records one value; NaN is ignored. */
-  observe(value: number): void {
-    if (value !== value) return;
-    const b = this.bounds;
-    let lo = 0;
-    let hi = b.length;
-    while (lo < hi) {
-      const mid = (lo + hi) >>> 1;
-      if (value <= b[mid]) hi = mid;
-      else lo = mid + 1;
-    }
-    this.counts[lo]++;
-    this.sum += value;
-    this.count++;
-  }
-}
-
-const Q_MIN = 1e-6; // seconds: everything at or below 1 µs shares bucket 0
-const Q_GROWTH = 1.1;
-const Q_LOG_GROWTH = Math.log(Q_GROWTH);
-/** Buckets up to 1 µs · 1.1^194 ≈ 105 s; longer values share the last one. */
-const Q_BUCKETS = 195;
-const Q_SLOT_SECONDS = 5;
-
-/**
- * Quantiles of the last minute: values are counted in log-scale buckets (each 10 % wider
- * than the previous, so a quantile is off by at most ±5 %), per second, folded into
- * five-second slots: the window covers the last 60 to 65 seconds.
- * {@linkcode QuantileWindow.tick} must be called once a second.
- *
- * @example
- * ```ts
- * import { QuantileWindow } from "./metrics.ts";
- * const w = new QuantileWindow();
- * for (let i = 1; i <= 100; i++) w.observe(i / 1000);
- * const p50 = w.quantile(0.5);
- * console.assert(p50 > 0.045 && p50 < 0.055);
- * ```
- */
-export class QuantileWindow {
-  #second = new Uint32Array(Q_BUCKETS);
-  #secondCount = 0;
-  #slots: Uint32Array[];
-  #slotCounts: number[];
-  #slot = 0;
-  #ticks = 0;
-
-  /** Creates a window of at least `seconds` (in whole five-second slots). Default 60. */
-  constructor(seconds = 60) {
-    // One slot more than the window: the slot being filled is only partly old.
-    const n = Math.max(1, Math.ceil(seconds / Q_SLOT_SECONDS)) + 1;
-    this.#slots = Array.from({ length: n }, () => new Uint32Array(Q_BUCKETS));
-    this.#slotCounts = new Array(n).fill(0);
-  }
-
-  /** Records one value in seconds; NaN is ignored. */
-  observe(seconds: number): void {
-    if (seconds !== seconds) return;
-    this.#second[bucketOf(seconds)]++;
-    this.#secondCount++;
-  }
-
-  /**
-   * Ends the current second: returns its `q` quantile (NaN when it saw nothing) and folds
-   * it into the window.
-   */
-  tick(q: number): number {
-    const value = quantileOf(this.#second, this.#secondCount, q);
-    const slot = this.#slots[this.#slot];
-    for (let i = 0; i < Q_BUCKETS; i++) slot[i] += this.#second[i];
-    this.#slotCounts[this.#slot] += this.#secondCount;
-    this.#second.fill(0);
-    this.#secondCount = 0;
-    if (++this.#ticks % Q_SLOT_SECONDS === 0) {
-      this.#slot = (this.#slot + 1) % this.#slots.length;
-      this.#slots[this.#slot].fill(0);
-      this.#slotCounts[this.#slot] = 0;
-    }
-    return value;
-  }
-
-  /** Values in the window (the current second included). */
-  get count(): number {
-    let n = this.#secondCount;
-    for (const c of this.#slotCounts) n += c;
-    return n;
-  }
-
-  /** The `q` quantile (0–1) of the window in seconds, or NaN when it is empty. */
-  quantile(q: number): number {
-    const sum = this.#second.slice();
-    let n = this.#secondCount;
-    for (let s = 0; s < this.#slots.length; s++) {
-      if (this.#slotCounts[s] === 0) continue;
-      n += this.#slotCounts[s];
-      const slot = this.#slots[s];
-      for (let i = 0; i < Q_BUCKETS; i++) sum[i] += slot[i];
-    }
-    return quantileOf(sum, n, q);
-  }
-}
-
-function bucketOf(seconds: number): number {
-  if (seconds <= Q_MIN) return 0;
-  const i = Math.ceil(Math.log(seconds / Q_MIN) / Q_LOG_GROWTH);
-  return i >= Q_BUCKETS ? Q_BUCKETS - 1 : i;
-}
-
-/** The value standing for bucket `i`: the geometric middle of its bounds. */
-function bucketValue(i: number): number {
-  if (i === 0) return Q_MIN;
-  return Q_MIN * Math.pow(Q_GROWTH, i - 0.5);
-}
-
-function quantileOf(buckets: Uint32Array, n: number, q: number): number {
-  if (n === 0) return NaN;
-  const rank = Math.max(1, Math.ceil(q * n));
-  let seen = 0;
-  for (let i = 0; i < buckets.length; i++) {
-    seen += buckets[i];
-    if (seen >= rank) return bucketValue(i);
-  }
-  return bucketValue(buckets.length - 1);
+export interface ServiceCounts {
+  /** Jobs by outcome, in the order of {@linkcode OUTCOMES}. */
+  readonly outcomes: Float64Array;
+  /** Queue wait, seconds. */
+  readonly wait: BucketHistogram;
+  /** Service time, seconds. */
+  readonly run: BucketHistogram;
 }
 
 /**
- * A ring of the last `length` samples (one a second for the sparklines). Missing samples
- * are NaN and come out as `null`.
+ * Writes every family of a monitor, in this order: `ep_build_info`, `ep_up`,
+ * `ep_uptime_seconds`; jobs: `ep_requests_total{service,outcome}`,
+ * `ep_worker_requests_total{worker,service,outcome}`, `ep_queue_wait_seconds` and
+ * `ep_service_time_seconds` (histograms, by service); the balancer's state:
+ * `ep_queue_depth`, `ep_service_workers`, `ep_service_slots{service,state}`,
+ * `ep_redeliveries_total`, `ep_workers{state}`, `ep_worker_slots{worker,state}`; the
+ * server's ({@linkcode writeServerMetrics}) and the pool's ({@linkcode writePoolMetrics})
+ * families; `ep_lua_errors_total`, `ep_lua_interrupts_total`,
+ * `ep_status_denied_total{reason}` and `ep_memory_bytes{kind}`. Worker label values are
+ * the provider names without their `worker ` prefix.
  *
  * @example
  * ```ts
- * import { Series } from "./metrics.ts";
- * const s = new Series(3);
- * s.push(1); s.push(2); s.push(3); s.push(4);
- * console.assert(s.toArray().join() === "2,3,4");
- * ```
- */
-export class Series {
-  #data: Float32Array;
-  #next = 0;
-  #size = 0;
-
-  /** Creates an empty ring of `length` samples. */
-  constructor(length: number) {
-    this.#data = new Float32Array(length);
-  }
-
-  /** Appends a sample, dropping the oldest when full. */
-  push(value: number): void {
-    this.#data[this.#next] = value;
-    this.#next = (this.#next + 1) % this.#data.length;
-    if (this.#size < this.#data.length) this.#size++;
-  }
-
-  /** Samples held. */
-  get size(): number {
-    return this.#size;
-  }
-
-  /** The newest sample, or NaN. */
-  get last(): number {
-    if (this.#size === 0) return NaN;
-    return this.#data[(this.#next - 1 + this.#data.length) % this.#data.length];
-  }
-
-  /** The samples, oldest first, rounded to `digits` decimals, NaN as null. */
-  toArray(digits = 3): (number | null)[] {
-    const out: (number | null)[] = new Array(this.#size);
-    const start = (this.#next - this.#size + this.#data.length) % this.#data.length;
-    const f = Math.pow(10, digits);
-    for (let i = 0; i < this.#size; i++) {
-      const v = this.#data[(start + i) % this.#data.length];
-      out[i] = v !== v ? null : Math.round(v * f) / f;
-    }
-    return out;
-  }
-
-  /** Mean of the newest `n` samples that are numbers, or NaN. */
-  mean(n: number): number {
-    let sum = 0;
-    let k = 0;
-    for (let i = 1; i <= Math.min(n, this.#size); i++) {
-      const v = this.#data[(this.#next - i + this.#data.length) % this.#data.length];
-      if (v === v) {
-        sum += v;
-        k++;
-      }
-    }
-    return k === 0 ? NaN : sum / k;
-  }
-}
-
-/** Label pairs of one sample, in order. */
-export type Labels = readonly (readonly [string, string])[];
-
-/** The metric types ep exposes. */
-export type MetricType = "counter" | "gauge" | "histogram";
-
-const NAME_RE = /^[a-zA-Z_:][a-zA-Z0-9_:]*$/;
-const LABEL_RE = /^[a-zA-Z_][a-zA-Z0-9_]*$/;
-
-/**
- * Writes the Prometheus text exposition format 0.0.4: each family once, with `# HELP` and
- * `# TYPE` before its samples, samples of a family together, label values escaped.
- *
- * @example
- * ```ts
- * import { ExpositionWriter, Histogram } from "./metrics.ts";
+ * import { ExpositionWriter } from "./prometheus.ts";
+ * import { writeMonitorMetrics } from "./metrics.ts";
  * const w = new ExpositionWriter();
- * w.family("ep_requests_total", "counter", "Jobs answered.");
- * w.sample("ep_requests_total", [["service", "echo"], ["outcome", "ok"]], 3);
- * const h = new Histogram([0.1]);
- * h.observe(0.05);
- * w.family("ep_wait_seconds", "histogram", "Wait.");
- * w.histogram("ep_wait_seconds", [["service", "echo"]], h);
- * console.assert(w.text().includes('ep_wait_seconds_bucket{service="echo",le="+Inf"} 1'));
+ * writeMonitorMetrics(w, {
+ *   version: "1.0.0",
+ *   ready: true,
+ *   balancer: { uptimeMs: 1500, services: [], providers: [] },
+ *   services: new Map(),
+ *   workers: new Map(),
+ *   server: null,
+ *   pool: null,
+ *   lua: undefined,
+ *   denied: { remote: 0, token: 0 },
+ *   memory: Deno.memoryUsage(),
+ * });
+ * console.assert(w.text().includes("ep_uptime_seconds 1.5\n"));
  * ```
  */
-export class ExpositionWriter {
-  #lines: string[] = [];
-  #families = new Set<string>();
-  #current = "";
-  #type: MetricType = "gauge";
-  #labelValue: (value: string) => string;
+export function writeMonitorMetrics(w: ExpositionWriter, data: MonitorMetrics): void {
+  const st = data.balancer;
+  const services = data.services;
+  const names = [...services.keys()].sort();
+  const live = new Map(st.services.map((s) => [s.name, s]));
 
-  /**
-   * Creates a writer. `labelValue` turns a label value into the text shown, before the
-   * format's own escaping (ep passes `escapeControls`: a value may be a peer's name).
-   */
-  constructor(options: { labelValue?: (value: string) => string } = {}) {
-    this.#labelValue = options.labelValue ?? ((v) => v);
-  }
+  w.family("ep_build_info", "gauge", "Always 1; the version is a label.");
+  w.sample("ep_build_info", [["version", data.version]], 1);
+  w.family("ep_up", "gauge", "1 when ready (listening, scripts loaded), else 0.");
+  w.sample("ep_up", [], data.ready ? 1 : 0);
+  w.family("ep_uptime_seconds", "gauge", "Seconds since the balancer started.");
+  w.sample("ep_uptime_seconds", [], round(st.uptimeMs / 1000, 3));
 
-  /** Starts a family: its help text and type. A family may be started once. */
-  family(name: string, type: MetricType, help: string): void {
-    if (!NAME_RE.test(name)) throw new TypeError(`Invalid metric name "${name}"`);
-    if (this.#families.has(name)) throw new TypeError(`Metric family "${name}" written twice`);
-    this.#families.add(name);
-    this.#current = name;
-    this.#type = type;
-    this.#lines.push(`# HELP ${name} ${escapeHelp(help)}`, `# TYPE ${name} ${type}`);
-  }
-
-  /** One sample of the current counter or gauge family. */
-  sample(name: string, labels: Labels, value: number): void {
-    if (name !== this.#current || this.#type === "histogram") {
-      throw new TypeError(`Sample "${name}" outside its family "${this.#current}"`);
+  w.family("ep_requests_total", "counter", "Jobs answered or refused, by service and outcome.");
+  for (const name of names) {
+    const m = services.get(name)!;
+    for (let i = 0; i < OUTCOMES.length; i++) {
+      w.sample("ep_requests_total", [["service", name], ["outcome", OUTCOMES[i]]], m.outcomes[i]);
     }
-    this.#lines.push(`${name}${this.#labels(labels)} ${formatValue(value)}`);
   }
-
-  /** The series of one histogram of the current histogram family (cumulative buckets). */
-  histogram(name: string, labels: Labels, h: Histogram): void {
-    if (name !== this.#current || this.#type !== "histogram") {
-      throw new TypeError(`Histogram "${name}" outside its family "${this.#current}"`);
+  w.family(
+    "ep_worker_requests_total",
+    "counter",
+    "Jobs run by a worker, by worker, service and outcome.",
+  );
+  for (const name of [...data.workers.keys()].sort()) {
+    const wm = data.workers.get(name)!;
+    const worker = workerLabel(name);
+    for (const service of [...wm.services.keys()].sort()) {
+      const c = wm.services.get(service)!;
+      for (let i = 0; i < OUTCOMES.length; i++) {
+        if (c[i] === 0 && i !== 0) continue;
+        w.sample(
+          "ep_worker_requests_total",
+          [["worker", worker], ["service", service], ["outcome", OUTCOMES[i]]],
+          c[i],
+        );
+      }
     }
-    let cumulative = 0;
-    for (let i = 0; i <= h.bounds.length; i++) {
-      cumulative += h.counts[i];
-      const le = i < h.bounds.length ? formatValue(h.bounds[i]) : "+Inf";
-      this.#lines.push(
-        `${name}_bucket${this.#labels([...labels, ["le", le]])} ${formatValue(cumulative)}`,
-      );
+  }
+  w.family(
+    "ep_queue_wait_seconds",
+    "histogram",
+    "Time from a job's arrival to its dispatch (or its answer, if never dispatched).",
+  );
+  for (const name of names) {
+    w.histogram("ep_queue_wait_seconds", [["service", name]], services.get(name)!.wait);
+  }
+  w.family(
+    "ep_service_time_seconds",
+    "histogram",
+    "Time from a job's dispatch to its answer.",
+  );
+  for (const name of names) {
+    w.histogram("ep_service_time_seconds", [["service", name]], services.get(name)!.run);
+  }
+  w.family("ep_queue_depth", "gauge", "Jobs waiting in the service's queue.");
+  for (const s of st.services) w.sample("ep_queue_depth", [["service", s.name]], s.queued);
+  w.family("ep_service_workers", "gauge", "Providers (workers, local pool) serving the service.");
+  for (const s of st.services) w.sample("ep_service_workers", [["service", s.name]], s.providers);
+  w.family("ep_service_slots", "gauge", "Slots of the service's providers, by state.");
+  for (const s of st.services) {
+    w.sample("ep_service_slots", [["service", s.name], ["state", "busy"]], s.busy);
+    w.sample(
+      "ep_service_slots",
+      [["service", s.name], ["state", "idle"]],
+      Math.max(0, s.slots - s.busy),
+    );
+  }
+  w.family(
+    "ep_redeliveries_total",
+    "counter",
+    "Jobs dispatched again after their worker was lost.",
+  );
+  for (const name of names) {
+    w.sample(
+      "ep_redeliveries_total",
+      [["service", name]],
+      live.get(name)?.counters.redelivered ?? 0,
+    );
+  }
+  w.family("ep_workers", "gauge", "Providers attached, by state.");
+  const draining = st.providers.filter((p) => p.draining).length;
+  w.sample("ep_workers", [["state", "ready"]], st.providers.length - draining);
+  w.sample("ep_workers", [["state", "draining"]], draining);
+  w.family("ep_worker_slots", "gauge", "A provider's slots, by state.");
+  for (const p of [...st.providers].sort((a, b) => a.name.localeCompare(b.name))) {
+    const worker = workerLabel(p.name);
+    w.sample("ep_worker_slots", [["worker", worker], ["state", "busy"]], p.busy);
+    w.sample(
+      "ep_worker_slots",
+      [["worker", worker], ["state", "idle"]],
+      Math.max(0, p.slots - p.busy),
+    );
+  }
+  writeServerMetrics(w, data.server);
+  writePoolMetrics(w, data.pool);
+  const lua = data.lua;
+  w.family("ep_lua_errors_total", "counter", "Lua errors turned into error replies.");
+  w.sample("ep_lua_errors_total", [], lua?.errors ?? 0);
+  w.family("ep_lua_interrupts_total", "counter", "Lua handlers interrupted.");
+  w.sample("ep_lua_interrupts_total", [], lua?.interrupts ?? 0);
+  w.family(
+    "ep_status_denied_total",
+    "counter",
+    "Requests for /_ep/ pages refused, by reason (remote: not loopback; token: missing or wrong).",
+  );
+  w.sample("ep_status_denied_total", [["reason", "remote"]], data.denied.remote);
+  w.sample("ep_status_denied_total", [["reason", "token"]], data.denied.token);
+  const mem = data.memory;
+  w.family(
+    "ep_memory_bytes",
+    "gauge",
+    "This process's memory, bytes: resident (rss), and the main thread's JavaScript heap (heap_used, heap_total, external).",
+  );
+  w.sample("ep_memory_bytes", [["kind", "rss"]], mem.rss);
+  w.sample("ep_memory_bytes", [["kind", "heap_used"]], mem.heapUsed);
+  w.sample("ep_memory_bytes", [["kind", "heap_total"]], mem.heapTotal);
+  w.sample("ep_memory_bytes", [["kind", "external"]], mem.external);
+}
+
+/**
+ * Writes the server's families: `ep_connections_total{protocol}`, `ep_connections_open`,
+ * `ep_connections_refused_total`,
+ * `ep_sniff_rejections_total{reason}`, `ep_received_bytes_total`, `ep_sent_bytes_total`,
+ * `ep_stuck_peers_closed_total`, `ep_http_requests_total`, `ep_http_rejected_total`.
+ *
+ * @example
+ * ```ts
+ * import { ExpositionWriter } from "./prometheus.ts";
+ * import { writeServerMetrics } from "./metrics.ts";
+ * const w = new ExpositionWriter();
+ * writeServerMetrics(w, null);
+ * console.assert(w.text().includes('ep_connections_total{protocol="ep"} 0'));
+ * ```
+ */
+export function writeServerMetrics(w: ExpositionWriter, c: ServerCounters | null): void {
+  w.family("ep_connections_total", "counter", "Connections accepted, by protocol once sniffed.");
+  w.sample("ep_connections_total", [["protocol", "http"]], c?.connections.http ?? 0);
+  w.sample("ep_connections_total", [["protocol", "ep"]], c?.connections.ep ?? 0);
+  w.family("ep_connections_open", "gauge", "Connections open now.");
+  w.sample("ep_connections_open", [], c?.open ?? 0);
+  w.family(
+    "ep_connections_refused_total",
+    "counter",
+    "Connections closed at accept because the connection limit was reached.",
+  );
+  w.sample("ep_connections_refused_total", [], c?.refused ?? 0);
+  w.family(
+    "ep_sniff_rejections_total",
+    "counter",
+    "Connections refused by the protocol sniffer, by reason.",
+  );
+  for (const reason of ["tls", "h2", "unknown", "timeout"] as const) {
+    w.sample("ep_sniff_rejections_total", [["reason", reason]], c?.sniffRejected[reason] ?? 0);
+  }
+  w.family("ep_received_bytes_total", "counter", "Bytes read from peers.");
+  w.sample("ep_received_bytes_total", [], c?.transport.bytesIn ?? 0);
+  w.family("ep_sent_bytes_total", "counter", "Bytes handed to the operating system for sending.");
+  w.sample("ep_sent_bytes_total", [], c?.transport.bytesOut ?? 0);
+  w.family(
+    "ep_stuck_peers_closed_total",
+    "counter",
+    "Connections closed because the peer did not read.",
+  );
+  w.sample("ep_stuck_peers_closed_total", [], c?.transport.stuckClosed ?? 0);
+  w.family("ep_http_requests_total", "counter", "HTTP requests parsed.");
+  w.sample("ep_http_requests_total", [], c?.http.requests ?? 0);
+  w.family(
+    "ep_http_rejected_total",
+    "counter",
+    "HTTP requests refused by the parser or timeouts.",
+  );
+  w.sample("ep_http_rejected_total", [], c?.http.rejected ?? 0);
+}
+
+/**
+ * Writes the handler pool's families: `ep_handler_threads{state}`,
+ * `ep_handler_slots{state}`, `ep_handler_jobs_total{result}`,
+ * `ep_handler_threads_lost_total`, `ep_handler_thread_restarts_total{thread}`, ring
+ * occupancy `ep_handler_ring_used_bytes{thread,ring}` and capacity, `ep_handler_ring_full_total`,
+ * wake-ups `ep_handler_ring_wakeups_total{thread,ring}` (`job`: the handler thread woken;
+ * `reply`: the main thread woken), `ep_handler_thread_sleeps_total{thread}`,
+ * `ep_handler_main_sleeps_total`.
+ *
+ * @example
+ * ```ts
+ * import { ExpositionWriter } from "./prometheus.ts";
+ * import { writePoolMetrics } from "./metrics.ts";
+ * const w = new ExpositionWriter();
+ * writePoolMetrics(w, null);
+ * console.assert(w.text().includes('ep_handler_slots{state="idle"} 0'));
+ * ```
+ */
+export function writePoolMetrics(w: ExpositionWriter, pool: PoolCounters | null): void {
+  const threads = pool?.threads ?? [];
+  w.family("ep_handler_threads", "gauge", "Handler threads, by state.");
+  for (const state of ["starting", "ready", "restarting", "stopping", "stopped"] as const) {
+    w.sample(
+      "ep_handler_threads",
+      [["state", state]],
+      threads.filter((t) => t.status === state).length,
+    );
+  }
+  w.family("ep_handler_slots", "gauge", "Handler-thread slots, by state.");
+  w.sample("ep_handler_slots", [["state", "busy"]], pool?.jobsInFlight ?? 0);
+  w.sample("ep_handler_slots", [["state", "idle"]], pool?.freeSlots ?? 0);
+  w.family("ep_handler_jobs_total", "counter", "Jobs handed to handler threads, by result.");
+  w.sample("ep_handler_jobs_total", [["result", "replied"]], pool?.replied ?? 0);
+  w.sample("ep_handler_jobs_total", [["result", "failed"]], pool?.failed ?? 0);
+  w.family("ep_handler_threads_lost_total", "counter", "Handler threads lost (crashed).");
+  w.sample("ep_handler_threads_lost_total", [], pool?.threadsLost ?? 0);
+  w.family("ep_handler_thread_restarts_total", "counter", "Restarts, by thread.");
+  for (const t of threads) {
+    w.sample("ep_handler_thread_restarts_total", [["thread", String(t.thread)]], t.restarts);
+  }
+  const rings = (
+    name: string,
+    type: "counter" | "gauge",
+    help: string,
+    f: (r: RingStats) => number,
+  ) => {
+    w.family(name, type, help);
+    for (const t of threads) {
+      w.sample(name, [["thread", String(t.thread)], ["ring", "job"]], f(t.jobRing));
+      w.sample(name, [["thread", String(t.thread)], ["ring", "reply"]], f(t.replyRing));
     }
-    this.#lines.push(`${name}_sum${this.#labels(labels)} ${formatValue(h.sum)}`);
-    this.#lines.push(`${name}_count${this.#labels(labels)} ${formatValue(h.count)}`);
+  };
+  rings(
+    "ep_handler_ring_used_bytes",
+    "gauge",
+    "Ring bytes published and not yet read (occupancy).",
+    (r) => r.usedBytes,
+  );
+  rings("ep_handler_ring_capacity_bytes", "gauge", "Ring data capacity.", (r) => r.capacity);
+  rings(
+    "ep_handler_ring_full_total",
+    "counter",
+    "Messages held because the ring was full.",
+    (r) => r.fullEvents,
+  );
+  rings(
+    "ep_handler_ring_wakeups_total",
+    "counter",
+    "Wake-ups of a sleeping consumer (job ring: the handler thread; reply ring: the main thread).",
+    (r) => r.dataWakeups,
+  );
+  w.family(
+    "ep_handler_thread_sleeps_total",
+    "counter",
+    "Times a handler thread slept waiting for jobs.",
+  );
+  for (const t of threads) {
+    w.sample("ep_handler_thread_sleeps_total", [["thread", String(t.thread)]], t.sleeps);
   }
-
-  #labels(labels: Labels): string {
-    return renderLabels(labels, this.#labelValue);
-  }
-
-  /** The exposition, ending with a newline. */
-  text(): string {
-    return this.#lines.join("\n") + "\n";
-  }
-}
-
-function renderLabels(labels: Labels, show: (value: string) => string): string {
-  if (labels.length === 0) return "";
-  let out = "{";
-  for (let i = 0; i < labels.length; i++) {
-    const [k, v] = labels[i];
-    if (!LABEL_RE.test(k) || k.startsWith("__")) throw new TypeError(`Invalid label "${k}"`);
-    out += `${i > 0 ? "," : ""}${k}="${escapeLabel(show(v))}"`;
-  }
-  return out + "}";
-}
-
-function escapeLabel(v: string): string {
-  return v.replace(/[\\"\n]/g, (c) => (c === "\n" ? "\\n" : `\\${c}`));
-}
-
-function escapeHelp(v: string): string {
-  return v.replace(/[\\\n]/g, (c) => (c === "\n" ? "\\n" : "\\\\"));
-}
-
-function formatValue(v: number): string {
-  if (v !== v) return "NaN";
-  if (v === Infinity) return "+Inf";
-  if (v === -Infinity) return "-Inf";
-  return String(v);
+  w.family(
+    "ep_handler_main_sleeps_total",
+    "counter",
+    "Times the main thread slept waiting for replies.",
+  );
+  w.sample("ep_handler_main_sleeps_total", [], pool?.mainSleeps ?? 0);
 }

@@ -1,33 +1,16 @@
 /**
  * Seeing inside a balancer: the {@linkcode Monitor} counts every job the balancer settles
- * (it is the balancer's {@linkcode BalancerObserver}), samples the balancer, the server and
- * the handler-thread pool once a second, and serves what it knows on the balancer's own
- * port under the reserved prefix `/_ep/`:
- *
- * | path            | what                                                       | access     |
- * | --------------- | ---------------------------------------------------------- | ---------- |
- * | `/_ep/health`   | liveness and readiness, JSON; 200 ready, 503 not ready     | everyone   |
- * | `/_ep/metrics`  | Prometheus text exposition 0.0.4                           | restricted |
- * | `/_ep/stats`    | the status data as JSON (`?series=0`: without the samples) | restricted |
- * | `/_ep/`         | the status page (one self-contained HTML; polls `stats`)   | restricted |
- *
- * Access ("restricted" above), by {@linkcode AccessOptions}:
- * - default: loopback peers only (`127.0.0.0/8`, `::1`); others get 403;
- * - `token`: the token is required from every peer, loopback included, as
- *   `Authorization: Bearer <token>` or `?token=<token>` (the page passes it on to its
- *   polls); a missing or wrong token gets 401;
- * - `public: true` (and no token): everyone.
- *
- * EP `STATS_REQUEST` gets the same JSON ({@linkcode Monitor.snapshot}) under the same rule
- * (pass {@linkcode Monitor.access} as `EpOptions.statsAccess`): the token is HELLO's
- * `token`, and a refused request is answered ERROR `unauthorized`. The rule is one
- * function, `statusAccess` in `core/net/access.ts`.
+ * (it is the balancer's {@linkcode BalancerObserver}) by service, outcome and worker, with
+ * its queue wait and service time; samples the balancer, the server and the handler-thread
+ * pool once a second for the sparklines; and answers from what it knows: the status data
+ * ({@linkcode Monitor.snapshot}, shaped in `status_snapshot.ts`), the health report and the
+ * Prometheus text (families in `metrics.ts`). {@linkcode Monitor.internal} serves them on
+ * the balancer's own port under `/_ep/` (see `endpoints.ts` for the paths and the access
+ * rule); EP `STATS_REQUEST` gets the same JSON under the same rule (pass
+ * {@linkcode Monitor.access} as `EpOptions.statsAccess`).
  *
  * With `accessLog`, each job is logged at info level in category `["ep", "access"]`:
- * service, outcome, queue wait, service time and worker.
- *
- * Other `/_ep/...` paths get 404 and methods other than GET and HEAD 405: the monitor
- * answers the whole prefix, so the balancer's unguarded defaults never do.
+ * service, outcome, queue wait, service time and worker (`access_log.ts`).
  *
  * A worker's "last seen" is the last frame the balancer saw from it: credit grants and
  * answers (seen through {@linkcode Monitor.watchWorkers}), and every frame, heartbeats
@@ -35,7 +18,12 @@
  *
  * Label cardinality is bounded: services a provider serves or served always get their own
  * series; other names (refused `no_service` requests, names jobs wait for in the start-up
- * grace) get their own only up to `maxServices`, then share `service="_other"`. A worker's series are dropped ten minutes after it left.
+ * grace) get their own only up to `maxServices`, then share `service="_other"`. A worker's
+ * series are dropped ten minutes after it left.
+ *
+ * Why one file of some 650 lines: counting, the once-a-second sampling, the health report
+ * and the snapshot all read the same private counters; cut apart, they would have to
+ * expose them.
  *
  * @example
  * ```ts ignore
@@ -58,7 +46,6 @@
  *
  * @module
  */
-import { getLogger } from "@logtape/logtape";
 import type {
   Balancer,
   BalancerObserver,
@@ -68,8 +55,13 @@ import type {
 } from "../balancer/balancer.ts";
 import type { WorkerHost } from "../net/ep_conn.ts";
 import type { Job, JobError, JobResult } from "../job.ts";
-import { ExpositionWriter, Histogram, QuantileWindow, Series } from "./metrics.ts";
-import { writePoolMetrics, writeServerMetrics } from "./metrics_sources.ts";
+import { BucketHistogram, ExpositionWriter } from "./prometheus.ts";
+import { QuantileWindow } from "./quantile_window.ts";
+import { Series } from "./series.ts";
+import { writeMonitorMetrics } from "./metrics.ts";
+import { OUTCOMES } from "./outcomes.ts";
+import { parseProviderName } from "./_provider_name.ts";
+import { round } from "./_round.ts";
 import type { HandlerPool } from "../threads/pool.ts";
 import type { Server } from "../net/server.ts";
 import type {
@@ -80,37 +72,13 @@ import type {
   ServiceSnapshot,
   StatsSnapshot,
 } from "./status_snapshot.ts";
-import { STATUS_PAGE_HTML } from "./status_page.ts";
-import { type AccessOptions, admitted, statusAccess } from "../net/access.ts";
+import type { AccessOptions } from "../net/access.ts";
+import { StatusEndpoints } from "./endpoints.ts";
+import { logAccess } from "./access_log.ts";
 import { escapeControls } from "../escape.ts";
 
 export type { AccessOptions } from "../net/access.ts";
 export { isLoopback } from "../net/access.ts";
-
-const log = getLogger(["ep", "observe"]);
-const accessLogger = getLogger(["ep", "access"]);
-
-/**
- * Every outcome, in the order of the counters.
- *
- * @example
- * ```ts
- * import { OUTCOMES } from "./monitor.ts";
- * console.assert(OUTCOMES[0] === "ok");
- * ```
- */
-export const OUTCOMES: readonly Outcome[] = Object.freeze(
-  [
-    "ok",
-    "error",
-    "timeout",
-    "overloaded",
-    "no_service",
-    "worker_lost",
-    "shutting_down",
-    "cancelled",
-  ] as const,
-);
 
 const OUTCOME_INDEX: Readonly<Record<Outcome, number>> = Object.freeze(
   Object.fromEntries(OUTCOMES.map((o, i) => [o, i])) as Record<Outcome, number>,
@@ -170,8 +138,8 @@ export interface MonitorSources {
 interface ServiceMon {
   name: string;
   outcomes: Float64Array;
-  wait: Histogram;
-  run: Histogram;
+  wait: BucketHistogram;
+  run: BucketHistogram;
   waitQ: QuantileWindow;
   runQ: QuantileWindow;
   lastTotal: number;
@@ -204,14 +172,11 @@ const INTERVAL_MS = 1_000;
 const WORKER_RETENTION_MS = 10 * 60_000;
 const OTHER = "_other";
 const RATE_WINDOW = 10;
-const enc = new TextEncoder();
-const PAGE_BYTES = enc.encode(STATUS_PAGE_HTML);
-const NO_STORE: [string, string] = ["cache-control", "no-store"];
 
 /**
  * Watches a balancer: implements {@linkcode BalancerObserver}, samples once a second, and
  * produces the Prometheus exposition, the stats JSON, the status page and the health
- * report, served by {@linkcode Monitor.internal} under `/_ep/`. See the module doc for the
+ * report, served by {@linkcode Monitor.internal} under `/_ep/`. See `endpoints.ts` for the
  * endpoints and access rules.
  *
  * @example
@@ -244,7 +209,7 @@ export class Monitor implements BalancerObserver {
   #lastSampleAt = 0;
   #lastBytesIn = 0;
   #lastBytesOut = 0;
-  #denied = { remote: 0, token: 0 };
+  #endpoints: StatusEndpoints;
   #total: {
     rate: Series;
     failed: Series;
@@ -280,7 +245,8 @@ export class Monitor implements BalancerObserver {
       bytesIn: new Series(n),
       bytesOut: new Series(n),
     };
-    this.internal = (job) => this.#serve(job);
+    this.#endpoints = new StatusEndpoints(this);
+    this.internal = (job) => this.#endpoints.answer(job);
   }
 
   /**
@@ -370,21 +336,7 @@ export class Monitor implements BalancerObserver {
       }
       c[i]++;
     }
-    if (this.#accessLog) {
-      const worker = provider === null ? "-" : workerLabel(provider);
-      // The text is rendered here (the default formatter would quote every value), peer
-      // strings escaped by logText; the properties carry the same data for JSON lines.
-      const line = `${service} ${outcome} wait ${fmtMs(queueWaitMs)} service ${
-        fmtMs(serviceMs)
-      } worker ${worker}`;
-      accessLogger.info(logText(line), {
-        service,
-        outcome,
-        queueWaitMs: roundMs(queueWaitMs),
-        serviceMs: roundMs(serviceMs),
-        worker: provider === null ? null : worker,
-      });
-    }
+    if (this.#accessLog) logAccess(service, outcome, queueWaitMs, serviceMs, provider);
   }
 
   /**
@@ -628,122 +580,18 @@ export class Monitor implements BalancerObserver {
     const src = this.#src;
     const st = src?.balancer.stats() ?? { uptimeMs: 0, services: [], providers: [] };
     for (const s of st.services) this.#service(s.name, s.served);
-    const names = [...this.#services.keys()].sort();
-    const live = new Map(st.services.map((s) => [s.name, s]));
-
-    w.family("ep_build_info", "gauge", "Always 1; the version is a label.");
-    w.sample("ep_build_info", [["version", this.#opts.version ?? "unknown"]], 1);
-    w.family("ep_up", "gauge", "1 when ready (listening, scripts loaded), else 0.");
-    w.sample("ep_up", [], this.health().ready ? 1 : 0);
-    w.family("ep_uptime_seconds", "gauge", "Seconds since the balancer started.");
-    w.sample("ep_uptime_seconds", [], round(st.uptimeMs / 1000, 3));
-
-    w.family("ep_requests_total", "counter", "Jobs answered or refused, by service and outcome.");
-    for (const name of names) {
-      const m = this.#services.get(name)!;
-      for (let i = 0; i < OUTCOMES.length; i++) {
-        w.sample("ep_requests_total", [["service", name], ["outcome", OUTCOMES[i]]], m.outcomes[i]);
-      }
-    }
-    w.family(
-      "ep_worker_requests_total",
-      "counter",
-      "Jobs run by a worker, by worker, service and outcome.",
-    );
-    for (const name of [...this.#workers.keys()].sort()) {
-      const wm = this.#workers.get(name)!;
-      const worker = workerLabel(name);
-      for (const service of [...wm.services.keys()].sort()) {
-        const c = wm.services.get(service)!;
-        for (let i = 0; i < OUTCOMES.length; i++) {
-          if (c[i] === 0 && i !== 0) continue;
-          w.sample(
-            "ep_worker_requests_total",
-            [["worker", worker], ["service", service], ["outcome", OUTCOMES[i]]],
-            c[i],
-          );
-        }
-      }
-    }
-    w.family(
-      "ep_queue_wait_seconds",
-      "histogram",
-      "Time from a job's arrival to its dispatch (or its answer, if never dispatched).",
-    );
-    for (const name of names) {
-      w.histogram("ep_queue_wait_seconds", [["service", name]], this.#services.get(name)!.wait);
-    }
-    w.family(
-      "ep_service_time_seconds",
-      "histogram",
-      "Time from a job's dispatch to its answer.",
-    );
-    for (const name of names) {
-      w.histogram("ep_service_time_seconds", [["service", name]], this.#services.get(name)!.run);
-    }
-    w.family("ep_queue_depth", "gauge", "Jobs waiting in the service's queue.");
-    for (const s of st.services) w.sample("ep_queue_depth", [["service", s.name]], s.queued);
-    w.family("ep_service_workers", "gauge", "Providers (workers, local pool) serving the service.");
-    for (const s of st.services) w.sample("ep_service_workers", [["service", s.name]], s.providers);
-    w.family("ep_service_slots", "gauge", "Slots of the service's providers, by state.");
-    for (const s of st.services) {
-      w.sample("ep_service_slots", [["service", s.name], ["state", "busy"]], s.busy);
-      w.sample(
-        "ep_service_slots",
-        [["service", s.name], ["state", "idle"]],
-        Math.max(0, s.slots - s.busy),
-      );
-    }
-    w.family(
-      "ep_redeliveries_total",
-      "counter",
-      "Jobs dispatched again after their worker was lost.",
-    );
-    for (const name of names) {
-      w.sample(
-        "ep_redeliveries_total",
-        [["service", name]],
-        live.get(name)?.counters.redelivered ?? 0,
-      );
-    }
-    w.family("ep_workers", "gauge", "Providers attached, by state.");
-    const draining = st.providers.filter((p) => p.draining).length;
-    w.sample("ep_workers", [["state", "ready"]], st.providers.length - draining);
-    w.sample("ep_workers", [["state", "draining"]], draining);
-    w.family("ep_worker_slots", "gauge", "A provider's slots, by state.");
-    for (const p of [...st.providers].sort((a, b) => a.name.localeCompare(b.name))) {
-      const worker = workerLabel(p.name);
-      w.sample("ep_worker_slots", [["worker", worker], ["state", "busy"]], p.busy);
-      w.sample(
-        "ep_worker_slots",
-        [["worker", worker], ["state", "idle"]],
-        Math.max(0, p.slots - p.busy),
-      );
-    }
-    writeServerMetrics(w, src?.server?.counters ?? null);
-    writePoolMetrics(w, this.#pool()?.counters() ?? null);
-    const lua = this.#lua?.();
-    w.family("ep_lua_errors_total", "counter", "Lua errors turned into error replies.");
-    w.sample("ep_lua_errors_total", [], lua?.errors ?? 0);
-    w.family("ep_lua_interrupts_total", "counter", "Lua handlers interrupted.");
-    w.sample("ep_lua_interrupts_total", [], lua?.interrupts ?? 0);
-    w.family(
-      "ep_status_denied_total",
-      "counter",
-      "Requests for /_ep/ pages refused, by reason (remote: not loopback; token: missing or wrong).",
-    );
-    w.sample("ep_status_denied_total", [["reason", "remote"]], this.#denied.remote);
-    w.sample("ep_status_denied_total", [["reason", "token"]], this.#denied.token);
-    const mem = Deno.memoryUsage();
-    w.family(
-      "ep_memory_bytes",
-      "gauge",
-      "This process's memory, bytes: resident (rss), and the main thread's JavaScript heap (heap_used, heap_total, external).",
-    );
-    w.sample("ep_memory_bytes", [["kind", "rss"]], mem.rss);
-    w.sample("ep_memory_bytes", [["kind", "heap_used"]], mem.heapUsed);
-    w.sample("ep_memory_bytes", [["kind", "heap_total"]], mem.heapTotal);
-    w.sample("ep_memory_bytes", [["kind", "external"]], mem.external);
+    writeMonitorMetrics(w, {
+      version: this.#opts.version ?? "unknown",
+      ready: this.health().ready,
+      balancer: st,
+      services: this.#services,
+      workers: this.#workers,
+      server: src?.server?.counters ?? null,
+      pool: this.#pool()?.counters() ?? null,
+      lua: this.#lua?.(),
+      denied: this.#endpoints.denied,
+      memory: Deno.memoryUsage(),
+    });
     return w.text();
   }
 
@@ -768,8 +616,8 @@ export class Monitor implements BalancerObserver {
     s = {
       name,
       outcomes: new Float64Array(OUTCOMES.length),
-      wait: new Histogram(),
-      run: new Histogram(),
+      wait: new BucketHistogram(),
+      run: new BucketHistogram(),
       waitQ: new QuantileWindow(),
       runQ: new QuantileWindow(),
       lastTotal: 0,
@@ -783,96 +631,6 @@ export class Monitor implements BalancerObserver {
     this.#services.set(name, s);
     return s;
   }
-
-  #serve(job: Job): JobResult {
-    const path = job.path;
-    const known = path === "/_ep/" || path === "/_ep/health" || path === "/_ep/metrics" ||
-      path === "/_ep/stats";
-    if (!known) return textResult(404, `No ep endpoint "${path}"`);
-    if (job.method !== "GET" && job.method !== "HEAD") {
-      return textResult(405, "Only GET and HEAD", [["allow", "GET, HEAD"]]);
-    }
-    if (path === "/_ep/health") {
-      const h = this.health();
-      return jsonResult(h.ready ? 200 : 503, JSON.stringify(h));
-    }
-    const denied = this.#deny(job);
-    if (denied) return denied;
-    if (path === "/_ep/metrics") {
-      return {
-        status: 200,
-        headers: [["content-type", "text/plain; version=0.0.4; charset=utf-8"], NO_STORE],
-        body: this.metricsText(),
-      };
-    }
-    if (path === "/_ep/stats") {
-      const series = new URLSearchParams(job.query).get("series") !== "0";
-      return jsonResult(200, this.statsJson({ series }));
-    }
-    return {
-      status: 200,
-      headers: [
-        ["content-type", "text/html; charset=utf-8"],
-        NO_STORE,
-        [
-          "content-security-policy",
-          "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; " +
-          "connect-src 'self'; img-src data:; base-uri 'none'; form-action 'none'; " +
-          "frame-ancestors 'none'",
-        ],
-        ["x-content-type-options", "nosniff"],
-        ["referrer-policy", "no-referrer"],
-      ],
-      body: PAGE_BYTES,
-    };
-  }
-
-  /** The refusal for a peer the access rules keep out, or null. */
-  #deny(job: Job): JobResult | null {
-    const given = bearer(job) ?? new URLSearchParams(job.query).get("token");
-    const verdict = statusAccess(this.access, job.remote, given);
-    if (admitted(verdict)) return null;
-    if (verdict === "unauthorized") {
-      this.#denied.token++;
-      log.debug("Refused {path} to {remote}: token", { path: job.path, remote: job.remote });
-      return textResult(401, "A token is required for ep status pages", [
-        ["www-authenticate", 'Bearer realm="ep"'],
-      ]);
-    }
-    this.#denied.remote++;
-    log.debug("Refused {path} to {remote}: not loopback", { path: job.path, remote: job.remote });
-    return textResult(403, "ep status pages are served to loopback peers only");
-  }
-}
-
-function bearer(job: Job): string | null {
-  for (const [k, v] of job.headers) {
-    if (k === "authorization") {
-      const m = /^bearer[ \t]+(.+?)[ \t]*$/i.exec(v);
-      return m ? m[1] : null;
-    }
-  }
-  return null;
-}
-
-/** `worker 10.0.0.5:40412 (name)` → `10.0.0.5:40412 (name)`; `local pool` stays. */
-function workerLabel(provider: string): string {
-  return provider.startsWith("worker ") ? provider.slice(7) : provider;
-}
-
-/**
- * A provider's address and label. `remote` is what the provider is (an EP worker, attached
- * through the port's worker host); the name is only read for the address and the peer's
- * label, which may hold any character (a HELLO name with newlines stays one label).
- */
-function parseProviderName(
-  name: string,
-  remote: boolean,
-): { address: string; label: string | null; kind: "remote" | "local" } {
-  const m = /^worker (\S+)(?: \((.*)\))?$/s.exec(name);
-  if (m && remote) return { address: m[1], label: m[2] ?? null, kind: "remote" };
-  if (remote) return { address: name, label: null, kind: "remote" };
-  return { address: "local", label: name, kind: "local" };
 }
 
 function outcomeRecord(c: Float64Array | undefined): Record<Outcome, number> {
@@ -890,41 +648,6 @@ function quantiles(w: QuantileWindow | undefined): Quantiles {
   };
 }
 
-function round(v: number, digits: number): number {
-  const f = Math.pow(10, digits);
-  return Math.round(v * f) / f;
-}
-
 function nz(v: number): number {
   return v === v ? v : 0;
-}
-
-function roundMs(ms: number): number | null {
-  return ms === ms ? round(ms, 3) : null;
-}
-
-/** A message template that renders as `text`: peer strings escaped, braces doubled. */
-function logText(text: string): string {
-  return escapeControls(text).replace(/[{}]/g, (c) => c + c);
-}
-
-function fmtMs(ms: number): string {
-  if (ms !== ms) return "-";
-  return ms < 10 ? `${ms.toFixed(2)}ms` : `${Math.round(ms)}ms`;
-}
-
-function textResult(status: number, text: string, extra: [string, string][] = []): JobResult {
-  return {
-    status,
-    headers: [["content-type", "text/plain; charset=utf-8"], NO_STORE, ...extra],
-    body: text + "\n",
-  };
-}
-
-function jsonResult(status: number, json: string): JobResult {
-  return {
-    status,
-    headers: [["content-type", "application/json"], NO_STORE],
-    body: json,
-  };
 }
