@@ -39,6 +39,7 @@ export * from "./net/http_conn.ts";
 export * from "./net/ep_conn.ts";
 export * from "./threads/ring.ts";
 export * from "./threads/pool.ts";
+export * from "./threads/runtime.ts";
 export type { WelcomeFrame } from "../protocol/ep_frames.ts";
 export type { HttpLimits } from "../protocol/http_parser.ts";
 export * from "./balancer/balancer.ts";

@@ -55,7 +55,7 @@ import type {
   HandlerResult,
   HandlerRuntime,
   HandlerRuntimeModule,
-} from "./pool.ts";
+} from "./runtime.ts";
 
 interface WorkerScope {
   onmessage: ((e: MessageEvent<ThreadInit>) => void) | null;
