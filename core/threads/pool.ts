@@ -41,15 +41,12 @@
 
 import { getLogger } from "@logtape/logtape";
 import {
-  createRing,
   Doorbell,
   RING_MAX_CAPACITY,
-  RingConsumer,
+  type RingConsumer,
   ringMaxPayload,
-  RingProducer,
   RingRecord,
   type RingStats,
-  ringStats,
 } from "./ring.ts";
 import {
   HandlerError,
@@ -59,21 +56,22 @@ import {
   RingMessageTooLargeError,
 } from "../errors.ts";
 import {
-  CTL_ASYNC,
-  CTL_DONE,
   CTL_INTERRUPT,
-  CTL_SLEEPS,
   KIND_ERROR,
   KIND_JOB,
   KIND_REPLY,
-  KIND_STOP,
   KIND_TOO_LARGE,
   MAIN_BELL_OFFSET,
   POOL_CONTROL_BYTES,
-  THREAD_CONTROL_BYTES,
-  type ThreadInit,
   type ThreadMessage,
 } from "./_pool_protocol.ts";
+import {
+  MIN_RING_BYTES,
+  Thread,
+  type ThreadEvents,
+  type ThreadResult,
+  type ThreadSpawnConfig,
+} from "./_thread.ts";
 
 const logger = getLogger(["ep", "pool"]);
 
@@ -88,8 +86,6 @@ const logger = getLogger(["ep", "pool"]);
  * ```
  */
 export const TS_HANDLER_RUNTIME: string = new URL("./ts_runtime.ts", import.meta.url).href;
-
-const WORKER_ENTRY = new URL("./thread_main.ts", import.meta.url).href;
 
 /**
  * A job for the pool.
@@ -323,7 +319,6 @@ export interface PoolCounters {
 }
 
 const EMPTY = new Uint8Array(0);
-const MIN_RING_BYTES = 4096;
 const DEFAULT_RING_BYTES = 1 << 20;
 const DEFAULT_CONCURRENCY = 8;
 const MAX_CONCURRENCY = 0xffff;
@@ -333,64 +328,6 @@ const DEADLINE_TICK_MS = 5;
 const STOP_TIMEOUT_MS = 2000;
 const MAX_BACKOFF_MS = 5000;
 const GEN_MAX = 0x7fff;
-
-interface ThreadResult {
-  ok: boolean;
-  message?: string;
-}
-
-/** Main-thread bookkeeping of one handler thread. */
-class Thread {
-  readonly index: number;
-  readonly slots: number;
-  status: ThreadStatus = "starting";
-  worker: Worker | null = null;
-  jobRing!: SharedArrayBuffer;
-  replyRing!: SharedArrayBuffer;
-  jobs!: RingProducer;
-  replies!: RingConsumer;
-  ctl!: Int32Array;
-  // Slot tables, indexed by slot.
-  readonly tickets: Int32Array;
-  readonly gens: Uint16Array;
-  readonly busy: Uint8Array;
-  readonly jobIds: Float64Array;
-  readonly deadlines: Float64Array;
-  readonly deadlineMs: Float64Array;
-  readonly callbacks: (ReplyCallback | null)[];
-  readonly heldJobs: (PoolJob | null)[];
-  readonly free: Int32Array;
-  freeTop = 0;
-  inFlight = 0;
-  held: number[] = [];
-  heldHead = 0;
-  dirty = false;
-  spaceWait = false;
-  startedAt = 0;
-  backoff = 0;
-  restarts = 0;
-  restartTimer: ReturnType<typeof setTimeout> | undefined;
-  onStarted: ((r: ThreadResult) => void) | null = null;
-  base = { jobFull: 0, jobWake: 0, replyFull: 0, replyWake: 0, done: 0, sleeps: 0 };
-
-  constructor(index: number, slots: number) {
-    this.index = index;
-    this.slots = slots;
-    this.tickets = new Int32Array(slots);
-    this.gens = new Uint16Array(slots);
-    this.busy = new Uint8Array(slots);
-    this.jobIds = new Float64Array(slots);
-    this.deadlines = new Float64Array(slots);
-    this.deadlineMs = new Float64Array(slots);
-    this.callbacks = new Array(slots).fill(null);
-    this.heldJobs = new Array(slots).fill(null);
-    this.free = new Int32Array(slots);
-  }
-
-  get heldCount(): number {
-    return this.held.length - this.heldHead;
-  }
-}
 
 /**
  * A pool of handler threads with slots: the dispatcher asks {@linkcode HandlerPool.freeSlots}
@@ -414,8 +351,11 @@ class Thread {
  * ```
  */
 export class HandlerPool {
-  readonly #module: string;
-  readonly #moduleOptions: unknown;
+  readonly #spawnConfig: ThreadSpawnConfig;
+  readonly #threadEvents: ThreadEvents = {
+    message: (t, msg) => this.#onThreadMessage(t, msg),
+    failed: (t, reason, cause) => this.#threadFailed(t, reason, cause),
+  };
   readonly #ringBytes: number;
   readonly #pollMs: number;
   readonly #startTimeoutMs: number;
@@ -482,8 +422,12 @@ export class HandlerPool {
     }
     if (!(pollMicros >= 0)) throw new RangeError(`Poll micros must be >= 0: "${pollMicros}"`);
 
-    this.#module = String(options.module);
-    this.#moduleOptions = options.moduleOptions;
+    this.#spawnConfig = {
+      module: String(options.module),
+      moduleOptions: options.moduleOptions,
+      ringBytes,
+      poolControl: this.#poolControl,
+    };
     this.#ringBytes = ringBytes;
     this.#pollMs = pollMicros / 1000;
     this.#startTimeoutMs = options.startTimeoutMs ?? 30_000;
@@ -520,7 +464,7 @@ export class HandlerPool {
       new Promise<ThreadResult>((resolve) => {
         t.onStarted = resolve;
         try {
-          this.#spawn(t);
+          t.spawn(this.#spawnConfig, this.#threadEvents);
         } catch (err) {
           t.onStarted = null;
           t.status = "stopped";
@@ -626,9 +570,7 @@ export class HandlerPool {
     if (t.heldCount === 0 && t.jobs.tryWrite(ticket, KIND_JOB, service, meta, job.body)) {
       this.#markDirty(t);
     } else {
-      t.heldJobs[slot] = job;
-      t.held.push(slot);
-      this.#waitForSpace(t);
+      t.hold(slot, job, this.#serviceIndex);
     }
     this.#watch();
     return true;
@@ -669,26 +611,7 @@ export class HandlerPool {
 
   /** A snapshot of the pool's counters (allocates; not for the hot path). */
   counters(): PoolCounters {
-    const threads = this.#threads.map((t): ThreadCounters => {
-      const jobRing = ringStats(t.jobRing);
-      const replyRing = ringStats(t.replyRing);
-      jobRing.fullEvents += t.base.jobFull;
-      jobRing.dataWakeups += t.base.jobWake;
-      replyRing.fullEvents += t.base.replyFull;
-      replyRing.dataWakeups += t.base.replyWake;
-      return {
-        thread: t.index,
-        status: t.status,
-        jobsInFlight: t.inFlight,
-        jobsHeld: t.heldCount,
-        asyncJobsInFlight: t.ctl[CTL_ASYNC],
-        jobsDone: t.base.done + (t.ctl[CTL_DONE] >>> 0),
-        sleeps: t.base.sleeps + (t.ctl[CTL_SLEEPS] >>> 0),
-        restarts: t.restarts,
-        jobRing,
-        replyRing,
-      };
-    });
+    const threads = this.#threads.map((t) => t.counters());
     return {
       threads,
       jobsInFlight: this.#inFlight,
@@ -769,8 +692,7 @@ export class HandlerPool {
         timer = setTimeout(resolve, STOP_TIMEOUT_MS);
         for (const t of running) {
           t.status = "stopping";
-          if (t.jobs.tryWrite(0, KIND_STOP, 0, null, null)) t.jobs.flush();
-          else this.#endThread(t); // ring full of abandoned jobs: no clean stop
+          if (!t.requestStop()) t.end(); // ring full of abandoned jobs: no clean stop
         }
       });
       clearTimeout(timer);
@@ -782,7 +704,7 @@ export class HandlerPool {
           "Handler thread {thread} did not stop; it may be stuck in a handler and keep the process alive",
           { thread: t.index },
         );
-        this.#endThread(t);
+        t.end();
       }
     }
     this.#channel.port1.close();
@@ -790,55 +712,7 @@ export class HandlerPool {
     logger.debug("Handler pool closed");
   }
 
-  // ---- threads ----
-
-  #spawn(t: Thread): void {
-    t.jobRing = createRing(this.#ringBytes);
-    t.replyRing = createRing(this.#ringBytes);
-    const control = new SharedArrayBuffer(THREAD_CONTROL_BYTES);
-    t.jobs = new RingProducer(t.jobRing);
-    t.replies = new RingConsumer(t.replyRing);
-    t.ctl = new Int32Array(control);
-    t.freeTop = 0;
-    t.held = [];
-    t.heldHead = 0;
-    t.spaceWait = false;
-    t.dirty = false;
-    t.status = "starting";
-    t.startedAt = performance.now();
-    const worker = new Worker(WORKER_ENTRY, { type: "module", name: `ep-handler-${t.index}` });
-    t.worker = worker;
-    worker.onmessage = (e: MessageEvent<ThreadMessage>) => {
-      if (t.worker === worker) this.#onThreadMessage(t, e.data);
-    };
-    worker.onerror = (e: ErrorEvent) => {
-      e.preventDefault();
-      if (t.worker !== worker) return;
-      const reason = `uncaught ${e.message || "error"}`;
-      this.#threadFailed(t, reason, e.error);
-    };
-    worker.onmessageerror = () => {
-      if (t.worker === worker) this.#threadFailed(t, "a message from the thread could not be read");
-    };
-    const init: ThreadInit = {
-      type: "init",
-      thread: t.index,
-      module: this.#module,
-      moduleOptions: this.#moduleOptions,
-      jobRing: t.jobRing,
-      replyRing: t.replyRing,
-      control,
-      poolControl: this.#poolControl,
-    };
-    try {
-      worker.postMessage(init);
-    } catch (err) {
-      // moduleOptions that cannot be structured-cloned, typically.
-      t.worker = null;
-      worker.terminate();
-      throw err;
-    }
-  }
+  // ---- threads (what one thread does is in _thread.ts; here what it means for the pool) ----
 
   #onThreadMessage(t: Thread, msg: ThreadMessage): void {
     switch (msg.type) {
@@ -849,7 +723,7 @@ export class HandlerPool {
       case "exit":
         return this.#threadFailed(t, msg.reason);
       case "stopped":
-        this.#endThread(t);
+        t.end();
         t.status = "stopped";
         this.#stopped?.();
         return;
@@ -878,7 +752,7 @@ export class HandlerPool {
     }
     if (this.#closing) {
       t.status = "stopping";
-      if (t.jobs.tryWrite(0, KIND_STOP, 0, null, null)) t.jobs.flush();
+      t.requestStop();
       return;
     }
     t.status = "ready";
@@ -901,7 +775,7 @@ export class HandlerPool {
     if (t.worker === null) return;
     const starting = t.status === "starting";
     const wasReady = t.status === "ready";
-    this.#endThread(t);
+    t.end();
     if (wasReady) this.#free -= t.freeTop;
     t.freeTop = 0;
     this.#threadsLost++;
@@ -948,7 +822,7 @@ export class HandlerPool {
         t.restartTimer = undefined;
         if (this.#closing) return;
         try {
-          this.#spawn(t);
+          t.spawn(this.#spawnConfig, this.#threadEvents);
         } catch (err) {
           t.status = "stopped";
           logger.error("Handler thread {thread} cannot be restarted: {error}", {
@@ -961,28 +835,6 @@ export class HandlerPool {
       this.#stopped?.();
     }
     this.#checkDrained();
-  }
-
-  /** Terminates a thread's worker and folds its ring counters into the thread's totals. */
-  #endThread(t: Thread): void {
-    const w = t.worker;
-    if (w === null) return;
-    t.worker = null;
-    w.onmessage = null;
-    w.onerror = (e: ErrorEvent) => e.preventDefault();
-    w.terminate();
-    const j = ringStats(t.jobRing);
-    const r = ringStats(t.replyRing);
-    // Keep the totals in `base`, and zero the live rings' share: counters() adds both.
-    t.base.jobFull += j.fullEvents;
-    t.base.jobWake += j.dataWakeups;
-    t.base.replyFull += r.fullEvents;
-    t.base.replyWake += r.dataWakeups;
-    t.base.done += t.ctl[CTL_DONE] >>> 0;
-    t.base.sleeps += t.ctl[CTL_SLEEPS] >>> 0;
-    t.jobRing = createRing(MIN_RING_BYTES);
-    t.replyRing = createRing(MIN_RING_BYTES);
-    t.ctl = new Int32Array(new SharedArrayBuffer(THREAD_CONTROL_BYTES));
   }
 
   #pick(): Thread | null {
@@ -1022,7 +874,7 @@ export class HandlerPool {
     }
   }
 
-  // ---- publication and held jobs ----
+  // ---- publication (jobs held for a full ring: Thread.hold in _thread.ts) ----
 
   #markDirty(t: Thread): void {
     if (!t.dirty) {
@@ -1046,44 +898,6 @@ export class HandlerPool {
     }
     dirty.length = 0;
   };
-
-  #waitForSpace(t: Thread): void {
-    if (t.spaceWait) return;
-    t.spaceWait = true;
-    const jobs = t.jobs;
-    const first = t.heldJobs[t.held[t.heldHead]];
-    const size = first === null ? 0 : (first.meta?.length ?? 0) + first.body.length;
-    const wait = jobs.waitForSpaceAsync(size);
-    const retry = () => {
-      if (t.jobs !== jobs) return; // the thread was restarted meanwhile
-      t.spaceWait = false;
-      this.#writeHeld(t);
-    };
-    if (wait === undefined) queueMicrotask(retry);
-    else wait.then(retry);
-  }
-
-  #writeHeld(t: Thread): void {
-    const held = t.held;
-    while (t.heldHead < held.length) {
-      const slot = held[t.heldHead];
-      const job = t.heldJobs[slot];
-      if (job !== null) {
-        const service = this.#serviceIndex.get(job.service)!;
-        if (!t.jobs.tryWrite(t.tickets[slot], KIND_JOB, service, job.meta ?? null, job.body)) {
-          break;
-        }
-        t.heldJobs[slot] = null;
-      }
-      t.heldHead++;
-    }
-    if (t.heldHead === held.length) {
-      held.length = 0;
-      t.heldHead = 0;
-    }
-    t.jobs.flush();
-    if (t.heldCount > 0) this.#waitForSpace(t);
-  }
 
   // ---- replies: the scheduler ----
 
