@@ -41,11 +41,10 @@
 
 import { getLogger } from "@logtape/logtape";
 import {
-  Doorbell,
   RING_MAX_CAPACITY,
   type RingConsumer,
   ringMaxPayload,
-  RingRecord,
+  type RingRecord,
   type RingStats,
 } from "./ring.ts";
 import {
@@ -61,7 +60,6 @@ import {
   KIND_JOB,
   KIND_REPLY,
   KIND_TOO_LARGE,
-  MAIN_BELL_OFFSET,
   POOL_CONTROL_BYTES,
   type ThreadMessage,
 } from "./_pool_protocol.ts";
@@ -72,6 +70,7 @@ import {
   type ThreadResult,
   type ThreadSpawnConfig,
 } from "./_thread.ts";
+import { ReplyScheduler } from "./_reply_scheduler.ts";
 
 const logger = getLogger(["ep", "pool"]);
 
@@ -322,8 +321,6 @@ const EMPTY = new Uint8Array(0);
 const DEFAULT_RING_BYTES = 1 << 20;
 const DEFAULT_CONCURRENCY = 8;
 const MAX_CONCURRENCY = 0xffff;
-const REPLY_BUDGET = 64; // replies taken from one ring before visiting the next
-const DRAIN_BUDGET = 8192; // replies per scheduler turn before yielding to the event loop
 const DEADLINE_TICK_MS = 5;
 const STOP_TIMEOUT_MS = 2000;
 const MAX_BACKOFF_MS = 5000;
@@ -357,30 +354,20 @@ export class HandlerPool {
     failed: (t, reason, cause) => this.#threadFailed(t, reason, cause),
   };
   readonly #ringBytes: number;
-  readonly #pollMs: number;
   readonly #startTimeoutMs: number;
   readonly #onThreadLost?: (event: ThreadLostEvent) => void;
   #onSlotsAvailable?: () => void;
   readonly #threads: Thread[] = [];
   readonly #poolControl = new SharedArrayBuffer(POOL_CONTROL_BYTES);
-  readonly #bell = new Doorbell(this.#poolControl, MAIN_BELL_OFFSET);
-  readonly #rec = new RingRecord();
-  readonly #channel = new MessageChannel();
+  readonly #scheduler: ReplyScheduler;
   #services: readonly string[] = [];
   #serviceIndex = new Map<string, number>();
   #free = 0;
   #inFlight = 0;
   #rr = 0;
-  #drainStart = 0;
   // Publication.
   #dirty: Thread[] = [];
   #flushQueued = false;
-  // Reply watching.
-  #watching = false;
-  #sleeping = false;
-  #pollQueued = false;
-  #lastActivity = 0;
-  #active = false; // a job was submitted since the last poll
   // Deadlines.
   #deadlineJobs = 0;
   #deadlineTimer: ReturnType<typeof setInterval> | undefined;
@@ -397,7 +384,6 @@ export class HandlerPool {
   #replied = 0;
   #failed = 0;
   #threadsLost = 0;
-  #mainSleeps = 0;
 
   private constructor(options: HandlerPoolOptions) {
     const threads = options.threads ?? navigator.hardwareConcurrency ?? 1;
@@ -429,12 +415,15 @@ export class HandlerPool {
       poolControl: this.#poolControl,
     };
     this.#ringBytes = ringBytes;
-    this.#pollMs = pollMicros / 1000;
     this.#startTimeoutMs = options.startTimeoutMs ?? 30_000;
     this.#onThreadLost = options.onThreadLost;
     this.#onSlotsAvailable = options.onSlotsAvailable;
     for (let i = 0; i < threads; i++) this.#threads.push(new Thread(i, concurrency));
-    this.#channel.port1.onmessage = this.#poll;
+    this.#scheduler = new ReplyScheduler(this.#threads, this.#poolControl, pollMicros / 1000, {
+      inFlight: () => this.#inFlight,
+      reply: (t, replies, rec) => this.#onReply(t, replies, rec),
+      drained: () => this.#afterDrain(),
+    });
   }
 
   /**
@@ -572,7 +561,7 @@ export class HandlerPool {
     } else {
       t.hold(slot, job, this.#serviceIndex);
     }
-    this.#watch();
+    this.#scheduler.watch();
     return true;
   }
 
@@ -620,7 +609,7 @@ export class HandlerPool {
       replied: this.#replied,
       failed: this.#failed,
       threadsLost: this.#threadsLost,
-      mainSleeps: this.#mainSleeps,
+      mainSleeps: this.#scheduler.sleeps,
     };
   }
 
@@ -707,8 +696,7 @@ export class HandlerPool {
         t.end();
       }
     }
-    this.#channel.port1.close();
-    this.#channel.port2.close();
+    this.#scheduler.close();
     logger.debug("Handler pool closed");
   }
 
@@ -899,108 +887,14 @@ export class HandlerPool {
     dirty.length = 0;
   };
 
-  // ---- replies: the scheduler ----
+  // ---- replies (the polling and draining are in _reply_scheduler.ts) ----
 
-  /** Starts watching for replies if jobs are in flight. */
-  #watch(): void {
-    this.#active = true;
-    if (this.#watching) return;
-    this.#watching = true;
-    this.#schedulePoll();
-  }
-
-  #schedulePoll(): void {
-    if (this.#pollQueued) return;
-    this.#pollQueued = true;
-    this.#channel.port2.postMessage(null);
-  }
-
-  #poll = (): void => {
-    this.#pollQueued = false;
-    if (this.#sleeping) return;
-    const n = this.#drain();
-    if (this.#inFlight === 0) {
-      this.#watching = false;
-      return;
-    }
-    const now = performance.now();
-    if (n > 0 || this.#active) {
-      this.#active = false;
-      this.#lastActivity = now;
-    }
-    if (n > 0 || now - this.#lastActivity < this.#pollMs) {
-      this.#schedulePoll();
-      return;
-    }
-    // Quiet for pollMicros: sleep on the doorbell until a thread publishes a reply.
-    const seq = this.#bell.arm();
-    if (this.#anyReplies()) {
-      this.#bell.disarm();
-      this.#schedulePoll();
-      return;
-    }
-    const wait = this.#bell.waitAsync(seq);
-    if (wait === undefined) {
-      this.#schedulePoll();
-      return;
-    }
-    this.#sleeping = true;
-    this.#mainSleeps++;
-    wait.then(this.#woken);
-  };
-
-  #woken = (): void => {
-    this.#sleeping = false;
-    this.#bell.disarm();
-    this.#lastActivity = performance.now();
-    this.#poll();
-  };
-
-  #anyReplies(): boolean {
-    for (const t of this.#threads) {
-      if (t.worker !== null && t.replies.hasData()) return true;
-    }
-    return false;
-  }
-
-  /**
-   * Drains the reply rings in turns: up to REPLY_BUDGET replies from each ring per turn,
-   * so that a busy thread cannot starve the others. Each call starts one ring further.
-   */
-  #drain(): number {
-    const threads = this.#threads;
-    const n = threads.length;
-    const rec = this.#rec;
-    const start = this.#drainStart;
-    this.#drainStart = start + 1 === n ? 0 : start + 1;
-    let total = 0;
-    while (total < DRAIN_BUDGET) {
-      let got = 0;
-      for (let k = 0; k < n; k++) {
-        const t = threads[(start + k) % n];
-        if (t.worker === null) continue;
-        const replies = t.replies;
-        let c = 0;
-        while (c < REPLY_BUDGET && replies.read(rec)) {
-          c++;
-          this.#onReply(t, replies, rec);
-          if (t.replies !== replies) break; // the thread was lost in a callback
-        }
-        if (c > 0) {
-          replies.release();
-          got += c;
-        }
-      }
-      if (got === 0) break;
-      total += got;
-    }
-    if (total > 0) {
-      this.#serveCalls();
-      this.#checkDrained();
-      // Jobs submitted from reply callbacks: publish now rather than after this task.
-      if (this.#flushQueued) this.#flush();
-    }
-    return total;
+  /** After a drain that took replies. */
+  #afterDrain(): void {
+    this.#serveCalls();
+    this.#checkDrained();
+    // Jobs submitted from reply callbacks: publish now rather than after this task.
+    if (this.#flushQueued) this.#flush();
   }
 
   #onReply(t: Thread, replies: RingConsumer, rec: RingRecord): void {
