@@ -71,6 +71,7 @@ import {
   type ThreadSpawnConfig,
 } from "./_thread.ts";
 import { ReplyScheduler } from "./_reply_scheduler.ts";
+import { DeadlineClock } from "./_deadlines.ts";
 
 const logger = getLogger(["ep", "pool"]);
 
@@ -321,7 +322,6 @@ const EMPTY = new Uint8Array(0);
 const DEFAULT_RING_BYTES = 1 << 20;
 const DEFAULT_CONCURRENCY = 8;
 const MAX_CONCURRENCY = 0xffff;
-const DEADLINE_TICK_MS = 5;
 const STOP_TIMEOUT_MS = 2000;
 const MAX_BACKOFF_MS = 5000;
 const GEN_MAX = 0x7fff;
@@ -369,8 +369,7 @@ export class HandlerPool {
   #dirty: Thread[] = [];
   #flushQueued = false;
   // Deadlines.
-  #deadlineJobs = 0;
-  #deadlineTimer: ReturnType<typeof setInterval> | undefined;
+  readonly #deadlines = new DeadlineClock(() => this.#sweepDeadlines());
   // call() jobs waiting for a slot.
   #callQueue: { job: PoolJob; cb: ReplyCallback }[] = [];
   #callHead = 0;
@@ -555,7 +554,7 @@ export class HandlerPool {
     this.#inFlight++;
     this.#free--;
     this.#submitted++;
-    if (job.deadlineMs !== undefined) this.#setDeadline(t, slot, job.deadlineMs);
+    if (job.deadlineMs !== undefined) this.#deadlines.set(t, slot, job.deadlineMs);
     if (t.heldCount === 0 && t.jobs.tryWrite(ticket, KIND_JOB, service, meta, job.body)) {
       this.#markDirty(t);
     } else {
@@ -663,8 +662,7 @@ export class HandlerPool {
       }
       if (t.ctl !== undefined) Atomics.store(t.ctl, CTL_INTERRUPT, -1);
     }
-    clearInterval(this.#deadlineTimer);
-    this.#deadlineTimer = undefined;
+    this.#deadlines.stop();
     // Stop the threads: a STOP record wakes a sleeping thread; the thread answers
     // "stopped" and closes itself.
     const running = this.#threads.filter((t) => t.worker !== null);
@@ -847,13 +845,7 @@ export class HandlerPool {
     t.tickets[slot] = 0;
     t.callbacks[slot] = null;
     t.heldJobs[slot] = null;
-    if (t.deadlines[slot] !== 0) {
-      t.deadlines[slot] = 0;
-      if (--this.#deadlineJobs === 0) {
-        clearInterval(this.#deadlineTimer);
-        this.#deadlineTimer = undefined;
-      }
-    }
+    this.#deadlines.clear(t, slot);
     t.inFlight--;
     this.#inFlight--;
     if (toFreeList && t.status === "ready") {
@@ -983,17 +975,10 @@ export class HandlerPool {
     if (!queued || !this.#threads.some((t) => t.status === "ready")) this.#drained();
   }
 
-  // ---- deadlines ----
+  // ---- deadlines (the timer is in _deadlines.ts) ----
 
-  #setDeadline(t: Thread, slot: number, deadlineMs: number): void {
-    t.deadlines[slot] = performance.now() + Math.max(0, deadlineMs);
-    t.deadlineMs[slot] = deadlineMs;
-    if (this.#deadlineJobs++ === 0) {
-      this.#deadlineTimer = setInterval(this.#sweepDeadlines, DEADLINE_TICK_MS);
-    }
-  }
-
-  #sweepDeadlines = (): void => {
+  /** Fails the jobs whose deadline passed; a running one stays in its slot until let go. */
+  #sweepDeadlines(): void {
     const now = performance.now();
     for (const t of this.#threads) {
       for (let slot = 0; slot < t.slots; slot++) {
@@ -1008,11 +993,7 @@ export class HandlerPool {
           // Running or queued on the thread: the slot stays taken until the thread lets
           // go of the job; ask the runtime to interrupt it.
           t.callbacks[slot] = null;
-          t.deadlines[slot] = 0;
-          if (--this.#deadlineJobs === 0) {
-            clearInterval(this.#deadlineTimer);
-            this.#deadlineTimer = undefined;
-          }
+          this.#deadlines.clear(t, slot);
           Atomics.store(t.ctl, CTL_INTERRUPT, t.tickets[slot]);
         }
         if (cb !== null) {
@@ -1022,5 +1003,5 @@ export class HandlerPool {
       }
     }
     this.#checkDrained();
-  };
+  }
 }
