@@ -23,6 +23,20 @@
  *   `waitAsync` costs ≈ 40 µs, which would double a short job's round trip; a turn costs
  *   ≈ 3 µs. Set `pollMicros: 0` to always sleep at once.
  *
+ * ## Where the parts are
+ *
+ * This file holds the pool's public types and the {@linkcode HandlerPool} class. The
+ * handler-runtime contract is in `runtime.ts`; one thread's bookkeeping (its Web Worker,
+ * rings, slot table and held jobs) in `_thread.ts`; the reply polling and draining in
+ * `_reply_scheduler.ts`; the deadline timer in `_deadlines.ts`; what the rings carry in
+ * `_pool_protocol.ts`; the handler thread's own loop in `thread_main.ts`.
+ *
+ * Why this file is still over 600 lines: about 300 of them are the documented public types
+ * of the pool's API (jobs, replies, options, counters). The rest is one state machine over
+ * the slot counts (free slots, jobs in flight, the counters), which a submission, a reply,
+ * a deadline, the loss of a thread and close all change; it stays in one class so that
+ * those changes are read side by side rather than handed to helpers as shared state.
+ *
  * @example
  * ```ts ignore
  * import { HandlerPool, TS_HANDLER_RUNTIME } from "./pool.ts";
