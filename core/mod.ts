@@ -38,6 +38,7 @@ export * from "./net/client.ts";
 export * from "./net/http_conn.ts";
 export * from "./net/ep_conn.ts";
 export * from "./threads/ring.ts";
+export * from "./threads/doorbell.ts";
 export * from "./threads/pool.ts";
 export * from "./threads/runtime.ts";
 export type { WelcomeFrame } from "../protocol/ep_frames.ts";

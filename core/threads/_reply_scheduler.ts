@@ -17,7 +17,8 @@
  * @module
  */
 
-import { Doorbell, type RingConsumer, RingRecord } from "./ring.ts";
+import { Doorbell } from "./doorbell.ts";
+import { type RingConsumer, RingRecord } from "./ring.ts";
 import { MAIN_BELL_OFFSET } from "./_pool_protocol.ts";
 import type { Thread } from "./_thread.ts";
 

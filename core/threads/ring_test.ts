@@ -1,7 +1,6 @@
 import assert from "node:assert/strict";
 import {
   createRing,
-  Doorbell,
   RING_HEAD_OFFSET,
   RING_HEADER_BYTES,
   RING_TAIL_OFFSET,
@@ -211,21 +210,6 @@ Deno.test("copyBody and copyMeta write only the copied region of the destination
     assert.throws(() => c.copyBody(rec, new Uint8Array(n + 3), 4), RangeError);
     c.release();
   }
-});
-
-Deno.test("doorbell notifies only an armed sleeper, once per sleep", () => {
-  const bell = new Doorbell(new SharedArrayBuffer(64), 8);
-  assert.equal(bell.ring(), false);
-  const seq = bell.arm();
-  assert.equal(bell.armed, true);
-  assert.equal(bell.ring(), true);
-  assert.equal(bell.armed, false);
-  assert.equal(bell.ring(), false, "a second ring before re-arming costs nothing");
-  assert.equal(bell.waitAsync(seq), undefined, "SEQ moved on: no wait");
-  const seq2 = bell.arm();
-  assert.equal(seq2, seq + 1);
-  bell.disarm();
-  assert.equal(bell.ring(), false);
 });
 
 function runWorker(start: StressStart): Promise<StressReport> {

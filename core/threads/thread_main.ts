@@ -31,7 +31,8 @@
  */
 
 import { replyProblem } from "../job.ts";
-import { Doorbell, RingConsumer, RingProducer, RingRecord, utf8Length } from "./ring.ts";
+import { Doorbell } from "./doorbell.ts";
+import { RingConsumer, RingProducer, RingRecord, utf8Length } from "./ring.ts";
 import {
   CTL_ASYNC,
   CTL_DONE,
