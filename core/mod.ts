@@ -41,6 +41,7 @@ export * from "./threads/ring.ts";
 export * from "./threads/doorbell.ts";
 export * from "./threads/pool.ts";
 export * from "./threads/runtime.ts";
+export * from "./threads/job_errors.ts";
 export type { WelcomeFrame } from "../protocol/ep_frames.ts";
 export type { HttpLimits } from "../protocol/http_parser.ts";
 export * from "./balancer/balancer.ts";
