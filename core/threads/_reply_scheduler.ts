@@ -136,7 +136,7 @@ export class ReplyScheduler {
 
   #anyReplies(): boolean {
     for (const t of this.#threads) {
-      if (t.worker !== null && t.replies.hasData()) return true;
+      if (t.webWorker !== null && t.replies.hasData()) return true;
     }
     return false;
   }
@@ -156,7 +156,7 @@ export class ReplyScheduler {
       let got = 0;
       for (let k = 0; k < n; k++) {
         const t = threads[(start + k) % n];
-        if (t.worker === null) continue;
+        if (t.webWorker === null) continue;
         const replies = t.replies;
         let c = 0;
         while (c < REPLY_BUDGET && replies.read(rec)) {

@@ -29,7 +29,7 @@ import type { PoolJob, ReplyCallback, ThreadCounters, ThreadStatus } from "./poo
 /** Smallest ring DATA bytes the pool accepts; also the size of a lost thread's spare rings. */
 export const MIN_RING_BYTES = 4096;
 
-const WORKER_ENTRY = new URL("./thread_main.ts", import.meta.url).href;
+const THREAD_ENTRY = new URL("./thread_main.ts", import.meta.url).href;
 
 /** How a thread's first start ended. */
 export interface ThreadResult {
@@ -62,7 +62,7 @@ export class Thread {
   readonly index: number;
   readonly slots: number;
   status: ThreadStatus = "starting";
-  worker: Worker | null = null;
+  webWorker: Worker | null = null;
   jobRing!: SharedArrayBuffer;
   replyRing!: SharedArrayBuffer;
   jobs!: RingProducer;
@@ -130,19 +130,22 @@ export class Thread {
     this.dirty = false;
     this.status = "starting";
     this.startedAt = performance.now();
-    const worker = new Worker(WORKER_ENTRY, { type: "module", name: `ep-handler-${this.index}` });
-    this.worker = worker;
-    worker.onmessage = (e: MessageEvent<ThreadMessage>) => {
-      if (this.worker === worker) events.message(this, e.data);
+    const webWorker = new Worker(THREAD_ENTRY, {
+      type: "module",
+      name: `ep-handler-${this.index}`,
+    });
+    this.webWorker = webWorker;
+    webWorker.onmessage = (e: MessageEvent<ThreadMessage>) => {
+      if (this.webWorker === webWorker) events.message(this, e.data);
     };
-    worker.onerror = (e: ErrorEvent) => {
+    webWorker.onerror = (e: ErrorEvent) => {
       e.preventDefault();
-      if (this.worker !== worker) return;
+      if (this.webWorker !== webWorker) return;
       const reason = `uncaught ${e.message || "error"}`;
       events.failed(this, reason, e.error);
     };
-    worker.onmessageerror = () => {
-      if (this.worker === worker) {
+    webWorker.onmessageerror = () => {
+      if (this.webWorker === webWorker) {
         events.failed(this, "a message from the thread could not be read");
       }
     };
@@ -157,11 +160,11 @@ export class Thread {
       poolControl: config.poolControl,
     };
     try {
-      worker.postMessage(init);
+      webWorker.postMessage(init);
     } catch (err) {
       // moduleOptions that cannot be structured-cloned, typically.
-      this.worker = null;
-      worker.terminate();
+      this.webWorker = null;
+      webWorker.terminate();
       throw err;
     }
   }
@@ -176,14 +179,14 @@ export class Thread {
     return true;
   }
 
-  /** Terminates the thread's worker and folds its ring counters into the thread's totals. */
+  /** Terminates the thread's Web Worker and folds its ring counters into the thread's totals. */
   end(): void {
-    const w = this.worker;
-    if (w === null) return;
-    this.worker = null;
-    w.onmessage = null;
-    w.onerror = (e: ErrorEvent) => e.preventDefault();
-    w.terminate();
+    const webWorker = this.webWorker;
+    if (webWorker === null) return;
+    this.webWorker = null;
+    webWorker.onmessage = null;
+    webWorker.onerror = (e: ErrorEvent) => e.preventDefault();
+    webWorker.terminate();
     const j = ringStats(this.jobRing);
     const r = ringStats(this.replyRing);
     // Keep the totals in `base`, and zero the live rings' share: counters() adds both.

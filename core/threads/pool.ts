@@ -679,16 +679,16 @@ export class HandlerPool {
     this.#deadlines.stop();
     // Stop the threads: a STOP record wakes a sleeping thread; the thread answers
     // "stopped" and closes itself.
-    const running = this.#threads.filter((t) => t.worker !== null);
+    const running = this.#threads.filter((t) => t.webWorker !== null);
     for (const t of this.#threads) {
       clearTimeout(t.restartTimer);
-      if (t.worker === null) t.status = "stopped";
+      if (t.webWorker === null) t.status = "stopped";
     }
     if (running.length > 0) {
       let timer: ReturnType<typeof setTimeout> | undefined;
       await new Promise<void>((resolve) => {
         this.#stopped = () => {
-          if (this.#threads.every((t) => t.worker === null)) resolve();
+          if (this.#threads.every((t) => t.webWorker === null)) resolve();
         };
         timer = setTimeout(resolve, STOP_TIMEOUT_MS);
         for (const t of running) {
@@ -700,7 +700,7 @@ export class HandlerPool {
       this.#stopped = null;
     }
     for (const t of this.#threads) {
-      if (t.worker !== null) {
+      if (t.webWorker !== null) {
         logger.warn(
           "Handler thread {thread} did not stop; it may be stuck in a handler and keep the process alive",
           { thread: t.index },
@@ -772,7 +772,7 @@ export class HandlerPool {
 
   /** A thread died or failed to start: fail its jobs, report, restart. */
   #threadFailed(t: Thread, reason: string, cause?: unknown): void {
-    if (t.worker === null) return;
+    if (t.webWorker === null) return;
     const starting = t.status === "starting";
     const wasReady = t.status === "ready";
     t.end();
@@ -888,7 +888,7 @@ export class HandlerPool {
     for (let i = 0; i < dirty.length; i++) {
       const t = dirty[i];
       t.dirty = false;
-      if (t.worker !== null) t.jobs.flush();
+      if (t.webWorker !== null) t.jobs.flush();
     }
     dirty.length = 0;
   };

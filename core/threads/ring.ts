@@ -406,7 +406,7 @@ export class RingProducer {
   }
 
   /**
-   * Blocks until a message of `size` payload bytes fits (worker threads only). Returns
+   * Blocks until a message of `size` payload bytes fits (off the main thread only). Returns
    * false on timeout.
    */
   waitForSpaceSync(size: number, timeoutMs = Infinity): boolean {
@@ -634,8 +634,8 @@ export class RingConsumer {
   }
 
   /**
-   * Sleeps on the DATA doorbell armed by {@linkcode RingConsumer.armData} (worker threads
-   * only), then disarms it.
+   * Sleeps on the DATA doorbell armed by {@linkcode RingConsumer.armData} (off the main
+   * thread only), then disarms it.
    */
   sleepSync(seq: number, timeoutMs = Infinity): WaitResult {
     const r = this.#dataBell.waitSync(seq, timeoutMs);
@@ -644,7 +644,7 @@ export class RingConsumer {
   }
 
   /**
-   * Blocks until a record is published (worker threads only). Returns false on timeout.
+   * Blocks until a record is published (off the main thread only). Returns false on timeout.
    */
   waitForDataSync(timeoutMs = Infinity): boolean {
     for (;;) {
