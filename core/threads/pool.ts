@@ -31,11 +31,12 @@
  * `_reply_scheduler.ts`; the deadline timer in `_deadlines.ts`; what the rings carry in
  * `_pool_protocol.ts`; the handler thread's own loop in `thread_main.ts`.
  *
- * Why this file is still over 600 lines: about 300 of them are the documented public types
- * of the pool's API (jobs, replies, options, counters). The rest is one state machine over
- * the slot counts (free slots, jobs in flight, the counters), which a submission, a reply,
- * a deadline, the loss of a thread and close all change; it stays in one class so that
- * those changes are read side by side rather than handed to helpers as shared state.
+ * Why this file is still over 600 lines: about 240 of them are the documented public types
+ * of the pool's API (jobs, replies, options, counters). The class (about 660) is one state
+ * machine over the slot counts (free slots, jobs in flight, the counters), which a
+ * submission, a reply, a deadline, the loss of a thread and close all change; it stays in
+ * one class so that those changes are read side by side rather than handed to helpers as
+ * shared state.
  *
  * @example
  * ```ts ignore
