@@ -54,9 +54,6 @@ export {
   type CloseOptions,
   HandlerPool,
   type HandlerPoolOptions,
-  type HandlerReply,
-  type HandlerRequest,
-  type HandlerResult,
   type JobReply,
   type PoolCounters,
   type PoolJob,
@@ -66,6 +63,7 @@ export {
   type ThreadStatus,
   TS_HANDLER_RUNTIME,
 } from "./core/threads/pool.ts";
+export type { HandlerReply, HandlerRequest, HandlerResult } from "./core/threads/runtime.ts";
 export type { ServeOptions, Server, ServerCounters } from "./core/net/server.ts";
 export { httpStatusOf, JobError } from "./core/job.ts";
 export type { Job, JobHandler, JobOrigin, JobResult } from "./core/job.ts";

@@ -5,7 +5,7 @@
  * @module
  */
 import { decodeMeta, encodeMeta } from "../protocol/ep_meta.ts";
-import type { HandlerRequest, HandlerResult } from "../core/threads/pool.ts";
+import type { HandlerRequest, HandlerResult } from "../core/threads/runtime.ts";
 
 const dec = new TextDecoder();
 

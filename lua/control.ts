@@ -14,7 +14,7 @@
  */
 import { getLogger } from "@logtape/logtape";
 import { startNode } from "../core/node/node.ts";
-import { handlerCounters } from "../core/balancer/local_provider.ts";
+import { handlerCounters } from "../core/threads/job_errors.ts";
 import type { MonitorOptions } from "../core/observe/monitor.ts";
 import type { Job } from "../core/job.ts";
 import { LuaHandlerRuntime } from "./handler_runtime.ts";

@@ -27,5 +27,5 @@ export type {
   HandlerResult,
   HandlerRuntime,
   HandlerRuntimeContext,
-} from "../core/threads/pool.ts";
+} from "../core/threads/runtime.ts";
 export type { Job } from "../core/job.ts";

@@ -20,7 +20,7 @@ import type {
   HandlerResult,
   HandlerRuntime,
   HandlerRuntimeContext,
-} from "../core/threads/pool.ts";
+} from "../core/threads/runtime.ts";
 import { LuaHandlerRuntime, type LuaReply, type LuaServiceSource } from "./handler_runtime.ts";
 import { LuaError } from "./errors.ts";
 import { configureLogging } from "../core/logging.ts";

@@ -26,7 +26,7 @@ import {
 import { ErrorCode } from "../../protocol/errors.ts";
 import { decodeMeta, encodeMeta } from "../../protocol/ep_meta.ts";
 import { oneLine } from "../escape.ts";
-import { poolError, submitError } from "../balancer/local_provider.ts";
+import { poolError, submitError } from "../threads/job_errors.ts";
 import { JobError, replyProblem } from "../job.ts";
 import type { HandlerPool, JobReply, PoolJob } from "../threads/pool.ts";
 import { connect as tcpConnect, type Transport } from "../net/transport.ts";

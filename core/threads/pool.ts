@@ -1,7 +1,7 @@
 /**
- * The handler-thread pool: N Web Workers, each running a handler runtime module, fed
- * through lock-free rings (see `ring.ts`). Sockets and dispatch stay on the main thread;
- * handlers run on the threads.
+ * The handler-thread pool: N handler threads (Web Workers), each running a handler runtime
+ * module (the contract is in `runtime.ts`), fed through lock-free rings (see `ring.ts`).
+ * Sockets and dispatch stay on the main thread; handlers run on the threads.
  *
  * ```
  * main: submit ──► job ring t ──► thread t: runtime.handle(req) ──► reply ring t ──┐
@@ -23,6 +23,21 @@
  *   `waitAsync` costs ≈ 40 µs, which would double a short job's round trip; a turn costs
  *   ≈ 3 µs. Set `pollMicros: 0` to always sleep at once.
  *
+ * ## Where the parts are
+ *
+ * This file holds the pool's public types and the {@linkcode HandlerPool} class. The
+ * handler-runtime contract is in `runtime.ts`; one thread's bookkeeping (its Web Worker,
+ * rings, slot table and held jobs) in `_thread.ts`; the reply polling and draining in
+ * `_reply_scheduler.ts`; the deadline timer in `_deadlines.ts`; what the rings carry in
+ * `_pool_protocol.ts`; the handler thread's own loop in `thread_main.ts`.
+ *
+ * Why this file is still over 600 lines: about 240 of them are the documented public types
+ * of the pool's API (jobs, replies, options, counters). The class (about 660) is one state
+ * machine over the slot counts (free slots, jobs in flight, the counters), which a
+ * submission, a reply, a deadline, the loss of a thread and close all change; it stays in
+ * one class so that those changes are read side by side rather than handed to helpers as
+ * shared state.
+ *
  * @example
  * ```ts ignore
  * import { HandlerPool, TS_HANDLER_RUNTIME } from "./pool.ts";
@@ -41,15 +56,11 @@
 
 import { getLogger } from "@logtape/logtape";
 import {
-  createRing,
-  Doorbell,
   RING_MAX_CAPACITY,
-  RingConsumer,
+  type RingConsumer,
   ringMaxPayload,
-  RingProducer,
-  RingRecord,
+  type RingRecord,
   type RingStats,
-  ringStats,
 } from "./ring.ts";
 import {
   HandlerError,
@@ -59,21 +70,23 @@ import {
   RingMessageTooLargeError,
 } from "../errors.ts";
 import {
-  CTL_ASYNC,
-  CTL_DONE,
   CTL_INTERRUPT,
-  CTL_SLEEPS,
   KIND_ERROR,
   KIND_JOB,
   KIND_REPLY,
-  KIND_STOP,
   KIND_TOO_LARGE,
-  MAIN_BELL_OFFSET,
   POOL_CONTROL_BYTES,
-  THREAD_CONTROL_BYTES,
-  type ThreadInit,
   type ThreadMessage,
 } from "./_pool_protocol.ts";
+import {
+  MIN_RING_BYTES,
+  Thread,
+  type ThreadEvents,
+  type ThreadResult,
+  type ThreadSpawnConfig,
+} from "./_thread.ts";
+import { ReplyScheduler } from "./_reply_scheduler.ts";
+import { DeadlineClock } from "./_deadlines.ts";
 
 const logger = getLogger(["ep", "pool"]);
 
@@ -88,136 +101,6 @@ const logger = getLogger(["ep", "pool"]);
  * ```
  */
 export const TS_HANDLER_RUNTIME: string = new URL("./ts_runtime.ts", import.meta.url).href;
-
-const WORKER_ENTRY = new URL("./thread_main.ts", import.meta.url).href;
-
-/**
- * What a handler runtime receives for each job, on its thread.
- *
- * @example
- * ```ts
- * import type { HandlerRequest } from "./pool.ts";
- * const req: HandlerRequest = { id: 65536, service: "echo", meta: new Uint8Array(), body: new Uint8Array([1]) };
- * console.assert(req.service === "echo");
- * ```
- */
-export interface HandlerRequest {
-  /** The pool's ticket for the job: unique among the jobs in flight on this thread. */
-  id: number;
-  /** Service name. */
-  service: string;
-  /** Job metadata bytes (empty when none). */
-  meta: Uint8Array;
-  /** Job body bytes (the thread's own copy). */
-  body: Uint8Array;
-}
-
-/**
- * A reply with a status and optional metadata. Status defaults to 200; the body to empty.
- *
- * @example
- * ```ts
- * import type { HandlerReply } from "./pool.ts";
- * const notFound: HandlerReply = { status: 404, body: "no such user" };
- * console.assert(notFound.status === 404);
- * ```
- */
-export interface HandlerReply {
-  /**
-   * Status, an integer from 200 to 599 (default 200): what an EP REPLY and an HTTP
-   * response carry. A 204 or 304 reply has no body. Anything else fails the job with a
-   * `HandlerError` that says what was wrong (`Handler returned status 99; allowed
-   * 200–599`), which the client gets as its one-line reason (HTTP 500, EP handler_error).
-   */
-  status?: number;
-  /**
-   * Reply metadata bytes (`encodeMeta`); for an HTTP job, the response header fields, whose
-   * names and values are byte strings (code units 0x00–0xFF) as the request's are.
-   */
-  meta?: Uint8Array;
-  /** Reply body: bytes, or a string sent as UTF-8. */
-  body?: Uint8Array | string;
-}
-
-/**
- * What a handler returns: bytes, a string (UTF-8, status 200) or a {@linkcode HandlerReply}.
- *
- * @example
- * ```ts
- * import type { HandlerResult } from "./pool.ts";
- * const results: HandlerResult[] = ["ok", new Uint8Array([1]), { status: 201, body: "made" }];
- * console.assert(results.length === 3);
- * ```
- */
-export type HandlerResult = Uint8Array | string | HandlerReply;
-
-/**
- * What a runtime's factory receives on its thread.
- *
- * @example
- * ```ts
- * import type { HandlerRuntimeContext } from "./pool.ts";
- * function interrupted(ctx: HandlerRuntimeContext, ticket: number): boolean {
- *   const v = Atomics.load(ctx.interrupt, 0);
- *   return v === -1 || v === ticket;
- * }
- * console.assert(typeof interrupted === "function");
- * ```
- */
-export interface HandlerRuntimeContext {
-  /** Index of the thread (0-based, stable across restarts). */
-  thread: number;
-  /** The pool's `moduleOptions`, structured-cloned. */
-  options: unknown;
-  /**
-   * The thread's interrupt flag in shared memory, `Int32Array` of length 1: 0 = none,
-   * -1 = interrupt whatever runs, otherwise the ticket (`HandlerRequest.id`) of the job to
-   * interrupt. A runtime that can stop a running handler (the Lua runtime's hook) polls it
-   * with `Atomics.load(interrupt, 0)`; the thread clears it when that job finishes.
-   */
-  interrupt: Int32Array;
-}
-
-/**
- * A handler runtime: runs a thread's jobs. Errors it throws (or rejects with) become error
- * replies; the thread goes on.
- *
- * @example
- * ```ts
- * import type { HandlerRuntime } from "./pool.ts";
- * const runtime: HandlerRuntime = {
- *   services: ["echo"],
- *   handle: (req) => req.body,
- * };
- * console.assert(runtime.services[0] === "echo");
- * ```
- */
-export interface HandlerRuntime {
-  /** The services this runtime serves; a job names one by its index in this list. */
-  readonly services: readonly string[];
-  /** Runs one job. `serviceIndex` indexes `services`. */
-  handle(req: HandlerRequest, serviceIndex: number): HandlerResult | Promise<HandlerResult>;
-  /** Called once when the thread stops on request. */
-  close?(): void | Promise<void>;
-}
-
-/**
- * The shape of a handler runtime module: what {@linkcode HandlerPoolOptions.module} must
- * export.
- *
- * @example
- * ```ts
- * import type { HandlerRuntimeModule } from "./pool.ts";
- * const mod: HandlerRuntimeModule = {
- *   createHandlerRuntime: () => ({ services: ["ping"], handle: () => "pong" }),
- * };
- * console.assert(typeof mod.createHandlerRuntime === "function");
- * ```
- */
-export interface HandlerRuntimeModule {
-  /** Builds the runtime on a thread. A throw fails the pool's start (or that restart). */
-  createHandlerRuntime(context: HandlerRuntimeContext): HandlerRuntime | Promise<HandlerRuntime>;
-}
 
 /**
  * A job for the pool.
@@ -451,74 +334,12 @@ export interface PoolCounters {
 }
 
 const EMPTY = new Uint8Array(0);
-const MIN_RING_BYTES = 4096;
 const DEFAULT_RING_BYTES = 1 << 20;
 const DEFAULT_CONCURRENCY = 8;
 const MAX_CONCURRENCY = 0xffff;
-const REPLY_BUDGET = 64; // replies taken from one ring before visiting the next
-const DRAIN_BUDGET = 8192; // replies per scheduler turn before yielding to the event loop
-const DEADLINE_TICK_MS = 5;
 const STOP_TIMEOUT_MS = 2000;
 const MAX_BACKOFF_MS = 5000;
 const GEN_MAX = 0x7fff;
-
-interface ThreadResult {
-  ok: boolean;
-  message?: string;
-}
-
-/** Main-thread bookkeeping of one handler thread. */
-class Thread {
-  readonly index: number;
-  readonly slots: number;
-  status: ThreadStatus = "starting";
-  worker: Worker | null = null;
-  jobRing!: SharedArrayBuffer;
-  replyRing!: SharedArrayBuffer;
-  jobs!: RingProducer;
-  replies!: RingConsumer;
-  ctl!: Int32Array;
-  // Slot tables, indexed by slot.
-  readonly tickets: Int32Array;
-  readonly gens: Uint16Array;
-  readonly busy: Uint8Array;
-  readonly jobIds: Float64Array;
-  readonly deadlines: Float64Array;
-  readonly deadlineMs: Float64Array;
-  readonly callbacks: (ReplyCallback | null)[];
-  readonly heldJobs: (PoolJob | null)[];
-  readonly free: Int32Array;
-  freeTop = 0;
-  inFlight = 0;
-  held: number[] = [];
-  heldHead = 0;
-  dirty = false;
-  spaceWait = false;
-  startedAt = 0;
-  backoff = 0;
-  restarts = 0;
-  restartTimer: ReturnType<typeof setTimeout> | undefined;
-  onStarted: ((r: ThreadResult) => void) | null = null;
-  base = { jobFull: 0, jobWake: 0, replyFull: 0, replyWake: 0, done: 0, sleeps: 0 };
-
-  constructor(index: number, slots: number) {
-    this.index = index;
-    this.slots = slots;
-    this.tickets = new Int32Array(slots);
-    this.gens = new Uint16Array(slots);
-    this.busy = new Uint8Array(slots);
-    this.jobIds = new Float64Array(slots);
-    this.deadlines = new Float64Array(slots);
-    this.deadlineMs = new Float64Array(slots);
-    this.callbacks = new Array(slots).fill(null);
-    this.heldJobs = new Array(slots).fill(null);
-    this.free = new Int32Array(slots);
-  }
-
-  get heldCount(): number {
-    return this.held.length - this.heldHead;
-  }
-}
 
 /**
  * A pool of handler threads with slots: the dispatcher asks {@linkcode HandlerPool.freeSlots}
@@ -542,36 +363,28 @@ class Thread {
  * ```
  */
 export class HandlerPool {
-  readonly #module: string;
-  readonly #moduleOptions: unknown;
+  readonly #spawnConfig: ThreadSpawnConfig;
+  readonly #threadEvents: ThreadEvents = {
+    message: (t, msg) => this.#onThreadMessage(t, msg),
+    failed: (t, reason, cause) => this.#threadFailed(t, reason, cause),
+  };
   readonly #ringBytes: number;
-  readonly #pollMs: number;
   readonly #startTimeoutMs: number;
   readonly #onThreadLost?: (event: ThreadLostEvent) => void;
   #onSlotsAvailable?: () => void;
   readonly #threads: Thread[] = [];
   readonly #poolControl = new SharedArrayBuffer(POOL_CONTROL_BYTES);
-  readonly #bell = new Doorbell(this.#poolControl, MAIN_BELL_OFFSET);
-  readonly #rec = new RingRecord();
-  readonly #channel = new MessageChannel();
+  readonly #scheduler: ReplyScheduler;
   #services: readonly string[] = [];
   #serviceIndex = new Map<string, number>();
   #free = 0;
   #inFlight = 0;
   #rr = 0;
-  #drainStart = 0;
   // Publication.
   #dirty: Thread[] = [];
   #flushQueued = false;
-  // Reply watching.
-  #watching = false;
-  #sleeping = false;
-  #pollQueued = false;
-  #lastActivity = 0;
-  #active = false; // a job was submitted since the last poll
   // Deadlines.
-  #deadlineJobs = 0;
-  #deadlineTimer: ReturnType<typeof setInterval> | undefined;
+  readonly #deadlines = new DeadlineClock(() => this.#sweepDeadlines());
   // call() jobs waiting for a slot.
   #callQueue: { job: PoolJob; cb: ReplyCallback }[] = [];
   #callHead = 0;
@@ -585,7 +398,6 @@ export class HandlerPool {
   #replied = 0;
   #failed = 0;
   #threadsLost = 0;
-  #mainSleeps = 0;
 
   private constructor(options: HandlerPoolOptions) {
     const threads = options.threads ?? navigator.hardwareConcurrency ?? 1;
@@ -610,15 +422,22 @@ export class HandlerPool {
     }
     if (!(pollMicros >= 0)) throw new RangeError(`Poll micros must be >= 0: "${pollMicros}"`);
 
-    this.#module = String(options.module);
-    this.#moduleOptions = options.moduleOptions;
+    this.#spawnConfig = {
+      module: String(options.module),
+      moduleOptions: options.moduleOptions,
+      ringBytes,
+      poolControl: this.#poolControl,
+    };
     this.#ringBytes = ringBytes;
-    this.#pollMs = pollMicros / 1000;
     this.#startTimeoutMs = options.startTimeoutMs ?? 30_000;
     this.#onThreadLost = options.onThreadLost;
     this.#onSlotsAvailable = options.onSlotsAvailable;
     for (let i = 0; i < threads; i++) this.#threads.push(new Thread(i, concurrency));
-    this.#channel.port1.onmessage = this.#poll;
+    this.#scheduler = new ReplyScheduler(this.#threads, this.#poolControl, pollMicros / 1000, {
+      inFlight: () => this.#inFlight,
+      reply: (t, replies, rec) => this.#onReply(t, replies, rec),
+      drained: () => this.#afterDrain(),
+    });
   }
 
   /**
@@ -648,7 +467,7 @@ export class HandlerPool {
       new Promise<ThreadResult>((resolve) => {
         t.onStarted = resolve;
         try {
-          this.#spawn(t);
+          t.spawn(this.#spawnConfig, this.#threadEvents);
         } catch (err) {
           t.onStarted = null;
           t.status = "stopped";
@@ -750,15 +569,13 @@ export class HandlerPool {
     this.#inFlight++;
     this.#free--;
     this.#submitted++;
-    if (job.deadlineMs !== undefined) this.#setDeadline(t, slot, job.deadlineMs);
+    if (job.deadlineMs !== undefined) this.#deadlines.set(t, slot, job.deadlineMs);
     if (t.heldCount === 0 && t.jobs.tryWrite(ticket, KIND_JOB, service, meta, job.body)) {
       this.#markDirty(t);
     } else {
-      t.heldJobs[slot] = job;
-      t.held.push(slot);
-      this.#waitForSpace(t);
+      t.hold(slot, job, this.#serviceIndex);
     }
-    this.#watch();
+    this.#scheduler.watch();
     return true;
   }
 
@@ -797,26 +614,7 @@ export class HandlerPool {
 
   /** A snapshot of the pool's counters (allocates; not for the hot path). */
   counters(): PoolCounters {
-    const threads = this.#threads.map((t): ThreadCounters => {
-      const jobRing = ringStats(t.jobRing);
-      const replyRing = ringStats(t.replyRing);
-      jobRing.fullEvents += t.base.jobFull;
-      jobRing.dataWakeups += t.base.jobWake;
-      replyRing.fullEvents += t.base.replyFull;
-      replyRing.dataWakeups += t.base.replyWake;
-      return {
-        thread: t.index,
-        status: t.status,
-        jobsInFlight: t.inFlight,
-        jobsHeld: t.heldCount,
-        asyncJobsInFlight: t.ctl[CTL_ASYNC],
-        jobsDone: t.base.done + (t.ctl[CTL_DONE] >>> 0),
-        sleeps: t.base.sleeps + (t.ctl[CTL_SLEEPS] >>> 0),
-        restarts: t.restarts,
-        jobRing,
-        replyRing,
-      };
-    });
+    const threads = this.#threads.map((t) => t.counters());
     return {
       threads,
       jobsInFlight: this.#inFlight,
@@ -825,7 +623,7 @@ export class HandlerPool {
       replied: this.#replied,
       failed: this.#failed,
       threadsLost: this.#threadsLost,
-      mainSleeps: this.#mainSleeps,
+      mainSleeps: this.#scheduler.sleeps,
     };
   }
 
@@ -879,94 +677,43 @@ export class HandlerPool {
       }
       if (t.ctl !== undefined) Atomics.store(t.ctl, CTL_INTERRUPT, -1);
     }
-    clearInterval(this.#deadlineTimer);
-    this.#deadlineTimer = undefined;
+    this.#deadlines.stop();
     // Stop the threads: a STOP record wakes a sleeping thread; the thread answers
     // "stopped" and closes itself.
-    const running = this.#threads.filter((t) => t.worker !== null);
+    const running = this.#threads.filter((t) => t.webWorker !== null);
     for (const t of this.#threads) {
       clearTimeout(t.restartTimer);
-      if (t.worker === null) t.status = "stopped";
+      if (t.webWorker === null) t.status = "stopped";
     }
     if (running.length > 0) {
       let timer: ReturnType<typeof setTimeout> | undefined;
       await new Promise<void>((resolve) => {
         this.#stopped = () => {
-          if (this.#threads.every((t) => t.worker === null)) resolve();
+          if (this.#threads.every((t) => t.webWorker === null)) resolve();
         };
         timer = setTimeout(resolve, STOP_TIMEOUT_MS);
         for (const t of running) {
           t.status = "stopping";
-          if (t.jobs.tryWrite(0, KIND_STOP, 0, null, null)) t.jobs.flush();
-          else this.#endThread(t); // ring full of abandoned jobs: no clean stop
+          if (!t.requestStop()) t.end(); // ring full of abandoned jobs: no clean stop
         }
       });
       clearTimeout(timer);
       this.#stopped = null;
     }
     for (const t of this.#threads) {
-      if (t.worker !== null) {
+      if (t.webWorker !== null) {
         logger.warn(
           "Handler thread {thread} did not stop; it may be stuck in a handler and keep the process alive",
           { thread: t.index },
         );
-        this.#endThread(t);
+        t.end();
       }
     }
-    this.#channel.port1.close();
-    this.#channel.port2.close();
+    this.#scheduler.close();
     logger.debug("Handler pool closed");
   }
 
-  // ---- threads ----
-
-  #spawn(t: Thread): void {
-    t.jobRing = createRing(this.#ringBytes);
-    t.replyRing = createRing(this.#ringBytes);
-    const control = new SharedArrayBuffer(THREAD_CONTROL_BYTES);
-    t.jobs = new RingProducer(t.jobRing);
-    t.replies = new RingConsumer(t.replyRing);
-    t.ctl = new Int32Array(control);
-    t.freeTop = 0;
-    t.held = [];
-    t.heldHead = 0;
-    t.spaceWait = false;
-    t.dirty = false;
-    t.status = "starting";
-    t.startedAt = performance.now();
-    const worker = new Worker(WORKER_ENTRY, { type: "module", name: `ep-handler-${t.index}` });
-    t.worker = worker;
-    worker.onmessage = (e: MessageEvent<ThreadMessage>) => {
-      if (t.worker === worker) this.#onThreadMessage(t, e.data);
-    };
-    worker.onerror = (e: ErrorEvent) => {
-      e.preventDefault();
-      if (t.worker !== worker) return;
-      const reason = `uncaught ${e.message || "error"}`;
-      this.#threadFailed(t, reason, e.error);
-    };
-    worker.onmessageerror = () => {
-      if (t.worker === worker) this.#threadFailed(t, "a message from the thread could not be read");
-    };
-    const init: ThreadInit = {
-      type: "init",
-      thread: t.index,
-      module: this.#module,
-      moduleOptions: this.#moduleOptions,
-      jobRing: t.jobRing,
-      replyRing: t.replyRing,
-      control,
-      poolControl: this.#poolControl,
-    };
-    try {
-      worker.postMessage(init);
-    } catch (err) {
-      // moduleOptions that cannot be structured-cloned, typically.
-      t.worker = null;
-      worker.terminate();
-      throw err;
-    }
-  }
+  // ---- threads (what one thread does is in _thread.ts; here what it means for the pool) ----
 
   #onThreadMessage(t: Thread, msg: ThreadMessage): void {
     switch (msg.type) {
@@ -977,7 +724,7 @@ export class HandlerPool {
       case "exit":
         return this.#threadFailed(t, msg.reason);
       case "stopped":
-        this.#endThread(t);
+        t.end();
         t.status = "stopped";
         this.#stopped?.();
         return;
@@ -1006,7 +753,7 @@ export class HandlerPool {
     }
     if (this.#closing) {
       t.status = "stopping";
-      if (t.jobs.tryWrite(0, KIND_STOP, 0, null, null)) t.jobs.flush();
+      t.requestStop();
       return;
     }
     t.status = "ready";
@@ -1026,10 +773,10 @@ export class HandlerPool {
 
   /** A thread died or failed to start: fail its jobs, report, restart. */
   #threadFailed(t: Thread, reason: string, cause?: unknown): void {
-    if (t.worker === null) return;
+    if (t.webWorker === null) return;
     const starting = t.status === "starting";
     const wasReady = t.status === "ready";
-    this.#endThread(t);
+    t.end();
     if (wasReady) this.#free -= t.freeTop;
     t.freeTop = 0;
     this.#threadsLost++;
@@ -1076,7 +823,7 @@ export class HandlerPool {
         t.restartTimer = undefined;
         if (this.#closing) return;
         try {
-          this.#spawn(t);
+          t.spawn(this.#spawnConfig, this.#threadEvents);
         } catch (err) {
           t.status = "stopped";
           logger.error("Handler thread {thread} cannot be restarted: {error}", {
@@ -1089,28 +836,6 @@ export class HandlerPool {
       this.#stopped?.();
     }
     this.#checkDrained();
-  }
-
-  /** Terminates a thread's worker and folds its ring counters into the thread's totals. */
-  #endThread(t: Thread): void {
-    const w = t.worker;
-    if (w === null) return;
-    t.worker = null;
-    w.onmessage = null;
-    w.onerror = (e: ErrorEvent) => e.preventDefault();
-    w.terminate();
-    const j = ringStats(t.jobRing);
-    const r = ringStats(t.replyRing);
-    // Keep the totals in `base`, and zero the live rings' share: counters() adds both.
-    t.base.jobFull += j.fullEvents;
-    t.base.jobWake += j.dataWakeups;
-    t.base.replyFull += r.fullEvents;
-    t.base.replyWake += r.dataWakeups;
-    t.base.done += t.ctl[CTL_DONE] >>> 0;
-    t.base.sleeps += t.ctl[CTL_SLEEPS] >>> 0;
-    t.jobRing = createRing(MIN_RING_BYTES);
-    t.replyRing = createRing(MIN_RING_BYTES);
-    t.ctl = new Int32Array(new SharedArrayBuffer(THREAD_CONTROL_BYTES));
   }
 
   #pick(): Thread | null {
@@ -1135,13 +860,7 @@ export class HandlerPool {
     t.tickets[slot] = 0;
     t.callbacks[slot] = null;
     t.heldJobs[slot] = null;
-    if (t.deadlines[slot] !== 0) {
-      t.deadlines[slot] = 0;
-      if (--this.#deadlineJobs === 0) {
-        clearInterval(this.#deadlineTimer);
-        this.#deadlineTimer = undefined;
-      }
-    }
+    this.#deadlines.clear(t, slot);
     t.inFlight--;
     this.#inFlight--;
     if (toFreeList && t.status === "ready") {
@@ -1150,7 +869,7 @@ export class HandlerPool {
     }
   }
 
-  // ---- publication and held jobs ----
+  // ---- publication (jobs held for a full ring: Thread.hold in _thread.ts) ----
 
   #markDirty(t: Thread): void {
     if (!t.dirty) {
@@ -1170,151 +889,19 @@ export class HandlerPool {
     for (let i = 0; i < dirty.length; i++) {
       const t = dirty[i];
       t.dirty = false;
-      if (t.worker !== null) t.jobs.flush();
+      if (t.webWorker !== null) t.jobs.flush();
     }
     dirty.length = 0;
   };
 
-  #waitForSpace(t: Thread): void {
-    if (t.spaceWait) return;
-    t.spaceWait = true;
-    const jobs = t.jobs;
-    const first = t.heldJobs[t.held[t.heldHead]];
-    const size = first === null ? 0 : (first.meta?.length ?? 0) + first.body.length;
-    const wait = jobs.waitForSpaceAsync(size);
-    const retry = () => {
-      if (t.jobs !== jobs) return; // the thread was restarted meanwhile
-      t.spaceWait = false;
-      this.#writeHeld(t);
-    };
-    if (wait === undefined) queueMicrotask(retry);
-    else wait.then(retry);
-  }
+  // ---- replies (the polling and draining are in _reply_scheduler.ts) ----
 
-  #writeHeld(t: Thread): void {
-    const held = t.held;
-    while (t.heldHead < held.length) {
-      const slot = held[t.heldHead];
-      const job = t.heldJobs[slot];
-      if (job !== null) {
-        const service = this.#serviceIndex.get(job.service)!;
-        if (!t.jobs.tryWrite(t.tickets[slot], KIND_JOB, service, job.meta ?? null, job.body)) {
-          break;
-        }
-        t.heldJobs[slot] = null;
-      }
-      t.heldHead++;
-    }
-    if (t.heldHead === held.length) {
-      held.length = 0;
-      t.heldHead = 0;
-    }
-    t.jobs.flush();
-    if (t.heldCount > 0) this.#waitForSpace(t);
-  }
-
-  // ---- replies: the scheduler ----
-
-  /** Starts watching for replies if jobs are in flight. */
-  #watch(): void {
-    this.#active = true;
-    if (this.#watching) return;
-    this.#watching = true;
-    this.#schedulePoll();
-  }
-
-  #schedulePoll(): void {
-    if (this.#pollQueued) return;
-    this.#pollQueued = true;
-    this.#channel.port2.postMessage(null);
-  }
-
-  #poll = (): void => {
-    this.#pollQueued = false;
-    if (this.#sleeping) return;
-    const n = this.#drain();
-    if (this.#inFlight === 0) {
-      this.#watching = false;
-      return;
-    }
-    const now = performance.now();
-    if (n > 0 || this.#active) {
-      this.#active = false;
-      this.#lastActivity = now;
-    }
-    if (n > 0 || now - this.#lastActivity < this.#pollMs) {
-      this.#schedulePoll();
-      return;
-    }
-    // Quiet for pollMicros: sleep on the doorbell until a thread publishes a reply.
-    const seq = this.#bell.arm();
-    if (this.#anyReplies()) {
-      this.#bell.disarm();
-      this.#schedulePoll();
-      return;
-    }
-    const wait = this.#bell.waitAsync(seq);
-    if (wait === undefined) {
-      this.#schedulePoll();
-      return;
-    }
-    this.#sleeping = true;
-    this.#mainSleeps++;
-    wait.then(this.#woken);
-  };
-
-  #woken = (): void => {
-    this.#sleeping = false;
-    this.#bell.disarm();
-    this.#lastActivity = performance.now();
-    this.#poll();
-  };
-
-  #anyReplies(): boolean {
-    for (const t of this.#threads) {
-      if (t.worker !== null && t.replies.hasData()) return true;
-    }
-    return false;
-  }
-
-  /**
-   * Drains the reply rings in turns: up to REPLY_BUDGET replies from each ring per turn,
-   * so that a busy thread cannot starve the others. Each call starts one ring further.
-   */
-  #drain(): number {
-    const threads = this.#threads;
-    const n = threads.length;
-    const rec = this.#rec;
-    const start = this.#drainStart;
-    this.#drainStart = start + 1 === n ? 0 : start + 1;
-    let total = 0;
-    while (total < DRAIN_BUDGET) {
-      let got = 0;
-      for (let k = 0; k < n; k++) {
-        const t = threads[(start + k) % n];
-        if (t.worker === null) continue;
-        const replies = t.replies;
-        let c = 0;
-        while (c < REPLY_BUDGET && replies.read(rec)) {
-          c++;
-          this.#onReply(t, replies, rec);
-          if (t.replies !== replies) break; // the thread was lost in a callback
-        }
-        if (c > 0) {
-          replies.release();
-          got += c;
-        }
-      }
-      if (got === 0) break;
-      total += got;
-    }
-    if (total > 0) {
-      this.#serveCalls();
-      this.#checkDrained();
-      // Jobs submitted from reply callbacks: publish now rather than after this task.
-      if (this.#flushQueued) this.#flush();
-    }
-    return total;
+  /** After a drain that took replies. */
+  #afterDrain(): void {
+    this.#serveCalls();
+    this.#checkDrained();
+    // Jobs submitted from reply callbacks: publish now rather than after this task.
+    if (this.#flushQueued) this.#flush();
   }
 
   #onReply(t: Thread, replies: RingConsumer, rec: RingRecord): void {
@@ -1403,17 +990,10 @@ export class HandlerPool {
     if (!queued || !this.#threads.some((t) => t.status === "ready")) this.#drained();
   }
 
-  // ---- deadlines ----
+  // ---- deadlines (the timer is in _deadlines.ts) ----
 
-  #setDeadline(t: Thread, slot: number, deadlineMs: number): void {
-    t.deadlines[slot] = performance.now() + Math.max(0, deadlineMs);
-    t.deadlineMs[slot] = deadlineMs;
-    if (this.#deadlineJobs++ === 0) {
-      this.#deadlineTimer = setInterval(this.#sweepDeadlines, DEADLINE_TICK_MS);
-    }
-  }
-
-  #sweepDeadlines = (): void => {
+  /** Fails the jobs whose deadline passed; a running one stays in its slot until let go. */
+  #sweepDeadlines(): void {
     const now = performance.now();
     for (const t of this.#threads) {
       for (let slot = 0; slot < t.slots; slot++) {
@@ -1428,11 +1008,7 @@ export class HandlerPool {
           // Running or queued on the thread: the slot stays taken until the thread lets
           // go of the job; ask the runtime to interrupt it.
           t.callbacks[slot] = null;
-          t.deadlines[slot] = 0;
-          if (--this.#deadlineJobs === 0) {
-            clearInterval(this.#deadlineTimer);
-            this.#deadlineTimer = undefined;
-          }
+          this.#deadlines.clear(t, slot);
           Atomics.store(t.ctl, CTL_INTERRUPT, t.tickets[slot]);
         }
         if (cb !== null) {
@@ -1442,5 +1018,5 @@ export class HandlerPool {
       }
     }
     this.#checkDrained();
-  };
+  }
 }

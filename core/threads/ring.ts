@@ -24,12 +24,9 @@
  * count bytes and wrap at 2^32, a position in DATA is `index & (cap - 1)`, and the used
  * space is `(TAIL - HEAD) mod 2^32`.
  *
- * A doorbell is two `Int32` words: FLAG (1 while someone sleeps or is about to) and SEQ
- * (the word slept on). A sleeper reads SEQ, stores FLAG = 1, re-checks its condition and
- * only then waits on the SEQ it read; a waker publishes first, then, only if FLAG is set, swaps it to 0,
- * bumps SEQ and notifies. Both sides use sequentially consistent atomics, so either the
- * sleeper's re-check sees the publication or the waker sees the flag: no lost wake-up, and
- * no notify at all while nobody sleeps.
+ * Each DATA and SPACE doorbell is a {@linkcode Doorbell} (`doorbell.ts`): the consumer
+ * sleeps on DATA while the ring is empty, the producer on SPACE while it is full, and the
+ * other end rings only when someone sleeps.
  *
  * ## Record layout (inside DATA)
  *
@@ -53,6 +50,11 @@
  * {@linkcode RingConsumer.release} stores HEAD once per batch. Nothing is allocated per
  * message; full and empty are return values.
  *
+ * Why this file is over 600 lines: the layout above and the two ends that implement it stay
+ * together. The producer's reserve and wrap and the consumer's read and wrap must agree
+ * byte for byte, and each end's publication is the other's load; they are reviewed side by
+ * side. The doorbell both ends sleep on is its own concept, in `doorbell.ts`.
+ *
  * @example
  * ```ts
  * import { createRing, RingConsumer, RingProducer, RingRecord } from "./ring.ts";
@@ -72,6 +74,7 @@
  */
 
 import { RingMessageTooLargeError } from "../errors.ts";
+import { Doorbell, type WaitResult } from "./doorbell.ts";
 
 /** Bytes before DATA: the control lines described at the top of this file. */
 export const RING_HEADER_BYTES = 256;
@@ -165,103 +168,6 @@ function capacityOf(buffer: SharedArrayBuffer): number {
   const capacity = buffer.byteLength - RING_HEADER_BYTES;
   checkCapacity(capacity);
   return capacity;
-}
-
-/** What a wait ended with, as `Atomics.wait` reports it. */
-export type WaitResult = "ok" | "not-equal" | "timed-out";
-
-/**
- * A sleep/wake point in shared memory: two `Int32` words, FLAG then SEQ, at `byteOffset`.
- * One sleeper at a time; any number of wakers (the pool's main thread sleeps on one
- * doorbell rung by every reply ring).
- *
- * The sleeper's protocol: `const seq = bell.arm()`, re-check the condition (and
- * `bell.disarm()` if it holds), else `bell.waitSync(seq)` or `await bell.waitAsync(seq)`.
- * A waker publishes its data first and then calls {@linkcode Doorbell.ring}.
- *
- * @example
- * ```ts
- * import { Doorbell } from "./ring.ts";
- * const bell = new Doorbell(new SharedArrayBuffer(64), 0);
- * const seq = bell.arm();
- * console.assert(bell.ring() === true); // a sleeper was armed: notified
- * console.assert(bell.waitSync(seq, 0) === "not-equal"); // SEQ moved on: no sleep
- * console.assert(bell.ring() === false); // nobody armed: nothing to do
- * ```
- */
-export class Doorbell {
-  readonly #i32: Int32Array;
-  readonly #flag: number;
-  readonly #seq: number;
-
-  /** Uses the 8 bytes at `byteOffset` (a multiple of 4) of `buffer`. */
-  constructor(buffer: SharedArrayBuffer, byteOffset: number) {
-    this.#i32 = new Int32Array(buffer);
-    this.#flag = byteOffset >> 2;
-    this.#seq = this.#flag + 1;
-  }
-
-  /**
-   * Announces a sleeper; returns the SEQ value to pass to a wait. SEQ is read *before* the
-   * flag is raised: a ring landing in between then moves SEQ past the returned value, and
-   * the wait returns at once. (Read after, the sleeper could take the already-bumped SEQ
-   * while the ring had cleared the flag, then sleep through every later ring: a partial
-   * release that did not free enough space was enough to lose the producer's wake-up.)
-   */
-  arm(): number {
-    const seq = Atomics.load(this.#i32, this.#seq);
-    Atomics.store(this.#i32, this.#flag, 1);
-    return seq;
-  }
-
-  /** Withdraws the announcement (the condition held after all, or the sleeper woke). */
-  disarm(): void {
-    Atomics.store(this.#i32, this.#flag, 0);
-  }
-
-  /** Whether a sleeper is armed. */
-  get armed(): boolean {
-    return Atomics.load(this.#i32, this.#flag) !== 0;
-  }
-
-  /**
-   * Wakes the sleeper if one is armed, and disarms it so that later rings cost one load.
-   * Returns whether it notified.
-   */
-  ring(): boolean {
-    if (Atomics.load(this.#i32, this.#flag) === 0) return false;
-    if (Atomics.exchange(this.#i32, this.#flag, 0) === 0) return false;
-    Atomics.add(this.#i32, this.#seq, 1);
-    Atomics.notify(this.#i32, this.#seq);
-    return true;
-  }
-
-  /** Wakes any sleeper, armed or not (lifecycle events, shutdown). */
-  force(): void {
-    Atomics.store(this.#i32, this.#flag, 0);
-    Atomics.add(this.#i32, this.#seq, 1);
-    Atomics.notify(this.#i32, this.#seq);
-  }
-
-  /**
-   * Blocks the calling thread until rung (or `timeoutMs` passes). Not allowed on the main
-   * thread; use {@linkcode Doorbell.waitAsync} there.
-   */
-  waitSync(seq: number, timeoutMs = Infinity): WaitResult {
-    return Atomics.wait(this.#i32, this.#seq, seq, timeoutMs);
-  }
-
-  /**
-   * Waits without blocking the event loop. Returns `undefined` when SEQ already moved on
-   * (no need to wait), else a promise settled when rung or after `timeoutMs`.
-   *
-   * Note: in Deno 2.9.6 a pending `Atomics.waitAsync` does not keep the process alive.
-   */
-  waitAsync(seq: number, timeoutMs = Infinity): Promise<"ok" | "timed-out"> | undefined {
-    const r = Atomics.waitAsync(this.#i32, this.#seq, seq, timeoutMs);
-    if (!r.async) return undefined;
-    return r.value;
-  }
 }
 
 /**
@@ -500,7 +406,7 @@ export class RingProducer {
   }
 
   /**
-   * Blocks until a message of `size` payload bytes fits (worker threads only). Returns
+   * Blocks until a message of `size` payload bytes fits (off the main thread only). Returns
    * false on timeout.
    */
   waitForSpaceSync(size: number, timeoutMs = Infinity): boolean {
@@ -728,8 +634,8 @@ export class RingConsumer {
   }
 
   /**
-   * Sleeps on the DATA doorbell armed by {@linkcode RingConsumer.armData} (worker threads
-   * only), then disarms it.
+   * Sleeps on the DATA doorbell armed by {@linkcode RingConsumer.armData} (off the main
+   * thread only), then disarms it.
    */
   sleepSync(seq: number, timeoutMs = Infinity): WaitResult {
     const r = this.#dataBell.waitSync(seq, timeoutMs);
@@ -738,7 +644,7 @@ export class RingConsumer {
   }
 
   /**
-   * Blocks until a record is published (worker threads only). Returns false on timeout.
+   * Blocks until a record is published (off the main thread only). Returns false on timeout.
    */
   waitForDataSync(timeoutMs = Infinity): boolean {
     for (;;) {

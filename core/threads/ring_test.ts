@@ -1,7 +1,6 @@
 import assert from "node:assert/strict";
 import {
   createRing,
-  Doorbell,
   RING_HEAD_OFFSET,
   RING_HEADER_BYTES,
   RING_TAIL_OFFSET,
@@ -213,22 +212,8 @@ Deno.test("copyBody and copyMeta write only the copied region of the destination
   }
 });
 
-Deno.test("doorbell notifies only an armed sleeper, once per sleep", () => {
-  const bell = new Doorbell(new SharedArrayBuffer(64), 8);
-  assert.equal(bell.ring(), false);
-  const seq = bell.arm();
-  assert.equal(bell.armed, true);
-  assert.equal(bell.ring(), true);
-  assert.equal(bell.armed, false);
-  assert.equal(bell.ring(), false, "a second ring before re-arming costs nothing");
-  assert.equal(bell.waitAsync(seq), undefined, "SEQ moved on: no wait");
-  const seq2 = bell.arm();
-  assert.equal(seq2, seq + 1);
-  bell.disarm();
-  assert.equal(bell.ring(), false);
-});
-
-function runWorker(start: StressStart): Promise<StressReport> {
+/** Runs one end of a ring on its own thread (a Web Worker) and resolves with its report. */
+function runRingEnd(start: StressStart): Promise<StressReport> {
   const w = new Worker(
     new URL("../../tests/fixtures/ring_stress_worker.ts", import.meta.url).href,
     {
@@ -252,8 +237,8 @@ function runWorker(start: StressStart): Promise<StressReport> {
 async function stress(count: number, seed: number, capacity: number, releaseEvery: number) {
   const ring = createRing(capacity);
   const [producer, consumer] = await Promise.all([
-    runWorker({ role: "producer", ring, count, seed, releaseEvery }),
-    runWorker({ role: "consumer", ring, count, seed, releaseEvery }),
+    runRingEnd({ role: "producer", ring, count, seed, releaseEvery }),
+    runRingEnd({ role: "consumer", ring, count, seed, releaseEvery }),
   ]);
   assert.deepEqual(consumer.errors, []);
   assert.equal(consumer.count, count);
@@ -282,11 +267,11 @@ Deno.test("ring under threads stays intact when the consumer releases after ever
   assert.ok(consumer.wraps > 1000);
 });
 
-Deno.test("main thread holds what does not fit and retries after the worker consumer releases", async () => {
+Deno.test("main thread holds what does not fit and retries after the consumer thread releases", async () => {
   const ring = createRing(4096);
   const count = 200_000;
   const seed = 7;
-  const consumerDone = runWorker({ role: "consumer", ring, count, seed, releaseEvery: 16 });
+  const consumerDone = runRingEnd({ role: "consumer", ring, count, seed, releaseEvery: 16 });
   // The producer side, written as the main thread does it: never block, await space.
   const { prng, nextSize } = await import("../../tests/fixtures/ring_stress_worker.ts");
   const p = new RingProducer(ring);
@@ -326,10 +311,10 @@ Deno.test("main thread holds what does not fit and retries after the worker cons
   assert.equal(ringStats(ring).read, count);
 });
 
-Deno.test("main thread sleeps on Atomics.waitAsync and wakes for a worker producer", async () => {
+Deno.test("main thread sleeps on Atomics.waitAsync and wakes for a producer thread", async () => {
   const ring = createRing(4096);
   const count = 100_000;
-  const producerDone = runWorker({ role: "producer", ring, count, seed: 3, releaseEvery: 1 });
+  const producerDone = runRingEnd({ role: "producer", ring, count, seed: 3, releaseEvery: 1 });
   const c = new RingConsumer(ring);
   const rec = new RingRecord();
   let n = 0;

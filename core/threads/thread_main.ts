@@ -23,7 +23,7 @@
  * - A handler that throws or rejects produces an ERROR reply; the thread goes on.
  * - `self.close()` and `Deno.exit()` are observed (a wrapped `close`, the `unload`
  *   event): the thread marks itself EXITED, tells the main thread and rings its doorbell.
- *   An uncaught error ends the worker; the main thread sees the `error` event.
+ *   An uncaught error ends the Web Worker; the main thread sees the `error` event.
  * - A STOP record: finish the async jobs in flight, call the runtime's `close`, post
  *   `stopped`, close.
  *
@@ -31,7 +31,8 @@
  */
 
 import { replyProblem } from "../job.ts";
-import { Doorbell, RingConsumer, RingProducer, RingRecord, utf8Length } from "./ring.ts";
+import { Doorbell } from "./doorbell.ts";
+import { RingConsumer, RingProducer, RingRecord, utf8Length } from "./ring.ts";
 import {
   CTL_ASYNC,
   CTL_DONE,
@@ -55,16 +56,16 @@ import type {
   HandlerResult,
   HandlerRuntime,
   HandlerRuntimeModule,
-} from "./pool.ts";
+} from "./runtime.ts";
 
-interface WorkerScope {
+interface ThreadScope {
   onmessage: ((e: MessageEvent<ThreadInit>) => void) | null;
   postMessage(message: ThreadMessage): void;
   close(): void;
   addEventListener(type: "unload", listener: () => void): void;
 }
 
-const scope = globalThis as unknown as WorkerScope;
+const scope = globalThis as unknown as ThreadScope;
 const EMPTY = new Uint8Array(0);
 const encoder = new TextEncoder();
 
@@ -318,7 +319,7 @@ scope.onmessage = async (e: MessageEvent<ThreadInit>) => {
     reportExit("self.close() was called");
     close();
   };
-  scope.addEventListener("unload", () => reportExit("the worker exited (Deno.exit)"));
+  scope.addEventListener("unload", () => reportExit("the thread exited (Deno.exit)"));
 
   let runtime: HandlerRuntime;
   try {

@@ -41,7 +41,7 @@ import type {
   HandlerResult,
   HandlerRuntime,
   HandlerRuntimeContext,
-} from "./pool.ts";
+} from "./runtime.ts";
 
 /**
  * Options of the TypeScript handler runtime (the pool's `moduleOptions`).

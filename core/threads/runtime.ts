@@ -1,0 +1,170 @@
+/**
+ * The handler-runtime contract: what a module passed as the pool's `module` option exports,
+ * and what it sees on its handler thread. This is all a runtime author needs; the pool
+ * itself (`pool.ts`) is the main thread's side.
+ *
+ * - The module exports `createHandlerRuntime` ({@linkcode HandlerRuntimeModule}). Each
+ *   handler thread imports the module and calls it once with a
+ *   {@linkcode HandlerRuntimeContext}; a throw fails the pool's start (or that restart).
+ * - The returned {@linkcode HandlerRuntime} lists its services, then runs one job per
+ *   `handle` call: a {@linkcode HandlerRequest} in, a {@linkcode HandlerResult} (or a promise
+ *   of one) out. A throw or a rejection becomes an error reply (`HandlerError` on the main
+ *   thread) and the thread goes on.
+ * - A result is bytes, a string (UTF-8, status 200) or a {@linkcode HandlerReply} with a
+ *   status from 200 to 599; anything else fails the job with a reason the client sees.
+ * - A runtime that can stop a running handler polls the interrupt flag of its context.
+ * - `close` is called once when the pool stops the thread on request.
+ *
+ * Two runtimes ship with ep: `ts_runtime.ts` (TypeScript handlers, by exported function) and
+ * `lua/thread.ts` (Lua handlers).
+ *
+ * @example
+ * ```ts
+ * import type { HandlerRuntimeModule } from "./runtime.ts";
+ * // A runtime module exports this function; each handler thread calls it once.
+ * const { createHandlerRuntime }: HandlerRuntimeModule = {
+ *   createHandlerRuntime: () => ({
+ *     services: ["reverse"],
+ *     handle: (req) => req.body.slice().reverse(),
+ *   }),
+ * };
+ * const runtime = await createHandlerRuntime({
+ *   thread: 0,
+ *   options: undefined,
+ *   interrupt: new Int32Array(new SharedArrayBuffer(4)),
+ * });
+ * const body = new Uint8Array([1, 2]);
+ * const reply = await runtime.handle({ id: 1, service: "reverse", meta: new Uint8Array(), body }, 0);
+ * console.assert((reply as Uint8Array)[0] === 2);
+ * ```
+ *
+ * @module
+ */
+
+/**
+ * What a handler runtime receives for each job, on its thread.
+ *
+ * @example
+ * ```ts
+ * import type { HandlerRequest } from "./runtime.ts";
+ * const req: HandlerRequest = { id: 65536, service: "echo", meta: new Uint8Array(), body: new Uint8Array([1]) };
+ * console.assert(req.service === "echo");
+ * ```
+ */
+export interface HandlerRequest {
+  /** The pool's ticket for the job: unique among the jobs in flight on this thread. */
+  id: number;
+  /** Service name. */
+  service: string;
+  /** Job metadata bytes (empty when none). */
+  meta: Uint8Array;
+  /** Job body bytes (the thread's own copy). */
+  body: Uint8Array;
+}
+
+/**
+ * A reply with a status and optional metadata. Status defaults to 200; the body to empty.
+ *
+ * @example
+ * ```ts
+ * import type { HandlerReply } from "./runtime.ts";
+ * const notFound: HandlerReply = { status: 404, body: "no such user" };
+ * console.assert(notFound.status === 404);
+ * ```
+ */
+export interface HandlerReply {
+  /**
+   * Status, an integer from 200 to 599 (default 200): what an EP REPLY and an HTTP
+   * response carry. A 204 or 304 reply has no body. Anything else fails the job with a
+   * `HandlerError` that says what was wrong (`Handler returned status 99; allowed
+   * 200–599`), which the client gets as its one-line reason (HTTP 500, EP handler_error).
+   */
+  status?: number;
+  /**
+   * Reply metadata bytes (`encodeMeta`); for an HTTP job, the response header fields, whose
+   * names and values are byte strings (code units 0x00–0xFF) as the request's are.
+   */
+  meta?: Uint8Array;
+  /** Reply body: bytes, or a string sent as UTF-8. */
+  body?: Uint8Array | string;
+}
+
+/**
+ * What a handler returns: bytes, a string (UTF-8, status 200) or a {@linkcode HandlerReply}.
+ *
+ * @example
+ * ```ts
+ * import type { HandlerResult } from "./runtime.ts";
+ * const results: HandlerResult[] = ["ok", new Uint8Array([1]), { status: 201, body: "made" }];
+ * console.assert(results.length === 3);
+ * ```
+ */
+export type HandlerResult = Uint8Array | string | HandlerReply;
+
+/**
+ * What a runtime's factory receives on its thread.
+ *
+ * @example
+ * ```ts
+ * import type { HandlerRuntimeContext } from "./runtime.ts";
+ * function interrupted(ctx: HandlerRuntimeContext, ticket: number): boolean {
+ *   const v = Atomics.load(ctx.interrupt, 0);
+ *   return v === -1 || v === ticket;
+ * }
+ * console.assert(typeof interrupted === "function");
+ * ```
+ */
+export interface HandlerRuntimeContext {
+  /** Index of the thread (0-based, stable across restarts). */
+  thread: number;
+  /** The pool's `moduleOptions`, structured-cloned. */
+  options: unknown;
+  /**
+   * The thread's interrupt flag in shared memory, `Int32Array` of length 1: 0 = none,
+   * -1 = interrupt whatever runs, otherwise the ticket (`HandlerRequest.id`) of the job to
+   * interrupt. A runtime that can stop a running handler (the Lua runtime's hook) polls it
+   * with `Atomics.load(interrupt, 0)`; the thread clears it when that job finishes.
+   */
+  interrupt: Int32Array;
+}
+
+/**
+ * A handler runtime: runs a thread's jobs. Errors it throws (or rejects with) become error
+ * replies; the thread goes on.
+ *
+ * @example
+ * ```ts
+ * import type { HandlerRuntime } from "./runtime.ts";
+ * const runtime: HandlerRuntime = {
+ *   services: ["echo"],
+ *   handle: (req) => req.body,
+ * };
+ * console.assert(runtime.services[0] === "echo");
+ * ```
+ */
+export interface HandlerRuntime {
+  /** The services this runtime serves; a job names one by its index in this list. */
+  readonly services: readonly string[];
+  /** Runs one job. `serviceIndex` indexes `services`. */
+  handle(req: HandlerRequest, serviceIndex: number): HandlerResult | Promise<HandlerResult>;
+  /** Called once when the thread stops on request. */
+  close?(): void | Promise<void>;
+}
+
+/**
+ * The shape of a handler runtime module: what `HandlerPoolOptions.module` must
+ * export.
+ *
+ * @example
+ * ```ts
+ * import type { HandlerRuntimeModule } from "./runtime.ts";
+ * const mod: HandlerRuntimeModule = {
+ *   createHandlerRuntime: () => ({ services: ["ping"], handle: () => "pong" }),
+ * };
+ * console.assert(typeof mod.createHandlerRuntime === "function");
+ * ```
+ */
+export interface HandlerRuntimeModule {
+  /** Builds the runtime on a thread. A throw fails the pool's start (or that restart). */
+  createHandlerRuntime(context: HandlerRuntimeContext): HandlerRuntime | Promise<HandlerRuntime>;
+}
