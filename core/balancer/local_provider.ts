@@ -8,7 +8,8 @@
 import { getLogger } from "@logtape/logtape";
 import { ErrorCode } from "../../protocol/errors.ts";
 import { decodeMeta, encodeMeta } from "../../protocol/ep_meta.ts";
-import type { Balancer, Provider, QueuedJob } from "./balancer.ts";
+import type { Balancer } from "./balancer.ts";
+import type { Provider, QueuedJob } from "./provider.ts";
 import {
   HandlerError,
   HandlerThreadLostError,

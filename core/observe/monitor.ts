@@ -59,13 +59,8 @@
  * @module
  */
 import { getLogger } from "@logtape/logtape";
-import type {
-  Balancer,
-  BalancerObserver,
-  Outcome,
-  Provider,
-  QueuedJob,
-} from "../balancer/balancer.ts";
+import type { Balancer, BalancerObserver, Outcome } from "../balancer/balancer.ts";
+import type { Provider, QueuedJob } from "../balancer/provider.ts";
 import type { WorkerHost } from "../net/ep_conn.ts";
 import type { Job, JobError, JobResult } from "../job.ts";
 import { ExpositionWriter, Histogram, QuantileWindow, Series } from "./metrics.ts";
