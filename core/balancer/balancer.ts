@@ -103,6 +103,17 @@ export interface BalancerOptions {
   /** Told about every job answered or refused (metrics, access log). */
   observer?: BalancerObserver;
   /**
+   * The clock, in milliseconds, that arrivals, deadlines, graces, turnaround and drain
+   * deadlines are read from. Default `performance.now()`. A balancer given another clock
+   * (tests) must be given providers that read the same one (see `provider.ts`).
+   */
+  now?: () => number;
+  /**
+   * How often the balancer runs {@linkcode Balancer.sweep} by itself, in ms. Default 10; 0:
+   * never, the caller runs it (tests with their own clock).
+   */
+  sweepIntervalMs?: number;
+  /**
    * Answers `/_ep/...` requests (health, stats); default: health to everyone, stats to
    * loopback peers only.
    */
@@ -266,8 +277,9 @@ export class Balancer {
   #prefetchBudget: number;
   #router: Router;
   #observer?: BalancerObserver;
-  #started = performance.now();
-  #sweeper: ReturnType<typeof setInterval>;
+  #now: () => number;
+  #started: number;
+  #sweeper: ReturnType<typeof setInterval> | undefined;
   #closed = false;
 
   /** Answers a job: routes it, then queues or dispatches it. Pass it to `serve`. */
@@ -293,13 +305,19 @@ export class Balancer {
       endpoints: options.internal ? [options.internal, defaults] : [defaults],
     });
     this.#observer = options.observer;
-    this.#sweeper = setInterval(() => this.#sweep(), 10);
+    this.#now = options.now ?? (() => performance.now());
+    this.#started = this.#now();
+    const every = options.sweepIntervalMs ?? 10;
+    if (!(every >= 0 && every < Infinity)) {
+      throw new RangeError(`Sweep interval must be >= 0 ms: "${options.sweepIntervalMs}"`);
+    }
+    if (every > 0) this.#sweeper = setInterval(() => this.sweep(), every);
     this.handler = (job) => this.submit(job);
   }
 
   /** Milliseconds since the balancer started. */
   get uptimeMs(): number {
-    return performance.now() - this.#started;
+    return this.#now() - this.#started;
   }
 
   /** Queues or dispatches a job and resolves with its answer. */
@@ -314,7 +332,7 @@ export class Balancer {
   #submitTo(job: Job, service: string): JobResult | Promise<JobResult> {
     if (service === "") throw new JobError(ErrorCode.NO_SERVICE, "No service named in the path");
     const s = this.#services.get(service);
-    const now = performance.now();
+    const now = this.#now();
     if (!s || s.providers.length === 0) {
       const waitable = (s?.everServed ?? false) || now - this.#started < this.#grace;
       if (!waitable || this.#grace === 0) {
@@ -437,7 +455,7 @@ export class Balancer {
       qj.provider = null;
       if (qj.answered) continue;
       const s = this.#services.get(qj.service)!;
-      if (qj.attempt <= this.#retries && performance.now() < qj.deadline) {
+      if (qj.attempt <= this.#retries && this.#now() < qj.deadline) {
         s.counters.redelivered++;
         this.#enqueue(s, qj, true);
         touched.add(s);
@@ -482,7 +500,7 @@ export class Balancer {
   #learnTurnaround(qj: QueuedJob): void {
     const s = this.#services.get(qj.service);
     if (!s || qj.dispatched === 0) return;
-    const t = (performance.now() - qj.dispatched) / (1 + (qj.ahead ?? 0));
+    const t = (this.#now() - qj.dispatched) / (1 + (qj.ahead ?? 0));
     s.turnaroundMs = Number.isNaN(s.turnaroundMs) ? t : s.turnaroundMs + (t - s.turnaroundMs) / 8;
   }
 
@@ -656,7 +674,7 @@ export class Balancer {
     const dispatched = qj.dispatched;
     qj.attempt++;
     qj.provider = p;
-    qj.dispatched = performance.now();
+    qj.dispatched = this.#now();
     qj.ahead = Math.max(0, held.size - p.slots + 1) / p.slots;
     held.add(qj);
     try {
@@ -699,7 +717,7 @@ export class Balancer {
     const s = this.#services.get(qj.service);
     if (s) s.counters[COUNTER[outcome]]++;
     if (this.#observer) {
-      const now = performance.now();
+      const now = this.#now();
       const wait = (qj.dispatched || now) - qj.arrived;
       const run = qj.dispatched ? now - qj.dispatched : NaN;
       this.#observer.job(qj.service, outcome, wait, run, qj.provider?.name ?? null);
@@ -717,13 +735,15 @@ export class Balancer {
   }
 
   /**
-   * Expires queued jobs past their deadline or grace, and running jobs past their deadline
-   * (answered at once, their payload let go); forgets services never served whose queue
-   * emptied; takes back what draining providers hold past their grace; cuts off providers
-   * that leave a job unanswered `cancelGraceMs` past its deadline.
+   * One sweep, at the clock's time now; the balancer runs it every `sweepIntervalMs`. It
+   * expires queued jobs past their deadline or grace, and running jobs past their deadline
+   * (answered at once, their payload let go, CANCEL sent); drops queued jobs whose client
+   * went away and sends CANCEL for dispatched ones; forgets services never served whose
+   * queue emptied; takes back what draining providers hold past their grace; cuts off
+   * providers that leave a job unanswered `cancelGraceMs` past its deadline.
    */
-  #sweep(): void {
-    const now = performance.now();
+  sweep(): void {
+    const now = this.#now();
     for (const s of this.#services.values()) {
       if (s.size === 0) continue;
       const noProviders = s.providers.length === 0;

@@ -16,6 +16,10 @@
  *                        removeProvider(p)  it is gone: what it held is redelivered
  * ```
  *
+ * Times in a {@linkcode QueuedJob} and {@linkcode Provider.drainDeadline} are on the
+ * balancer's clock: `performance.now()` milliseconds, unless the balancer was given another
+ * clock (`BalancerOptions.now`, in tests), which its providers must then read too.
+ *
  * @module
  */
 import type { Job, JobError, JobResult } from "../job.ts";
@@ -67,9 +71,9 @@ export interface Provider {
    */
   readonly maxJobBytes?: number;
   /**
-   * Set while draining after a DRAIN with a grace (`performance.now()` ms): jobs it still
-   * holds after it are treated as lost (redelivered within the retry budget, else
-   * `worker_lost`), SPEC.md §9.7.
+   * Set while draining after a DRAIN with a grace (balancer-clock ms, see the module doc):
+   * jobs it still holds after it are treated as lost (redelivered within the retry budget,
+   * else `worker_lost`), SPEC.md §9.7.
    */
   readonly drainDeadline?: number;
   /**
@@ -101,9 +105,9 @@ export interface QueuedJob {
   readonly priority: number;
   /** Deliveries so far (0 before the first dispatch). */
   attempt: number;
-  /** Absolute deadline, `performance.now()` milliseconds. */
+  /** Absolute deadline, balancer-clock milliseconds (see the module doc). */
   readonly deadline: number;
-  /** When it entered the balancer (`performance.now()`). */
+  /** When it entered the balancer (balancer clock). */
   readonly arrived: number;
   /** When it was last dispatched, or 0. */
   dispatched: number;
