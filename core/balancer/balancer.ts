@@ -42,6 +42,15 @@
  * its other jobs are redelivered. Services no provider ever served exist only while jobs
  * wait for them in the start-up grace, and at most `maxPendingServices` of them at once.
  *
+ * Time is the balancer's clock (`BalancerOptions.now`, `performance.now()` by default), and
+ * the sweep that expires deadlines and graces runs every `sweepIntervalMs` (10 ms), or when
+ * the caller says ({@linkcode Balancer.sweep}): `balancer_test.ts` pins every rule above
+ * with a fake provider and a fake clock.
+ *
+ * Over 600 lines on purpose: the class is one state machine (queues, held jobs, credit,
+ * counters) whose rules share every invariant above; its options and report types stay
+ * beside it.
+ *
  * @module
  */
 import { getLogger } from "@logtape/logtape";
