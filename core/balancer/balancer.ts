@@ -114,7 +114,8 @@ export interface BalancerOptions {
   /**
    * The clock, in milliseconds, that arrivals, deadlines, graces, turnaround and drain
    * deadlines are read from. Default `performance.now()`. A balancer given another clock
-   * (tests) must be given providers that read the same one (see `provider.ts`).
+   * (tests) must be given providers that read the same one (see `provider.ts`), and its
+   * readings must stay above 0 (a job's `dispatched` of 0 means "not dispatched").
    */
   now?: () => number;
   /**
