@@ -42,12 +42,10 @@ export { type HandlerSource, type Node, type NodeOptions, startNode } from "./co
 export {
   Balancer,
   type BalancerOptions,
-  type Provider,
-  type ProviderStats,
-  type QueuedJob,
   type ServiceCounters,
   type ServiceStats,
 } from "./core/balancer/balancer.ts";
+export type { Provider, ProviderStats, QueuedJob } from "./core/balancer/provider.ts";
 export { WorkerNode, type WorkerNodeOptions } from "./core/node/worker.ts";
 export { LocalPoolProvider } from "./core/balancer/local_provider.ts";
 export {

@@ -45,6 +45,8 @@ export * from "./threads/job_errors.ts";
 export type { WelcomeFrame } from "../protocol/ep_frames.ts";
 export type { HttpLimits } from "../protocol/http_parser.ts";
 export * from "./balancer/balancer.ts";
+export * from "./balancer/provider.ts";
+export * from "./balancer/router.ts";
 export * from "./node/node.ts";
 export * from "./node/worker.ts";
 export * from "./balancer/local_provider.ts";

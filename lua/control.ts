@@ -230,18 +230,6 @@ export async function runScript(
   const timeouts = new Map(
     c.services.filter((s) => s.timeoutMs > 0).map((s) => [s.name, s.timeoutMs]),
   );
-  const prefixes = [...c.routes].sort((a, b) => b.prefix.length - a.prefix.length);
-  const route = (job: Job): string | undefined | Promise<string | undefined> => {
-    for (const r of prefixes) {
-      if (
-        job.path === r.prefix ||
-        job.path.startsWith(r.prefix.endsWith("/") ? r.prefix : r.prefix + "/")
-      ) {
-        return r.service;
-      }
-    }
-    return c.routeFn ? control.route(job) : undefined;
-  };
   let node;
   try {
     node = await startNode({
@@ -255,7 +243,8 @@ export async function runScript(
       name: `ep-worker-${Deno.pid}`,
       observe: options.observe,
       balancer: {
-        route: prefixes.length > 0 || c.routeFn ? route : undefined,
+        routes: c.routes,
+        route: c.routeFn ? (job) => control.route(job) : undefined,
         maxQueue: c.config.max_queue,
         defaultTimeoutMs: c.config.timeout_ms,
         retries: c.config.retries,

@@ -7,7 +7,8 @@
  * Seeds are fixed (a failure names its seed); `EP_PROPERTY_SEEDS=n` runs more.
  */
 import assert from "node:assert/strict";
-import { Balancer, type Provider, type QueuedJob } from "../core/balancer/balancer.ts";
+import { Balancer } from "../core/balancer/balancer.ts";
+import type { Provider, QueuedJob } from "../core/balancer/provider.ts";
 import { EpConnection } from "../core/net/ep_conn.ts";
 import { type Job, JobError, type JobOrigin } from "../core/job.ts";
 import { memoryPair } from "../core/net/memory_transport.ts";

@@ -6,7 +6,8 @@
  * and replies get distinct, clear errors.
  */
 import assert from "node:assert/strict";
-import { Balancer, type BalancerOptions, type Provider } from "../core/balancer/balancer.ts";
+import { Balancer, type BalancerOptions } from "../core/balancer/balancer.ts";
+import type { Provider } from "../core/balancer/provider.ts";
 import { type Client, connect } from "../core/net/client.ts";
 import { type Job, JobError, type JobResult } from "../core/job.ts";
 import { LocalPoolProvider } from "../core/balancer/local_provider.ts";

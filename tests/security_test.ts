@@ -7,7 +7,8 @@
  * Not here because ep has no such limit yet: connections per listener (see RELIABILITY.md).
  */
 import assert from "node:assert/strict";
-import { Balancer, type Provider } from "../core/balancer/balancer.ts";
+import { Balancer } from "../core/balancer/balancer.ts";
+import type { Provider } from "../core/balancer/provider.ts";
 import { type Client, connect } from "../core/net/client.ts";
 import { JobError } from "../core/job.ts";
 import { startNode } from "../core/node/node.ts";

@@ -10,8 +10,10 @@
  * ```
  *
  * A *provider* is anything with slots for some services: a remote module worker over EP
- * (`worker_link.ts`) or this process's own handler-thread pool (`LocalPoolProvider`). The
- * dispatcher sees both the same way, and runs on the main thread without locks.
+ * (`worker_link.ts`) or this process's own handler-thread pool (`LocalPoolProvider`); its
+ * contract is in `provider.ts`. The dispatcher sees both the same way, and runs on the main
+ * thread without locks. Which service a job is for (or whether it is for ep itself, under
+ * `/_ep/`) the balancer's {@linkcode Router} decides (`router.ts`).
  *
  * Prefetch: a provider may grant more credit than it has slots (the extra jobs wait in the
  * worker, hiding the dispatch round trip). The balancer uses that extra credit only when
@@ -40,6 +42,15 @@
  * its other jobs are redelivered. Services no provider ever served exist only while jobs
  * wait for them in the start-up grace, and at most `maxPendingServices` of them at once.
  *
+ * Time is the balancer's clock (`BalancerOptions.now`, `performance.now()` by default), and
+ * the sweep that expires deadlines and graces runs every `sweepIntervalMs` (10 ms), or when
+ * the caller says ({@linkcode Balancer.sweep}): `balancer_test.ts` pins every rule above
+ * with a fake provider and a fake clock.
+ *
+ * Over 600 lines on purpose: the class is one state machine (queues, held jobs, credit,
+ * counters) whose rules share every invariant above; its options and report types stay
+ * beside it.
+ *
  * @module
  */
 import { getLogger } from "@logtape/logtape";
@@ -48,89 +59,11 @@ import { Deque } from "./_deque.ts";
 import { admitted, statusAccess } from "../net/access.ts";
 import { type Job, JobError, type JobHandler, type JobResult } from "../job.ts";
 import { jobRingBytes, jobRingBytesBound } from "../ep_limits.ts";
+import type { Provider, ProviderStats, QueuedJob } from "./provider.ts";
+import { type EndpointHandler, type PrefixRoute, type RouteFunction, Router } from "./router.ts";
 
 const log = getLogger(["ep", "balancer"]);
 const EMPTY_BODY = new Uint8Array(0);
-
-/** Something with slots for some services: a remote worker or the local thread pool. */
-export interface Provider {
-  /** A name for logs and the status page (`pool`, `worker 10.0.0.5:40412 (name)`). */
-  readonly name: string;
-  /** The services it serves. */
-  readonly services: ReadonlySet<string>;
-  /** Its declared concurrent capacity. */
-  readonly slots: number;
-  /** Jobs it may be handed now without exceeding what it granted. */
-  readonly credit: number;
-  /** Whether it asked to be given no more jobs. */
-  readonly draining: boolean;
-  /**
-   * Hands it a job; called by the balancer only when `credit > 0`. It takes the job, or
-   * throws having taken nothing (no credit spent, no id kept): a {@linkcode JobError} for a
-   * job it can never take (the job is answered with it), anything else is unexpected (the
-   * job is answered `internal`, and the error logged).
-   */
-  dispatch(job: QueuedJob): void;
-  /** Best-effort cancellation of a job it holds (the balancer has answered it already). */
-  cancel(job: QueuedJob): void;
-  /** Tells it that jobs are waiting for its services while it has no credit. */
-  demand?(service: string, depth: number): void;
-  /**
-   * The largest job it can take, as the handler rings count it (metadata and body bytes,
-   * as `jobRingBytes` counts them); absent: no limit of its own. A job larger than what every
-   * provider of its service takes is refused `bad_request` before it is queued.
-   */
-  readonly maxJobBytes?: number;
-  /**
-   * Set while draining after a DRAIN with a grace (`performance.now()` ms): jobs it still
-   * holds after it are treated as lost (redelivered within the retry budget, else
-   * `worker_lost`), SPEC.md §9.7.
-   */
-  readonly drainDeadline?: number;
-  /**
-   * Cuts it off: it left a job unanswered `cancelGraceMs` past the job's deadline. The
-   * balancer then detaches it ({@linkcode Balancer.removeProvider}). Providers without it
-   * (this process's pool, which answers every job by its deadline) are never cut off.
-   */
-  evict?(reason: string): void;
-}
-
-/** A job inside the balancer. */
-export interface QueuedJob {
-  /** Balancer-wide sequence number (FIFO order, ids). */
-  readonly seq: number;
-  /** The service it is for. */
-  readonly service: string;
-  /** The job as received. */
-  readonly job: Job;
-  /** 0–255, higher first. */
-  readonly priority: number;
-  /** Deliveries so far (0 before the first dispatch). */
-  attempt: number;
-  /** Absolute deadline, `performance.now()` milliseconds. */
-  readonly deadline: number;
-  /** When it entered the balancer (`performance.now()`). */
-  readonly arrived: number;
-  /** When it was last dispatched, or 0. */
-  dispatched: number;
-  /** The provider holding it, if dispatched. */
-  provider: Provider | null;
-  /** Set once answered; later answers are ignored. */
-  answered: boolean;
-  /** @internal Set once its provider was told to cancel it (its client went away). */
-  cancelSent?: boolean;
-  /**
-   * @internal Jobs ahead of it in its provider when dispatched, in units of the provider's
-   * slots (0: it started at once in a free slot).
-   */
-  ahead?: number;
-  /** Until when a job for a service with no providers may wait for one. */
-  graceUntil: number;
-  /** @internal */
-  resolve: (r: JobResult) => void;
-  /** @internal */
-  reject: (e: JobError) => void;
-}
 
 /** Options for {@linkcode Balancer}. */
 export interface BalancerOptions {
@@ -169,15 +102,32 @@ export interface BalancerOptions {
    * 0 limits prefetch to one job per provider.
    */
   prefetchBudgetMs?: number;
+  /**
+   * HTTP path prefixes and their services (`ep.route(prefix, service)`): the longest
+   * matching prefix wins, before {@linkcode BalancerOptions.route}.
+   */
+  routes?: readonly PrefixRoute[];
   /** Maps an HTTP job to a service; `undefined` falls back to the default route. */
-  route?: (job: Job) => string | undefined | Promise<string | undefined>;
+  route?: RouteFunction;
   /** Told about every job answered or refused (metrics, access log). */
   observer?: BalancerObserver;
+  /**
+   * The clock, in milliseconds, that arrivals, deadlines, graces, turnaround and drain
+   * deadlines are read from. Default `performance.now()`. A balancer given another clock
+   * (tests) must be given providers that read the same one (see `provider.ts`), and its
+   * readings must stay above 0 (a job's `dispatched` of 0 means "not dispatched").
+   */
+  now?: () => number;
+  /**
+   * How often the balancer runs {@linkcode Balancer.sweep} by itself, in ms. Default 10; 0:
+   * never, the caller runs it (tests with their own clock).
+   */
+  sweepIntervalMs?: number;
   /**
    * Answers `/_ep/...` requests (health, stats); default: health to everyone, stats to
    * loopback peers only.
    */
-  internal?: (job: Job) => JobResult | undefined;
+  internal?: EndpointHandler;
 }
 
 /** How a job ended, as metrics and logs name it. */
@@ -335,11 +285,11 @@ export class Balancer {
   #grace: number;
   #prefetchDepth: number;
   #prefetchBudget: number;
-  #route?: (job: Job) => string | undefined | Promise<string | undefined>;
-  #internal?: (job: Job) => JobResult | undefined;
+  #router: Router;
   #observer?: BalancerObserver;
-  #started = performance.now();
-  #sweeper: ReturnType<typeof setInterval>;
+  #now: () => number;
+  #started: number;
+  #sweeper: ReturnType<typeof setInterval> | undefined;
   #closed = false;
 
   /** Answers a job: routes it, then queues or dispatches it. Pass it to `serve`. */
@@ -358,40 +308,41 @@ export class Balancer {
     if (!(this.#prefetchBudget >= 0)) {
       throw new RangeError(`Prefetch budget must be >= 0 ms: "${options.prefetchBudgetMs}"`);
     }
-    this.#route = options.route;
-    this.#internal = options.internal;
+    const defaults: EndpointHandler = (job) => this.#defaultInternal(job);
+    this.#router = new Router({
+      prefixes: options.routes,
+      route: options.route,
+      endpoints: options.internal ? [options.internal, defaults] : [defaults],
+    });
     this.#observer = options.observer;
-    this.#sweeper = setInterval(() => this.#sweep(), 10);
+    this.#now = options.now ?? (() => performance.now());
+    this.#started = this.#now();
+    const every = options.sweepIntervalMs ?? 10;
+    if (!(every >= 0 && every < Infinity)) {
+      throw new RangeError(`Sweep interval must be >= 0 ms: "${options.sweepIntervalMs}"`);
+    }
+    if (every > 0) this.#sweeper = setInterval(() => this.sweep(), every);
     this.handler = (job) => this.submit(job);
   }
 
   /** Milliseconds since the balancer started. */
   get uptimeMs(): number {
-    return performance.now() - this.#started;
+    return this.#now() - this.#started;
   }
 
   /** Queues or dispatches a job and resolves with its answer. */
   submit(job: Job): JobResult | Promise<JobResult> {
-    if (job.protocol === "http" && job.path.startsWith("/_ep/")) {
-      const res = this.#internal?.(job) ?? this.#defaultInternal(job);
-      if (res) return res;
-      throw new JobError(ErrorCode.NO_SERVICE, `No ep endpoint "${job.path}"`);
-    }
+    if (this.#router.isEndpoint(job)) return this.#router.endpoint(job);
     if (this.#closed) throw new JobError(ErrorCode.SHUTTING_DOWN, "Balancer is shutting down");
-    if (job.protocol === "http" && this.#route) {
-      const routed = this.#route(job);
-      if (routed instanceof Promise) {
-        return routed.then((s) => this.#submitTo(job, s ?? job.service));
-      }
-      return this.#submitTo(job, routed ?? job.service);
-    }
-    return this.#submitTo(job, job.service);
+    const service = this.#router.service(job);
+    if (typeof service === "string") return this.#submitTo(job, service);
+    return service.then((s) => this.#submitTo(job, s));
   }
 
   #submitTo(job: Job, service: string): JobResult | Promise<JobResult> {
     if (service === "") throw new JobError(ErrorCode.NO_SERVICE, "No service named in the path");
     const s = this.#services.get(service);
-    const now = performance.now();
+    const now = this.#now();
     if (!s || s.providers.length === 0) {
       const waitable = (s?.everServed ?? false) || now - this.#started < this.#grace;
       if (!waitable || this.#grace === 0) {
@@ -514,7 +465,7 @@ export class Balancer {
       qj.provider = null;
       if (qj.answered) continue;
       const s = this.#services.get(qj.service)!;
-      if (qj.attempt <= this.#retries && performance.now() < qj.deadline) {
+      if (qj.attempt <= this.#retries && this.#now() < qj.deadline) {
         s.counters.redelivered++;
         this.#enqueue(s, qj, true);
         touched.add(s);
@@ -559,7 +510,7 @@ export class Balancer {
   #learnTurnaround(qj: QueuedJob): void {
     const s = this.#services.get(qj.service);
     if (!s || qj.dispatched === 0) return;
-    const t = (performance.now() - qj.dispatched) / (1 + (qj.ahead ?? 0));
+    const t = (this.#now() - qj.dispatched) / (1 + (qj.ahead ?? 0));
     s.turnaroundMs = Number.isNaN(s.turnaroundMs) ? t : s.turnaroundMs + (t - s.turnaroundMs) / 8;
   }
 
@@ -733,7 +684,7 @@ export class Balancer {
     const dispatched = qj.dispatched;
     qj.attempt++;
     qj.provider = p;
-    qj.dispatched = performance.now();
+    qj.dispatched = this.#now();
     qj.ahead = Math.max(0, held.size - p.slots + 1) / p.slots;
     held.add(qj);
     try {
@@ -776,7 +727,7 @@ export class Balancer {
     const s = this.#services.get(qj.service);
     if (s) s.counters[COUNTER[outcome]]++;
     if (this.#observer) {
-      const now = performance.now();
+      const now = this.#now();
       const wait = (qj.dispatched || now) - qj.arrived;
       const run = qj.dispatched ? now - qj.dispatched : NaN;
       this.#observer.job(qj.service, outcome, wait, run, qj.provider?.name ?? null);
@@ -794,13 +745,15 @@ export class Balancer {
   }
 
   /**
-   * Expires queued jobs past their deadline or grace, and running jobs past their deadline
-   * (answered at once, their payload let go); forgets services never served whose queue
-   * emptied; takes back what draining providers hold past their grace; cuts off providers
-   * that leave a job unanswered `cancelGraceMs` past its deadline.
+   * One sweep, at the clock's time now; the balancer runs it every `sweepIntervalMs`. It
+   * expires queued jobs past their deadline or grace, and running jobs past their deadline
+   * (answered at once, their payload let go, CANCEL sent); drops queued jobs whose client
+   * went away and sends CANCEL for dispatched ones; forgets services never served whose
+   * queue emptied; takes back what draining providers hold past their grace; cuts off
+   * providers that leave a job unanswered `cancelGraceMs` past its deadline.
    */
-  #sweep(): void {
-    const now = performance.now();
+  sweep(): void {
+    const now = this.#now();
     for (const s of this.#services.values()) {
       if (s.size === 0) continue;
       const noProviders = s.providers.length === 0;
@@ -904,20 +857,4 @@ export class Balancer {
     }
     return undefined;
   }
-}
-
-/** A snapshot of one provider, for stats. */
-export interface ProviderStats {
-  /** Its name. */
-  name: string;
-  /** Services it serves. */
-  services: string[];
-  /** Declared slots. */
-  slots: number;
-  /** Jobs it holds. */
-  busy: number;
-  /** Credit left. */
-  credit: number;
-  /** Whether it is draining. */
-  draining: boolean;
 }

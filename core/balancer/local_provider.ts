@@ -6,7 +6,8 @@
  * @module
  */
 import { decodeMeta, encodeMeta } from "../../protocol/ep_meta.ts";
-import type { Balancer, Provider, QueuedJob } from "./balancer.ts";
+import type { Balancer } from "./balancer.ts";
+import type { Provider, QueuedJob } from "./provider.ts";
 import { jobMeta } from "../job.ts";
 import type { HandlerPool, JobReply } from "../threads/pool.ts";
 import { poolError, submitError } from "../threads/job_errors.ts";

@@ -37,7 +37,7 @@ import {
   replyProblem,
 } from "../job.ts";
 import { unsendableReply, withoutReserved } from "../ep_limits.ts";
-import type { Provider, QueuedJob } from "../balancer/balancer.ts";
+import type { Provider, QueuedJob } from "../balancer/provider.ts";
 import type { Transport, TransportHandler } from "./transport.ts";
 import { type AccessOptions, admitted, isLoopback, statusAccess } from "./access.ts";
 import { oneLine } from "../escape.ts";

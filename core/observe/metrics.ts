@@ -10,7 +10,8 @@
  *
  * @module
  */
-import type { ProviderStats, ServiceStats } from "../balancer/balancer.ts";
+import type { ServiceStats } from "../balancer/balancer.ts";
+import type { ProviderStats } from "../balancer/provider.ts";
 import type { BucketHistogram, ExpositionWriter } from "./prometheus.ts";
 import type { PoolCounters } from "../threads/pool.ts";
 import type { RingStats } from "../threads/ring.ts";

@@ -46,13 +46,8 @@
  *
  * @module
  */
-import type {
-  Balancer,
-  BalancerObserver,
-  Outcome,
-  Provider,
-  QueuedJob,
-} from "../balancer/balancer.ts";
+import type { Balancer, BalancerObserver, Outcome } from "../balancer/balancer.ts";
+import type { Provider, QueuedJob } from "../balancer/provider.ts";
 import type { WorkerHost } from "../net/ep_conn.ts";
 import type { Job, JobError, JobResult } from "../job.ts";
 import { BucketHistogram, ExpositionWriter } from "./prometheus.ts";

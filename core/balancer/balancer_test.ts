@@ -1,0 +1,951 @@
+/**
+ * The dispatch rules, pinned exactly: a fake provider (records what it is handed, grants
+ * credit, answers, refuses or loses jobs when told) and a fake clock, with the sweep run by
+ * the test. No sockets, no threads, no timers, no sleeps: every count and order is exact.
+ *
+ * `tests/balancer_test.ts` checks the wiring of the same rules end to end (real sockets,
+ * workers and handler threads).
+ */
+import assert from "node:assert/strict";
+import { Balancer, type BalancerOptions, type Outcome } from "./balancer.ts";
+import type { Provider, QueuedJob } from "./provider.ts";
+import { type Job, JobError, type JobResult } from "../job.ts";
+import { jobRingBytes } from "../ep_limits.ts";
+import { ErrorCode } from "../../protocol/errors.ts";
+
+/** A fake provider's slots, credit (default: its slots) and whether it can be cut off. */
+interface ProviderOptions {
+  slots?: number;
+  credit?: number;
+  evictable?: boolean;
+}
+
+/** A provider driven by the test. It fails the test if handed a job beyond its credit. */
+class FakeProvider implements Provider {
+  readonly name: string;
+  services: ReadonlySet<string>;
+  slots: number;
+  credit: number;
+  draining = false;
+  drainDeadline: number | undefined = undefined;
+  maxJobBytes: number | undefined = undefined;
+  /** Names of the jobs handed to it, in order (refused ones are not). */
+  readonly log: string[] = [];
+  /** Jobs it holds (handed and not answered by it), in the order it got them. */
+  readonly holding: QueuedJob[] = [];
+  /** Names of the jobs the balancer told it to cancel, in order. */
+  readonly cancels: string[] = [];
+  /** `service:depth` of every demand the balancer told it, in order. */
+  readonly demands: string[] = [];
+  /** Reasons it was cut off for, when it can be (`evict` set). */
+  readonly evictions: string[] = [];
+  /** Thrown by the next dispatch, which then takes nothing. */
+  refuseNext: unknown = null;
+  /** Jobs whose dispatch it refused. */
+  readonly refused: QueuedJob[] = [];
+  evict?: (reason: string) => void;
+  #rig: Rig;
+
+  constructor(
+    rig: Rig,
+    name: string,
+    services: string[],
+    opts: ProviderOptions = {},
+  ) {
+    const { slots = 1, credit = slots, evictable = false } = opts;
+    this.#rig = rig;
+    this.name = name;
+    this.services = new Set(services);
+    this.slots = slots;
+    this.credit = credit;
+    if (evictable) this.evict = (reason) => void this.evictions.push(reason);
+  }
+
+  dispatch(qj: QueuedJob): void {
+    if (this.refuseNext !== null) {
+      const err = this.refuseNext;
+      this.refuseNext = null;
+      this.refused.push(qj);
+      throw err;
+    }
+    if (this.credit <= 0) this.#rig.violations.push(`${this.name}: dispatch beyond credit`);
+    this.credit--;
+    this.log.push(this.#rig.nameOf(qj));
+    this.holding.push(qj);
+  }
+
+  cancel(qj: QueuedJob): void {
+    this.cancels.push(this.#rig.nameOf(qj));
+  }
+
+  demand(service: string, depth: number): void {
+    this.demands.push(`${service}:${depth}`);
+  }
+
+  /** Grants `n` more credit (a READY) and asks for work. */
+  grant(n = 1): void {
+    this.credit += n;
+    this.#rig.balancer.pull(this);
+  }
+
+  /** Answers the job it holds named `name` (its oldest by default); the slot's credit returns. */
+  answer(name?: string, result: JobResult | JobError = { body: "done" }): void {
+    const i = name === undefined
+      ? 0
+      : this.holding.findIndex((qj) => this.#rig.nameOf(qj) === name);
+    assert.ok(i >= 0 && i < this.holding.length, `${this.name} holds no job ${name}`);
+    const [qj] = this.holding.splice(i, 1);
+    this.credit++;
+    this.#rig.balancer.finish(this, qj, result);
+  }
+
+  /** Its connection is gone. */
+  lose(): void {
+    this.#rig.balancer.removeProvider(this, "lost in the test");
+  }
+}
+
+/**
+ * Where the fake clock starts. Not 0: a {@linkcode QueuedJob}'s `dispatched` is 0 for "not
+ * dispatched", as `performance.now()` never is once a balancer runs.
+ */
+const START = 1000;
+
+/** A balancer on a fake clock and the jobs submitted to it; `t` is ms since it started. */
+class Rig {
+  t = 0;
+  readonly balancer: Balancer;
+  /** `name:outcome` of each job, in the order they were answered. */
+  readonly answers: string[] = [];
+  /** The errors jobs were answered with, by name. */
+  readonly errors = new Map<string, JobError>();
+  /** What the observer was told: `[service, outcome, queueWaitMs, serviceMs, provider]`. */
+  readonly observed: [string, Outcome, number, number, string | null][] = [];
+  /** Rule breaks the fake providers saw. */
+  readonly violations: string[] = [];
+  readonly #names = new WeakMap<Job, string>();
+
+  constructor(options: BalancerOptions = {}) {
+    this.balancer = new Balancer({
+      serviceGraceMs: 0,
+      ...options,
+      now: () => START + this.t,
+      sweepIntervalMs: 0,
+      observer: { job: (...a) => void this.observed.push(a) },
+    });
+  }
+
+  provider(name: string, services: string[] = ["svc"], opts: ProviderOptions = {}): FakeProvider {
+    const p = new FakeProvider(this, name, services, opts);
+    this.balancer.addProvider(p);
+    return p;
+  }
+
+  nameOf(qj: QueuedJob): string {
+    return this.#names.get(qj.job) ?? "?";
+  }
+
+  /** Submits job `name` for `service`; its answer is recorded in {@linkcode Rig.answers}. */
+  submit(name: string, service = "svc", over: Partial<Job> = {}): Job {
+    const job: Job = {
+      service,
+      protocol: "ep",
+      method: "EP",
+      path: "/" + service,
+      query: "",
+      headers: [],
+      body: new Uint8Array(0),
+      deadlineMs: 0,
+      priority: 0,
+      remote: "test",
+      ...over,
+    };
+    this.#names.set(job, name);
+    const failed = (e: unknown) => {
+      assert.ok(e instanceof JobError, `${name}: ${e}`);
+      this.errors.set(name, e);
+      this.answers.push(`${name}:${e.kind}`);
+    };
+    let res: JobResult | Promise<JobResult>;
+    try {
+      res = this.balancer.submit(job);
+    } catch (e) {
+      failed(e);
+      return job;
+    }
+    Promise.resolve(res).then(() => void this.answers.push(`${name}:ok`), failed);
+    return job;
+  }
+
+  /** Lets the answers given so far reach {@linkcode Rig.answers}. */
+  async settled(): Promise<string[]> {
+    for (let i = 0; i < 3; i++) await Promise.resolve();
+    return this.answers;
+  }
+
+  /** The balancer clock's reading at `t` (for absolute times such as `drainDeadline`). */
+  at(t: number): number {
+    return START + t;
+  }
+
+  /** Moves the clock to `t` and runs one sweep. */
+  sweepAt(t: number): void {
+    this.t = t;
+    this.balancer.sweep();
+  }
+
+  counters(service = "svc") {
+    const s = this.balancer.stats().services.find((x) => x.name === service);
+    assert.ok(s, `no service ${service}`);
+    return s.counters;
+  }
+
+  close(): void {
+    this.balancer.close();
+    assert.deepEqual(this.violations, []);
+  }
+}
+
+const origin = () => ({ abandoned: false });
+
+// --- the clock and the sweep ------------------------------------------------------------
+
+Deno.test("balancer clock: sweeps every 10 ms by default, never by itself with sweepIntervalMs 0", () => {
+  const realSet = globalThis.setInterval;
+  const realClear = globalThis.clearInterval;
+  const started: unknown[] = [];
+  const cleared: unknown[] = [];
+  globalThis.setInterval = ((fn: () => void, ms: number) => {
+    const id = realSet(fn, ms);
+    started.push(ms);
+    return id;
+  }) as typeof setInterval;
+  globalThis.clearInterval = ((id: number) => {
+    cleared.push(id);
+    realClear(id);
+  }) as typeof clearInterval;
+  try {
+    const manual = new Balancer({ sweepIntervalMs: 0 });
+    assert.deepEqual(started, []);
+    manual.close();
+    const auto = new Balancer();
+    assert.deepEqual(started, [10]);
+    auto.close();
+    assert.equal(cleared.length, 2);
+    assert.notEqual(cleared[1], undefined, "the interval it started is cleared");
+  } finally {
+    globalThis.setInterval = realSet;
+    globalThis.clearInterval = realClear;
+  }
+});
+
+Deno.test("balancer clock: uptime reads the given clock; a bad sweep interval is refused", () => {
+  let t = 1000;
+  const b = new Balancer({ now: () => t, sweepIntervalMs: 0 });
+  assert.equal(b.uptimeMs, 0);
+  t += 1234.5;
+  assert.equal(b.uptimeMs, 1234.5);
+  assert.throws(() => new Balancer({ sweepIntervalMs: -1 }), RangeError);
+  assert.throws(() => new Balancer({ sweepIntervalMs: NaN }), RangeError);
+  b.close();
+});
+
+// --- the fast path and credit -------------------------------------------------------------
+
+Deno.test("balancer: a job that finds a free slot is dispatched at once, inside submit", async () => {
+  const r = new Rig();
+  const p = r.provider("p", ["svc"], { slots: 2 });
+  r.submit("j1");
+  assert.deepEqual(p.log, ["j1"]);
+  r.submit("j2");
+  assert.deepEqual(p.log, ["j1", "j2"]);
+  assert.deepEqual(p.demands, [], "nobody is told about a job that did not wait");
+  r.submit("j3");
+  assert.deepEqual(p.log, ["j1", "j2"]);
+  assert.equal(r.balancer.queueDepth("svc"), 1);
+  assert.deepEqual(p.demands, ["svc:1"]);
+  assert.equal(p.holding[0].attempt, 1);
+  assert.equal(p.holding[0].provider, p);
+  p.answer("j1");
+  assert.deepEqual(p.log, ["j1", "j2", "j3"]);
+  assert.deepEqual(await r.settled(), ["j1:ok"]);
+  r.close();
+});
+
+Deno.test("balancer: the fast path picks the provider with the most free slots, the first attached on a tie", () => {
+  const r = new Rig();
+  const p1 = r.provider("p1", ["svc"], { slots: 1 });
+  const p2 = r.provider("p2", ["svc"], { slots: 3 });
+  for (const name of ["j1", "j2", "j3", "j4", "j5"]) r.submit(name);
+  // Free slots p1/p2: 1/3 -> p2, 1/2 -> p2, 1/1 -> p1 (tie), 0/1 -> p2, 0/0 -> queued.
+  assert.deepEqual(p1.log, ["j3"]);
+  assert.deepEqual(p2.log, ["j1", "j2", "j4"]);
+  assert.equal(r.balancer.queueDepth("svc"), 1);
+  r.close();
+});
+
+Deno.test("balancer: never beyond credit: free slots without credit get nothing until a grant", () => {
+  const r = new Rig();
+  const p = r.provider("p", ["svc"], { slots: 4, credit: 0 });
+  r.submit("j1");
+  r.submit("j2");
+  r.submit("j3");
+  assert.deepEqual(p.log, []);
+  assert.deepEqual(p.demands, ["svc:1", "svc:2", "svc:3"], "told the depth at every arrival");
+  p.grant(2);
+  assert.deepEqual(p.log, ["j1", "j2"], "two granted, two handed, oldest first");
+  assert.equal(p.credit, 0);
+  p.grant(5);
+  assert.deepEqual(p.log, ["j1", "j2", "j3"]);
+  assert.equal(p.credit, 4);
+  assert.equal(r.balancer.heldBy(p), 3);
+  r.close();
+});
+
+Deno.test("balancer: a provider with no credit is told the queue depth; one with credit, or a dispatched job, tells nobody", () => {
+  const r = new Rig();
+  const a = r.provider("a", ["svc"], { slots: 1 });
+  const b = r.provider("b", ["svc"], { slots: 1, credit: 0 });
+  r.submit("j1"); // to a, at once
+  assert.deepEqual([a.demands, b.demands], [[], []]);
+  r.submit("j2");
+  r.submit("j3");
+  assert.deepEqual(a.demands, ["svc:1", "svc:2"]);
+  assert.deepEqual(b.demands, ["svc:1", "svc:2"]);
+  b.grant(1); // takes j2
+  r.submit("j4");
+  assert.deepEqual(a.demands, ["svc:1", "svc:2", "svc:2"]);
+  assert.deepEqual(b.demands, ["svc:1", "svc:2", "svc:2"]);
+  assert.deepEqual([a.log, b.log], [["j1"], ["j2"]]);
+  r.close();
+});
+
+// --- order ---------------------------------------------------------------------------------
+
+Deno.test("balancer: higher priority jobs leave the queue first, FIFO within a priority", () => {
+  const r = new Rig();
+  const p = r.provider("p");
+  r.submit("blocker");
+  const jobs = [["low-1", 0], ["low-2", 0], ["high-1", 9], ["mid-1", 5], ["high-2", 9]] as const;
+  for (const [name, priority] of jobs) r.submit(name, "svc", { priority });
+  for (let i = 0; i < jobs.length; i++) p.answer();
+  assert.deepEqual(p.log, ["blocker", "high-1", "high-2", "mid-1", "low-1", "low-2"]);
+  r.close();
+});
+
+Deno.test("balancer: a freed slot takes the oldest waiting job among the provider's services, higher priority first", () => {
+  const r = new Rig();
+  const p = r.provider("p", ["a", "b"]);
+  const other = r.provider("other", ["b"], { credit: 0 });
+  r.submit("blocker", "a");
+  r.submit("a1", "a");
+  r.submit("b1", "b");
+  r.submit("a2", "a");
+  r.submit("b2", "b", { priority: 3 });
+  r.submit("a3", "a", { priority: 3 });
+  for (let i = 0; i < 5; i++) p.answer();
+  assert.deepEqual(p.log, ["blocker", "b2", "a3", "a1", "b1", "a2"]);
+  assert.deepEqual(other.log, []);
+  r.close();
+});
+
+// --- prefetch ------------------------------------------------------------------------------
+
+Deno.test("balancer prefetch: extra credit is used only when the queue holds prefetchDepth jobs per provider", () => {
+  // One provider, one slot, two jobs of prefetch credit, no turnaround known yet.
+  const one = new Rig();
+  const p = one.provider("p", ["svc"], { slots: 1, credit: 3 });
+  one.submit("j1"); // the free slot
+  one.submit("j2"); // queue 1 < 2: waits
+  assert.deepEqual(p.log, ["j1"]);
+  one.submit("j3"); // queue 2 >= 2 x 1: the oldest is prefetched
+  assert.deepEqual(p.log, ["j1", "j2"]);
+  one.submit("j4"); // a second prefetched job needs a turnaround within the budget
+  assert.deepEqual(p.log, ["j1", "j2"]);
+  assert.equal(one.balancer.queueDepth("svc"), 2);
+  one.close();
+
+  // Two providers: 2 x 2 jobs must wait before either takes extra credit.
+  const two = new Rig();
+  const a = two.provider("a", ["svc"], { slots: 1, credit: 2 });
+  const b = two.provider("b", ["svc"], { slots: 1, credit: 2 });
+  for (const name of ["j1", "j2", "j3", "j4", "j5"]) two.submit(name);
+  assert.deepEqual([a.log, b.log], [["j1"], ["j2"]], "queue 3 < 4");
+  two.submit("j6");
+  assert.deepEqual([a.log, b.log], [["j1", "j3"], ["j2"]], "queue 4: one prefetched");
+  two.close();
+
+  // prefetchDepth 1: the first waiting job is prefetched.
+  const eager = new Rig({ prefetchDepth: 1 });
+  const e = eager.provider("e", ["svc"], { slots: 1, credit: 2 });
+  eager.submit("j1");
+  eager.submit("j2");
+  assert.deepEqual(e.log, ["j1", "j2"]);
+  eager.close();
+});
+
+/** A rig whose one provider (1 slot, 4 prefetch) has learned a turnaround of `ms`. */
+function warmed(ms: number, options: BalancerOptions = {}): { r: Rig; p: FakeProvider } {
+  const r = new Rig(options);
+  const p = r.provider("p", ["svc"], { slots: 1, credit: 5 });
+  r.submit("warm-up");
+  r.t = ms;
+  p.answer("warm-up");
+  assert.equal(r.balancer.stats().services[0].turnaroundMs, ms);
+  return { r, p };
+}
+
+Deno.test("balancer prefetch: beyond one prefetched job only while waiting x turnaround <= budget", () => {
+  // Turnaround 1 ms, budget 3 ms: 1, 2 and 3 jobs may wait in the provider, not 4.
+  const short = warmed(1);
+  for (let i = 1; i <= 7; i++) short.r.submit(`j${i}`);
+  assert.deepEqual(short.p.log.slice(1), ["j1", "j2", "j3", "j4"]);
+  assert.equal(short.r.balancer.queueDepth("svc"), 3);
+  assert.equal(short.p.credit, 1, "credit left unused");
+  short.r.close();
+
+  // Turnaround 2 ms: two waiting would be 4 ms, over the budget: one prefetched job only.
+  const long = warmed(2);
+  for (let i = 1; i <= 7; i++) long.r.submit(`j${i}`);
+  assert.deepEqual(long.p.log.slice(1), ["j1", "j2"]);
+  long.r.close();
+
+  // A larger budget takes more: turnaround 2 ms, budget 6 ms -> 3 waiting.
+  const wide = warmed(2, { prefetchBudgetMs: 6 });
+  for (let i = 1; i <= 7; i++) wide.r.submit(`j${i}`);
+  assert.deepEqual(wide.p.log.slice(1), ["j1", "j2", "j3", "j4"]);
+  wide.r.close();
+
+  // Budget 0: one prefetched job per provider.
+  const none = warmed(1, { prefetchBudgetMs: 0 });
+  for (let i = 1; i <= 7; i++) none.r.submit(`j${i}`);
+  assert.deepEqual(none.p.log.slice(1), ["j1", "j2"]);
+  none.r.close();
+  assert.throws(() => new Balancer({ prefetchBudgetMs: -1, sweepIntervalMs: 0 }), RangeError);
+});
+
+Deno.test("balancer prefetch: turnaround is dispatch to answer shared with the jobs waited for, averaged 1/8; late and cancelled answers do not count", () => {
+  const r = new Rig({ prefetchDepth: 1 });
+  const p = r.provider("p", ["svc"], { slots: 1, credit: 2 });
+  const turnaround = () => r.balancer.stats().services[0].turnaroundMs;
+  r.submit("w1"); // starts at once
+  r.submit("w2"); // prefetched: one slot's worth waits ahead of it
+  assert.equal(turnaround(), null);
+  r.t = 8;
+  p.answer("w1"); // 8 ms, nothing ahead: 8
+  assert.equal(turnaround(), 8);
+  r.t = 12;
+  p.answer("w2"); // 12 ms, 1 ahead: 6 -> 8 + (6 - 8) / 8
+  assert.equal(turnaround(), 7.75);
+  // Answered after its deadline: not a turnaround.
+  r.submit("late", "svc", { deadlineMs: 5 });
+  r.sweepAt(17);
+  r.t = 100;
+  p.answer("late");
+  // Answered after CANCEL (its client left): not a turnaround either.
+  const o = origin();
+  r.submit("gone", "svc", { origin: o });
+  o.abandoned = true;
+  r.sweepAt(101);
+  r.t = 200;
+  p.answer("gone", new JobError(ErrorCode.CANCELLED, "Cancelled"));
+  assert.equal(turnaround(), 7.75);
+  r.close();
+});
+
+// --- lost providers ------------------------------------------------------------------------
+
+Deno.test("balancer: a lost provider's job goes back to the head, attempt raised, once; then worker_lost", async () => {
+  const r = new Rig(); // retries 1
+  const p1 = r.provider("p1");
+  const p2 = r.provider("p2");
+  r.submit("j1"); // p1
+  r.submit("j2"); // p2
+  r.submit("j3"); // queued
+  p1.lose();
+  assert.equal(r.balancer.queueDepth("svc"), 2);
+  assert.equal(r.counters().redelivered, 1);
+  p2.answer("j2"); // the freed slot takes j1, ahead of j3
+  assert.deepEqual(p2.log, ["j2", "j1"]);
+  assert.equal(p2.holding[0].attempt, 2);
+  // p1's answer after it was lost is dropped.
+  p1.answer("j1");
+  assert.deepEqual(await r.settled(), ["j2:ok"]);
+  p2.lose(); // j1 lost a second time: the retry budget (1) is spent
+  assert.deepEqual(await r.settled(), ["j2:ok", "j1:worker_lost"]);
+  assert.match(
+    r.errors.get("j1")!.message,
+    /^Worker lost while running the job \(lost in the test\)$/,
+  );
+  // j3 waited for a provider of its service; with serviceGraceMs 0, the next sweep ends it.
+  r.sweepAt(0);
+  assert.deepEqual(await r.settled(), ["j2:ok", "j1:worker_lost", "j3:no_service"]);
+  const c = r.counters();
+  assert.deepEqual([c.ok, c.redelivered, c.workerLost, c.noService], [1, 1, 1, 1]);
+  r.close();
+});
+
+Deno.test("balancer: a lost provider's job goes at once to an idle provider", () => {
+  const r = new Rig();
+  const p1 = r.provider("p1", ["svc"], { slots: 2 });
+  const p2 = r.provider("p2", ["svc"], { slots: 1 });
+  const full = r.provider("full", ["svc"], { credit: 0 });
+  r.submit("j1"); // p1 (2 free)
+  p1.lose();
+  assert.deepEqual(p2.log, ["j1"]);
+  assert.equal(p2.holding[0].attempt, 2);
+  assert.equal(r.balancer.queueDepth("svc"), 0);
+  assert.deepEqual(full.demands, [], "a job that did not stay queued is no demand");
+  r.close();
+});
+
+Deno.test("balancer: a lost provider's job past its deadline, or out of retries, is answered worker_lost", async () => {
+  const r = new Rig({ retries: 1 });
+  const p1 = r.provider("p1", ["svc"], { slots: 2 });
+  const p2 = r.provider("p2", ["svc"], { credit: 0 });
+  r.submit("due", "svc", { deadlineMs: 100 });
+  r.submit("fine", "svc", { deadlineMs: 1000 });
+  r.t = 100; // due's deadline, before a sweep saw it
+  p1.lose();
+  assert.deepEqual(await r.settled(), ["due:worker_lost"]);
+  assert.equal(r.balancer.queueDepth("svc"), 1);
+  p2.grant(1);
+  assert.deepEqual(p2.log, ["fine"]);
+  r.close();
+
+  const none = new Rig({ retries: 0 });
+  const p = none.provider("p");
+  none.provider("idle");
+  none.submit("j1");
+  p.lose();
+  assert.deepEqual(await none.settled(), ["j1:worker_lost"]);
+  assert.equal(none.counters().redelivered, 0);
+  none.close();
+});
+
+// --- deadlines -----------------------------------------------------------------------------
+
+Deno.test("balancer: a queued job past its deadline is answered timeout at the next sweep and never dispatched", async () => {
+  const r = new Rig({ defaultTimeoutMs: 1000 });
+  const p = r.provider("p");
+  r.submit("running");
+  r.submit("short", "svc", { deadlineMs: 50 });
+  r.submit("default"); // the balancer's 1000 ms
+  r.sweepAt(49);
+  assert.deepEqual(await r.settled(), []);
+  r.sweepAt(50);
+  assert.deepEqual(await r.settled(), ["short:timeout"]);
+  assert.equal(r.errors.get("short")!.message, "Timed out waiting in the queue");
+  assert.deepEqual(r.observed.at(-1), ["svc", "timeout", 50, NaN, null]);
+  r.sweepAt(999);
+  assert.equal(r.balancer.queueDepth("svc"), 1);
+  r.sweepAt(1000);
+  // "running" timed out as well (its deadline is 1000 too): answered, CANCEL sent.
+  assert.deepEqual(await r.settled(), ["short:timeout", "default:timeout", "running:timeout"]);
+  assert.deepEqual(p.log, ["running"]);
+  assert.deepEqual(p.cancels, ["running"]);
+  r.close();
+});
+
+Deno.test("balancer: a running job past its deadline is answered timeout, CANCEL sent, payload let go; its slot stays taken until answered", async () => {
+  const r = new Rig();
+  const p = r.provider("p");
+  r.submit("j1", "svc", {
+    deadlineMs: 100,
+    body: new Uint8Array(64),
+    headers: [["x-a", "1"]],
+  });
+  r.submit("j2");
+  r.sweepAt(99);
+  assert.deepEqual(p.cancels, []);
+  r.sweepAt(100);
+  assert.deepEqual(await r.settled(), ["j1:timeout"]);
+  assert.equal(r.errors.get("j1")!.message, "Timed out while running");
+  assert.deepEqual(r.observed.at(-1), ["svc", "timeout", 0, 100, "p"]);
+  assert.deepEqual(p.cancels, ["j1"]);
+  assert.equal(p.holding[0].job.body.length, 0);
+  assert.deepEqual(p.holding[0].job.headers, []);
+  assert.equal(r.balancer.heldBy(p), 1);
+  r.sweepAt(150);
+  assert.deepEqual(p.cancels, ["j1"], "CANCEL is sent once");
+  assert.deepEqual(p.log, ["j1"], "j2 waits for the slot");
+  p.answer("j1"); // the late answer frees the slot; j1 stays answered once
+  assert.deepEqual(p.log, ["j1", "j2"]);
+  assert.deepEqual(await r.settled(), ["j1:timeout"]);
+  assert.equal(r.counters().ok, 0);
+  r.close();
+});
+
+Deno.test("balancer: a provider that leaves a timed-out job unanswered cancelGraceMs past its deadline is cut off; one without evict never is", async () => {
+  const r = new Rig({ cancelGraceMs: 300 });
+  const bad = r.provider("bad", ["svc"], { slots: 2, evictable: true });
+  const spare = r.provider("spare", ["svc"], { credit: 0 });
+  r.submit("stuck", "svc", { deadlineMs: 100 });
+  r.submit("other", "svc", { deadlineMs: 10_000 });
+  r.sweepAt(100);
+  r.sweepAt(399);
+  assert.deepEqual(bad.evictions, []);
+  r.sweepAt(400);
+  assert.deepEqual(bad.evictions, [
+    "A job was not answered 300 ms after its deadline and CANCEL",
+  ]);
+  assert.deepEqual(r.balancer.stats().providers.map((p) => p.name), ["spare"]);
+  // Its other job is redelivered.
+  spare.grant(1);
+  assert.deepEqual(spare.log, ["other"]);
+  assert.equal(spare.holding[0].attempt, 2);
+  spare.answer();
+  assert.deepEqual(await r.settled(), ["stuck:timeout", "other:ok"]);
+  r.close();
+
+  const pool = new Rig({ cancelGraceMs: 300 });
+  const p = pool.provider("pool");
+  pool.submit("stuck", "svc", { deadlineMs: 100 });
+  pool.sweepAt(100);
+  pool.sweepAt(100_000);
+  assert.equal(pool.balancer.stats().providers.length, 1);
+  pool.close();
+  assert.equal(p.evict, undefined);
+});
+
+// --- the client went away ------------------------------------------------------------------
+
+Deno.test("balancer: a queued job whose client went away is dropped cancelled at the next sweep, never dispatched", async () => {
+  const r = new Rig();
+  const p = r.provider("p");
+  r.submit("j1");
+  const o = origin();
+  r.submit("j2", "svc", { origin: o });
+  r.submit("j3");
+  o.abandoned = true;
+  r.sweepAt(1);
+  assert.deepEqual(await r.settled(), ["j2:cancelled"]);
+  assert.equal(r.errors.get("j2")!.message, "The client went away");
+  assert.equal(r.balancer.queueDepth("svc"), 1);
+  p.answer();
+  assert.deepEqual(p.log, ["j1", "j3"]);
+  assert.equal(r.counters().cancelled, 1);
+  r.close();
+});
+
+Deno.test("balancer: a freed slot skips a job whose client went away, without waiting for a sweep", async () => {
+  const r = new Rig();
+  const p = r.provider("p");
+  r.submit("j1");
+  const o = origin();
+  r.submit("j2", "svc", { origin: o });
+  r.submit("j3");
+  o.abandoned = true;
+  p.answer("j1");
+  assert.deepEqual(p.log, ["j1", "j3"]);
+  assert.deepEqual(await r.settled(), ["j1:ok", "j2:cancelled"]);
+  r.close();
+});
+
+Deno.test("balancer: a dispatched job whose client went away is cancelled onward once and settled by the provider's answer", async () => {
+  const r = new Rig();
+  const p = r.provider("p");
+  const o = origin();
+  r.submit("j1", "svc", { origin: o });
+  o.abandoned = true;
+  r.sweepAt(1);
+  assert.deepEqual(p.cancels, ["j1"]);
+  assert.deepEqual(await r.settled(), [], "the balancer leaves the answer to the provider");
+  r.sweepAt(2);
+  assert.deepEqual(p.cancels, ["j1"]);
+  p.answer("j1", new JobError(ErrorCode.CANCELLED, "Cancelled"));
+  assert.deepEqual(await r.settled(), ["j1:cancelled"]);
+  assert.equal(r.counters().cancelled, 1);
+  r.close();
+});
+
+// --- drain ---------------------------------------------------------------------------------
+
+Deno.test("balancer: a draining provider is handed nothing, whatever its credit", () => {
+  const r = new Rig();
+  const d = r.provider("d", ["svc"], { slots: 2 });
+  d.draining = true;
+  const p = r.provider("p");
+  r.submit("j1");
+  r.submit("j2");
+  assert.deepEqual([d.log, p.log], [[], ["j1"]]);
+  d.grant(3);
+  assert.deepEqual(d.log, []);
+  p.answer();
+  assert.deepEqual(p.log, ["j1", "j2"]);
+  r.close();
+});
+
+Deno.test("balancer: jobs a draining provider still holds at its DRAIN grace are taken back and redelivered; its late answer is dropped", async () => {
+  const r = new Rig();
+  const d = r.provider("d", ["svc"], { slots: 2 });
+  const spare = r.provider("spare", ["svc"], { credit: 0 });
+  r.submit("done");
+  r.submit("held");
+  d.draining = true;
+  d.drainDeadline = r.at(200);
+  r.t = 150;
+  d.answer("done");
+  r.sweepAt(199);
+  assert.deepEqual(d.cancels, []);
+  r.sweepAt(200);
+  assert.deepEqual(d.cancels, ["held"]);
+  assert.equal(r.balancer.heldBy(d), 0);
+  assert.equal(r.balancer.stats().providers.length, 2, "it stays attached, draining");
+  assert.equal(r.counters().redelivered, 1);
+  d.answer("held"); // too late: dropped
+  spare.grant(1);
+  assert.deepEqual(spare.log, ["held"]);
+  assert.equal(spare.holding[0].attempt, 2);
+  spare.answer();
+  assert.deepEqual(await r.settled(), ["done:ok", "held:ok"]);
+  assert.equal(r.counters().ok, 2);
+  r.close();
+
+  const none = new Rig({ retries: 0 });
+  const n = none.provider("n");
+  none.submit("held");
+  n.draining = true;
+  n.drainDeadline = none.at(100);
+  none.sweepAt(100);
+  assert.deepEqual(await none.settled(), ["held:worker_lost"]);
+  assert.match(none.errors.get("held")!.message, /\(drain grace passed\)$/);
+  none.close();
+});
+
+// --- unknown services, the start-up grace, a full queue -------------------------------------
+
+Deno.test("balancer: in the start-up grace a job for an unknown service waits for a provider; after it, no_service at once", async () => {
+  const r = new Rig({ serviceGraceMs: 5000 });
+  r.submit("x1", "x");
+  r.t = 1000;
+  r.submit("y1", "y");
+  assert.deepEqual(r.balancer.stats().services.map((s) => [s.name, s.served, s.queued]), [
+    ["x", false, 1],
+    ["y", false, 1],
+  ]);
+  r.sweepAt(4999);
+  const p = r.provider("p", ["x"]);
+  assert.deepEqual(p.log, ["x1"]);
+  // A pending job waits serviceGraceMs from its arrival, then no_service; the name is forgotten.
+  r.sweepAt(5999);
+  assert.deepEqual(await r.settled(), []);
+  r.sweepAt(6000);
+  assert.deepEqual(await r.settled(), ["y1:no_service"]);
+  assert.equal(r.errors.get("y1")!.message, 'No service "y"');
+  assert.deepEqual(r.balancer.stats().services.map((s) => s.name), ["x"]);
+  // Past the start-up grace a name never served is refused at once.
+  r.submit("z1", "z");
+  assert.deepEqual(await r.settled(), ["y1:no_service", "z1:no_service"]);
+  assert.deepEqual(r.observed.at(-1), ["z", "no_service", NaN, NaN, null]);
+  r.close();
+
+  // The start-up grace is serviceGraceMs from the balancer's start, to the millisecond.
+  const edge = new Rig({ serviceGraceMs: 5000 });
+  edge.t = 4999;
+  edge.submit("in", "a");
+  edge.t = 5000;
+  edge.submit("out", "b");
+  assert.deepEqual(await edge.settled(), ["out:no_service"]);
+  assert.equal(edge.balancer.queueDepth("a"), 1);
+  edge.close();
+});
+
+Deno.test("balancer: a service that had providers waits serviceGraceMs for one after losing them all", async () => {
+  const r = new Rig({ serviceGraceMs: 5000 });
+  const p = r.provider("p");
+  r.t = 10_000; // long after the start-up grace
+  p.lose();
+  r.submit("j1");
+  r.sweepAt(14_999);
+  assert.deepEqual(await r.settled(), []);
+  r.sweepAt(15_000);
+  assert.deepEqual(await r.settled(), ["j1:no_service"]);
+  r.submit("j2");
+  r.sweepAt(19_999);
+  const back = r.provider("back");
+  assert.deepEqual(back.log, ["j2"]);
+  r.close();
+});
+
+Deno.test("balancer: at most maxPendingServices unknown services are waited for; serviceGraceMs 0 never waits", async () => {
+  const r = new Rig({ serviceGraceMs: 5000, maxPendingServices: 2 });
+  r.submit("a1", "a");
+  r.submit("b1", "b");
+  r.submit("c1", "c");
+  r.submit("a2", "a"); // a is already waited for
+  assert.deepEqual(await r.settled(), ["c1:no_service"]);
+  assert.equal(
+    r.errors.get("c1")!.message,
+    'No service "c" (too many unknown services are waited for)',
+  );
+  assert.deepEqual(r.balancer.stats().services.map((s) => [s.name, s.queued]), [
+    ["a", 2],
+    ["b", 1],
+  ]);
+  // A service a provider serves is no longer waited for: room for another unknown one.
+  const p = r.provider("p", ["a"], { slots: 2 });
+  assert.deepEqual(p.log, ["a1", "a2"]);
+  r.submit("c2", "c");
+  assert.equal(r.balancer.queueDepth("c"), 1);
+  r.close();
+
+  const strict = new Rig({ serviceGraceMs: 0 });
+  strict.submit("x1", "x");
+  strict.submit("e1", "");
+  assert.deepEqual(await strict.settled(), ["x1:no_service", "e1:no_service"]);
+  assert.equal(strict.errors.get("e1")!.message, "No service named in the path");
+  assert.deepEqual(strict.balancer.stats().services, []);
+  // Nor for a service whose providers all left.
+  strict.provider("gone", ["y"]).lose();
+  strict.submit("y1", "y");
+  assert.deepEqual(await strict.settled(), ["x1:no_service", "e1:no_service", "y1:no_service"]);
+  strict.close();
+});
+
+Deno.test("balancer: a job finding maxQueue jobs waiting is refused overloaded", async () => {
+  const r = new Rig({ maxQueue: 2 });
+  const p = r.provider("p");
+  for (const name of ["j1", "j2", "j3", "j4"]) r.submit(name);
+  assert.deepEqual(await r.settled(), ["j4:overloaded"]);
+  assert.equal(r.errors.get("j4")!.message, 'Queue for "svc" is full');
+  assert.deepEqual(r.observed, [["svc", "overloaded", NaN, NaN, null]]);
+  assert.equal(r.counters().overloaded, 1);
+  p.answer();
+  r.submit("j5");
+  assert.deepEqual(await r.settled(), ["j4:overloaded", "j1:ok"]);
+  assert.equal(r.balancer.queueDepth("svc"), 2);
+  r.close();
+});
+
+// --- refusals at dispatch and before queuing ------------------------------------------------
+
+Deno.test("balancer: a dispatch the provider refuses answers the job and gives back the credit, held entry and attempt", async () => {
+  const r = new Rig();
+  const p = r.provider("p");
+  p.refuseNext = new JobError(ErrorCode.BAD_REQUEST, "Cannot carry it");
+  r.submit("j1");
+  p.refuseNext = new Error("Unexpected");
+  r.submit("j2");
+  assert.deepEqual(await r.settled(), ["j1:bad_request", "j2:internal"]);
+  assert.equal(r.errors.get("j2")!.message, "Dispatch failed");
+  assert.deepEqual([p.credit, r.balancer.heldBy(p), p.log], [1, 0, []]);
+  assert.deepEqual(p.refused.map((qj) => [qj.attempt, qj.provider, qj.dispatched]), [
+    [0, null, 0],
+    [0, null, 0],
+  ]);
+  r.submit("j3");
+  assert.deepEqual(p.log, ["j3"]);
+  assert.equal(p.holding[0].attempt, 1);
+  r.close();
+});
+
+Deno.test("balancer: a job larger than every provider of its service takes is refused bad_request before it is queued", async () => {
+  const r = new Rig();
+  const p = r.provider("p");
+  p.maxJobBytes = 100;
+  const big = r.submit("big", "svc", { body: new Uint8Array(200) });
+  const size = jobRingBytes(big);
+  assert.deepEqual(await r.settled(), ["big:bad_request"]);
+  assert.equal(
+    r.errors.get("big")!.message,
+    `Request of ${size} bytes exceeds the limit of 100 bytes for the handlers of "svc"`,
+  );
+  // One provider that takes it is enough.
+  const roomy = r.provider("roomy");
+  roomy.maxJobBytes = 1000;
+  r.submit("small"); // p
+  r.submit("big2", "svc", { body: new Uint8Array(200) });
+  assert.deepEqual([p.log, roomy.log], [["small"], ["big2"]]);
+  r.close();
+});
+
+// --- registration changes, routing, endpoints, close ---------------------------------------
+
+Deno.test("balancer: a provider's new registration takes effect at once", () => {
+  const r = new Rig({ serviceGraceMs: 5000 });
+  const p = r.provider("p", ["a"], { slots: 1 });
+  r.submit("b1", "b");
+  assert.deepEqual(p.log, []);
+  r.balancer.updateProvider(p, new Set(["b"]), 2);
+  assert.deepEqual(p.log, ["b1"]);
+  assert.equal(p.slots, 2);
+  r.submit("a1", "a");
+  assert.deepEqual(p.log, ["b1"], "it serves a no more");
+  r.close();
+});
+
+Deno.test("balancer: HTTP jobs are routed (prefix routes, then the route function) before queuing", () => {
+  const r = new Rig({
+    routes: [{ prefix: "/api", service: "api" }, { prefix: "/api/users", service: "user" }],
+    route: (job) => job.path === "/custom" ? "user" : undefined,
+  });
+  const p = r.provider("p", ["api", "user", "echo"], { slots: 10 });
+  const http = { protocol: "http" as const, method: "GET" };
+  r.submit("u", "api", { ...http, path: "/api/users/7" });
+  r.submit("a", "api", { ...http, path: "/api/x" });
+  r.submit("c", "custom", { ...http, path: "/custom" });
+  r.submit("e", "echo", { ...http, path: "/echo" });
+  r.submit("ep", "api", { path: "/api/users" }); // EP: never routed
+  assert.deepEqual(
+    p.holding.map((qj) => `${r.nameOf(qj)}>${qj.service}`),
+    ["u>user", "a>api", "c>user", "e>echo", "ep>api"],
+  );
+  r.close();
+});
+
+Deno.test("balancer: /_ep/ is answered by the endpoints (internal first), health and loopback-only stats by default, even after close", () => {
+  const r = new Rig({
+    internal: (job) => job.path === "/_ep/mine" ? { body: "mine" } : undefined,
+  });
+  r.t = 42;
+  const ask = (path: string, remote = "127.0.0.1:9") => {
+    const res = r.balancer.submit({
+      service: "_ep",
+      protocol: "http",
+      method: "GET",
+      path,
+      query: "",
+      headers: [],
+      body: new Uint8Array(0),
+      deadlineMs: 0,
+      priority: 0,
+      remote,
+    });
+    assert.ok(!(res instanceof Promise), "answered at once");
+    return res;
+  };
+  assert.equal(ask("/_ep/mine").body, "mine");
+  const health = ask("/_ep/health", "10.0.0.1:9");
+  assert.equal(health.status, 200);
+  assert.deepEqual(JSON.parse(health.body as string), { status: "ok", uptimeMs: 42 });
+  assert.equal(ask("/_ep/stats", "10.0.0.1:9").status, 403);
+  const stats = ask("/_ep/stats");
+  assert.equal(stats.status, 200);
+  assert.deepEqual(JSON.parse(stats.body as string), {
+    uptimeMs: 42,
+    services: [],
+    providers: [],
+  });
+  assert.throws(
+    () => ask("/_ep/nothing"),
+    (e: unknown) => e instanceof JobError && e.message === 'No ep endpoint "/_ep/nothing"',
+  );
+  r.close();
+  assert.equal(ask("/_ep/health").status, 200);
+  assert.deepEqual(r.observed, [], "ep endpoints are not jobs");
+});
+
+Deno.test("balancer: close answers queued jobs shutting_down, leaves held ones to finish, refuses new ones", async () => {
+  const r = new Rig();
+  const p = r.provider("p");
+  r.submit("held");
+  r.submit("queued");
+  r.balancer.close();
+  assert.deepEqual(await r.settled(), ["queued:shutting_down"]);
+  assert.equal(r.balancer.heldBy(p), 1);
+  r.submit("late");
+  p.answer("held");
+  assert.deepEqual(await r.settled(), ["queued:shutting_down", "late:shutting_down", "held:ok"]);
+  r.close();
+});

@@ -1,0 +1,163 @@
+/**
+ * The provider contract: what the balancer needs from anything with slots for some
+ * services, and what it tells about the jobs it hands out.
+ *
+ * A *provider* is a remote module worker over EP (`worker_link.ts`) or this process's own
+ * handler-thread pool (`LocalPoolProvider`); the dispatcher sees both the same way. The
+ * conversation, all on the main thread:
+ *
+ * ```
+ * balancer -> provider   dispatch(job)      only while credit > 0 and not draining
+ *                        cancel(job)        its client went away, or its deadline passed
+ *                        demand(service, n) jobs wait for it while it has no credit
+ *                        evict(reason)      it left a job unanswered past the cancel grace
+ * provider -> balancer   finish(p, job, r)  it answered a job (once; late answers are fine)
+ *                        pull(p)            its credit grew: hand it waiting jobs
+ *                        removeProvider(p)  it is gone: what it held is redelivered
+ * ```
+ *
+ * Times in a {@linkcode QueuedJob} and {@linkcode Provider.drainDeadline} are on the
+ * balancer's clock: `performance.now()` milliseconds, unless the balancer was given another
+ * clock (`BalancerOptions.now`, in tests), which its providers must then read too.
+ *
+ * @module
+ */
+import type { Job, JobError, JobResult } from "../job.ts";
+
+/**
+ * Something with slots for some services: a remote worker or the local thread pool.
+ *
+ * @example
+ * ```ts
+ * import type { Provider } from "./provider.ts";
+ * const idle: Provider = {
+ *   name: "idle",
+ *   services: new Set(["echo"]),
+ *   slots: 1,
+ *   credit: 0,
+ *   draining: false,
+ *   dispatch: () => {},
+ *   cancel: () => {},
+ * };
+ * console.assert(idle.credit === 0);
+ * ```
+ */
+export interface Provider {
+  /** A name for logs and the status page (`pool`, `worker 10.0.0.5:40412 (name)`). */
+  readonly name: string;
+  /** The services it serves. */
+  readonly services: ReadonlySet<string>;
+  /** Its declared concurrent capacity. */
+  readonly slots: number;
+  /** Jobs it may be handed now without exceeding what it granted. */
+  readonly credit: number;
+  /** Whether it asked to be given no more jobs. */
+  readonly draining: boolean;
+  /**
+   * Hands it a job; called by the balancer only when `credit > 0`. It takes the job, or
+   * throws having taken nothing (no credit spent, no id kept): a {@linkcode JobError} for a
+   * job it can never take (the job is answered with it), anything else is unexpected (the
+   * job is answered `internal`, and the error logged).
+   */
+  dispatch(job: QueuedJob): void;
+  /** Best-effort cancellation of a job it holds (the balancer has answered it already). */
+  cancel(job: QueuedJob): void;
+  /** Tells it that jobs are waiting for its services while it has no credit. */
+  demand?(service: string, depth: number): void;
+  /**
+   * The largest job it can take, as the handler rings count it (metadata and body bytes,
+   * as `jobRingBytes` counts them); absent: no limit of its own. A job larger than what every
+   * provider of its service takes is refused `bad_request` before it is queued.
+   */
+  readonly maxJobBytes?: number;
+  /**
+   * Set while draining after a DRAIN with a grace (balancer-clock ms, see the module doc):
+   * jobs it still holds after it are treated as lost (redelivered within the retry budget,
+   * else `worker_lost`), SPEC.md §9.7.
+   */
+  readonly drainDeadline?: number;
+  /**
+   * Cuts it off: it left a job unanswered `cancelGraceMs` past the job's deadline. The
+   * balancer then detaches it (`Balancer.removeProvider`). Providers without it (this
+   * process's pool, which answers every job by its deadline) are never cut off.
+   */
+  evict?(reason: string): void;
+}
+
+/**
+ * A job inside the balancer, as providers are handed it.
+ *
+ * @example
+ * ```ts
+ * import type { QueuedJob } from "./provider.ts";
+ * const timeLeft = (qj: QueuedJob, now: number) => Math.max(0, qj.deadline - now);
+ * console.assert(typeof timeLeft === "function");
+ * ```
+ */
+export interface QueuedJob {
+  /** Balancer-wide sequence number (FIFO order, ids). */
+  readonly seq: number;
+  /** The service it is for. */
+  readonly service: string;
+  /** The job as received. */
+  readonly job: Job;
+  /** 0–255, higher first. */
+  readonly priority: number;
+  /** Deliveries so far (0 before the first dispatch). */
+  attempt: number;
+  /** Absolute deadline, balancer-clock milliseconds (see the module doc). */
+  readonly deadline: number;
+  /** When it entered the balancer (balancer clock). */
+  readonly arrived: number;
+  /** When it was last dispatched, or 0. */
+  dispatched: number;
+  /** The provider holding it, if dispatched. */
+  provider: Provider | null;
+  /** Set once answered; later answers are ignored. */
+  answered: boolean;
+  /** @internal Set once its provider was told to cancel it (its client went away). */
+  cancelSent?: boolean;
+  /**
+   * @internal Jobs ahead of it in its provider when dispatched, in units of the provider's
+   * slots (0: it started at once in a free slot).
+   */
+  ahead?: number;
+  /** Until when a job for a service with no providers may wait for one. */
+  graceUntil: number;
+  /** @internal */
+  resolve: (r: JobResult) => void;
+  /** @internal */
+  reject: (e: JobError) => void;
+}
+
+/**
+ * A snapshot of one provider, for stats.
+ *
+ * @example
+ * ```ts
+ * import type { ProviderStats } from "./provider.ts";
+ * const s: ProviderStats = {
+ *   name: "local pool",
+ *   services: ["echo"],
+ *   slots: 4,
+ *   busy: 1,
+ *   credit: 3,
+ *   draining: false,
+ * };
+ * console.assert(s.slots - s.busy === s.credit);
+ * ```
+ */
+export interface ProviderStats {
+  /** Its name. */
+  name: string;
+  /** Services it serves. */
+  services: string[];
+  /** Declared slots. */
+  slots: number;
+  /** Jobs it holds. */
+  busy: number;
+  /** Credit left. */
+  credit: number;
+  /** Whether it is draining. */
+  draining: boolean;
+}
