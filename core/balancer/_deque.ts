@@ -39,6 +39,28 @@ export class Deque<T> {
     return item;
   }
 
+  /** The item `i` places from the head, or undefined. */
+  at(i: number): T | undefined {
+    return i < 0 || i >= this.#size
+      ? undefined
+      : this.#items[(this.#head + i) & (this.#items.length - 1)];
+  }
+
+  /** Removes and returns the item `i` places from the head (O(i)), or undefined. */
+  removeAt(i: number): T | undefined {
+    if (i === 0) return this.shift();
+    if (i < 0 || i >= this.#size) return undefined;
+    const mask = this.#items.length - 1;
+    const item = this.#items[(this.#head + i) & mask];
+    for (let k = i; k > 0; k--) {
+      this.#items[(this.#head + k) & mask] = this.#items[(this.#head + k - 1) & mask];
+    }
+    this.#items[this.#head] = undefined;
+    this.#head = (this.#head + 1) & mask;
+    this.#size--;
+    return item;
+  }
+
   /** Keeps only the items for which `keep` is true, in order; returns how many were removed. */
   filter(keep: (item: T) => boolean): number {
     const n = this.#size;

@@ -63,6 +63,8 @@ import type { Provider, ProviderStats, QueuedJob } from "./provider.ts";
 import { type EndpointHandler, type PrefixRoute, type RouteFunction, Router } from "./router.ts";
 
 const log = getLogger(["ep", "balancer"]);
+/** How deep a provider that limits job sizes looks into a queue for a job it takes. */
+const FIT_SCAN = 64;
 const EMPTY_BODY = new Uint8Array(0);
 
 /** Options for {@linkcode Balancer}. */
@@ -388,7 +390,7 @@ export class Balancer {
       };
       // Fast path: nothing waiting ahead of it and a provider with a free slot.
       if (state.size === 0) {
-        const p = this.#pick(state, 0);
+        const p = this.#pick(state, qj, 0);
         if (p) {
           this.#dispatch(p, qj);
           return;
@@ -461,19 +463,22 @@ export class Balancer {
    */
   #takeBack(jobs: Iterable<QueuedJob>, reason: string): void {
     const touched = new Set<ServiceState>();
-    for (const qj of jobs) {
+    // Newest first, each at the head, and nobody pulls until all are back: the queue then
+    // holds them in their original (FIFO) order, ahead of the jobs that waited meanwhile.
+    const back = [...jobs].sort((a, b) => b.seq - a.seq);
+    for (const qj of back) {
       qj.provider = null;
       if (qj.answered) continue;
       const s = this.#services.get(qj.service)!;
       if (qj.attempt <= this.#retries && this.#now() < qj.deadline) {
         s.counters.redelivered++;
-        this.#enqueue(s, qj, true);
+        this.#enqueue(s, qj, true, false);
         touched.add(s);
       } else {
         this.#fail(qj, ErrorCode.WORKER_LOST, `Worker lost while running the job (${reason})`);
       }
     }
-    for (const s of touched) for (const q of s.providers) this.pull(q);
+    for (const s of touched) this.#offer(s);
   }
 
   /** Hands a provider that gained credit the oldest waiting jobs it can take. */
@@ -618,15 +623,28 @@ export class Balancer {
     if (held < p.slots) return true;
     if (depth < this.#prefetchDepth * s.providers.length) return false;
     const waiting = held - p.slots + 1; // jobs that would wait in p, this one included
-    return waiting === 1 || waiting * s.turnaroundMs <= this.#prefetchBudget;
+    // Beyond one job, only under a positive budget (0 means one job per provider).
+    return waiting === 1 ||
+      (this.#prefetchBudget > 0 && waiting * s.turnaroundMs <= this.#prefetchBudget);
   }
 
-  /** The provider of `s` with the most free slots that may take a job now. */
-  #pick(s: ServiceState, depth: number): Provider | null {
+  /** Whether `qj` fits what `p` accepts (its `maxJobBytes`); the size is counted once. */
+  #fits(p: Provider, qj: QueuedJob): boolean {
+    const max = p.maxJobBytes;
+    if (max === undefined) return true;
+    if (qj.bytes === undefined) {
+      if (jobRingBytesBound(qj.job) <= max) return true;
+      qj.bytes = jobRingBytes(qj.job);
+    }
+    return qj.bytes <= max;
+  }
+
+  /** The provider of `s` with the most free slots that may take `qj` now. */
+  #pick(s: ServiceState, qj: QueuedJob, depth: number): Provider | null {
     let best: Provider | null = null;
     let bestFree = -Infinity;
     for (const p of s.providers) {
-      if (!this.#eligible(p, s, depth)) continue;
+      if (!this.#eligible(p, s, depth) || !this.#fits(p, qj)) continue;
       const free = p.slots - this.heldBy(p);
       if (free > bestFree) {
         best = p;
@@ -636,7 +654,7 @@ export class Balancer {
     return best;
   }
 
-  #enqueue(s: ServiceState, qj: QueuedJob, atHead: boolean): void {
+  #enqueue(s: ServiceState, qj: QueuedJob, atHead: boolean, offer = true): void {
     let level = s.levels.find((l) => l.priority === qj.priority);
     if (!level) {
       level = { priority: qj.priority, queue: new Deque() };
@@ -646,7 +664,11 @@ export class Balancer {
     if (atHead) level.queue.unshift(qj);
     else level.queue.push(qj);
     s.size++;
-    // Idle providers (a redelivery) or deep-queue prefetch may take it at once.
+    if (offer) this.#offer(s);
+  }
+
+  /** Offers a service's queue to its providers: idle ones (a redelivery) or deep-queue prefetch may take jobs at once; the others are told of the demand. */
+  #offer(s: ServiceState): void {
     for (const p of s.providers) {
       if (this.#eligible(p, s, s.size)) {
         this.pull(p);
@@ -659,24 +681,46 @@ export class Balancer {
   /** The next job for `p`: highest priority first, then oldest, among its services. */
   #next(p: Provider): QueuedJob | null {
     let best: ServiceState | null = null;
+    let bestLevel: Deque<QueuedJob> | null = null;
+    let bestAt = 0;
     let bestJob: QueuedJob | undefined;
     for (const name of p.services) {
       const s = this.#services.get(name);
-      if (!s || s.size === 0) continue;
-      const head = s.levels.find((l) => l.queue.size > 0)!.queue.peek()!;
-      if (!this.#eligible(p, s, s.size)) continue;
-      if (
-        !bestJob || head.priority > bestJob.priority ||
-        (head.priority === bestJob.priority && head.seq < bestJob.seq)
-      ) {
-        best = s;
-        bestJob = head;
+      if (!s || s.size === 0 || !this.#eligible(p, s, s.size)) continue;
+      for (const level of s.levels) {
+        if (level.queue.size === 0) continue;
+        const at = this.#firstFit(p, level.queue);
+        if (at < 0) continue; // nothing p takes at this priority: look lower
+        const head = level.queue.at(at)!;
+        if (
+          !bestJob || head.priority > bestJob.priority ||
+          (head.priority === bestJob.priority && head.seq < bestJob.seq)
+        ) {
+          best = s;
+          bestLevel = level.queue;
+          bestAt = at;
+          bestJob = head;
+        }
+        break;
       }
     }
-    if (!best || !bestJob) return null;
-    best.levels.find((l) => l.queue.size > 0)!.queue.shift();
+    if (!best || !bestLevel || !bestJob) return null;
+    bestLevel.removeAt(bestAt);
     best.size--;
     return bestJob;
+  }
+
+  /**
+   * Where in `queue` the oldest job `p` takes is: the head, unless `p` limits job sizes
+   * (`maxJobBytes`) and the head is over it; then the first that fits among the next
+   * {@linkcode FIT_SCAN} (a job too large for `p` waits for a provider that takes it,
+   * without holding `p` back). -1 when none does.
+   */
+  #firstFit(p: Provider, queue: Deque<QueuedJob>): number {
+    if (p.maxJobBytes === undefined) return 0;
+    const n = Math.min(queue.size, FIT_SCAN);
+    for (let i = 0; i < n; i++) if (this.#fits(p, queue.at(i)!)) return i;
+    return -1;
   }
 
   #dispatch(p: Provider, qj: QueuedJob): void {

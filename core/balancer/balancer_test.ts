@@ -416,11 +416,14 @@ Deno.test("balancer prefetch: beyond one prefetched job only while waiting x tur
   assert.deepEqual(wide.p.log.slice(1), ["j1", "j2", "j3", "j4"]);
   wide.r.close();
 
-  // Budget 0: one prefetched job per provider.
-  const none = warmed(1, { prefetchBudgetMs: 0 });
-  for (let i = 1; i <= 7; i++) none.r.submit(`j${i}`);
-  assert.deepEqual(none.p.log.slice(1), ["j1", "j2"]);
-  none.r.close();
+  // Budget 0: one prefetched job per provider, even for jobs that take no time at all
+  // (0 x waiting <= 0 must not open the whole credit).
+  for (const ms of [1, 0]) {
+    const none = warmed(ms, { prefetchBudgetMs: 0 });
+    for (let i = 1; i <= 7; i++) none.r.submit(`j${i}`);
+    assert.deepEqual(none.p.log.slice(1), ["j1", "j2"], `turnaround ${ms} ms`);
+    none.r.close();
+  }
   assert.throws(() => new Balancer({ prefetchBudgetMs: -1, sweepIntervalMs: 0 }), RangeError);
 });
 
@@ -482,6 +485,20 @@ Deno.test("balancer: a lost provider's job goes back to the head, attempt raised
   assert.deepEqual(await r.settled(), ["j2:ok", "j1:worker_lost", "j3:no_service"]);
   const c = r.counters();
   assert.deepEqual([c.ok, c.redelivered, c.workerLost, c.noService], [1, 1, 1, 1]);
+  r.close();
+});
+
+Deno.test("balancer: a lost provider's jobs go back to the head in their original order", () => {
+  const r = new Rig();
+  const p1 = r.provider("p1", ["svc"], { slots: 3 });
+  const p2 = r.provider("p2", ["svc"], { credit: 0 });
+  for (const j of ["j1", "j2", "j3", "j4"]) r.submit(j); // j1-j3 to p1, j4 queued
+  assert.deepEqual(p1.log, ["j1", "j2", "j3"]);
+  p1.lose();
+  assert.equal(r.balancer.queueDepth("svc"), 4);
+  p2.grant(1);
+  for (let i = 0; i < 3; i++) p2.answer();
+  assert.deepEqual(p2.log, ["j1", "j2", "j3", "j4"]);
   r.close();
 });
 
@@ -857,6 +874,26 @@ Deno.test("balancer: a job larger than every provider of its service takes is re
   r.submit("small"); // p
   r.submit("big2", "svc", { body: new Uint8Array(200) });
   assert.deepEqual([p.log, roomy.log], [["small"], ["big2"]]);
+  r.close();
+});
+
+Deno.test("balancer: a job goes only to a provider that takes its size, at once or from the queue", async () => {
+  const r = new Rig();
+  const p = r.provider("p", ["svc"], { slots: 2 });
+  p.maxJobBytes = 100;
+  const roomy = r.provider("roomy", ["svc"], { slots: 1 });
+  roomy.maxJobBytes = 1000;
+  // The fast path would pick p (2 free slots); it cannot take the job.
+  r.submit("big1", "svc", { body: new Uint8Array(200) });
+  assert.deepEqual([p.log, roomy.log], [[], ["big1"]]);
+  // Queued behind a busy roomy: p's free slots take the small jobs and leave the big one.
+  r.submit("big2", "svc", { body: new Uint8Array(200) });
+  r.submit("s1");
+  r.submit("s2");
+  assert.deepEqual(p.log, ["s1", "s2"]);
+  roomy.answer("big1");
+  assert.deepEqual(roomy.log, ["big1", "big2"]);
+  assert.deepEqual(await r.settled(), ["big1:ok"]);
   r.close();
 });
 

@@ -122,6 +122,8 @@ export interface QueuedJob {
    * slots (0: it started at once in a free slot).
    */
   ahead?: number;
+  /** @internal Its size as the handler rings count it, once a provider with a limit asked. */
+  bytes?: number;
   /** Until when a job for a service with no providers may wait for one. */
   graceUntil: number;
   /** @internal */
