@@ -66,7 +66,7 @@ import type {
   Provider,
   QueuedJob,
 } from "../balancer/balancer.ts";
-import type { WorkerHost } from "../net/ep_conn.ts";
+import type { ProviderHost as WorkerHost } from "../balancer/worker_link.ts";
 import type { Job, JobError, JobResult } from "../job.ts";
 import { ExpositionWriter, Histogram, QuantileWindow, Series } from "./metrics.ts";
 import { writePoolMetrics, writeServerMetrics } from "./metrics_sources.ts";
