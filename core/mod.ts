@@ -42,6 +42,7 @@ export * from "./threads/pool.ts";
 export type { WelcomeFrame } from "../protocol/ep_frames.ts";
 export type { HttpLimits } from "../protocol/http_parser.ts";
 export * from "./balancer/balancer.ts";
+export * from "./balancer/worker_link.ts";
 export * from "./node/node.ts";
 export * from "./node/worker.ts";
 export * from "./balancer/local_provider.ts";

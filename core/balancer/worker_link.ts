@@ -97,7 +97,7 @@ export class WorkerLink implements Provider, WorkerSessionHandler {
   /** After a DRAIN: when the jobs it still holds count as lost (`performance.now()` ms). */
   drainDeadline: number | undefined = undefined;
   /** The `free_slots` of its last HEARTBEAT or REPLY. */
-  reportedFree = NOT_APPLICABLE;
+  reportedFree: number = NOT_APPLICABLE;
   #session: WorkerSession;
   #host: ProviderHost;
   #held = new Map<number, QueuedJob>();
