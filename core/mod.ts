@@ -26,7 +26,6 @@ export {
   type ListenOptions,
   newTransportCounters,
   parseAddr,
-  SlowPeerError,
   TcpTransport,
   type Transport,
   type TransportCounters,

@@ -12,7 +12,8 @@
  */
 import { NOT_APPLICABLE } from "../../protocol/ep_frames.ts";
 import { ErrorCode, FrameTooLargeError } from "../../protocol/errors.ts";
-import { JobError, jobMeta, type JobResult } from "../job.ts";
+import { JobError } from "../errors.ts";
+import { jobMeta, type JobResult } from "../job.ts";
 import type { WorkerHost, WorkerSession, WorkerSessionHandler } from "../net/ep_conn.ts";
 import type { Provider, QueuedJob } from "./balancer.ts";
 

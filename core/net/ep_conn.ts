@@ -32,14 +32,8 @@ import {
   PROTOCOL_VERSION as VERSION,
 } from "../../protocol/ep_frames.ts";
 import { ErrorCode, type ProtocolError } from "../../protocol/errors.ts";
-import {
-  type Job,
-  JobError,
-  type JobHandler,
-  type JobOrigin,
-  type JobResult,
-  replyProblem,
-} from "../job.ts";
+import { JobError } from "../errors.ts";
+import { type Job, type JobHandler, type JobOrigin, type JobResult, replyProblem } from "../job.ts";
 import { unsendableReply, withoutReserved } from "../ep_limits.ts";
 import type { Transport, TransportHandler } from "./transport.ts";
 import { type AccessOptions, admitted, isLoopback, statusAccess } from "./access.ts";
