@@ -182,6 +182,44 @@ export class PoolClosedError extends Error {
 }
 
 /**
+ * The pool could not start: a handler thread (its runtime, or the handler modules it loads)
+ * failed or was not ready in time. The pool is closed again before this is thrown.
+ *
+ * @example
+ * ```ts
+ * import { PoolStartError } from "./errors.ts";
+ * const err = new PoolStartError("Handler pool failed to start: thread 0: boom");
+ * console.assert(err.name === "PoolStartError");
+ * ```
+ */
+export class PoolStartError extends Error {
+  /** Creates the error. */
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = "PoolStartError";
+  }
+}
+
+/**
+ * The pool took no job although its free-slot count said it had room: nothing was taken.
+ * It does not happen while the count is right; the balancer answers such a job `internal`
+ * and logs this error.
+ *
+ * @example
+ * ```ts
+ * import { PoolFullError } from "./errors.ts";
+ * console.assert(new PoolFullError().message === "Pool had no free slot");
+ * ```
+ */
+export class PoolFullError extends Error {
+  /** Creates the error. */
+  constructor(message = "Pool had no free slot", options?: ErrorOptions) {
+    super(message, options);
+    this.name = "PoolFullError";
+  }
+}
+
+/**
  * A handler threw or rejected. The error crossed a thread boundary, so only its name,
  * message and stack survive; `handlerErrorName` is the original `name` (`"TypeError"`, …).
  *

@@ -14,6 +14,7 @@ import {
   HandlerThreadLostError,
   JobTimeoutError,
   PoolClosedError,
+  PoolFullError,
   RingMessageTooLargeError,
 } from "../errors.ts";
 import { JobError, jobMeta } from "../job.ts";
@@ -189,7 +190,7 @@ export class LocalPoolProvider implements Provider {
     } catch (err) {
       throw submitError(err, qj.service);
     }
-    if (!accepted) throw new Error("Pool had no free slot");
+    if (!accepted) throw new PoolFullError();
   }
 
   #answered(qj: QueuedJob, err: Error | null, reply: JobReply | null): void {
