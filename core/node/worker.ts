@@ -33,12 +33,21 @@ import { BalancerLink } from "./_balancer_link.ts";
 
 const log = getLogger(["ep", "worker"]);
 
+/**
+ * What the worker uses of its handler-thread pool: a {@linkcode HandlerPool} has it (tests
+ * pass a pool whose jobs they finish by hand).
+ */
+export type WorkerPool = Pick<
+  HandlerPool,
+  "services" | "freeSlots" | "jobsInFlight" | "onSlotsAvailable" | "serves" | "submit" | "close"
+>;
+
 /** Options for {@linkcode WorkerNode.start}. */
 export interface WorkerNodeOptions {
   /** Balancers to pull from, as `host:port`. */
   balancers: string[];
   /** Runs the jobs. Its services are registered; its slots are the worker's slots. */
-  pool: HandlerPool;
+  pool: WorkerPool;
   /** Token presented to balancers (`EP_TOKEN`). */
   token?: string;
   /** This worker's name in balancer logs. Default `ep-worker`. */
@@ -77,7 +86,7 @@ interface Held {
 export class WorkerNode {
   #opts: WorkerNodeOptions;
   #links: BalancerLink[] = [];
-  #pool: HandlerPool;
+  #pool: WorkerPool;
   #slots: number;
   #held = 0;
   #local: { job: PoolJob; h: Held }[] = [];
@@ -147,7 +156,7 @@ export class WorkerNode {
    * Replaces the pool (reload): new jobs go to `pool`, jobs in flight finish on the old
    * one, which is closed once idle. Balancers get a new REGISTER.
    */
-  async replacePool(pool: HandlerPool): Promise<void> {
+  async replacePool(pool: WorkerPool): Promise<void> {
     const old = this.#pool;
     this.#pool = pool;
     this.#opts = { ...this.#opts, pool };
@@ -179,7 +188,7 @@ export class WorkerNode {
   }
 
   /** @internal The pool new jobs go to. */
-  get pool(): HandlerPool {
+  get pool(): WorkerPool {
     return this.#pool;
   }
 
