@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { Balancer } from "../core/balancer/balancer.ts";
+import { workerHost } from "../core/balancer/worker_link.ts";
 import { Monitor } from "../core/observe/monitor.ts";
 import { serve } from "../core/net/server.ts";
 import { renderStatus, statusMain } from "./status.ts";
@@ -131,7 +132,7 @@ Deno.test("status: ep status reads a live balancer over EP; --json; errors and u
     port: 0,
     handler: balancer.handler,
     ep: {
-      workers: monitor.watchWorkers(balancer),
+      workers: workerHost(monitor.watchWorkers(balancer)),
       stats: () => monitor.snapshot(),
       clientToken: "ct",
     },

@@ -1,10 +1,117 @@
 /**
- * Errors raised by `core/`: the rings and the handler-thread pool. Each class is a condition
- * a caller handles (the balancer maps them to EP error codes and HTTP statuses); each sets
- * `name` and passes `cause` through.
+ * Errors raised by `core/`, in one place, by meaning: a job that failed with an EP error
+ * code ({@linkcode JobError}), the network's (a peer that does not read, a client
+ * connection that closed), the rings' and the handler-thread pool's. Each class is a
+ * condition a caller handles (the balancer maps them to EP error codes and HTTP statuses);
+ * each sets `name` and passes `cause` through.
  *
  * @module
  */
+import { ErrorCode, errorCodeName } from "../protocol/errors.ts";
+
+// ---- jobs
+
+const HTTP_STATUS: Readonly<Record<number, number>> = {
+  [ErrorCode.BAD_REQUEST]: 400,
+  [ErrorCode.UNAUTHORIZED]: 401,
+  [ErrorCode.NO_SERVICE]: 503,
+  [ErrorCode.OVERLOADED]: 503,
+  [ErrorCode.TIMEOUT]: 504,
+  [ErrorCode.WORKER_LOST]: 502,
+  [ErrorCode.HANDLER_ERROR]: 500,
+  [ErrorCode.CANCELLED]: 499,
+  [ErrorCode.SHUTTING_DOWN]: 503,
+  [ErrorCode.INTERNAL]: 500,
+  [ErrorCode.REPLY_TOO_LARGE]: 502,
+  [ErrorCode.LIMIT_EXCEEDED]: 429,
+};
+
+/**
+ * The HTTP status that stands for an EP error code (SPEC.md, "Error codes").
+ *
+ * @example
+ * ```ts
+ * import { httpStatusOf } from "./errors.ts";
+ * import { ErrorCode } from "../protocol/errors.ts";
+ * console.assert(httpStatusOf(ErrorCode.TIMEOUT) === 504);
+ * ```
+ */
+export function httpStatusOf(code: number): number {
+  return HTTP_STATUS[code] ?? 500;
+}
+
+/**
+ * A job that failed with an EP error code: answered as an EP ERROR frame or as the
+ * matching HTTP status, with the message as the one-line reason.
+ *
+ * @example
+ * ```ts
+ * import { JobError } from "./errors.ts";
+ * import { ErrorCode } from "../protocol/errors.ts";
+ * const err = new JobError(ErrorCode.NO_SERVICE, 'No service "x"');
+ * console.assert(err.status === 503 && err.kind === "no_service");
+ * ```
+ */
+export class JobError extends Error {
+  /** The EP error code. */
+  readonly code: number;
+  /** Creates the error. */
+  constructor(code: number, message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = "JobError";
+    this.code = code;
+  }
+  /** The HTTP status for this error. */
+  get status(): number {
+    return httpStatusOf(this.code);
+  }
+  /** The lower-case name of the code, such as `"overloaded"`. */
+  get kind(): string {
+    return errorCodeName[this.code] ?? "internal";
+  }
+}
+
+// ---- network
+
+/**
+ * A peer was closed because it did not read its replies (its socket's send buffer stayed
+ * full past the transport's limit).
+ *
+ * @example
+ * ```ts
+ * import { SlowPeerError } from "./errors.ts";
+ * const err = new SlowPeerError('Peer "10.0.0.7:4000" did not read for too long');
+ * console.assert(err.name === "SlowPeerError");
+ * ```
+ */
+export class SlowPeerError extends Error {
+  /** Creates the error. */
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = "SlowPeerError";
+  }
+}
+
+/**
+ * An EP client's connection closed before the request was answered: requests in flight
+ * reject with it at once, and new ones too.
+ *
+ * @example
+ * ```ts
+ * import { ConnectionClosedError } from "./errors.ts";
+ * const err = new ConnectionClosedError("Connection closed by the server");
+ * console.assert(err.name === "ConnectionClosedError");
+ * ```
+ */
+export class ConnectionClosedError extends Error {
+  /** Creates the error. */
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = "ConnectionClosedError";
+  }
+}
+
+// ---- rings and the handler-thread pool
 
 /**
  * A message cannot fit in a ring, however empty the ring is. Raised before anything is
@@ -71,6 +178,44 @@ export class PoolClosedError extends Error {
   constructor(message = "Handler pool is closed", options?: ErrorOptions) {
     super(message, options);
     this.name = "PoolClosedError";
+  }
+}
+
+/**
+ * The pool could not start: a handler thread (its runtime, or the handler modules it loads)
+ * failed or was not ready in time. The pool is closed again before this is thrown.
+ *
+ * @example
+ * ```ts
+ * import { PoolStartError } from "./errors.ts";
+ * const err = new PoolStartError("Handler pool failed to start: thread 0: boom");
+ * console.assert(err.name === "PoolStartError");
+ * ```
+ */
+export class PoolStartError extends Error {
+  /** Creates the error. */
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = "PoolStartError";
+  }
+}
+
+/**
+ * The pool took no job although its free-slot count said it had room: nothing was taken.
+ * It does not happen while the count is right; the balancer answers such a job `internal`
+ * and logs this error.
+ *
+ * @example
+ * ```ts
+ * import { PoolFullError } from "./errors.ts";
+ * console.assert(new PoolFullError().message === "Pool had no free slot");
+ * ```
+ */
+export class PoolFullError extends Error {
+  /** Creates the error. */
+  constructor(message = "Pool had no free slot", options?: ErrorOptions) {
+    super(message, options);
+    this.name = "PoolFullError";
   }
 }
 

@@ -6,7 +6,9 @@
  * @module
  */
 import { isServiceName } from "../protocol/ep_frames.ts";
-import { ErrorCode, errorCodeName } from "../protocol/errors.ts";
+
+// A job fails with a JobError: part of the JobHandler contract, so importable from here too.
+export { httpStatusOf, JobError } from "./errors.ts";
 
 /** A request for a service. */
 export interface Job {
@@ -88,66 +90,6 @@ export function replyProblem(status: unknown, bodyLength: number): string | null
 
 /** Answers jobs. May answer synchronously (faster) or with a promise. */
 export type JobHandler = (job: Job) => JobResult | Promise<JobResult>;
-
-const HTTP_STATUS: Readonly<Record<number, number>> = {
-  [ErrorCode.BAD_REQUEST]: 400,
-  [ErrorCode.UNAUTHORIZED]: 401,
-  [ErrorCode.NO_SERVICE]: 503,
-  [ErrorCode.OVERLOADED]: 503,
-  [ErrorCode.TIMEOUT]: 504,
-  [ErrorCode.WORKER_LOST]: 502,
-  [ErrorCode.HANDLER_ERROR]: 500,
-  [ErrorCode.CANCELLED]: 499,
-  [ErrorCode.SHUTTING_DOWN]: 503,
-  [ErrorCode.INTERNAL]: 500,
-  [ErrorCode.REPLY_TOO_LARGE]: 502,
-  [ErrorCode.LIMIT_EXCEEDED]: 429,
-};
-
-/**
- * The HTTP status that stands for an EP error code (SPEC.md, "Error codes").
- *
- * @example
- * ```ts
- * import { httpStatusOf } from "./job.ts";
- * import { ErrorCode } from "../protocol/errors.ts";
- * console.assert(httpStatusOf(ErrorCode.TIMEOUT) === 504);
- * ```
- */
-export function httpStatusOf(code: number): number {
-  return HTTP_STATUS[code] ?? 500;
-}
-
-/**
- * A job that failed with an EP error code: answered as an EP ERROR frame or as the
- * matching HTTP status, with the message as the one-line reason.
- *
- * @example
- * ```ts
- * import { JobError } from "./job.ts";
- * import { ErrorCode } from "../protocol/errors.ts";
- * const err = new JobError(ErrorCode.NO_SERVICE, 'No service "x"');
- * console.assert(err.status === 503 && err.kind === "no_service");
- * ```
- */
-export class JobError extends Error {
-  /** The EP error code. */
-  readonly code: number;
-  /** Creates the error. */
-  constructor(code: number, message: string, options?: ErrorOptions) {
-    super(message, options);
-    this.name = "JobError";
-    this.code = code;
-  }
-  /** The HTTP status for this error. */
-  get status(): number {
-    return httpStatusOf(this.code);
-  }
-  /** The lower-case name of the code, such as `"overloaded"`. */
-  get kind(): string {
-    return errorCodeName[this.code] ?? "internal";
-  }
-}
 
 /**
  * The default HTTP route: the first path segment names the service (`/user/login` →

@@ -26,7 +26,6 @@ export {
   type ListenOptions,
   newTransportCounters,
   parseAddr,
-  SlowPeerError,
   TcpTransport,
   type Transport,
   type TransportCounters,
@@ -47,6 +46,7 @@ export type { HttpLimits } from "../protocol/http_parser.ts";
 export * from "./balancer/balancer.ts";
 export * from "./balancer/provider.ts";
 export * from "./balancer/router.ts";
+export * from "./balancer/worker_link.ts";
 export * from "./node/node.ts";
 export * from "./node/worker.ts";
 export * from "./balancer/local_provider.ts";

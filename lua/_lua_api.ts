@@ -441,7 +441,7 @@ const loaded = new Map<string, Promise<LoadedLua>>();
 /**
  * Where `glue.wasm` is: next to wasmoon's `dist/index.js` as the import map resolves it,
  * else `node_modules/wasmoon/dist/glue.wasm` from the repository root (the path
- * `deno task compile` embeds).
+ * `deno task compile` embeds). Throws `Deno.errors.NotFound` when it is in neither.
  */
 export async function defaultWasmUrl(): Promise<URL> {
   const candidates: URL[] = [];
@@ -459,7 +459,9 @@ export async function defaultWasmUrl(): Promise<URL> {
       // try the next one
     }
   }
-  throw new Error(`Cannot find wasmoon's glue.wasm: "${candidates.map(String).join('", "')}"`);
+  throw new Deno.errors.NotFound(
+    `Cannot find wasmoon's glue.wasm: "${candidates.map(String).join('", "')}"`,
+  );
 }
 
 /**

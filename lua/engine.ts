@@ -1349,7 +1349,7 @@ export class LuaEngine {
       const ms = raw._lua_tonumberx(L, 1, 0);
       const repeat = raw._lua_toboolean(L, 2) !== 0;
       if (this.#timers === undefined) {
-        throw new Error(`${repeat ? "ep.every" : "ep.timer"} is not available in this engine`);
+        throw new TypeError(`${repeat ? "ep.every" : "ep.timer"} is not available in this engine`);
       }
       const id = ++this.#nextTimerId;
       this.#timerInfo.set(id, { service: this.#current?.service ?? "ep", repeat });

@@ -105,7 +105,7 @@ export async function createHandlerRuntime(ctx: HandlerRuntimeContext): Promise<
       sources.push({ name: s.name, source, chunkName });
       continue;
     }
-    if (!o.script) throw new Error(`Service "${s.name}" is inline but no script was given`);
+    if (!o.script) throw new TypeError(`Service "${s.name}" is inline but no script was given`);
     inlineScript ??= await Deno.readTextFile(o.script);
     controlLua ??= await Deno.readTextFile(new URL("./control.lua", import.meta.url));
     const name = o.script.slice(o.script.lastIndexOf("/") + 1);

@@ -12,6 +12,7 @@ import type { Provider, QueuedJob } from "../core/balancer/provider.ts";
 import { connect } from "../core/net/client.ts";
 import { JobError } from "../core/job.ts";
 import { LocalPoolProvider } from "../core/balancer/local_provider.ts";
+import { workerHost } from "../core/balancer/worker_link.ts";
 import { HandlerPool, TS_HANDLER_RUNTIME } from "../core/threads/pool.ts";
 import { serve, type Server } from "../core/net/server.ts";
 import { WorkerNode } from "../core/node/worker.ts";
@@ -46,7 +47,7 @@ async function rig(
   const server = serve({
     port: 0,
     handler: balancer.handler,
-    ep: { workers: balancer, prefetch },
+    ep: { workers: workerHost(balancer), prefetch },
   });
   const addr = `127.0.0.1:${server.addr.port}`;
   const workers: { node: WorkerNode; pool: HandlerPool }[] = [];
@@ -273,8 +274,8 @@ Deno.test("balancer: all-in-one dispatches to its own thread pool without a TCP 
 Deno.test("balancer: a worker on two balancers holds at most slots + prefetch + 1 jobs", async () => {
   const b1 = new Balancer({ serviceGraceMs: 0 });
   const b2 = new Balancer({ serviceGraceMs: 0 });
-  const s1 = serve({ port: 0, handler: b1.handler, ep: { workers: b1, prefetch: 1 } });
-  const s2 = serve({ port: 0, handler: b2.handler, ep: { workers: b2, prefetch: 1 } });
+  const s1 = serve({ port: 0, handler: b1.handler, ep: { workers: workerHost(b1), prefetch: 1 } });
+  const s2 = serve({ port: 0, handler: b2.handler, ep: { workers: workerHost(b2), prefetch: 1 } });
   const a1 = `127.0.0.1:${s1.addr.port}`;
   const a2 = `127.0.0.1:${s2.addr.port}`;
   const p = await pool(2);

@@ -9,6 +9,7 @@
 import assert from "node:assert/strict";
 import { Balancer } from "../core/balancer/balancer.ts";
 import type { Provider, QueuedJob } from "../core/balancer/provider.ts";
+import { workerHost } from "../core/balancer/worker_link.ts";
 import { EpConnection } from "../core/net/ep_conn.ts";
 import { type Job, JobError, type JobOrigin } from "../core/job.ts";
 import { memoryPair } from "../core/net/memory_transport.ts";
@@ -273,7 +274,7 @@ for (let seed = 1; seed <= SEEDS; seed++) {
     const balancer = new Balancer({ serviceGraceMs: 0, maxQueue: 1000 });
     const [server, worker] = memoryPair();
     const conn = new EpConnection(server, balancer.handler, {
-      workers: balancer,
+      workers: workerHost(balancer),
       workerHeartbeatMs: 0,
     });
     const w = new LedgerWorker((b) => worker.write(b), rng);

@@ -11,6 +11,7 @@ import type { Provider } from "../core/balancer/provider.ts";
 import { type Client, connect } from "../core/net/client.ts";
 import { type Job, JobError, type JobResult } from "../core/job.ts";
 import { LocalPoolProvider } from "../core/balancer/local_provider.ts";
+import { workerHost } from "../core/balancer/worker_link.ts";
 import { Monitor } from "../core/observe/monitor.ts";
 import { HandlerPool, TS_HANDLER_RUNTIME } from "../core/threads/pool.ts";
 import { serve, type Server } from "../core/net/server.ts";
@@ -79,7 +80,11 @@ async function rig(
   } = {},
 ): Promise<Rig> {
   const balancer = new Balancer({ serviceGraceMs: 0, ...options });
-  const server = serve({ port: 0, handler: balancer.handler, ep: { workers: balancer, prefetch } });
+  const server = serve({
+    port: 0,
+    handler: balancer.handler,
+    ep: { workers: workerHost(balancer), prefetch },
+  });
   const addr = `127.0.0.1:${server.addr.port}`;
   const p = await pool(slots, ringBytes);
   let node: WorkerNode | null = null;
@@ -146,7 +151,11 @@ Deno.test("dispatch: 100 requests with a header name EP cannot carry get 431, an
 
 Deno.test("dispatch: a job the worker link cannot encode is refused bad_request and gives back the credit and held entry it took", async () => {
   const balancer = new Balancer({ serviceGraceMs: 0 });
-  const server = serve({ port: 0, handler: balancer.handler, ep: { workers: balancer, ...QUIET } });
+  const server = serve({
+    port: 0,
+    handler: balancer.handler,
+    ep: { workers: workerHost(balancer), ...QUIET },
+  });
   const peer = await fakeWorker(`127.0.0.1:${server.addr.port}`, ["svc"], { credit: 2 });
   try {
     await until(() => balancer.stats().providers[0]?.credit === 2, 5000, "credit");
@@ -260,7 +269,11 @@ for (const mode of ["worker", "local"] as const) {
 
 Deno.test("dispatch: ep-timeout is still read by ep although handlers do not see it", async () => {
   const balancer = new Balancer({ serviceGraceMs: 0 });
-  const server = serve({ port: 0, handler: balancer.handler, ep: { workers: balancer, ...QUIET } });
+  const server = serve({
+    port: 0,
+    handler: balancer.handler,
+    ep: { workers: workerHost(balancer), ...QUIET },
+  });
   const peer = await fakeWorker(`127.0.0.1:${server.addr.port}`, ["svc"]);
   try {
     await until(() => balancer.stats().providers[0]?.credit === 1, 5000, "credit");
@@ -362,7 +375,11 @@ Deno.test("dispatch: a running job that times out is answered and its payload fr
 
 Deno.test("dispatch: a worker that never answers is dropped once a job is overdue past the cancel grace; every job got its 504", async () => {
   const balancer = new Balancer({ serviceGraceMs: 0, cancelGraceMs: 300 });
-  const server = serve({ port: 0, handler: balancer.handler, ep: { workers: balancer, ...QUIET } });
+  const server = serve({
+    port: 0,
+    handler: balancer.handler,
+    ep: { workers: workerHost(balancer), ...QUIET },
+  });
   const addr = `127.0.0.1:${server.addr.port}`;
   const peer = await fakeWorker(addr, ["svc"], { slots: 50, credit: 50 });
   try {
@@ -397,7 +414,11 @@ Deno.test("dispatch: a worker that never answers is dropped once a job is overdu
 
 Deno.test("dispatch: a job a draining worker still holds after DRAIN grace_ms is redelivered, and its late answer dropped", async () => {
   const balancer = new Balancer({ serviceGraceMs: 0 });
-  const server = serve({ port: 0, handler: balancer.handler, ep: { workers: balancer, ...QUIET } });
+  const server = serve({
+    port: 0,
+    handler: balancer.handler,
+    ep: { workers: workerHost(balancer), ...QUIET },
+  });
   const addr = `127.0.0.1:${server.addr.port}`;
   const a = await fakeWorker(addr, ["svc"]);
   let b: EpPeer | null = null;
@@ -443,7 +464,11 @@ Deno.test("dispatch: a job a draining worker still holds after DRAIN grace_ms is
 
 Deno.test("dispatch: without retries left, a job held past DRAIN grace_ms is answered worker_lost", async () => {
   const balancer = new Balancer({ serviceGraceMs: 0, retries: 0 });
-  const server = serve({ port: 0, handler: balancer.handler, ep: { workers: balancer, ...QUIET } });
+  const server = serve({
+    port: 0,
+    handler: balancer.handler,
+    ep: { workers: workerHost(balancer), ...QUIET },
+  });
   const a = await fakeWorker(`127.0.0.1:${server.addr.port}`, ["svc"]);
   try {
     await until(() => balancer.stats().providers[0]?.credit === 1, 5000, "credit");

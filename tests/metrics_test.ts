@@ -9,6 +9,7 @@ import { Balancer, type BalancerOptions } from "../core/balancer/balancer.ts";
 import { type Client, connect } from "../core/net/client.ts";
 import { JobError } from "../core/job.ts";
 import { LocalPoolProvider } from "../core/balancer/local_provider.ts";
+import { workerHost } from "../core/balancer/worker_link.ts";
 import { Monitor } from "../core/observe/monitor.ts";
 import { HandlerPool, TS_HANDLER_RUNTIME } from "../core/threads/pool.ts";
 import { serve, type Server } from "../core/net/server.ts";
@@ -56,7 +57,7 @@ async function rig(
   const server = serve({
     port: 0,
     handler: balancer.handler,
-    ep: { workers: monitor.watchWorkers(balancer), stats: () => monitor.snapshot() },
+    ep: { workers: workerHost(monitor.watchWorkers(balancer)), stats: () => monitor.snapshot() },
   });
   const addr = `127.0.0.1:${server.addr.port}`;
   const pools: HandlerPool[] = [];

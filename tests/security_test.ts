@@ -9,6 +9,7 @@
 import assert from "node:assert/strict";
 import { Balancer } from "../core/balancer/balancer.ts";
 import type { Provider } from "../core/balancer/provider.ts";
+import { workerHost } from "../core/balancer/worker_link.ts";
 import { type Client, connect } from "../core/net/client.ts";
 import { JobError } from "../core/job.ts";
 import { startNode } from "../core/node/node.ts";
@@ -85,7 +86,7 @@ Deno.test("security: worker and client tokens over EP: wrong ones refused (unaut
   const server = serve({
     port: 0,
     handler: balancer.handler,
-    ep: { workers: balancer, token: "w-s3cret", clientToken: "c-s3cret" },
+    ep: { workers: workerHost(balancer), token: "w-s3cret", clientToken: "c-s3cret" },
   });
   const addr = `127.0.0.1:${server.addr.port}`;
   try {
@@ -129,7 +130,7 @@ Deno.test("security: frame size, services per worker: over the limit is refused 
   const server = serve({
     port: 0,
     handler: balancer.handler,
-    ep: { workers: balancer, maxPayload: 65_536 },
+    ep: { workers: workerHost(balancer), maxPayload: 65_536 },
   });
   const addr = `127.0.0.1:${server.addr.port}`;
   try {

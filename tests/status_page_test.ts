@@ -10,6 +10,7 @@ import assert from "node:assert/strict";
 import { Balancer } from "../core/balancer/balancer.ts";
 import { connect } from "../core/net/client.ts";
 import { LocalPoolProvider } from "../core/balancer/local_provider.ts";
+import { workerHost } from "../core/balancer/worker_link.ts";
 import { Monitor, type MonitorOptions } from "../core/observe/monitor.ts";
 import { HandlerPool, TS_HANDLER_RUNTIME } from "../core/threads/pool.ts";
 import { serve, type Server } from "../core/net/server.ts";
@@ -269,7 +270,7 @@ async function rig(options: MonitorOptions, withWorkers: boolean): Promise<Rig> 
   const server: Server = serve({
     port: 0,
     handler: balancer.handler,
-    ep: { workers: monitor.watchWorkers(balancer), stats: () => monitor.snapshot() },
+    ep: { workers: workerHost(monitor.watchWorkers(balancer)), stats: () => monitor.snapshot() },
   });
   const addr = `127.0.0.1:${server.addr.port}`;
   const pools: HandlerPool[] = [];

@@ -8,6 +8,7 @@
 import { decodeMeta, encodeMeta } from "../../protocol/ep_meta.ts";
 import type { Balancer } from "./balancer.ts";
 import type { Provider, QueuedJob } from "./provider.ts";
+import { PoolFullError } from "../errors.ts";
 import { jobMeta } from "../job.ts";
 import type { HandlerPool, JobReply } from "../threads/pool.ts";
 import { poolError, submitError } from "../threads/job_errors.ts";
@@ -86,7 +87,7 @@ export class LocalPoolProvider implements Provider {
     } catch (err) {
       throw submitError(err, qj.service);
     }
-    if (!accepted) throw new Error("Pool had no free slot");
+    if (!accepted) throw new PoolFullError();
   }
 
   #answered(qj: QueuedJob, err: Error | null, reply: JobReply | null): void {

@@ -13,7 +13,11 @@ import {
   type WelcomeFrame,
 } from "../../protocol/ep_frames.ts";
 import { ErrorCode } from "../../protocol/errors.ts";
-import { JobError } from "../job.ts";
+import { ConnectionClosedError, JobError } from "../errors.ts";
+
+// What a request rejects with besides a JobError: part of the client's API, so importable
+// from here too.
+export { ConnectionClosedError } from "../errors.ts";
 import { connect as tcpConnect, type Transport } from "./transport.ts";
 
 /** Options for {@linkcode connect}. */
@@ -53,15 +57,6 @@ export interface Reply {
   meta: [string, string][];
   /** The reply body (owned). */
   body: Uint8Array;
-}
-
-/** The connection closed before the request was answered. */
-export class ConnectionClosedError extends Error {
-  /** Creates the error. */
-  constructor(message: string, options?: ErrorOptions) {
-    super(message, options);
-    this.name = "ConnectionClosedError";
-  }
 }
 
 interface Pending {

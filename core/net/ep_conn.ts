@@ -8,6 +8,11 @@
  * transport's reading clock ({@linkcode Transport.readingMs}): while ep itself is not
  * reading (`maxInFlight` jobs in flight, output backpressure) the peer is not on the clock.
  *
+ * A worker (HELLO role 2) that REGISTERs is handed to the {@linkcode WorkerHost} of the
+ * options as a {@linkcode WorkerSession}; its frames go to the {@linkcode WorkerSessionHandler}
+ * the host gives back. The connection knows nothing of what is behind the host (the
+ * balancer attaches it in `core/balancer/worker_link.ts`).
+ *
  * STATS_REQUEST is answered under the status access rule (`core/net/access.ts`, the same as
  * `/_ep/stats`), with HELLO's `token` as the peer's token; a refused one gets ERROR
  * `unauthorized` with the request's id and the connection goes on.
@@ -26,18 +31,10 @@ import {
   NOT_APPLICABLE,
   PROTOCOL_VERSION as VERSION,
 } from "../../protocol/ep_frames.ts";
-import { ErrorCode, FrameTooLargeError, type ProtocolError } from "../../protocol/errors.ts";
-import {
-  type Job,
-  JobError,
-  type JobHandler,
-  jobMeta,
-  type JobOrigin,
-  type JobResult,
-  replyProblem,
-} from "../job.ts";
+import { ErrorCode, type ProtocolError } from "../../protocol/errors.ts";
+import { JobError } from "../errors.ts";
+import { type Job, type JobHandler, type JobOrigin, type JobResult, replyProblem } from "../job.ts";
 import { unsendableReply, withoutReserved } from "../ep_limits.ts";
-import type { Provider, QueuedJob } from "../balancer/provider.ts";
 import type { Transport, TransportHandler } from "./transport.ts";
 import { type AccessOptions, admitted, isLoopback, statusAccess } from "./access.ts";
 import { oneLine } from "../escape.ts";
@@ -54,7 +51,10 @@ export interface EpOptions {
   token?: string;
   /** Token clients must present in HELLO; default: none required. */
   clientToken?: string;
-  /** Accepts workers: the balancer they register with. Without it workers are refused. */
+  /**
+   * Accepts workers: whoever they register with (the balancer, through
+   * `core/balancer/worker_link.ts`). Without it workers are refused.
+   */
   workers?: WorkerHost;
   /** Jobs beyond its slots a worker may be handed (WELCOME `prefetch`). Default 4. */
   prefetch?: number;
@@ -130,7 +130,9 @@ export class EpConnection implements TransportHandler {
   #peerName = "";
   #peerToken = "";
   #statsOnly = false;
-  #link: WorkerLink | null = null;
+  #link: WorkerSessionHandler | null = null;
+  /** When the peer last sent anything, Unix ms (a worker's "last heard"). */
+  #lastHeard = Date.now();
 
   /** Creates the connection; call {@linkcode start} to begin reading. */
   constructor(transport: Transport, handler: JobHandler, options: EpOptions) {
@@ -180,7 +182,7 @@ export class EpConnection implements TransportHandler {
     if (this.#state === "closing") return;
     const now = Date.now();
     this.#lastRead = this.#t.readingMs(now);
-    if (this.#link) this.#link.lastHeard = now;
+    this.#lastHeard = now;
     this.#decoder.push(chunk);
   }
 
@@ -195,7 +197,7 @@ export class EpConnection implements TransportHandler {
     const link = this.#link;
     if (!link) return;
     this.#link = null;
-    this.#opts.workers?.removeProvider(link, reason);
+    link.closed(reason);
   }
 
   /** Heartbeats and the hello timeout; called periodically by the server. */
@@ -223,11 +225,7 @@ export class EpConnection implements TransportHandler {
       this.#lastBeat = now;
       this.#hbSeq = (this.#hbSeq + 1) >>> 0;
       // To a worker, the beat carries the queue depth of its services (SPEC.md §6.5).
-      let depth = NONE;
-      if (this.#link) {
-        depth = 0;
-        for (const s of this.#link.services) depth += this.#opts.workers!.queueDepth(s);
-      }
+      const depth = this.#link ? this.#link.queueDepth() : NONE;
       this.#send({ type: "heartbeat", seq: this.#hbSeq, freeSlots: NONE, queueDepth: depth });
     }
   }
@@ -277,7 +275,7 @@ export class EpConnection implements TransportHandler {
         break;
       }
       case "heartbeat":
-        if (this.#link) this.#link.reportedFree = f.freeSlots;
+        this.#link?.heartbeat(f.freeSlots);
         break;
       case "register":
         if (this.#role !== 2) break;
@@ -289,8 +287,11 @@ export class EpConnection implements TransportHandler {
         return;
       case "reply":
         if (this.#role !== 2 || !this.#link) break;
-        this.#link.answered(f.id, { status: f.status, headers: f.meta, body: f.body.slice() });
-        this.#link.reportedFree = f.freeSlots;
+        this.#link.answered(
+          f.id,
+          { status: f.status, headers: f.meta, body: f.body.slice() },
+          f.freeSlots,
+        );
         return;
       case "error":
         if (f.id === 0) {
@@ -349,23 +350,28 @@ export class EpConnection implements TransportHandler {
       return;
     }
     if (this.#link) {
-      host.updateProvider(this.#link, new Set(services), slots);
-      this.#link.undrain();
+      this.#link.register(slots, new Set(services));
       return;
     }
     const name = this.#peerName ? `${this.#t.remote} (${this.#peerName})` : this.#t.remote;
-    this.#link = new WorkerLink(this, host, name, slots, new Set(services));
-    host.addProvider(this.#link);
+    this.#link = host.attach(this.#session(name), slots, new Set(services));
   }
 
-  /** @internal Sends a frame for the worker link. */
-  sendFrame(frame: Frame): void {
-    if (this.#state !== "closing") this.#send(frame);
-  }
-
-  /** @internal Cuts off the worker: ERROR LIMIT_EXCEEDED (id 0), close; its link is dropped. */
-  evictWorker(reason: string): void {
-    this.#fatal(ErrorCode.LIMIT_EXCEEDED, reason);
+  /** The registered worker as its host sees it. */
+  #session(name: string): WorkerSession {
+    // deno-lint-ignore no-this-alias
+    const conn = this;
+    return {
+      name,
+      get lastHeard() {
+        return conn.#lastHeard;
+      },
+      send: (frame) => {
+        if (this.#state !== "closing") this.#send(frame);
+      },
+      // ERROR LIMIT_EXCEEDED (id 0), close; the handler is told `closed`.
+      evict: (reason) => this.#fatal(ErrorCode.LIMIT_EXCEEDED, reason),
+    };
   }
 
   #onHello(f: Extract<Frame, { type: "hello" }>): void {
@@ -529,139 +535,80 @@ function frameName(f: Frame): string {
   return f.type.replace(/[A-Z]/g, (c) => "_" + c).toUpperCase();
 }
 
-/** What EP connections need from the balancer to attach workers. */
-export interface WorkerHost {
-  /** Attaches a registered worker. */
-  addProvider(p: Provider): void;
-  /** Changes a worker's services or slots (a new REGISTER). */
-  updateProvider(p: Provider, services: ReadonlySet<string>, slots: number): void;
-  /** Detaches a worker; its jobs are redelivered or failed. */
-  removeProvider(p: Provider, reason: string): void;
-  /** The worker gained credit. */
-  pull(p: Provider): void;
-  /** The worker answered a job. */
-  finish(p: Provider, job: QueuedJob, result: JobResult | JobError): void;
-  /** Jobs queued for a service. */
-  queueDepth(service: string): number;
-}
-
 /**
- * The balancer's view of a worker on an EP connection: credit from READY frames, jobs
- * dispatched as REQUESTs (the HTTP method, path and query travel as `ep-method`, `ep-path`,
- * `ep-query` meta, SPEC.md §10), answers matched by id.
+ * Whoever accepts workers on the EP port: the balancer, through
+ * `core/balancer/worker_link.ts`. An EP connection hands it each worker that registers and
+ * forwards that worker's frames to the {@linkcode WorkerSessionHandler} it gets back.
+ *
+ * @example
+ * ```ts
+ * import type { WorkerHost, WorkerSessionHandler } from "./ep_conn.ts";
+ * const names: string[] = [];
+ * const host: WorkerHost = {
+ *   attach(session, slots) {
+ *     names.push(`${session.name}: ${slots} slots`);
+ *     const handler: WorkerSessionHandler = {
+ *       register() {},
+ *       grant() {},
+ *       answered() {},
+ *       heartbeat() {},
+ *       drain() {},
+ *       queueDepth: () => 0,
+ *       closed() {},
+ *     };
+ *     return handler;
+ *   },
+ * };
+ * console.assert(typeof host.attach === "function" && names.length === 0);
+ * ```
  */
-class WorkerLink implements Provider {
-  readonly name: string;
-  services: ReadonlySet<string>;
-  slots: number;
-  credit = 0;
-  draining = false;
-  /** After a DRAIN: when the jobs it still holds count as lost (`performance.now()` ms). */
-  drainDeadline: number | undefined = undefined;
-  reportedFree = NOT_APPLICABLE;
-  /** When the worker last sent anything (heartbeats included), Unix ms; for the status page. */
-  lastHeard = Date.now();
-  #conn: EpConnection;
-  #host: WorkerHost;
-  #held = new Map<number, QueuedJob>();
-  #ids = new Map<QueuedJob, number>();
-  #nextId = 1;
-  #demandSent = false;
-  #beat = 0;
-
-  constructor(
-    conn: EpConnection,
-    host: WorkerHost,
-    remote: string,
+export interface WorkerHost {
+  /**
+   * A worker sent its first REGISTER (`slots` > 0, its `services`): returns what takes its
+   * frames from now on, until {@linkcode WorkerSessionHandler.closed}.
+   */
+  attach(
+    session: WorkerSession,
     slots: number,
     services: ReadonlySet<string>,
-  ) {
-    this.#conn = conn;
-    this.#host = host;
-    this.name = `worker ${remote}`;
-    this.slots = slots;
-    this.services = services;
-  }
+  ): WorkerSessionHandler;
+}
 
-  grant(n: number): void {
-    this.credit += n;
-    this.#demandSent = false;
-    this.#host.pull(this);
-  }
-
+/** A registered worker's EP connection, as its {@linkcode WorkerHost} sees it. */
+export interface WorkerSession {
+  /** The peer's address, with the name it gave in HELLO: `10.0.0.5:40412 (w1)`. */
+  readonly name: string;
+  /** When the worker last sent anything (heartbeats included), Unix ms. */
+  readonly lastHeard: number;
   /**
-   * Sends the job as a REQUEST. The frame is encoded before anything is taken: a job EP
-   * cannot carry (a metadata key or value out of §7's limits, a payload over
-   * `max_payload`) throws a `bad_request` JobError with the credit, id and held entry
-   * untouched.
+   * Sends a frame to the worker; dropped once the connection is closing. A frame EP cannot
+   * carry throws what the encoder throws (`RangeError`, `FrameTooLargeError`), nothing sent.
    */
-  dispatch(qj: QueuedJob): void {
-    let id = this.#nextId;
-    while (this.#held.has(id)) id = (id % 0xffffffff) + 1;
-    const job = qj.job;
-    try {
-      this.#conn.sendFrame({
-        type: "request",
-        id,
-        deadlineMs: Math.max(1, Math.round(qj.deadline - performance.now())),
-        priority: qj.priority,
-        attempt: Math.min(255, qj.attempt - 1),
-        queueDepth: this.#host.queueDepth(qj.service),
-        service: qj.service,
-        meta: jobMeta(job),
-        body: job.body,
-      });
-    } catch (err) {
-      // The encoder refuses with RangeError (a field out of range) or FrameTooLargeError.
-      if (!(err instanceof RangeError || err instanceof FrameTooLargeError)) throw err;
-      throw new JobError(
-        ErrorCode.BAD_REQUEST,
-        `Request cannot be sent to a worker: ${(err as Error).message}`,
-        { cause: err },
-      );
-    }
-    this.#nextId = (id % 0xffffffff) + 1;
-    this.credit--;
-    this.#held.set(id, qj);
-    this.#ids.set(qj, id);
-  }
+  send(frame: Frame): void;
+  /**
+   * Cuts the worker off: ERROR `limit_exceeded` (id 0) with `reason`, then close; the
+   * handler's {@linkcode WorkerSessionHandler.closed} follows.
+   */
+  evict(reason: string): void;
+}
 
-  drain(graceMs: number): void {
-    this.draining = true;
-    this.drainDeadline = performance.now() + graceMs;
-  }
-
-  undrain(): void {
-    this.draining = false;
-    this.drainDeadline = undefined;
-  }
-
-  evict(reason: string): void {
-    this.#conn.evictWorker(reason);
-  }
-
-  cancel(qj: QueuedJob): void {
-    const id = this.#ids.get(qj);
-    if (id !== undefined) this.#conn.sendFrame({ type: "cancel", id });
-  }
-
-  demand(_service: string, depth: number): void {
-    if (this.#demandSent) return;
-    this.#demandSent = true;
-    this.#beat = (this.#beat + 1) >>> 0;
-    this.#conn.sendFrame({
-      type: "heartbeat",
-      seq: this.#beat,
-      freeSlots: NOT_APPLICABLE,
-      queueDepth: depth,
-    });
-  }
-
-  answered(id: number, result: JobResult | JobError): void {
-    const qj = this.#held.get(id);
-    if (!qj) return; // crossed a CANCEL or a timeout
-    this.#held.delete(id);
-    this.#ids.delete(qj);
-    this.#host.finish(this, qj, result);
-  }
+/** What the host does with a registered worker's frames. */
+export interface WorkerSessionHandler {
+  /** A later REGISTER: the worker's slots or services changed (a reload); it takes jobs again. */
+  register(slots: number, services: ReadonlySet<string>): void;
+  /** READY: the worker granted `credit` more jobs. */
+  grant(credit: number): void;
+  /**
+   * The worker answered job `id`: a REPLY (with the `free_slots` it reported) or an ERROR
+   * (a {@linkcode JobError} with its code).
+   */
+  answered(id: number, result: JobResult | JobError, freeSlots?: number): void;
+  /** A HEARTBEAT from the worker, with the `free_slots` it reported. */
+  heartbeat(freeSlots: number): void;
+  /** DRAIN: the worker takes no more jobs; what it holds counts as lost after `graceMs`. */
+  drain(graceMs: number): void;
+  /** Jobs waiting for the worker's services: the `queue_depth` of heartbeats to it (SPEC.md §6.5). */
+  queueDepth(): number;
+  /** The connection ended or was closed (`reason`); no frame follows. */
+  closed(reason: string): void;
 }

@@ -20,6 +20,7 @@
  *
  * @module
  */
+import { SlowPeerError } from "../errors.ts";
 
 /** Receives what a transport reads. */
 export interface TransportHandler {
@@ -96,15 +97,6 @@ export interface TransportCounters {
 /** Creates a zeroed {@linkcode TransportCounters}. */
 export function newTransportCounters(): TransportCounters {
   return { bytesIn: 0, bytesOut: 0, stuckClosed: 0 };
-}
-
-/** Signals a peer that was closed because it did not read its replies. */
-export class SlowPeerError extends Error {
-  /** Creates the error. */
-  constructor(message: string, options?: ErrorOptions) {
-    super(message, options);
-    this.name = "SlowPeerError";
-  }
 }
 
 /**

@@ -10,6 +10,7 @@ import { Balancer, type BalancerOptions } from "../balancer/balancer.ts";
 import type { EpOptions } from "../net/ep_conn.ts";
 import type { HttpOptions } from "../net/http_conn.ts";
 import { LocalPoolProvider } from "../balancer/local_provider.ts";
+import { workerHost } from "../balancer/worker_link.ts";
 import { Monitor, type MonitorOptions } from "../observe/monitor.ts";
 import { HandlerPool, TS_HANDLER_RUNTIME } from "../threads/pool.ts";
 import { serve, type Server } from "../net/server.ts";
@@ -135,7 +136,7 @@ export async function startNode(options: NodeOptions): Promise<Node> {
       http: options.http,
       ep: {
         ...options.ep,
-        workers: m.watchWorkers(balancer),
+        workers: workerHost(m.watchWorkers(balancer)),
         token: options.token ?? options.ep?.token,
         clientToken: options.clientToken ?? options.ep?.clientToken,
         prefetch: options.prefetch ?? options.ep?.prefetch,

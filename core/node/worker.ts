@@ -12,34 +12,42 @@
  * that no balancer waits on another's idle credit: a worker attached to `B` balancers holds
  * at most `slots + prefetch + (B − 1)` jobs.
  *
+ * Each balancer connection is a {@linkcode BalancerLink} (`_balancer_link.ts`). Connections
+ * are dialled through {@linkcode WorkerNodeOptions.dial} (TCP by default), so the worker
+ * runs as well over in-memory transports.
+ *
  * @module
  */
 import { getLogger } from "@logtape/logtape";
-import { EpDecoder } from "../../protocol/ep_decoder.ts";
-import { encodePreface, EpEncoder } from "../../protocol/ep_encoder.ts";
-import {
-  DEFAULT_PREFETCH,
-  type Frame,
-  NOT_APPLICABLE,
-  PROTOCOL_VERSION,
-} from "../../protocol/ep_frames.ts";
+import { DEFAULT_PREFETCH, type Frame } from "../../protocol/ep_frames.ts";
 import { ErrorCode } from "../../protocol/errors.ts";
 import { decodeMeta, encodeMeta } from "../../protocol/ep_meta.ts";
 import { oneLine } from "../escape.ts";
 import { poolError, submitError } from "../threads/job_errors.ts";
-import { JobError, replyProblem } from "../job.ts";
+import { JobError } from "../errors.ts";
+import { replyProblem } from "../job.ts";
 import type { HandlerPool, JobReply, PoolJob } from "../threads/pool.ts";
-import { connect as tcpConnect, type Transport } from "../net/transport.ts";
+import type { Transport } from "../net/transport.ts";
 import { unsendableReply } from "../ep_limits.ts";
+import { BalancerLink } from "./_balancer_link.ts";
 
 const log = getLogger(["ep", "worker"]);
+
+/**
+ * What the worker uses of its handler-thread pool: a {@linkcode HandlerPool} has it (tests
+ * pass a pool whose jobs they finish by hand).
+ */
+export type WorkerPool = Pick<
+  HandlerPool,
+  "services" | "freeSlots" | "jobsInFlight" | "onSlotsAvailable" | "serves" | "submit" | "close"
+>;
 
 /** Options for {@linkcode WorkerNode.start}. */
 export interface WorkerNodeOptions {
   /** Balancers to pull from, as `host:port`. */
   balancers: string[];
   /** Runs the jobs. Its services are registered; its slots are the worker's slots. */
-  pool: HandlerPool;
+  pool: WorkerPool;
   /** Token presented to balancers (`EP_TOKEN`). */
   token?: string;
   /** This worker's name in balancer logs. Default `ep-worker`. */
@@ -52,10 +60,15 @@ export interface WorkerNodeOptions {
   prefetch?: number;
   /** Run-time caps of some services, in ms (their handlers are interrupted past it). */
   timeouts?: ReadonlyMap<string, number>;
+  /**
+   * Opens a connection to a balancer's `host:port`. Default: TCP (`connect` of
+   * `core/net/transport.ts`); tests pass in-memory transports.
+   */
+  dial?: (addr: string) => Promise<Transport>;
 }
 
 interface Held {
-  link: Link;
+  link: BalancerLink;
   /** The link's session the job came on: answers to an older session are dropped. */
   gen: number;
   id: number;
@@ -72,8 +85,8 @@ interface Held {
 /** A running module worker. */
 export class WorkerNode {
   #opts: WorkerNodeOptions;
-  #links: Link[] = [];
-  #pool: HandlerPool;
+  #links: BalancerLink[] = [];
+  #pool: WorkerPool;
   #slots: number;
   #held = 0;
   #local: { job: PoolJob; h: Held }[] = [];
@@ -103,7 +116,7 @@ export class WorkerNode {
   static start(opts: WorkerNodeOptions): WorkerNode {
     const node = new WorkerNode(opts);
     for (const addr of opts.balancers) {
-      const link = new Link(node, addr, opts);
+      const link = new BalancerLink(node, addr, opts);
       node.#links.push(link);
       link.run();
     }
@@ -143,7 +156,7 @@ export class WorkerNode {
    * Replaces the pool (reload): new jobs go to `pool`, jobs in flight finish on the old
    * one, which is closed once idle. Balancers get a new REGISTER.
    */
-  async replacePool(pool: HandlerPool): Promise<void> {
+  async replacePool(pool: WorkerPool): Promise<void> {
     const old = this.#pool;
     this.#pool = pool;
     this.#opts = { ...this.#opts, pool };
@@ -175,7 +188,7 @@ export class WorkerNode {
   }
 
   /** @internal The pool new jobs go to. */
-  get pool(): HandlerPool {
+  get pool(): WorkerPool {
     return this.#pool;
   }
 
@@ -190,7 +203,7 @@ export class WorkerNode {
   }
 
   /** @internal A job arrived from a balancer. */
-  run(link: Link, f: Extract<Frame, { type: "request" }>): void {
+  run(link: BalancerLink, f: Extract<Frame, { type: "request" }>): void {
     // Build the job first: nothing is counted as held until it can be answered.
     const limit = Math.min(
       f.deadlineMs || Infinity,
@@ -223,7 +236,7 @@ export class WorkerNode {
   }
 
   /** @internal A balancer cancelled a job: drop it if it has not started. */
-  cancel(link: Link, id: number): void {
+  cancel(link: BalancerLink, id: number): void {
     const i = this.#local.findIndex((x) => x.h.link === link && x.h.id === id);
     if (i >= 0) {
       const [{ h }] = this.#local.splice(i, 1);
@@ -316,14 +329,14 @@ export class WorkerNode {
     if (open.length === 0) return;
     const cap = this.capacity;
     let used = this.#held + open.reduce((n, l) => n + l.credit, 0);
-    const grants = new Map<Link, number>();
-    const give = (l: Link) => {
+    const grants = new Map<BalancerLink, number>();
+    const give = (l: BalancerLink) => {
       l.credit++;
       used++;
       grants.set(l, (grants.get(l) ?? 0) + 1);
     };
     while (used < cap) {
-      let best: Link | null = null;
+      let best: BalancerLink | null = null;
       for (const l of open) {
         if (l.credit >= cap) continue;
         if (
@@ -343,228 +356,5 @@ export class WorkerNode {
       if (l.demand > 0 && l.credit === 0 && used < cap + open.length - 1) give(l);
     }
     for (const [l, n] of grants) l.send({ type: "ready", credit: n });
-  }
-}
-
-/** The worker's connection to one balancer, reconnecting with jittered back-off. */
-class Link {
-  readonly addr: string;
-  open = false;
-  drained = false;
-  /** Session counter: raised on every new connection. */
-  gen = 0;
-  credit = 0;
-  demand = 0;
-  prefetch = 0;
-  #node: WorkerNode;
-  #opts: WorkerNodeOptions;
-  #t: Transport | null = null;
-  #encoder = new EpEncoder();
-  #heartbeatMs = 0;
-  // On the transport's reading clock: time the worker was not reading (its output to the
-  // balancer backed up) is not the balancer's silence.
-  #lastRead = 0;
-  #beat = 0;
-  #lastBeat = 0;
-  #timer: ReturnType<typeof setInterval> | undefined;
-  #failures = 0;
-  #wake: (() => void) | null = null;
-
-  constructor(node: WorkerNode, addr: string, opts: WorkerNodeOptions) {
-    this.#node = node;
-    this.addr = addr;
-    this.#opts = opts;
-  }
-
-  async run(): Promise<void> {
-    while (!this.#node.closed) {
-      try {
-        const t = await tcpConnect(this.addr);
-        if (this.#node.closed) {
-          t.close();
-          return;
-        }
-        await this.#session(t);
-      } catch (err) {
-        log.debug("Cannot reach balancer {addr}: {error}", {
-          addr: this.addr,
-          error: (err as Error).message,
-        });
-      }
-      if (this.#node.closed || this.#node.draining) return;
-      const min = this.#opts.reconnect?.minMs ?? 100;
-      const max = this.#opts.reconnect?.maxMs ?? 5_000;
-      const delay = Math.min(max, min * 2 ** Math.min(this.#failures++, 16));
-      await new Promise<void>((r) => {
-        const timer = setTimeout(r, delay * (0.5 + Math.random() / 2));
-        this.#wake = () => {
-          clearTimeout(timer);
-          r();
-        };
-      });
-      this.#wake = null;
-    }
-  }
-
-  /** One connection's life; resolves when it ends. */
-  #session(t: Transport): Promise<void> {
-    this.#t = t;
-    this.gen++;
-    this.credit = 0;
-    this.demand = 0;
-    this.drained = false;
-    return new Promise((resolve) => {
-      const decoder = new EpDecoder({
-        frame: (f) => this.#onFrame(f),
-        error: (e) => {
-          log.warn("Bad frame from balancer {addr}: {message}", {
-            addr: this.addr,
-            message: e.message,
-          });
-          this.send({ type: "error", id: 0, code: e.code, message: oneLine(e.message) });
-          t.end();
-        },
-      });
-      t.start({
-        data: (c) => {
-          this.#lastRead = t.readingMs(Date.now());
-          decoder.push(c);
-        },
-        end: () => {
-          if (this.open) log.warn("Lost balancer {addr}", { addr: this.addr });
-          this.open = false;
-          this.credit = 0;
-          clearInterval(this.#timer);
-          t.close();
-          this.#t = null;
-          this.#node.regrant();
-          resolve();
-        },
-      });
-      this.#lastRead = t.readingMs(Date.now());
-      t.write(encodePreface(PROTOCOL_VERSION));
-      this.send({
-        type: "hello",
-        role: 2,
-        minVersion: PROTOCOL_VERSION,
-        maxVersion: PROTOCOL_VERSION,
-        heartbeatMs: this.#opts.heartbeatMs ?? 1_000,
-        name: this.#opts.name ?? "ep-worker",
-        token: this.#opts.token ?? "",
-      });
-      this.register();
-      // Until WELCOME arrives, nothing more; a balancer that never answers is dropped.
-      this.#timer = setInterval(() => this.#tick(), 100);
-    });
-  }
-
-  #tick(): void {
-    const now = Date.now();
-    const hb = this.#heartbeatMs || 1_000;
-    const silent = this.#t ? this.#t.readingMs(now) - this.#lastRead : 0;
-    if (silent > 3 * hb) {
-      log.warn("Balancer {addr} silent for {ms} ms: reconnecting", {
-        addr: this.addr,
-        ms: silent,
-      });
-      this.send({
-        type: "error",
-        id: 0,
-        code: ErrorCode.HEARTBEAT_TIMEOUT,
-        message: "Missed heartbeats",
-      });
-      this.#t?.close();
-      return;
-    }
-    if (this.open && this.#heartbeatMs > 0 && now - this.#lastBeat >= this.#heartbeatMs) {
-      this.#lastBeat = now;
-      this.#beat = (this.#beat + 1) >>> 0;
-      this.send({
-        type: "heartbeat",
-        seq: this.#beat,
-        freeSlots: this.#node.pool.freeSlots,
-        queueDepth: NOT_APPLICABLE,
-      });
-    }
-  }
-
-  #onFrame(f: Frame): void {
-    switch (f.type) {
-      case "welcome":
-        this.open = true;
-        this.#failures = 0;
-        this.#heartbeatMs = f.heartbeatMs;
-        this.prefetch = f.prefetch;
-        log.info("Registered with balancer {addr} ({server})", {
-          addr: this.addr,
-          server: f.serverName,
-        });
-        if (this.#node.draining) this.sendDrain(0);
-        this.#node.regrant();
-        break;
-      case "request":
-        this.credit = Math.max(0, this.credit - 1);
-        this.demand = f.queueDepth === NOT_APPLICABLE ? 0 : f.queueDepth;
-        this.#node.run(this, f);
-        break;
-      case "heartbeat":
-        if (f.queueDepth !== NOT_APPLICABLE) {
-          this.demand = f.queueDepth;
-          if (this.demand > 0 && this.credit === 0) this.#node.regrant();
-        }
-        break;
-      case "cancel":
-        this.#node.cancel(this, f.id);
-        break;
-      case "drain":
-        // The balancer is going away: it takes no more from us; reconnect when it closes.
-        this.drained = true;
-        break;
-      case "error":
-        if (f.id === 0) {
-          log.error("Balancer {addr} refused us: {message}", {
-            addr: this.addr,
-            message: f.message,
-          });
-          this.#t?.end();
-        }
-        break;
-      case "statsRequest":
-        this.send({
-          type: "stats",
-          id: f.id,
-          json: JSON.stringify({
-            slots: this.#node.slots,
-            held: this.#node.held,
-            free: this.#node.pool.freeSlots,
-          }),
-        });
-        break;
-      default:
-        break;
-    }
-  }
-
-  send(frame: Frame): void {
-    if (!this.#t || this.#t.closed) return;
-    this.#t.write(this.#encoder.encode(frame));
-  }
-
-  register(): void {
-    this.send({
-      type: "register",
-      slots: this.#node.slots,
-      services: [...this.#node.pool.services],
-    });
-  }
-
-  sendDrain(graceMs: number): void {
-    if (this.open) this.send({ type: "drain", graceMs });
-  }
-
-  close(): void {
-    clearInterval(this.#timer);
-    this.#t?.end();
-    this.#wake?.();
   }
 }

@@ -48,7 +48,7 @@
  */
 import type { Balancer, BalancerObserver, Outcome } from "../balancer/balancer.ts";
 import type { Provider, QueuedJob } from "../balancer/provider.ts";
-import type { WorkerHost } from "../net/ep_conn.ts";
+import type { ProviderHost as WorkerHost } from "../balancer/worker_link.ts";
 import type { Job, JobError, JobResult } from "../job.ts";
 import { BucketHistogram, ExpositionWriter } from "./prometheus.ts";
 import { QuantileWindow } from "./quantile_window.ts";

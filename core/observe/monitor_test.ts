@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { configure, type LogRecord, reset } from "@logtape/logtape";
 import { Balancer } from "../balancer/balancer.ts";
 import type { Provider, QueuedJob } from "../balancer/provider.ts";
-import type { WorkerHost } from "../net/ep_conn.ts";
+import type { ProviderHost as WorkerHost } from "../balancer/worker_link.ts";
 import { type Job, JobError, type JobResult } from "../job.ts";
 import { Monitor } from "./monitor.ts";
 import { ErrorCode } from "../../protocol/errors.ts";

@@ -67,6 +67,7 @@ import {
   HandlerThreadLostError,
   JobTimeoutError,
   PoolClosedError,
+  PoolStartError,
   RingMessageTooLargeError,
 } from "../errors.ts";
 import {
@@ -489,7 +490,7 @@ export class HandlerPool {
       const message = `Handler pool failed to start: ${results[failed].message}`;
       logger.error("{message}", { message });
       await this.close({ drain: false, timeoutMs: 0 });
-      throw new Error(message);
+      throw new PoolStartError(message);
     }
     logger.debug("Handler pool started: {threads} threads, services {services}", {
       threads: this.#threads.length,

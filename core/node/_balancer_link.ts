@@ -1,0 +1,254 @@
+/**
+ * The module worker's connection to one balancer ({@linkcode BalancerLink}): the EP session
+ * (preface, HELLO, REGISTER, heartbeats, reconnects) that feeds jobs to the
+ * {@linkcode WorkerNode} and keeps the per-balancer counts its credit policy reads (credit
+ * granted and not used, the queue depth the balancer reported). The credit policy itself is
+ * in `worker.ts`.
+ *
+ * @module
+ */
+import { getLogger } from "@logtape/logtape";
+import { EpDecoder } from "../../protocol/ep_decoder.ts";
+import { encodePreface, EpEncoder } from "../../protocol/ep_encoder.ts";
+import { type Frame, NOT_APPLICABLE, PROTOCOL_VERSION } from "../../protocol/ep_frames.ts";
+import { ErrorCode } from "../../protocol/errors.ts";
+import { oneLine } from "../escape.ts";
+import { connect as tcpConnect, type Transport } from "../net/transport.ts";
+import type { WorkerNode, WorkerNodeOptions } from "./worker.ts";
+
+const log = getLogger(["ep", "worker"]);
+
+/**
+ * The module worker's connection to one balancer, reconnecting with jittered back-off:
+ * preface, HELLO (role worker) and REGISTER, then it runs the REQUESTs it is sent on the
+ * worker, counts the balancer's credit and queue depth for the worker's credit policy, and
+ * keeps heartbeats both ways.
+ *
+ * @example
+ * ```ts ignore
+ * import { BalancerLink } from "./_balancer_link.ts";
+ * const link = new BalancerLink(node, "127.0.0.1:7070", options);
+ * link.run();
+ * ```
+ */
+export class BalancerLink {
+  readonly addr: string;
+  open = false;
+  drained = false;
+  /** Session counter: raised on every new connection. */
+  gen = 0;
+  credit = 0;
+  demand = 0;
+  prefetch = 0;
+  #node: WorkerNode;
+  #opts: WorkerNodeOptions;
+  #t: Transport | null = null;
+  #encoder = new EpEncoder();
+  #heartbeatMs = 0;
+  // On the transport's reading clock: time the worker was not reading (its output to the
+  // balancer backed up) is not the balancer's silence.
+  #lastRead = 0;
+  #beat = 0;
+  #lastBeat = 0;
+  #timer: ReturnType<typeof setInterval> | undefined;
+  #failures = 0;
+  #wake: (() => void) | null = null;
+
+  constructor(node: WorkerNode, addr: string, opts: WorkerNodeOptions) {
+    this.#node = node;
+    this.addr = addr;
+    this.#opts = opts;
+  }
+
+  async run(): Promise<void> {
+    while (!this.#node.closed) {
+      try {
+        const t = await (this.#opts.dial ?? tcpConnect)(this.addr);
+        if (this.#node.closed) {
+          t.close();
+          return;
+        }
+        await this.#session(t);
+      } catch (err) {
+        log.debug("Cannot reach balancer {addr}: {error}", {
+          addr: this.addr,
+          error: (err as Error).message,
+        });
+      }
+      if (this.#node.closed || this.#node.draining) return;
+      const min = this.#opts.reconnect?.minMs ?? 100;
+      const max = this.#opts.reconnect?.maxMs ?? 5_000;
+      const delay = Math.min(max, min * 2 ** Math.min(this.#failures++, 16));
+      await new Promise<void>((r) => {
+        const timer = setTimeout(r, delay * (0.5 + Math.random() / 2));
+        this.#wake = () => {
+          clearTimeout(timer);
+          r();
+        };
+      });
+      this.#wake = null;
+    }
+  }
+
+  /** One connection's life; resolves when it ends. */
+  #session(t: Transport): Promise<void> {
+    this.#t = t;
+    this.gen++;
+    this.credit = 0;
+    this.demand = 0;
+    this.drained = false;
+    return new Promise((resolve) => {
+      const decoder = new EpDecoder({
+        frame: (f) => this.#onFrame(f),
+        error: (e) => {
+          log.warn("Bad frame from balancer {addr}: {message}", {
+            addr: this.addr,
+            message: e.message,
+          });
+          this.send({ type: "error", id: 0, code: e.code, message: oneLine(e.message) });
+          t.end();
+        },
+      });
+      t.start({
+        data: (c) => {
+          this.#lastRead = t.readingMs(Date.now());
+          decoder.push(c);
+        },
+        end: () => {
+          if (this.open) log.warn("Lost balancer {addr}", { addr: this.addr });
+          this.open = false;
+          this.credit = 0;
+          clearInterval(this.#timer);
+          t.close();
+          this.#t = null;
+          this.#node.regrant();
+          resolve();
+        },
+      });
+      this.#lastRead = t.readingMs(Date.now());
+      t.write(encodePreface(PROTOCOL_VERSION));
+      this.send({
+        type: "hello",
+        role: 2,
+        minVersion: PROTOCOL_VERSION,
+        maxVersion: PROTOCOL_VERSION,
+        heartbeatMs: this.#opts.heartbeatMs ?? 1_000,
+        name: this.#opts.name ?? "ep-worker",
+        token: this.#opts.token ?? "",
+      });
+      this.register();
+      // Until WELCOME arrives, nothing more; a balancer that never answers is dropped.
+      this.#timer = setInterval(() => this.#tick(), 100);
+    });
+  }
+
+  #tick(): void {
+    const now = Date.now();
+    const hb = this.#heartbeatMs || 1_000;
+    const silent = this.#t ? this.#t.readingMs(now) - this.#lastRead : 0;
+    if (silent > 3 * hb) {
+      log.warn("Balancer {addr} silent for {ms} ms: reconnecting", {
+        addr: this.addr,
+        ms: silent,
+      });
+      this.send({
+        type: "error",
+        id: 0,
+        code: ErrorCode.HEARTBEAT_TIMEOUT,
+        message: "Missed heartbeats",
+      });
+      this.#t?.close();
+      return;
+    }
+    if (this.open && this.#heartbeatMs > 0 && now - this.#lastBeat >= this.#heartbeatMs) {
+      this.#lastBeat = now;
+      this.#beat = (this.#beat + 1) >>> 0;
+      this.send({
+        type: "heartbeat",
+        seq: this.#beat,
+        freeSlots: this.#node.pool.freeSlots,
+        queueDepth: NOT_APPLICABLE,
+      });
+    }
+  }
+
+  #onFrame(f: Frame): void {
+    switch (f.type) {
+      case "welcome":
+        this.open = true;
+        this.#failures = 0;
+        this.#heartbeatMs = f.heartbeatMs;
+        this.prefetch = f.prefetch;
+        log.info("Registered with balancer {addr} ({server})", {
+          addr: this.addr,
+          server: f.serverName,
+        });
+        if (this.#node.draining) this.sendDrain(0);
+        this.#node.regrant();
+        break;
+      case "request":
+        this.credit = Math.max(0, this.credit - 1);
+        this.demand = f.queueDepth === NOT_APPLICABLE ? 0 : f.queueDepth;
+        this.#node.run(this, f);
+        break;
+      case "heartbeat":
+        if (f.queueDepth !== NOT_APPLICABLE) {
+          this.demand = f.queueDepth;
+          if (this.demand > 0 && this.credit === 0) this.#node.regrant();
+        }
+        break;
+      case "cancel":
+        this.#node.cancel(this, f.id);
+        break;
+      case "drain":
+        // The balancer is going away: it takes no more from us; reconnect when it closes.
+        this.drained = true;
+        break;
+      case "error":
+        if (f.id === 0) {
+          log.error("Balancer {addr} refused us: {message}", {
+            addr: this.addr,
+            message: f.message,
+          });
+          this.#t?.end();
+        }
+        break;
+      case "statsRequest":
+        this.send({
+          type: "stats",
+          id: f.id,
+          json: JSON.stringify({
+            slots: this.#node.slots,
+            held: this.#node.held,
+            free: this.#node.pool.freeSlots,
+          }),
+        });
+        break;
+      default:
+        break;
+    }
+  }
+
+  send(frame: Frame): void {
+    if (!this.#t || this.#t.closed) return;
+    this.#t.write(this.#encoder.encode(frame));
+  }
+
+  register(): void {
+    this.send({
+      type: "register",
+      slots: this.#node.slots,
+      services: [...this.#node.pool.services],
+    });
+  }
+
+  sendDrain(graceMs: number): void {
+    if (this.open) this.send({ type: "drain", graceMs });
+  }
+
+  close(): void {
+    clearInterval(this.#timer);
+    this.#t?.end();
+    this.#wake?.();
+  }
+}

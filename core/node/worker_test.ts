@@ -1,0 +1,500 @@
+/**
+ * The module worker's credit policy (SPEC.md §9.5, the module doc of `worker.ts`), over
+ * in-memory transports: each balancer is a fake speaking EP on the other end of a
+ * `memoryPair`, and the pool is a fake whose jobs the test finishes by hand. No socket, no
+ * handler thread; the only real timers are the worker's own (its 100 ms tick, and a
+ * back-off of about a millisecond before a reconnect).
+ */
+import assert from "node:assert/strict";
+import { EpDecoder } from "../../protocol/ep_decoder.ts";
+import { EpEncoder } from "../../protocol/ep_encoder.ts";
+import {
+  DEFAULT_MAX_PAYLOAD,
+  type Frame,
+  NOT_APPLICABLE,
+  PROTOCOL_VERSION,
+} from "../../protocol/ep_frames.ts";
+import { memoryPair, type MemoryTransport } from "../net/memory_transport.ts";
+import type { JobReply, PoolJob, ReplyCallback } from "../threads/pool.ts";
+import { WorkerNode, type WorkerPool } from "./worker.ts";
+import { int, mulberry32, pick, type Rng } from "../../tests/fuzz/_mutate.ts";
+
+const SERVICE = "svc";
+
+/** A pool with `slots` slots whose jobs run until the test finishes them. */
+class FakePool implements WorkerPool {
+  readonly services: readonly string[] = [SERVICE];
+  onSlotsAvailable: (() => void) | undefined = undefined;
+  readonly running: { job: PoolJob; done: ReplyCallback }[] = [];
+  readonly #slots: number;
+
+  constructor(slots: number) {
+    this.#slots = slots;
+  }
+  get freeSlots(): number {
+    return this.#slots - this.running.length;
+  }
+  get jobsInFlight(): number {
+    return this.running.length;
+  }
+  serves(service: string): boolean {
+    return this.services.includes(service);
+  }
+  submit(job: PoolJob, done: ReplyCallback): boolean {
+    if (this.freeSlots <= 0) return false;
+    this.running.push({ job, done });
+    return true;
+  }
+  close(): Promise<void> {
+    return Promise.resolve();
+  }
+  /** Finishes the `i`-th running job (oldest first) with an empty 200 reply. */
+  finish(i = 0): void {
+    const [{ job, done }] = this.running.splice(i, 1);
+    const reply: JobReply = { id: job.id, status: 200, meta: new Uint8Array(0), body: job.body };
+    done(null, reply);
+  }
+}
+
+/** What a fake balancer saw, one line per frame (heartbeats apart). */
+function describe(f: Frame): string | null {
+  switch (f.type) {
+    case "hello":
+      return `HELLO role ${f.role}`;
+    case "register":
+      return `REGISTER ${f.slots} ${f.services.join(",")}`;
+    case "ready":
+      return `READY ${f.credit}`;
+    case "reply":
+      return `REPLY ${f.id}`;
+    case "error":
+      return `ERROR ${f.id} ${f.code}`;
+    case "drain":
+      return `DRAIN ${f.graceMs}`;
+    case "heartbeat":
+      return null;
+    default:
+      return f.type.toUpperCase();
+  }
+}
+
+/**
+ * A balancer on the far end of the worker's in-memory connections: answers HELLO with
+ * WELCOME, counts the credit it was granted, and sends REQUESTs only within it.
+ */
+class FakeBalancer {
+  readonly prefetch: number;
+  /** Connections the worker opened to it. */
+  sessions = 0;
+  /** Granted (READY) and not used by a REQUEST, in the current session. */
+  credit = 0;
+  /** Frames received since the last {@linkcode take}, described. */
+  #seen: string[] = [];
+  #t: MemoryTransport | null = null;
+  #encoder = new EpEncoder();
+  #nextId = 1;
+
+  constructor(prefetch: number) {
+    this.prefetch = prefetch;
+  }
+
+  /** Takes the worker's end of a new connection. */
+  accept(t: MemoryTransport): void {
+    this.#t = t;
+    this.sessions++;
+    this.credit = 0;
+    let preface = 4; // the preface is not a frame
+    const decoder = new EpDecoder({
+      frame: (f) => this.#onFrame(f),
+      error: (e) => assert.fail(`the worker sent a bad frame: ${e.message}`),
+    });
+    t.start({
+      data: (chunk) => {
+        const skip = Math.min(preface, chunk.length);
+        preface -= skip;
+        if (skip < chunk.length) decoder.push(chunk.subarray(skip));
+      },
+      end: () => {},
+    });
+  }
+
+  #onFrame(f: Frame): void {
+    const line = describe(f);
+    if (line !== null) this.#seen.push(line);
+    if (f.type === "hello") {
+      this.#send({
+        type: "welcome",
+        version: PROTOCOL_VERSION,
+        maxPayload: DEFAULT_MAX_PAYLOAD,
+        // Long enough that no heartbeat timeout can fire during a test.
+        heartbeatMs: 60_000,
+        prefetch: this.prefetch,
+        serverName: "fake",
+      });
+    } else if (f.type === "ready") {
+      this.credit += f.credit;
+    }
+  }
+
+  #send(f: Frame): void {
+    this.#t!.write(this.#encoder.encode(f));
+  }
+
+  /** Sends a REQUEST using one credit; `queueDepth` is what it reports waiting. */
+  request(queueDepth: number): number {
+    assert.ok(this.credit > 0, "the fake balancer sends only within its credit");
+    this.credit--;
+    const id = this.#nextId++;
+    this.#send({
+      type: "request",
+      id,
+      deadlineMs: 0,
+      priority: 0,
+      attempt: 0,
+      queueDepth,
+      service: SERVICE,
+      meta: [],
+      body: new Uint8Array(0),
+    });
+    return id;
+  }
+
+  /** A HEARTBEAT reporting `queueDepth` jobs waiting for the worker's services. */
+  heartbeat(queueDepth: number): void {
+    this.#send({ type: "heartbeat", seq: 1, freeSlots: NOT_APPLICABLE, queueDepth });
+  }
+
+  drain(graceMs: number): void {
+    this.#send({ type: "drain", graceMs });
+  }
+
+  /** Closes the connection from the balancer's side. */
+  hangUp(): void {
+    this.#t!.close();
+  }
+
+  /** The frames seen since the last call. */
+  take(): string[] {
+    return this.#seen.splice(0);
+  }
+}
+
+/** Lets every frame in flight be delivered and answered (memory transports use microtasks). */
+function settle(): Promise<void> {
+  return new Promise((r) => setTimeout(r, 0));
+}
+
+async function until(cond: () => boolean, what: string): Promise<void> {
+  for (let i = 0; i < 2_000 && !cond(); i++) await new Promise((r) => setTimeout(r, 1));
+  assert.ok(cond(), `timed out waiting for ${what}`);
+}
+
+/** A worker with `slots` slots and the given balancers, connected and welcomed. */
+async function startWorker(
+  slots: number,
+  balancers: FakeBalancer[],
+  options: { prefetch?: number } = {},
+): Promise<{ node: WorkerNode; pool: FakePool }> {
+  const pool = new FakePool(slots);
+  const byAddr = new Map(balancers.map((b, i) => [`balancer-${i}:7070`, b]));
+  const node = WorkerNode.start({
+    balancers: [...byAddr.keys()],
+    pool,
+    prefetch: options.prefetch,
+    reconnect: { minMs: 1, maxMs: 1 },
+    dial: (addr) => {
+      const [worker, balancer] = memoryPair();
+      byAddr.get(addr)!.accept(balancer);
+      return Promise.resolve(worker);
+    },
+  });
+  await until(() => node.connected === balancers.length, "every balancer to welcome");
+  await settle();
+  return { node, pool };
+}
+
+Deno.test("worker grants slots + prefetch at start, after HELLO and REGISTER", async () => {
+  const a = new FakeBalancer(2);
+  const { node } = await startWorker(3, [a]);
+  try {
+    assert.deepEqual(a.take(), ["HELLO role 2", `REGISTER 3 ${SERVICE}`, "READY 5"]);
+    assert.equal(a.credit, 5);
+  } finally {
+    node.close();
+  }
+});
+
+Deno.test("worker grants the smaller of its own prefetch and the balancer's", async () => {
+  const a = new FakeBalancer(4);
+  const { node } = await startWorker(2, [a], { prefetch: 1 });
+  try {
+    assert.deepEqual(a.take(), ["HELLO role 2", `REGISTER 2 ${SERVICE}`, "READY 3"]);
+  } finally {
+    node.close();
+  }
+});
+
+Deno.test("worker grants one credit per freed slot, after the answer that freed it", async () => {
+  const a = new FakeBalancer(2);
+  const { node, pool } = await startWorker(3, [a]);
+  try {
+    a.take();
+    // All five credits used: three jobs run, two wait in the worker (prefetched).
+    const ids = [1, 2, 3, 4, 5].map(() => a.request(0));
+    await settle();
+    assert.deepEqual(a.take(), []);
+    assert.equal(node.held, 5);
+    assert.equal(pool.running.length, 3);
+    for (const id of ids) {
+      pool.finish();
+      await settle();
+      assert.deepEqual(a.take(), [`REPLY ${id}`, "READY 1"]);
+    }
+    assert.equal(a.credit, 5);
+    assert.equal(node.held, 0);
+  } finally {
+    node.close();
+  }
+});
+
+Deno.test("worker gives a freed slot to the balancer holding less credit when none has work waiting", async () => {
+  const a = new FakeBalancer(0);
+  const b = new FakeBalancer(0);
+  const { node, pool } = await startWorker(2, [a, b]);
+  try {
+    // A was welcomed first and holds all the capacity (2); B none.
+    assert.equal(a.credit, 2);
+    assert.equal(b.credit, 0);
+    a.take();
+    b.take();
+    a.request(0);
+    a.request(0);
+    await settle();
+    // Both hold 0 credit: the tie goes to the first balancer.
+    pool.finish();
+    await settle();
+    assert.deepEqual(a.take(), ["REPLY 1", "READY 1"]);
+    assert.deepEqual(b.take(), []);
+    // A holds 1, B 0: the next freed slot goes to B.
+    pool.finish();
+    await settle();
+    assert.deepEqual(a.take(), ["REPLY 2"]);
+    assert.deepEqual(b.take(), ["READY 1"]);
+  } finally {
+    node.close();
+  }
+});
+
+Deno.test("worker gives a freed slot to the balancer reporting the deeper queue, and to one with work waiting over one holding less credit", async () => {
+  const a = new FakeBalancer(1);
+  const b = new FakeBalancer(1);
+  // Capacity 3: slots 2, prefetch 1.
+  const { node, pool } = await startWorker(2, [a, b]);
+  try {
+    // Spread the credit: A uses its 3, the freed slots go to A (tie) then to B (less credit).
+    a.request(0);
+    a.request(0);
+    a.request(0);
+    await settle();
+    pool.finish();
+    await settle();
+    pool.finish();
+    await settle();
+    assert.deepEqual([a.credit, b.credit, node.held], [1, 1, 1]);
+    a.take();
+    b.take();
+
+    // Equal credit, B reports the deeper queue: the slot A's job frees goes to B.
+    a.heartbeat(2);
+    b.heartbeat(5);
+    await settle();
+    pool.finish();
+    await settle();
+    assert.deepEqual(a.take(), ["REPLY 3"]);
+    assert.deepEqual(b.take(), ["READY 1"]);
+
+    // Equal credit again, A deeper: the slot B's job frees goes to A.
+    const b1 = b.request(0);
+    await settle();
+    a.heartbeat(5);
+    b.heartbeat(2);
+    await settle();
+    assert.deepEqual([a.credit, b.credit], [1, 1]);
+    pool.finish();
+    await settle();
+    assert.deepEqual(b.take(), [`REPLY ${b1}`]);
+    assert.deepEqual(a.take(), ["READY 1"]);
+
+    // A holds more credit (2) but has work waiting, B none: A gets the slot.
+    const b2 = b.request(0);
+    await settle();
+    a.heartbeat(3);
+    await settle();
+    assert.deepEqual([a.credit, b.credit], [2, 0]);
+    pool.finish();
+    await settle();
+    assert.deepEqual(b.take(), [`REPLY ${b2}`]);
+    assert.deepEqual(a.take(), ["READY 1"]);
+  } finally {
+    node.close();
+  }
+});
+
+Deno.test("worker holds at most slots + prefetch + (B - 1) jobs for B balancers, and reaches it", async () => {
+  const bals = [new FakeBalancer(1), new FakeBalancer(1), new FakeBalancer(1)];
+  const [a, b, c] = bals;
+  // Capacity 2 (slots 1, prefetch 1); bound 2 + (3 - 1) = 4.
+  const { node } = await startWorker(1, bals);
+  try {
+    assert.deepEqual(bals.map((x) => x.credit), [2, 0, 0]);
+    a.request(9);
+    a.request(9);
+    await settle();
+    // B has work waiting and no credit while the capacity is taken: one extra grant each to
+    // the balancers waiting with none (A and B), never past the bound.
+    b.heartbeat(9);
+    await settle();
+    assert.deepEqual(bals.map((x) => x.credit), [1, 1, 0]);
+    a.request(9);
+    b.request(9);
+    await settle();
+    // Four held: C, waiting with no credit, gets none, and nobody else does.
+    c.heartbeat(9);
+    await settle();
+    assert.deepEqual(bals.map((x) => x.credit), [0, 0, 0]);
+    assert.equal(node.held, 4);
+    assert.equal(node.peakHeld, 4);
+  } finally {
+    node.close();
+  }
+});
+
+Deno.test("worker credit bound holds over random requests, heartbeats, answers, drains and reconnects", async () => {
+  for (let seed = 1; seed <= 12; seed++) {
+    const rng: Rng = mulberry32(seed);
+    const count = 1 + int(rng, 4);
+    const slots = 1 + int(rng, 3);
+    const prefetch = int(rng, 3);
+    const bound = slots + prefetch + (count - 1);
+    const bals = Array.from({ length: count }, () => new FakeBalancer(prefetch));
+    const draining = new Set<FakeBalancer>();
+    const { node, pool } = await startWorker(slots, bals);
+    const trail: string[] = [];
+    try {
+      for (let step = 0; step < 120; step++) {
+        const x = pick(rng, bals);
+        const i = bals.indexOf(x);
+        const roll = int(rng, 100);
+        if (roll < 45) {
+          if (x.credit > 0 && !draining.has(x)) {
+            x.request(int(rng, 6));
+            trail.push(`${i} request`);
+          }
+        } else if (roll < 60) {
+          x.heartbeat(int(rng, 6));
+          trail.push(`${i} heartbeat`);
+        } else if (roll < 92) {
+          if (pool.running.length > 0) {
+            pool.finish(int(rng, pool.running.length));
+            trail.push("finish");
+          }
+        } else if (roll < 96) {
+          x.drain(60_000);
+          draining.add(x);
+          trail.push(`${i} drain`);
+        } else {
+          const sessions = x.sessions;
+          x.hangUp();
+          draining.delete(x);
+          trail.push(`${i} reconnect`);
+          await until(
+            () => x.sessions > sessions && node.connected === count,
+            `balancer ${i} to reconnect`,
+          );
+        }
+        await settle();
+        const what = `seed ${seed}, step ${step}: ${trail.slice(-6).join(", ")}`;
+        assert.ok(node.held <= bound, `held ${node.held} > ${bound} (${what})`);
+        // What the balancers may still send, plus what the worker holds.
+        const live = bals.filter((y) => !draining.has(y)).reduce((n, y) => n + y.credit, 0);
+        assert.ok(
+          node.held + live <= bound,
+          `held + credit ${node.held + live} > ${bound} (${what})`,
+        );
+      }
+      assert.ok(node.peakHeld <= bound);
+    } finally {
+      node.close();
+    }
+    await settle();
+  }
+});
+
+Deno.test("worker sends no READY to a balancer that sent DRAIN; its unused credit goes to the others", async () => {
+  const a = new FakeBalancer(1);
+  const b = new FakeBalancer(1);
+  const { node, pool } = await startWorker(2, [a, b]);
+  try {
+    assert.deepEqual([a.credit, b.credit], [3, 0]);
+    a.take();
+    b.take();
+    a.request(0);
+    a.request(0);
+    a.drain(10_000);
+    await settle();
+    pool.finish();
+    await settle();
+    assert.deepEqual(a.take(), ["REPLY 1"]);
+    assert.deepEqual(b.take(), ["READY 2"]);
+    pool.finish();
+    await settle();
+    assert.deepEqual(a.take(), ["REPLY 2"]);
+    assert.deepEqual(b.take(), ["READY 1"]);
+  } finally {
+    node.close();
+  }
+});
+
+Deno.test("worker drain tells every balancer DRAIN and grants nothing more while held jobs finish", async () => {
+  const a = new FakeBalancer(1);
+  const b = new FakeBalancer(1);
+  const { node, pool } = await startWorker(1, [a, b]);
+  a.take();
+  b.take();
+  a.request(0);
+  a.request(0);
+  await settle();
+  assert.equal(node.held, 2);
+  const drained = node.drain(0);
+  // Both finish before the grace runs out (synchronously, before any timer).
+  pool.finish();
+  pool.finish();
+  await drained;
+  await settle();
+  assert.deepEqual(a.take(), ["DRAIN 0", "REPLY 1", "REPLY 2"]);
+  assert.deepEqual(b.take(), ["DRAIN 0"]);
+  assert.equal(node.held, 0);
+});
+
+Deno.test("worker reconnect resets the link's credit; held jobs still count, their late answers are dropped", async () => {
+  const a = new FakeBalancer(1);
+  // Capacity 3: slots 2, prefetch 1.
+  const { node, pool } = await startWorker(2, [a]);
+  try {
+    assert.deepEqual(a.take(), ["HELLO role 2", `REGISTER 2 ${SERVICE}`, "READY 3"]);
+    a.request(0);
+    await settle();
+    a.hangUp();
+    await until(() => a.sessions === 2 && node.connected === 1, "the worker to reconnect");
+    await settle();
+    // Not 0 (the old session's 2 unused credits carried over): 3 less the job still held.
+    assert.deepEqual(a.take(), ["HELLO role 2", `REGISTER 2 ${SERVICE}`, "READY 2"]);
+    assert.equal(a.credit, 2);
+    // The old session's job ends: its answer is not sent on the new session, its slot is.
+    pool.finish();
+    await settle();
+    assert.deepEqual(a.take(), ["READY 1"]);
+  } finally {
+    node.close();
+  }
+});
