@@ -31,15 +31,11 @@
  *   stopped are marked in a guard table, with ep's own coroutines, so that Lua code cannot
  *   resume or close them; the to-be-closed variables of a failed or cancelled call run
  *   under the memory cap with a budget of hook ticks.
- * - **Memory cap**: the engine's own allocator (wasm realloc/free behind
- *   `lua_setallocf`) counts the state's bytes and refuses allocations past the cap, but
- *   only while Lua runs: a Lua error in an API call made from JS would abort the whole
- *   wasm module, so the cap is lifted while JS builds requests and reads responses (a
- *   request body counts once the handler runs: the cap must exceed the largest body). A
- *   handler that passes the cap gets `LuaMemoryError`; the engine then runs a full
- *   collection and stays usable if it is back under 75 % of its cap, else
- *   {@linkcode LuaEngine.healthy} turns false and the engine should be replaced (the
- *   handler keeps memory alive in a global).
+ * - **Memory cap**: enforced only while Lua runs (`_memory_cap.ts`; a request body counts
+ *   once the handler runs: the cap must exceed the largest body). A handler that passes
+ *   the cap gets `LuaMemoryError`; the engine then runs a full collection and stays usable
+ *   if it is back under 75 % of its cap, else {@linkcode LuaEngine.healthy} turns false
+ *   and the engine should be replaced (the handler keeps memory alive in a global).
  * - **Failure**: a JS exception out of `lua_resume` (a wasm trap) leaves the state
  *   inconsistent: {@linkcode LuaEngine.failed} turns true and the engine refuses all calls.
  * - **`require`** reads `<scriptDir>/<name>.lua` and `<scriptDir>/<name>/init.lua` through
@@ -84,6 +80,7 @@ import {
 } from "./_lua_api.ts";
 import { decodeJson, encodeJson } from "./_json.ts";
 import { replyProblem } from "../core/job.ts";
+import { MemoryCap } from "./_memory_cap.ts";
 import { LuaError, LuaMemoryError, LuaTimeoutError } from "./errors.ts";
 
 /**
@@ -126,7 +123,6 @@ export interface LuaLogger {
 const DEFAULT_MEMORY_LIMIT = 64 * 1024 * 1024;
 const DEFAULT_HOOK_PERIOD = 1000;
 const MAX_IDLE_THREADS = 64;
-const USABLE_FRACTION = 0.75;
 /**
  * Hook ticks the to-be-closed variables of a failed or abandoned call get, together, when
  * ep closes its coroutine (100 × 1000 instructions); past that each one gets a single
@@ -411,6 +407,7 @@ export class LuaEngine {
   #heap: LuaHeap;
   #L: LuaState;
   #log: LuaLogger;
+  #memory: MemoryCap;
   #loggers = new Map<string, LuaLogger>();
   #interrupt: Int32Array | undefined;
   #timers: LuaTimerHost | undefined;
@@ -434,8 +431,6 @@ export class LuaEngine {
   #hookYielded: LuaState = 0;
   #healthy = true;
   #closed = false;
-  #used = 0;
-  #max = 0;
   #k: Record<FieldName, number>;
   #kInterrupted: number;
 
@@ -480,7 +475,8 @@ export class LuaEngine {
     this.#interrupt = options.interrupt;
     this.#timers = options.timers;
     this.#ext = options.hostFunctions ?? {};
-    this.memoryLimitBytes = options.memoryLimitBytes ?? DEFAULT_MEMORY_LIMIT;
+    this.#memory = new MemoryCap(raw, options.memoryLimitBytes ?? DEFAULT_MEMORY_LIMIT);
+    this.memoryLimitBytes = this.#memory.limitBytes;
     if (options.scriptDir !== undefined) this.#scriptDir = toDirUrl(options.scriptDir);
     const h = this.#heap;
     this.#k = {
@@ -505,11 +501,9 @@ export class LuaEngine {
     // Our allocator from here on: it counts, and refuses past the cap while Lua runs.
     // Blocks the state already holds came from the same malloc, so it can free them; the
     // count starts from Lua's own.
-    const alloc = raw.addFunction(this.#alloc, "iiiii");
-    this.#functions.push(alloc);
-    raw._lua_setallocf(L, alloc, 0);
+    this.#functions.push(this.#memory.install(L));
     this.#collectRef = this.#refGlobalField("_G", "collectgarbage");
-    this.#used = Math.round(this.#collect("count") * 1024);
+    this.#memory.used = Math.round(this.#collect("count") * 1024);
     // Set before any coroutine exists: lua_newthread copies the hook. Handlers cannot
     // reach debug.sethook (ep.lua), and #run sets it again on every resume anyway.
     if (this.#interrupt !== undefined) {
@@ -559,7 +553,7 @@ export class LuaEngine {
 
   /** Bytes the Lua state holds now. */
   get memoryUsed(): number {
-    return this.#used;
+    return this.#memory.used;
   }
 
   /** Size of the main state's stack; unchanged by every call (for tests). */
@@ -757,7 +751,7 @@ export class LuaEngine {
     this.#current = call;
     // Re-armed on every resume, whatever Lua did to this thread's hook.
     if (this.#hookFn !== 0) raw._lua_sethook(co, this.#hookFn, LUA_MASKCOUNT, this.#hookPeriod);
-    this.#limit(true);
+    this.#memory.enforce(true);
     let status: number;
     try {
       status = raw._lua_resume(co, this.#L, nargs, this.#nresCell);
@@ -769,7 +763,7 @@ export class LuaEngine {
       this.#log.error("The Lua engine failed: {error}", { error: err });
       throw new LuaError("The Lua engine failed and is being replaced", { cause: err });
     } finally {
-      this.#limit(false);
+      this.#memory.enforce(false);
       this.#current = null;
     }
     const nres = raw.HEAPU32[this.#nresCell >> 2];
@@ -838,11 +832,11 @@ export class LuaEngine {
     }
     const call = new CallState(L, service, 0, "load");
     this.#current = call;
-    this.#limit(true);
+    this.#memory.enforce(true);
     try {
       status = raw._lua_pcallk(L, nargs, 1, msgh, 0, 0);
     } finally {
-      this.#limit(false);
+      this.#memory.enforce(false);
       this.#current = null;
     }
     if (status !== LUA_OK) {
@@ -915,14 +909,15 @@ export class LuaEngine {
    */
   #markThread(L: LuaState, how: bigint): void {
     const raw = this.#raw;
-    const max = this.#max;
-    this.#max = 0;
+    const memory = this.#memory;
+    const max = memory.max;
+    memory.max = 0;
     raw._lua_rawgeti(L, LUA_REGISTRYINDEX, this.#guardRef);
     raw._lua_pushthread(L);
     raw._lua_pushinteger(L, how);
     raw._lua_rawset(L, -3);
     raw._lua_settop(L, -2);
-    this.#max = max;
+    memory.max = max;
   }
 
   /** Whether the interrupt slot aims at `call`; if so, takes the interrupt (slot → 0). */
@@ -935,36 +930,6 @@ export class LuaEngine {
     Atomics.compareExchange(flag, 0, v, 0);
     return true;
   }
-
-  /** Memory cap on (Lua runs) or off (JS calls the API). */
-  #limit(on: boolean): void {
-    this.#max = on ? this.memoryLimitBytes : 0;
-  }
-
-  /**
-   * The state's allocator (`lua_Alloc`): wasm's realloc/free, counting bytes, and failing
-   * an allocation that would pass the cap (`#max`, 0 = none). Lua then collects and, if
-   * that is not enough, raises a memory error. (wasmoon's `traceAllocations` does the
-   * same through emscripten's export wrappers: Lua code that allocates a lot runs about
-   * 1.5x faster with this one.)
-   */
-  #alloc = (_ud: number, ptr: number, osize: number, nsize: number): number => {
-    const raw = this.#raw;
-    nsize >>>= 0;
-    if (nsize === 0) {
-      if (ptr !== 0) {
-        this.#used -= osize >>> 0;
-        raw._free(ptr);
-      }
-      return 0;
-    }
-    // With ptr NULL, osize is a type tag, not a size.
-    const delta = ptr !== 0 ? nsize - (osize >>> 0) : nsize;
-    if (delta > 0 && this.#max > 0 && this.#used + delta > this.#max) return 0;
-    const p = raw._realloc(ptr, nsize);
-    if (p !== 0) this.#used += delta;
-    return p;
-  };
 
   /** `collectgarbage(what)` in a protected call; its number result (0 on error). */
   #collect(what: "collect" | "count"): number {
@@ -981,7 +946,7 @@ export class LuaEngine {
 
   #memoryError(service: string, traceback: string): LuaMemoryError {
     this.collectGarbage();
-    const usable = this.memoryUsed <= this.memoryLimitBytes * USABLE_FRACTION;
+    const usable = this.#memory.usable;
     if (!usable) this.#healthy = false;
     return new LuaMemoryError(service, this.memoryLimitBytes, usable, { traceback });
   }
@@ -1033,11 +998,11 @@ export class LuaEngine {
       if (this.#hookFn !== 0) {
         raw._lua_sethook(co, this.#hookFn, LUA_MASKCOUNT, this.#hookPeriod);
       }
-      this.#limit(true);
+      this.#memory.enforce(true);
       try {
         raw._lua_resetthread(co);
       } finally {
-        this.#limit(false);
+        this.#memory.enforce(false);
         this.#current = null;
         call.closing = false;
       }
