@@ -28,9 +28,9 @@
  *   not reach (`ep.lua`'s sandbox section; `lua/API.md`, "Sandbox"). The engine's part:
  *   the hook is set again on every resume; a coroutine the hook stopped is dropped without
  *   running its to-be-closed variables (Lua leaves its hooks off) and other threads it
- *   stopped are marked in a guard table, with ep's own coroutines, so that Lua code cannot
- *   resume or close them; the to-be-closed variables of a failed or cancelled call run
- *   under the memory cap with a budget of hook ticks.
+ *   stopped are marked in the guard table (`_guard.ts`), with ep's own coroutines, so that
+ *   Lua code cannot resume or close them; the to-be-closed variables of a failed or
+ *   cancelled call run under the memory cap with a budget of hook ticks.
  * - **Memory cap**: enforced only while Lua runs (`_memory_cap.ts`; a request body counts
  *   once the handler runs: the cap must exceed the largest body). A handler that passes
  *   the cap gets `LuaMemoryError`; the engine then runs a full collection and stays usable
@@ -81,6 +81,7 @@ import {
 import { decodeJson, encodeJson } from "./_json.ts";
 import { replyProblem } from "../core/job.ts";
 import { MemoryCap } from "./_memory_cap.ts";
+import { GUARD_CUT, GUARD_EP, GuardTable } from "./_guard.ts";
 import { LuaError, LuaMemoryError, LuaTimeoutError } from "./errors.ts";
 
 /**
@@ -129,10 +130,6 @@ const MAX_IDLE_THREADS = 64;
  * instruction. They run after the call, where its timeout no longer reaches them.
  */
 const CLOSE_BUDGET_TICKS = 100;
-/** Marks in the guard table (see {@linkcode LuaEngine}): ep runs calls in this thread. */
-const GUARD_EP = 1n;
-/** Marks in the guard table: ep's interrupt cut this thread short (its hooks stay off). */
-const GUARD_CUT = 2n;
 /** Longest JSON text `ep.json.encode` builds in an engine without a memory cap. */
 const JSON_MAX_TEXT = 256 * 1024 * 1024;
 const EMPTY: Uint8Array = new Uint8Array(0);
@@ -408,6 +405,7 @@ export class LuaEngine {
   #L: LuaState;
   #log: LuaLogger;
   #memory: MemoryCap;
+  #guard!: GuardTable;
   #loggers = new Map<string, LuaLogger>();
   #interrupt: Int32Array | undefined;
   #timers: LuaTimerHost | undefined;
@@ -421,7 +419,6 @@ export class LuaEngine {
   #collectRef = 0n;
   #arrayMetaRef = 0n;
   #fireRef = 0n;
-  #guardRef = 0n;
   #hookFn = 0;
   #hookPeriod = DEFAULT_HOOK_PERIOD;
   #closeTicks = 0;
@@ -492,7 +489,7 @@ export class LuaEngine {
     this.#kInterrupted = h.cstring("interrupted");
   }
 
-  /** Allocator, hook, registry entries, the host table and ep.lua. */
+  /** Allocator, hook, guard table, registry entries, the host table and ep.lua. */
   #init(epLua: string, hookPeriod: number): void {
     const raw = this.#raw;
     const h = this.#heap;
@@ -512,14 +509,9 @@ export class LuaEngine {
       this.#hookPeriod = hookPeriod;
       raw._lua_sethook(L, this.#hookFn, LUA_MASKCOUNT, hookPeriod);
     }
-    // The guard table: threads Lua code may not resume or close (weak keys).
-    raw._lua_createtable(L, 0, 0);
-    raw._lua_createtable(L, 0, 1);
-    h.pushString(L, "k");
-    raw._lua_setfield(L, -2, h.cstring("__mode"));
-    raw._lua_setmetatable(L, -2);
-    this.#guardRef = BigInt(raw._luaL_ref(L, LUA_REGISTRYINDEX));
-    this.#markThread(L, GUARD_EP);
+    // The guard table: threads Lua code may not resume or close.
+    this.#guard = new GuardTable(raw, this.#heap, L, this.#memory);
+    this.#guard.mark(L, GUARD_EP);
     this.#tracebackRef = this.#refGlobalField("debug", "traceback");
     raw._lua_createtable(L, 0, 1);
     h.pushString(L, "array");
@@ -879,7 +871,7 @@ export class LuaEngine {
       // Budget spent: from now on every instruction ends the __close that runs.
       raw._lua_sethook(L, this.#hookFn, LUA_MASKCOUNT, 1);
       if (L === call.thread) call.cut = true;
-      else this.#markThread(L, GUARD_CUT);
+      else this.#guard.mark(L, GUARD_CUT);
       raw._lua_pushlstring(L, this.#kInterrupted, 11);
       raw._lua_error(L);
       return;
@@ -897,28 +889,11 @@ export class LuaEngine {
         return;
       }
     } else {
-      this.#markThread(L, GUARD_CUT);
+      this.#guard.mark(L, GUARD_CUT);
     }
     raw._lua_pushlstring(L, this.#kInterrupted, 11);
     raw._lua_error(L);
   };
-
-  /**
-   * Marks thread `L` in the guard table, using its own stack (the cap is lifted meanwhile:
-   * a memory error here, inside a hook, would leave the thread unmarked).
-   */
-  #markThread(L: LuaState, how: bigint): void {
-    const raw = this.#raw;
-    const memory = this.#memory;
-    const max = memory.max;
-    memory.max = 0;
-    raw._lua_rawgeti(L, LUA_REGISTRYINDEX, this.#guardRef);
-    raw._lua_pushthread(L);
-    raw._lua_pushinteger(L, how);
-    raw._lua_rawset(L, -3);
-    raw._lua_settop(L, -2);
-    memory.max = max;
-  }
 
   /** Whether the interrupt slot aims at `call`; if so, takes the interrupt (slot → 0). */
   #interruptAimsAt(call: CallState): boolean {
@@ -973,7 +948,7 @@ export class LuaEngine {
     const thread = raw._lua_newthread(L);
     // Anchor it in the registry under its own address (popping it from L).
     raw._lua_rawsetp(L, LUA_REGISTRYINDEX, thread);
-    this.#markThread(thread, GUARD_EP);
+    this.#guard.mark(thread, GUARD_EP);
     return thread;
   }
 
@@ -1347,7 +1322,7 @@ export class LuaEngine {
     raw._lua_setfield(L, -2, heap.cstring("json_null"));
     raw._lua_rawgeti(L, LUA_REGISTRYINDEX, this.#arrayMetaRef);
     raw._lua_setfield(L, -2, heap.cstring("array_mt"));
-    raw._lua_rawgeti(L, LUA_REGISTRYINDEX, this.#guardRef);
+    raw._lua_rawgeti(L, LUA_REGISTRYINDEX, this.#guard.ref);
     raw._lua_setfield(L, -2, heap.cstring("guard"));
     if (this.#scriptDir !== undefined) {
       heap.pushString(L, fileURLToPath(this.#scriptDir).replace(/[\\/]$/, ""));
