@@ -66,12 +66,9 @@ import {
   LUA_MASKCOUNT,
   LUA_OK,
   LUA_REGISTRYINDEX,
-  LUA_TBOOLEAN,
   LUA_TFUNCTION,
-  LUA_TNIL,
   LUA_TNUMBER,
   LUA_TSTRING,
-  LUA_TTABLE,
   LUA_YIELD,
   LuaHeap,
   type LuaState,
@@ -79,10 +76,12 @@ import {
   TYPE_NAMES,
 } from "./_lua_api.ts";
 import { decodeJson, encodeJson } from "./_json.ts";
-import { replyProblem } from "../core/job.ts";
+import { type LuaRequest, type LuaResponse, type LuaValue, Marshal } from "./_marshal.ts";
 import { MemoryCap } from "./_memory_cap.ts";
 import { GUARD_CUT, GUARD_EP, GuardTable } from "./_guard.ts";
 import { LuaError, LuaMemoryError, LuaTimeoutError } from "./errors.ts";
+
+export type { LuaRequest, LuaResponse, LuaValue } from "./_marshal.ts";
 
 /**
  * Value of the interrupt slot that interrupts whatever call runs.
@@ -132,8 +131,6 @@ const MAX_IDLE_THREADS = 64;
 const CLOSE_BUDGET_TICKS = 100;
 /** Longest JSON text `ep.json.encode` builds in an engine without a memory cap. */
 const JSON_MAX_TEXT = 256 * 1024 * 1024;
-const EMPTY: Uint8Array = new Uint8Array(0);
-const TEXT_PLAIN: readonly [string, string] = ["content-type", "text/plain; charset=utf-8"];
 
 /**
  * Options of {@linkcode LuaEngine.create}.
@@ -196,79 +193,6 @@ export interface LuaTimerHost {
 }
 
 /**
- * A request as a handler sees it (`req` in `function(req)`): `service`, `method`, `path`,
- * `query` (a table, parsed and percent-decoded; for a repeated name the last value wins),
- * `headers` (a table by lower-case name; repeated fields joined with ", ") and `body` (a
- * string).
- *
- * @example
- * ```ts
- * import type { LuaRequest } from "./engine.ts";
- * const req: LuaRequest = {
- *   service: "user", method: "GET", path: "/user/7", query: "full=1",
- *   headers: [["accept", "text/plain"]], body: "",
- * };
- * console.assert(req.service === "user");
- * ```
- */
-export interface LuaRequest {
-  /** Service name. */
-  service: string;
-  /** HTTP method, or `"EP"`. */
-  method: string;
-  /** Path without the query. */
-  path: string;
-  /** Query string without `?`. */
-  query: string;
-  /** Header fields in order. */
-  headers: readonly (readonly [string, string])[];
-  /** Body bytes, or text sent as UTF-8. */
-  body: Uint8Array | string;
-  /**
-   * Whether header names and values are byte strings (code units 0x00–0xFF, one byte each),
-   * as HTTP's are: Lua then sees their bytes as they are, and the reply's header strings
-   * are read back as byte strings (each Lua byte one code unit), so HTTP header bytes go
-   * through a Lua handler unchanged. Otherwise (EP metadata, which is text) they are
-   * UTF-8 both ways.
-   */
-  headerBytes?: boolean;
-}
-
-/**
- * A handler's response. A handler that returns a string gives status 200, a
- * `text/plain; charset=utf-8` content type and the string; one that returns a table gives
- * its `status` (default 200), `headers` (name → string, or → list of strings for a repeated
- * field) and `body` (a string; default empty); one that returns nothing gives 204.
- *
- * @example
- * ```ts
- * import type { LuaResponse } from "./engine.ts";
- * const res: LuaResponse = { status: 200, headers: [], body: new Uint8Array() };
- * console.assert(res.status === 200);
- * ```
- */
-export interface LuaResponse {
-  /** Status, 200–599 (no body with 204 and 304). */
-  status: number;
-  /** Header fields. */
-  headers: [string, string][];
-  /** Body bytes. */
-  body: Uint8Array;
-}
-
-/**
- * A value passed through a coroutine yield or resume. Tables and functions cross as null.
- *
- * @example
- * ```ts
- * import type { LuaValue } from "./engine.ts";
- * const args: LuaValue[] = ["sleep", 5, true, null];
- * console.assert(args.length === 4);
- * ```
- */
-export type LuaValue = string | number | boolean | null;
-
-/**
  * A handler call or timer callback that yielded and waits for
  * {@linkcode LuaEngine.resume} (or {@linkcode LuaEngine.cancel}). `T` is what the call
  * gives when it is done: a {@linkcode LuaResponse} for handlers, `undefined` for timers.
@@ -328,15 +252,6 @@ export interface LuaCallOptions {
 }
 
 type CallKind = "handler" | "timer" | "load";
-type FieldName =
-  | "service"
-  | "method"
-  | "path"
-  | "query"
-  | "query_string"
-  | "headers"
-  | "body"
-  | "status";
 
 class CallState implements LuaCall<unknown> {
   readonly thread: LuaState;
@@ -405,6 +320,7 @@ export class LuaEngine {
   #L: LuaState;
   #log: LuaLogger;
   #memory: MemoryCap;
+  #marshal: Marshal;
   #guard!: GuardTable;
   #loggers = new Map<string, LuaLogger>();
   #interrupt: Int32Array | undefined;
@@ -428,7 +344,6 @@ export class LuaEngine {
   #hookYielded: LuaState = 0;
   #healthy = true;
   #closed = false;
-  #k: Record<FieldName, number>;
   #kInterrupted: number;
 
   /**
@@ -475,18 +390,8 @@ export class LuaEngine {
     this.#memory = new MemoryCap(raw, options.memoryLimitBytes ?? DEFAULT_MEMORY_LIMIT);
     this.memoryLimitBytes = this.#memory.limitBytes;
     if (options.scriptDir !== undefined) this.#scriptDir = toDirUrl(options.scriptDir);
-    const h = this.#heap;
-    this.#k = {
-      service: h.cstring("service"),
-      method: h.cstring("method"),
-      path: h.cstring("path"),
-      query: h.cstring("query"),
-      query_string: h.cstring("query_string"),
-      headers: h.cstring("headers"),
-      body: h.cstring("body"),
-      status: h.cstring("status"),
-    };
-    this.#kInterrupted = h.cstring("interrupted");
+    this.#marshal = new Marshal(raw, this.#heap);
+    this.#kInterrupted = this.#heap.cstring("interrupted");
   }
 
   /** Allocator, hook, guard table, registry entries, the host table and ep.lua. */
@@ -616,7 +521,7 @@ export class LuaEngine {
     call.headerBytes = req.headerBytes === true;
     const raw = this.#raw;
     raw._lua_rawgeti(co, LUA_REGISTRYINDEX, BigInt(ref));
-    this.#pushRequest(co, req);
+    this.#marshal.pushRequest(co, req);
     return this.#run(call, 1) as LuaStep<LuaResponse>;
   }
 
@@ -642,7 +547,7 @@ export class LuaEngine {
       state.interrupted = true;
     }
     raw._lua_checkstack(co, values.length + 1);
-    for (const v of values) this.#pushValue(co, v);
+    for (const v of values) this.#marshal.pushValue(co, v);
     return this.#run(state, values.length) as LuaStep<T>;
   }
 
@@ -762,7 +667,9 @@ export class LuaEngine {
 
     if (status === LUA_OK) {
       try {
-        const value = call.kind === "handler" ? this.#readResponse(co, nres, call) : undefined;
+        const value = call.kind === "handler"
+          ? this.#marshal.readResponse(co, nres, call.service, call.headerBytes)
+          : undefined;
         return { done: true, value };
       } finally {
         raw._lua_settop(co, 0);
@@ -776,7 +683,7 @@ export class LuaEngine {
         this.#finish(call);
         throw new LuaTimeoutError(call.service, { traceback });
       }
-      const args = this.#readValues(co, nres);
+      const args = this.#marshal.readValues(co, nres);
       raw._lua_settop(co, -nres - 1);
       call.suspended = true;
       const op = typeof args[0] === "string" ? args[0] : "";
@@ -1012,210 +919,12 @@ export class LuaEngine {
     }
   }
 
-  // ---------------------------------------------------------------------------------
-  // values
-
-  #pushValue(L: LuaState, v: LuaValue): void {
-    const raw = this.#raw;
-    if (v === null) raw._lua_pushnil(L);
-    else if (typeof v === "string") this.#heap.pushString(L, v);
-    else if (typeof v === "number") {
-      if (Number.isSafeInteger(v)) raw._lua_pushinteger(L, BigInt(v));
-      else raw._lua_pushnumber(L, v);
-    } else raw._lua_pushboolean(L, v ? 1 : 0);
-  }
-
-  #readValues(L: LuaState, n: number): LuaValue[] {
-    const raw = this.#raw;
-    const out: LuaValue[] = [];
-    const first = raw._lua_gettop(L) - n + 1;
-    for (let i = first; i < first + n; i++) {
-      const t = raw._lua_type(L, i);
-      if (t === LUA_TSTRING) out.push(this.#heap.toString(L, i));
-      else if (t === LUA_TNUMBER) out.push(raw._lua_tonumberx(L, i, 0));
-      else if (t === LUA_TBOOLEAN) out.push(raw._lua_toboolean(L, i) !== 0);
-      else out.push(null);
-    }
-    return out;
-  }
-
-  /** Pushes the request table onto `co` (memory cap lifted: no Lua error can happen). */
-  #pushRequest(co: LuaState, req: LuaRequest): void {
-    const raw = this.#raw;
-    const heap = this.#heap;
-    const k = this.#k;
-    raw._lua_checkstack(co, 8);
-    raw._lua_createtable(co, 0, 7);
-    heap.pushString(co, req.service);
-    raw._lua_setfield(co, -2, k.service);
-    heap.pushString(co, req.method);
-    raw._lua_setfield(co, -2, k.method);
-    heap.pushString(co, req.path);
-    raw._lua_setfield(co, -2, k.path);
-    this.#pushQuery(co, req.query);
-    raw._lua_setfield(co, -2, k.query);
-    heap.pushString(co, req.query);
-    raw._lua_setfield(co, -2, k.query_string);
-
-    const headers = req.headers;
-    const bytes = req.headerBytes === true; // HTTP: byte strings, pushed byte for byte
-    raw._lua_createtable(co, 0, headers.length);
-    for (let i = 0; i < headers.length; i++) {
-      const name = headers[i][0].toLowerCase();
-      if (bytes) heap.pushByteString(co, name);
-      else heap.pushString(co, name);
-      raw._lua_pushvalue(co, -1);
-      if (raw._lua_rawget(co, -3) === LUA_TNIL) {
-        raw._lua_settop(co, -2);
-        if (bytes) heap.pushByteString(co, headers[i][1]);
-        else heap.pushString(co, headers[i][1]);
-      } else {
-        const before = bytes ? heap.toByteString(co, -1) : heap.toString(co, -1);
-        raw._lua_settop(co, -2);
-        const joined = `${before}, ${headers[i][1]}`;
-        if (bytes) heap.pushByteString(co, joined);
-        else heap.pushString(co, joined);
-      }
-      raw._lua_rawset(co, -3);
-    }
-    raw._lua_setfield(co, -2, k.headers);
-
-    if (typeof req.body === "string") heap.pushString(co, req.body);
-    else heap.pushBytes(co, req.body);
-    raw._lua_setfield(co, -2, k.body);
-  }
-
-  #pushQuery(co: LuaState, query: string): void {
-    const raw = this.#raw;
-    const heap = this.#heap;
-    if (query.length === 0) {
-      raw._lua_createtable(co, 0, 0);
-      return;
-    }
-    const parts = query.split("&");
-    raw._lua_createtable(co, 0, parts.length);
-    for (const part of parts) {
-      if (part.length === 0) continue;
-      const eq = part.indexOf("=");
-      const name = decodeQueryComponent(eq < 0 ? part : part.slice(0, eq));
-      if (name.length === 0) continue;
-      heap.pushString(co, name);
-      heap.pushString(co, eq < 0 ? "" : decodeQueryComponent(part.slice(eq + 1)));
-      raw._lua_rawset(co, -3);
-    }
-  }
-
-  /** Reads a handler's results into a response (raw accesses only: no metamethod runs). */
-  #readResponse(co: LuaState, nres: number, call: CallState): LuaResponse {
-    const raw = this.#raw;
-    const heap = this.#heap;
-    if (nres === 0) return { status: 204, headers: [], body: EMPTY };
-    const idx = raw._lua_gettop(co) - nres + 1;
-    const t = raw._lua_type(co, idx);
-    if (t === LUA_TSTRING || t === LUA_TNUMBER) {
-      return { status: 200, headers: [[...TEXT_PLAIN]], body: heap.toBytes(co, idx) ?? EMPTY };
-    }
-    if (t === LUA_TNIL) return { status: 204, headers: [], body: EMPTY };
-    if (t !== LUA_TTABLE) {
-      throw new LuaError(
-        `Handler of service "${call.service}" returned a ${
-          TYPE_NAMES[t + 1]
-        }; expected a string or a table`,
-      );
-    }
-    raw._lua_checkstack(co, 4);
-    let status = 200;
-    this.#rawField(co, idx, "status");
-    const st = raw._lua_type(co, -1);
-    if (st === LUA_TNUMBER) {
-      status = raw._lua_tonumberx(co, -1, 0);
-    } else if (st !== LUA_TNIL) {
-      throw new LuaError(
-        `Handler of service "${call.service}" returned a ${TYPE_NAMES[st + 1]} status`,
-      );
-    }
-    raw._lua_settop(co, -2);
-
-    let body = EMPTY;
-    this.#rawField(co, idx, "body");
-    const bt = raw._lua_type(co, -1);
-    if (bt === LUA_TSTRING || bt === LUA_TNUMBER) body = heap.toBytes(co, -1) ?? EMPTY;
-    else if (bt !== LUA_TNIL) {
-      throw new LuaError(
-        `Handler of service "${call.service}" returned a ${TYPE_NAMES[bt + 1]} body`,
-      );
-    }
-    raw._lua_settop(co, -2);
-    // 200–599, no body with 204/304: the rule of every handler (core/job.ts).
-    const problem = replyProblem(status, body.length);
-    if (problem !== null) throw new LuaError(problem);
-
-    const headers: [string, string][] = [];
-    // For HTTP the header strings are bytes: read back as byte strings, byte for byte.
-    const str = call.headerBytes
-      ? (L: LuaState, i: number) => heap.toByteString(L, i)
-      : (L: LuaState, i: number) => heap.toString(L, i);
-    this.#rawField(co, idx, "headers");
-    const ht = raw._lua_type(co, -1);
-    if (ht === LUA_TTABLE) {
-      const hidx = raw._lua_gettop(co);
-      raw._lua_pushnil(co);
-      while (raw._lua_next(co, hidx)) {
-        if (raw._lua_type(co, -2) !== LUA_TSTRING) {
-          throw new LuaError(
-            `Handler of service "${call.service}" returned a header without a name`,
-          );
-        }
-        const name = str(co, -2) ?? "";
-        const vt = raw._lua_type(co, -1);
-        if (vt === LUA_TSTRING || vt === LUA_TNUMBER) {
-          raw._lua_pushvalue(co, -1);
-          headers.push([name, str(co, -1) ?? ""]);
-          raw._lua_settop(co, -2);
-        } else if (vt === LUA_TTABLE) {
-          const n = raw._lua_rawlen(co, -1);
-          for (let i = 1; i <= n; i++) {
-            const et = raw._lua_rawgeti(co, -1, BigInt(i));
-            if (et !== LUA_TSTRING && et !== LUA_TNUMBER) {
-              throw new LuaError(
-                `Handler of service "${call.service}" returned a bad value for header "${name}"`,
-              );
-            }
-            headers.push([name, str(co, -1) ?? ""]);
-            raw._lua_settop(co, -2);
-          }
-        } else {
-          throw new LuaError(
-            `Handler of service "${call.service}" returned a bad value for header "${name}"`,
-          );
-        }
-        raw._lua_settop(co, -2);
-      }
-    } else if (ht !== LUA_TNIL) {
-      throw new LuaError(
-        `Handler of service "${call.service}" returned headers that are not a table`,
-      );
-    }
-    return { status, headers, body };
-  }
-
-  /** Pushes `t[name]` for the table at `idx` without metamethods. */
-  #rawField(
-    L: LuaState,
-    idx: number,
-    name: FieldName | "debug" | "traceback" | "collectgarbage",
-  ): void {
-    const key = this.#heap.cstring(name);
-    this.#raw._lua_pushlstring(L, key, name.length);
-    this.#raw._lua_rawget(L, idx);
-  }
-
   #refGlobalField(table: "debug" | "_G", field: "traceback" | "collectgarbage"): bigint {
     const raw = this.#raw;
     const L = this.#L;
     raw._lua_rawgeti(L, LUA_REGISTRYINDEX, 2n); // LUA_RIDX_GLOBALS
-    if (table !== "_G") this.#rawField(L, raw._lua_gettop(L), table);
-    this.#rawField(L, raw._lua_gettop(L), field);
+    if (table !== "_G") this.#marshal.rawField(L, raw._lua_gettop(L), table);
+    this.#marshal.rawField(L, raw._lua_gettop(L), field);
     const ref = BigInt(raw._luaL_ref(L, LUA_REGISTRYINDEX));
     raw._lua_settop(L, table === "_G" ? -2 : -3);
     return ref;
@@ -1311,9 +1020,9 @@ export class LuaEngine {
     raw._lua_createtable(L, 0, 8);
     for (const [name, f] of Object.entries(this.#ext)) {
       fn(name, (L) => {
-        const result = f(...this.#readValues(L, raw._lua_gettop(L)));
+        const result = f(...this.#marshal.readValues(L, raw._lua_gettop(L)));
         if (result === undefined) return 0;
-        this.#pushValue(L, result);
+        this.#marshal.pushValue(L, result);
         return 1;
       });
     }
@@ -1419,16 +1128,6 @@ function clientMessage(message: string): string {
   const nl = message.indexOf("\n");
   const line = nl < 0 ? message : message.slice(0, nl);
   return line.replace(/^[^\s:]*[\\/]([^\\/\s:]+:\d+:)/, "$1");
-}
-
-function decodeQueryComponent(s: string): string {
-  const plus = s.includes("+") ? s.replaceAll("+", " ") : s;
-  if (!plus.includes("%")) return plus;
-  try {
-    return decodeURIComponent(plus);
-  } catch {
-    return plus; // malformed escape: keep the text as it came
-  }
 }
 
 function toDirUrl(dir: string | URL): URL {
