@@ -39,8 +39,8 @@
  * - **Failure**: a JS exception out of `lua_resume` (a wasm trap) leaves the state
  *   inconsistent: {@linkcode LuaEngine.failed} turns true and the engine refuses all calls.
  * - **`require`** reads `<scriptDir>/<name>.lua` and `<scriptDir>/<name>/init.lua` through
- *   Deno (wasmoon's `io` sees an in-memory file system), so it also works for files
- *   embedded in a `deno compile` binary; paths cannot leave `scriptDir`.
+ *   Deno, so it also works for files embedded in a `deno compile` binary; paths cannot
+ *   leave `scriptDir` (`_require.ts`).
  *
  * @example
  * ```ts ignore
@@ -59,7 +59,6 @@
 
 import { getLogger } from "@logtape/logtape";
 import type { LuaEngine as WasmoonEngine } from "wasmoon";
-import { fileURLToPath, pathToFileURL } from "node:url";
 import {
   loadLua,
   LUA_ERRMEM,
@@ -79,6 +78,7 @@ import { decodeJson, encodeJson } from "./_json.ts";
 import { type LuaRequest, type LuaResponse, type LuaValue, Marshal } from "./_marshal.ts";
 import { MemoryCap } from "./_memory_cap.ts";
 import { GUARD_CUT, GUARD_EP, GuardTable } from "./_guard.ts";
+import { readModule, scriptDirPath, toDirUrl } from "./_require.ts";
 import { LuaError, LuaMemoryError, LuaTimeoutError } from "./errors.ts";
 
 export type { LuaRequest, LuaResponse, LuaValue } from "./_marshal.ts";
@@ -1012,7 +1012,7 @@ export class LuaEngine {
       return 0;
     });
     fn("read_module", (L) => {
-      const source = this.#readModule(this.#checkString(L, 1, "read_module"));
+      const source = readModule(this.#scriptDir, this.#checkString(L, 1, "read_module"));
       if (source === null) raw._lua_pushnil(L);
       else heap.pushString(L, source);
       return 1;
@@ -1034,7 +1034,7 @@ export class LuaEngine {
     raw._lua_rawgeti(L, LUA_REGISTRYINDEX, this.#guard.ref);
     raw._lua_setfield(L, -2, heap.cstring("guard"));
     if (this.#scriptDir !== undefined) {
-      heap.pushString(L, fileURLToPath(this.#scriptDir).replace(/[\\/]$/, ""));
+      heap.pushString(L, scriptDirPath(this.#scriptDir));
       raw._lua_setfield(L, -2, heap.cstring("script_dir"));
     }
   }
@@ -1099,28 +1099,6 @@ export class LuaEngine {
         logger.info(text);
     }
   }
-
-  /** Source of module file `rel` under the script directory, or null when absent. */
-  #readModule(rel: string): string | null {
-    const dir = this.#scriptDir;
-    if (dir === undefined) return null;
-    if (
-      rel.length === 0 || rel.startsWith("/") || rel.includes("\\") || rel.includes("\0") ||
-      rel.split("/").some((s) => s === "" || s === "." || s === "..")
-    ) {
-      throw new TypeError(`Invalid module path: "${rel}"`);
-    }
-    const url = new URL(rel, dir);
-    if (!url.href.startsWith(dir.href)) throw new TypeError(`Invalid module path: "${rel}"`);
-    try {
-      return Deno.readTextFileSync(url);
-    } catch (err) {
-      if (err instanceof Deno.errors.NotFound || err instanceof Deno.errors.IsADirectory) {
-        return null;
-      }
-      throw err;
-    }
-  }
 }
 
 /** The first line of a Lua error message, with any directories dropped from its location. */
@@ -1128,13 +1106,4 @@ function clientMessage(message: string): string {
   const nl = message.indexOf("\n");
   const line = nl < 0 ? message : message.slice(0, nl);
   return line.replace(/^[^\s:]*[\\/]([^\\/\s:]+:\d+:)/, "$1");
-}
-
-function toDirUrl(dir: string | URL): URL {
-  let url: URL;
-  if (dir instanceof URL) url = new URL(dir.href);
-  else if (/^[a-z][a-z0-9+.-]*:\/\//i.test(dir)) url = new URL(dir);
-  else url = pathToFileURL(dir);
-  if (!url.pathname.endsWith("/")) url.pathname += "/";
-  return url;
 }
