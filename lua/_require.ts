@@ -2,7 +2,7 @@
  * The JS side of `require` in a `LuaEngine` (`engine.ts`): the script directory and the
  * reading of a module file under it. The searcher itself is Lua (`ep.lua`, the `require`
  * section): it turns `a.b` into `a/b.lua`, then `a/b/init.lua`, and reads each through the
- * host function `read_module`, which calls {@linkcode readModule}.
+ * host function `read_module` (`_host.ts`), which calls {@linkcode readModule}.
  *
  * Files are read through Deno, not wasmoon's `io` (which sees an in-memory file system),
  * so `require` also works for files embedded in a `deno compile` binary. Paths cannot

@@ -11,6 +11,18 @@
  *     error     ─► throws LuaError / LuaTimeoutError / LuaMemoryError
  * ```
  *
+ * This file is the engine itself: loading, calling, resuming and cancelling, the hook, the
+ * coroutine pool and the stack discipline. Its parts, each a file:
+ * - `_marshal.ts`: the request table, the response, values across a yield
+ *   ({@linkcode LuaRequest}, {@linkcode LuaResponse}, {@linkcode LuaValue}).
+ * - `_host.ts`: the host table of JS functions that `ep.lua` builds the `ep` module on
+ *   (logging, time, JSON, timers: {@linkcode LuaTimerHost}, {@linkcode LuaLogger}).
+ * - `_memory_cap.ts`: the allocator that counts the state's bytes and enforces the cap.
+ * - `_guard.ts`: the guard table of threads Lua code may not resume or close.
+ * - `_require.ts`: the script directory and the reading of module files.
+ * - `_lua_api.ts` (the raw C API, strings in wasm memory), `_json.ts` (`ep.json`), and
+ *   `ep.lua` (the `ep` module, the `require` searcher, the sandbox).
+ *
  * - **Stack discipline**: after every call, successful or not, the main state's stack is
  *   exactly as before ({@linkcode LuaEngine.stackTop}); a coroutine goes back to the pool
  *   empty.
@@ -42,6 +54,10 @@
  *   Deno, so it also works for files embedded in a `deno compile` binary; paths cannot
  *   leave `scriptDir` (`_require.ts`).
  *
+ * Longer than 600 lines: {@linkcode LuaEngine} is one state machine (run, hook, finish
+ * share the running call, the pool and the interrupt), and much of the file is the
+ * documentation of its public API.
+ *
  * @example
  * ```ts ignore
  * import { LuaEngine } from "./engine.ts";
@@ -66,22 +82,21 @@ import {
   LUA_OK,
   LUA_REGISTRYINDEX,
   LUA_TFUNCTION,
-  LUA_TNUMBER,
-  LUA_TSTRING,
   LUA_YIELD,
   LuaHeap,
   type LuaState,
   type RawLua,
   TYPE_NAMES,
 } from "./_lua_api.ts";
-import { decodeJson, encodeJson } from "./_json.ts";
 import { type LuaRequest, type LuaResponse, type LuaValue, Marshal } from "./_marshal.ts";
+import { type HostCall, HostTable, type LuaLogger, type LuaTimerHost } from "./_host.ts";
 import { MemoryCap } from "./_memory_cap.ts";
 import { GUARD_CUT, GUARD_EP, GuardTable } from "./_guard.ts";
-import { readModule, scriptDirPath, toDirUrl } from "./_require.ts";
+import { toDirUrl } from "./_require.ts";
 import { LuaError, LuaMemoryError, LuaTimeoutError } from "./errors.ts";
 
 export type { LuaRequest, LuaResponse, LuaValue } from "./_marshal.ts";
+export type { LuaLogger, LuaTimerHost } from "./_host.ts";
 
 /**
  * Value of the interrupt slot that interrupts whatever call runs.
@@ -96,30 +111,6 @@ export type { LuaRequest, LuaResponse, LuaValue } from "./_marshal.ts";
  */
 export const INTERRUPT_ANY: number = -1;
 
-/**
- * What the engine and the runtime log through: a LogTape `Logger` fits (`getLogger(...)`).
- *
- * @example
- * ```ts
- * import { getLogger } from "@logtape/logtape";
- * import type { LuaLogger } from "./engine.ts";
- * const log: LuaLogger = getLogger(["ep", "lua"]);
- * console.assert(typeof log.getChild === "function");
- * ```
- */
-export interface LuaLogger {
-  /** The logger of a subcategory. */
-  getChild(subcategory: string): LuaLogger;
-  /** Logs at debug level. */
-  debug(message: string, properties?: Record<string, unknown>): void;
-  /** Logs at info level. */
-  info(message: string, properties?: Record<string, unknown>): void;
-  /** Logs at warning level. */
-  warn(message: string, properties?: Record<string, unknown>): void;
-  /** Logs at error level. */
-  error(message: string, properties?: Record<string, unknown>): void;
-}
-
 const DEFAULT_MEMORY_LIMIT = 64 * 1024 * 1024;
 const DEFAULT_HOOK_PERIOD = 1000;
 const MAX_IDLE_THREADS = 64;
@@ -129,8 +120,6 @@ const MAX_IDLE_THREADS = 64;
  * instruction. They run after the call, where its timeout no longer reaches them.
  */
 const CLOSE_BUDGET_TICKS = 100;
-/** Longest JSON text `ep.json.encode` builds in an engine without a memory cap. */
-const JSON_MAX_TEXT = 256 * 1024 * 1024;
 
 /**
  * Options of {@linkcode LuaEngine.create}.
@@ -167,29 +156,6 @@ export interface LuaEngineOptions {
    * control script's `ep.listen`, `ep.service`, … are built on these (`lua/control.ts`).
    */
   hostFunctions?: Record<string, (...args: LuaValue[]) => LuaValue | void>;
-}
-
-/**
- * What the engine asks of its scheduler for `ep.timer`/`ep.every`: when timer `id` is
- * due, call {@linkcode LuaEngine.fireTimer}.
- *
- * @example
- * ```ts
- * import type { LuaTimerHost } from "./engine.ts";
- * const pending = new Map<number, number>();
- * const host: LuaTimerHost = {
- *   set: (id, ms) => void pending.set(id, ms),
- *   clear: (id) => void pending.delete(id),
- * };
- * host.set(1, 10, false);
- * console.assert(pending.get(1) === 10);
- * ```
- */
-export interface LuaTimerHost {
-  /** Starts timer `id`: due after `ms`, then every `ms` when `repeat`. */
-  set(id: number, ms: number, repeat: boolean): void;
-  /** Stops timer `id`. */
-  clear(id: number): void;
 }
 
 /**
@@ -253,7 +219,11 @@ export interface LuaCallOptions {
 
 type CallKind = "handler" | "timer" | "load";
 
-class CallState implements LuaCall<unknown> {
+/**
+ * The engine's record of one call: its coroutine and the flags the hook, `#run`, `#finish`
+ * and the host functions (through {@linkcode HostCall}) share.
+ */
+class CallState implements LuaCall<unknown>, HostCall {
   readonly thread: LuaState;
   readonly service: string;
   readonly token: number;
@@ -280,11 +250,6 @@ class CallState implements LuaCall<unknown> {
     this.kind = kind === "timer" ? "timer" : "handler";
     this.loading = kind === "load";
   }
-}
-
-interface TimerInfo {
-  service: string;
-  repeat: boolean;
 }
 
 let epSource: Promise<string> | undefined;
@@ -321,19 +286,13 @@ export class LuaEngine {
   #log: LuaLogger;
   #memory: MemoryCap;
   #marshal: Marshal;
+  #host: HostTable;
   #guard!: GuardTable;
-  #loggers = new Map<string, LuaLogger>();
   #interrupt: Int32Array | undefined;
-  #timers: LuaTimerHost | undefined;
-  #timerInfo = new Map<number, TimerInfo>();
-  #nextTimerId = 0;
-  #scriptDir: URL | undefined;
-  #ext: Record<string, (...args: LuaValue[]) => LuaValue | void>;
   #functions: number[] = [];
   #nresCell: number;
   #tracebackRef = 0n;
   #collectRef = 0n;
-  #arrayMetaRef = 0n;
   #fireRef = 0n;
   #hookFn = 0;
   #hookPeriod = DEFAULT_HOOK_PERIOD;
@@ -385,19 +344,26 @@ export class LuaEngine {
     this.#nresCell = raw._malloc(4);
     this.#log = options.log ?? getLogger(["ep", "lua"]);
     this.#interrupt = options.interrupt;
-    this.#timers = options.timers;
-    this.#ext = options.hostFunctions ?? {};
     this.#memory = new MemoryCap(raw, options.memoryLimitBytes ?? DEFAULT_MEMORY_LIMIT);
     this.memoryLimitBytes = this.#memory.limitBytes;
-    if (options.scriptDir !== undefined) this.#scriptDir = toDirUrl(options.scriptDir);
     this.#marshal = new Marshal(raw, this.#heap);
+    this.#host = new HostTable({
+      raw,
+      heap: this.#heap,
+      marshal: this.#marshal,
+      memoryLimitBytes: this.memoryLimitBytes,
+      scriptDir: options.scriptDir === undefined ? undefined : toDirUrl(options.scriptDir),
+      log: this.#log,
+      timers: options.timers,
+      hostFunctions: options.hostFunctions ?? {},
+      current: () => this.#current,
+    });
     this.#kInterrupted = this.#heap.cstring("interrupted");
   }
 
   /** Allocator, hook, guard table, registry entries, the host table and ep.lua. */
   #init(epLua: string, hookPeriod: number): void {
     const raw = this.#raw;
-    const h = this.#heap;
     const L = this.#L;
     const top = raw._lua_gettop(L);
     // Our allocator from here on: it counts, and refuses past the cap while Lua runs.
@@ -418,13 +384,9 @@ export class LuaEngine {
     this.#guard = new GuardTable(raw, this.#heap, L, this.#memory);
     this.#guard.mark(L, GUARD_EP);
     this.#tracebackRef = this.#refGlobalField("debug", "traceback");
-    raw._lua_createtable(L, 0, 1);
-    h.pushString(L, "array");
-    raw._lua_setfield(L, -2, h.cstring("__name"));
-    this.#arrayMetaRef = BigInt(raw._luaL_ref(L, LUA_REGISTRYINDEX));
 
     // ep.lua(host) returns the timer dispatcher.
-    this.#pushHost();
+    this.#host.push(L, this.#guard.ref);
     const fire = this.#runChunk(epLua, "=ep.lua", "ep", 1);
     this.#fireRef = BigInt(fire);
     raw._lua_settop(L, top);
@@ -579,11 +541,10 @@ export class LuaEngine {
    */
   fireTimer(id: number, options?: LuaCallOptions): LuaStep<undefined> {
     this.#assertIdle();
-    const info = this.#timerInfo.get(id);
-    if (info === undefined) return { done: true, value: undefined };
-    if (!info.repeat) this.#timerInfo.delete(id);
+    const service = this.#host.dueTimer(id);
+    if (service === undefined) return { done: true, value: undefined };
     const co = this.#takeThread();
-    const call = new CallState(co, info.service, options?.token ?? 0, "timer");
+    const call = new CallState(co, service, options?.token ?? 0, "timer");
     const raw = this.#raw;
     raw._lua_rawgeti(co, LUA_REGISTRYINDEX, this.#fireRef);
     raw._lua_pushinteger(co, BigInt(id));
@@ -617,8 +578,7 @@ export class LuaEngine {
     if (this.#closed) return;
     this.#closed = true;
     this.#current = null;
-    for (const id of this.#timerInfo.keys()) this.#timers?.clear(id);
-    this.#timerInfo.clear();
+    this.#host.stopTimers();
     try {
       this.#wasmoon.global.close();
     } catch (err) {
@@ -627,6 +587,7 @@ export class LuaEngine {
     }
     for (const f of this.#functions) this.#raw.removeFunction(f);
     this.#functions = [];
+    this.#host.free();
     this.#raw._free(this.#nresCell);
     this.#heap.free();
   }
@@ -928,176 +889,6 @@ export class LuaEngine {
     const ref = BigInt(raw._luaL_ref(L, LUA_REGISTRYINDEX));
     raw._lua_settop(L, table === "_G" ? -2 : -3);
     return ref;
-  }
-
-  // ---------------------------------------------------------------------------------
-  // the host table ep.lua builds on
-
-  #pushHost(): void {
-    const raw = this.#raw;
-    const heap = this.#heap;
-    const L = this.#L;
-    raw._lua_createtable(L, 0, 16);
-    const fn = (name: string, f: (L: LuaState) => number) => {
-      raw._lua_pushcclosure(L, this.#hostFunction(f), 0);
-      raw._lua_setfield(L, -2, heap.cstring(name));
-    };
-    fn("log", (L) => {
-      const level = heap.toString(L, 1) ?? "info";
-      const message = heap.toString(L, 2) ?? "";
-      this.#logMessage(level, message);
-      return 0;
-    });
-    fn("now", (L) => {
-      raw._lua_pushnumber(L, performance.now());
-      return 1;
-    });
-    fn("env", (L) => {
-      const name = this.#checkString(L, 1, "ep.env");
-      let value: string | undefined;
-      try {
-        value = Deno.env.get(name);
-      } catch {
-        value = undefined; // no permission: same as unset
-      }
-      if (value === undefined) raw._lua_pushnil(L);
-      else heap.pushString(L, value);
-      return 1;
-    });
-    fn("json_encode", (L) => {
-      raw._lua_settop(L, 1);
-      // The text is built in JS, outside the memory cap, so it stops at the cap (it could
-      // not be pushed back into Lua anyway).
-      const max = this.memoryLimitBytes > 0 ? this.memoryLimitBytes : JSON_MAX_TEXT;
-      heap.pushString(L, encodeJson(heap, L, 1, this.#arrayMetaRef, max));
-      return 1;
-    });
-    fn("json_decode", (L) => {
-      const text = this.#checkString(L, 1, "ep.json.decode");
-      try {
-        decodeJson(heap, L, text, this.#arrayMetaRef, this.memoryLimitBytes);
-      } catch (err) {
-        if (err instanceof SyntaxError) throw new SyntaxError(`Invalid JSON: ${err.message}`);
-        throw err;
-      }
-      return 1;
-    });
-    fn("managed", (L) => {
-      const call = this.#current;
-      raw._lua_pushboolean(L, call !== null && !call.loading && call.thread === L ? 1 : 0);
-      return 1;
-    });
-    // Whether the running call is being stopped (interrupted, or closed by ep): ep.lua's
-    // xpcall then skips the handler's message handler, which would run with hooks off.
-    fn("interrupting", (L) => {
-      const call = this.#current;
-      raw._lua_pushboolean(L, call !== null && (call.interrupted || call.closing) ? 1 : 0);
-      return 1;
-    });
-    fn("timer_start", (L) => {
-      const ms = raw._lua_tonumberx(L, 1, 0);
-      const repeat = raw._lua_toboolean(L, 2) !== 0;
-      if (this.#timers === undefined) {
-        throw new Error(`${repeat ? "ep.every" : "ep.timer"} is not available in this engine`);
-      }
-      const id = ++this.#nextTimerId;
-      this.#timerInfo.set(id, { service: this.#current?.service ?? "ep", repeat });
-      this.#timers.set(id, ms, repeat);
-      raw._lua_pushinteger(L, BigInt(id));
-      return 1;
-    });
-    fn("timer_cancel", (L) => {
-      const id = raw._lua_tonumberx(L, 1, 0);
-      if (this.#timerInfo.delete(id)) this.#timers?.clear(id);
-      return 0;
-    });
-    fn("read_module", (L) => {
-      const source = readModule(this.#scriptDir, this.#checkString(L, 1, "read_module"));
-      if (source === null) raw._lua_pushnil(L);
-      else heap.pushString(L, source);
-      return 1;
-    });
-    raw._lua_createtable(L, 0, 8);
-    for (const [name, f] of Object.entries(this.#ext)) {
-      fn(name, (L) => {
-        const result = f(...this.#marshal.readValues(L, raw._lua_gettop(L)));
-        if (result === undefined) return 0;
-        this.#marshal.pushValue(L, result);
-        return 1;
-      });
-    }
-    raw._lua_setfield(L, -2, heap.cstring("ext"));
-    raw._lua_pushlightuserdata(L, 0);
-    raw._lua_setfield(L, -2, heap.cstring("json_null"));
-    raw._lua_rawgeti(L, LUA_REGISTRYINDEX, this.#arrayMetaRef);
-    raw._lua_setfield(L, -2, heap.cstring("array_mt"));
-    raw._lua_rawgeti(L, LUA_REGISTRYINDEX, this.#guard.ref);
-    raw._lua_setfield(L, -2, heap.cstring("guard"));
-    if (this.#scriptDir !== undefined) {
-      heap.pushString(L, scriptDirPath(this.#scriptDir));
-      raw._lua_setfield(L, -2, heap.cstring("script_dir"));
-    }
-  }
-
-  /**
-   * Wraps a JS function as a Lua C function. A JS exception becomes a Lua error with the
-   * caller's position; a number (a Lua error unwinding through the function) passes.
-   */
-  #hostFunction(f: (L: LuaState) => number): number {
-    const raw = this.#raw;
-    const heap = this.#heap;
-    const wrapper = (L: number): number => {
-      let message: string;
-      try {
-        return f(L);
-      } catch (err) {
-        if (typeof err === "number") throw err;
-        message = err instanceof Error ? err.message : String(err);
-      }
-      raw._luaL_where(L, 1);
-      heap.pushString(L, message);
-      raw._lua_concat(L, 2);
-      return raw._lua_error(L);
-    };
-    const ptr = raw.addFunction(wrapper, "ii");
-    this.#functions.push(ptr);
-    return ptr;
-  }
-
-  #checkString(L: LuaState, idx: number, fname: string): string {
-    const t = this.#raw._lua_type(L, idx);
-    if (t !== LUA_TSTRING && t !== LUA_TNUMBER) {
-      throw new TypeError(
-        `bad argument #${idx} to '${fname}' (string expected, got ${
-          t === -1 ? "no value" : TYPE_NAMES[t + 1]
-        })`,
-      );
-    }
-    return this.#heap.toString(L, idx) ?? "";
-  }
-
-  #logMessage(level: string, message: string): void {
-    const service = this.#current?.service ?? "ep";
-    let logger = this.#loggers.get(service);
-    if (logger === undefined) {
-      logger = this.#log.getChild(service);
-      this.#loggers.set(service, logger);
-    }
-    // A plain message, not a template: braces are escaped.
-    const text = message.replaceAll("{", "{{").replaceAll("}", "}}");
-    switch (level) {
-      case "debug":
-        logger.debug(text);
-        break;
-      case "warn":
-        logger.warn(text);
-        break;
-      case "error":
-        logger.error(text);
-        break;
-      default:
-        logger.info(text);
-    }
   }
 }
 
