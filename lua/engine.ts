@@ -392,6 +392,18 @@ export class LuaEngine {
     raw._lua_settop(L, top);
   }
 
+  /** A registry reference to `_G.collectgarbage` or `debug.traceback`, read raw. */
+  #refGlobalField(table: "debug" | "_G", field: "traceback" | "collectgarbage"): bigint {
+    const raw = this.#raw;
+    const L = this.#L;
+    raw._lua_rawgeti(L, LUA_REGISTRYINDEX, 2n); // LUA_RIDX_GLOBALS
+    if (table !== "_G") this.#marshal.rawField(L, raw._lua_gettop(L), table);
+    this.#marshal.rawField(L, raw._lua_gettop(L), field);
+    const ref = BigInt(raw._luaL_ref(L, LUA_REGISTRYINDEX));
+    raw._lua_settop(L, table === "_G" ? -2 : -3);
+    return ref;
+  }
+
   /**
    * Whether the engine may go on serving: false once it {@linkcode LuaEngine.failed}, or
    * after an out-of-memory it could not recover from (then it is still consistent: calls
@@ -878,17 +890,6 @@ export class LuaEngine {
     if (this.#current !== null) {
       throw new TypeError("The Lua engine is running a call (re-entrant use)");
     }
-  }
-
-  #refGlobalField(table: "debug" | "_G", field: "traceback" | "collectgarbage"): bigint {
-    const raw = this.#raw;
-    const L = this.#L;
-    raw._lua_rawgeti(L, LUA_REGISTRYINDEX, 2n); // LUA_RIDX_GLOBALS
-    if (table !== "_G") this.#marshal.rawField(L, raw._lua_gettop(L), table);
-    this.#marshal.rawField(L, raw._lua_gettop(L), field);
-    const ref = BigInt(raw._luaL_ref(L, LUA_REGISTRYINDEX));
-    raw._lua_settop(L, table === "_G" ? -2 : -3);
-    return ref;
   }
 }
 
