@@ -11,6 +11,18 @@
  *     error     ─► throws LuaError / LuaTimeoutError / LuaMemoryError
  * ```
  *
+ * This file is the engine itself: loading, calling, resuming and cancelling, the hook, the
+ * coroutine pool and the stack discipline. Its parts, each a file:
+ * - `_marshal.ts`: the request table, the response, values across a yield
+ *   ({@linkcode LuaRequest}, {@linkcode LuaResponse}, {@linkcode LuaValue}).
+ * - `_host.ts`: the host table of JS functions that `ep.lua` builds the `ep` module on
+ *   (logging, time, JSON, timers: {@linkcode LuaTimerHost}, {@linkcode LuaLogger}).
+ * - `_memory_cap.ts`: the allocator that counts the state's bytes and enforces the cap.
+ * - `_guard.ts`: the guard table of threads Lua code may not resume or close.
+ * - `_require.ts`: the script directory and the reading of module files.
+ * - `_lua_api.ts` (the raw C API, strings in wasm memory), `_json.ts` (`ep.json`), and
+ *   `ep.lua` (the `ep` module, the `require` searcher, the sandbox).
+ *
  * - **Stack discipline**: after every call, successful or not, the main state's stack is
  *   exactly as before ({@linkcode LuaEngine.stackTop}); a coroutine goes back to the pool
  *   empty.
@@ -28,23 +40,23 @@
  *   not reach (`ep.lua`'s sandbox section; `lua/API.md`, "Sandbox"). The engine's part:
  *   the hook is set again on every resume; a coroutine the hook stopped is dropped without
  *   running its to-be-closed variables (Lua leaves its hooks off) and other threads it
- *   stopped are marked in a guard table, with ep's own coroutines, so that Lua code cannot
- *   resume or close them; the to-be-closed variables of a failed or cancelled call run
- *   under the memory cap with a budget of hook ticks.
- * - **Memory cap**: the engine's own allocator (wasm realloc/free behind
- *   `lua_setallocf`) counts the state's bytes and refuses allocations past the cap, but
- *   only while Lua runs: a Lua error in an API call made from JS would abort the whole
- *   wasm module, so the cap is lifted while JS builds requests and reads responses (a
- *   request body counts once the handler runs: the cap must exceed the largest body). A
- *   handler that passes the cap gets `LuaMemoryError`; the engine then runs a full
- *   collection and stays usable if it is back under 75 % of its cap, else
- *   {@linkcode LuaEngine.healthy} turns false and the engine should be replaced (the
- *   handler keeps memory alive in a global).
+ *   stopped are marked in the guard table (`_guard.ts`), with ep's own coroutines, so that
+ *   Lua code cannot resume or close them; the to-be-closed variables of a failed or
+ *   cancelled call run under the memory cap with a budget of hook ticks.
+ * - **Memory cap**: enforced only while Lua runs (`_memory_cap.ts`; a request body counts
+ *   once the handler runs: the cap must exceed the largest body). A handler that passes
+ *   the cap gets `LuaMemoryError`; the engine then runs a full collection and stays usable
+ *   if it is back under 75 % of its cap, else {@linkcode LuaEngine.healthy} turns false
+ *   and the engine should be replaced (the handler keeps memory alive in a global).
  * - **Failure**: a JS exception out of `lua_resume` (a wasm trap) leaves the state
  *   inconsistent: {@linkcode LuaEngine.failed} turns true and the engine refuses all calls.
  * - **`require`** reads `<scriptDir>/<name>.lua` and `<scriptDir>/<name>/init.lua` through
- *   Deno (wasmoon's `io` sees an in-memory file system), so it also works for files
- *   embedded in a `deno compile` binary; paths cannot leave `scriptDir`.
+ *   Deno, so it also works for files embedded in a `deno compile` binary; paths cannot
+ *   leave `scriptDir` (`_require.ts`).
+ *
+ * Longer than 600 lines: {@linkcode LuaEngine} is one state machine (run, hook, finish
+ * share the running call, the pool and the interrupt), and much of the file is the
+ * documentation of its public API.
  *
  * @example
  * ```ts ignore
@@ -63,28 +75,28 @@
 
 import { getLogger } from "@logtape/logtape";
 import type { LuaEngine as WasmoonEngine } from "wasmoon";
-import { fileURLToPath, pathToFileURL } from "node:url";
 import {
   loadLua,
   LUA_ERRMEM,
   LUA_MASKCOUNT,
   LUA_OK,
   LUA_REGISTRYINDEX,
-  LUA_TBOOLEAN,
   LUA_TFUNCTION,
-  LUA_TNIL,
-  LUA_TNUMBER,
-  LUA_TSTRING,
-  LUA_TTABLE,
   LUA_YIELD,
   LuaHeap,
   type LuaState,
   type RawLua,
   TYPE_NAMES,
 } from "./_lua_api.ts";
-import { decodeJson, encodeJson } from "./_json.ts";
-import { replyProblem } from "../core/job.ts";
+import { type LuaRequest, type LuaResponse, type LuaValue, Marshal } from "./_marshal.ts";
+import { type HostCall, HostTable, type LuaLogger, type LuaTimerHost } from "./_host.ts";
+import { MemoryCap } from "./_memory_cap.ts";
+import { GUARD_CUT, GUARD_EP, GuardTable } from "./_guard.ts";
+import { toDirUrl } from "./_require.ts";
 import { LuaError, LuaMemoryError, LuaTimeoutError } from "./errors.ts";
+
+export type { LuaRequest, LuaResponse, LuaValue } from "./_marshal.ts";
+export type { LuaLogger, LuaTimerHost } from "./_host.ts";
 
 /**
  * Value of the interrupt slot that interrupts whatever call runs.
@@ -99,48 +111,15 @@ import { LuaError, LuaMemoryError, LuaTimeoutError } from "./errors.ts";
  */
 export const INTERRUPT_ANY: number = -1;
 
-/**
- * What the engine and the runtime log through: a LogTape `Logger` fits (`getLogger(...)`).
- *
- * @example
- * ```ts
- * import { getLogger } from "@logtape/logtape";
- * import type { LuaLogger } from "./engine.ts";
- * const log: LuaLogger = getLogger(["ep", "lua"]);
- * console.assert(typeof log.getChild === "function");
- * ```
- */
-export interface LuaLogger {
-  /** The logger of a subcategory. */
-  getChild(subcategory: string): LuaLogger;
-  /** Logs at debug level. */
-  debug(message: string, properties?: Record<string, unknown>): void;
-  /** Logs at info level. */
-  info(message: string, properties?: Record<string, unknown>): void;
-  /** Logs at warning level. */
-  warn(message: string, properties?: Record<string, unknown>): void;
-  /** Logs at error level. */
-  error(message: string, properties?: Record<string, unknown>): void;
-}
-
 const DEFAULT_MEMORY_LIMIT = 64 * 1024 * 1024;
 const DEFAULT_HOOK_PERIOD = 1000;
 const MAX_IDLE_THREADS = 64;
-const USABLE_FRACTION = 0.75;
 /**
  * Hook ticks the to-be-closed variables of a failed or abandoned call get, together, when
  * ep closes its coroutine (100 × 1000 instructions); past that each one gets a single
  * instruction. They run after the call, where its timeout no longer reaches them.
  */
 const CLOSE_BUDGET_TICKS = 100;
-/** Marks in the guard table (see {@linkcode LuaEngine}): ep runs calls in this thread. */
-const GUARD_EP = 1n;
-/** Marks in the guard table: ep's interrupt cut this thread short (its hooks stay off). */
-const GUARD_CUT = 2n;
-/** Longest JSON text `ep.json.encode` builds in an engine without a memory cap. */
-const JSON_MAX_TEXT = 256 * 1024 * 1024;
-const EMPTY: Uint8Array = new Uint8Array(0);
-const TEXT_PLAIN: readonly [string, string] = ["content-type", "text/plain; charset=utf-8"];
 
 /**
  * Options of {@linkcode LuaEngine.create}.
@@ -178,102 +157,6 @@ export interface LuaEngineOptions {
    */
   hostFunctions?: Record<string, (...args: LuaValue[]) => LuaValue | void>;
 }
-
-/**
- * What the engine asks of its scheduler for `ep.timer`/`ep.every`: when timer `id` is
- * due, call {@linkcode LuaEngine.fireTimer}.
- *
- * @example
- * ```ts
- * import type { LuaTimerHost } from "./engine.ts";
- * const pending = new Map<number, number>();
- * const host: LuaTimerHost = {
- *   set: (id, ms) => void pending.set(id, ms),
- *   clear: (id) => void pending.delete(id),
- * };
- * host.set(1, 10, false);
- * console.assert(pending.get(1) === 10);
- * ```
- */
-export interface LuaTimerHost {
-  /** Starts timer `id`: due after `ms`, then every `ms` when `repeat`. */
-  set(id: number, ms: number, repeat: boolean): void;
-  /** Stops timer `id`. */
-  clear(id: number): void;
-}
-
-/**
- * A request as a handler sees it (`req` in `function(req)`): `service`, `method`, `path`,
- * `query` (a table, parsed and percent-decoded; for a repeated name the last value wins),
- * `headers` (a table by lower-case name; repeated fields joined with ", ") and `body` (a
- * string).
- *
- * @example
- * ```ts
- * import type { LuaRequest } from "./engine.ts";
- * const req: LuaRequest = {
- *   service: "user", method: "GET", path: "/user/7", query: "full=1",
- *   headers: [["accept", "text/plain"]], body: "",
- * };
- * console.assert(req.service === "user");
- * ```
- */
-export interface LuaRequest {
-  /** Service name. */
-  service: string;
-  /** HTTP method, or `"EP"`. */
-  method: string;
-  /** Path without the query. */
-  path: string;
-  /** Query string without `?`. */
-  query: string;
-  /** Header fields in order. */
-  headers: readonly (readonly [string, string])[];
-  /** Body bytes, or text sent as UTF-8. */
-  body: Uint8Array | string;
-  /**
-   * Whether header names and values are byte strings (code units 0x00–0xFF, one byte each),
-   * as HTTP's are: Lua then sees their bytes as they are, and the reply's header strings
-   * are read back as byte strings (each Lua byte one code unit), so HTTP header bytes go
-   * through a Lua handler unchanged. Otherwise (EP metadata, which is text) they are
-   * UTF-8 both ways.
-   */
-  headerBytes?: boolean;
-}
-
-/**
- * A handler's response. A handler that returns a string gives status 200, a
- * `text/plain; charset=utf-8` content type and the string; one that returns a table gives
- * its `status` (default 200), `headers` (name → string, or → list of strings for a repeated
- * field) and `body` (a string; default empty); one that returns nothing gives 204.
- *
- * @example
- * ```ts
- * import type { LuaResponse } from "./engine.ts";
- * const res: LuaResponse = { status: 200, headers: [], body: new Uint8Array() };
- * console.assert(res.status === 200);
- * ```
- */
-export interface LuaResponse {
-  /** Status, 200–599 (no body with 204 and 304). */
-  status: number;
-  /** Header fields. */
-  headers: [string, string][];
-  /** Body bytes. */
-  body: Uint8Array;
-}
-
-/**
- * A value passed through a coroutine yield or resume. Tables and functions cross as null.
- *
- * @example
- * ```ts
- * import type { LuaValue } from "./engine.ts";
- * const args: LuaValue[] = ["sleep", 5, true, null];
- * console.assert(args.length === 4);
- * ```
- */
-export type LuaValue = string | number | boolean | null;
 
 /**
  * A handler call or timer callback that yielded and waits for
@@ -335,17 +218,12 @@ export interface LuaCallOptions {
 }
 
 type CallKind = "handler" | "timer" | "load";
-type FieldName =
-  | "service"
-  | "method"
-  | "path"
-  | "query"
-  | "query_string"
-  | "headers"
-  | "body"
-  | "status";
 
-class CallState implements LuaCall<unknown> {
+/**
+ * The engine's record of one call: its coroutine and the flags the hook, `#run`, `#finish`
+ * and the host functions (through {@linkcode HostCall}) share.
+ */
+class CallState implements LuaCall<unknown>, HostCall {
   readonly thread: LuaState;
   readonly service: string;
   readonly token: number;
@@ -372,11 +250,6 @@ class CallState implements LuaCall<unknown> {
     this.kind = kind === "timer" ? "timer" : "handler";
     this.loading = kind === "load";
   }
-}
-
-interface TimerInfo {
-  service: string;
-  repeat: boolean;
 }
 
 let epSource: Promise<string> | undefined;
@@ -411,20 +284,16 @@ export class LuaEngine {
   #heap: LuaHeap;
   #L: LuaState;
   #log: LuaLogger;
-  #loggers = new Map<string, LuaLogger>();
+  #memory: MemoryCap;
+  #marshal: Marshal;
+  #host: HostTable;
+  #guard!: GuardTable;
   #interrupt: Int32Array | undefined;
-  #timers: LuaTimerHost | undefined;
-  #timerInfo = new Map<number, TimerInfo>();
-  #nextTimerId = 0;
-  #scriptDir: URL | undefined;
-  #ext: Record<string, (...args: LuaValue[]) => LuaValue | void>;
   #functions: number[] = [];
   #nresCell: number;
   #tracebackRef = 0n;
   #collectRef = 0n;
-  #arrayMetaRef = 0n;
   #fireRef = 0n;
-  #guardRef = 0n;
   #hookFn = 0;
   #hookPeriod = DEFAULT_HOOK_PERIOD;
   #closeTicks = 0;
@@ -434,9 +303,6 @@ export class LuaEngine {
   #hookYielded: LuaState = 0;
   #healthy = true;
   #closed = false;
-  #used = 0;
-  #max = 0;
-  #k: Record<FieldName, number>;
   #kInterrupted: number;
 
   /**
@@ -478,38 +344,34 @@ export class LuaEngine {
     this.#nresCell = raw._malloc(4);
     this.#log = options.log ?? getLogger(["ep", "lua"]);
     this.#interrupt = options.interrupt;
-    this.#timers = options.timers;
-    this.#ext = options.hostFunctions ?? {};
-    this.memoryLimitBytes = options.memoryLimitBytes ?? DEFAULT_MEMORY_LIMIT;
-    if (options.scriptDir !== undefined) this.#scriptDir = toDirUrl(options.scriptDir);
-    const h = this.#heap;
-    this.#k = {
-      service: h.cstring("service"),
-      method: h.cstring("method"),
-      path: h.cstring("path"),
-      query: h.cstring("query"),
-      query_string: h.cstring("query_string"),
-      headers: h.cstring("headers"),
-      body: h.cstring("body"),
-      status: h.cstring("status"),
-    };
-    this.#kInterrupted = h.cstring("interrupted");
+    this.#memory = new MemoryCap(raw, options.memoryLimitBytes ?? DEFAULT_MEMORY_LIMIT);
+    this.memoryLimitBytes = this.#memory.limitBytes;
+    this.#marshal = new Marshal(raw, this.#heap);
+    this.#host = new HostTable({
+      raw,
+      heap: this.#heap,
+      marshal: this.#marshal,
+      memoryLimitBytes: this.memoryLimitBytes,
+      scriptDir: options.scriptDir === undefined ? undefined : toDirUrl(options.scriptDir),
+      log: this.#log,
+      timers: options.timers,
+      hostFunctions: options.hostFunctions ?? {},
+      current: () => this.#current,
+    });
+    this.#kInterrupted = this.#heap.cstring("interrupted");
   }
 
-  /** Allocator, hook, registry entries, the host table and ep.lua. */
+  /** Allocator, hook, guard table, registry entries, the host table and ep.lua. */
   #init(epLua: string, hookPeriod: number): void {
     const raw = this.#raw;
-    const h = this.#heap;
     const L = this.#L;
     const top = raw._lua_gettop(L);
     // Our allocator from here on: it counts, and refuses past the cap while Lua runs.
     // Blocks the state already holds came from the same malloc, so it can free them; the
     // count starts from Lua's own.
-    const alloc = raw.addFunction(this.#alloc, "iiiii");
-    this.#functions.push(alloc);
-    raw._lua_setallocf(L, alloc, 0);
+    this.#functions.push(this.#memory.install(L));
     this.#collectRef = this.#refGlobalField("_G", "collectgarbage");
-    this.#used = Math.round(this.#collect("count") * 1024);
+    this.#memory.used = Math.round(this.#collect("count") * 1024);
     // Set before any coroutine exists: lua_newthread copies the hook. Handlers cannot
     // reach debug.sethook (ep.lua), and #run sets it again on every resume anyway.
     if (this.#interrupt !== undefined) {
@@ -518,25 +380,28 @@ export class LuaEngine {
       this.#hookPeriod = hookPeriod;
       raw._lua_sethook(L, this.#hookFn, LUA_MASKCOUNT, hookPeriod);
     }
-    // The guard table: threads Lua code may not resume or close (weak keys).
-    raw._lua_createtable(L, 0, 0);
-    raw._lua_createtable(L, 0, 1);
-    h.pushString(L, "k");
-    raw._lua_setfield(L, -2, h.cstring("__mode"));
-    raw._lua_setmetatable(L, -2);
-    this.#guardRef = BigInt(raw._luaL_ref(L, LUA_REGISTRYINDEX));
-    this.#markThread(L, GUARD_EP);
+    // The guard table: threads Lua code may not resume or close.
+    this.#guard = new GuardTable(raw, this.#heap, L, this.#memory);
+    this.#guard.mark(L, GUARD_EP);
     this.#tracebackRef = this.#refGlobalField("debug", "traceback");
-    raw._lua_createtable(L, 0, 1);
-    h.pushString(L, "array");
-    raw._lua_setfield(L, -2, h.cstring("__name"));
-    this.#arrayMetaRef = BigInt(raw._luaL_ref(L, LUA_REGISTRYINDEX));
 
     // ep.lua(host) returns the timer dispatcher.
-    this.#pushHost();
+    this.#host.push(L, this.#guard.ref);
     const fire = this.#runChunk(epLua, "=ep.lua", "ep", 1);
     this.#fireRef = BigInt(fire);
     raw._lua_settop(L, top);
+  }
+
+  /** A registry reference to `_G.collectgarbage` or `debug.traceback`, read raw. */
+  #refGlobalField(table: "debug" | "_G", field: "traceback" | "collectgarbage"): bigint {
+    const raw = this.#raw;
+    const L = this.#L;
+    raw._lua_rawgeti(L, LUA_REGISTRYINDEX, 2n); // LUA_RIDX_GLOBALS
+    if (table !== "_G") this.#marshal.rawField(L, raw._lua_gettop(L), table);
+    this.#marshal.rawField(L, raw._lua_gettop(L), field);
+    const ref = BigInt(raw._luaL_ref(L, LUA_REGISTRYINDEX));
+    raw._lua_settop(L, table === "_G" ? -2 : -3);
+    return ref;
   }
 
   /**
@@ -559,7 +424,7 @@ export class LuaEngine {
 
   /** Bytes the Lua state holds now. */
   get memoryUsed(): number {
-    return this.#used;
+    return this.#memory.used;
   }
 
   /** Size of the main state's stack; unchanged by every call (for tests). */
@@ -630,7 +495,7 @@ export class LuaEngine {
     call.headerBytes = req.headerBytes === true;
     const raw = this.#raw;
     raw._lua_rawgeti(co, LUA_REGISTRYINDEX, BigInt(ref));
-    this.#pushRequest(co, req);
+    this.#marshal.pushRequest(co, req);
     return this.#run(call, 1) as LuaStep<LuaResponse>;
   }
 
@@ -656,7 +521,7 @@ export class LuaEngine {
       state.interrupted = true;
     }
     raw._lua_checkstack(co, values.length + 1);
-    for (const v of values) this.#pushValue(co, v);
+    for (const v of values) this.#marshal.pushValue(co, v);
     return this.#run(state, values.length) as LuaStep<T>;
   }
 
@@ -688,11 +553,10 @@ export class LuaEngine {
    */
   fireTimer(id: number, options?: LuaCallOptions): LuaStep<undefined> {
     this.#assertIdle();
-    const info = this.#timerInfo.get(id);
-    if (info === undefined) return { done: true, value: undefined };
-    if (!info.repeat) this.#timerInfo.delete(id);
+    const service = this.#host.dueTimer(id);
+    if (service === undefined) return { done: true, value: undefined };
     const co = this.#takeThread();
-    const call = new CallState(co, info.service, options?.token ?? 0, "timer");
+    const call = new CallState(co, service, options?.token ?? 0, "timer");
     const raw = this.#raw;
     raw._lua_rawgeti(co, LUA_REGISTRYINDEX, this.#fireRef);
     raw._lua_pushinteger(co, BigInt(id));
@@ -726,8 +590,7 @@ export class LuaEngine {
     if (this.#closed) return;
     this.#closed = true;
     this.#current = null;
-    for (const id of this.#timerInfo.keys()) this.#timers?.clear(id);
-    this.#timerInfo.clear();
+    this.#host.stopTimers();
     try {
       this.#wasmoon.global.close();
     } catch (err) {
@@ -736,6 +599,7 @@ export class LuaEngine {
     }
     for (const f of this.#functions) this.#raw.removeFunction(f);
     this.#functions = [];
+    this.#host.free();
     this.#raw._free(this.#nresCell);
     this.#heap.free();
   }
@@ -757,7 +621,7 @@ export class LuaEngine {
     this.#current = call;
     // Re-armed on every resume, whatever Lua did to this thread's hook.
     if (this.#hookFn !== 0) raw._lua_sethook(co, this.#hookFn, LUA_MASKCOUNT, this.#hookPeriod);
-    this.#limit(true);
+    this.#memory.enforce(true);
     let status: number;
     try {
       status = raw._lua_resume(co, this.#L, nargs, this.#nresCell);
@@ -769,14 +633,16 @@ export class LuaEngine {
       this.#log.error("The Lua engine failed: {error}", { error: err });
       throw new LuaError("The Lua engine failed and is being replaced", { cause: err });
     } finally {
-      this.#limit(false);
+      this.#memory.enforce(false);
       this.#current = null;
     }
     const nres = raw.HEAPU32[this.#nresCell >> 2];
 
     if (status === LUA_OK) {
       try {
-        const value = call.kind === "handler" ? this.#readResponse(co, nres, call) : undefined;
+        const value = call.kind === "handler"
+          ? this.#marshal.readResponse(co, nres, call.service, call.headerBytes)
+          : undefined;
         return { done: true, value };
       } finally {
         raw._lua_settop(co, 0);
@@ -790,7 +656,7 @@ export class LuaEngine {
         this.#finish(call);
         throw new LuaTimeoutError(call.service, { traceback });
       }
-      const args = this.#readValues(co, nres);
+      const args = this.#marshal.readValues(co, nres);
       raw._lua_settop(co, -nres - 1);
       call.suspended = true;
       const op = typeof args[0] === "string" ? args[0] : "";
@@ -838,11 +704,11 @@ export class LuaEngine {
     }
     const call = new CallState(L, service, 0, "load");
     this.#current = call;
-    this.#limit(true);
+    this.#memory.enforce(true);
     try {
       status = raw._lua_pcallk(L, nargs, 1, msgh, 0, 0);
     } finally {
-      this.#limit(false);
+      this.#memory.enforce(false);
       this.#current = null;
     }
     if (status !== LUA_OK) {
@@ -885,7 +751,7 @@ export class LuaEngine {
       // Budget spent: from now on every instruction ends the __close that runs.
       raw._lua_sethook(L, this.#hookFn, LUA_MASKCOUNT, 1);
       if (L === call.thread) call.cut = true;
-      else this.#markThread(L, GUARD_CUT);
+      else this.#guard.mark(L, GUARD_CUT);
       raw._lua_pushlstring(L, this.#kInterrupted, 11);
       raw._lua_error(L);
       return;
@@ -903,27 +769,11 @@ export class LuaEngine {
         return;
       }
     } else {
-      this.#markThread(L, GUARD_CUT);
+      this.#guard.mark(L, GUARD_CUT);
     }
     raw._lua_pushlstring(L, this.#kInterrupted, 11);
     raw._lua_error(L);
   };
-
-  /**
-   * Marks thread `L` in the guard table, using its own stack (the cap is lifted meanwhile:
-   * a memory error here, inside a hook, would leave the thread unmarked).
-   */
-  #markThread(L: LuaState, how: bigint): void {
-    const raw = this.#raw;
-    const max = this.#max;
-    this.#max = 0;
-    raw._lua_rawgeti(L, LUA_REGISTRYINDEX, this.#guardRef);
-    raw._lua_pushthread(L);
-    raw._lua_pushinteger(L, how);
-    raw._lua_rawset(L, -3);
-    raw._lua_settop(L, -2);
-    this.#max = max;
-  }
 
   /** Whether the interrupt slot aims at `call`; if so, takes the interrupt (slot → 0). */
   #interruptAimsAt(call: CallState): boolean {
@@ -935,36 +785,6 @@ export class LuaEngine {
     Atomics.compareExchange(flag, 0, v, 0);
     return true;
   }
-
-  /** Memory cap on (Lua runs) or off (JS calls the API). */
-  #limit(on: boolean): void {
-    this.#max = on ? this.memoryLimitBytes : 0;
-  }
-
-  /**
-   * The state's allocator (`lua_Alloc`): wasm's realloc/free, counting bytes, and failing
-   * an allocation that would pass the cap (`#max`, 0 = none). Lua then collects and, if
-   * that is not enough, raises a memory error. (wasmoon's `traceAllocations` does the
-   * same through emscripten's export wrappers: Lua code that allocates a lot runs about
-   * 1.5x faster with this one.)
-   */
-  #alloc = (_ud: number, ptr: number, osize: number, nsize: number): number => {
-    const raw = this.#raw;
-    nsize >>>= 0;
-    if (nsize === 0) {
-      if (ptr !== 0) {
-        this.#used -= osize >>> 0;
-        raw._free(ptr);
-      }
-      return 0;
-    }
-    // With ptr NULL, osize is a type tag, not a size.
-    const delta = ptr !== 0 ? nsize - (osize >>> 0) : nsize;
-    if (delta > 0 && this.#max > 0 && this.#used + delta > this.#max) return 0;
-    const p = raw._realloc(ptr, nsize);
-    if (p !== 0) this.#used += delta;
-    return p;
-  };
 
   /** `collectgarbage(what)` in a protected call; its number result (0 on error). */
   #collect(what: "collect" | "count"): number {
@@ -981,7 +801,7 @@ export class LuaEngine {
 
   #memoryError(service: string, traceback: string): LuaMemoryError {
     this.collectGarbage();
-    const usable = this.memoryUsed <= this.memoryLimitBytes * USABLE_FRACTION;
+    const usable = this.#memory.usable;
     if (!usable) this.#healthy = false;
     return new LuaMemoryError(service, this.memoryLimitBytes, usable, { traceback });
   }
@@ -1008,7 +828,7 @@ export class LuaEngine {
     const thread = raw._lua_newthread(L);
     // Anchor it in the registry under its own address (popping it from L).
     raw._lua_rawsetp(L, LUA_REGISTRYINDEX, thread);
-    this.#markThread(thread, GUARD_EP);
+    this.#guard.mark(thread, GUARD_EP);
     return thread;
   }
 
@@ -1033,11 +853,11 @@ export class LuaEngine {
       if (this.#hookFn !== 0) {
         raw._lua_sethook(co, this.#hookFn, LUA_MASKCOUNT, this.#hookPeriod);
       }
-      this.#limit(true);
+      this.#memory.enforce(true);
       try {
         raw._lua_resetthread(co);
       } finally {
-        this.#limit(false);
+        this.#memory.enforce(false);
         this.#current = null;
         call.closing = false;
       }
@@ -1071,407 +891,6 @@ export class LuaEngine {
       throw new TypeError("The Lua engine is running a call (re-entrant use)");
     }
   }
-
-  // ---------------------------------------------------------------------------------
-  // values
-
-  #pushValue(L: LuaState, v: LuaValue): void {
-    const raw = this.#raw;
-    if (v === null) raw._lua_pushnil(L);
-    else if (typeof v === "string") this.#heap.pushString(L, v);
-    else if (typeof v === "number") {
-      if (Number.isSafeInteger(v)) raw._lua_pushinteger(L, BigInt(v));
-      else raw._lua_pushnumber(L, v);
-    } else raw._lua_pushboolean(L, v ? 1 : 0);
-  }
-
-  #readValues(L: LuaState, n: number): LuaValue[] {
-    const raw = this.#raw;
-    const out: LuaValue[] = [];
-    const first = raw._lua_gettop(L) - n + 1;
-    for (let i = first; i < first + n; i++) {
-      const t = raw._lua_type(L, i);
-      if (t === LUA_TSTRING) out.push(this.#heap.toString(L, i));
-      else if (t === LUA_TNUMBER) out.push(raw._lua_tonumberx(L, i, 0));
-      else if (t === LUA_TBOOLEAN) out.push(raw._lua_toboolean(L, i) !== 0);
-      else out.push(null);
-    }
-    return out;
-  }
-
-  /** Pushes the request table onto `co` (memory cap lifted: no Lua error can happen). */
-  #pushRequest(co: LuaState, req: LuaRequest): void {
-    const raw = this.#raw;
-    const heap = this.#heap;
-    const k = this.#k;
-    raw._lua_checkstack(co, 8);
-    raw._lua_createtable(co, 0, 7);
-    heap.pushString(co, req.service);
-    raw._lua_setfield(co, -2, k.service);
-    heap.pushString(co, req.method);
-    raw._lua_setfield(co, -2, k.method);
-    heap.pushString(co, req.path);
-    raw._lua_setfield(co, -2, k.path);
-    this.#pushQuery(co, req.query);
-    raw._lua_setfield(co, -2, k.query);
-    heap.pushString(co, req.query);
-    raw._lua_setfield(co, -2, k.query_string);
-
-    const headers = req.headers;
-    const bytes = req.headerBytes === true; // HTTP: byte strings, pushed byte for byte
-    raw._lua_createtable(co, 0, headers.length);
-    for (let i = 0; i < headers.length; i++) {
-      const name = headers[i][0].toLowerCase();
-      if (bytes) heap.pushByteString(co, name);
-      else heap.pushString(co, name);
-      raw._lua_pushvalue(co, -1);
-      if (raw._lua_rawget(co, -3) === LUA_TNIL) {
-        raw._lua_settop(co, -2);
-        if (bytes) heap.pushByteString(co, headers[i][1]);
-        else heap.pushString(co, headers[i][1]);
-      } else {
-        const before = bytes ? heap.toByteString(co, -1) : heap.toString(co, -1);
-        raw._lua_settop(co, -2);
-        const joined = `${before}, ${headers[i][1]}`;
-        if (bytes) heap.pushByteString(co, joined);
-        else heap.pushString(co, joined);
-      }
-      raw._lua_rawset(co, -3);
-    }
-    raw._lua_setfield(co, -2, k.headers);
-
-    if (typeof req.body === "string") heap.pushString(co, req.body);
-    else heap.pushBytes(co, req.body);
-    raw._lua_setfield(co, -2, k.body);
-  }
-
-  #pushQuery(co: LuaState, query: string): void {
-    const raw = this.#raw;
-    const heap = this.#heap;
-    if (query.length === 0) {
-      raw._lua_createtable(co, 0, 0);
-      return;
-    }
-    const parts = query.split("&");
-    raw._lua_createtable(co, 0, parts.length);
-    for (const part of parts) {
-      if (part.length === 0) continue;
-      const eq = part.indexOf("=");
-      const name = decodeQueryComponent(eq < 0 ? part : part.slice(0, eq));
-      if (name.length === 0) continue;
-      heap.pushString(co, name);
-      heap.pushString(co, eq < 0 ? "" : decodeQueryComponent(part.slice(eq + 1)));
-      raw._lua_rawset(co, -3);
-    }
-  }
-
-  /** Reads a handler's results into a response (raw accesses only: no metamethod runs). */
-  #readResponse(co: LuaState, nres: number, call: CallState): LuaResponse {
-    const raw = this.#raw;
-    const heap = this.#heap;
-    if (nres === 0) return { status: 204, headers: [], body: EMPTY };
-    const idx = raw._lua_gettop(co) - nres + 1;
-    const t = raw._lua_type(co, idx);
-    if (t === LUA_TSTRING || t === LUA_TNUMBER) {
-      return { status: 200, headers: [[...TEXT_PLAIN]], body: heap.toBytes(co, idx) ?? EMPTY };
-    }
-    if (t === LUA_TNIL) return { status: 204, headers: [], body: EMPTY };
-    if (t !== LUA_TTABLE) {
-      throw new LuaError(
-        `Handler of service "${call.service}" returned a ${
-          TYPE_NAMES[t + 1]
-        }; expected a string or a table`,
-      );
-    }
-    raw._lua_checkstack(co, 4);
-    let status = 200;
-    this.#rawField(co, idx, "status");
-    const st = raw._lua_type(co, -1);
-    if (st === LUA_TNUMBER) {
-      status = raw._lua_tonumberx(co, -1, 0);
-    } else if (st !== LUA_TNIL) {
-      throw new LuaError(
-        `Handler of service "${call.service}" returned a ${TYPE_NAMES[st + 1]} status`,
-      );
-    }
-    raw._lua_settop(co, -2);
-
-    let body = EMPTY;
-    this.#rawField(co, idx, "body");
-    const bt = raw._lua_type(co, -1);
-    if (bt === LUA_TSTRING || bt === LUA_TNUMBER) body = heap.toBytes(co, -1) ?? EMPTY;
-    else if (bt !== LUA_TNIL) {
-      throw new LuaError(
-        `Handler of service "${call.service}" returned a ${TYPE_NAMES[bt + 1]} body`,
-      );
-    }
-    raw._lua_settop(co, -2);
-    // 200–599, no body with 204/304: the rule of every handler (core/job.ts).
-    const problem = replyProblem(status, body.length);
-    if (problem !== null) throw new LuaError(problem);
-
-    const headers: [string, string][] = [];
-    // For HTTP the header strings are bytes: read back as byte strings, byte for byte.
-    const str = call.headerBytes
-      ? (L: LuaState, i: number) => heap.toByteString(L, i)
-      : (L: LuaState, i: number) => heap.toString(L, i);
-    this.#rawField(co, idx, "headers");
-    const ht = raw._lua_type(co, -1);
-    if (ht === LUA_TTABLE) {
-      const hidx = raw._lua_gettop(co);
-      raw._lua_pushnil(co);
-      while (raw._lua_next(co, hidx)) {
-        if (raw._lua_type(co, -2) !== LUA_TSTRING) {
-          throw new LuaError(
-            `Handler of service "${call.service}" returned a header without a name`,
-          );
-        }
-        const name = str(co, -2) ?? "";
-        const vt = raw._lua_type(co, -1);
-        if (vt === LUA_TSTRING || vt === LUA_TNUMBER) {
-          raw._lua_pushvalue(co, -1);
-          headers.push([name, str(co, -1) ?? ""]);
-          raw._lua_settop(co, -2);
-        } else if (vt === LUA_TTABLE) {
-          const n = raw._lua_rawlen(co, -1);
-          for (let i = 1; i <= n; i++) {
-            const et = raw._lua_rawgeti(co, -1, BigInt(i));
-            if (et !== LUA_TSTRING && et !== LUA_TNUMBER) {
-              throw new LuaError(
-                `Handler of service "${call.service}" returned a bad value for header "${name}"`,
-              );
-            }
-            headers.push([name, str(co, -1) ?? ""]);
-            raw._lua_settop(co, -2);
-          }
-        } else {
-          throw new LuaError(
-            `Handler of service "${call.service}" returned a bad value for header "${name}"`,
-          );
-        }
-        raw._lua_settop(co, -2);
-      }
-    } else if (ht !== LUA_TNIL) {
-      throw new LuaError(
-        `Handler of service "${call.service}" returned headers that are not a table`,
-      );
-    }
-    return { status, headers, body };
-  }
-
-  /** Pushes `t[name]` for the table at `idx` without metamethods. */
-  #rawField(
-    L: LuaState,
-    idx: number,
-    name: FieldName | "debug" | "traceback" | "collectgarbage",
-  ): void {
-    const key = this.#heap.cstring(name);
-    this.#raw._lua_pushlstring(L, key, name.length);
-    this.#raw._lua_rawget(L, idx);
-  }
-
-  #refGlobalField(table: "debug" | "_G", field: "traceback" | "collectgarbage"): bigint {
-    const raw = this.#raw;
-    const L = this.#L;
-    raw._lua_rawgeti(L, LUA_REGISTRYINDEX, 2n); // LUA_RIDX_GLOBALS
-    if (table !== "_G") this.#rawField(L, raw._lua_gettop(L), table);
-    this.#rawField(L, raw._lua_gettop(L), field);
-    const ref = BigInt(raw._luaL_ref(L, LUA_REGISTRYINDEX));
-    raw._lua_settop(L, table === "_G" ? -2 : -3);
-    return ref;
-  }
-
-  // ---------------------------------------------------------------------------------
-  // the host table ep.lua builds on
-
-  #pushHost(): void {
-    const raw = this.#raw;
-    const heap = this.#heap;
-    const L = this.#L;
-    raw._lua_createtable(L, 0, 16);
-    const fn = (name: string, f: (L: LuaState) => number) => {
-      raw._lua_pushcclosure(L, this.#hostFunction(f), 0);
-      raw._lua_setfield(L, -2, heap.cstring(name));
-    };
-    fn("log", (L) => {
-      const level = heap.toString(L, 1) ?? "info";
-      const message = heap.toString(L, 2) ?? "";
-      this.#logMessage(level, message);
-      return 0;
-    });
-    fn("now", (L) => {
-      raw._lua_pushnumber(L, performance.now());
-      return 1;
-    });
-    fn("env", (L) => {
-      const name = this.#checkString(L, 1, "ep.env");
-      let value: string | undefined;
-      try {
-        value = Deno.env.get(name);
-      } catch {
-        value = undefined; // no permission: same as unset
-      }
-      if (value === undefined) raw._lua_pushnil(L);
-      else heap.pushString(L, value);
-      return 1;
-    });
-    fn("json_encode", (L) => {
-      raw._lua_settop(L, 1);
-      // The text is built in JS, outside the memory cap, so it stops at the cap (it could
-      // not be pushed back into Lua anyway).
-      const max = this.memoryLimitBytes > 0 ? this.memoryLimitBytes : JSON_MAX_TEXT;
-      heap.pushString(L, encodeJson(heap, L, 1, this.#arrayMetaRef, max));
-      return 1;
-    });
-    fn("json_decode", (L) => {
-      const text = this.#checkString(L, 1, "ep.json.decode");
-      try {
-        decodeJson(heap, L, text, this.#arrayMetaRef, this.memoryLimitBytes);
-      } catch (err) {
-        if (err instanceof SyntaxError) throw new SyntaxError(`Invalid JSON: ${err.message}`);
-        throw err;
-      }
-      return 1;
-    });
-    fn("managed", (L) => {
-      const call = this.#current;
-      raw._lua_pushboolean(L, call !== null && !call.loading && call.thread === L ? 1 : 0);
-      return 1;
-    });
-    // Whether the running call is being stopped (interrupted, or closed by ep): ep.lua's
-    // xpcall then skips the handler's message handler, which would run with hooks off.
-    fn("interrupting", (L) => {
-      const call = this.#current;
-      raw._lua_pushboolean(L, call !== null && (call.interrupted || call.closing) ? 1 : 0);
-      return 1;
-    });
-    fn("timer_start", (L) => {
-      const ms = raw._lua_tonumberx(L, 1, 0);
-      const repeat = raw._lua_toboolean(L, 2) !== 0;
-      if (this.#timers === undefined) {
-        throw new TypeError(`${repeat ? "ep.every" : "ep.timer"} is not available in this engine`);
-      }
-      const id = ++this.#nextTimerId;
-      this.#timerInfo.set(id, { service: this.#current?.service ?? "ep", repeat });
-      this.#timers.set(id, ms, repeat);
-      raw._lua_pushinteger(L, BigInt(id));
-      return 1;
-    });
-    fn("timer_cancel", (L) => {
-      const id = raw._lua_tonumberx(L, 1, 0);
-      if (this.#timerInfo.delete(id)) this.#timers?.clear(id);
-      return 0;
-    });
-    fn("read_module", (L) => {
-      const source = this.#readModule(this.#checkString(L, 1, "read_module"));
-      if (source === null) raw._lua_pushnil(L);
-      else heap.pushString(L, source);
-      return 1;
-    });
-    raw._lua_createtable(L, 0, 8);
-    for (const [name, f] of Object.entries(this.#ext)) {
-      fn(name, (L) => {
-        const result = f(...this.#readValues(L, raw._lua_gettop(L)));
-        if (result === undefined) return 0;
-        this.#pushValue(L, result);
-        return 1;
-      });
-    }
-    raw._lua_setfield(L, -2, heap.cstring("ext"));
-    raw._lua_pushlightuserdata(L, 0);
-    raw._lua_setfield(L, -2, heap.cstring("json_null"));
-    raw._lua_rawgeti(L, LUA_REGISTRYINDEX, this.#arrayMetaRef);
-    raw._lua_setfield(L, -2, heap.cstring("array_mt"));
-    raw._lua_rawgeti(L, LUA_REGISTRYINDEX, this.#guardRef);
-    raw._lua_setfield(L, -2, heap.cstring("guard"));
-    if (this.#scriptDir !== undefined) {
-      heap.pushString(L, fileURLToPath(this.#scriptDir).replace(/[\\/]$/, ""));
-      raw._lua_setfield(L, -2, heap.cstring("script_dir"));
-    }
-  }
-
-  /**
-   * Wraps a JS function as a Lua C function. A JS exception becomes a Lua error with the
-   * caller's position; a number (a Lua error unwinding through the function) passes.
-   */
-  #hostFunction(f: (L: LuaState) => number): number {
-    const raw = this.#raw;
-    const heap = this.#heap;
-    const wrapper = (L: number): number => {
-      let message: string;
-      try {
-        return f(L);
-      } catch (err) {
-        if (typeof err === "number") throw err;
-        message = err instanceof Error ? err.message : String(err);
-      }
-      raw._luaL_where(L, 1);
-      heap.pushString(L, message);
-      raw._lua_concat(L, 2);
-      return raw._lua_error(L);
-    };
-    const ptr = raw.addFunction(wrapper, "ii");
-    this.#functions.push(ptr);
-    return ptr;
-  }
-
-  #checkString(L: LuaState, idx: number, fname: string): string {
-    const t = this.#raw._lua_type(L, idx);
-    if (t !== LUA_TSTRING && t !== LUA_TNUMBER) {
-      throw new TypeError(
-        `bad argument #${idx} to '${fname}' (string expected, got ${
-          t === -1 ? "no value" : TYPE_NAMES[t + 1]
-        })`,
-      );
-    }
-    return this.#heap.toString(L, idx) ?? "";
-  }
-
-  #logMessage(level: string, message: string): void {
-    const service = this.#current?.service ?? "ep";
-    let logger = this.#loggers.get(service);
-    if (logger === undefined) {
-      logger = this.#log.getChild(service);
-      this.#loggers.set(service, logger);
-    }
-    // A plain message, not a template: braces are escaped.
-    const text = message.replaceAll("{", "{{").replaceAll("}", "}}");
-    switch (level) {
-      case "debug":
-        logger.debug(text);
-        break;
-      case "warn":
-        logger.warn(text);
-        break;
-      case "error":
-        logger.error(text);
-        break;
-      default:
-        logger.info(text);
-    }
-  }
-
-  /** Source of module file `rel` under the script directory, or null when absent. */
-  #readModule(rel: string): string | null {
-    const dir = this.#scriptDir;
-    if (dir === undefined) return null;
-    if (
-      rel.length === 0 || rel.startsWith("/") || rel.includes("\\") || rel.includes("\0") ||
-      rel.split("/").some((s) => s === "" || s === "." || s === "..")
-    ) {
-      throw new TypeError(`Invalid module path: "${rel}"`);
-    }
-    const url = new URL(rel, dir);
-    if (!url.href.startsWith(dir.href)) throw new TypeError(`Invalid module path: "${rel}"`);
-    try {
-      return Deno.readTextFileSync(url);
-    } catch (err) {
-      if (err instanceof Deno.errors.NotFound || err instanceof Deno.errors.IsADirectory) {
-        return null;
-      }
-      throw err;
-    }
-  }
 }
 
 /** The first line of a Lua error message, with any directories dropped from its location. */
@@ -1479,23 +898,4 @@ function clientMessage(message: string): string {
   const nl = message.indexOf("\n");
   const line = nl < 0 ? message : message.slice(0, nl);
   return line.replace(/^[^\s:]*[\\/]([^\\/\s:]+:\d+:)/, "$1");
-}
-
-function decodeQueryComponent(s: string): string {
-  const plus = s.includes("+") ? s.replaceAll("+", " ") : s;
-  if (!plus.includes("%")) return plus;
-  try {
-    return decodeURIComponent(plus);
-  } catch {
-    return plus; // malformed escape: keep the text as it came
-  }
-}
-
-function toDirUrl(dir: string | URL): URL {
-  let url: URL;
-  if (dir instanceof URL) url = new URL(dir.href);
-  else if (/^[a-z][a-z0-9+.-]*:\/\//i.test(dir)) url = new URL(dir);
-  else url = pathToFileURL(dir);
-  if (!url.pathname.endsWith("/")) url.pathname += "/";
-  return url;
 }

@@ -1,5 +1,5 @@
 -- The `ep` module seen by service handlers: the friendly API, written in Lua on top of the
--- thin host table the engine passes in (lua/engine.ts, `#makeHost`). Reference with
+-- thin host table the engine passes in (lua/_host.ts, `HostTable.push`). Reference with
 -- examples: lua/API.md. The annotations are for LuaLS-aware editors.
 --
 -- Loaded once per engine as chunk "=ep.lua" with the host table as its argument; sets
@@ -248,7 +248,8 @@ _G.ep = ep
 -- The sandbox. ep's controls over a handler are the interrupt hook (its timeout), the
 -- memory cap of the Lua state, and engine health; handler code must not be able to switch
 -- them off, run where they cannot reach, or leave the engine broken for later requests.
--- Reference: lua/API.md, "Sandbox". The engine's side: lua/engine.ts (#hook, #finish).
+-- Reference: lua/API.md, "Sandbox". The engine's side: lua/engine.ts (#hook, #finish)
+-- and lua/_guard.ts (the guard table).
 --
 -- What stays as it is: the globals and standard tables are shared by the services of an
 -- engine, and a service may change them for the others (that is one project's code); ep's

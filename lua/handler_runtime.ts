@@ -27,6 +27,9 @@
  *     job fails with a `LuaError`; the jobs suspended on it cannot go on and fail at once
  *     with a `LuaError` saying so; the engine is closed.
  *
+ * Longer than 600 lines, and one file: jobs, their suspension, engine replacement and the
+ * `ep.timer` schedule all work on the same engine generations and table of waiting calls.
+ *
  * @example
  * ```ts ignore
  * import { LuaHandlerRuntime } from "./handler_runtime.ts";
