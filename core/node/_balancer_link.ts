@@ -14,7 +14,40 @@ import { type Frame, NOT_APPLICABLE, PROTOCOL_VERSION } from "../../protocol/ep_
 import { ErrorCode } from "../../protocol/errors.ts";
 import { oneLine } from "../escape.ts";
 import { connect as tcpConnect, type Transport } from "../net/transport.ts";
-import type { WorkerNode, WorkerNodeOptions } from "./worker.ts";
+
+/** How a link connects: the worker's connection options it reads. */
+export interface BalancerLinkOptions {
+  /** Token presented to balancers (`EP_TOKEN`). */
+  token?: string;
+  /** This worker's name in balancer logs. Default `ep-worker`. */
+  name?: string;
+  /** Heartbeat interval to ask for. Default 1 000 ms. */
+  heartbeatMs?: number;
+  /** Reconnect back-off: first delay and cap, in ms (jittered). Default 100 and 5 000. */
+  reconnect?: { minMs?: number; maxMs?: number };
+  /** Largest prefetch to use, whatever balancers allow. Default 4. */
+  prefetch?: number;
+  /**
+   * Opens a connection to a balancer's `host:port`. Default: TCP (`connect` of
+   * `core/net/transport.ts`); tests pass in-memory transports.
+   */
+  dial?: (addr: string) => Promise<Transport>;
+}
+
+/** What a link asks of the worker it belongs to (the {@linkcode WorkerNode}'s side). */
+export interface LinkOwner {
+  readonly closed: boolean;
+  readonly draining: boolean;
+  readonly slots: number;
+  readonly held: number;
+  readonly pool: { readonly freeSlots: number; readonly services: readonly string[] };
+  /** Hands out free capacity as credit. */
+  regrant(): void;
+  /** A job arrived on `link`. */
+  run(link: BalancerLink, f: Extract<Frame, { type: "request" }>): void;
+  /** The balancer cancelled job `id` on `link`. */
+  cancel(link: BalancerLink, id: number): void;
+}
 
 const log = getLogger(["ep", "worker"]);
 
@@ -40,8 +73,8 @@ export class BalancerLink {
   credit = 0;
   demand = 0;
   prefetch = 0;
-  #node: WorkerNode;
-  #opts: WorkerNodeOptions;
+  #node: LinkOwner;
+  #opts: BalancerLinkOptions;
   #t: Transport | null = null;
   #encoder = new EpEncoder();
   #heartbeatMs = 0;
@@ -54,7 +87,7 @@ export class BalancerLink {
   #failures = 0;
   #wake: (() => void) | null = null;
 
-  constructor(node: WorkerNode, addr: string, opts: WorkerNodeOptions) {
+  constructor(node: LinkOwner, addr: string, opts: BalancerLinkOptions) {
     this.#node = node;
     this.addr = addr;
     this.#opts = opts;

@@ -27,9 +27,8 @@ import { poolError, submitError } from "../threads/job_errors.ts";
 import { JobError } from "../errors.ts";
 import { replyProblem } from "../job.ts";
 import type { HandlerPool, JobReply, PoolJob } from "../threads/pool.ts";
-import type { Transport } from "../net/transport.ts";
 import { unsendableReply } from "../ep_limits.ts";
-import { BalancerLink } from "./_balancer_link.ts";
+import { BalancerLink, type BalancerLinkOptions } from "./_balancer_link.ts";
 
 const log = getLogger(["ep", "worker"]);
 
@@ -43,28 +42,13 @@ export type WorkerPool = Pick<
 >;
 
 /** Options for {@linkcode WorkerNode.start}. */
-export interface WorkerNodeOptions {
+export interface WorkerNodeOptions extends BalancerLinkOptions {
   /** Balancers to pull from, as `host:port`. */
   balancers: string[];
   /** Runs the jobs. Its services are registered; its slots are the worker's slots. */
   pool: WorkerPool;
-  /** Token presented to balancers (`EP_TOKEN`). */
-  token?: string;
-  /** This worker's name in balancer logs. Default `ep-worker`. */
-  name?: string;
-  /** Heartbeat interval to ask for. Default 1 000 ms. */
-  heartbeatMs?: number;
-  /** Reconnect back-off: first delay and cap, in ms (jittered). Default 100 and 5 000. */
-  reconnect?: { minMs?: number; maxMs?: number };
-  /** Largest prefetch to use, whatever balancers allow. Default 4. */
-  prefetch?: number;
   /** Run-time caps of some services, in ms (their handlers are interrupted past it). */
   timeouts?: ReadonlyMap<string, number>;
-  /**
-   * Opens a connection to a balancer's `host:port`. Default: TCP (`connect` of
-   * `core/net/transport.ts`); tests pass in-memory transports.
-   */
-  dial?: (addr: string) => Promise<Transport>;
 }
 
 interface Held {

@@ -24,7 +24,7 @@ import {
   type ThreadInit,
   type ThreadMessage,
 } from "./_pool_protocol.ts";
-import type { PoolJob, ReplyCallback, ThreadCounters, ThreadStatus } from "./pool.ts";
+import type { PoolJob, ReplyCallback, ThreadCounters, ThreadStatus } from "./pool_types.ts";
 
 /** Smallest ring DATA bytes the pool accepts; also the size of a lost thread's spare rings. */
 export const MIN_RING_BYTES = 4096;

@@ -89,6 +89,27 @@ import {
 import { ReplyScheduler } from "./_reply_scheduler.ts";
 import { DeadlineClock } from "./_deadlines.ts";
 
+import type {
+  CloseOptions,
+  JobReply,
+  PoolCounters,
+  PoolJob,
+  ReplyCallback,
+  ThreadCounters,
+  ThreadLostEvent,
+} from "./pool_types.ts";
+
+export type {
+  CloseOptions,
+  JobReply,
+  PoolCounters,
+  PoolJob,
+  ReplyCallback,
+  ThreadCounters,
+  ThreadLostEvent,
+  ThreadStatus,
+} from "./pool_types.ts";
+
 const logger = getLogger(["ep", "pool"]);
 
 /**
@@ -102,93 +123,6 @@ const logger = getLogger(["ep", "pool"]);
  * ```
  */
 export const TS_HANDLER_RUNTIME: string = new URL("./ts_runtime.ts", import.meta.url).href;
-
-/**
- * A job for the pool.
- *
- * @example
- * ```ts
- * import type { PoolJob } from "./pool.ts";
- * const job: PoolJob = { id: 42, service: "user", body: new TextEncoder().encode("bob"), deadlineMs: 500 };
- * console.assert(job.id === 42);
- * ```
- */
-export interface PoolJob {
-  /** The caller's id, handed back in the reply. */
-  id: number;
-  /** Service name; must be one of {@linkcode HandlerPool.services}. */
-  service: string;
-  /** Metadata bytes (headers, encoded by the caller). */
-  meta?: Uint8Array;
-  /** Body bytes. Copied into the ring: the caller may reuse the array once submit returns. */
-  body: Uint8Array;
-  /**
-   * Milliseconds from submission after which the job fails with
-   * {@linkcode JobTimeoutError} and its thread is asked to interrupt it (checked every
-   * few milliseconds).
-   */
-  deadlineMs?: number;
-}
-
-/**
- * A handler's reply.
- *
- * @example
- * ```ts
- * import type { JobReply } from "./pool.ts";
- * const reply: JobReply = { id: 42, status: 200, meta: new Uint8Array(), body: new Uint8Array([1]) };
- * console.assert(reply.status === 200);
- * ```
- */
-export interface JobReply {
-  /** The job's `id`. */
-  id: number;
-  /** Status set by the handler (200 unless it said otherwise). */
-  status: number;
-  /** Reply metadata bytes (empty when none). */
-  meta: Uint8Array;
-  /** Reply body bytes. */
-  body: Uint8Array;
-}
-
-/**
- * Called once per submitted job, with an error or a reply. Errors:
- * {@linkcode HandlerError}, {@linkcode HandlerThreadLostError},
- * {@linkcode JobTimeoutError}, {@linkcode PoolClosedError},
- * {@linkcode RingMessageTooLargeError} (the reply was too large).
- *
- * @example
- * ```ts
- * import type { ReplyCallback } from "./pool.ts";
- * const onReply: ReplyCallback = (err, reply) => {
- *   if (err) console.error(err.name, err.message);
- *   else console.assert(reply!.status >= 0);
- * };
- * console.assert(typeof onReply === "function");
- * ```
- */
-export type ReplyCallback = (error: Error | null, reply: JobReply | null) => void;
-
-/**
- * Reported when a thread is lost.
- *
- * @example
- * ```ts
- * import type { ThreadLostEvent } from "./pool.ts";
- * const log = (e: ThreadLostEvent) => `thread ${e.thread}: ${e.reason}, ${e.failedJobs} jobs failed`;
- * console.assert(typeof log === "function");
- * ```
- */
-export interface ThreadLostEvent {
-  /** Index of the thread. */
-  thread: number;
-  /** How it ended. */
-  reason: string;
-  /** Jobs that failed with {@linkcode HandlerThreadLostError}. */
-  failedJobs: number;
-  /** Whether it is being restarted (false while the pool closes). */
-  restarting: boolean;
-}
 
 /**
  * Options of {@linkcode HandlerPool.start}.
@@ -235,103 +169,6 @@ export interface HandlerPoolOptions {
   onThreadLost?: (event: ThreadLostEvent) => void;
   /** Called when a restarted thread is ready: slots became free without a reply. */
   onSlotsAvailable?: () => void;
-}
-
-/**
- * Options of {@linkcode HandlerPool.close}.
- *
- * @example
- * ```ts
- * import type { CloseOptions } from "./pool.ts";
- * const now: CloseOptions = { drain: false };
- * console.assert(now.drain === false);
- * ```
- */
-export interface CloseOptions {
-  /** Let jobs in flight (and queued `call`s) finish first (default true). */
-  drain?: boolean;
-  /** Give up draining after this many milliseconds (default 30 000); the rest fail. */
-  timeoutMs?: number;
-}
-
-/**
- * State of a thread.
- *
- * @example
- * ```ts
- * import type { ThreadStatus } from "./pool.ts";
- * const s: ThreadStatus = "ready";
- * console.assert(s === "ready");
- * ```
- */
-export type ThreadStatus = "starting" | "ready" | "restarting" | "stopping" | "stopped";
-
-/**
- * Counters of one thread (monotonic across restarts unless said otherwise).
- *
- * @example
- * ```ts
- * import type { ThreadCounters } from "./pool.ts";
- * const occupancy = (c: ThreadCounters) => c.jobRing.usedBytes / c.jobRing.capacity;
- * console.assert(typeof occupancy === "function");
- * ```
- */
-export interface ThreadCounters {
-  /** Index of the thread. */
-  thread: number;
-  /** Its state. */
-  status: ThreadStatus;
-  /** Jobs holding a slot (gauge). */
-  jobsInFlight: number;
-  /** Of those, jobs held on the main thread because the job ring was full (gauge). */
-  jobsHeld: number;
-  /** Async jobs the thread awaits (gauge, reported by the thread). */
-  asyncJobsInFlight: number;
-  /** Jobs the thread finished. */
-  jobsDone: number;
-  /** Times the thread went to sleep waiting for jobs. */
-  sleeps: number;
-  /** Times the thread was restarted. */
-  restarts: number;
-  /**
-   * Job ring (main → thread): occupancy of the current ring, `fullEvents` = jobs the main
-   * thread had to hold, `dataWakeups` = wake-ups of the sleeping thread.
-   */
-  jobRing: RingStats;
-  /**
-   * Reply ring (thread → main): occupancy of the current ring, `fullEvents` = replies the
-   * thread had to hold, `dataWakeups` = wake-ups of the sleeping main thread.
-   */
-  replyRing: RingStats;
-}
-
-/**
- * Counters of a pool.
- *
- * @example
- * ```ts
- * import type { PoolCounters } from "./pool.ts";
- * const busy = (c: PoolCounters) => c.jobsInFlight / (c.jobsInFlight + c.freeSlots);
- * console.assert(typeof busy === "function");
- * ```
- */
-export interface PoolCounters {
-  /** Per thread. */
-  threads: ThreadCounters[];
-  /** Jobs holding a slot (gauge). */
-  jobsInFlight: number;
-  /** Free slots on ready threads (gauge). */
-  freeSlots: number;
-  /** Jobs accepted. */
-  submitted: number;
-  /** Jobs answered with a reply (including handler errors). */
-  replied: number;
-  /** Jobs failed by the pool (thread lost, timeout, closed). */
-  failed: number;
-  /** Threads lost. */
-  threadsLost: number;
-  /** Times the main thread slept in `Atomics.waitAsync` waiting for replies. */
-  mainSleeps: number;
 }
 
 const EMPTY = new Uint8Array(0);
