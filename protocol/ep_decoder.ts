@@ -3,6 +3,9 @@
  * most one error come out through an {@linkcode EpSink}. The wire format is specified in
  * `protocol/SPEC.md`.
  *
+ * Why one file of this size: the header checks, the payload reader and the per-type parsers
+ * are one state machine over one buffer; cut apart they would share its private state.
+ *
  * @module
  */
 import {

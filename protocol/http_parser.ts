@@ -58,6 +58,10 @@
  *   or empty; anything else is 400 (RFC 9112 §3.2). An absolute-form target's authority
  *   follows the same rule (and may not be empty).
  *
+ * Why one file of this size: the request line, fields, body and chunked states are one
+ * state machine sharing one line buffer and limit budget; about a third is the grammar and
+ * the choices above, written down.
+ *
  * @module
  */
 import { HttpError } from "./errors.ts";

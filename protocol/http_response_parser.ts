@@ -38,6 +38,9 @@
  * - `Connection: close` (or HTTP/1.0 without `keep-alive`, or a close-delimited body) ends
  *   the connection: bytes after that response are an error.
  *
+ * Why one file of this size: head, body and chunked states are one state machine over one
+ * line buffer (as in `http_parser.ts`); half of the length is the grammar written down.
+ *
  * @module
  */
 import { HttpResponseError } from "./errors.ts";

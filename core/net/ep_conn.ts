@@ -17,6 +17,9 @@
  * `/_ep/stats`), with HELLO's `token` as the peer's token; a refused one gets ERROR
  * `unauthorized` with the request's id and the connection goes on.
  *
+ * Why one file of this size: the connection's state machine (HELLO, jobs, heartbeats, STATS,
+ * CANCEL, DRAIN) and the documented interfaces through which it meets workers and clients.
+ *
  * @module
  */
 import { getLogger } from "@logtape/logtape";
