@@ -2,32 +2,36 @@
  * ep: a Deno runtime for background micro services with a preemptive (pull) load balancer.
  *
  * One TCP port serves HTTP/1.1 and ep's binary protocol (EP), told apart by the first bytes.
- * This module is the public TypeScript API; run it to get the `ep` command line.
+ * Workers pull jobs from the balancer when they have a free slot, so a job never waits behind
+ * a slow one while another worker sits idle.
  *
- * Start a balancer whose own handler threads run TypeScript services (all-in-one), then call it:
+ * This module is the public TypeScript API: start a node ({@linkcode startNode}), call
+ * services ({@linkcode connect}), write handlers ({@linkcode HandlerRequest}), and the errors
+ * a caller handles ({@linkcode JobError}, {@linkcode ConnectionClosedError},
+ * {@linkcode ErrorCode}). Everything else in the package is internal and may change. Run the
+ * module to get the `ep` command line.
  *
- * @example
- * ```ts ignore
+ * @example A balancer whose own handler threads run TypeScript services, called over EP
+ * ```ts
  * import { connect, startNode } from "./mod.ts";
- * // services.ts: export function echo(req) { return req.body; }
+ * // cli/demo_services.ts exports `echo`, `json` and `sleep` handlers.
  * const node = await startNode({
- *   listen: { port: 7070 },
- *   handlers: { options: { handlers: new URL("./services.ts", import.meta.url).href } },
+ *   listen: { port: 0 },
+ *   handlers: { module: new URL("./cli/demo_services.ts", import.meta.url), threads: 1 },
  * });
- * const client = await connect("127.0.0.1:7070");
- * console.log(new TextDecoder().decode((await client.request("echo", "hi")).body));
+ * const client = await connect(`127.0.0.1:${node.addr!.port}`);
+ * const reply = await client.request("echo", "hi");
+ * console.assert(reply.status === 200 && new TextDecoder().decode(reply.body) === "hi");
  * client.close();
  * await node.close();
  * ```
  *
- * A module worker pulling from balancers elsewhere:
- *
- * @example
+ * @example A module worker pulling from balancers elsewhere
  * ```ts ignore
  * import { startNode } from "./mod.ts";
  * const worker = await startNode({
  *   connect: ["10.0.0.1:7070", "10.0.0.2:7070"],
- *   handlers: { options: { handlers: new URL("./services.ts", import.meta.url).href } },
+ *   handlers: { module: new URL("./services.ts", import.meta.url) },
  *   token: Deno.env.get("EP_TOKEN"),
  * });
  * Deno.addSignalListener("SIGTERM", () => worker.drain());
@@ -35,46 +39,172 @@
  *
  * @module
  */
-export { Client, type ClientOptions, connect, ConnectionClosedError } from "./core/net/client.ts";
-export type { Reply, RequestOptions } from "./core/net/client.ts";
-export { serve } from "./core/net/server.ts";
-export { type HandlerSource, type Node, type NodeOptions, startNode } from "./core/node/node.ts";
-export {
-  Balancer,
-  type BalancerOptions,
-  type ServiceCounters,
-  type ServiceStats,
-} from "./core/balancer/balancer.ts";
-export type { Provider, ProviderStats, QueuedJob } from "./core/balancer/provider.ts";
-export { WorkerNode, type WorkerNodeOptions } from "./core/node/worker.ts";
-export { LocalPoolProvider } from "./core/balancer/local_provider.ts";
-export {
-  type CloseOptions,
-  HandlerPool,
-  type HandlerPoolOptions,
-  type JobReply,
-  type PoolCounters,
-  type PoolJob,
-  type ReplyCallback,
-  type ThreadCounters,
-  type ThreadLostEvent,
-  type ThreadStatus,
-  TS_HANDLER_RUNTIME,
-} from "./core/threads/pool.ts";
-export type { HandlerReply, HandlerRequest, HandlerResult } from "./core/threads/runtime.ts";
-export type { ServeOptions, Server, ServerCounters } from "./core/net/server.ts";
-export { httpStatusOf, JobError } from "./core/job.ts";
-export type { Job, JobHandler, JobOrigin, JobResult } from "./core/job.ts";
-export type { HttpCounters, HttpOptions } from "./core/net/http_conn.ts";
-export type { TransportCounters, TransportLimits } from "./core/net/transport.ts";
-export type { WelcomeFrame } from "./protocol/ep_frames.ts";
-export type { HttpLimits } from "./protocol/http_parser.ts";
-export type { EpOptions, WorkerHost } from "./core/net/ep_conn.ts";
-export { ErrorCode } from "./protocol/errors.ts";
-export { main } from "./cli/main.ts";
+import { startNode as startNodeImpl } from "./core/node/node.ts";
+import { TS_HANDLER_RUNTIME } from "./core/threads/pool.ts";
 
-/** The version of ep. */
+export { Client, type ClientOptions, connect } from "./core/net/client.ts";
+export type { Reply, RequestOptions } from "./core/net/client.ts";
+export type { WelcomeFrame } from "./protocol/ep_frames.ts";
+export type { HandlerReply, HandlerRequest, HandlerResult } from "./core/threads/runtime.ts";
+export { ConnectionClosedError, JobError } from "./core/errors.ts";
+export { ErrorCode } from "./protocol/errors.ts";
+
+/**
+ * The version of ep.
+ *
+ * @example
+ * ```ts
+ * import { VERSION } from "./mod.ts";
+ * console.assert(/^\d+\.\d+\.\d+$/.test(VERSION));
+ * ```
+ */
 export const VERSION = "0.1.0";
+
+/**
+ * Where a node's TypeScript services come from, and how many threads run them.
+ *
+ * @example
+ * ```ts
+ * import type { NodeHandlers } from "./mod.ts";
+ * const handlers: NodeHandlers = { module: new URL("./services.ts", import.meta.url), threads: 2 };
+ * console.assert(handlers.module instanceof URL);
+ * ```
+ */
+export interface NodeHandlers {
+  /**
+   * A module exporting one handler function per service, by service name (see
+   * {@linkcode HandlerRequest}). A relative path is resolved against the current directory;
+   * pass `new URL("./services.ts", import.meta.url)` to resolve it against your module.
+   */
+  module: string | URL;
+  /** Handler threads. Default: the number of cores. */
+  threads?: number;
+  /** Jobs one thread runs at once (for async handlers). Default 1. */
+  concurrency?: number;
+  /** Run-time caps of some services, in ms: their jobs are answered `timeout` past them. */
+  timeoutsMs?: Readonly<Record<string, number>>;
+}
+
+/**
+ * Options of {@linkcode startNode}: listen (a balancer), connect (a module worker), or both.
+ *
+ * @example
+ * ```ts
+ * import type { NodeOptions } from "./mod.ts";
+ * const balancer: NodeOptions = { listen: { port: 7070, hostname: "0.0.0.0" }, token: "s3cret" };
+ * console.assert(balancer.listen?.port === 7070);
+ * ```
+ */
+export interface NodeOptions {
+  /** Become a balancer on this port (HTTP/1.1 and EP on one port; 0 picks a free one). */
+  listen?: { port: number; hostname?: string };
+  /** Become a module worker of these balancers (`host:port`). */
+  connect?: string[];
+  /** Services to run on this process's handler threads. */
+  handlers?: NodeHandlers;
+  /** The token workers present to balancers, and a balancer requires from workers. */
+  token?: string;
+  /** A token clients must present to this balancer. Default: none. */
+  clientToken?: string;
+  /** This worker's name in balancers' logs. */
+  name?: string;
+  /** Balancer tuning (see README's limits). */
+  tuning?: {
+    /** Jobs queued per service before new ones are refused `overloaded`. Default 10 000. */
+    maxQueue?: number;
+    /** Deadline of a job whose client gave none, in ms. Default 30 000. */
+    defaultTimeoutMs?: number;
+    /** Redeliveries of a job whose worker was lost. Default 1. */
+    retries?: number;
+    /** How long a job waits for a service's first worker, in ms. Default 5 000. */
+    serviceGraceMs?: number;
+    /** Jobs beyond its slots a worker may be handed. Default 4. */
+    prefetch?: number;
+  };
+  /** Who may read `/_ep/` (status, metrics, stats): loopback only unless a token or public. */
+  status?: { token?: string; public?: boolean };
+}
+
+/**
+ * A running node.
+ *
+ * @example
+ * ```ts
+ * import { startNode } from "./mod.ts";
+ * const node = await startNode({ listen: { port: 0 } });
+ * console.assert(node.addr !== null && node.addr.port > 0);
+ * const health = await fetch(`http://127.0.0.1:${node.addr!.port}/_ep/health`);
+ * console.assert(health.status === 200 && (await health.json()).status === "ok");
+ * await node.close();
+ * ```
+ */
+export interface Node {
+  /** The balancer's bound address, when listening. */
+  readonly addr: { hostname: string; port: number } | null;
+  /** Stops taking work, finishes what is held (at most `graceMs`), then stops. */
+  drain(graceMs?: number): Promise<void>;
+  /** Reloads service code: new jobs go to new handler threads, no job fails. */
+  reload(): Promise<void>;
+  /** Stops at once. */
+  close(): Promise<void>;
+}
+
+/**
+ * Starts a balancer (`listen`), a module worker (`connect`), or a balancer whose own handler
+ * threads serve services (`listen` with `handlers`, all-in-one).
+ *
+ * @example
+ * ```ts
+ * import { startNode } from "./mod.ts";
+ * const node = await startNode({
+ *   listen: { port: 0 },
+ *   handlers: { module: new URL("./cli/demo_services.ts", import.meta.url), threads: 1 },
+ * });
+ * const res = await fetch(`http://127.0.0.1:${node.addr!.port}/echo`, { method: "POST", body: "hi" });
+ * console.assert(res.status === 200 && await res.text() === "hi");
+ * await node.close();
+ * ```
+ */
+export async function startNode(options: NodeOptions): Promise<Node> {
+  const h = options.handlers;
+  const t = options.tuning ?? {};
+  const node = await startNodeImpl({
+    listen: options.listen,
+    connect: options.connect,
+    token: options.token,
+    clientToken: options.clientToken,
+    name: options.name,
+    prefetch: t.prefetch,
+    balancer: {
+      maxQueue: t.maxQueue,
+      defaultTimeoutMs: t.defaultTimeoutMs,
+      retries: t.retries,
+      serviceGraceMs: t.serviceGraceMs,
+    },
+    observe: { access: { token: options.status?.token, public: options.status?.public } },
+    handlers: h && {
+      runtime: TS_HANDLER_RUNTIME,
+      options: { handlers: moduleUrl(h.module) },
+      threads: h.threads,
+      concurrency: h.concurrency,
+      timeouts: h.timeoutsMs && new Map(Object.entries(h.timeoutsMs)),
+    },
+  });
+  const addr = node.server?.addr;
+  return {
+    addr: addr ? { hostname: addr.hostname, port: addr.port } : null,
+    drain: (graceMs) => node.drain(graceMs),
+    reload: () => node.reload(),
+    close: () => node.close(),
+  };
+}
+
+function moduleUrl(m: string | URL): string {
+  if (m instanceof URL) return m.href;
+  if (/^[a-z][a-z0-9+.-]*:/i.test(m)) return m; // already a URL
+  const base = new URL(`file://${Deno.cwd().replace(/\/?$/, "/")}`);
+  return new URL(m, base).href;
+}
 
 if (import.meta.main) {
   const { main } = await import("./cli/main.ts");

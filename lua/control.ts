@@ -21,7 +21,7 @@ import { LuaHandlerRuntime } from "./handler_runtime.ts";
 import type { LuaValue } from "./engine.ts";
 import { LuaError } from "./errors.ts";
 import { getConfig } from "@logtape/logtape";
-import { LUA_RUNTIME, luaLongString, type LuaWorkerOptions } from "./thread.ts";
+import { LUA_RUNTIME, luaLongString, type LuaThreadOptions } from "./thread.ts";
 
 const log = getLogger(["ep", "control"]);
 
@@ -212,7 +212,7 @@ export async function runScript(
   const totalSlots = c.services.reduce((n, s) => n + (s.slots || threads), 0);
   const concurrency = c.config.concurrency ?? Math.max(1, Math.ceil(totalSlots / threads));
   const token = c.token ?? Deno.env.get("EP_TOKEN");
-  const moduleOptions = (listening: Deno.NetAddr | null): LuaWorkerOptions => ({
+  const moduleOptions = (listening: Deno.NetAddr | null): LuaThreadOptions => ({
     services: c.services.map((s) => ({
       name: s.name,
       file: s.inline ? undefined : new URL(s.file, `file://${dir}`).pathname,

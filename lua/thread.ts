@@ -1,7 +1,7 @@
 /**
  * The Lua handler runtime for the handler-thread pool: one wasmoon engine per thread
  * (`LuaHandlerRuntime`) serving the services a control script declared. Pass
- * {@linkcode LUA_RUNTIME} as the pool's `module` with {@linkcode LuaWorkerOptions}.
+ * {@linkcode LUA_RUNTIME} as the pool's `module` with {@linkcode LuaThreadOptions}.
  *
  * Services come from files (`ep.service("echo", "services/echo.lua")`), read on the
  * thread, or are written inline in the control script (`ep.service("x", function(req) …
@@ -41,15 +41,15 @@ export const LUA_RUNTIME: string = import.meta.url;
  *
  * @example
  * ```ts
- * import type { LuaWorkerOptions } from "./thread.ts";
- * const o: LuaWorkerOptions = {
+ * import type { LuaThreadOptions } from "./thread.ts";
+ * const o: LuaThreadOptions = {
  *   services: [{ name: "echo", file: "/srv/scripts/services/echo.lua" }],
  *   scriptDir: "/srv/scripts/",
  * };
  * console.assert(o.services.length === 1);
  * ```
  */
-export interface LuaWorkerOptions {
+export interface LuaThreadOptions {
   /** Services: a file (absolute path) returning the handler, or inline in `script`. */
   services: { name: string; file?: string }[];
   /** The control script (absolute path), for inline services. */
@@ -92,7 +92,7 @@ export function luaLongString(text: string): string {
  * ```
  */
 export async function createHandlerRuntime(ctx: HandlerRuntimeContext): Promise<HandlerRuntime> {
-  const o = ctx.options as LuaWorkerOptions;
+  const o = ctx.options as LuaThreadOptions;
   // Logs from a handler thread (ep.log, Lua errors) go to the console like the main thread's.
   await configureLogging({ level: o.logLevel });
   const sources: LuaServiceSource[] = [];

@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { HandlerPool } from "../core/threads/pool.ts";
 import { HandlerError } from "../core/errors.ts";
-import { LUA_RUNTIME, type LuaWorkerOptions } from "./thread.ts";
+import { LUA_RUNTIME, type LuaThreadOptions } from "./thread.ts";
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
@@ -26,7 +26,7 @@ Deno.test("A handler thread replaces an engine that must be replaced before it r
     "who.lua": `ENGINE = ENGINE or tostring(ep.now())
 return function() return ENGINE .. " " .. tostring(LEAK ~= nil) end`,
   });
-  const options: LuaWorkerOptions = {
+  const options: LuaThreadOptions = {
     services: [{ name: "leak", file: `${dir}/leak.lua` }, { name: "who", file: `${dir}/who.lua` }],
     scriptDir: `${dir}/`,
     memoryLimitBytes: 8 << 20,

@@ -5,7 +5,16 @@
  * @module
  */
 
-/** EP error codes, carried in ERROR frames (see `protocol/SPEC.md`). */
+/**
+ * EP error codes, carried in ERROR frames (see `protocol/SPEC.md` §8), with their names in
+ * {@linkcode errorCodeName}.
+ *
+ * @example
+ * ```ts
+ * import { ErrorCode, errorCodeName } from "./errors.ts";
+ * console.assert(ErrorCode.OVERLOADED === 102 && errorCodeName[ErrorCode.OVERLOADED] === "overloaded");
+ * ```
+ */
 export const ErrorCode = {
   /** A frame or payload is structurally invalid. Connection-level; the sender closes. */
   MALFORMED: 1,

@@ -20,7 +20,20 @@ import { ConnectionClosedError, JobError } from "../errors.ts";
 export { ConnectionClosedError } from "../errors.ts";
 import { connect as tcpConnect, type Transport } from "./transport.ts";
 
-/** Options for {@linkcode connect}. */
+/**
+ * Options for {@linkcode connect}.
+ *
+ * @example
+ * ```ts
+ * import { connect } from "./client.ts";
+ * import { serve } from "./server.ts";
+ * const server = serve({ port: 0, handler: () => ({ body: "ok" }), ep: { clientToken: "t" } });
+ * const client = await connect(`127.0.0.1:${server.addr.port}`, { token: "t", timeoutMs: 2000 });
+ * console.assert((await client.request("any")).status === 200);
+ * client.close();
+ * await server.close();
+ * ```
+ */
 export interface ClientOptions {
   /** Token presented in HELLO. Default: none. */
   token?: string;
@@ -34,7 +47,21 @@ export interface ClientOptions {
   heartbeatMs?: number;
 }
 
-/** Options for one request. */
+/**
+ * Options for one request.
+ *
+ * @example
+ * ```ts
+ * import { connect } from "./client.ts";
+ * import { serve } from "./server.ts";
+ * const server = serve({ port: 0, handler: (job) => ({ body: job.headers[0][1] }) });
+ * const client = await connect(`127.0.0.1:${server.addr.port}`);
+ * const reply = await client.request("svc", "", { meta: [["x-who", "me"]], timeoutMs: 1000 });
+ * console.assert(new TextDecoder().decode(reply.body) === "me");
+ * client.close();
+ * await server.close();
+ * ```
+ */
 export interface RequestOptions {
   /** Timeout in milliseconds; also sent to the server as the job's deadline. */
   timeoutMs?: number;
@@ -49,7 +76,24 @@ export interface RequestOptions {
   signal?: AbortSignal;
 }
 
-/** A reply to a request. */
+/**
+ * A reply to a request: any status the service chose (a 404 is a reply, not an error).
+ *
+ * @example
+ * ```ts
+ * import { connect } from "./client.ts";
+ * import { serve } from "./server.ts";
+ * const server = serve({
+ *   port: 0,
+ *   handler: () => ({ status: 404, headers: [["x-why", "gone"]], body: "no" }),
+ * });
+ * const client = await connect(`127.0.0.1:${server.addr.port}`);
+ * const reply = await client.request("svc");
+ * console.assert(reply.status === 404 && reply.meta[0][1] === "gone" && reply.body.length === 2);
+ * client.close();
+ * await server.close();
+ * ```
+ */
 export interface Reply {
   /** Status with HTTP meaning (200 = ok). */
   status: number;
@@ -72,12 +116,21 @@ const enc = new TextEncoder();
  * An EP client connection. Create with {@linkcode connect}.
  *
  * @example
- * ```ts ignore
+ * ```ts
  * import { connect } from "./client.ts";
- * const client = await connect("127.0.0.1:7070");
- * const reply = await client.request("echo", "hi");
- * console.log(new TextDecoder().decode(reply.body));
+ * import { serve } from "./server.ts";
+ * import { JobError } from "../errors.ts";
+ * const server = serve({ port: 0, handler: (job) => ({ body: job.body }) });
+ * const client = await connect(`127.0.0.1:${server.addr.port}`);
+ * const replies = await Promise.all(["a", "b"].map((s) => client.request("echo", s)));
+ * console.assert(replies.map((r) => new TextDecoder().decode(r.body)).join() === "a,b");
+ * // A request aborted by its caller rejects with a `cancelled` JobError.
+ * const ac = new AbortController();
+ * ac.abort();
+ * const err = await client.request("echo", "x", { signal: ac.signal }).then(() => null, (e) => e);
+ * console.assert(err instanceof JobError && err.kind === "cancelled");
  * client.close();
+ * await server.close();
  * ```
  */
 export class Client {
@@ -334,11 +387,19 @@ export class Client {
  * Connects to an ep server at `addr` (`host:port`) over EP and waits for its WELCOME.
  *
  * @example
- * ```ts ignore
+ * ```ts
  * import { connect } from "./client.ts";
- * const client = await connect("127.0.0.1:7070", { timeoutMs: 1000 });
- * console.log((await client.request("echo", "hi")).status);
+ * import { serve } from "./server.ts";
+ * import { JobError } from "../errors.ts";
+ * const server = serve({ port: 0, handler: (job) => ({ body: job.body }) });
+ * const client = await connect(`127.0.0.1:${server.addr.port}`, { timeoutMs: 1000 });
+ * console.assert(client.welcome?.version === 1);
+ * console.assert((await client.request("echo", "hi")).status === 200);
+ * // A service name EP refuses is a job error; the connection goes on.
+ * const err = await client.request("Not A Name").then(() => null, (e) => e);
+ * console.assert(err instanceof JobError && err.kind === "bad_request");
  * client.close();
+ * await server.close();
  * ```
  */
 export async function connect(addr: string, options: ClientOptions = {}): Promise<Client> {
