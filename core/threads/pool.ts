@@ -55,13 +55,7 @@
  */
 
 import { getLogger } from "@logtape/logtape";
-import {
-  RING_MAX_CAPACITY,
-  type RingConsumer,
-  ringMaxPayload,
-  type RingRecord,
-  type RingStats,
-} from "./ring.ts";
+import { RING_MAX_CAPACITY, type RingConsumer, ringMaxPayload, type RingRecord } from "./ring.ts";
 import {
   HandlerError,
   HandlerThreadLostError,
@@ -95,7 +89,6 @@ import type {
   PoolCounters,
   PoolJob,
   ReplyCallback,
-  ThreadCounters,
   ThreadLostEvent,
 } from "./pool_types.ts";
 
