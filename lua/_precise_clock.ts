@@ -1,17 +1,19 @@
 /**
- * Timers accurate to about 0.1 ms for `ep.sleep`, `ep.timer` and `ep.every`.
+ * Timers for `ep.sleep`, `ep.timer` and `ep.every`: a min-heap of deadlines
+ * ({@linkcode TimerHeap}) and two ways of being woken for them.
  *
- * Deno's `setTimeout` fires 0.2–1.4 ms late (measured on 2.9.6), so a single timeout
- * cannot place a 1 ms sleep. Here one `setTimeout` per deadline does the bulk, aimed
- * {@linkcode COARSE_LEAD_MS} early; the rest is waited out in short slices:
- * `Atomics.wait` on a private SharedArrayBuffer (no CPU, ≈ 0.1 ms late) for at most
- * {@linkcode SLICE_MS}, then a MessageChannel hop (≈ 12 µs) so the event loop can serve other
- * work between slices, and a spin for the last {@linkcode SPIN_MS}. Thus the thread is never
- * blocked for more than about 0.35 ms at a time, and never burns more than
- * {@linkcode SPIN_MS} of CPU per deadline. Many entries share one pending timeout.
- *
- * The channel exists only while deadlines are near, and the timeout only while entries
- * are pending, so an idle clock holds nothing that keeps a process alive.
+ * - On a handler thread ({@linkcode ThreadClock}) the heap has no timer at all: the thread's
+ *   wait loop runs what is due and then blocks in one futex wait (`Atomics.wait` on its job
+ *   ring's doorbell) with a timeout equal to the next deadline. It wakes for a job, a
+ *   message, or that deadline; a pending sleep costs nothing, and precision is the futex's
+ *   (≈ 0.1 ms here).
+ * - Elsewhere (the main thread, tests: code that must keep the event loop turning),
+ *   {@linkcode PreciseClock} drives itself. Deno's `setTimeout` fires 0.2–1.4 ms late
+ *   (measured on 2.9.6) and a pending `Atomics.waitAsync` timeout does not keep a process
+ *   alive, so one `setTimeout` per deadline does the bulk, aimed {@linkcode COARSE_LEAD_MS}
+ *   early; the rest is waited out in short `Atomics.wait` slices ({@linkcode SLICE_MS})
+ *   with a MessageChannel hop between them and a spin for the last {@linkcode SPIN_MS}.
+ *   Accurate, but it costs CPU per deadline: it is not what handler threads use.
  *
  * @module
  */
@@ -36,18 +38,20 @@ interface Entry extends ClockEntry {
   cancelled: boolean;
 }
 
-/** A min-heap of deadlines served with sub-millisecond accuracy; see the module docs. */
-export class PreciseClock {
+/**
+ * A min-heap of deadlines (`performance.now()` time), with no timer of its own: whoever owns
+ * it runs what is due ({@linkcode TimerHeap.runDue}) and learns when it next must
+ * ({@linkcode TimerHeap.next}). A handler thread drives it from its wait loop, sleeping in
+ * one futex wait until the next deadline ({@linkcode ThreadClock}); {@linkcode PreciseClock}
+ * drives itself from the event loop.
+ */
+export class TimerHeap {
   #heap: Entry[] = [];
   #live = 0;
   #seq = 0;
-  #timeout: ReturnType<typeof setTimeout> | undefined;
-  #timeoutFor = Infinity;
-  #channel: MessageChannel | undefined;
-  #hopPending = false;
-  #cell = new Int32Array(new SharedArrayBuffer(4));
   #onError: (err: unknown) => void;
-  #closed = false;
+  /** Set by {@linkcode TimerHeap.close}. */
+  protected closed = false;
 
   /** `onError` receives what a callback throws. */
   constructor(onError: (err: unknown) => void) {
@@ -64,13 +68,13 @@ export class PreciseClock {
     return this.at(performance.now() + ms, fn);
   }
 
-  /** Calls `fn` at `performance.now()` time `deadline` (at once, on a later turn, if past). */
+  /** Calls `fn` at `performance.now()` time `deadline` (at once, on a later run, if past). */
   at(deadline: number, fn: () => void): ClockEntry {
-    if (this.#closed) throw new TypeError("The clock is closed");
+    if (this.closed) throw new TypeError("The clock is closed");
     const entry: Entry = { deadline, seq: this.#seq++, fn, cancelled: false };
     this.#push(entry);
     this.#live++;
-    if (this.#heap[0] === entry) this.#arm();
+    if (this.#heap[0] === entry) this.topChanged();
     return entry;
   }
 
@@ -83,90 +87,22 @@ export class PreciseClock {
     this.#live--;
   }
 
-  /** Cancels everything and releases the timeout and the channel. */
+  /** Cancels everything. */
   close(): void {
-    this.#closed = true;
+    this.closed = true;
     for (const e of this.#heap) e.cancelled = true;
     this.#heap = [];
     this.#live = 0;
-    this.#disarm();
   }
 
-  #arm(): void {
+  /** The earliest pending deadline, or Infinity. */
+  next(): number {
     this.#dropCancelled();
-    const top = this.#heap[0];
-    if (top === undefined || this.#closed) {
-      this.#disarm();
-      return;
-    }
-    const d = top.deadline - performance.now();
-    if (d > COARSE_LEAD_MS + 1) {
-      if (this.#timeout !== undefined && this.#timeoutFor === top.deadline) return;
-      if (this.#timeout !== undefined) clearTimeout(this.#timeout);
-      this.#timeoutFor = top.deadline;
-      this.#timeout = setTimeout(this.#wake, Math.floor(d - COARSE_LEAD_MS));
-    } else {
-      if (this.#timeout !== undefined) {
-        clearTimeout(this.#timeout);
-        this.#timeout = undefined;
-        this.#timeoutFor = Infinity;
-      }
-      this.#hop();
-    }
+    return this.#heap.length > 0 ? this.#heap[0].deadline : Infinity;
   }
 
-  #disarm(): void {
-    if (this.#timeout !== undefined) clearTimeout(this.#timeout);
-    this.#timeout = undefined;
-    this.#timeoutFor = Infinity;
-    if (this.#channel !== undefined) {
-      this.#channel.port1.close();
-      this.#channel.port2.close();
-      this.#channel = undefined;
-    }
-    this.#hopPending = false;
-  }
-
-  #hop(): void {
-    if (this.#hopPending) return;
-    if (this.#channel === undefined) {
-      this.#channel = new MessageChannel();
-      this.#channel.port1.onmessage = this.#wake;
-    }
-    this.#hopPending = true;
-    this.#channel.port2.postMessage(null);
-  }
-
-  #wake = (): void => {
-    this.#timeout = undefined;
-    this.#timeoutFor = Infinity;
-    this.#hopPending = false;
-    if (this.#closed) return;
-    this.#dropCancelled();
-    const top = this.#heap[0];
-    if (top === undefined) {
-      this.#disarm();
-      return;
-    }
-    let left = top.deadline - performance.now();
-    if (left > SPIN_MS && left <= COARSE_LEAD_MS + 1) {
-      // Near: sleep one slice, then let the event loop run before looking again.
-      Atomics.wait(this.#cell, 0, 0, Math.min(SLICE_MS, left - SPIN_MS));
-      left = top.deadline - performance.now();
-      if (left > SPIN_MS) {
-        this.#hop();
-        return;
-      }
-    }
-    if (left > 0 && left <= SPIN_MS) {
-      while (performance.now() < top.deadline) { /* spin for the last fraction */ }
-    }
-    this.#runDue();
-    this.#arm();
-  };
-
-  #runDue(): void {
-    const now = performance.now();
+  /** Runs every entry due at `now` (and those its callbacks make due), in deadline order. */
+  runDue(now: number): void {
     while (this.#heap.length > 0 && this.#heap[0].deadline <= now) {
       const e = this.#pop();
       if (e.cancelled) continue;
@@ -179,6 +115,9 @@ export class PreciseClock {
       }
     }
   }
+
+  /** Called when a new entry became the earliest; subclasses arm their timer there. */
+  protected topChanged(): void {}
 
   #dropCancelled(): void {
     while (this.#heap.length > 0 && this.#heap[0].cancelled) this.#pop();
@@ -217,6 +156,107 @@ export class PreciseClock {
     }
     return top;
   }
+}
+
+/**
+ * The clock of a handler thread that waits in one futex wait: the thread calls
+ * {@linkcode TimerHeap.runDue} when it wakes and sleeps until {@linkcode TimerHeap.next}.
+ * Precision is the futex's (≈ 0.1 ms here), and a pending deadline costs nothing while
+ * the thread sleeps.
+ */
+export class ThreadClock extends TimerHeap {}
+
+/**
+ * A {@linkcode TimerHeap} that drives itself from the event loop, for engines not run by a
+ * handler thread's wait loop (tests, the main thread); see the module docs.
+ */
+export class PreciseClock extends TimerHeap {
+  #timeout: ReturnType<typeof setTimeout> | undefined;
+  #timeoutFor = Infinity;
+  #channel: MessageChannel | undefined;
+  #hopPending = false;
+  #cell = new Int32Array(new SharedArrayBuffer(4));
+
+  /** Cancels everything and releases the timeout and the channel. */
+  override close(): void {
+    super.close();
+    this.#disarm();
+  }
+
+  protected override topChanged(): void {
+    this.#arm();
+  }
+
+  #arm(): void {
+    const top = this.next();
+    if (top === Infinity || this.closed) {
+      this.#disarm();
+      return;
+    }
+    const d = top - performance.now();
+    if (d > COARSE_LEAD_MS + 1) {
+      if (this.#timeout !== undefined && this.#timeoutFor === top) return;
+      if (this.#timeout !== undefined) clearTimeout(this.#timeout);
+      this.#timeoutFor = top;
+      this.#timeout = setTimeout(this.#wake, Math.floor(d - COARSE_LEAD_MS));
+    } else {
+      if (this.#timeout !== undefined) {
+        clearTimeout(this.#timeout);
+        this.#timeout = undefined;
+        this.#timeoutFor = Infinity;
+      }
+      this.#hop();
+    }
+  }
+
+  #disarm(): void {
+    if (this.#timeout !== undefined) clearTimeout(this.#timeout);
+    this.#timeout = undefined;
+    this.#timeoutFor = Infinity;
+    if (this.#channel !== undefined) {
+      this.#channel.port1.close();
+      this.#channel.port2.close();
+      this.#channel = undefined;
+    }
+    this.#hopPending = false;
+  }
+
+  #hop(): void {
+    if (this.#hopPending) return;
+    if (this.#channel === undefined) {
+      this.#channel = new MessageChannel();
+      this.#channel.port1.onmessage = this.#wake;
+    }
+    this.#hopPending = true;
+    this.#channel.port2.postMessage(null);
+  }
+
+  #wake = (): void => {
+    this.#timeout = undefined;
+    this.#timeoutFor = Infinity;
+    this.#hopPending = false;
+    if (this.closed) return;
+    const top = this.next();
+    if (top === Infinity) {
+      this.#disarm();
+      return;
+    }
+    let left = top - performance.now();
+    if (left > SPIN_MS && left <= COARSE_LEAD_MS + 1) {
+      // Near: sleep one slice, then let the event loop run before looking again.
+      Atomics.wait(this.#cell, 0, 0, Math.min(SLICE_MS, left - SPIN_MS));
+      left = top - performance.now();
+      if (left > SPIN_MS) {
+        this.#hop();
+        return;
+      }
+    }
+    if (left > 0 && left <= SPIN_MS) {
+      while (performance.now() < top) { /* spin for the last fraction */ }
+    }
+    this.runDue(performance.now());
+    this.#arm();
+  };
 }
 
 function before(a: Entry, b: Entry): boolean {

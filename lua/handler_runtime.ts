@@ -50,7 +50,7 @@
 import { getLogger } from "@logtape/logtape";
 import { JobError } from "../core/job.ts";
 import { ErrorCode } from "../protocol/errors.ts";
-import { type ClockEntry, PreciseClock } from "./_precise_clock.ts";
+import { type ClockEntry, PreciseClock, ThreadClock, type TimerHeap } from "./_precise_clock.ts";
 import {
   type LuaCall,
   LuaEngine,
@@ -131,6 +131,14 @@ export interface LuaHandlerRuntimeOptions {
   ) => Promise<{ status: number; body: string }>;
   /** Extra host functions for the engines (see `LuaEngineOptions.hostFunctions`). */
   hostFunctions?: LuaEngineOptions["hostFunctions"];
+  /**
+   * Who wakes the runtime for its timers: `"self"` (default) arms them on the event loop
+   * ({@linkcode PreciseClock}); `"thread"` leaves that to a handler thread's wait loop, which
+   * calls {@linkcode LuaHandlerRuntime.tick} and sleeps until the deadline it returns (no
+   * timer, no event-loop turn, no CPU while jobs wait). Jobs then end through
+   * {@linkcode LuaHandlerRuntime.start}'s callback.
+   */
+  clock?: "self" | "thread";
 }
 
 /**
@@ -166,6 +174,12 @@ export interface LuaJob {
    * its reply's header bytes come back as byte strings (see `LuaRequest.headerBytes`).
    */
   headerBytes?: boolean;
+  /**
+   * When the job's time is up (`performance.now()`); a job still waiting then (in
+   * `ep.sleep`, `ep.call`) fails with `LuaTimeoutError`. Absent: no deadline of its own (the
+   * interrupt slot still stops it).
+   */
+  deadline?: number;
 }
 
 /**
@@ -190,6 +204,12 @@ export interface LuaReply {
 interface Settle {
   resolve(reply: LuaResponse | undefined): void;
   reject(err: unknown): void;
+  /** The job's deadline (`LuaJob.deadline`), watched while it waits. */
+  deadline?: number;
+  /** The clock entry at that deadline, set while the job waits. */
+  expiry?: ClockEntry;
+  /** Where the job waits now. */
+  current?: Waiting;
 }
 
 interface Waiting {
@@ -245,9 +265,12 @@ export class LuaHandlerRuntime {
 
   #options: LuaHandlerRuntimeOptions;
   #log: LuaLogger;
-  #clock: PreciseClock;
+  #clock: TimerHeap;
+  #threadClock: boolean;
   #gen!: Generation;
   #replacing: Promise<void> | null = null;
+  /** `ep.call`s whose promise has not settled. */
+  #calls = 0;
   #replaceError: unknown = undefined;
   #waiting = new Map<LuaCall<unknown>, Waiting>();
   #byToken = new Map<number, Waiting>();
@@ -280,9 +303,11 @@ export class LuaHandlerRuntime {
     this.#options = options;
     this.services = options.services.map((s) => s.name);
     this.#log = options.log ?? getLogger(["ep", "lua"]);
-    this.#clock = new PreciseClock((err) => {
+    const onError = (err: unknown) => {
       this.#log.error("Lua runtime callback failed: {error}", { error: err });
-    });
+    };
+    this.#threadClock = options.clock === "thread";
+    this.#clock = this.#threadClock ? new ThreadClock(onError) : new PreciseClock(onError);
   }
 
   /** Jobs and timer callbacks suspended (waiting to be resumed), over all engines. */
@@ -325,9 +350,57 @@ export class LuaHandlerRuntime {
    * then skips a promise per job. A handler that yields (ep.sleep, ep.call) gets a promise.
    */
   handleSync(job: LuaJob): LuaReply | Promise<LuaReply> {
+    let settle: Settle | undefined;
+    const waited = new Promise<LuaReply>((resolve, reject) => {
+      settle = {
+        resolve: (reply) => resolve(reply ?? { status: 204, headers: [], body: EMPTY }),
+        reject,
+      };
+    });
+    const reply = this.#start(job, settle!);
+    return reply === undefined ? waited : reply;
+  }
+
+  /**
+   * Runs a job for a handler thread's wait loop (the `"thread"` clock): returns the reply
+   * when the handler finishes without waiting; else `undefined`, and `done` is called once,
+   * later, from {@linkcode LuaHandlerRuntime.tick} (or, while the engine is being
+   * replaced, from a promise). A failure to start throws.
+   */
+  start(job: LuaJob, done: (error: unknown, reply?: LuaReply) => void): LuaReply | undefined {
+    return this.#start(job, {
+      resolve: (reply) => done(null, reply ?? { status: 204, headers: [], body: EMPTY }),
+      reject: (err) => done(err ?? new LuaError("Handler failed")),
+      deadline: job.deadline,
+    });
+  }
+
+  /**
+   * For the `"thread"` clock: runs the timers and wake-ups due at `now`, stops waiting jobs
+   * whose interrupt came, and returns when it next must run (`performance.now()` time;
+   * Infinity: nothing pending). See also {@linkcode LuaHandlerRuntime.waitsOnEventLoop}.
+   */
+  tick(now: number): number {
+    if (this.#byToken.size > 0) this.#pollInterrupts();
+    this.#clock.runDue(now);
+    return this.#clock.next();
+  }
+
+  /**
+   * Whether something only the event loop can finish is pending: an engine being replaced,
+   * or an `ep.call` carried out by the `call` option's promise.
+   */
+  get waitsOnEventLoop(): boolean {
+    return this.#replacing !== null || this.#calls > 0;
+  }
+
+  #start(job: LuaJob, settle: Settle): LuaReply | undefined {
     if (this.#closed) throw new TypeError("The Lua handler runtime is closed");
     const gen = this.#gen;
-    if (!gen.engine.healthy) return this.#afterReplacement(job);
+    if (!gen.engine.healthy) {
+      this.#afterReplacement(job).then(settle.resolve, settle.reject);
+      return undefined;
+    }
     const ref = gen.refs.get(job.service);
     if (ref === undefined) {
       throw new JobError(ErrorCode.NO_SERVICE, `No Lua service "${job.service}" on this thread`);
@@ -341,12 +414,8 @@ export class LuaHandlerRuntime {
     }
     if (step.done) return step.value;
     gen.inFlight++;
-    return new Promise<LuaReply>((resolve, reject) => {
-      this.#suspend(gen, step as LuaStep<unknown>, {
-        resolve: (reply) => resolve(reply ?? { status: 204, headers: [], body: EMPTY }),
-        reject,
-      });
-    });
+    this.#suspend(gen, step as LuaStep<unknown>, settle);
+    return undefined;
   }
 
   /**
@@ -419,6 +488,7 @@ export class LuaHandlerRuntime {
   #suspend(gen: Generation, step: LuaStep<unknown>, settle: Settle): void {
     if (step.done) {
       gen.inFlight--;
+      this.#unwatch(settle);
       settle.resolve(step.value as LuaResponse | undefined);
       this.#maybeRetire(gen);
       return;
@@ -433,15 +503,23 @@ export class LuaHandlerRuntime {
     } else if (op === "call" && this.#options.call) {
       // ("call", service, body, timeout_ms) → resumes with (ok, status|kind, body|message).
       const [service, body, timeout] = args;
+      this.#calls++;
       this.#options.call(String(service), String(body ?? ""), Number(timeout) || 0).then(
-        (r) => this.#waiting.get(call) === w && this.#wakeUp(w, [true, r.status, r.body]),
-        (e: { kind?: string; message?: string }) =>
-          this.#waiting.get(call) === w &&
-          this.#wakeUp(w, [false, e.kind ?? "unavailable", e.message ?? String(e)]),
+        (r) => {
+          this.#calls--;
+          if (this.#waiting.get(call) === w) this.#wakeUp(w, [true, r.status, r.body]);
+        },
+        (e: { kind?: string; message?: string }) => {
+          this.#calls--;
+          if (this.#waiting.get(call) === w) {
+            this.#wakeUp(w, [false, e.kind ?? "unavailable", e.message ?? String(e)]);
+          }
+        },
       );
     } else {
       gen.engine.cancel(call);
       gen.inFlight--;
+      this.#unwatch(settle);
       settle.reject(
         new LuaError(
           `Handler of service "${call.service}" yielded "${op}", which is not an ep request`,
@@ -451,12 +529,48 @@ export class LuaHandlerRuntime {
       return;
     }
     this.#waiting.set(call, w);
+    settle.current = w;
+    if (settle.deadline !== undefined && settle.expiry === undefined) {
+      settle.expiry = this.#clock.at(settle.deadline, () => this.#expire(settle));
+    }
     if (call.token > 0) {
       this.#byToken.set(call.token, w);
-      if (this.#poll === undefined && this.#options.interrupt !== undefined) {
+      // A thread's wait loop checks the interrupt slot at every tick; on the event loop a
+      // poll does.
+      if (
+        this.#poll === undefined && this.#options.interrupt !== undefined && !this.#threadClock
+      ) {
         this.#poll = setInterval(this.#pollInterrupts, SUSPENDED_POLL_MS);
       }
     }
+  }
+
+  /** Stops watching a job's deadline (it ended). */
+  #unwatch(settle: Settle): void {
+    settle.current = undefined;
+    if (settle.expiry !== undefined) {
+      this.#clock.cancel(settle.expiry);
+      settle.expiry = undefined;
+    }
+  }
+
+  /** A job's deadline passed while it waited: it fails with `LuaTimeoutError`. */
+  #expire(settle: Settle): void {
+    settle.expiry = undefined;
+    const w = settle.current;
+    if (w === undefined || this.#waiting.get(w.call) !== w) return;
+    this.#stopWaiting(w);
+  }
+
+  /** Ends a waiting job with `LuaTimeoutError` (its time is up or it was interrupted). */
+  #stopWaiting(w: Waiting): void {
+    if (w.entry !== undefined) this.#clock.cancel(w.entry);
+    this.#forget(w);
+    w.gen.engine.cancel(w.call);
+    w.gen.inFlight--;
+    this.#unwatch(w.settle);
+    w.settle.reject(new LuaTimeoutError(w.call.service));
+    this.#maybeRetire(w.gen);
   }
 
   #wakeUp(w: Waiting, values: LuaValue[]): void {
@@ -466,6 +580,7 @@ export class LuaHandlerRuntime {
       step = w.gen.engine.resume(w.call, values);
     } catch (err) {
       w.gen.inFlight--;
+      this.#unwatch(w.settle);
       w.settle.reject(err);
       this.#failed(w.gen);
       this.#maybeRetire(w.gen);
@@ -494,12 +609,7 @@ export class LuaHandlerRuntime {
     const w = this.#byToken.get(v);
     if (w === undefined) return;
     Atomics.compareExchange(flag, 0, v, 0);
-    if (w.entry !== undefined) this.#clock.cancel(w.entry);
-    this.#forget(w);
-    w.gen.engine.cancel(w.call);
-    w.gen.inFlight--;
-    w.settle.reject(new LuaTimeoutError(w.call.service));
-    this.#maybeRetire(w.gen);
+    this.#stopWaiting(w);
   };
 
   /** Runs `job` once the engine that must be replaced is (or rejects when it cannot be). */
@@ -544,6 +654,7 @@ export class LuaHandlerRuntime {
       if (w.entry !== undefined) this.#clock.cancel(w.entry);
       this.#forget(w);
       gen.inFlight--;
+      this.#unwatch(w.settle);
       w.settle.reject(
         new LuaError(
           `The Lua engine failed while a ${

@@ -21,7 +21,12 @@ import type {
   HandlerRuntime,
   HandlerRuntimeContext,
 } from "../core/threads/runtime.ts";
-import { LuaHandlerRuntime, type LuaReply, type LuaServiceSource } from "./handler_runtime.ts";
+import {
+  LuaHandlerRuntime,
+  type LuaJob,
+  type LuaReply,
+  type LuaServiceSource,
+} from "./handler_runtime.ts";
 import { LuaError } from "./errors.ts";
 import { configureLogging } from "../core/logging.ts";
 
@@ -141,39 +146,45 @@ return h`,
     interrupt: ctx.interrupt,
     memoryLimitBytes: o.memoryLimitBytes,
     call,
+    // The thread's wait loop wakes the runtime for its timers (one futex wait, no CPU).
+    clock: "thread",
   });
   const names = o.services.map((s) => s.name);
+  const job = (req: HandlerRequest, serviceIndex: number): LuaJob => {
+    let method = "EP";
+    let path = "/" + names[serviceIndex];
+    let query = "";
+    let headers: [string, string][] = EMPTY_HEADERS;
+    let http = false; // an HTTP job (SPEC.md §10): its header strings are byte strings
+    if (req.meta.length > 0) {
+      headers = [];
+      for (const [k, v] of decodeMeta(req.meta)) {
+        if (k === "ep-method") {
+          method = v;
+          http = true;
+        } else if (k === "ep-path") path = v;
+        else if (k === "ep-query") query = v;
+        else headers.push([k, v]);
+      }
+    }
+    return {
+      id: req.id,
+      service: names[serviceIndex],
+      method,
+      path,
+      query,
+      headers,
+      body: req.body,
+      headerBytes: http,
+      deadline: req.deadline,
+    };
+  };
   return {
     services: names,
     handle(req: HandlerRequest, serviceIndex: number): HandlerResult | Promise<HandlerResult> {
-      let method = "EP";
-      let path = "/" + names[serviceIndex];
-      let query = "";
-      let headers: [string, string][] = EMPTY_HEADERS;
-      let http = false; // an HTTP job (SPEC.md §10): its header strings are byte strings
-      if (req.meta.length > 0) {
-        headers = [];
-        for (const [k, v] of decodeMeta(req.meta)) {
-          if (k === "ep-method") {
-            method = v;
-            http = true;
-          } else if (k === "ep-path") path = v;
-          else if (k === "ep-query") query = v;
-          else headers.push([k, v]);
-        }
-      }
       let reply: LuaReply | Promise<LuaReply>;
       try {
-        reply = runtime.handleSync({
-          id: req.id,
-          service: names[serviceIndex],
-          method,
-          path,
-          query,
-          headers,
-          body: req.body,
-          headerBytes: http,
-        });
+        reply = runtime.handleSync(job(req, serviceIndex));
       } catch (err) {
         throw withTraceback(err);
       }
@@ -183,6 +194,22 @@ return h`,
         });
       }
       return toResult(reply);
+    },
+    start(req, serviceIndex, done): HandlerResult | undefined {
+      let reply: LuaReply | undefined;
+      try {
+        reply = runtime.start(job(req, serviceIndex), (err, r) => {
+          if (err) done(withTraceback(err));
+          else done(null, toResult(r!));
+        });
+      } catch (err) {
+        throw withTraceback(err);
+      }
+      return reply === undefined ? undefined : toResult(reply);
+    },
+    tick: (now: number) => runtime.tick(now),
+    get waitsOnEventLoop() {
+      return runtime.waitsOnEventLoop;
     },
     async close() {
       if (client) (await client.catch(() => null))?.close();

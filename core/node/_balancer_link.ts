@@ -40,7 +40,9 @@ export interface LinkOwner {
   readonly draining: boolean;
   readonly slots: number;
   readonly held: number;
-  readonly pool: { readonly freeSlots: number; readonly services: readonly string[] };
+  /** Slots not taken by the jobs it holds (status for HEARTBEAT and REPLY). */
+  readonly freeSlots: number;
+  readonly pool: { readonly services: readonly string[] };
   /** Hands out free capacity as credit. */
   regrant(): void;
   /** A job arrived on `link`. */
@@ -199,7 +201,7 @@ export class BalancerLink {
       this.send({
         type: "heartbeat",
         seq: this.#beat,
-        freeSlots: this.#node.pool.freeSlots,
+        freeSlots: this.#node.freeSlots,
         queueDepth: NOT_APPLICABLE,
       });
     }
@@ -253,7 +255,7 @@ export class BalancerLink {
           json: JSON.stringify({
             slots: this.#node.slots,
             held: this.#node.held,
-            free: this.#node.pool.freeSlots,
+            free: this.#node.freeSlots,
           }),
         });
         break;

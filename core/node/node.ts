@@ -15,6 +15,7 @@ import { Monitor, type MonitorOptions } from "../observe/monitor.ts";
 import { HandlerPool, TS_HANDLER_RUNTIME } from "../threads/pool.ts";
 import { serve, type Server } from "../net/server.ts";
 import { WorkerNode } from "./worker.ts";
+import { DEFAULT_PREFETCH } from "../../protocol/ep_frames.ts";
 
 const log = getLogger(["ep", "node"]);
 
@@ -105,6 +106,9 @@ export async function startNode(options: NodeOptions): Promise<Node> {
       moduleOptions: typeof h.options === "function" ? h.options(server?.addr ?? null) : h.options,
       threads: h.threads,
       perThreadConcurrency: h.concurrency ?? 1,
+      // A module worker's prefetched jobs wait on the handler threads, which start the next
+      // one the moment a job ends (no round trip through this thread).
+      perThreadQueue: options.listen ? 0 : options.prefetch ?? DEFAULT_PREFETCH,
       // Room for the largest HTTP body (1 MiB) with headers: a message may take half a ring.
       ringBytes: 4 << 20,
     });

@@ -36,10 +36,17 @@ const log = getLogger(["ep", "worker"]);
  * What the worker uses of its handler-thread pool: a {@linkcode HandlerPool} has it (tests
  * pass a pool whose jobs they finish by hand).
  */
-export type WorkerPool = Pick<
-  HandlerPool,
-  "services" | "freeSlots" | "jobsInFlight" | "onSlotsAvailable" | "serves" | "submit" | "close"
->;
+export type WorkerPool =
+  & Pick<
+    HandlerPool,
+    "services" | "freeSlots" | "jobsInFlight" | "onSlotsAvailable" | "serves" | "submit" | "close"
+  >
+  & Partial<Pick<HandlerPool, "concurrency">>;
+
+/** The slots a worker registers: what its pool runs at once (its queue is prefetch room). */
+function slotsOf(pool: WorkerPool): number {
+  return pool.concurrency ?? pool.freeSlots + pool.jobsInFlight;
+}
 
 /** Options for {@linkcode WorkerNode.start}. */
 export interface WorkerNodeOptions extends BalancerLinkOptions {
@@ -83,7 +90,7 @@ export class WorkerNode {
   private constructor(opts: WorkerNodeOptions) {
     this.#opts = opts;
     this.#pool = opts.pool;
-    this.#slots = opts.pool.freeSlots + opts.pool.jobsInFlight;
+    this.#slots = slotsOf(opts.pool);
     opts.pool.onSlotsAvailable = () => this.#slotsFreed();
   }
 
@@ -105,6 +112,11 @@ export class WorkerNode {
       link.run();
     }
     return node;
+  }
+
+  /** Status only (SPEC.md §6.9): the slots not taken by jobs this worker holds. */
+  get freeSlots(): number {
+    return Math.max(0, this.#slots - this.#held);
   }
 
   /** The slots registered with balancers. */
@@ -145,7 +157,7 @@ export class WorkerNode {
     this.#pool = pool;
     this.#opts = { ...this.#opts, pool };
     pool.onSlotsAvailable = () => this.#slotsFreed();
-    this.#slots = pool.freeSlots + pool.jobsInFlight;
+    this.#slots = slotsOf(pool);
     for (const l of this.#links) l.register();
     this.regrant();
     while (old.jobsInFlight > 0) await new Promise((r) => setTimeout(r, 10));
@@ -269,7 +281,7 @@ export class WorkerNode {
       const next = this.#local.shift()!;
       this.#submit(next.job, next.h);
     }
-    const free = this.#pool.freeSlots;
+    const free = this.freeSlots;
     if (h.gen !== h.link.gen) {
       // The balancer connection it came on is gone; the balancer redelivered it.
     } else if (err || fail) {

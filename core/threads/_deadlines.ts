@@ -1,54 +1,71 @@
 /**
  * Private: the pool's job deadlines. A job's deadline is a time in its slot of the thread's
- * tables (0 = none); one interval timer checks them every `DEADLINE_TICK_MS` while at least
- * one job has a deadline, and stops when none has, so an idle pool holds no timer.
+ * tables (0 = none), also written to shared memory for the thread (a runtime that stops
+ * handlers enforces it there, to the millisecond). On the main thread one timer is armed
+ * at the earliest deadline only: it fires when a job outlives its time (or after the job
+ * it was armed for finished, when it re-arms for the next one), so a pool whose jobs
+ * finish in time pays for no periodic timer, and an idle pool holds none.
  *
- * Cut from `pool.ts` because the timer's life (started by the first deadline, stopped with
- * the last) was written out at every place a deadline ends; here it is written once. What
- * an expired job means (fail it; take it back or ask its thread to interrupt it) stays in
- * the pool, which the timer calls.
+ * Cut from `pool.ts` because the timer's life was written out at every place a deadline
+ * ends; here it is written once. What an expired job means (fail it; take it back or ask
+ * its thread to interrupt it) stays in the pool, which the timer calls.
  *
  * @module
  */
 
 import type { Thread } from "./_thread.ts";
 
-const DEADLINE_TICK_MS = 5;
-
-/** Keeps the deadline timer running exactly while some job has a deadline. */
+/** Keeps one timer armed at the earliest deadline while some job has one. */
 export class DeadlineClock {
-  readonly #onTick: () => void;
+  readonly #onTick: () => number;
   #jobs = 0;
-  #timer: ReturnType<typeof setInterval> | undefined;
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  #armedFor = Infinity;
 
-  /** `onTick` runs every few milliseconds while some job has a deadline. */
-  constructor(onTick: () => void) {
+  /**
+   * `onTick` runs when the earliest deadline may have passed; it fails what expired and
+   * returns the earliest deadline left (`performance.now()` time), or Infinity.
+   */
+  constructor(onTick: () => number) {
     this.#onTick = onTick;
   }
 
   /** Gives the job in `slot` of `t` a deadline `deadlineMs` from now. */
   set(t: Thread, slot: number, deadlineMs: number): void {
-    t.deadlines[slot] = performance.now() + Math.max(0, deadlineMs);
+    const at = performance.now() + Math.max(0, deadlineMs);
+    t.deadlines[slot] = at;
     t.deadlineMs[slot] = deadlineMs;
-    if (this.#jobs++ === 0) {
-      this.#timer = setInterval(this.#onTick, DEADLINE_TICK_MS);
-    }
+    t.sharedDeadlines[slot] = performance.timeOrigin + at;
+    this.#jobs++;
+    if (at < this.#armedFor) this.#arm(at);
   }
 
   /** Removes the deadline of the job in `slot` of `t`, if it has one. */
   clear(t: Thread, slot: number): void {
     if (t.deadlines[slot] !== 0) {
       t.deadlines[slot] = 0;
-      if (--this.#jobs === 0) {
-        clearInterval(this.#timer);
-        this.#timer = undefined;
-      }
+      t.sharedDeadlines[slot] = 0;
+      if (--this.#jobs === 0) this.stop();
     }
   }
 
-  /** Stops the timer (the pool closes). */
+  /** Stops the timer (no deadline left, or the pool closes). */
   stop(): void {
-    clearInterval(this.#timer);
+    clearTimeout(this.#timer);
     this.#timer = undefined;
+    this.#armedFor = Infinity;
   }
+
+  #arm(at: number): void {
+    clearTimeout(this.#timer);
+    this.#armedFor = at;
+    this.#timer = setTimeout(this.#fire, Math.max(0, Math.ceil(at - performance.now())));
+  }
+
+  #fire = (): void => {
+    this.#timer = undefined;
+    this.#armedFor = Infinity;
+    const next = this.#onTick();
+    if (this.#jobs > 0 && next < Infinity) this.#arm(next);
+  };
 }

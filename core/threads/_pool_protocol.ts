@@ -89,6 +89,10 @@ export interface ThreadInit {
   replyRing: SharedArrayBuffer;
   control: SharedArrayBuffer;
   poolControl: SharedArrayBuffer;
+  /** Float64 per slot: a job's deadline, `performance.timeOrigin + performance.now()` ms; 0 = none. */
+  deadlines: SharedArrayBuffer;
+  /** Jobs the thread runs at once; jobs beyond wait on the thread, in arrival order. */
+  maxRunning: number;
 }
 
 /** thread → main: lifecycle. */

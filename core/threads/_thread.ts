@@ -47,6 +47,8 @@ export interface ThreadSpawnConfig {
   ringBytes: number;
   /** The pool control buffer (the main thread's doorbell). */
   poolControl: SharedArrayBuffer;
+  /** Jobs the thread runs at once; the rest of its slots wait on the thread. */
+  maxRunning: number;
 }
 
 /** What a thread's Web Worker reports, passed on to the pool. */
@@ -75,6 +77,12 @@ export class Thread {
   readonly jobIds: Float64Array;
   readonly deadlines: Float64Array;
   readonly deadlineMs: Float64Array;
+  /**
+   * The jobs' deadlines as the thread reads them, in shared memory: absolute time
+   * (`performance.timeOrigin + performance.now()`, ms), 0 = none. Written before the job is
+   * published, so the ring's publication orders it.
+   */
+  readonly sharedDeadlines: Float64Array;
   readonly callbacks: (ReplyCallback | null)[];
   readonly heldJobs: (PoolJob | null)[];
   readonly free: Int32Array;
@@ -100,6 +108,7 @@ export class Thread {
     this.jobIds = new Float64Array(slots);
     this.deadlines = new Float64Array(slots);
     this.deadlineMs = new Float64Array(slots);
+    this.sharedDeadlines = new Float64Array(new SharedArrayBuffer(8 * Math.max(1, slots)));
     this.callbacks = new Array(slots).fill(null);
     this.heldJobs = new Array(slots).fill(null);
     this.free = new Int32Array(slots);
@@ -158,6 +167,8 @@ export class Thread {
       replyRing: this.replyRing,
       control,
       poolControl: config.poolControl,
+      deadlines: this.sharedDeadlines.buffer as SharedArrayBuffer,
+      maxRunning: config.maxRunning,
     };
     try {
       webWorker.postMessage(init);

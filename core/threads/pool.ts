@@ -146,6 +146,13 @@ export interface HandlerPoolOptions {
    */
   perThreadConcurrency?: number;
   /**
+   * Jobs one thread may hold beyond its concurrency, waiting on the thread to start
+   * (default 0). A thread then starts the next job the moment one finishes, without a round
+   * trip through the main thread: what a module worker's prefetch is for. They count in
+   * {@linkcode HandlerPool.freeSlots}, not in {@linkcode HandlerPool.concurrency}.
+   */
+  perThreadQueue?: number;
+  /**
    * DATA bytes of each ring, a power of two from 4096 (default 1 MiB). Job and reply
    * payloads (meta + body) are limited to half of it minus 16 bytes.
    */
@@ -200,6 +207,7 @@ export class HandlerPool {
     failed: (t, reason, cause) => this.#threadFailed(t, reason, cause),
   };
   readonly #ringBytes: number;
+  readonly #concurrency: number;
   readonly #startTimeoutMs: number;
   readonly #onThreadLost?: (event: ThreadLostEvent) => void;
   #onSlotsAvailable?: () => void;
@@ -233,8 +241,9 @@ export class HandlerPool {
   private constructor(options: HandlerPoolOptions) {
     const threads = options.threads ?? navigator.hardwareConcurrency ?? 1;
     const concurrency = options.perThreadConcurrency ?? DEFAULT_CONCURRENCY;
+    const queue = options.perThreadQueue ?? 0;
     const ringBytes = options.ringBytes ?? DEFAULT_RING_BYTES;
-    const pollMicros = options.pollMicros ?? 50;
+    const pollMicros = options.pollMicros ?? Number(Deno.env.get("EP_POLL_US") ?? 50);
     if (!Number.isInteger(threads) || threads < 1 || threads > 1024) {
       throw new RangeError(`Threads must be an integer from 1 to 1024: "${threads}"`);
     }
@@ -252,18 +261,23 @@ export class HandlerPool {
       );
     }
     if (!(pollMicros >= 0)) throw new RangeError(`Poll micros must be >= 0: "${pollMicros}"`);
+    if (!Number.isInteger(queue) || queue < 0 || concurrency + queue > MAX_CONCURRENCY) {
+      throw new RangeError(`Per-thread queue must be an integer from 0: "${queue}"`);
+    }
 
     this.#spawnConfig = {
       module: String(options.module),
       moduleOptions: options.moduleOptions,
       ringBytes,
       poolControl: this.#poolControl,
+      maxRunning: concurrency,
     };
+    this.#concurrency = threads * concurrency;
     this.#ringBytes = ringBytes;
     this.#startTimeoutMs = options.startTimeoutMs ?? 30_000;
     this.#onThreadLost = options.onThreadLost;
     this.#onSlotsAvailable = options.onSlotsAvailable;
-    for (let i = 0; i < threads; i++) this.#threads.push(new Thread(i, concurrency));
+    for (let i = 0; i < threads; i++) this.#threads.push(new Thread(i, concurrency + queue));
     this.#scheduler = new ReplyScheduler(this.#threads, this.#poolControl, pollMicros / 1000, {
       inFlight: () => this.#inFlight,
       reply: (t, replies, rec) => this.#onReply(t, replies, rec),
@@ -344,6 +358,11 @@ export class HandlerPool {
    */
   set onSlotsAvailable(cb: (() => void) | undefined) {
     this.#onSlotsAvailable = cb;
+  }
+
+  /** Jobs the threads run at once, all threads together (`threads × perThreadConcurrency`). */
+  get concurrency(): number {
+    return this.#concurrency;
   }
 
   /** Free slots on ready threads: how many jobs {@linkcode HandlerPool.submit} takes now. */
@@ -823,13 +842,21 @@ export class HandlerPool {
 
   // ---- deadlines (the timer is in _deadlines.ts) ----
 
-  /** Fails the jobs whose deadline passed; a running one stays in its slot until let go. */
-  #sweepDeadlines(): void {
+  /**
+   * Fails the jobs whose deadline passed (a running one stays in its slot until let go);
+   * returns the earliest deadline left, or Infinity.
+   */
+  #sweepDeadlines(): number {
     const now = performance.now();
+    let next = Infinity;
     for (const t of this.#threads) {
       for (let slot = 0; slot < t.slots; slot++) {
         const deadline = t.deadlines[slot];
-        if (deadline === 0 || deadline > now || t.busy[slot] === 0) continue;
+        if (deadline === 0 || t.busy[slot] === 0) continue;
+        if (deadline > now) {
+          if (deadline < next) next = deadline;
+          continue;
+        }
         const cb = t.callbacks[slot];
         const err = new JobTimeoutError(t.deadlineMs[slot]);
         if (t.heldJobs[slot] !== null) {
@@ -849,5 +876,6 @@ export class HandlerPool {
       }
     }
     this.#checkDrained();
+    return next;
   }
 }

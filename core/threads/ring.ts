@@ -655,13 +655,14 @@ export class RingConsumer {
   }
 
   /**
-   * Resolves once a record may be there, without blocking the event loop; `undefined`
-   * when data is there already. Re-check with {@linkcode RingConsumer.hasData}.
+   * Resolves once a record may be there (or after `timeoutMs`), without blocking the event
+   * loop; `undefined` when data is there already. Re-check with
+   * {@linkcode RingConsumer.hasData}. (A pending timeout alone does not keep Deno alive.)
    */
-  waitForDataAsync(): Promise<unknown> | undefined {
+  waitForDataAsync(timeoutMs = Infinity): Promise<unknown> | undefined {
     const seq = this.armData();
     if (seq === -1) return undefined;
-    return this.#dataBell.waitAsync(seq) ?? Promise.resolve();
+    return this.#dataBell.waitAsync(seq, timeoutMs) ?? Promise.resolve();
   }
 }
 

@@ -14,6 +14,12 @@
  *   status from 200 to 599; anything else fails the job with a reason the client sees.
  * - A runtime that can stop a running handler polls the interrupt flag of its context.
  * - `close` is called once when the pool stops the thread on request.
+ * - Waiting: a runtime whose jobs wait only on its own timers (the Lua runtime's `ep.sleep`,
+ *   `ep.timer`) implements `start` and `tick` ({@linkcode HandlerRuntime.tick}): the thread
+ *   then never turns its event loop for it and sleeps in one futex wait until the next job
+ *   or the runtime's next deadline, so a waiting job costs no CPU. Other runtimes (promises
+ *   that need the event loop, such as TypeScript handlers calling `fetch`) are waited for
+ *   with `Atomics.waitAsync`, which lets the event loop run.
  *
  * Two runtimes ship with ep: `ts_runtime.ts` (TypeScript handlers, by exported function) and
  * `lua/thread.ts` (Lua handlers).
@@ -60,6 +66,12 @@ export interface HandlerRequest {
   meta: Uint8Array;
   /** Job body bytes (the thread's own copy). */
   body: Uint8Array;
+  /**
+   * When the job's time is up, as `performance.now()` on this thread; absent when it has no
+   * deadline. A runtime that stops handlers uses it for jobs that wait (the main thread's
+   * interrupt flag stops running ones).
+   */
+  deadline?: number;
 }
 
 /**
@@ -149,6 +161,31 @@ export interface HandlerRuntime {
   handle(req: HandlerRequest, serviceIndex: number): HandlerResult | Promise<HandlerResult>;
   /** Called once when the thread stops on request. */
   close?(): void | Promise<void>;
+  /**
+   * Optional, with `tick`: runs one job and returns its result, or `undefined` when the job
+   * waits; then `done` is called exactly once, later: from inside `tick`, or from a promise
+   * while {@linkcode HandlerRuntime.waitsOnEventLoop}. A throw fails the job. The thread
+   * uses it instead of `handle`.
+   */
+  start?(
+    req: HandlerRequest,
+    serviceIndex: number,
+    done: (error: unknown, result?: HandlerResult) => void,
+  ): HandlerResult | undefined;
+  /**
+   * Optional, with `start`: runs what is due at `now` (`performance.now()`): timers, waiting
+   * jobs whose time came. Returns when it next must run (a `performance.now()` time;
+   * Infinity: only when a job arrives). The thread calls it after every batch of jobs and
+   * whenever it wakes.
+   */
+  tick?(now: number): number;
+  /**
+   * Optional, with `tick`: true while the runtime also waits on something only the event
+   * loop can finish (a promise: I/O, a module load). The thread then waits with
+   * `Atomics.waitAsync`, letting the event loop run, until a job, a `done` called from that
+   * promise, or the time `tick` returned.
+   */
+  readonly waitsOnEventLoop?: boolean;
 }
 
 /**

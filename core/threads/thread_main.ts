@@ -12,11 +12,14 @@
  *   batch: a handler's duration is unknown, and a reply must not wait for the jobs queued
  *   behind it. Publishing is one store; the wake-up (the expensive part) happens only when
  *   the main thread sleeps, at most once per sleep.
- * - Nothing in flight: sleep in `Atomics.wait` on the job ring (measured wake-up ≈ 7 µs,
- *   against ≈ 40 µs for `Atomics.waitAsync`, which needs an event-loop turn).
- * - Async jobs in flight, or replies held because the reply ring was full: sleep in
- *   `Atomics.waitAsync` instead, so that the event loop runs the handlers' continuations,
- *   timers and I/O.
+ * - A runtime with `start` and `tick` (the Lua runtime) waits only on its own timers: after
+ *   each batch the thread ticks it and then blocks in one `Atomics.wait` on the job ring,
+ *   with a timeout equal to the runtime's next deadline. It wakes for a job, a stop, or
+ *   that deadline; waiting jobs cost no CPU and the event loop never turns for them.
+ * - Nothing in flight (any runtime): the same single `Atomics.wait`, without a timeout.
+ * - Promises in flight (a runtime with `handle` only, such as TypeScript handlers), or
+ *   replies held because the reply ring was full: `Atomics.waitAsync` instead, so that the
+ *   event loop runs the handlers' continuations, timers and I/O.
  *
  * ## Ends
  *
@@ -51,11 +54,11 @@ import {
   type ThreadInit,
   type ThreadMessage,
 } from "./_pool_protocol.ts";
-import type {
-  HandlerRequest,
-  HandlerResult,
-  HandlerRuntime,
-  HandlerRuntimeModule,
+import {
+  type HandlerRequest,
+  type HandlerResult,
+  type HandlerRuntime,
+  type HandlerRuntimeModule,
 } from "./runtime.ts";
 
 interface ThreadScope {
@@ -86,7 +89,18 @@ class HandlerThread {
   readonly #services: readonly string[];
   readonly #rec = new RingRecord();
   readonly #held: HeldReply[] = [];
+  readonly #deadlines: Float64Array;
+  /** Jobs run at once; more wait in {@linkcode HandlerThread.#queued}, in arrival order. */
+  readonly #maxRunning: number;
+  #running = 0;
+  #queued: { ticket: number; req: HandlerRequest; serviceIndex: number }[] = [];
+  #queuedHead = 0;
+  /** Runs jobs with `start` and waits with `tick` (see the module docs). */
+  readonly #ticking: boolean;
   #async = 0;
+  /** Jobs started with `start` whose `done` has not been called. */
+  #waiting = 0;
+  #inTick = false;
   #done = 0;
   #sleeps = 0;
   #stopping = false;
@@ -101,23 +115,58 @@ class HandlerThread {
     this.#replies = new RingProducer(init.replyRing, { dataBell: mainBell });
     this.#runtime = runtime;
     this.#services = runtime.services;
+    this.#deadlines = new Float64Array(init.deadlines);
+    this.#maxRunning = init.maxRunning > 0 ? init.maxRunning : Infinity;
+    this.#ticking = typeof runtime.start === "function" && typeof runtime.tick === "function";
   }
 
   async run(): Promise<void> {
+    const runtime = this.#runtime;
     for (;;) {
       this.#drain();
-      if (this.#stopping && this.#async === 0 && this.#held.length === 0) break;
+      this.#startQueued();
+      let due = Infinity;
+      if (this.#ticking) {
+        this.#inTick = true;
+        try {
+          due = runtime.tick!(performance.now());
+        } finally {
+          this.#inTick = false;
+        }
+        this.#replies.flush();
+        // Jobs that ended in the tick made room for queued ones: start them, tick again.
+        if (this.#startQueued()) continue;
+      }
+      const busy = this.#async + this.#waiting + this.#queued.length - this.#queuedHead;
+      if (this.#stopping && busy === 0 && this.#held.length === 0) break;
       if (this.#jobs.hasData()) continue;
-      if (this.#async === 0 && this.#held.length === 0 && !this.#stopping) {
-        // Nothing in flight: block the thread until the main thread publishes a job.
+      const eventLoop = this.#ticking && runtime.waitsOnEventLoop === true;
+      if (this.#async === 0 && this.#held.length === 0 && !eventLoop) {
+        // Only the runtime's own deadline, if any, is pending: block the thread until the
+        // main thread publishes a record, or until that deadline.
         const seq = this.#jobs.armData();
         if (seq === -1) continue;
+        let timeout = Infinity;
+        if (due !== Infinity) {
+          timeout = due - performance.now();
+          if (!(timeout > 0)) {
+            this.#jobs.sleepSync(seq, 0); // disarms
+            continue;
+          }
+        }
         this.#ctl[CTL_SLEEPS] = ++this.#sleeps;
-        this.#jobs.sleepSync(seq);
+        this.#jobs.sleepSync(seq, timeout);
       } else {
         // Handlers' continuations need the event loop: wait without blocking it. Woken by
         // a new job, or by a settling job that must end the loop (#wake).
-        const wait = this.#stopping ? undefined : this.#jobs.waitForDataAsync();
+        let timeout = Infinity;
+        if (due !== Infinity) {
+          timeout = due - performance.now();
+          if (!(timeout > 0)) continue;
+        }
+        const wait = this.#stopping && !eventLoop
+          ? undefined
+          : this.#jobs.waitForDataAsync(timeout);
         if (wait === undefined && !this.#stopping) continue;
         this.#ctl[CTL_SLEEPS] = ++this.#sleeps;
         await new Promise<void>((resolve) => {
@@ -137,6 +186,7 @@ class HandlerThread {
     while (jobs.read(rec)) {
       if (rec.kind === KIND_JOB) {
         this.#runJob(rec);
+        this.#startQueued();
       } else if (rec.kind === KIND_STOP) {
         this.#stopping = true;
       }
@@ -149,12 +199,52 @@ class HandlerThread {
     const ticket = rec.id;
     const serviceIndex = rec.aux;
     const jobs = this.#jobs;
+    const absolute = this.#deadlines[ticket & 0xffff];
     const req: HandlerRequest = {
       id: ticket,
       service: this.#services[serviceIndex],
       meta: rec.metaLength === 0 ? EMPTY : jobs.takeMeta(rec),
       body: jobs.takeBody(rec),
+      deadline: absolute === 0 ? undefined : absolute - performance.timeOrigin,
     };
+    if (this.#running >= this.#maxRunning || this.#queuedHead < this.#queued.length) {
+      this.#queued.push({ ticket, req, serviceIndex });
+      return;
+    }
+    this.#run(ticket, req, serviceIndex);
+  }
+
+  /** Starts the jobs waiting on the thread while it runs fewer than its limit. */
+  #startQueued(): boolean {
+    let started = false;
+    const q = this.#queued;
+    while (this.#running < this.#maxRunning && this.#queuedHead < q.length) {
+      const { ticket, req, serviceIndex } = q[this.#queuedHead];
+      q[this.#queuedHead++] = undefined!;
+      started = true;
+      if (req.deadline !== undefined && performance.now() >= req.deadline) {
+        // Its time ran out while it waited here: the main thread answered it already;
+        // this reply only frees its slot.
+        this.#running++;
+        this.#finish(ticket, undefined, new Error("Timed out before it started"), true);
+        continue;
+      }
+      this.#run(ticket, req, serviceIndex);
+      this.#replies.flush();
+    }
+    if (this.#queuedHead === q.length && q.length > 0) {
+      q.length = 0;
+      this.#queuedHead = 0;
+    }
+    return started;
+  }
+
+  #run(ticket: number, req: HandlerRequest, serviceIndex: number): void {
+    this.#running++;
+    if (this.#ticking) {
+      this.#startJob(ticket, req, serviceIndex);
+      return;
+    }
     let result: HandlerResult | Promise<HandlerResult>;
     try {
       result = this.#runtime.handle(req, serviceIndex);
@@ -173,22 +263,62 @@ class HandlerThread {
     }
   }
 
-  #settled(ticket: number, value: HandlerResult | undefined, err: unknown, failed: boolean) {
-    this.#ctl[CTL_ASYNC] = --this.#async;
-    this.#finish(ticket, value, err, failed);
+  /** Runs a job with the runtime's `start`: answered now, or by `done` from a later tick. */
+  #startJob(ticket: number, req: HandlerRequest, serviceIndex: number): void {
+    let answered = false;
+    const done = (err: unknown, value?: HandlerResult) => {
+      if (answered) return;
+      answered = true;
+      this.#waiting--;
+      this.#finish(ticket, value, err, err !== undefined && err !== null);
+      // From a tick the loop publishes; from a promise (a runtime waiting on the event
+      // loop) publish here, and end the loop's asynchronous wait.
+      if (!this.#inTick) this.#scheduleFlush();
+    };
+    this.#waiting++;
+    let result: HandlerResult | undefined;
+    try {
+      result = this.#runtime.start!(req, serviceIndex, done);
+    } catch (err) {
+      if (!answered) {
+        answered = true;
+        this.#waiting--;
+        this.#finish(ticket, undefined, err, true);
+      }
+      return;
+    }
+    if (result !== undefined && !answered) {
+      answered = true;
+      this.#waiting--;
+      this.#finish(ticket, result, undefined, false);
+    }
+  }
+
+  #scheduleFlush(): void {
     if (!this.#flushScheduled) {
       this.#flushScheduled = true;
       queueMicrotask(this.#flushSettled);
     }
   }
 
+  #settled(ticket: number, value: HandlerResult | undefined, err: unknown, failed: boolean) {
+    this.#ctl[CTL_ASYNC] = --this.#async;
+    this.#finish(ticket, value, err, failed);
+    this.#scheduleFlush();
+  }
+
   #flushSettled = (): void => {
     this.#flushScheduled = false;
     this.#replies.flush();
-    if (this.#stopping && this.#async === 0) this.#wake?.();
+    // A ticking runtime's job ended from a promise: back to the loop, which ticks again.
+    if (
+      (this.#stopping && this.#async === 0) || this.#ticking ||
+      this.#queuedHead < this.#queued.length
+    ) this.#wake?.();
   };
 
   #finish(ticket: number, result: HandlerResult | undefined, err: unknown, failed: boolean) {
+    this.#running--;
     this.#ctl[CTL_DONE] = ++this.#done;
     // An interrupt aimed at this job is spent.
     if (this.#ctl[CTL_INTERRUPT] === ticket) {
