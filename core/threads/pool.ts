@@ -243,7 +243,7 @@ export class HandlerPool {
     const concurrency = options.perThreadConcurrency ?? DEFAULT_CONCURRENCY;
     const queue = options.perThreadQueue ?? 0;
     const ringBytes = options.ringBytes ?? DEFAULT_RING_BYTES;
-    const pollMicros = options.pollMicros ?? Number(Deno.env.get("EP_POLL_US") ?? 50);
+    const pollMicros = options.pollMicros ?? 50;
     if (!Number.isInteger(threads) || threads < 1 || threads > 1024) {
       throw new RangeError(`Threads must be an integer from 1 to 1024: "${threads}"`);
     }
