@@ -112,7 +112,7 @@ export function killOnSignal(): () => void {
 
 const HZ = 100; // USER_HZ: the clock ticks of /proc/<pid>/stat
 
-interface ProcStat {
+export interface ProcStat {
   ppid: number;
   /** utime + stime (all threads), seconds. */
   own: number;
@@ -121,7 +121,7 @@ interface ProcStat {
 }
 
 /** Parses the fields of a `/proc/<pid>/stat` line after the command name. */
-function parseStat(line: string): ProcStat {
+export function parseProcStat(line: string): ProcStat {
   const f = line.slice(line.lastIndexOf(")") + 2).split(" ");
   // f[0] is field 3 (state): ppid is field 4, utime..cstime fields 14..17.
   const own = (Number(f[11]) + Number(f[12])) / HZ;
@@ -140,7 +140,7 @@ function snapshot(): Map<number, ProcStat> {
   for (const e of Deno.readDirSync("/proc")) {
     if (!/^\d+$/.test(e.name)) continue;
     try {
-      m.set(Number(e.name), parseStat(Deno.readTextFileSync(`/proc/${e.name}/stat`)));
+      m.set(Number(e.name), parseProcStat(Deno.readTextFileSync(`/proc/${e.name}/stat`)));
     } catch {
       // gone meanwhile
     }
@@ -409,15 +409,29 @@ export async function runWrk(url: string, o: WrkOptions): Promise<WrkResult> {
   await new Promise((r) => setTimeout(r, 20));
   const text = c.output;
   const stat = /^STAT (.*)$/m.exec(text);
-  const total = /(\d+) requests in ([\d.]+)(ms|s|m)/.exec(text);
+  const parsed = parseWrk(text);
+  if (!status.success || !stat || !parsed) throw new Error(`wrk failed:\n${text}`);
+  const cpuSeconds = childrenSecondsOfStat(stat[1]);
+  return {
+    ...parsed,
+    cpuSeconds,
+    cpuPercent: round1((cpuSeconds / wall) * 100),
+    text: text.replace(/^STAT .*\n?/m, ""),
+  };
+}
+
+/** The figures in wrk's output (run with `--latency`); null when it has no totals. */
+export function parseWrk(
+  text: string,
+): Omit<WrkResult, "cpuSeconds" | "cpuPercent" | "text"> | null {
+  const total = /(\d+) requests in ([\d.]+)(us|ms|s|m),/.exec(text);
   const rps = /Requests\/sec:\s+([\d.]+)/.exec(text);
-  if (!status.success || !stat || !total || !rps) throw new Error(`wrk failed:\n${text}`);
+  if (!total || !rps) return null;
   const socket = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(text);
   const pct = (p: string) => {
     const m = new RegExp(`^\\s+${p}%\\s+([\\d.]+)(us|ms|s|m)\\s*$`, "m").exec(text);
     return m ? toUs(Number(m[1]), m[2]) : NaN;
   };
-  const cpuSeconds = childrenSecondsOfStat(stat[1]);
   return {
     requests: Number(total[1]),
     non2xx: Number(/Non-2xx or 3xx responses: (\d+)/.exec(text)?.[1] ?? 0),
@@ -432,9 +446,6 @@ export async function runWrk(url: string, o: WrkOptions): Promise<WrkResult> {
     rps: Number(rps[1]),
     seconds: toUs(Number(total[2]), total[3]) / 1e6,
     latencyUs: { p50: pct("50"), p75: pct("75"), p90: pct("90"), p99: pct("99") },
-    cpuSeconds,
-    cpuPercent: round1((cpuSeconds / wall) * 100),
-    text: text.replace(/^STAT .*\n?/m, ""),
   };
 }
 
