@@ -892,7 +892,7 @@ function report(
       }.`,
       "",
       `Noise: CPU used by processes not started here during the kept runs: median ${
-        median(runs.map((r) => r.foreignCpu))
+        median(runs.map((r) => r.foreignCpu)).toFixed(1)
       } %, max ${Math.max(...runs.map((r) => r.foreignCpu))} % of a core; ${
         runs.filter((r) => (r.attempts ?? 1) > 1).length
       } of ${runs.length} runs were measured again.`,
@@ -927,6 +927,12 @@ function report(
     lines.push(
       "",
       "`ep-aio` runs its handlers on the balancer's own threads: its balancer µs/job is all of its CPU per job.",
+      "",
+      `Noise: CPU used by processes not started here during the kept throughput runs: median ${
+        median(tp.map((r) => r.foreignCpu)).toFixed(1)
+      } %, max ${Math.max(...tp.map((r) => r.foreignCpu))} % of a core; ${
+        tp.filter((r) => r.attempts > 1).length
+      } of ${tp.length} runs were measured again.`,
       "",
     );
     for (const c of contenders.filter(isEp)) {
