@@ -44,6 +44,7 @@ import {
 } from "../../cli/loadgen/mod.ts";
 import {
   Child,
+  CpuMeter,
   ensureInstalled,
   killAll,
   killOnSignal,
@@ -187,6 +188,8 @@ try {
     });
   }
   await runWrk(`http://${addr}/trivial?ms=0`, { threads: 1, connections: 8, seconds: 1 });
+  // Other people's CPU over the measurements (the machine may be shared).
+  const noise = new CpuMeter();
 
   // --- (a, b) waiting cost of ep.sleep, and its wake-up lateness
   out("");
@@ -329,6 +332,14 @@ try {
   );
 
   // --- the targets
+  out("");
+  out(
+    `Noise: processes not started here used ${
+      f1(noise.foreign(w.cpuSeconds))
+    } % of a core over the ${f1(noise.wall)} s of measurements (machine ${
+      f1(noise.machinePercent())
+    } %)`,
+  );
   const lat = percentiles(lateAll);
   const idleWorker = Math.max(
     idlePct.get("main")!,
