@@ -2,51 +2,65 @@
  * The head-to-head: ep's preemptive balancer against nginx and HAProxy, on the same
  * machine, the same four single-slot workers' job, and the same arrival sequences.
  *
- *   deno run -A tests/bench/compare.ts            # the full matrix (≈ 13 min)
- *   deno run -A tests/bench/compare.ts --quick    # one repeat, shorter runs (≈ 2 min)
+ *   deno run -A tests/bench/compare.ts            # the full matrix (≈ 16 min)
+ *   deno run -A tests/bench/compare.ts --quick    # one repeat, shorter runs (≈ 3 min)
  *
  * Options: `--repeats n` (3), `--seconds s` per run (6; quick 3), `--warmup s` before each
- * run (1; quick 0.5), `--prewarm s` once per balancer at the start (3; quick 1), `--only ep,ep-ep,nginx-rr,nginx-leastconn,haproxy-rr,haproxy-leastconn,
+ * run (1; quick 0.5), `--prewarm s` once per balancer at the start (3; quick 1), `--only
+ * ep,ep-ep,ep-lua,ep-aio,nginx-rr,nginx-leastconn,haproxy-rr,haproxy-leastconn,
  * haproxy-maxconn1`, `--cells const-50,const-85,tail-50,tail-85`, `--no-latency`,
  * `--no-throughput`, `--tp-seconds s`, `--tp-connections n` (32), `--tp-mix ms@p,…` (0: the
- * forwarding test; 2 measures the workers' real capacity), `--seed n`, `--out dir`,
- * `--tag name`, `--max-other pct` / `--retries n` / `--budget min` (the noise guard, below),
- * `--variant "name|/path/to/mod.ts|ENV=v,…|--flag value …"` (also measure ep from another
- * checkout, or with other environment or flags for its balancer and workers, side by side;
- * for tuning experiments), `--ep-prefetch n` (ep's `--prefetch`).
+ * forwarding test; 2 measures the workers' real capacity), `--tp-http wrk|loadgen` (wrk),
+ * `--wrk-threads n` (1), `--seed n`, `--out dir`, `--tag name`, `--max-other pct` /
+ * `--retries n` / `--budget min` (the noise guard, below), `--variant "name|/path/to/mod.ts|ENV=v,…|--flag value …"`
+ * (also measure ep from another checkout, or with other environment or flags for its
+ * balancer and workers, side by side; for tuning experiments), `--ep-prefetch n` (ep's
+ * `--prefetch`).
  *
  * Noise guard: the machine may be shared. Each run measures the CPU used by processes not
  * started here (from /proc); a run where they used more than `--max-other` % of a core (25)
  * is measured again, up to `--retries` times (2), keeping the quietest attempt, until
- * `--budget` minutes have passed (13; quick 2). Every record keeps that figure.
+ * `--budget` minutes have passed (16; quick 3). Every record keeps that figure.
  *
  * - Workers: four single-slot workers whose `sleep` job holds the slot for the requested
- *   milliseconds (`cli/demo_services.ts`, a precise sleep). For nginx and HAProxy they are
- *   HTTP servers that run one job at a time and queue the rest in arrival order
- *   (`_compare_http_worker.ts`); for ep, `ep worker --threads 1 --concurrency 1`.
+ *   milliseconds. For nginx and HAProxy they are HTTP servers that run one job at a time
+ *   and queue the rest in arrival order (`_compare_http_worker.ts`, the TypeScript demo
+ *   service of `cli/demo_services.ts`, a precise sleep); for `ep`, `ep worker --threads 1
+ *   --concurrency 1` (the same TypeScript service); for `ep-lua`, Lua workers started the
+ *   way `scripts/worker.lua` starts (`mod.ts run _lua/compare_worker.lua`: one handler
+ *   thread, one slot, the Lua `sleep` service of `scripts/services/sleep.lua`, `ep.sleep`).
  * - Balancers: nginx round robin and `least_conn`, HAProxy `roundrobin`, `leastconn`, and
- *   `leastconn` with `maxconn 1` per server (a central queue), and ep. All clients speak
- *   HTTP/1.1 (one request per connection at a time); ep is also measured with EP clients
- *   (`ep (EP)`), for information.
+ *   `leastconn` with `maxconn 1` per server (a central queue), and ep (`ep balancer`, one
+ *   for `ep`, one for `ep-lua`). All clients speak HTTP/1.1 (one request per connection at
+ *   a time); ep is also measured with EP clients (`ep (EP)`), for information.
+ * - `ep-aio` (throughput only): the all-in-one mode, `mod.ts run scripts/main.lua` with
+ *   EP_THREADS=2: the Lua `sleep` service on the balancer's own handler threads, no TCP hop
+ *   and no other process.
  * - Cells: constant 2 ms jobs and a heavy tail (90 % 1 ms, 10 % 20 ms), each at 50 % and
  *   85 % of the workers' nominal capacity (4 / mean job time), open loop (Poisson, seeded:
  *   every balancer of a cell and repeat gets the same arrival sequence), medians of the
- *   repeats with min–max. Forwarding throughput: 0 ms jobs, closed loop.
+ *   repeats with min–max.
+ * - Forwarding throughput: 0 ms jobs, closed loop; HTTP contenders driven by `wrk`
+ *   (`-t1 -c32 --latency`), EP ones by the EP generator (`cli/loadgen`); each run reports
+ *   the generator's own CPU (wrk's from /proc) and the machine's.
+ * - CPU per job: for every run, the CPU (from `/proc/<pid>/stat`, all threads, children
+ *   included) of the balancer process and of the workers (sum and each), divided by the
+ *   jobs completed in the run, in µs.
  * - The floor: the ideal central queue for the same arrivals (4 servers, one FIFO queue,
  *   zero dispatch cost), simulated.
  *
- * nginx and HAProxy are installed with apt when missing and run in the foreground with
- * generated configs in a temporary directory; every process started here is killed at the
- * end, also on error or Ctrl-C. Results: a Markdown table on stdout, JSON and SVG plots in
- * `tests/bench/results/`.
+ * nginx, HAProxy and wrk are installed with apt when missing; nginx and HAProxy run in the
+ * foreground with generated configs in a temporary directory; every process started here is
+ * killed at the end, also on error or Ctrl-C. Results: a Markdown table on stdout, JSON and
+ * SVG plots in `tests/bench/results/`.
  */
 import { parseArgs } from "node:util";
-import { connect as epConnect } from "../../core/net/client.ts";
 import {
   barChartSvg,
   LatencyHistogram,
   latencyPlotSvg,
   type LoadResult,
+  type MixEntry,
   parseMix,
   percentiles,
   poissonSchedule,
@@ -55,9 +69,20 @@ import {
   simulateCentralQueue,
   type Target,
 } from "../../cli/loadgen/mod.ts";
-import { connect as tcpConnect, listen } from "../../core/net/transport.ts";
 import { type AnchorKind, haproxyCfg, nginxConf } from "./_compare_configs.ts";
-import { have, median } from "./_bench_util.ts";
+import { median } from "./_bench_util.ts";
+import {
+  Child,
+  CpuMeter,
+  ensureInstalled,
+  freePort,
+  killAll,
+  killOnSignal,
+  runWrk,
+  waitPort,
+  waitProviders,
+  wrkMixScript,
+} from "./_bench_procs.ts";
 
 const { values } = parseArgs({
   options: {
@@ -69,6 +94,8 @@ const { values } = parseArgs({
     "tp-seconds": { type: "string" },
     "tp-connections": { type: "string", default: "32" },
     "tp-mix": { type: "string", default: "0" },
+    "tp-http": { type: "string", default: "wrk" },
+    "wrk-threads": { type: "string", default: "1" },
     only: { type: "string" },
     cells: { type: "string" },
     "no-throughput": { type: "boolean", default: false },
@@ -100,7 +127,7 @@ const WORKERS = Number(values.workers);
 const MAX_OTHER = Number(values["max-other"]);
 const RETRIES = Number(values.retries);
 /** Minutes after which runs are no longer measured again, however noisy. */
-const BUDGET_MIN = Number(values.budget ?? (QUICK ? 2 : 13));
+const BUDGET_MIN = Number(values.budget ?? (QUICK ? 3 : 16));
 const SEED = Number(values.seed);
 const OUT = values.out ?? new URL("./results/", import.meta.url).pathname;
 const TAG = values.tag ?? (QUICK ? "quick" : "full");
@@ -108,12 +135,30 @@ const TAG = values.tag ?? (QUICK ? "quick" : "full");
 // tuning experiments); the default is this one.
 const MOD = values["ep-mod"] ?? new URL("../../mod.ts", import.meta.url).pathname;
 const HTTP_WORKER = new URL("./_compare_http_worker.ts", import.meta.url).pathname;
+const LUA_WORKER = new URL("./_lua/compare_worker.lua", import.meta.url).pathname;
+const AIO_SCRIPT = new URL("../../scripts/main.lua", import.meta.url).pathname;
+const TP_HTTP = values["tp-http"];
+const WRK_THREADS = Number(values["wrk-threads"]);
+if (TP_HTTP !== "wrk" && TP_HTTP !== "loadgen") {
+  throw new Error(`--tp-http must be wrk or loadgen, got "${TP_HTTP}"`);
+}
 
-/** A balancer under test: a name and how clients reach it. */
+/** A balancer under test: a name, how clients reach it, and its processes. */
 interface Contender {
   name: string;
-  kind: AnchorKind | "ep" | "ep-ep";
+  kind: AnchorKind | "ep" | "ep-ep" | "ep-lua" | "ep-aio";
   target: (service: string) => Target;
+  /** The balancer's process (for `ep-aio` the only one: it runs the handlers too). */
+  balancer: Child;
+  /** The worker processes behind it (none for `ep-aio`). */
+  workers: Child[];
+  /** Whether it takes part in the latency cells (`ep-aio` does not: no four workers). */
+  latency: boolean;
+}
+
+/** Whether a contender is one of ep's (not an anchor). */
+function isEp(c: Contender): boolean {
+  return c.kind.startsWith("ep");
 }
 
 interface Cell {
@@ -131,187 +176,9 @@ const CELLS: Cell[] = [
 ];
 
 // ---------------------------------------------------------------------------------------
-// Processes: everything started here is registered and killed at the end.
+// Processes: everything started here is registered (`_bench_procs.ts`) and killed at the end.
 
-class Child {
-  readonly name: string;
-  readonly proc: Deno.ChildProcess;
-  output = "";
-  readonly exited: Promise<Deno.CommandStatus>;
-  #watchers: (() => void)[] = [];
-
-  constructor(name: string, cmd: string, args: string[], env: Record<string, string> = {}) {
-    this.name = name;
-    this.proc = new Deno.Command(cmd, {
-      args,
-      stdin: "null",
-      stdout: "piped",
-      stderr: "piped",
-      env: { NO_COLOR: "1", ...env },
-    }).spawn();
-    children.add(this);
-    const pump = async (s: ReadableStream<Uint8Array>) => {
-      try {
-        for await (const text of s.pipeThrough(new TextDecoderStream())) {
-          this.output = (this.output + text).slice(-16_384);
-          for (const w of this.#watchers) w();
-        }
-      } catch {
-        // the process is gone
-      }
-    };
-    pump(this.proc.stdout);
-    pump(this.proc.stderr);
-    this.exited = this.proc.status;
-    this.exited.then(() => children.delete(this));
-  }
-
-  /** Waits (bounded) until the output matches `re`. */
-  waitFor(re: RegExp, ms = 20_000): Promise<RegExpMatchArray> {
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.#watchers = this.#watchers.filter((w) => w !== check);
-        reject(new Error(`${this.name}: no ${re} within ${ms} ms; output:\n${this.output}`));
-      }, ms);
-      const check = () => {
-        const m = this.output.match(re);
-        if (m) {
-          clearTimeout(timer);
-          this.#watchers = this.#watchers.filter((w) => w !== check);
-          resolve(m);
-        }
-      };
-      this.#watchers.push(check);
-      check();
-    });
-  }
-
-  kill(): void {
-    try {
-      this.proc.kill("SIGKILL");
-    } catch {
-      // already gone
-    }
-  }
-}
-
-const children = new Set<Child>();
-
-/** CPU seconds (user + system, all threads) of a process, from /proc; NaN when unknown. */
-function cpuSeconds(pid: number): number {
-  try {
-    const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
-    const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    return (Number(f[11]) + Number(f[12])) / 100; // utime, stime in clock ticks (USER_HZ 100)
-  } catch {
-    return NaN;
-  }
-}
-
-/** Busy CPU seconds of the whole machine (all cores), from /proc/stat. */
-function machineBusySeconds(): number {
-  try {
-    const f = Deno.readTextFileSync("/proc/stat").split("\n")[0].trim().split(/\s+/).slice(1)
-      .map(Number);
-    const total = f.slice(0, 8).reduce((a, b) => a + b, 0);
-    return (total - f[3] - f[4]) / 100; // minus idle and iowait
-  } catch {
-    return NaN;
-  }
-}
-
-/** CPU use of groups of children over an interval, % of one core. */
-class CpuMeter {
-  #t0 = performance.now();
-  #start = new Map<Child, number>();
-  #self = cpuSeconds(Deno.pid);
-  #machine = machineBusySeconds();
-  constructor() {
-    for (const c of children) this.#start.set(c, cpuSeconds(c.proc.pid));
-  }
-
-  /** CPU used by processes not started here (other people's work), % of one core. */
-  foreign(): number {
-    const wall = (performance.now() - this.#t0) / 1000;
-    let ours = cpuSeconds(Deno.pid) - this.#self;
-    for (const [c, s0] of this.#start) ours += cpuSeconds(c.proc.pid) - s0;
-    const busy = machineBusySeconds() - this.#machine;
-    return Math.max(0, Math.round(((busy - ours) / wall) * 1000) / 10);
-  }
-  /** % of one core used by the children whose name matches `re`. */
-  percent(re: RegExp): number {
-    const wall = (performance.now() - this.#t0) / 1000;
-    let sum = 0;
-    for (const [c, s0] of this.#start) {
-      if (re.test(c.name)) sum += cpuSeconds(c.proc.pid) - s0;
-    }
-    return Math.round((sum / wall) * 1000) / 10;
-  }
-}
-
-/** The children that do a contender's balancing and its work. */
-function cpuGroups(c: Contender): { balancer: RegExp; workers: RegExp } {
-  const base = c.name.replace(/ \(EP\)$/, "");
-  const esc = base.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
-  return c.kind.startsWith("ep")
-    ? { balancer: new RegExp(`^${esc}-balancer$`), workers: new RegExp(`^${esc}-worker-`) }
-    : { balancer: new RegExp(`^${esc}$`), workers: /^http-worker-/ };
-}
-
-async function killAll(): Promise<void> {
-  const all = [...children];
-  for (const c of all) c.kill();
-  await Promise.all(all.map((c) => c.exited.catch(() => {})));
-}
-
-const onSignal = () => {
-  console.error("\ninterrupted: stopping every process started here");
-  killAll().finally(() => Deno.exit(130));
-};
-Deno.addSignalListener("SIGINT", onSignal);
-Deno.addSignalListener("SIGTERM", onSignal);
-
-function freePort(): number {
-  const l = listen({ port: 0 });
-  const port = l.addr.port;
-  l.close();
-  return port;
-}
-
-/** Waits (bounded) until something accepts connections on `port`. */
-async function waitPort(port: number, owner: Child, ms = 10_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (Date.now() < end) {
-    try {
-      const t = await tcpConnect(`127.0.0.1:${port}`);
-      t.close();
-      return;
-    } catch {
-      await new Promise((r) => setTimeout(r, 50));
-    }
-  }
-  throw new Error(`${owner.name} does not accept on port ${port}; output:\n${owner.output}`);
-}
-
-async function ensureInstalled(): Promise<void> {
-  const missing = [];
-  if (!(await have("nginx"))) missing.push("nginx-light");
-  if (!(await have("haproxy"))) missing.push("haproxy");
-  if (missing.length === 0) return;
-  if (values["no-install"]) throw new Error(`missing: ${missing.join(", ")}`);
-  console.error(`installing ${missing.join(", ")} with apt-get`);
-  const sh = (script: string) =>
-    new Deno.Command("sh", {
-      args: ["-c", script],
-      env: { DEBIAN_FRONTEND: "noninteractive" },
-      stdout: "inherit",
-      stderr: "inherit",
-    }).output();
-  const pkgs = missing.join(" ");
-  let out = await sh(`apt-get install -y -q ${pkgs}`);
-  if (!out.success) out = await sh(`apt-get update -q && apt-get install -y -q ${pkgs}`);
-  if (!out.success) throw new Error(`apt-get install ${pkgs} failed`);
-}
+const removeSignalHandlers = killOnSignal();
 
 async function version(cmd: string, args: string[]): Promise<string> {
   try {
@@ -337,6 +204,7 @@ async function machine(): Promise<Record<string, string>> {
     v8: Deno.version.v8,
     nginx: await version("nginx", ["-v"]),
     haproxy: await version("haproxy", ["-v"]),
+    wrk: await version("wrk", ["-v"]),
   };
 }
 
@@ -348,11 +216,13 @@ async function startAll(dir: string): Promise<Contender[]> {
   const want = (name: string) => !only || only.includes(name);
   // The HTTP workers behind nginx and HAProxy.
   const backends: number[] = [];
+  const httpWorkers: Child[] = [];
   const anchorsWanted = ["nginx-rr", "nginx-leastconn", "haproxy-rr", "haproxy-leastconn"]
     .concat(["haproxy-maxconn1"]).some(want);
   if (anchorsWanted) {
     for (let i = 0; i < WORKERS; i++) {
       const c = new Child(`http-worker-${i + 1}`, Deno.execPath(), ["run", "-A", HTTP_WORKER]);
+      httpWorkers.push(c);
       backends.push(Number((await c.waitFor(/port (\d+)/))[1]));
     }
   }
@@ -393,18 +263,59 @@ async function startAll(dir: string): Promise<Contender[]> {
       child = new Child(kind, "haproxy", ["-f", `${sub}/haproxy.cfg`, "-db"]);
     }
     await waitPort(port, child);
-    contenders.push({ name: kind, kind, target: http(port) });
+    contenders.push({
+      name: kind,
+      kind,
+      target: http(port),
+      balancer: child,
+      workers: httpWorkers,
+      latency: true,
+    });
   }
   if (want("ep") || want("ep-ep")) {
-    const addr = await startEp("ep", MOD, {});
-    if (want("ep")) contenders.push({ name: "ep", kind: "ep", target: http(addr.port) });
+    const ep = await startEp("ep", MOD, {});
+    const base = { balancer: ep.balancer, workers: ep.workers, latency: true };
+    if (want("ep")) contenders.push({ name: "ep", kind: "ep", target: http(ep.port), ...base });
     if (want("ep-ep")) {
       contenders.push({
         name: "ep (EP)",
         kind: "ep-ep",
-        target: (service) => ({ protocol: "ep", addr: addr.addr, service }),
+        target: (service) => ({ protocol: "ep", addr: ep.addr, service }),
+        ...base,
       });
     }
+  }
+  if (want("ep-lua")) {
+    const ep = await startEp("ep-lua", MOD, {}, [], "lua");
+    contenders.push({
+      name: "ep-lua",
+      kind: "ep-lua",
+      target: http(ep.port),
+      balancer: ep.balancer,
+      workers: ep.workers,
+      latency: true,
+    });
+  }
+  if (want("ep-aio")) {
+    // `deno task start`: scripts/main.lua, its handlers on the balancer's own threads.
+    const aio = new Child("ep-aio", Deno.execPath(), [
+      "run",
+      "-A",
+      MOD,
+      "run",
+      AIO_SCRIPT,
+      "--log-level",
+      "warning",
+    ], { EP_PORT: "0", EP_THREADS: "2" });
+    const port = Number((await aio.waitFor(/listening on [^:]+:(\d+)/))[1]);
+    contenders.push({
+      name: "ep-aio",
+      kind: "ep-aio",
+      target: http(port),
+      balancer: aio,
+      workers: [],
+      latency: false,
+    });
   }
   // Variants of ep (patched copies or settings) measured side by side with the rest.
   for (const spec of values.variant ?? []) {
@@ -414,8 +325,15 @@ async function startAll(dir: string): Promise<Contender[]> {
         kv,
       ) => [kv.slice(0, kv.indexOf("=")), kv.slice(kv.indexOf("=") + 1)]),
     );
-    const addr = await startEp(name, mod || MOD, env, argText.split(" ").filter(Boolean));
-    contenders.push({ name, kind: "ep", target: http(addr.port) });
+    const ep = await startEp(name, mod || MOD, env, argText.split(" ").filter(Boolean));
+    contenders.push({
+      name,
+      kind: "ep",
+      target: http(ep.port),
+      balancer: ep.balancer,
+      workers: ep.workers,
+      latency: true,
+    });
   }
   // Every contender answers, and is warmed up (JIT, connections) before the measurements:
   // Deno processes keep getting faster for seconds under load.
@@ -448,15 +366,29 @@ async function startAll(dir: string): Promise<Contender[]> {
   return contenders;
 }
 
-/** Starts an ep balancer and its single-slot workers; `name` prefixes their process names. */
+/** An ep balancer and its workers. */
+interface EpSet {
+  addr: string;
+  port: number;
+  balancer: Child;
+  workers: Child[];
+}
+
+/**
+ * Starts an ep balancer (`ep balancer`) and its single-slot workers; `name` prefixes their
+ * process names. `ts` workers are `ep worker --threads 1 --concurrency 1` (the TypeScript
+ * demo services); `lua` workers run `_lua/compare_worker.lua` (one thread, one slot, the Lua
+ * `sleep` service), started like `scripts/worker.lua`.
+ */
 async function startEp(
   name: string,
   mod: string,
   env: Record<string, string>,
   args: string[] = [],
-): Promise<{ addr: string; port: number }> {
+  workerKind: "ts" | "lua" = "ts",
+): Promise<EpSet> {
   const extra = values["ep-prefetch"] ? ["--prefetch", values["ep-prefetch"]] : [...args];
-  const bal = new Child(`${name}-balancer`, Deno.execPath(), [
+  const balancer = new Child(`${name}-balancer`, Deno.execPath(), [
     "run",
     "-A",
     mod,
@@ -467,54 +399,61 @@ async function startEp(
     "warning",
     ...extra,
   ], env);
-  const port = Number((await bal.waitFor(/listening on [^:]+:(\d+)/))[1]);
+  const port = Number((await balancer.waitFor(/listening on [^:]+:(\d+)/))[1]);
   const addr = `127.0.0.1:${port}`;
+  const workers: Child[] = [];
   for (let i = 0; i < WORKERS; i++) {
-    new Child(`${name}-worker-${i + 1}`, Deno.execPath(), [
-      "run",
-      "-A",
-      mod,
-      "worker",
-      "--connect",
-      addr,
-      "--threads",
-      "1",
-      "--concurrency",
-      "1",
-      "--name",
-      `w${i + 1}`,
-      "--log-level",
-      "warning",
-      ...extra,
-    ], env);
+    const args = workerKind === "ts"
+      ? [
+        "worker",
+        "--connect",
+        addr,
+        "--threads",
+        "1",
+        "--concurrency",
+        "1",
+        "--name",
+        `w${i + 1}`,
+        "--log-level",
+        "warning",
+        ...extra,
+      ]
+      : ["run", LUA_WORKER, "--log-level", "warning"];
+    workers.push(
+      new Child(`${name}-worker-${i + 1}`, Deno.execPath(), ["run", "-A", mod, ...args], {
+        ...env,
+        EP_CONNECT: addr,
+      }),
+    );
   }
-  await waitProviders(addr, WORKERS, bal);
-  return { addr, port };
-}
-
-async function waitProviders(addr: string, n: number, owner: Child): Promise<void> {
-  const end = Date.now() + 20_000;
-  while (Date.now() < end) {
-    try {
-      const c = await epConnect(addr);
-      try {
-        const stats = await c.stats() as { providers: unknown[] };
-        if (stats.providers.length >= n) return;
-      } finally {
-        c.close();
-      }
-    } catch {
-      // not up yet
-    }
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`ep workers did not register; balancer output:\n${owner.output}`);
+  await waitProviders(addr, WORKERS, balancer);
+  return { addr, port, balancer, workers };
 }
 
 // ---------------------------------------------------------------------------------------
 // Measurements
 
-interface RunRecord {
+/** CPU of a contender's processes over a run, and per job completed in it. */
+interface CpuRecord {
+  /** The balancer process, % of one core. */
+  balancerCpu: number;
+  /** All its workers, % of one core. */
+  workersCpu: number;
+  /** Each worker, % of one core. */
+  workersCpuEach: number[];
+  /** The balancer's CPU per job completed, µs (for `ep-aio`, the handlers' included). */
+  balancerUsPerJob: number;
+  /** The workers' CPU (summed) per job completed, µs. */
+  workersUsPerJob: number;
+  /** The load generator's CPU per job completed, µs. */
+  generatorUsPerJob: number;
+  /** The whole machine's busy CPU, % of one core (100 × cores when saturated). */
+  machineCpu: number;
+  /** CPU used by processes not started here, % of one core. */
+  foreignCpu: number;
+}
+
+interface RunRecord extends CpuRecord {
   cell: string;
   repeat: number;
   contender: string;
@@ -527,9 +466,6 @@ interface RunRecord {
   sendLagUs: ReturnType<typeof percentiles>;
   jobOvershootUs: ReturnType<typeof percentiles>;
   generatorCpu: number;
-  balancerCpu: number;
-  workersCpu: number;
-  foreignCpu: number;
   stalls: number;
   attempts?: number;
 }
@@ -541,18 +477,46 @@ interface IdealRecord {
   latencyUs: ReturnType<typeof percentiles>;
 }
 
-interface ThroughputRecord {
+interface ThroughputRecord extends CpuRecord {
   repeat: number;
   contender: string;
+  /** `wrk -t1 -c32` or `loadgen closed 32 (http|ep)`. */
+  generator: string;
   throughput: number;
   ok: number;
   errors: Record<string, number>;
-  latencyUs: ReturnType<typeof percentiles>;
+  latencyUs: { p50: number; p90: number; p99: number };
+  /** The generator's CPU, % of one core. */
   generatorCpu: number;
-  balancerCpu: number;
-  workersCpu: number;
-  foreignCpu: number;
   attempts: number;
+}
+
+/**
+ * The CPU of `c`'s processes over the meter's interval, per job for `jobs` jobs;
+ * `generatorSeconds` is the load generator's CPU (this process, or wrk's).
+ */
+function cpuRecord(
+  c: Contender,
+  cpu: CpuMeter,
+  jobs: number,
+  generatorSeconds: number,
+  wrkSeconds = 0,
+): CpuRecord {
+  cpu.stop();
+  const perJob = (sec: number) => jobs > 0 ? Math.round((sec * 1e6) / jobs * 10) / 10 : NaN;
+  const bal = cpu.seconds(c.balancer.pid);
+  const each = c.workers.map((w) => cpu.seconds(w.pid));
+  const workers = each.reduce((a, b) => a + b, 0);
+  return {
+    balancerCpu: cpu.percent(c.balancer.pid),
+    workersCpu: Math.round((workers / cpu.wall) * 1000) / 10,
+    workersCpuEach: each.map((x) => Math.round((x / cpu.wall) * 1000) / 10),
+    balancerUsPerJob: perJob(bal),
+    workersUsPerJob: c.workers.length > 0 ? perJob(workers) : NaN,
+    generatorUsPerJob: perJob(generatorSeconds),
+    machineCpu: cpu.machinePercent(),
+    foreignCpu: cpu.foreign(wrkSeconds),
+  };
 }
 
 function record(
@@ -562,7 +526,6 @@ function record(
   r: LoadResult,
   cpu: CpuMeter,
 ): RunRecord {
-  const g = cpuGroups(c);
   return {
     cell,
     repeat,
@@ -576,10 +539,8 @@ function record(
     sendLagUs: percentiles(r.sendLag),
     jobOvershootUs: percentiles(r.jobOvershoot),
     generatorCpu: r.generator.cpuPercent,
-    balancerCpu: cpu.percent(g.balancer),
-    workersCpu: cpu.percent(g.workers),
-    foreignCpu: cpu.foreign(),
     stalls: r.generator.stalls,
+    ...cpuRecord(c, cpu, r.ok, cpu.selfSeconds()),
   };
 }
 
@@ -589,12 +550,13 @@ function rotate<T>(xs: T[], k: number): T[] {
 }
 
 async function measureLatency(
-  contenders: Contender[],
+  all: Contender[],
   cells: Cell[],
   runs: RunRecord[],
   ideals: IdealRecord[],
   merged: Map<string, LatencyHistogram>,
 ): Promise<void> {
+  const contenders = all.filter((c) => c.latency);
   const total = cells.length * REPEATS * contenders.length;
   let n = 0;
   for (const [ci, cell] of cells.entries()) {
@@ -670,6 +632,7 @@ function log(
       `(ideal p99 ${ms(ideal.percentile(99))}) ok ${r.ok}/${r.sent} err ${errs} ` +
       `lag p99 ${percentiles(r.sendLag).p99} µs cpu gen ${r.generator.cpuPercent}% ` +
       `bal ${rec.balancerCpu}% workers ${rec.workersCpu}% other ${rec.foreignCpu}% ` +
+      `µs/job bal ${rec.balancerUsPerJob} workers ${rec.workersUsPerJob} ` +
       `job +${percentiles(r.jobOvershoot).p50}/${percentiles(r.jobOvershoot).p99} µs`,
   );
 }
@@ -680,44 +643,95 @@ function mergeInto(m: Map<string, LatencyHistogram>, key: string, h: LatencyHist
   else m.set(key, new LatencyHistogram().merge(h));
 }
 
+/** The path wrk asks for: one job time, or a Lua script drawing from the mix. */
+async function wrkRequest(
+  target: Target,
+  mix: MixEntry[],
+  dir: string,
+): Promise<{ url: string; script?: string }> {
+  const base = `http://${target.addr}`;
+  if (mix.length === 1) return { url: `${base}/${target.service}?ms=${mix[0].ms}` };
+  const script = await wrkMixScript(`${dir}/wrk-mix.lua`, target.service, mix);
+  return { url: `${base}/`, script };
+}
+
+/** One throughput run of `c`, closed loop, `seconds` long (after a 0.5 s warm-up). */
+async function throughputRun(
+  c: Contender,
+  rep: number,
+  mix: MixEntry[],
+  dir: string,
+): Promise<ThroughputRecord> {
+  const target = c.target("sleep");
+  if (target.protocol === "http" && TP_HTTP === "wrk") {
+    const req = await wrkRequest(target, mix, dir);
+    const o = { threads: WRK_THREADS, connections: TP_CONNECTIONS, script: req.script };
+    await runWrk(req.url, { ...o, seconds: 1 });
+    const cpu = new CpuMeter();
+    const w = await runWrk(req.url, { ...o, seconds: TP_SECONDS });
+    cpu.stop();
+    const errors: Record<string, number> = {};
+    if (w.non2xx > 0) errors.non2xx = w.non2xx;
+    for (const [k, v] of Object.entries(w.socketErrors)) if (v > 0) errors[`socket_${k}`] = v;
+    const ok = w.requests - w.non2xx;
+    return {
+      repeat: rep,
+      contender: c.name,
+      generator: `wrk -t${WRK_THREADS} -c${TP_CONNECTIONS}`,
+      throughput: (ok / w.requests) * w.rps,
+      ok,
+      errors,
+      latencyUs: { p50: w.latencyUs.p50, p90: w.latencyUs.p90, p99: w.latencyUs.p99 },
+      generatorCpu: w.cpuPercent,
+      attempts: 1,
+      ...cpuRecord(c, cpu, ok, w.cpuSeconds, w.cpuSeconds),
+    };
+  }
+  const base = {
+    target,
+    mode: "closed" as const,
+    connections: TP_CONNECTIONS,
+    mix,
+    timeoutMs: 10_000,
+  };
+  await runLoad({ ...base, durationMs: 500 });
+  const cpu = new CpuMeter();
+  const r = await runLoad({ ...base, durationMs: TP_SECONDS * 1000 });
+  cpu.stop();
+  const l = percentiles(r.latency);
+  return {
+    repeat: rep,
+    contender: c.name,
+    generator: `loadgen closed ${TP_CONNECTIONS} (${target.protocol})`,
+    throughput: r.throughput,
+    ok: r.ok,
+    errors: r.errors,
+    latencyUs: { p50: l.p50, p90: l.p90, p99: l.p99 },
+    generatorCpu: r.generator.cpuPercent,
+    attempts: 1,
+    ...cpuRecord(c, cpu, r.ok, cpu.selfSeconds()),
+  };
+}
+
 async function measureThroughput(
   contenders: Contender[],
   out: ThroughputRecord[],
+  dir: string,
 ): Promise<void> {
+  const mix = parseMix(values["tp-mix"]);
   for (let rep = 0; rep < REPEATS; rep++) {
     for (const c of rotate(contenders, rep)) {
-      const target = c.target("sleep");
-      const base = {
-        target,
-        mode: "closed" as const,
-        connections: TP_CONNECTIONS,
-        mix: parseMix(values["tp-mix"]),
-        timeoutMs: 10_000,
-      };
       let best: ThroughputRecord | null = null;
       for (let attempt = 0; attempt <= RETRIES; attempt++) {
-        await runLoad({ ...base, durationMs: 500 });
-        const cpu = new CpuMeter();
-        const r = await runLoad({ ...base, durationMs: TP_SECONDS * 1000 });
-        const g = cpuGroups(c);
-        const rec: ThroughputRecord = {
-          repeat: rep,
-          contender: c.name,
-          throughput: r.throughput,
-          ok: r.ok,
-          errors: r.errors,
-          latencyUs: percentiles(r.latency),
-          generatorCpu: r.generator.cpuPercent,
-          balancerCpu: cpu.percent(g.balancer),
-          workersCpu: cpu.percent(g.workers),
-          foreignCpu: cpu.foreign(),
-          attempts: attempt + 1,
-        };
+        const rec = { ...(await throughputRun(c, rep, mix, dir)), attempts: attempt + 1 };
         console.error(
-          `[throughput rep ${rep + 1}] ${c.name.padEnd(17)} ${Math.round(r.throughput)} req/s ` +
-            `(p99 ${ms(rec.latencyUs.p99)} ms, cpu gen ${rec.generatorCpu}% ` +
-            `bal ${rec.balancerCpu}% workers ${rec.workersCpu}% other ${rec.foreignCpu}%, ` +
-            `errors ${JSON.stringify(r.errors)})`,
+          `[throughput rep ${rep + 1}] ${c.name.padEnd(17)} ${Math.round(rec.throughput)} req/s ` +
+            `(${rec.generator}, p99 ${ms(rec.latencyUs.p99)} ms, cpu gen ${rec.generatorCpu}% ` +
+            `bal ${rec.balancerCpu}% workers ${rec.workersCpu}% machine ${rec.machineCpu}% ` +
+            `other ${rec.foreignCpu}%, µs/job bal ${rec.balancerUsPerJob} workers ` +
+            `${rec.workersUsPerJob} gen ${rec.generatorUsPerJob}, errors ${
+              JSON.stringify(rec.errors)
+            })`,
         );
         if (!best || rec.foreignCpu < best.foreignCpu) best = rec;
         if (!noisy(rec.foreignCpu)) break;
@@ -734,6 +748,10 @@ function ms(us: number): string {
   return (us / 1000).toFixed(2);
 }
 
+function us(x: number): string {
+  return Number.isNaN(x) ? "–" : x.toFixed(0);
+}
+
 function spread(xs: number[], f: (x: number) => string): string {
   if (xs.length === 1) return f(xs[0]);
   return `${f(median(xs))} (${f(Math.min(...xs))}–${f(Math.max(...xs))})`;
@@ -748,8 +766,8 @@ function report(
 ): { markdown: string; verdicts: string[] } {
   const lines: string[] = [];
   const verdicts: string[] = [];
-  const names = contenders.map((c) => c.name);
-  const anchorNames = contenders.filter((c) => !c.kind.startsWith("ep")).map((c) => c.name);
+  const names = contenders.filter((c) => c.latency).map((c) => c.name);
+  const anchorNames = contenders.filter((c) => !isEp(c)).map((c) => c.name);
   if (runs.length > 0) {
     lines.push(
       `p99 latency in ms, median of ${REPEATS} (min–max); the ideal is the simulated central queue for the same arrivals.`,
@@ -806,7 +824,7 @@ function report(
       "| cell | ep | p99 | best anchor | vs best | ideal | vs ideal |",
       "| --- | --- | ---: | --- | ---: | ---: | ---: |",
     );
-    const eps = contenders.filter((c) => c.kind.startsWith("ep")).map((c) => c.name);
+    const eps = contenders.filter((c) => isEp(c) && c.latency).map((c) => c.name);
     for (const c of cells) {
       const best = anchorNames
         .map((a) => ({ a, v: median(p99(c.id, a)) }))
@@ -845,7 +863,23 @@ function report(
       "Job-time accuracy (time the `sleep` job held its slot minus the time asked, as the worker measured it; medians over runs):",
       "",
       `- HTTP workers (behind nginx/HAProxy): ${side((r) => !r.contender.startsWith("ep"))}`,
-      `- ep workers: ${side((r) => r.contender.startsWith("ep"))}`,
+      `- ep workers: ${
+        side((r) => r.contender.startsWith("ep"))
+      } (the Lua \`sleep\` service does not report its job time)`,
+      "",
+      "CPU per job completed, µs (medians): balancer / workers (all four summed), from /proc (all threads and children of each process):",
+      "",
+      `| balancer | ${cells.map((c) => c.label).join(" | ")} |`,
+      `| --- | ${cells.map(() => "---:").join(" | ")} |`,
+      ...names.map((name) =>
+        `| ${name} | ${
+          cells.map((c) =>
+            `${us(pick(c.id, name, (r) => r.balancerUsPerJob))} / ${
+              us(pick(c.id, name, (r) => r.workersUsPerJob))
+            }`
+          ).join(" | ")
+        } |`
+      ),
       "",
       `Generator: send lag p99 median ${
         median(runs.map((r) => r.sendLagUs.p99))
@@ -858,7 +892,7 @@ function report(
       }.`,
       "",
       `Noise: CPU used by processes not started here during the kept runs: median ${
-        median(runs.map((r) => r.foreignCpu))
+        median(runs.map((r) => r.foreignCpu)).toFixed(1)
       } %, max ${Math.max(...runs.map((r) => r.foreignCpu))} % of a core; ${
         runs.filter((r) => (r.attempts ?? 1) > 1).length
       } of ${runs.length} runs were measured again.`,
@@ -867,31 +901,69 @@ function report(
   }
   if (tp.length > 0) {
     lines.push(
-      `Forwarding throughput, 0 ms jobs, closed loop with ${TP_CONNECTIONS} HTTP connections (EP: ${TP_CONNECTIONS} in flight), req/s, median of ${REPEATS} (min–max):`,
+      `Forwarding throughput, ${
+        values["tp-mix"]
+      } ms jobs, closed loop with ${TP_CONNECTIONS} connections (HTTP: one request each at a time; EP: ${TP_CONNECTIONS} in flight), median of ${REPEATS} (min–max); CPU per job in µs from /proc, "machine" is the whole VM's busy CPU (% of one core, ${navigator.hardwareConcurrency} cores):`,
       "",
-      "| balancer | req/s | vs nginx-rr | p99 ms | generator CPU |",
-      "| --- | ---: | ---: | ---: | ---: |",
+      "| balancer | generator | req/s | vs nginx-rr | p99 ms | generator CPU | machine CPU | balancer µs/job | workers µs/job | generator µs/job |",
+      "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     );
     const rr = median(tp.filter((r) => r.contender === "nginx-rr").map((r) => r.throughput));
-    for (const name of names) {
-      const xs = tp.filter((r) => r.contender === name);
+    for (const c of contenders) {
+      const xs = tp.filter((r) => r.contender === c.name);
       if (xs.length === 0) continue;
       const t = median(xs.map((r) => r.throughput));
+      const med = (f: (r: ThroughputRecord) => number) => median(xs.map(f));
       lines.push(
-        `| ${name} | ${spread(xs.map((r) => r.throughput), (x) => String(Math.round(x)))} | ${
-          (t / rr).toFixed(2)
-        } | ${ms(median(xs.map((r) => r.latencyUs.p99)))} | ${
-          median(xs.map((r) => r.generatorCpu)).toFixed(1)
-        } % |`,
+        `| ${c.name} | ${xs[0].generator} | ${
+          spread(xs.map((r) => r.throughput), (x) => String(Math.round(x)))
+        } | ${(t / rr).toFixed(2)} | ${ms(med((r) => r.latencyUs.p99))} | ${
+          med((r) => r.generatorCpu).toFixed(1)
+        } % | ${med((r) => r.machineCpu).toFixed(0)} % | ${us(med((r) => r.balancerUsPerJob))} | ${
+          us(med((r) => r.workersUsPerJob))
+        } | ${us(med((r) => r.generatorUsPerJob))} |`,
       );
     }
-    lines.push("");
-    for (const c of contenders.filter((c) => c.kind.startsWith("ep"))) {
+    if (contenders.some((c) => c.kind === "ep-aio")) {
+      lines.push(
+        "",
+        "`ep-aio` runs its handlers on the balancer's own threads: its balancer µs/job is all of its CPU per job.",
+      );
+    }
+    lines.push(
+      "",
+      `Noise: CPU used by processes not started here during the kept throughput runs: median ${
+        median(tp.map((r) => r.foreignCpu)).toFixed(1)
+      } %, max ${Math.max(...tp.map((r) => r.foreignCpu))} % of a core; ${
+        tp.filter((r) => r.attempts > 1).length
+      } of ${tp.length} runs were measured again.`,
+      "",
+    );
+    // The targets are for the forwarding test (0 ms jobs); other mixes measure capacity.
+    const forwarding = parseMix(values["tp-mix"]).every((e) => e.ms === 0);
+    const target = (text: string) => (forwarding ? ` (${text})` : "");
+    for (const c of contenders.filter(isEp)) {
       const ep = median(tp.filter((r) => r.contender === c.name).map((r) => r.throughput));
+      const want = c.kind === "ep-aio" ? 1.5 : 1.0;
       verdicts.push(
         `throughput: ${c.name} ${Math.round(ep)} req/s vs nginx-rr ${Math.round(rr)} = ${
           (ep / rr).toFixed(3)
-        }x (${ep / rr >= 1 ? "holds" : "MISSES"})`,
+        }x${target(`target >= ${want.toFixed(1)}x: ${ep / rr >= want ? "holds" : "MISSES"}`)}`,
+      );
+    }
+    for (const c of contenders.filter((c) => isEp(c) && c.kind !== "ep-ep")) {
+      const xs = tp.filter((r) => r.contender === c.name);
+      if (xs.length === 0) continue;
+      const bal = median(xs.map((r) => r.balancerUsPerJob));
+      const wk = median(xs.map((r) => r.workersUsPerJob));
+      verdicts.push(
+        c.kind === "ep-aio"
+          ? `cpu per job: ${c.name} process ${us(bal)} µs (handlers included)`
+          : `cpu per job: ${c.name} balancer ${us(bal)} µs${
+            target(`target <= 25: ${bal <= 25 ? "holds" : "MISSES"}`)
+          }, workers ${us(wk)} µs${
+            c.kind === "ep-lua" ? target(`target <= 40: ${wk <= 40 ? "holds" : "MISSES"}`) : ""
+          }`,
       );
     }
   }
@@ -905,7 +977,9 @@ const t0 = Date.now();
 const dir = await Deno.makeTempDir({ prefix: "ep-compare-" });
 let exitCode = 0;
 try {
-  await ensureInstalled();
+  await ensureInstalled({ nginx: "nginx-light", haproxy: "haproxy", wrk: "wrk" }, {
+    noInstall: values["no-install"],
+  });
   const info = await machine();
   const cells = values.cells ? CELLS.filter((c) => values.cells!.split(",").includes(c.id)) : CELLS;
   console.error(`configs and logs in ${dir}`);
@@ -916,7 +990,7 @@ try {
   const tp: ThroughputRecord[] = [];
   const merged = new Map<string, LatencyHistogram>();
   if (!values["no-latency"]) await measureLatency(contenders, cells, runs, ideals, merged);
-  if (!values["no-throughput"]) await measureThroughput(contenders, tp);
+  if (!values["no-throughput"]) await measureThroughput(contenders, tp, dir);
   const { markdown, verdicts } = report(contenders, cells, runs, ideals, tp);
   const minutes = ((Date.now() - t0) / 60_000).toFixed(1);
   console.log(`\n${markdown}`);
@@ -936,6 +1010,8 @@ try {
           warmup: WARMUP,
           throughputSeconds: TP_SECONDS,
           throughputConnections: TP_CONNECTIONS,
+          throughputHttpGenerator: TP_HTTP,
+          wrkThreads: WRK_THREADS,
           workers: WORKERS,
           seed: SEED,
           minutes: Number(minutes),
@@ -953,7 +1029,7 @@ try {
   );
   // Plots.
   if (runs.length > 0) {
-    const names = [...contenders.map((c) => c.name), "ideal"];
+    const names = [...contenders.filter((c) => c.latency).map((c) => c.name), "ideal"];
     const bars = cells.map((c) => ({
       group: c.label,
       values: names.map((n) => {
@@ -990,7 +1066,6 @@ try {
 } finally {
   await killAll();
   await Deno.remove(dir, { recursive: true }).catch(() => {});
-  Deno.removeSignalListener("SIGINT", onSignal);
-  Deno.removeSignalListener("SIGTERM", onSignal);
+  removeSignalHandlers();
 }
 Deno.exit(exitCode);
