@@ -42,10 +42,13 @@
  * its other jobs are redelivered. Services no provider ever served exist only while jobs
  * wait for them in the start-up grace, and at most `maxPendingServices` of them at once.
  *
- * Time is the balancer's clock (`BalancerOptions.now`, `performance.now()` by default), and
- * the sweep that expires deadlines and graces runs every `sweepIntervalMs` (10 ms), or when
- * the caller says ({@linkcode Balancer.sweep}): `balancer_test.ts` pins every rule above
- * with a fake provider and a fake clock.
+ * Time is the balancer's clock (`BalancerOptions.now`, `performance.now()` by default). The
+ * sweep that expires deadlines and graces runs only when something can be due: every
+ * `sweepIntervalMs` (10 ms) while jobs are queued, at the earliest deadline or every
+ * {@linkcode HELD_SWEEP_MS} while jobs are only held, never while the balancer is idle (a
+ * periodic timer costs CPU on a busy machine); or when the caller says
+ * ({@linkcode Balancer.sweep}): `balancer_test.ts` pins every rule above with a fake
+ * provider and a fake clock.
  *
  * Over 600 lines on purpose: the class is one state machine (queues, held jobs, credit,
  * counters) whose rules share every invariant above; its options and report types stay
@@ -63,6 +66,11 @@ import type { Provider, ProviderStats, QueuedJob } from "./provider.ts";
 import { type EndpointHandler, type PrefixRoute, type RouteFunction, Router } from "./router.ts";
 
 const log = getLogger(["ep", "balancer"]);
+/**
+ * How often the sweep runs while jobs are held and none queued: it sends CANCEL onward for
+ * jobs whose client left and checks drain and cancel graces (deadlines have their own time).
+ */
+export const HELD_SWEEP_MS = 100;
 /** How deep a provider that limits job sizes looks into a queue for a job it takes. */
 const FIT_SCAN = 64;
 const EMPTY_BODY = new Uint8Array(0);
@@ -121,8 +129,9 @@ export interface BalancerOptions {
    */
   now?: () => number;
   /**
-   * How often the balancer runs {@linkcode Balancer.sweep} by itself, in ms. Default 10; 0:
-   * never, the caller runs it (tests with their own clock).
+   * How often the balancer runs {@linkcode Balancer.sweep} by itself while jobs are queued,
+   * in ms (see the module docs for the rest of the time). Default 10; 0: never, the caller
+   * runs it (tests with their own clock).
    */
   sweepIntervalMs?: number;
   /**
@@ -291,7 +300,10 @@ export class Balancer {
   #observer?: BalancerObserver;
   #now: () => number;
   #started: number;
-  #sweeper: ReturnType<typeof setInterval> | undefined;
+  #sweepEvery: number;
+  #sweeper: ReturnType<typeof setTimeout> | undefined;
+  /** The clock time the armed sweep is for; Infinity: none armed. */
+  #sweepAt = Infinity;
   #closed = false;
 
   /** Answers a job: routes it, then queues or dispatches it. Pass it to `serve`. */
@@ -323,7 +335,7 @@ export class Balancer {
     if (!(every >= 0 && every < Infinity)) {
       throw new RangeError(`Sweep interval must be >= 0 ms: "${options.sweepIntervalMs}"`);
     }
-    if (every > 0) this.#sweeper = setInterval(() => this.sweep(), every);
+    this.#sweepEvery = every;
     this.handler = (job) => this.submit(job);
   }
 
@@ -561,7 +573,8 @@ export class Balancer {
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
-    clearInterval(this.#sweeper);
+    clearTimeout(this.#sweeper);
+    this.#sweepAt = -Infinity; // never again
     for (const s of this.#services.values()) {
       for (const level of s.levels) {
         let qj;
@@ -664,6 +677,7 @@ export class Balancer {
     if (atHead) level.queue.unshift(qj);
     else level.queue.push(qj);
     s.size++;
+    this.#sweepBy(this.#now() + this.#sweepEvery);
     if (offer) this.#offer(s);
   }
 
@@ -731,6 +745,7 @@ export class Balancer {
     qj.dispatched = this.#now();
     qj.ahead = Math.max(0, held.size - p.slots + 1) / p.slots;
     held.add(qj);
+    this.#sweepBy(Math.min(qj.deadline, qj.dispatched + HELD_SWEEP_MS));
     try {
       p.dispatch(qj);
     } catch (err) {
@@ -788,8 +803,20 @@ export class Balancer {
     return new JobError(code, message);
   }
 
+  /** Arms the sweep timer for clock time `at`, unless one is armed as early already. */
+  #sweepBy(at: number): void {
+    if (this.#sweepEvery === 0 || at >= this.#sweepAt) return;
+    clearTimeout(this.#sweeper);
+    this.#sweepAt = at;
+    this.#sweeper = setTimeout(() => {
+      this.#sweeper = undefined;
+      this.#sweepAt = Infinity;
+      this.sweep();
+    }, Math.max(0, Math.ceil(at - this.#now())));
+  }
+
   /**
-   * One sweep, at the clock's time now; the balancer runs it every `sweepIntervalMs`. It
+   * One sweep, at the clock's time now; the balancer runs it when something can be due. It
    * expires queued jobs past their deadline or grace, and running jobs past their deadline
    * (answered at once, their payload let go, CANCEL sent); drops queued jobs whose client
    * went away and sends CANCEL for dispatched ones; forgets services never served whose
@@ -874,6 +901,22 @@ export class Balancer {
       p.evict!(reason);
       this.removeProvider(p, reason);
     }
+    this.#sweepBy(this.#nextSweep(now));
+  }
+
+  /** When the next sweep is needed: soon while jobs are queued, by the held jobs' times else. */
+  #nextSweep(now: number): number {
+    for (const s of this.#services.values()) if (s.size > 0) return now + this.#sweepEvery;
+    let next = Infinity;
+    for (const [p, held] of this.#held) {
+      if (held.size === 0) continue;
+      next = Math.min(next, now + HELD_SWEEP_MS);
+      for (const qj of held) {
+        next = Math.min(next, qj.answered ? qj.deadline + this.#cancelGrace : qj.deadline);
+      }
+      if (p.drainDeadline !== undefined) next = Math.min(next, p.drainDeadline);
+    }
+    return next;
   }
 
   #defaultInternal(job: Job): JobResult | undefined {

@@ -210,32 +210,69 @@ const origin = () => ({ abandoned: false });
 
 // --- the clock and the sweep ------------------------------------------------------------
 
-Deno.test("balancer clock: sweeps every 10 ms by default, never by itself with sweepIntervalMs 0", () => {
-  const realSet = globalThis.setInterval;
-  const realClear = globalThis.clearInterval;
-  const started: unknown[] = [];
-  const cleared: unknown[] = [];
-  globalThis.setInterval = ((fn: () => void, ms: number) => {
-    const id = realSet(fn, ms);
+Deno.test("balancer clock: no timer while idle; sweeps every 10 ms while jobs are queued, every 100 ms (or at a deadline) while only held; never by itself with sweepIntervalMs 0", async () => {
+  const realSet = globalThis.setTimeout;
+  const realClear = globalThis.clearTimeout;
+  const started: number[] = [];
+  let cleared = 0;
+  globalThis.setTimeout = ((fn: () => void, ms: number) => {
     started.push(ms);
-    return id;
-  }) as typeof setInterval;
-  globalThis.clearInterval = ((id: number) => {
-    cleared.push(id);
+    return realSet(fn, ms);
+  }) as typeof setTimeout;
+  globalThis.clearTimeout = ((id: number) => {
+    cleared++;
     realClear(id);
-  }) as typeof clearInterval;
+  }) as typeof clearTimeout;
+  const held: QueuedJob[] = [];
+  const provider = (credit: number): Provider => ({
+    name: "p",
+    services: new Set(["svc"]),
+    slots: 1,
+    credit,
+    draining: false,
+    dispatch(qj) {
+      (this as { credit: number }).credit--;
+      held.push(qj);
+    },
+    cancel() {},
+  });
+  const job = (deadlineMs = 0): Job => ({
+    service: "svc",
+    protocol: "ep",
+    method: "EP",
+    path: "/svc",
+    query: "",
+    headers: [],
+    body: new Uint8Array(0),
+    deadlineMs,
+    priority: 0,
+    remote: "test",
+  });
+  let t = 1000;
   try {
-    const manual = new Balancer({ sweepIntervalMs: 0 });
-    assert.deepEqual(started, []);
+    const manual = new Balancer({ sweepIntervalMs: 0, now: () => t });
+    manual.addProvider(provider(0));
+    Promise.resolve(manual.submit(job())).catch(() => {}); // queued
+    assert.deepEqual(started, [], "sweepIntervalMs 0 starts no timer");
     manual.close();
-    const auto = new Balancer();
-    assert.deepEqual(started, [10]);
+
+    const auto = new Balancer({ now: () => t });
+    assert.deepEqual(started, [], "an idle balancer holds no timer");
+    auto.addProvider(provider(1));
+    const running = auto.submit(job(5000)) as Promise<JobResult>; // dispatched at once
+    assert.deepEqual(started, [100], "a held job: a sweep in 100 ms");
+    Promise.resolve(auto.submit(job())).catch(() => {}); // queued: sooner
+    assert.deepEqual(started, [100, 10]);
+    Promise.resolve(auto.submit(job())).catch(() => {});
+    assert.deepEqual(started, [100, 10], "armed as early already: nothing more");
+    const clearedBefore = cleared;
     auto.close();
-    assert.equal(cleared.length, 2);
-    assert.notEqual(cleared[1], undefined, "the interval it started is cleared");
+    assert.equal(cleared, clearedBefore + 1, "close clears the armed sweep");
+    auto.finish(held[0].provider!, held[0], { body: "x" });
+    await running;
   } finally {
-    globalThis.setInterval = realSet;
-    globalThis.clearInterval = realClear;
+    globalThis.setTimeout = realSet;
+    globalThis.clearTimeout = realClear;
   }
 });
 
