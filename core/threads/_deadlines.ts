@@ -3,8 +3,9 @@
  * tables (0 = none), also written to shared memory for the thread (a runtime that stops
  * handlers enforces it there, to the millisecond). On the main thread one timer is armed
  * at the earliest deadline only: it fires when a job outlives its time (or after the job
- * it was armed for finished, when it re-arms for the next one), so a pool whose jobs
- * finish in time pays for no periodic timer, and an idle pool holds none.
+ * it was armed for finished, when it re-arms for the earliest left, if any), so a pool
+ * whose jobs finish in time pays for about one timer per deadline's length, and an idle
+ * pool holds at most one pending timer.
  *
  * Cut from `pool.ts` because the timer's life was written out at every place a deadline
  * ends; here it is written once. What an expired job means (fail it; take it back or ask
@@ -40,16 +41,20 @@ export class DeadlineClock {
     if (at < this.#armedFor) this.#arm(at);
   }
 
-  /** Removes the deadline of the job in `slot` of `t`, if it has one. */
+  /**
+   * Removes the deadline of the job in `slot` of `t`, if it has one. The armed timer stays:
+   * disarming and arming one per job costs more than letting it fire once, find nothing
+   * due, and arm for whatever job is then the earliest.
+   */
   clear(t: Thread, slot: number): void {
     if (t.deadlines[slot] !== 0) {
       t.deadlines[slot] = 0;
       t.sharedDeadlines[slot] = 0;
-      if (--this.#jobs === 0) this.stop();
+      this.#jobs--;
     }
   }
 
-  /** Stops the timer (no deadline left, or the pool closes). */
+  /** Stops the timer (the pool closes). */
   stop(): void {
     clearTimeout(this.#timer);
     this.#timer = undefined;
@@ -60,6 +65,8 @@ export class DeadlineClock {
     clearTimeout(this.#timer);
     this.#armedFor = at;
     this.#timer = setTimeout(this.#fire, Math.max(0, Math.ceil(at - performance.now())));
+    // Never what keeps a process alive (the threads and sockets do that).
+    Deno.unrefTimer(this.#timer);
   }
 
   #fire = (): void => {
