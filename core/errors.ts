@@ -111,6 +111,30 @@ export class ConnectionClosedError extends Error {
   }
 }
 
+/**
+ * A call of a service that could not be made at all: no balancer of its cluster could be
+ * reached. Its `kind` is `"unavailable"` (what `ep.call` returns to a handler); where only
+ * an EP code can travel it is `internal`.
+ *
+ * @example
+ * ```ts
+ * import { CallUnavailableError } from "./errors.ts";
+ * const err = new CallUnavailableError("No balancer of billing is reachable");
+ * console.assert(err.kind === "unavailable" && err.name === "CallUnavailableError");
+ * ```
+ */
+export class CallUnavailableError extends JobError {
+  /** Creates the error. */
+  constructor(message: string, options?: ErrorOptions) {
+    super(ErrorCode.INTERNAL, message, options);
+    this.name = "CallUnavailableError";
+  }
+  /** Always `"unavailable"`. */
+  override get kind(): string {
+    return "unavailable";
+  }
+}
+
 // ---- rings and the handler-thread pool
 
 /**

@@ -98,7 +98,7 @@ export interface LuaResponse {
  * console.assert(args.length === 4);
  * ```
  */
-export type LuaValue = string | number | boolean | null;
+export type LuaValue = string | number | boolean | null | Uint8Array;
 
 type FieldName =
   | "service"
@@ -143,6 +143,7 @@ export class Marshal {
     const raw = this.#raw;
     if (v === null) raw._lua_pushnil(L);
     else if (typeof v === "string") this.#heap.pushString(L, v);
+    else if (v instanceof Uint8Array) this.#heap.pushBytes(L, v);
     else if (typeof v === "number") {
       if (Number.isSafeInteger(v)) raw._lua_pushinteger(L, BigInt(v));
       else raw._lua_pushnumber(L, v);

@@ -219,12 +219,6 @@ export async function runScript(
     })),
     script: scriptReal,
     scriptDir: dir,
-    // ep.call goes through this process's balancer when it is one, else the first it pulls from.
-    callAddr: listening
-      ? `${
-        /^0\.0\.0\.0$|^::$/.test(listening.hostname) ? "127.0.0.1" : listening.hostname
-      }:${listening.port}`
-      : c.connect[0],
     logLevel: logLevel(),
   });
   const timeouts = new Map(

@@ -657,6 +657,10 @@ export class LuaEngine {
         throw new LuaTimeoutError(call.service, { traceback });
       }
       const args = this.#marshal.readValues(co, nres);
+      // ep.call's body is bytes (a Lua string is any bytes): read it as such.
+      if (args[0] === "call" && nres >= 3 && typeof args[2] === "string") {
+        args[2] = this.#heap.toBytes(co, -nres + 2) ?? new Uint8Array(0);
+      }
       raw._lua_settop(co, -nres - 1);
       call.suspended = true;
       const op = typeof args[0] === "string" ? args[0] : "";

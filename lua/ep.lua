@@ -182,7 +182,7 @@ end
 --- (`"timeout"`, `"overloaded"`, `"no_service"`, `"worker_lost"`, `"unavailable"`, …).
 ---@param service string
 ---@param body? string
----@param opts? { timeout_ms?: number }
+---@param opts? { timeout_ms?: number, upstream?: string }
 ---@return string|nil body
 ---@return integer|string status_or_message
 ---@return string? kind
@@ -194,7 +194,11 @@ function ep.call(service, body, opts)
     error("ep.call is only available inside a handler or a timer callback", 2)
   end
   local timeout = opts and opts.timeout_ms or 0
-  local ok, a, b = yield("call", service, body == nil and "" or tostring(body), timeout)
+  local upstream = opts and opts.upstream or nil
+  if upstream ~= nil and type(upstream) ~= "string" then
+    error(format("bad option 'upstream' to 'ep.call' (string expected, got %s)", type(upstream)), 2)
+  end
+  local ok, a, b = yield("call", service, body == nil and "" or tostring(body), timeout, upstream)
   if ok then return b, a end
   return nil, b, a
 end

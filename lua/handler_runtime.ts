@@ -121,14 +121,20 @@ export interface LuaHandlerRuntimeOptions {
   /** Lua instructions between interrupt checks (default 1000). */
   hookPeriod?: number;
   /**
-   * Carries out `ep.call(service, body, { timeout_ms })`: resolves with the reply, rejects
-   * with `{ kind, message }`. Without it `ep.call` fails with "not an ep request".
+   * Carries out `ep.call(service, body, { timeout_ms, upstream })`: calls `done` once with
+   * the reply or with `{ kind, message }`. Without it `ep.call` fails with "not an ep
+   * request". With the `"thread"` clock, `done` must come from the thread's wait loop (the
+   * context's `call` does that) unless `callsNeedEventLoop` is set.
    */
   call?: (
-    service: string,
-    body: string,
-    timeoutMs: number,
-  ) => Promise<{ status: number; body: string }>;
+    request: { service: string; body: Uint8Array; timeoutMs: number; upstream?: string },
+    done: (
+      error: { kind: string; message: string } | null,
+      reply?: { status: number; body: Uint8Array },
+    ) => void,
+  ) => void;
+  /** `call` answers from a promise (the event loop must turn while a call waits). */
+  callsNeedEventLoop?: boolean;
   /** Extra host functions for the engines (see `LuaEngineOptions.hostFunctions`). */
   hostFunctions?: LuaEngineOptions["hostFunctions"];
   /**
@@ -243,6 +249,7 @@ class Generation {
 }
 
 const EMPTY: Uint8Array = new Uint8Array(0);
+const utf8 = new TextEncoder();
 
 /**
  * Runs Lua handlers for one thread; see the module documentation.
@@ -391,7 +398,8 @@ export class LuaHandlerRuntime {
    * or an `ep.call` carried out by the `call` option's promise.
    */
   get waitsOnEventLoop(): boolean {
-    return this.#replacing !== null || this.#calls > 0;
+    return this.#replacing !== null ||
+      (this.#calls > 0 && this.#options.callsNeedEventLoop === true);
   }
 
   #start(job: LuaJob, settle: Settle): LuaReply | undefined {
@@ -501,21 +509,24 @@ export class LuaHandlerRuntime {
       const start = typeof args[1] === "number" ? args[1] : performance.now();
       w.entry = this.#clock.at(start + ms, () => this.#wakeUp(w, []));
     } else if (op === "call" && this.#options.call) {
-      // ("call", service, body, timeout_ms) → resumes with (ok, status|kind, body|message).
-      const [service, body, timeout] = args;
+      // ("call", service, body, timeout_ms, upstream) → resumes with (ok, status|kind,
+      // body|message).
+      const [service, body, timeout, upstream] = args;
       this.#calls++;
-      this.#options.call(String(service), String(body ?? ""), Number(timeout) || 0).then(
-        (r) => {
-          this.#calls--;
-          if (this.#waiting.get(call) === w) this.#wakeUp(w, [true, r.status, r.body]);
-        },
-        (e: { kind?: string; message?: string }) => {
-          this.#calls--;
-          if (this.#waiting.get(call) === w) {
-            this.#wakeUp(w, [false, e.kind ?? "unavailable", e.message ?? String(e)]);
-          }
-        },
-      );
+      let answered = false;
+      this.#options.call({
+        service: String(service),
+        body: body instanceof Uint8Array ? body : utf8.encode(String(body ?? "")),
+        timeoutMs: Number(timeout) || 0,
+        upstream: typeof upstream === "string" ? upstream : undefined,
+      }, (err, reply) => {
+        if (answered) return;
+        answered = true;
+        this.#calls--;
+        if (this.#waiting.get(call) !== w) return;
+        if (err) this.#wakeUp(w, [false, err.kind ?? "unavailable", err.message ?? String(err)]);
+        else this.#wakeUp(w, [true, reply!.status, reply!.body]);
+      });
     } else {
       gen.engine.cancel(call);
       gen.inFlight--;

@@ -19,6 +19,7 @@ const FIXTURES = new URL("../tests/fixtures/lua/", import.meta.url);
 const text = new TextDecoder();
 const utf8 = new TextEncoder();
 const utf8d = new TextDecoder();
+const utf8e = new TextEncoder();
 
 function service(name: string, body: string): LuaServiceSource {
   return { name, source: body, chunkName: `${name}.lua` };
@@ -331,10 +332,14 @@ Deno.test("ep.call yields to the host's call function and returns body and statu
         end`,
       ),
     ],
-    call: (svc, body, timeoutMs) => {
-      calls.push(`${svc}:${body}:${timeoutMs}`);
-      if (svc === "back") return Promise.resolve({ status: 201, body: body.toUpperCase() });
-      return Promise.reject({ kind: "no_service", message: 'No service "missing"' });
+    call: ({ service: svc, body, timeoutMs }, done) => {
+      const text = utf8d.decode(body);
+      calls.push(`${svc}:${text}:${timeoutMs}`);
+      // Answered later, as a thread's ring or a socket would.
+      queueMicrotask(() => {
+        if (svc === "back") done(null, { status: 201, body: utf8e.encode(text.toUpperCase()) });
+        else done({ kind: "no_service", message: 'No service "missing"' });
+      });
     },
   });
   try {

@@ -8,13 +8,12 @@
  * end)`): then the thread runs the control script once more in "thread" mode, where only
  * `ep.service` does anything, to pick up the functions.
  *
- * `ep.call` goes through the balancer at `callAddr` over one EP connection per thread.
+ * `ep.call` is handed to the main thread through the thread's rings (the context's `call`),
+ * which calls through its own balancer, the balancers it pulls from, or an upstream.
  *
  * @module
  */
 import { decodeMeta, encodeMeta } from "../protocol/ep_meta.ts";
-import { type Client, connect } from "../core/net/client.ts";
-import { JobError } from "../core/job.ts";
 import type {
   HandlerRequest,
   HandlerResult,
@@ -63,10 +62,6 @@ export interface LuaThreadOptions {
   scriptDir: string;
   /** Memory cap per engine in bytes (default 64 MiB). */
   memoryLimitBytes?: number;
-  /** The balancer `ep.call` goes through (`host:port`). */
-  callAddr?: string;
-  /** Client token for `ep.call`. */
-  token?: string;
   /** Lowest log level on the handler threads (as on the main thread). Default `info`. */
   logLevel?: string;
 }
@@ -126,20 +121,21 @@ if h == nil then error(${JSON.stringify(`service "${s.name}" is not defined inli
 return h`,
     });
   }
-  let client: Promise<Client> | null = null;
-  const call = async (service: string, body: string, timeoutMs: number) => {
-    if (!o.callAddr) throw { kind: "unavailable", message: "No balancer to call through" };
-    try {
-      client ??= connect(o.callAddr, { token: o.token, name: `ep-call-${ctx.thread}` });
-      const c = await client;
-      const reply = await c.request(service, body, timeoutMs > 0 ? { timeoutMs } : {});
-      return { status: reply.status, body: new TextDecoder().decode(reply.body) };
-    } catch (err) {
-      if (err instanceof JobError) throw { kind: err.kind, message: err.message };
-      client = null;
-      throw { kind: "unavailable", message: (err as Error).message };
-    }
-  };
+  // ep.call goes to the main thread (it owns the sockets: its balancer, the balancers it
+  // pulls from, upstreams) and its answer comes back through this thread's ring.
+  const threadCall = ctx.call;
+  const call = threadCall &&
+    ((
+      request: { service: string; body: Uint8Array; timeoutMs: number; upstream?: string },
+      done: (
+        error: { kind: string; message: string } | null,
+        reply?: { status: number; body: Uint8Array },
+      ) => void,
+    ) =>
+      threadCall(request, (r) => {
+        if (r.ok) done(null, { status: r.status, body: r.body });
+        else done({ kind: r.kind, message: r.message });
+      }));
   const runtime = await LuaHandlerRuntime.create({
     services: sources,
     scriptDir: o.scriptDir,
@@ -212,7 +208,6 @@ return h`,
       return runtime.waitsOnEventLoop;
     },
     async close() {
-      if (client) (await client.catch(() => null))?.close();
       await runtime.close();
     },
   };

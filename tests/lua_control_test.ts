@@ -132,6 +132,49 @@ ep.service("back", function(req) return "back:" .. req.body end)
   }
 });
 
+Deno.test("lua: ep.call from a module worker goes through the balancers it pulls from; bodies are bytes; a waiting call leaves the thread free", async () => {
+  const dir = await project({
+    "main.lua": LISTEN + `
+ep.service("back", function(req)
+  if req.body == "slow" then ep.sleep(300) end
+  -- every byte value, both ways
+  local out = {}
+  for i = #req.body, 1, -1 do out[#out + 1] = req.body:sub(i, i) end
+  return table.concat(out)
+end)
+`,
+    "worker.lua": `
+ep.connect { ep.env("EP_CONNECT") }
+ep.threads(1)
+ep.service("front", function(req)
+  local body, status = ep.call("back", req.body, { timeout_ms = 5000 })
+  return { status = 200, headers = { ["x-status"] = tostring(status) }, body = body }
+end, { slots = 2 })
+`,
+  });
+  const { proc, url, addr } = await run(dir);
+  const worker = new Proc(["run", `${dir}/worker.lua`], { EP_CONNECT: addr });
+  try {
+    await waitStats(addr, (s) => s.providers.some((p) => p.services.includes("front")));
+    const bytes = new Uint8Array(256).map((_, i) => i);
+    const res = await fetch(`${url}/front`, { method: "POST", body: bytes });
+    assert.equal(res.status, 200);
+    assert.equal(res.headers.get("x-status"), "200");
+    assert.deepEqual(new Uint8Array(await res.arrayBuffer()), bytes.slice().reverse());
+    // One thread, two slots: while one call waits 300 ms, another job runs on the thread.
+    const t0 = performance.now();
+    const slow = fetch(`${url}/front`, { method: "POST", body: "slow" });
+    const quick = await fetch(`${url}/front`, { method: "POST", body: "ab" });
+    assert.equal(await quick.text(), "ba");
+    assert.ok(performance.now() - t0 < 250, "the quick call did not wait for the slow one");
+    assert.equal(await (await slow).text(), "wols");
+  } finally {
+    await worker.stop();
+    await proc.stop();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("lua: a control script that fails to load names file and line and exits non-zero", async () => {
   const dir = await project({ "main.lua": `ep.threads(1)\nlocal x = = 2\n` });
   const proc = new Proc(["run", `${dir}/main.lua`]);

@@ -15,6 +15,7 @@ import { Monitor, type MonitorOptions } from "../observe/monitor.ts";
 import { HandlerPool, TS_HANDLER_RUNTIME } from "../threads/pool.ts";
 import { serve, type Server } from "../net/server.ts";
 import { WorkerNode } from "./worker.ts";
+import { Caller, type CallTarget } from "./_caller.ts";
 import { DEFAULT_PREFETCH } from "../../protocol/ep_frames.ts";
 
 const log = getLogger(["ep", "node"]);
@@ -60,6 +61,8 @@ export interface NodeOptions {
   name?: string;
   /** The balancer's status page, metrics, health and access log (see `core/observe/monitor.ts`). */
   observe?: MonitorOptions;
+  /** Other clusters handlers may call by name (`ep.call(s, body, { upstream = name })`). */
+  upstreams?: Readonly<Record<string, CallTarget>>;
 }
 
 /** A running process role. */
@@ -100,8 +103,20 @@ export interface Node {
  */
 export async function startNode(options: NodeOptions): Promise<Node> {
   let server: Server | null = null;
+  // Handlers' calls: through this node's balancer when it listens (set below), else through
+  // the balancers it pulls from; upstreams by name.
+  let caller: Caller | null = null;
+  const calls = () =>
+    caller ??= new Caller(
+      balancer,
+      options.connect?.length
+        ? { servers: options.connect, token: options.clientToken ?? options.token }
+        : null,
+      options.upstreams,
+    );
   const startPool = (h: HandlerSource) =>
     HandlerPool.start({
+      onCall: (call) => calls().call(call),
       module: h.runtime ?? TS_HANDLER_RUNTIME,
       moduleOptions: typeof h.options === "function" ? h.options(server?.addr ?? null) : h.options,
       threads: h.threads,
@@ -182,6 +197,7 @@ export async function startNode(options: NodeOptions): Promise<Node> {
     });
   }
   const close = async () => {
+    caller?.close();
     monitor?.close();
     worker?.close();
     balancer?.close();

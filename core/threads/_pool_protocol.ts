@@ -6,9 +6,11 @@
  * ## Job ring (main → thread), one record per message
  *
  * ```
- * KIND  AUX            ID       META        BODY
- * JOB   service index  ticket   job meta    job body
- * STOP  0              0        -           -          finish in-flight jobs and exit
+ * KIND        AUX            ID       META         BODY
+ * JOB         service index  ticket   job meta     job body
+ * STOP        0              0        -            -          finish in-flight jobs and exit
+ * CALL_REPLY  status         call id  reply meta   reply body   the answer to a CALL
+ * CALL_ERROR  EP error code  call id  kind name    message (UTF-8)
  * ```
  *
  * ## Reply ring (thread → main)
@@ -18,7 +20,14 @@
  * REPLY      status    ticket  reply meta      reply body
  * ERROR      0         ticket  error name      message, NUL, stack
  * TOO_LARGE  0         ticket  -               reply size in decimal ASCII
+ * CALL       0         call id `service`, `timeout`, [`upstream`], call meta   request body
  * ```
+ *
+ * A CALL is a handler's `ep.call`: the main thread carries it out (its own balancer, or
+ * the balancers it pulls from, or a named upstream) and answers with CALL_REPLY or
+ * CALL_ERROR carrying the same call id (the thread's own numbering). Calls go through
+ * the main thread because it owns the sockets; the thread waits for the answer in its ring
+ * like for a job, so a waiting call costs nothing.
  *
  * A ticket is `generation << 16 | slot`: the slot indexes the main thread's per-thread job
  * table (so a reply finds its job by array index), the generation (1..32767) tells a stale
@@ -51,6 +60,12 @@ export const KIND_REPLY = 16;
 export const KIND_ERROR = 17;
 /** Reply ring kind: the reply did not fit in the ring. */
 export const KIND_TOO_LARGE = 18;
+/** Reply ring kind: a handler calls a service (`ep.call`). */
+export const KIND_CALL = 19;
+/** Job ring kind: the answer to a CALL. */
+export const KIND_CALL_REPLY = 3;
+/** Job ring kind: a CALL failed. */
+export const KIND_CALL_ERROR = 4;
 
 /** Thread control word: interrupt request. */
 export const CTL_INTERRUPT = 0;
@@ -93,6 +108,8 @@ export interface ThreadInit {
   deadlines: SharedArrayBuffer;
   /** Jobs the thread runs at once; jobs beyond wait on the thread, in arrival order. */
   maxRunning: number;
+  /** Whether handlers may call services (the pool has an `onCall`). */
+  calls: boolean;
 }
 
 /** thread → main: lifecycle. */

@@ -49,6 +49,8 @@ export interface ThreadSpawnConfig {
   poolControl: SharedArrayBuffer;
   /** Jobs the thread runs at once; the rest of its slots wait on the thread. */
   maxRunning: number;
+  /** Whether handlers may call services. */
+  calls: boolean;
 }
 
 /** What a thread's Web Worker reports, passed on to the pool. */
@@ -90,6 +92,14 @@ export class Thread {
   inFlight = 0;
   held: number[] = [];
   heldHead = 0;
+  /** Records for the thread other than jobs (call answers) waiting for ring space. */
+  heldRecords: {
+    kind: number;
+    id: number;
+    aux: number;
+    meta: Uint8Array | null;
+    body: Uint8Array;
+  }[] = [];
   dirty = false;
   spaceWait = false;
   startedAt = 0;
@@ -135,6 +145,7 @@ export class Thread {
     this.freeTop = 0;
     this.held = [];
     this.heldHead = 0;
+    this.heldRecords = [];
     this.spaceWait = false;
     this.dirty = false;
     this.status = "starting";
@@ -169,6 +180,7 @@ export class Thread {
       poolControl: config.poolControl,
       deadlines: this.sharedDeadlines.buffer as SharedArrayBuffer,
       maxRunning: config.maxRunning,
+      calls: config.calls,
     };
     try {
       webWorker.postMessage(init);
@@ -247,13 +259,41 @@ export class Thread {
     this.waitForSpace(serviceIndex);
   }
 
+  /**
+   * Writes a record for the thread (the answer to one of its calls), after whatever is
+   * held already, in order; held (and written later) when the ring is full.
+   */
+  writeRecord(
+    kind: number,
+    id: number,
+    aux: number,
+    meta: Uint8Array | null,
+    body: Uint8Array,
+    serviceIndex: ReadonlyMap<string, number>,
+  ): void {
+    if (
+      this.heldRecords.length === 0 && this.heldCount === 0 &&
+      this.jobs.tryWrite(id, kind, aux, meta, body)
+    ) {
+      this.jobs.flush();
+      return;
+    }
+    this.heldRecords.push({ kind, id, aux, meta, body });
+    this.waitForSpace(serviceIndex);
+  }
+
   /** Writes the held jobs once the ring has room for the first (one wait at a time). */
   waitForSpace(serviceIndex: ReadonlyMap<string, number>): void {
     if (this.spaceWait) return;
     this.spaceWait = true;
     const jobs = this.jobs;
-    const first = this.heldJobs[this.held[this.heldHead]];
-    const size = first === null ? 0 : (first.meta?.length ?? 0) + first.body.length;
+    const record = this.heldRecords[0];
+    const first = record ? null : this.heldJobs[this.held[this.heldHead]];
+    const size = record
+      ? (record.meta?.length ?? 0) + record.body.length
+      : first === null || first === undefined
+      ? 0
+      : (first.meta?.length ?? 0) + first.body.length;
     const wait = jobs.waitForSpaceAsync(size);
     const retry = () => {
       if (this.jobs !== jobs) return; // the thread was restarted meanwhile
@@ -269,6 +309,16 @@ export class Thread {
    * deadline passed), publishes them, and waits again if some are left.
    */
   writeHeld(serviceIndex: ReadonlyMap<string, number>): void {
+    const records = this.heldRecords;
+    while (records.length > 0) {
+      const r = records[0];
+      if (!this.jobs.tryWrite(r.id, r.kind, r.aux, r.meta, r.body)) {
+        this.jobs.flush();
+        this.waitForSpace(serviceIndex);
+        return;
+      }
+      records.shift();
+    }
     const held = this.held;
     while (this.heldHead < held.length) {
       const slot = held[this.heldHead];

@@ -57,6 +57,9 @@
  */
 
 import { getLogger } from "@logtape/logtape";
+import { decodeMeta, encodeMeta } from "../../protocol/ep_meta.ts";
+import { ErrorCode } from "../../protocol/errors.ts";
+import { JobError } from "../errors.ts";
 import { RING_MAX_CAPACITY, type RingConsumer, ringMaxPayload, type RingRecord } from "./ring.ts";
 import {
   HandlerError,
@@ -68,6 +71,9 @@ import {
 } from "../errors.ts";
 import {
   CTL_INTERRUPT,
+  KIND_CALL,
+  KIND_CALL_ERROR,
+  KIND_CALL_REPLY,
   KIND_ERROR,
   KIND_JOB,
   KIND_REPLY,
@@ -88,6 +94,8 @@ import { DeadlineClock } from "./_deadlines.ts";
 import type {
   CloseOptions,
   JobReply,
+  PoolCall,
+  PoolCallReply,
   PoolCounters,
   PoolJob,
   ReplyCallback,
@@ -97,6 +105,8 @@ import type {
 export type {
   CloseOptions,
   JobReply,
+  PoolCall,
+  PoolCallReply,
   PoolCounters,
   PoolJob,
   ReplyCallback,
@@ -106,6 +116,7 @@ export type {
 } from "./pool_types.ts";
 
 const logger = getLogger(["ep", "pool"]);
+const textEncoder = new TextEncoder();
 
 /**
  * URL of the TypeScript handler runtime (`ts_runtime.ts`): pass it as `module`, with
@@ -165,6 +176,12 @@ export interface HandlerPoolOptions {
    * (default 0: sleep at once; see the module docs for what polling costs).
    */
   pollMicros?: number;
+  /**
+   * Carries out a handler's call of a service (`ep.call`, the runtime context's `call`):
+   * resolves with the reply, rejects with a `JobError` (its code goes back to the handler).
+   * Without it handlers cannot call services.
+   */
+  onCall?: (call: PoolCall) => Promise<PoolCallReply>;
   /** Milliseconds to wait for all threads to be ready (default 30 000). */
   startTimeoutMs?: number;
   /** Called when a thread is lost (after its jobs failed). */
@@ -210,6 +227,7 @@ export class HandlerPool {
   };
   readonly #ringBytes: number;
   readonly #concurrency: number;
+  readonly #onCall?: (call: PoolCall) => Promise<PoolCallReply>;
   readonly #startTimeoutMs: number;
   readonly #onThreadLost?: (event: ThreadLostEvent) => void;
   #onSlotsAvailable?: () => void;
@@ -273,7 +291,9 @@ export class HandlerPool {
       ringBytes,
       poolControl: this.#poolControl,
       maxRunning: concurrency,
+      calls: options.onCall !== undefined,
     };
+    this.#onCall = options.onCall;
     this.#concurrency = threads * concurrency;
     this.#ringBytes = ringBytes;
     this.#startTimeoutMs = options.startTimeoutMs ?? 30_000;
@@ -757,6 +777,7 @@ export class HandlerPool {
   }
 
   #onReply(t: Thread, replies: RingConsumer, rec: RingRecord): void {
+    if (rec.kind === KIND_CALL) return this.#onThreadCall(t, replies, rec);
     const slot = rec.id & 0xffff;
     if (slot >= t.slots || t.tickets[slot] !== rec.id || t.busy[slot] === 0) {
       logger.debug("Stale reply {ticket} from thread {thread} ignored", {
@@ -800,6 +821,55 @@ export class HandlerPool {
     } else {
       this.#invoke(cb, new HandlerError(`Unknown reply kind ${rec.kind}`), null);
     }
+  }
+
+  /** A handler calls a service: carry it out and write the answer to the thread's ring. */
+  #onThreadCall(t: Thread, replies: RingConsumer, rec: RingRecord): void {
+    const id = rec.id;
+    const meta = rec.metaLength === 0 ? [] : decodeMeta(replies.takeMeta(rec));
+    const body = replies.takeBody(rec);
+    let service = "";
+    let timeoutMs = 0;
+    let upstream: string | undefined;
+    const extra: [string, string][] = [];
+    for (const [k, v] of meta) {
+      if (k === "service" && service === "") service = v;
+      else if (k === "timeout") timeoutMs = Number(v) || 0;
+      else if (k === "upstream") upstream = v;
+      else extra.push([k, v]);
+    }
+    const jobs = t.jobs;
+    const answer = (kind: number, aux: number, m: Uint8Array | null, b: Uint8Array) => {
+      // A restarted thread has new rings and forgot its calls.
+      if (t.jobs === jobs && t.webWorker !== null) {
+        t.writeRecord(kind, id, aux, m, b, this.#serviceIndex);
+      }
+    };
+    const fail = (err: unknown) => {
+      const e = err instanceof JobError
+        ? err
+        : new JobError(ErrorCode.INTERNAL, "Internal error", { cause: err });
+      if (!(err instanceof JobError)) logger.error("A call failed: {error}", { error: err });
+      answer(KIND_CALL_ERROR, e.code, textEncoder.encode(e.kind), textEncoder.encode(e.message));
+    };
+    if (this.#onCall === undefined) {
+      return fail(new JobError(ErrorCode.NO_SERVICE, "This node cannot call services"));
+    }
+    let promise: Promise<PoolCallReply>;
+    try {
+      promise = this.#onCall({ thread: t.index, service, body, timeoutMs, upstream, meta: extra });
+    } catch (err) {
+      return fail(err);
+    }
+    promise.then((r) => {
+      let m: Uint8Array | null = null;
+      try {
+        m = r.meta.length > 0 ? encodeMeta(r.meta) : null;
+      } catch (err) {
+        return fail(err);
+      }
+      answer(KIND_CALL_REPLY, r.status, m, r.body);
+    }, fail);
   }
 
   #invoke(cb: ReplyCallback, err: Error | null, reply: JobReply | null): void {

@@ -189,3 +189,47 @@ export interface PoolCounters {
   /** Times the main thread slept in `Atomics.waitAsync` waiting for replies. */
   mainSleeps: number;
 }
+
+/**
+ * A handler's call of a service, as the pool hands it to `HandlerPoolOptions.onCall`.
+ *
+ * @example
+ * ```ts
+ * import type { PoolCall } from "./pool_types.ts";
+ * const call: PoolCall = { thread: 0, service: "user", body: new Uint8Array(), timeoutMs: 0, meta: [] };
+ * console.assert(call.upstream === undefined);
+ * ```
+ */
+export interface PoolCall {
+  /** The thread whose handler calls. */
+  thread: number;
+  /** The service called. */
+  service: string;
+  /** The request body. */
+  body: Uint8Array;
+  /** Time allowed, ms; 0: the default. */
+  timeoutMs: number;
+  /** A named upstream to call through, instead of this node's own balancers. */
+  upstream?: string;
+  /** Request metadata. */
+  meta: [string, string][];
+}
+
+/**
+ * The reply to a {@linkcode PoolCall} (any status: a 404 is a reply, not an error).
+ *
+ * @example
+ * ```ts
+ * import type { PoolCallReply } from "./pool_types.ts";
+ * const r: PoolCallReply = { status: 200, meta: [], body: new TextEncoder().encode("ok") };
+ * console.assert(r.status === 200);
+ * ```
+ */
+export interface PoolCallReply {
+  /** Status with HTTP meaning. */
+  status: number;
+  /** Reply metadata. */
+  meta: [string, string][];
+  /** Reply body. */
+  body: Uint8Array;
+}

@@ -138,7 +138,52 @@ export interface HandlerRuntimeContext {
    * with `Atomics.load(interrupt, 0)`; the thread clears it when that job finishes.
    */
   interrupt: Int32Array;
+  /**
+   * Calls a service from a handler (`ep.call`): the pool's main thread carries it out and
+   * the answer comes back through the thread's ring; `done` is called once, from the
+   * thread's wait loop (a runtime with `tick` needs no event loop for it). Absent when the
+   * pool was given no way to call (`HandlerPoolOptions.onCall`).
+   */
+  call?: (request: ThreadCall, done: (result: ThreadCallResult) => void) => void;
 }
+
+/**
+ * A handler's call of a service, as the handler thread hands it to the main thread.
+ *
+ * @example
+ * ```ts
+ * import type { ThreadCall } from "./runtime.ts";
+ * const call: ThreadCall = { service: "user", body: new TextEncoder().encode("7"), timeoutMs: 500 };
+ * console.assert(call.service === "user");
+ * ```
+ */
+export interface ThreadCall {
+  /** The service to call. */
+  service: string;
+  /** The request body. */
+  body: Uint8Array;
+  /** Time allowed, ms; 0 or absent: the balancer's default. */
+  timeoutMs?: number;
+  /** A named upstream (another cluster's balancers) instead of this node's own. */
+  upstream?: string;
+  /** Request metadata (lower-case keys; `ep-` keys are reserved and dropped). */
+  meta?: [string, string][];
+}
+
+/**
+ * The answer to a {@linkcode ThreadCall}: a reply (any status), or an error with its EP
+ * code and name (`no_service`, `timeout`, …).
+ *
+ * @example
+ * ```ts
+ * import type { ThreadCallResult } from "./runtime.ts";
+ * const r: ThreadCallResult = { ok: false, code: 101, kind: "no_service", message: 'No service "x"' };
+ * console.assert(!r.ok && r.kind === "no_service");
+ * ```
+ */
+export type ThreadCallResult =
+  | { ok: true; status: number; meta: [string, string][]; body: Uint8Array }
+  | { ok: false; code: number; kind: string; message: string };
 
 /**
  * A handler runtime: runs a thread's jobs. Errors it throws (or rejects with) become error

@@ -34,6 +34,8 @@
  */
 
 import { replyProblem } from "../job.ts";
+import { errorCodeName } from "../../protocol/errors.ts";
+import { decodeMeta, encodeMeta } from "../../protocol/ep_meta.ts";
 import { Doorbell } from "./doorbell.ts";
 import { RingConsumer, RingProducer, RingRecord, utf8Length } from "./ring.ts";
 import {
@@ -42,6 +44,9 @@ import {
   CTL_INTERRUPT,
   CTL_SLEEPS,
   CTL_STATE,
+  KIND_CALL,
+  KIND_CALL_ERROR,
+  KIND_CALL_REPLY,
   KIND_ERROR,
   KIND_JOB,
   KIND_REPLY,
@@ -59,6 +64,8 @@ import {
   type HandlerResult,
   type HandlerRuntime,
   type HandlerRuntimeModule,
+  type ThreadCall,
+  type ThreadCallResult,
 } from "./runtime.ts";
 
 interface ThreadScope {
@@ -101,6 +108,9 @@ class HandlerThread {
   /** Jobs started with `start` whose `done` has not been called. */
   #waiting = 0;
   #inTick = false;
+  /** Calls sent to the main thread, by call id, awaiting their answer record. */
+  readonly #calls = new Map<number, (result: ThreadCallResult) => void>();
+  #nextCall = 1;
   #done = 0;
   #sleeps = 0;
   #stopping = false;
@@ -187,6 +197,9 @@ class HandlerThread {
       if (rec.kind === KIND_JOB) {
         this.#runJob(rec);
         this.#startQueued();
+      } else if (rec.kind === KIND_CALL_REPLY || rec.kind === KIND_CALL_ERROR) {
+        this.#callAnswered(rec);
+        this.#startQueued();
       } else if (rec.kind === KIND_STOP) {
         this.#stopping = true;
       }
@@ -212,6 +225,63 @@ class HandlerThread {
       return;
     }
     this.#run(ticket, req, serviceIndex);
+  }
+
+  /**
+   * A handler's `ep.call` (the context's `call`): sent to the main thread as a CALL record;
+   * the answer comes back as a CALL_REPLY or CALL_ERROR record with the same id.
+   */
+  call = (request: ThreadCall, done: (result: ThreadCallResult) => void): void => {
+    let id = this.#nextCall;
+    while (this.#calls.has(id)) id = id >= 0x7fff_ffff ? 1 : id + 1;
+    this.#nextCall = id >= 0x7fff_ffff ? 1 : id + 1;
+    const meta: [string, string][] = [
+      ["service", request.service],
+      ["timeout", String(Math.max(0, Math.round(request.timeoutMs ?? 0)))],
+    ];
+    if (request.upstream) meta.push(["upstream", request.upstream]);
+    if (request.meta) { for (const m of request.meta) meta.push(m); }
+    let encoded: Uint8Array;
+    try {
+      encoded = encodeMeta(meta);
+    } catch (err) {
+      done({ ok: false, code: 100, kind: "bad_request", message: (err as Error).message });
+      return;
+    }
+    this.#calls.set(id, done);
+    this.#write(id, KIND_CALL, 0, encoded, request.body);
+    this.#replies.flush();
+  };
+
+  #callAnswered(rec: RingRecord): void {
+    const done = this.#calls.get(rec.id);
+    if (done === undefined) return;
+    this.#calls.delete(rec.id);
+    const jobs = this.#jobs;
+    let result: ThreadCallResult;
+    if (rec.kind === KIND_CALL_REPLY) {
+      result = {
+        ok: true,
+        status: rec.aux,
+        meta: rec.metaLength === 0 ? [] : decodeMeta(jobs.takeMeta(rec)),
+        body: jobs.takeBody(rec),
+      };
+    } else {
+      result = {
+        ok: false,
+        code: rec.aux,
+        kind: rec.metaLength > 0 ? jobs.metaText(rec) : errorCodeName[rec.aux] ?? "internal",
+        message: jobs.bodyText(rec),
+      };
+    }
+    // As from a tick: the loop publishes what the handler's continuation writes.
+    const was = this.#inTick;
+    this.#inTick = true;
+    try {
+      done(result);
+    } finally {
+      this.#inTick = was;
+    }
   }
 
   /** Starts the jobs waiting on the thread while it runs fewer than its limit. */
@@ -452,6 +522,8 @@ scope.onmessage = async (e: MessageEvent<ThreadInit>) => {
   scope.addEventListener("unload", () => reportExit("the thread exited (Deno.exit)"));
 
   let runtime: HandlerRuntime;
+  // Calls made while the runtime starts (a service file's top level) cannot be answered.
+  let thread: HandlerThread | undefined;
   try {
     const mod = await import(init.module) as Partial<HandlerRuntimeModule>;
     if (typeof mod.createHandlerRuntime !== "function") {
@@ -463,6 +535,7 @@ scope.onmessage = async (e: MessageEvent<ThreadInit>) => {
       thread: init.thread,
       options: init.moduleOptions,
       interrupt: new Int32Array(init.control, CTL_INTERRUPT * 4, 1),
+      call: init.calls ? (request, done) => thread!.call(request, done) : undefined,
     });
   } catch (err) {
     const error = err instanceof Error ? err : new Error(String(err));
@@ -471,7 +544,7 @@ scope.onmessage = async (e: MessageEvent<ThreadInit>) => {
     close();
     return;
   }
-  const thread = new HandlerThread(init, runtime, ctl, mainBell);
+  thread = new HandlerThread(init, runtime, ctl, mainBell);
   Atomics.store(ctl, CTL_STATE, STATE_RUNNING);
   scope.postMessage({ type: "ready", services: [...runtime.services] });
   await thread.run();
