@@ -392,7 +392,8 @@ Deno.test("balancer: a queued job whose HTTP client went away is dropped, not ru
 });
 
 Deno.test("balancer: an EP CANCEL drops a queued job and cancels a prefetched one onward", async () => {
-  const r = await rig(1, {}, 1, 1);
+  // Prefetch at two queued jobs per worker, so that one job can wait in the queue first.
+  const r = await rig(1, { prefetchDepth: 2 }, 1, 1);
   const c1 = await connect(r.addr);
   const c2 = await connect(r.addr);
   try {

@@ -17,7 +17,7 @@
  *
  * Prefetch: a provider may grant more credit than it has slots (the extra jobs wait in the
  * worker, hiding the dispatch round trip). The balancer uses that extra credit only when
- * the service's queue holds `prefetchDepth` (2) jobs per provider serving it, so under
+ * the service's queue holds `prefetchDepth` (0.5) jobs per provider serving it, so under
  * normal load every job still waits in the one central queue (the M/G/k discipline that
  * gives the low tail) and only under saturation are workers kept busy back to back. Of the
  * extra credit it uses one job's worth always, and more only while the jobs waiting in the
@@ -103,7 +103,9 @@ export interface BalancerOptions {
   serviceGraceMs?: number;
   /**
    * Extra (prefetch) credit is used only when a service's queue holds at least this many
-   * jobs per provider serving it. Default 2.
+   * jobs per provider serving it. Default 0.5: measured side by side on four one-slot Lua
+   * workers (BENCHMARKS.md), 2 left the constant-job cells' tails ≈ 2× longer (a worker
+   * waits a round trip for each next job) and 0.25 hurt the 50 % cells.
    */
   prefetchDepth?: number;
   /**
@@ -317,7 +319,7 @@ export class Balancer {
     this.#defaultTimeout = options.defaultTimeoutMs ?? 30_000;
     this.#retries = options.retries ?? 1;
     this.#grace = options.serviceGraceMs ?? 5_000;
-    this.#prefetchDepth = options.prefetchDepth ?? 2;
+    this.#prefetchDepth = options.prefetchDepth ?? 0.5;
     this.#prefetchBudget = options.prefetchBudgetMs ?? 3;
     if (!(this.#prefetchBudget >= 0)) {
       throw new RangeError(`Prefetch budget must be >= 0 ms: "${options.prefetchBudgetMs}"`);

@@ -390,7 +390,7 @@ Deno.test("balancer: a freed slot takes the oldest waiting job among the provide
 
 Deno.test("balancer prefetch: extra credit is used only when the queue holds prefetchDepth jobs per provider", () => {
   // One provider, one slot, two jobs of prefetch credit, no turnaround known yet.
-  const one = new Rig();
+  const one = new Rig({ prefetchDepth: 2 });
   const p = one.provider("p", ["svc"], { slots: 1, credit: 3 });
   one.submit("j1"); // the free slot
   one.submit("j2"); // queue 1 < 2: waits
@@ -403,7 +403,7 @@ Deno.test("balancer prefetch: extra credit is used only when the queue holds pre
   one.close();
 
   // Two providers: 2 x 2 jobs must wait before either takes extra credit.
-  const two = new Rig();
+  const two = new Rig({ prefetchDepth: 2 });
   const a = two.provider("a", ["svc"], { slots: 1, credit: 2 });
   const b = two.provider("b", ["svc"], { slots: 1, credit: 2 });
   for (const name of ["j1", "j2", "j3", "j4", "j5"]) two.submit(name);
@@ -411,6 +411,15 @@ Deno.test("balancer prefetch: extra credit is used only when the queue holds pre
   two.submit("j6");
   assert.deepEqual([a.log, b.log], [["j1", "j3"], ["j2"]], "queue 4: one prefetched");
   two.close();
+
+  // The default, 0.5: with four providers, two jobs waiting are enough.
+  const four = new Rig();
+  const ps = ["a", "b", "c", "d"].map((n) => four.provider(n, ["svc"], { slots: 1, credit: 2 }));
+  for (const name of ["j1", "j2", "j3", "j4", "j5"]) four.submit(name);
+  assert.deepEqual(ps.map((x) => x.log.length), [1, 1, 1, 1], "queue 1 < 2: waits");
+  four.submit("j6");
+  assert.deepEqual(ps.map((x) => x.log.length), [2, 1, 1, 1], "queue 2: one prefetched");
+  four.close();
 
   // prefetchDepth 1: the first waiting job is prefetched.
   const eager = new Rig({ prefetchDepth: 1 });

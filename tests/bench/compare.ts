@@ -12,7 +12,7 @@
  * `--no-throughput`, `--tp-seconds s`, `--tp-connections n` (32), `--tp-mix ms@p,…` (0: the
  * forwarding test; 2 measures the workers' real capacity), `--tp-http wrk|loadgen` (wrk),
  * `--wrk-threads n` (1), `--seed n`, `--out dir`, `--tag name`, `--max-other pct` /
- * `--retries n` / `--budget min` (the noise guard, below), `--variant "name|/path/to/mod.ts|ENV=v,…|--flag value …"`
+ * `--retries n` / `--budget min` (the noise guard, below), `--variant "name|/path/to/mod.ts|ENV=v,…|--flag value …|lua"`
  * (also measure ep from another checkout, or with other environment or flags for its
  * balancer and workers, side by side; for tuning experiments), `--ep-prefetch n` (ep's
  * `--prefetch`).
@@ -319,16 +319,22 @@ async function startAll(dir: string): Promise<Contender[]> {
   }
   // Variants of ep (patched copies or settings) measured side by side with the rest.
   for (const spec of values.variant ?? []) {
-    const [name, mod, envText = "", argText = ""] = spec.split("|");
+    const [name, mod, envText = "", argText = "", workerKind = "ts"] = spec.split("|");
     const env = Object.fromEntries(
       envText.split(",").filter(Boolean).map((
         kv,
       ) => [kv.slice(0, kv.indexOf("=")), kv.slice(kv.indexOf("=") + 1)]),
     );
-    const ep = await startEp(name, mod || MOD, env, argText.split(" ").filter(Boolean));
+    const ep = await startEp(
+      name,
+      mod || MOD,
+      env,
+      argText.split(" ").filter(Boolean),
+      workerKind === "lua" ? "lua" : undefined,
+    );
     contenders.push({
       name,
-      kind: "ep",
+      kind: workerKind === "lua" ? "ep-lua" : "ep",
       target: http(ep.port),
       balancer: ep.balancer,
       workers: ep.workers,
