@@ -8,8 +8,11 @@
 import { MAX_META_ENTRIES } from "../protocol/ep_frames.ts";
 import { ErrorCode, FrameTooLargeError } from "../protocol/errors.ts";
 import { type Job, JobError } from "./job.ts";
-/** The metadata keys ep adds to an HTTP job (see `jobMeta`). */
-const HTTP_META_KEYS = 3;
+/**
+ * The metadata keys ep adds to an HTTP job at most (see `jobMeta`): `ep-method`,
+ * `ep-path`, `ep-query`, `ep-request-id`, `ep-attempt`.
+ */
+const HTTP_META_KEYS = 5;
 
 /**
  * Removes the entries whose key is in ep's reserved `ep-` namespace (SPEC.md §10): what a
@@ -122,6 +125,8 @@ export function jobRingBytesBound(job: Job): number {
   if (job.protocol === "http") {
     n += 3 * 3 + 24 + 3 * (job.method.length + job.path.length + job.query.length);
   }
+  // ep-request-id (at most 64 ASCII characters) and ep-attempt (up to 255).
+  n += 3 + 13 + 64 + 3 + 10 + 3;
   return n;
 }
 
@@ -139,14 +144,22 @@ export function jobRingBytesBound(job: Job): number {
  * console.assert(size === 2 + 3 + 1 + 1 + 10);
  * ```
  */
-export function jobRingBytes(job: Job): number {
+export function jobRingBytes(job: Job, attempt = 1): number {
   let n = 0;
   let count = job.headers.length;
   for (const [k, v] of job.headers) n += 3 + utf8Bytes(k) + utf8Bytes(v);
   if (job.protocol === "http") {
-    count += HTTP_META_KEYS;
+    count += 3;
     n += 3 * 3 + "ep-method".length + "ep-path".length + "ep-query".length +
       utf8Bytes(job.method) + utf8Bytes(job.path) + utf8Bytes(job.query);
+  }
+  if (job.requestId !== undefined) {
+    count++;
+    n += 3 + "ep-request-id".length + utf8Bytes(job.requestId);
+  }
+  if (attempt > 1) {
+    count++;
+    n += 3 + "ep-attempt".length + String(attempt).length;
   }
   return (count > 0 ? 2 + n : 0) + job.body.length;
 }

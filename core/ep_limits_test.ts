@@ -55,10 +55,12 @@ Deno.test("jobRingBytes is the size encodeMeta and the body take in a ring; jobR
       deadlineMs: 0,
       priority: 0,
       remote: "",
+      requestId: rng() < 0.5 ? undefined : (rng() < 0.5 ? "0123456789abcdef" : "x".repeat(64)),
     };
-    const meta = jobMeta(job);
+    const attempt = rng() < 0.5 ? 1 : 1 + Math.floor(rng() * 255);
+    const meta = jobMeta(job, attempt);
     const exact = (meta.length > 0 ? encodeMeta(meta).length : 0) + job.body.length;
-    assert.equal(jobRingBytes(job), exact);
+    assert.equal(jobRingBytes(job, attempt), exact);
     assert.ok(jobRingBytesBound(job) >= exact);
   }
 });
@@ -77,14 +79,14 @@ Deno.test("httpMetaProblem refuses exactly what EP metadata cannot hold (431, 41
   refused([["k", "\xe9".repeat(0x8000)]], 431);
   const fields = (n: number) =>
     Array.from({ length: n }, (_, i): [string, string] => [`f${i}`, ""]);
-  ok(fields(MAX_META_ENTRIES - 3));
-  refused(fields(MAX_META_ENTRIES - 2), 431);
+  ok(fields(MAX_META_ENTRIES - 5));
+  refused(fields(MAX_META_ENTRIES - 4), 431);
   ok([], "/" + "p".repeat(0xfffe));
   refused([], 414, "/" + "p".repeat(0xffff));
   refused([], 414, "/s", "q".repeat(0x10000));
   // What it lets through, the encoder takes.
   const enc = new EpEncoder();
-  const h: [string, string][] = [["k".repeat(255), "\xe9".repeat(0x7fff)], ...fields(250)];
+  const h: [string, string][] = [["k".repeat(255), "\xe9".repeat(0x7fff)], ...fields(248)];
   assert.equal(httpMetaProblem("/s", "", h), null);
   const job: Job = {
     service: "s",

@@ -38,6 +38,12 @@ export interface Job {
    * `cancelled` instead, and no worker spends time on it.
    */
   origin?: JobOrigin;
+  /**
+   * The request id (set by the balancer that took the job: the client's `x-request-id`
+   * when it is a short token, else one it makes), sent to workers and handlers as
+   * `ep-request-id` and shown in logs and error replies.
+   */
+  requestId?: string;
 }
 
 /** The waiting side of a job (see {@linkcode Job.origin}). */
@@ -111,8 +117,10 @@ export function serviceFromPath(path: string): string {
 }
 
 /**
- * The pool's metadata for a job: HTTP method, path and query as `ep-method`, `ep-path`,
- * `ep-query` (SPEC.md §10) followed by the headers; EP metadata as it came.
+ * The metadata a job travels with to workers and handler threads: for HTTP, its method, path
+ * and query as `ep-method`, `ep-path`, `ep-query`; for every job its `ep-request-id` and, on
+ * a redelivery, `ep-attempt` (2, 3, …; SPEC.md §10); then its headers (HTTP) or EP
+ * metadata, in order.
  *
  * @example
  * ```ts
@@ -120,12 +128,51 @@ export function serviceFromPath(path: string): string {
  * const meta = jobMeta({
  *   service: "echo", protocol: "http", method: "GET", path: "/echo", query: "a=1",
  *   headers: [["host", "x"]], body: new Uint8Array(0), deadlineMs: 0, priority: 0, remote: "",
- * });
- * console.assert(meta[0][0] === "ep-method" && meta.length === 4);
+ *   requestId: "r1",
+ * }, 2);
+ * console.assert(meta.map(([k]) => k).join() === "ep-method,ep-path,ep-query,ep-request-id,ep-attempt,host");
  * ```
  */
-export function jobMeta(job: Job): [string, string][] {
-  return job.protocol === "http"
-    ? [["ep-method", job.method], ["ep-path", job.path], ["ep-query", job.query], ...job.headers]
-    : job.headers;
+export function jobMeta(job: Job, attempt = 1): [string, string][] {
+  const id = job.requestId;
+  if (job.protocol !== "http" && id === undefined && attempt <= 1) return job.headers;
+  const meta: [string, string][] = job.protocol === "http"
+    ? [["ep-method", job.method], ["ep-path", job.path], ["ep-query", job.query]]
+    : [];
+  if (id !== undefined) meta.push(["ep-request-id", id]);
+  if (attempt > 1) meta.push(["ep-attempt", String(attempt)]);
+  for (let i = 0; i < job.headers.length; i++) meta.push(job.headers[i]);
+  return meta;
+}
+
+const ID_PREFIX = Array.from(
+  crypto.getRandomValues(new Uint8Array(4)),
+  (b) => b.toString(16).padStart(2, "0"),
+).join("");
+let idCounter = 0;
+const CLIENT_ID = /^[A-Za-z0-9._:-]{1,64}$/;
+
+/**
+ * The request id for a job: the client's own (`x-request-id`, when it is 1–64 characters of
+ * `[A-Za-z0-9._:-]`), else a new one: 16 hex digits, a random per-process prefix and a
+ * counter (unique in practice, cheap to make).
+ *
+ * @example
+ * ```ts
+ * import { requestIdOf } from "./job.ts";
+ * const job = (headers: [string, string][]) => ({
+ *   service: "s", protocol: "http" as const, method: "GET", path: "/s", query: "", headers,
+ *   body: new Uint8Array(0), deadlineMs: 0, priority: 0, remote: "",
+ * });
+ * console.assert(requestIdOf(job([["x-request-id", "abc-1"]])) === "abc-1");
+ * console.assert(/^[0-9a-f]{16}$/.test(requestIdOf(job([["x-request-id", "bad id"]]))));
+ * ```
+ */
+export function requestIdOf(job: Job): string {
+  for (let i = 0; i < job.headers.length; i++) {
+    const [k, v] = job.headers[i];
+    if (k === "x-request-id" && CLIENT_ID.test(v)) return v;
+  }
+  idCounter = (idCounter + 1) >>> 0;
+  return ID_PREFIX + idCounter.toString(16).padStart(8, "0");
 }

@@ -255,11 +255,20 @@ for (const mode of ["worker", "local"] as const) {
     try {
       const res = await fetch(`http://${r.addr}/meta/real?q=1`, { headers: SPOOF });
       const http = JSON.parse(await res.text()) as [string, string][];
+      // ep's own keys only: the request line and the request id the balancer gave it.
       const ep = http.filter(([k]) => k.startsWith("ep-"));
-      assert.deepEqual(ep, [["ep-method", "GET"], ["ep-path", "/meta/real"], ["ep-query", "q=1"]]);
+      assert.deepEqual(ep.slice(0, 3), [
+        ["ep-method", "GET"],
+        ["ep-path", "/meta/real"],
+        ["ep-query", "q=1"],
+      ]);
+      assert.deepEqual(ep.slice(3).map(([k]) => k), ["ep-request-id"]);
+      assert.match(ep[3][1], /^[0-9a-f]{16}$/);
       assert.deepEqual(http.filter(([k]) => k === "x-ok"), [["x-ok", "1"]]);
       const reply = await client.request("meta", "", { meta: Object.entries(SPOOF) });
-      assert.deepEqual(JSON.parse(dec.decode(reply.body)), [["x-ok", "1"]]);
+      const meta = JSON.parse(dec.decode(reply.body)) as [string, string][];
+      assert.deepEqual(meta.map(([k]) => k), ["ep-request-id", "x-ok"]);
+      assert.deepEqual(meta[1], ["x-ok", "1"]);
     } finally {
       client.close();
       await r.close();
@@ -496,7 +505,7 @@ for (const mode of ["worker", "local"] as const) {
         client.request("echo", new Uint8Array(40_000)),
         (e: unknown) =>
           e instanceof JobError && e.kind === "bad_request" &&
-          /40000 bytes exceeds the limit of 32752 bytes/.test(e.message),
+          /400\d\d bytes exceeds the limit of 32752 bytes/.test(e.message),
       );
       const res = await fetch(`http://${r.addr}/echo`, {
         method: "POST",

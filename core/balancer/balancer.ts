@@ -60,7 +60,7 @@ import { getLogger } from "@logtape/logtape";
 import { ErrorCode } from "../../protocol/errors.ts";
 import { Deque } from "./_deque.ts";
 import { admitted, statusAccess } from "../net/access.ts";
-import { type Job, JobError, type JobHandler, type JobResult } from "../job.ts";
+import { type Job, JobError, type JobHandler, type JobResult, requestIdOf } from "../job.ts";
 import { jobRingBytes, jobRingBytesBound } from "../ep_limits.ts";
 import type { Provider, ProviderStats, QueuedJob } from "./provider.ts";
 import { type EndpointHandler, type PrefixRoute, type RouteFunction, Router } from "./router.ts";
@@ -356,6 +356,7 @@ export class Balancer {
   }
 
   #submitTo(job: Job, service: string): JobResult | Promise<JobResult> {
+    job.requestId ??= requestIdOf(job);
     if (service === "") throw new JobError(ErrorCode.NO_SERVICE, "No service named in the path");
     const s = this.#services.get(service);
     const now = this.#now();

@@ -73,7 +73,7 @@ export class LocalPoolProvider implements Provider {
   dispatch(qj: QueuedJob): void {
     let accepted: boolean;
     try {
-      const meta = jobMeta(qj.job);
+      const meta = jobMeta(qj.job, qj.attempt);
       accepted = this.#pool.submit({
         id: qj.seq,
         service: qj.service,

@@ -216,7 +216,12 @@ export class WorkerNode {
     const job: PoolJob = {
       id: ++this.#seq,
       service: f.service,
-      meta: f.meta.length > 0 ? encodeMeta(f.meta) : undefined,
+      // A redelivery says so to its handler (`ep-attempt`, SPEC.md §10): 2, 3, …
+      meta: f.attempt > 0
+        ? encodeMeta([...f.meta, ["ep-attempt", String(f.attempt + 1)]])
+        : f.meta.length > 0
+        ? encodeMeta(f.meta)
+        : undefined,
       body: f.body.slice(),
     };
     this.#held++;
