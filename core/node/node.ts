@@ -16,6 +16,7 @@ import { HandlerPool, TS_HANDLER_RUNTIME } from "../threads/pool.ts";
 import { serve, type Server } from "../net/server.ts";
 import { WorkerNode } from "./worker.ts";
 import { Caller, type CallTarget } from "./_caller.ts";
+import type { PoolCall, PoolCallReply } from "../threads/pool_types.ts";
 import { DEFAULT_PREFETCH } from "../../protocol/ep_frames.ts";
 
 const log = getLogger(["ep", "node"]);
@@ -86,6 +87,12 @@ export interface Node {
   reload(): Promise<void>;
   /** Stops at once. */
   close(): Promise<void>;
+  /**
+   * Calls a service the way handlers' `ep.call` does: through this node's balancer when it
+   * listens, else the balancers it pulls from, or the named `upstream`. Rejects with a
+   * `JobError`.
+   */
+  call(call: PoolCall): Promise<PoolCallReply>;
 }
 
 /**
@@ -238,5 +245,6 @@ export async function startNode(options: NodeOptions): Promise<Node> {
       await pool?.close({ drain: true, timeoutMs: graceMs });
     },
     close,
+    call: (c) => calls().call(c),
   };
 }
