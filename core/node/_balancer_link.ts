@@ -34,6 +34,36 @@ export interface BalancerLinkOptions {
   dial?: (addr: string) => Promise<Transport>;
 }
 
+/**
+ * Where a worker's jobs come from and its answers go: a balancer over EP
+ * ({@linkcode BalancerLink}), or this process's own balancer (`_local_link.ts`). The worker's
+ * credit policy sees both the same way, so one slot budget serves both.
+ */
+export interface JobSource {
+  /** Whether jobs can come from it now. */
+  readonly open: boolean;
+  /** Whether it said it sends no more (DRAIN). */
+  readonly drained: boolean;
+  /** Session counter: answers to jobs of an older session are dropped. */
+  readonly gen: number;
+  /** Credit granted and not yet used. */
+  credit: number;
+  /** Jobs it has waiting for this worker's services (its last report). */
+  readonly queued: number;
+  /** Answers job `id` with a reply. */
+  reply(
+    id: number,
+    status: number,
+    meta: [string, string][],
+    body: Uint8Array,
+    freeSlots: number,
+  ): void;
+  /** Answers job `id` with an error. */
+  error(id: number, code: number, message: string): void;
+  /** Grants `n` more credit. */
+  grant(n: number): void;
+}
+
 /** What a link asks of the worker it belongs to (the {@linkcode WorkerNode}'s side). */
 export interface LinkOwner {
   readonly closed: boolean;
@@ -66,7 +96,7 @@ const log = getLogger(["ep", "worker"]);
  * link.run();
  * ```
  */
-export class BalancerLink {
+export class BalancerLink implements JobSource {
   readonly addr: string;
   open = false;
   drained = false;
@@ -75,6 +105,11 @@ export class BalancerLink {
   credit = 0;
   demand = 0;
   prefetch = 0;
+
+  /** The queue depth the balancer reported last (REQUEST, HEARTBEAT). */
+  get queued(): number {
+    return this.demand;
+  }
   #node: LinkOwner;
   #opts: BalancerLinkOptions;
   #t: Transport | null = null;
@@ -267,6 +302,27 @@ export class BalancerLink {
   send(frame: Frame): void {
     if (!this.#t || this.#t.closed) return;
     this.#t.write(this.#encoder.encode(frame));
+  }
+
+  /** Answers job `id` with a REPLY carrying the worker's free slots (a {@linkcode JobSource}). */
+  reply(
+    id: number,
+    status: number,
+    meta: [string, string][],
+    body: Uint8Array,
+    freeSlots: number,
+  ): void {
+    this.send({ type: "reply", id, status, freeSlots, meta, body });
+  }
+
+  /** Answers job `id` with an ERROR. */
+  error(id: number, code: number, message: string): void {
+    this.send({ type: "error", id, code, message });
+  }
+
+  /** Grants `n` more credit (READY). */
+  grant(n: number): void {
+    this.send({ type: "ready", credit: n });
   }
 
   register(): void {

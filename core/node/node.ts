@@ -15,6 +15,7 @@ import { Monitor, type MonitorOptions } from "../observe/monitor.ts";
 import { HandlerPool, TS_HANDLER_RUNTIME } from "../threads/pool.ts";
 import { serve, type Server } from "../net/server.ts";
 import { WorkerNode } from "./worker.ts";
+import { LocalLink } from "./_local_link.ts";
 import { Caller, type CallTarget } from "./_caller.ts";
 import type { PoolCall, PoolCallReply } from "../threads/pool_types.ts";
 import { DEFAULT_PREFETCH } from "../../protocol/ep_frames.ts";
@@ -202,6 +203,13 @@ export async function startNode(options: NodeOptions): Promise<Node> {
       prefetch: options.prefetch,
       timeouts,
     });
+    if (balancer) {
+      // Listen and connect: this balancer is one more source of the worker's jobs, in the
+      // same slot budget as the balancers it pulls from (no slot promised twice).
+      const link = new LocalLink(balancer, worker, pool.services, pool.maxMessageBytes);
+      balancer.addProvider(link);
+      worker.attach(link);
+    }
   }
   const close = async () => {
     caller?.close();

@@ -28,7 +28,7 @@ import { JobError } from "../errors.ts";
 import { replyProblem } from "../job.ts";
 import type { HandlerPool, JobReply, PoolJob } from "../threads/pool.ts";
 import { unsendableReply } from "../ep_limits.ts";
-import { BalancerLink, type BalancerLinkOptions } from "./_balancer_link.ts";
+import { BalancerLink, type BalancerLinkOptions, type JobSource } from "./_balancer_link.ts";
 
 const log = getLogger(["ep", "worker"]);
 
@@ -59,7 +59,7 @@ export interface WorkerNodeOptions extends BalancerLinkOptions {
 }
 
 interface Held {
-  link: BalancerLink;
+  link: JobSource;
   /** The link's session the job came on: answers to an older session are dropped. */
   gen: number;
   id: number;
@@ -77,6 +77,8 @@ interface Held {
 export class WorkerNode {
   #opts: WorkerNodeOptions;
   #links: BalancerLink[] = [];
+  /** Every job source: the balancer links, and this process's own balancer when attached. */
+  #sources: JobSource[] = [];
   #pool: WorkerPool;
   #slots: number;
   #held = 0;
@@ -109,9 +111,19 @@ export class WorkerNode {
     for (const addr of opts.balancers) {
       const link = new BalancerLink(node, addr, opts);
       node.#links.push(link);
+      node.#sources.push(link);
       link.run();
     }
     return node;
+  }
+
+  /**
+   * Adds a job source other than a remote balancer (this process's own balancer, which then
+   * shares the worker's slots with the balancers it pulls from), and grants it credit.
+   */
+  attach(source: JobSource): void {
+    this.#sources.push(source);
+    this.regrant();
   }
 
   /** Status only (SPEC.md §6.9): the slots not taken by jobs this worker holds. */
@@ -200,36 +212,44 @@ export class WorkerNode {
 
   /** @internal A job arrived from a balancer. */
   run(link: BalancerLink, f: Extract<Frame, { type: "request" }>): void {
+    // A redelivery says so to its handler (`ep-attempt`, SPEC.md §10): 2, 3, …
+    const meta = f.attempt > 0
+      ? encodeMeta([...f.meta, ["ep-attempt", String(f.attempt + 1)]])
+      : f.meta.length > 0
+      ? encodeMeta(f.meta)
+      : undefined;
+    this.take(link, f.id, f.service, meta, f.body.slice(), f.deadlineMs || Infinity);
+  }
+
+  /**
+   * @internal A job arrived from a source (`deadlineMs` from now; Infinity: none): counted
+   * as held, run on the pool when a slot is free, answered through its source.
+   */
+  take(
+    source: JobSource,
+    id: number,
+    service: string,
+    meta: Uint8Array | undefined,
+    body: Uint8Array,
+    deadlineMs: number,
+  ): void {
     // Build the job first: nothing is counted as held until it can be answered.
-    const limit = Math.min(
-      f.deadlineMs || Infinity,
-      this.#opts.timeouts?.get(f.service) ?? Infinity,
-    );
+    const limit = Math.min(deadlineMs, this.#opts.timeouts?.get(service) ?? Infinity);
     const h: Held = {
-      link,
-      gen: link.gen,
-      id: f.id,
-      service: f.service,
+      link: source,
+      gen: source.gen,
+      id,
+      service,
       cancelled: false,
       deadline: performance.now() + limit,
     };
-    const job: PoolJob = {
-      id: ++this.#seq,
-      service: f.service,
-      // A redelivery says so to its handler (`ep-attempt`, SPEC.md §10): 2, 3, …
-      meta: f.attempt > 0
-        ? encodeMeta([...f.meta, ["ep-attempt", String(f.attempt + 1)]])
-        : f.meta.length > 0
-        ? encodeMeta(f.meta)
-        : undefined,
-      body: f.body.slice(),
-    };
+    const job: PoolJob = { id: ++this.#seq, service, meta, body };
     this.#held++;
     if (this.#held > this.#peakHeld) this.#peakHeld = this.#held;
-    if (!this.#pool.serves(f.service)) {
+    if (!this.#pool.serves(service)) {
       this.#done(h, null, null, {
         code: ErrorCode.NO_SERVICE,
-        message: `No service "${f.service}" here`,
+        message: `No service "${service}" here`,
       });
       return;
     }
@@ -237,7 +257,7 @@ export class WorkerNode {
   }
 
   /** @internal A balancer cancelled a job: drop it if it has not started. */
-  cancel(link: BalancerLink, id: number): void {
+  cancel(link: JobSource, id: number): void {
     const i = this.#local.findIndex((x) => x.h.link === link && x.h.id === id);
     if (i >= 0) {
       const [{ h }] = this.#local.splice(i, 1);
@@ -292,20 +312,13 @@ export class WorkerNode {
     } else if (err || fail) {
       const e = fail ?? poolError(err!, h.service);
       // One line of bounded bytes: an ERROR frame cannot carry more (SPEC.md §6.10).
-      h.link.send({ type: "error", id: h.id, code: e.code, message: oneLine(e.message) });
+      h.link.error(h.id, e.code, oneLine(e.message));
     } else {
       try {
         // Never a REPLY that EP cannot carry (the pool already refuses such replies).
         const problem = replyProblem(reply!.status, reply!.body.length);
         if (problem !== null) throw new JobError(ErrorCode.HANDLER_ERROR, problem);
-        h.link.send({
-          type: "reply",
-          id: h.id,
-          status: reply!.status,
-          freeSlots: free,
-          meta: decodeMeta(reply!.meta),
-          body: reply!.body,
-        });
+        h.link.reply(h.id, reply!.status, decodeMeta(reply!.meta), reply!.body, free);
       } catch (e) {
         // A reply EP cannot carry (a metadata key EP does not allow, over max_payload):
         // the balancer still gets an answer, and the slot is granted again below.
@@ -314,7 +327,7 @@ export class WorkerNode {
           service: h.service,
           message: je.message,
         });
-        h.link.send({ type: "error", id: h.id, code: je.code, message: oneLine(je.message) });
+        h.link.error(h.id, je.code, oneLine(je.message));
       }
     }
     this.regrant();
@@ -326,25 +339,25 @@ export class WorkerNode {
   /** @internal Hands out free capacity as credit (see the module doc). */
   regrant(): void {
     if (this.#draining || this.#closed) return;
-    const open = this.#links.filter((l) => l.open && !l.drained);
+    const open = this.#sources.filter((l) => l.open && !l.drained);
     if (open.length === 0) return;
     const cap = this.capacity;
     let used = this.#held + open.reduce((n, l) => n + l.credit, 0);
-    const grants = new Map<BalancerLink, number>();
-    const give = (l: BalancerLink) => {
+    const grants = new Map<JobSource, number>();
+    const give = (l: JobSource) => {
       l.credit++;
       used++;
       grants.set(l, (grants.get(l) ?? 0) + 1);
     };
     while (used < cap) {
-      let best: BalancerLink | null = null;
+      let best: JobSource | null = null;
       for (const l of open) {
         if (l.credit >= cap) continue;
         if (
           !best ||
-          (l.demand > 0 && (best.demand === 0 || l.demand / (l.credit + 1) >
-              best.demand / (best.credit + 1))) ||
-          (l.demand === 0 && best.demand === 0 && l.credit < best.credit)
+          (l.queued > 0 && (best.queued === 0 || l.queued / (l.credit + 1) >
+              best.queued / (best.credit + 1))) ||
+          (l.queued === 0 && best.queued === 0 && l.credit < best.credit)
         ) {
           best = l;
         }
@@ -354,8 +367,8 @@ export class WorkerNode {
     }
     // Work waiting at a balancer with no credit while capacity is parked elsewhere.
     for (const l of open) {
-      if (l.demand > 0 && l.credit === 0 && used < cap + open.length - 1) give(l);
+      if (l.queued > 0 && l.credit === 0 && used < cap + open.length - 1) give(l);
     }
-    for (const [l, n] of grants) l.send({ type: "ready", credit: n });
+    for (const [l, n] of grants) l.grant(n);
   }
 }

@@ -498,3 +498,66 @@ Deno.test("worker reconnect resets the link's credit; held jobs still count, the
     node.close();
   }
 });
+
+Deno.test("worker: its own balancer (listen and connect) and a remote one share one slot budget; no slot is promised twice", async () => {
+  const { Balancer } = await import("../balancer/balancer.ts");
+  const { LocalLink } = await import("./_local_link.ts");
+  const a = new FakeBalancer(1);
+  const { node, pool } = await startWorker(2, [a], { prefetch: 1 });
+  const own = new Balancer({ sweepIntervalMs: 0, serviceGraceMs: 0, prefetchDepth: 0.5 });
+  const link = new LocalLink(own, node, [SERVICE]);
+  try {
+    a.take();
+    assert.equal(a.credit, 3, "all of slots + prefetch went to the only source at first");
+    own.addProvider(link);
+    node.attach(link);
+    assert.equal(link.credit, 0, "nothing is left for the local balancer yet");
+    const job = (i: number) => ({
+      service: SERVICE,
+      protocol: "ep" as const,
+      method: "EP",
+      path: "/" + SERVICE,
+      query: "",
+      headers: [],
+      body: new Uint8Array([i]),
+      deadlineMs: 0,
+      priority: 0,
+      remote: "test",
+    });
+    const answers: Promise<unknown>[] = [];
+    for (let i = 0; i < 4; i++) answers.push(Promise.resolve(own.submit(job(i))));
+    // The local jobs wait in the local queue: its demand makes the worker give it the
+    // extra credit the policy allows one balancer with work waiting (B − 1 = 1 here).
+    await settle();
+    assert.equal(node.held, 1, "one local job taken with the one extra credit");
+    assert.ok(node.held + a.credit + link.credit <= 2 + 1 + 1, "slots + prefetch + (B − 1)");
+    // The remote balancer uses its credit too.
+    a.request(0);
+    a.request(0);
+    await settle();
+    assert.equal(pool.running.length, 2, "never more running than slots");
+    assert.ok(node.held + a.credit + link.credit <= 4);
+    // Freed slots go to where work waits (the local queue), one credit at a time.
+    while (node.held > 0) {
+      pool.finish();
+      await settle();
+      assert.ok(pool.running.length <= 2);
+      assert.ok(node.held + a.credit + link.credit <= 4, "the bound holds after every answer");
+    }
+    await settle();
+    while (pool.running.length > 0) {
+      pool.finish();
+      await settle();
+    }
+    const settled = await Promise.allSettled(answers);
+    assert.equal(
+      settled.filter((r) => r.status === "fulfilled").length,
+      4,
+      "every local job answered",
+    );
+    assert.equal(own.queueDepth(SERVICE), 0);
+  } finally {
+    own.close();
+    node.close();
+  }
+});
