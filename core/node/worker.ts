@@ -26,22 +26,22 @@ import { oneLine } from "../escape.ts";
 import { poolError, submitError } from "../threads/job_errors.ts";
 import { JobError } from "../errors.ts";
 import { replyProblem } from "../job.ts";
-import type { HandlerPool, JobReply, PoolJob } from "../threads/pool.ts";
+import type { JobPool, JobReply, PoolJob } from "../threads/pool_types.ts";
 import { unsendableReply } from "../ep_limits.ts";
 import { BalancerLink, type BalancerLinkOptions } from "./_balancer_link.ts";
 
 const log = getLogger(["ep", "worker"]);
 
 /**
- * What the worker uses of its handler-thread pool: a {@linkcode HandlerPool} has it (tests
- * pass a pool whose jobs they finish by hand).
+ * What the worker uses of its pool: a {@linkcode JobPool} has it (tests pass a pool whose
+ * jobs they finish by hand).
  */
 export type WorkerPool =
   & Pick<
-    HandlerPool,
+    JobPool,
     "services" | "freeSlots" | "jobsInFlight" | "onSlotsAvailable" | "serves" | "submit" | "close"
   >
-  & Partial<Pick<HandlerPool, "concurrency">>;
+  & Partial<Pick<JobPool, "concurrency" | "cancel">>;
 
 /** The slots a worker registers: what its pool runs at once (its queue is prefetch room). */
 function slotsOf(pool: WorkerPool): number {
@@ -81,6 +81,8 @@ export class WorkerNode {
   #slots: number;
   #held = 0;
   #local: { job: PoolJob; h: Held }[] = [];
+  /** Jobs in the pool, and their pool job ids (for CANCEL). */
+  #inPool = new Map<Held, number>();
   #draining = false;
   #closed = false;
   #idleWaiters: (() => void)[] = [];
@@ -236,12 +238,18 @@ export class WorkerNode {
     this.#submit(job, h);
   }
 
-  /** @internal A balancer cancelled a job: drop it if it has not started. */
+  /**
+   * @internal A balancer cancelled a job: drop it if it has not started, else cancel it in
+   * the pool (answered `cancelled` through its callback; its handler is told).
+   */
   cancel(link: BalancerLink, id: number): void {
     const i = this.#local.findIndex((x) => x.h.link === link && x.h.id === id);
     if (i >= 0) {
       const [{ h }] = this.#local.splice(i, 1);
       this.#done(h, null, null, { code: ErrorCode.CANCELLED, message: "Cancelled" });
+    }
+    for (const [h, job] of this.#inPool) {
+      if (h.link === link && h.id === id && h.gen === link.gen) this.#pool.cancel?.(job);
     }
   }
 
@@ -272,6 +280,7 @@ export class WorkerNode {
       return;
     }
     if (!ok) this.#local.push({ job, h });
+    else this.#inPool.set(h, job.id);
   }
 
   #done(
@@ -281,6 +290,7 @@ export class WorkerNode {
     fail?: { code: number; message: string },
   ): void {
     this.#held--;
+    this.#inPool.delete(h);
     // Start a locally queued (prefetched) job in the slot just freed.
     while (this.#local.length > 0 && this.#pool.freeSlots > 0) {
       const next = this.#local.shift()!;
