@@ -63,13 +63,13 @@ import {
   type ThreadInit,
   type ThreadMessage,
 } from "./_pool_protocol.ts";
-import {
-  type HandlerRequest,
-  type HandlerResult,
-  type HandlerRuntime,
-  type HandlerRuntimeModule,
-  type ThreadCall,
-  type ThreadCallResult,
+import type {
+  HandlerRequest,
+  HandlerResult,
+  HandlerRuntime,
+  HandlerRuntimeModule,
+  ThreadCall,
+  ThreadCallResult,
 } from "./runtime.ts";
 
 interface ThreadScope {
@@ -525,7 +525,7 @@ scope.onmessage = async (e: MessageEvent<ThreadInit>) => {
 
   let runtime: HandlerRuntime;
   // Calls made while the runtime starts (a service file's top level) cannot be answered.
-  let thread: HandlerThread | undefined;
+  let thread: HandlerThread | undefined = undefined;
   try {
     const mod = await import(init.module) as Partial<HandlerRuntimeModule>;
     if (typeof mod.createHandlerRuntime !== "function") {
