@@ -8,7 +8,7 @@
  */
 import { encodeMeta } from "../../protocol/ep_meta.ts";
 import { replyProblem } from "../job.ts";
-import type { HandlerResult, ReplyHeaders } from "./runtime.ts";
+import type { FieldsInit, HandlerResult } from "./runtime.ts";
 
 const EMPTY = new Uint8Array(0);
 
@@ -61,35 +61,43 @@ export class ReplyParts {
 }
 
 /**
- * Encodes reply header fields as reply metadata: names lower-case, values strings, in
- * order (a record's repeated field in its list's order). Throws `TypeError` for a value that
- * is not a string, `RangeError` for a name or value too long for EP metadata.
+ * Encodes reply header fields as reply metadata (null when there are none); see
+ * {@linkcode fieldPairs}.
  */
-export function encodeReplyHeaders(headers: ReplyHeaders): Uint8Array | null {
+export function encodeReplyHeaders(headers: FieldsInit): Uint8Array | null {
+  const pairs = fieldPairs(headers, "Reply header");
+  return pairs.length === 0 ? null : encodeMeta(pairs);
+}
+
+/**
+ * Header fields or metadata entries as `[name, value]` pairs: names lower-case, values
+ * strings, in order (a record's repeated field in its list's order). Throws `TypeError`
+ * for what is not a record or pairs, or a value that is not a string; `what` names them in
+ * the message.
+ */
+export function fieldPairs(fields: FieldsInit, what: string): [string, string][] {
   const pairs: [string, string][] = [];
   const add = (name: unknown, value: unknown) => {
     if (typeof name !== "string" || typeof value !== "string") {
-      throw new TypeError(
-        `Reply header values must be strings: "${String(name)}" is a ${typeof value}`,
-      );
+      throw new TypeError(`${what} values must be strings: "${String(name)}" is a ${typeof value}`);
     }
     pairs.push([name.toLowerCase(), value]);
   };
-  if (typeof headers !== "object" || headers === null) {
-    throw new TypeError(`Reply headers must be a record or [name, value] pairs: "${headers}"`);
+  if (typeof fields !== "object" || fields === null) {
+    throw new TypeError(`${what}s must be a record or [name, value] pairs: "${fields}"`);
   }
-  if (Symbol.iterator in headers) {
-    for (const pair of headers as Iterable<readonly [string, string]>) {
+  if (Symbol.iterator in fields) {
+    for (const pair of fields as Iterable<readonly [string, string]>) {
       if (!Array.isArray(pair) || pair.length !== 2) {
-        throw new TypeError(`Reply header pairs must be [name, value]: "${String(pair)}"`);
+        throw new TypeError(`${what} pairs must be [name, value]: "${String(pair)}"`);
       }
       add(pair[0], pair[1]);
     }
   } else {
-    for (const [name, value] of Object.entries(headers)) {
+    for (const [name, value] of Object.entries(fields)) {
       if (Array.isArray(value)) { for (const v of value) add(name, v); }
       else add(name, value);
     }
   }
-  return pairs.length === 0 ? null : encodeMeta(pairs);
+  return pairs;
 }

@@ -58,7 +58,12 @@
  * ```
  */
 export interface HandlerRequest {
-  /** The pool's ticket for the job: unique among the jobs in flight on this thread. */
+  /**
+   * The pool's ticket for the job: unique among the jobs in flight on this thread, a
+   * positive integer. Its low 16 bits (`id & 0xffff`) are the job's slot on the thread,
+   * below the thread's number of slots and unique among its jobs in flight, so a runtime
+   * may keep per-job state in an array indexed by them.
+   */
   id: number;
   /** Service name. */
   service: string;
@@ -98,7 +103,7 @@ export interface HandlerReply {
    * are sent lower-case. For an HTTP job, names and values are byte strings (code units
    * 0x00–0xFF, one byte each), as the request's are. Not with `meta`.
    */
-  headers?: ReplyHeaders;
+  headers?: FieldsInit;
   /**
    * Reply metadata bytes (`encodeMeta`), the encoded form of `headers`; for an HTTP job,
    * the response header fields, whose names and values are byte strings (code units
@@ -110,18 +115,19 @@ export interface HandlerReply {
 }
 
 /**
- * Reply header fields: a record by name (a list of strings for a repeated field), or
- * `[name, value]` pairs in order (an array, a `Map`, a `Headers`).
+ * Header fields (of a reply) or metadata entries (of a call): a record by name (a list of
+ * strings for a repeated field), or `[name, value]` pairs in order (an array, a `Map`, a
+ * `Headers`). Names are sent lower-case.
  *
  * @example
  * ```ts
- * import type { ReplyHeaders } from "./runtime.ts";
- * const record: ReplyHeaders = { "content-type": "text/plain", "set-cookie": ["a=1", "b=2"] };
- * const pairs: ReplyHeaders = [["content-type", "text/plain"], ["set-cookie", "a=1"]];
+ * import type { FieldsInit } from "./runtime.ts";
+ * const record: FieldsInit = { "content-type": "text/plain", "set-cookie": ["a=1", "b=2"] };
+ * const pairs: FieldsInit = [["content-type", "text/plain"], ["set-cookie", "a=1"]];
  * console.assert(!Array.isArray(record) && Array.isArray(pairs));
  * ```
  */
-export type ReplyHeaders =
+export type FieldsInit =
   | Readonly<Record<string, string | readonly string[]>>
   | Iterable<readonly [string, string]>;
 
