@@ -119,7 +119,8 @@ export function tsHandlerRuntime(
  * Loads the handler module and returns the runtime the pool's thread drives. Services are
  * the module's exported functions, sorted by name.
  *
- * @throws {TypeError} if `options.handlers` is missing or the module exports no function.
+ * @throws {TypeError} if `options.handlers` is missing or not an absolute URL, or the module
+ * exports no function.
  *
  * @example
  * ```ts ignore
@@ -140,6 +141,12 @@ export async function createHandlerRuntime(
   if (typeof url !== "string" || url === "") {
     throw new TypeError(
       `The TypeScript handler runtime needs moduleOptions.handlers, a module URL: "${url}"`,
+    );
+  }
+  // A relative specifier would resolve against this file, inside ep: never what was meant.
+  if (!URL.canParse(url)) {
+    throw new TypeError(
+      `The TypeScript handler module must be an absolute URL (new URL("./services.ts", import.meta.url)): "${url}"`,
     );
   }
   const mod = await import(url) as Record<string, unknown>;
