@@ -13,6 +13,7 @@
  */
 import { decodeMeta, encodeMeta } from "../../protocol/ep_meta.ts";
 import { fieldPairs } from "./_reply.ts";
+import { timerDelay } from "./_timer.ts";
 import type { FieldsInit, HandlerRequest } from "./runtime.ts";
 
 const utf8 = new TextDecoder();
@@ -292,20 +293,9 @@ export class JobRequest implements EpRequest {
   /** The job's metadata bytes. */
   readonly meta: Uint8Array;
   readonly #deadline: number | undefined;
-  #decoded = false;
-  #http = false;
-  #method = "EP";
-  #path = "";
-  #query = "";
-  #id = "";
-  #attempt = 1;
-  #headers: RequestHeaders = NO_FIELDS;
-  #params: URLSearchParams | null = null;
-  #controller: AbortController | null = null;
-  #timer: ReturnType<typeof setTimeout> | undefined = undefined;
-  /** Why the job was cancelled, once it was (before its signal was read, too). */
-  #reason: unknown = undefined;
-  #ended = false;
+  // Made on first need, so that a job whose handler reads only its body allocates one object.
+  #fields: Fields | null = null;
+  #signal: SignalState | null = null;
 
   /** Wraps the job as its thread received it. */
   constructor(req: HandlerRequest) {
@@ -316,42 +306,36 @@ export class JobRequest implements EpRequest {
   }
 
   get protocol(): "http" | "ep" {
-    this.#decode();
-    return this.#http ? "http" : "ep";
+    return this.#decoded().http ? "http" : "ep";
   }
 
   get method(): string {
-    this.#decode();
-    return this.#method;
+    return this.#decoded().method;
   }
 
   get path(): string {
-    this.#decode();
-    return this.#path;
+    return this.#decoded().path;
   }
 
   get query(): string {
-    this.#decode();
-    return this.#query;
+    return this.#decoded().query;
   }
 
   get searchParams(): URLSearchParams {
-    return this.#params ??= new URLSearchParams(this.query);
+    const f = this.#decoded();
+    return f.params ??= new URLSearchParams(f.query);
   }
 
   get headers(): RequestHeaders {
-    this.#decode();
-    return this.#headers;
+    return this.#decoded().headers;
   }
 
   get id(): string {
-    this.#decode();
-    return this.#id;
+    return this.#decoded().id;
   }
 
   get attempt(): number {
-    this.#decode();
-    return this.#attempt;
+    return this.#decoded().attempt;
   }
 
   get deadlineMs(): number {
@@ -360,18 +344,24 @@ export class JobRequest implements EpRequest {
   }
 
   get signal(): AbortSignal {
-    if (this.#controller === null) {
-      const c = this.#controller = new AbortController();
+    let s = this.#signal;
+    if (s === null || s.controller === null) {
+      if (s === null || s === ENDED) {
+        const fresh = new SignalState();
+        fresh.ended = s === ENDED;
+        s = this.#signal = fresh;
+      }
+      const c = s.controller = new AbortController();
       const d = this.#deadline;
-      if (this.#reason !== undefined) {
-        c.abort(this.#reason);
-      } else if (!this.#ended && d !== undefined) {
+      if (s.reason !== undefined) {
+        c.abort(s.reason);
+      } else if (!s.ended && d !== undefined) {
         const left = d - performance.now();
         if (left <= 0) c.abort(timeoutReason());
-        else this.#timer = setTimeout(this.#expire, Math.ceil(left));
+        else s.arm(d);
       }
     }
-    return this.#controller.signal;
+    return s.controller!.signal;
   }
 
   text(): string {
@@ -388,48 +378,94 @@ export class JobRequest implements EpRequest {
    * not after the job ended.
    */
   cancel(reason?: unknown): void {
-    if (this.#ended || this.#reason !== undefined) return;
+    const s = this.#signal ??= new SignalState();
+    if (s.ended || s.reason !== undefined) return;
     const d = this.#deadline;
-    this.#reason = reason ??
+    s.reason = reason ??
       (d !== undefined && performance.now() >= d ? timeoutReason() : cancelReason());
-    if (this.#controller !== null) {
-      clearTimeout(this.#timer);
-      this.#timer = undefined;
-      this.#controller.abort(this.#reason);
+    if (s.controller !== null) {
+      clearTimeout(s.timer);
+      s.timer = undefined;
+      s.controller.abort(s.reason);
     }
   }
 
   /** The job ended: its deadline timer, if any, is cleared; its signal fires no more. */
   end(): void {
-    this.#ended = true;
-    if (this.#timer !== undefined) {
-      clearTimeout(this.#timer);
-      this.#timer = undefined;
+    const s = this.#signal;
+    if (s === null) {
+      this.#signal = ENDED;
+      return;
     }
+    s.ended = true;
+    if (s.timer !== undefined) {
+      clearTimeout(s.timer);
+      s.timer = undefined;
+    }
+  }
+
+  #decoded(): Fields {
+    if (this.#fields !== null) return this.#fields;
+    const f = this.#fields = new Fields("/" + this.service);
+    if (this.meta.length === 0) return f;
+    const pairs: [string, string][] = [];
+    for (const pair of decodeMeta(this.meta)) {
+      const k = pair[0];
+      if (!k.startsWith("ep-")) pairs.push(pair);
+      else if (k === "ep-method") {
+        f.method = pair[1];
+        f.http = true;
+      } else if (k === "ep-path") f.path = pair[1];
+      else if (k === "ep-query") f.query = pair[1];
+      else if (k === "ep-request-id") f.id = pair[1];
+      else if (k === "ep-attempt") f.attempt = Math.max(1, Number(pair[1]) || 1);
+    }
+    if (pairs.length > 0) f.headers = new FieldList(pairs);
+    return f;
+  }
+}
+
+/** What a job's metadata says, decoded once. */
+class Fields {
+  http = false;
+  method = "EP";
+  path: string;
+  query = "";
+  id = "";
+  attempt = 1;
+  headers: RequestHeaders = NO_FIELDS;
+  params: URLSearchParams | null = null;
+
+  constructor(path: string) {
+    this.path = path;
+  }
+}
+
+/** A job's signal and why it fires: made when the signal is read or the job cancelled. */
+class SignalState {
+  controller: AbortController | null = null;
+  timer: ReturnType<typeof setTimeout> | undefined = undefined;
+  /** Why the job was cancelled, once it was (before its signal was read, too). */
+  reason: unknown = undefined;
+  ended = false;
+
+  #deadline = 0;
+
+  /** Fires the signal at `deadline` (`performance.now()` time), however far ahead. */
+  arm(deadline: number): void {
+    this.#deadline = deadline;
+    this.timer = setTimeout(this.#expire, timerDelay(deadline - performance.now()));
   }
 
   #expire = (): void => {
-    this.#timer = undefined;
-    if (!this.#ended) this.#controller!.abort(timeoutReason());
+    this.timer = undefined;
+    if (this.ended) return;
+    // setTimeout holds at most ~24.8 days: a deadline further ahead is armed again.
+    if (performance.now() < this.#deadline) this.arm(this.#deadline);
+    else this.controller!.abort(timeoutReason());
   };
-
-  #decode(): void {
-    if (this.#decoded) return;
-    this.#decoded = true;
-    this.#path = "/" + this.service;
-    if (this.meta.length === 0) return;
-    const fields: [string, string][] = [];
-    for (const pair of decodeMeta(this.meta)) {
-      const k = pair[0];
-      if (!k.startsWith("ep-")) fields.push(pair);
-      else if (k === "ep-method") {
-        this.#method = pair[1];
-        this.#http = true;
-      } else if (k === "ep-path") this.#path = pair[1];
-      else if (k === "ep-query") this.#query = pair[1];
-      else if (k === "ep-request-id") this.#id = pair[1];
-      else if (k === "ep-attempt") this.#attempt = Math.max(1, Number(pair[1]) || 1);
-    }
-    if (fields.length > 0) this.#headers = new FieldList(fields);
-  }
 }
+
+/** The state of a job that ended before its signal was read or it was cancelled. */
+const ENDED: SignalState = new SignalState();
+ENDED.ended = true;

@@ -144,3 +144,25 @@ Deno.test("property: reply headers as a record or as pairs encode to the same lo
   assert.throws(() => encodeReplyHeaders({ "x-n": 1 as unknown as string }), TypeError);
   assert.throws(() => encodeReplyHeaders([["x-a"]] as unknown as [string, string][]), TypeError);
 });
+
+Deno.test("TS runtime: a signal first read after its job ended never fires, and reading it leaves other jobs' signals alone", async () => {
+  const seen: EpRequest[] = [];
+  const runtime = tsHandlerRuntime({ keep: (req) => (seen.push(req), "ok") }, undefined);
+  const job = (id: number) => ({
+    id,
+    service: "keep",
+    meta: new Uint8Array(),
+    body: new Uint8Array(),
+    deadline: performance.now() + 5,
+  });
+  runtime.handle(job(0x10001), 0);
+  runtime.handle(job(0x10002), 0);
+  runtime.ended!(0x10001);
+  runtime.ended!(0x10002);
+  const a = seen[0].signal;
+  runtime.cancel!(0x10001);
+  await new Promise((r) => setTimeout(r, 20));
+  assert.equal(a.aborted, false, "ended: no deadline timer, no cancel");
+  assert.notEqual(seen[1].signal, a);
+  assert.equal(seen[1].signal.aborted, false);
+});
