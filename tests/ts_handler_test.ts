@@ -138,6 +138,18 @@ for (const [mode, handlers] of Object.entries(MODES)) {
     }
   });
 
+  Deno.test(`TS handler (${mode}): a deadline longer than setTimeout can hold (ep-timeout 2^32 - 1 ms) does not fire its signal early`, async () => {
+    const node = await startNode({ listen: { port: 0 }, handlers });
+    try {
+      const res = await fetch(`http://127.0.0.1:${node.addr!.port}/pause?ms=40`, {
+        headers: { "ep-timeout": String(2 ** 32 - 1) },
+      });
+      assert.equal(await res.text(), "running");
+    } finally {
+      await node.close();
+    }
+  });
+
   Deno.test(`TS handler (${mode}): its signal fires AbortError when the EP client cancels the request`, async () => {
     const node = await startNode({ listen: { port: 0 }, handlers });
     const channel = new Channel();

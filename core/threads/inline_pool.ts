@@ -46,6 +46,7 @@ import type {
   ReplyCallback,
 } from "./pool_types.ts";
 import { ReplyParts } from "./_reply.ts";
+import { timerDelay } from "./_timer.ts";
 import type { HandlerResult, HandlerRuntime, ThreadCall, ThreadCallResult } from "./runtime.ts";
 import { tsHandlerRuntime } from "./ts_runtime.ts";
 
@@ -244,9 +245,7 @@ export class InlinePool implements JobPool {
     if (job.deadlineMs !== undefined) {
       s.deadlineMs = job.deadlineMs;
       s.deadline = performance.now() + Math.max(0, job.deadlineMs);
-      const ticket = s.ticket;
-      s.timer = setTimeout(() => this.#expired(s, ticket), Math.max(0, job.deadlineMs));
-      Deno.unrefTimer(s.timer);
+      this.#arm(s, s.ticket);
     }
     this.#inFlight++;
     this.#submitted++;
@@ -432,8 +431,20 @@ export class InlinePool implements JobPool {
     if (this.#waitingHead < this.#waiting.length) this.#schedule();
   }
 
+  /** Arms the slot's deadline timer (fires at the deadline or, far ahead, earlier). */
+  #arm(s: Slot, ticket: number): void {
+    s.timer = setTimeout(() => {
+      s.timer = undefined;
+      if (s.ticket !== ticket || !s.busy) return; // a late timer of an earlier job
+      // setTimeout holds at most ~24.8 days: a deadline further ahead is armed again.
+      if (performance.now() < s.deadline!) this.#arm(s, ticket);
+      else this.#expired(s, ticket);
+    }, timerDelay(s.deadline! - performance.now()));
+    Deno.unrefTimer(s.timer);
+  }
+
   #expired(s: Slot, ticket: number): void {
-    if (s.ticket !== ticket || !s.busy) return; // a late timer of an earlier job
+    if (s.ticket !== ticket || !s.busy) return;
     const cb = s.callback;
     s.callback = null;
     if (!s.started) {

@@ -575,3 +575,29 @@ Deno.test("cancel: a job waiting on its thread ends without running; the runtime
     await pool.close({ drain: false });
   }
 });
+
+Deno.test("a deadline further ahead than setTimeout holds (2^32 - 1 ms) arms one timer, not one per millisecond", async () => {
+  const pool = await startPool({ threads: 1 });
+  const real = globalThis.setTimeout;
+  let armed = 0;
+  let overflowing = 0;
+  globalThis.setTimeout = ((fn: () => void, ms?: number) => {
+    armed++;
+    if ((ms ?? 0) > 2 ** 31 - 1) overflowing++;
+    return real(fn, ms);
+  }) as typeof setTimeout;
+  try {
+    const reply = await pool.call({
+      id: 1,
+      service: "sleep",
+      body: enc.encode("60"),
+      deadlineMs: 2 ** 32 - 1,
+    });
+    assert.equal(text(reply), "slept 60");
+    assert.equal(overflowing, 0, "no delay setTimeout cannot hold");
+    assert.ok(armed <= 3, `${armed} timers armed while one job waited 60 ms`);
+  } finally {
+    globalThis.setTimeout = real;
+    await pool.close();
+  }
+});
