@@ -166,3 +166,35 @@ Deno.test("TS runtime: a signal first read after its job ended never fires, and 
   assert.notEqual(seen[1].signal, a);
   assert.equal(seen[1].signal.aborted, false);
 });
+
+Deno.test("TS runtime: overlapping jobs' signals fire at their own deadlines, earliest first, and an ended job's never", async () => {
+  const reqs = new Map<number, EpRequest>();
+  const runtime = tsHandlerRuntime({
+    keep: (req) => {
+      reqs.set(Number(new TextDecoder().decode(req.body)), req);
+      return "ok";
+    },
+  }, undefined);
+  const fired: number[] = [];
+  const start = performance.now();
+  const deadlines = [40, 10, 25, 15];
+  deadlines.forEach((ms, i) => {
+    runtime.handle({
+      id: 0x10000 | i,
+      service: "keep",
+      meta: new Uint8Array(),
+      body: new TextEncoder().encode(String(ms)),
+      deadline: start + ms,
+    }, 0);
+    const signal = reqs.get(ms)!.signal;
+    signal.addEventListener("abort", () => {
+      assert.equal((signal.reason as DOMException).name, "TimeoutError");
+      assert.ok(performance.now() >= start + ms, `${ms} ms signal fired early`);
+      fired.push(ms);
+    });
+  });
+  runtime.ended!(0x10000 | 2); // the 25 ms job ends first
+  await new Promise((r) => setTimeout(r, 70));
+  assert.deepEqual(fired, [10, 15, 40]);
+  for (let i = 0; i < deadlines.length; i++) runtime.ended!(0x10000 | i);
+});
