@@ -26,22 +26,22 @@ import { oneLine } from "../escape.ts";
 import { poolError, submitError } from "../threads/job_errors.ts";
 import { JobError } from "../errors.ts";
 import { replyProblem } from "../job.ts";
-import type { JobPool, JobReply, PoolJob } from "../threads/pool_types.ts";
+import type { HandlerPool, JobReply, PoolJob } from "../threads/pool.ts";
 import { unsendableReply } from "../ep_limits.ts";
 import { BalancerLink, type BalancerLinkOptions } from "./_balancer_link.ts";
 
 const log = getLogger(["ep", "worker"]);
 
 /**
- * What the worker uses of its pool: a {@linkcode JobPool} has it (tests pass a pool whose
- * jobs they finish by hand).
+ * What the worker uses of its handler-thread pool: a {@linkcode HandlerPool} has it (tests
+ * pass a pool whose jobs they finish by hand).
  */
 export type WorkerPool =
   & Pick<
-    JobPool,
+    HandlerPool,
     "services" | "freeSlots" | "jobsInFlight" | "onSlotsAvailable" | "serves" | "submit" | "close"
   >
-  & Partial<Pick<JobPool, "concurrency" | "cancel">>;
+  & Partial<Pick<HandlerPool, "concurrency" | "cancel">>;
 
 /** The slots a worker registers: what its pool runs at once (its queue is prefetch room). */
 function slotsOf(pool: WorkerPool): number {
