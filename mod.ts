@@ -6,10 +6,11 @@
  * a slow one while another worker sits idle.
  *
  * This module is the public TypeScript API: start a node ({@linkcode startNode}), call
- * services ({@linkcode connect}), write handlers ({@linkcode HandlerRequest}), and the errors
- * a caller handles ({@linkcode JobError}, {@linkcode ConnectionClosedError},
- * {@linkcode ErrorCode}). Everything else in the package is internal and may change. Run the
- * module to get the `ep` command line.
+ * services ({@linkcode connect}), write handlers ({@linkcode Handler}: an
+ * {@linkcode EpRequest} and a {@linkcode HandlerContext} in, a {@linkcode HandlerResult}
+ * out), and the errors a caller handles ({@linkcode JobError},
+ * {@linkcode ConnectionClosedError}, {@linkcode ErrorCode}). Everything else in the package
+ * is internal and may change. Run the module to get the `ep` command line.
  *
  * @example A balancer whose own handler threads run TypeScript services, called over EP
  * ```ts
@@ -23,6 +24,35 @@
  * const reply = await client.request("echo", "hi");
  * console.assert(reply.status === 200 && new TextDecoder().decode(reply.body) === "hi");
  * client.close();
+ * await node.close();
+ * ```
+ *
+ * @example Handlers as functions: the whole request, a deadline, a call of another service
+ * ```ts
+ * import { type EpRequest, type HandlerContext, startNode } from "./mod.ts";
+ * const node = await startNode({
+ *   listen: { port: 0 },
+ *   handlers: {
+ *     functions: {
+ *       price: (req: EpRequest) => String(Number(req.searchParams.get("qty") ?? req.text()) * 3),
+ *       order: async (req: EpRequest, ctx: HandlerContext) => {
+ *         const qty = req.searchParams.get("qty") ?? "1";
+ *         const price = await ctx.call("price", qty, { timeoutMs: req.deadlineMs });
+ *         return {
+ *           headers: { "content-type": "application/json", "x-attempt": String(req.attempt) },
+ *           body: JSON.stringify({ id: req.id, qty, price: new TextDecoder().decode(price.body) }),
+ *         };
+ *       },
+ *     },
+ *     concurrency: 4,
+ *   },
+ * });
+ * const res = await fetch(`http://127.0.0.1:${node.addr!.port}/order?qty=2`, {
+ *   headers: { "x-request-id": "o-1" },
+ * });
+ * console.assert(res.headers.get("x-attempt") === "1");
+ * const order = await res.json();
+ * console.assert(order.id === "o-1" && order.price === "6");
  * await node.close();
  * ```
  *
@@ -41,11 +71,26 @@
  */
 import { startNode as startNodeImpl } from "./core/node/node.ts";
 import { TS_HANDLER_RUNTIME } from "./core/threads/pool.ts";
+import { InlinePool } from "./core/threads/inline_pool.ts";
+import type { Handlers } from "./core/threads/handler_context.ts";
+import type { HandlerRequest as RuntimeRequest } from "./core/threads/runtime.ts";
 
 export { Client, type ClientOptions, connect } from "./core/net/client.ts";
 export type { Reply, RequestOptions } from "./core/net/client.ts";
 export type { WelcomeFrame } from "./protocol/ep_frames.ts";
-export type { HandlerReply, HandlerRequest, HandlerResult } from "./core/threads/runtime.ts";
+export type { FieldsInit, HandlerReply, HandlerResult } from "./core/threads/runtime.ts";
+export {
+  createRequest,
+  type EpRequest,
+  type EpRequestInit,
+  type RequestHeaders,
+} from "./core/threads/ep_request.ts";
+export type {
+  CallOptions,
+  Handler,
+  HandlerContext,
+  Handlers,
+} from "./core/threads/handler_context.ts";
 export { ConnectionClosedError, JobError } from "./core/errors.ts";
 export { ErrorCode } from "./protocol/errors.ts";
 
@@ -61,20 +106,51 @@ export { ErrorCode } from "./protocol/errors.ts";
 export const VERSION = "0.1.0";
 
 /**
- * Where a node's TypeScript services come from, and how many threads run them.
+ * The job as a handler runtime receives it: bytes as they travel.
+ *
+ * @deprecated TypeScript handlers receive an {@linkcode EpRequest}, which still has
+ * `service`, `meta` and `body` (its `id` is now the request id, a string).
+ *
+ * @example
+ * ```ts
+ * import type { HandlerRequest } from "./mod.ts";
+ * const req: HandlerRequest = { id: 1, service: "echo", meta: new Uint8Array(), body: new Uint8Array() };
+ * console.assert(req.service === "echo");
+ * ```
+ */
+export type HandlerRequest = RuntimeRequest;
+
+/**
+ * Where a node's TypeScript services come from: a module on handler threads
+ * ({@linkcode ModuleHandlers}), or functions on the main thread
+ * ({@linkcode FunctionHandlers}).
  *
  * @example
  * ```ts
  * import type { NodeHandlers } from "./mod.ts";
- * const handlers: NodeHandlers = { module: new URL("./services.ts", import.meta.url), threads: 2 };
+ * const onThreads: NodeHandlers = { module: new URL("./services.ts", import.meta.url), threads: 2 };
+ * const inline: NodeHandlers = { functions: { ping: () => "pong" }, concurrency: 8 };
+ * console.assert("module" in onThreads && "functions" in inline);
+ * ```
+ */
+export type NodeHandlers = ModuleHandlers | FunctionHandlers;
+
+/**
+ * Services from a module, run on handler threads (Web Workers): the module exports one
+ * {@linkcode Handler} per service, by service name.
+ *
+ * @example
+ * ```ts
+ * import type { ModuleHandlers } from "./mod.ts";
+ * const handlers: ModuleHandlers = { module: new URL("./services.ts", import.meta.url), threads: 2 };
  * console.assert(handlers.module instanceof URL);
  * ```
  */
-export interface NodeHandlers {
+export interface ModuleHandlers {
   /**
-   * A module exporting one handler function per service, by service name (see
-   * {@linkcode HandlerRequest}). A relative path is resolved against the current directory;
-   * pass `new URL("./services.ts", import.meta.url)` to resolve it against your module.
+   * The module: a `URL`, or a string that is an absolute URL (`file:///srv/services.ts`) or
+   * a path, resolved against the current directory (`Deno.cwd()`), not against your module.
+   * Pass `new URL("./services.ts", import.meta.url)` to name a file next to your module.
    */
   module: string | URL;
   /** Handler threads. Default: the number of cores. */
@@ -83,6 +159,57 @@ export interface NodeHandlers {
   concurrency?: number;
   /** Run-time caps of some services, in ms: their jobs are answered `timeout` past them. */
   timeoutsMs?: Readonly<Record<string, number>>;
+  /** Not with `module`. */
+  functions?: never;
+}
+
+/**
+ * Services as functions, by service name, run on the main thread (a function cannot cross
+ * to a Web Worker): the same {@linkcode EpRequest}, {@linkcode HandlerContext}, deadlines and
+ * signals as on handler threads. The main thread also serves the sockets, so a function
+ * that computes for long holds everything up: use them for handlers that mostly wait, and a
+ * {@linkcode ModuleHandlers} module for work that computes.
+ *
+ * @example
+ * ```ts
+ * import { createRequest, type FunctionHandlers } from "./mod.ts";
+ * const handlers: FunctionHandlers = {
+ *   functions: { hello: (req) => `hello ${req.text()}` },
+ *   concurrency: 16,
+ * };
+ * const ctx = { call: () => Promise.reject(new Error("unused")) };
+ * console.assert(handlers.functions.hello(createRequest({ service: "hello", body: "ada" }), ctx) === "hello ada");
+ * ```
+ */
+export interface FunctionHandlers {
+  /** The handlers, by service name. */
+  functions: Handlers;
+  /** Jobs run at once (async handlers overlap their waits). Default 1. */
+  concurrency?: number;
+  /** Run-time caps of some services, in ms: their jobs are answered `timeout` past them. */
+  timeoutsMs?: Readonly<Record<string, number>>;
+  /** Not with `functions`. */
+  module?: never;
+  /** Not with `functions`: they run on the main thread. */
+  threads?: never;
+}
+
+/**
+ * Another cluster's balancers, which handlers call by name:
+ * `ctx.call(service, body, { upstream: "billing" })`.
+ *
+ * @example
+ * ```ts
+ * import type { Upstream } from "./mod.ts";
+ * const billing: Upstream = { servers: ["10.0.0.5:7070", "10.0.0.6:7070"], token: "s3cret" };
+ * console.assert(billing.servers.length === 2);
+ * ```
+ */
+export interface Upstream {
+  /** Its balancers (`host:port`): calls go to the first reachable, then fail over. */
+  servers: string[];
+  /** The client token its balancers require. */
+  token?: string;
 }
 
 /**
@@ -100,8 +227,10 @@ export interface NodeOptions {
   listen?: { port: number; hostname?: string };
   /** Become a module worker of these balancers (`host:port`). */
   connect?: string[];
-  /** Services to run on this process's handler threads. */
+  /** Services to run: a module on handler threads, or functions on the main thread. */
   handlers?: NodeHandlers;
+  /** Other clusters handlers may call by name (`ctx.call(s, body, { upstream: name })`). */
+  upstreams?: Readonly<Record<string, Upstream>>;
   /** The token workers present to balancers, and a balancer requires from workers. */
   token?: string;
   /** A token clients must present to this balancer. Default: none. */
@@ -168,6 +297,7 @@ export interface Node {
 export async function startNode(options: NodeOptions): Promise<Node> {
   const h = options.handlers;
   const t = options.tuning ?? {};
+  const functions = h && handlerFunctions(h);
   const node = await startNodeImpl({
     listen: options.listen,
     connect: options.connect,
@@ -182,12 +312,20 @@ export async function startNode(options: NodeOptions): Promise<Node> {
       serviceGraceMs: t.serviceGraceMs,
     },
     observe: { access: { token: options.status?.token, public: options.status?.public } },
+    upstreams: options.upstreams,
     handlers: h && {
       runtime: TS_HANDLER_RUNTIME,
-      options: { handlers: moduleUrl(h.module) },
+      options: functions ? undefined : { handlers: moduleUrl(h.module!) },
       threads: h.threads,
       concurrency: h.concurrency,
       timeouts: h.timeoutsMs && new Map(Object.entries(h.timeoutsMs)),
+      start: functions && ((o) =>
+        InlinePool.start({
+          handlers: functions,
+          concurrency: o.perThreadConcurrency,
+          queue: o.perThreadQueue,
+          onCall: o.onCall,
+        })),
     },
   });
   const addr = node.server?.addr;
@@ -197,6 +335,22 @@ export async function startNode(options: NodeOptions): Promise<Node> {
     reload: () => node.reload(),
     close: () => node.close(),
   };
+}
+
+/** The functions of `h`, or undefined for a module; a TypeError when it is neither or both. */
+function handlerFunctions(h: NodeHandlers): Handlers | undefined {
+  const hasModule = h.module !== undefined;
+  const hasFunctions = h.functions !== undefined;
+  if (hasModule === hasFunctions) {
+    throw new TypeError(
+      `Handlers need either a module or functions: "${hasModule ? "both" : "neither"}"`,
+    );
+  }
+  const functions: unknown = h.functions;
+  if (hasFunctions && (typeof functions !== "object" || functions === null)) {
+    throw new TypeError(`Handler functions must be an object by service name: "${functions}"`);
+  }
+  return h.functions;
 }
 
 function moduleUrl(m: string | URL): string {

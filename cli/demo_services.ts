@@ -4,14 +4,8 @@
  *
  * @module
  */
-import { decodeMeta, encodeMeta } from "../protocol/ep_meta.ts";
-import type { HandlerRequest, HandlerResult } from "../core/threads/runtime.ts";
-
-const dec = new TextDecoder();
-
-function metaOf(req: HandlerRequest): Map<string, string> {
-  return new Map(decodeMeta(req.meta));
-}
+import type { EpRequest } from "../core/threads/ep_request.ts";
+import type { HandlerResult } from "../core/threads/runtime.ts";
 
 /**
  * `echo`: the request body, or for GET the query string (URL-decoded).
@@ -19,15 +13,16 @@ function metaOf(req: HandlerRequest): Map<string, string> {
  * @example
  * ```ts
  * import { echo } from "./demo_services.ts";
+ * import { createRequest } from "../core/threads/ep_request.ts";
  * const body = new TextEncoder().encode("hi");
- * console.assert(echo({ id: 1, service: "echo", meta: new Uint8Array(), body }) === body);
+ * console.assert(echo(createRequest({ service: "echo", body })) === body);
+ * console.assert(echo(createRequest({ service: "echo", method: "GET", query: "a+b%21" })) === "a b!");
  * ```
  */
-export function echo(req: HandlerRequest): HandlerResult {
-  const meta = metaOf(req);
-  const method = meta.get("ep-method");
+export function echo(req: EpRequest): HandlerResult {
+  const method = req.method;
   if (method === "GET" || method === "HEAD") {
-    const q = meta.get("ep-query") ?? "";
+    const q = req.query;
     try {
       return decodeURIComponent(q.replace(/\+/g, " "));
     } catch {
@@ -43,21 +38,26 @@ export function echo(req: HandlerRequest): HandlerResult {
  * @example
  * ```ts
  * import { json } from "./demo_services.ts";
- * const r = json({ id: 1, service: "json", meta: new Uint8Array(), body: new TextEncoder().encode("[1]") });
- * console.assert(typeof r === "object");
+ * import { createRequest } from "../core/threads/ep_request.ts";
+ * const r = json(createRequest({ service: "json", body: "[1]" }));
+ * console.assert(typeof r === "object" && "status" in r && r.body === '{"received":[1],"type":"array"}');
  * ```
  */
-export function json(req: HandlerRequest): HandlerResult {
+export function json(req: EpRequest): HandlerResult {
   let value: unknown = null;
   if (req.body.length > 0) {
     try {
-      value = JSON.parse(dec.decode(req.body));
+      value = req.json();
     } catch {
       return { status: 400, body: "Body is not valid JSON\n" };
     }
   }
   const kind = Array.isArray(value) ? "array" : value === null ? "null" : typeof value;
-  return { status: 200, body: JSON.stringify({ received: value, type: kind }) };
+  return {
+    status: 200,
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ received: value, type: kind }),
+  };
 }
 
 /** How early the coarse `setTimeout` of {@linkcode sleep} aims before the end. */
@@ -92,7 +92,7 @@ function blockUntil(end: number): void {
 /**
  * `sleep`: holds the job for `?ms=N` (or the body's number) milliseconds, precisely and
  * without burning CPU, and reports the time it actually held the job, in microseconds, as
- * the reply metadata `x-slept-us` (an HTTP response header over HTTP).
+ * the reply header `x-slept-us` (EP: reply metadata).
  *
  * Deno's `setTimeout` fires 1–1.5 ms late, so it only does the bulk of a long sleep
  * (aimed 2.5 ms early, the thread stays free); the rest is waited in `Atomics.wait` (no
@@ -105,19 +105,19 @@ function blockUntil(end: number): void {
  * @example
  * ```ts
  * import { sleep } from "./demo_services.ts";
- * const r = await sleep({ id: 1, service: "sleep", meta: new Uint8Array(), body: new TextEncoder().encode("2") });
- * console.assert(typeof r === "object" && "meta" in r);
+ * import { createRequest } from "../core/threads/ep_request.ts";
+ * const r = await sleep(createRequest({ service: "sleep", body: "2" }));
+ * console.assert(typeof r === "object" && "headers" in r && r.body === "slept 2\n");
  * ```
  */
-export function sleep(req: HandlerRequest): HandlerResult | Promise<HandlerResult> {
+export function sleep(req: EpRequest): HandlerResult | Promise<HandlerResult> {
   const start = performance.now();
-  const q = new URLSearchParams(metaOf(req).get("ep-query") ?? "");
-  const ms = Math.max(0, Number(q.get("ms") ?? dec.decode(req.body)) || 0);
+  const ms = Math.max(0, Number(req.searchParams.get("ms") ?? req.text()) || 0);
   const end = start + ms;
   const finish = (): HandlerResult => {
     blockUntil(end);
     const slept = Math.round((performance.now() - start) * 1000);
-    return { body: `slept ${ms}\n`, meta: encodeMeta([["x-slept-us", String(slept)]]) };
+    return { body: `slept ${ms}\n`, headers: { "x-slept-us": String(slept) } };
   };
   if (ms <= SLEEP_COARSE_LEAD_MS + 0.5) return finish();
   return new Promise((resolve) => {

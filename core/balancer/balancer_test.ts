@@ -248,7 +248,7 @@ Deno.test("balancer clock: no timer while idle; sweeps every 10 ms while jobs ar
     priority: 0,
     remote: "test",
   });
-  let t = 1000;
+  const t = 1000;
   try {
     const manual = new Balancer({ sweepIntervalMs: 0, now: () => t });
     manual.addProvider(provider(0));

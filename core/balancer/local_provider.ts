@@ -10,11 +10,12 @@ import type { Balancer } from "./balancer.ts";
 import type { Provider, QueuedJob } from "./provider.ts";
 import { PoolFullError } from "../errors.ts";
 import { jobMeta } from "../job.ts";
-import type { HandlerPool, JobReply } from "../threads/pool.ts";
+import type { JobPool, JobReply } from "../threads/pool_types.ts";
 import { poolError, submitError } from "../threads/job_errors.ts";
 
 /**
- * A {@linkcode Provider} over a {@linkcode HandlerPool}.
+ * A {@linkcode Provider} over a {@linkcode JobPool}: the handler-thread pool, or the pool
+ * that runs a map of functions on this thread.
  *
  * @example
  * ```ts ignore
@@ -28,7 +29,7 @@ export class LocalPoolProvider implements Provider {
   readonly slots: number;
   /** Set when the pool is being replaced (reload): it finishes what it holds. */
   draining = false;
-  #pool: HandlerPool;
+  #pool: JobPool;
   #balancer: Balancer;
   #timeouts: ReadonlyMap<string, number>;
 
@@ -37,7 +38,7 @@ export class LocalPoolProvider implements Provider {
    * (their handlers are interrupted past it).
    */
   constructor(
-    pool: HandlerPool,
+    pool: JobPool,
     balancer: Balancer,
     timeouts: ReadonlyMap<string, number> = new Map(),
   ) {
@@ -51,7 +52,7 @@ export class LocalPoolProvider implements Provider {
   }
 
   /** The pool it dispatches to. */
-  get pool(): HandlerPool {
+  get pool(): JobPool {
     return this.#pool;
   }
 
@@ -102,7 +103,12 @@ export class LocalPoolProvider implements Provider {
     );
   }
 
-  cancel(_qj: QueuedJob): void {
-    // The pool's own deadline interrupts the handler; nothing more to do.
+  /**
+   * The job's client went away, or its time ran out: the pool answers it `cancelled` (a
+   * late answer when the balancer answered already) and tells its handler (a TypeScript
+   * handler's `AbortSignal` fires).
+   */
+  cancel(qj: QueuedJob): void {
+    this.#pool.cancel(qj.seq);
   }
 }

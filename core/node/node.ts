@@ -12,12 +12,12 @@ import type { HttpOptions } from "../net/http_conn.ts";
 import { LocalPoolProvider } from "../balancer/local_provider.ts";
 import { workerHost } from "../balancer/worker_link.ts";
 import { Monitor, type MonitorOptions } from "../observe/monitor.ts";
-import { HandlerPool, TS_HANDLER_RUNTIME } from "../threads/pool.ts";
+import { HandlerPool, type HandlerPoolOptions, TS_HANDLER_RUNTIME } from "../threads/pool.ts";
 import { serve, type Server } from "../net/server.ts";
 import { WorkerNode } from "./worker.ts";
 import { LocalLink } from "./_local_link.ts";
 import { Caller, type CallTarget } from "./_caller.ts";
-import type { PoolCall, PoolCallReply } from "../threads/pool_types.ts";
+import type { JobPool, PoolCall, PoolCallReply } from "../threads/pool_types.ts";
 import { DEFAULT_PREFETCH } from "../../protocol/ep_frames.ts";
 
 const log = getLogger(["ep", "node"]);
@@ -37,6 +37,11 @@ export interface HandlerSource {
   concurrency?: number;
   /** Run-time caps of some services in ms: their handlers are interrupted past it. */
   timeouts?: ReadonlyMap<string, number>;
+  /**
+   * Starts the pool instead of `HandlerPool.start`, given the same options: `InlinePool`
+   * runs a map of functions on this thread.
+   */
+  start?: (options: HandlerPoolOptions) => Promise<JobPool>;
 }
 
 /** Options for {@linkcode startNode}. */
@@ -75,8 +80,8 @@ export interface Node {
   readonly server: Server | null;
   /** The worker, when connected to balancers. */
   readonly worker: WorkerNode | null;
-  /** The handler threads, when running services. */
-  readonly pool: HandlerPool | null;
+  /** The handler threads (or the pool of functions), when running services. */
+  readonly pool: JobPool | null;
   /** The balancer's monitor (metrics, stats, health, access log), when listening. */
   readonly monitor: Monitor | null;
   /** Stops taking work, finishes what is held, and stops. */
@@ -122,8 +127,8 @@ export async function startNode(options: NodeOptions): Promise<Node> {
         : null,
       options.upstreams,
     );
-  const startPool = (h: HandlerSource) =>
-    HandlerPool.start({
+  const startPool = (h: HandlerSource): Promise<JobPool> =>
+    (h.start ?? HandlerPool.start)({
       onCall: (call) => calls().call(call),
       module: h.runtime ?? TS_HANDLER_RUNTIME,
       moduleOptions: typeof h.options === "function" ? h.options(server?.addr ?? null) : h.options,
@@ -136,7 +141,7 @@ export async function startNode(options: NodeOptions): Promise<Node> {
       ringBytes: 4 << 20,
     });
   const timeouts = options.handlers?.timeouts ?? new Map<string, number>();
-  let pool: HandlerPool | null = null;
+  let pool: JobPool | null = null;
   let local: LocalPoolProvider | null = null;
   let balancer: Balancer | null = null;
   let monitor: Monitor | null = null;

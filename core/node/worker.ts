@@ -41,7 +41,7 @@ export type WorkerPool =
     HandlerPool,
     "services" | "freeSlots" | "jobsInFlight" | "onSlotsAvailable" | "serves" | "submit" | "close"
   >
-  & Partial<Pick<HandlerPool, "concurrency">>;
+  & Partial<Pick<HandlerPool, "concurrency" | "cancel">>;
 
 /** The slots a worker registers: what its pool runs at once (its queue is prefetch room). */
 function slotsOf(pool: WorkerPool): number {
@@ -83,6 +83,8 @@ export class WorkerNode {
   #slots: number;
   #held = 0;
   #local: { job: PoolJob; h: Held }[] = [];
+  /** Jobs in the pool, and their pool job ids (for CANCEL). */
+  #inPool = new Map<Held, number>();
   #draining = false;
   #closed = false;
   #idleWaiters: (() => void)[] = [];
@@ -256,12 +258,18 @@ export class WorkerNode {
     this.#submit(job, h);
   }
 
-  /** @internal A balancer cancelled a job: drop it if it has not started. */
+  /**
+   * @internal A balancer cancelled a job: drop it if it has not started, else cancel it in
+   * the pool (answered `cancelled` through its callback; its handler is told).
+   */
   cancel(link: JobSource, id: number): void {
     const i = this.#local.findIndex((x) => x.h.link === link && x.h.id === id);
     if (i >= 0) {
       const [{ h }] = this.#local.splice(i, 1);
       this.#done(h, null, null, { code: ErrorCode.CANCELLED, message: "Cancelled" });
+    }
+    for (const [h, job] of this.#inPool) {
+      if (h.link === link && h.id === id && h.gen === link.gen) this.#pool.cancel?.(job);
     }
   }
 
@@ -292,6 +300,7 @@ export class WorkerNode {
       return;
     }
     if (!ok) this.#local.push({ job, h });
+    else this.#inPool.set(h, job.id);
   }
 
   #done(
@@ -301,6 +310,7 @@ export class WorkerNode {
     fail?: { code: number; message: string },
   ): void {
     this.#held--;
+    this.#inPool.delete(h);
     // Start a locally queued (prefetched) job in the slot just freed.
     while (this.#local.length > 0 && this.#pool.freeSlots > 0) {
       const next = this.#local.shift()!;

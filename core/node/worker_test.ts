@@ -18,6 +18,8 @@ import { memoryPair, type MemoryTransport } from "../net/memory_transport.ts";
 import type { JobReply, PoolJob, ReplyCallback } from "../threads/pool.ts";
 import { WorkerNode, type WorkerPool } from "./worker.ts";
 import { int, mulberry32, pick, type Rng } from "../../tests/fuzz/_mutate.ts";
+import { JobError } from "../errors.ts";
+import { ErrorCode } from "../../protocol/errors.ts";
 
 const SERVICE = "svc";
 
@@ -47,6 +49,18 @@ class FakePool implements WorkerPool {
   }
   close(): Promise<void> {
     return Promise.resolve();
+  }
+  /** Pool job ids cancelled, in order. */
+  readonly cancelled: number[] = [];
+  /** As `HandlerPool.cancel`: answered `cancelled` now (its slot stays taken until finished). */
+  cancel(id: number): boolean {
+    const r = this.running.find((x) => x.job.id === id);
+    if (r === undefined) return false;
+    this.cancelled.push(id);
+    const done = r.done;
+    r.done = () => {}; // a late reply is dropped
+    queueMicrotask(() => done(new JobError(ErrorCode.CANCELLED, "Cancelled"), null));
+    return true;
   }
   /** Finishes the `i`-th running job (oldest first) with an empty 200 reply. */
   finish(i = 0): void {
@@ -166,6 +180,11 @@ class FakeBalancer {
 
   drain(graceMs: number): void {
     this.#send({ type: "drain", graceMs });
+  }
+
+  /** Cancels REQUEST `id`. */
+  cancel(id: number): void {
+    this.#send({ type: "cancel", id });
   }
 
   /** Closes the connection from the balancer's side. */
@@ -494,6 +513,33 @@ Deno.test("worker reconnect resets the link's credit; held jobs still count, the
     pool.finish();
     await settle();
     assert.deepEqual(a.take(), ["READY 1"]);
+  } finally {
+    node.close();
+  }
+});
+
+Deno.test("worker: a CANCEL for a job already in its pool cancels it there and answers ERROR cancelled at once", async () => {
+  const a = new FakeBalancer(0);
+  const { node, pool } = await startWorker(2, [a], { prefetch: 0 });
+  try {
+    assert.deepEqual(a.take(), ["HELLO role 2", `REGISTER 2 ${SERVICE}`, "READY 2"]);
+    const first = a.request(0);
+    a.request(0);
+    await settle();
+    assert.equal(pool.running.length, 2);
+    a.cancel(first);
+    await settle();
+    assert.deepEqual(pool.cancelled, [pool.running[0].job.id], "the pool is told which job");
+    assert.deepEqual(a.take(), [`ERROR ${first} ${ErrorCode.CANCELLED}`, "READY 1"]);
+    assert.equal(node.held, 1);
+    // The handler ends later: nothing more is sent for it.
+    pool.finish(0);
+    await settle();
+    assert.deepEqual(a.take(), []);
+    a.cancel(first); // already answered: ignored
+    await settle();
+    assert.deepEqual(a.take(), []);
+    assert.equal(pool.cancelled.length, 1);
   } finally {
     node.close();
   }

@@ -57,7 +57,7 @@ import { writeMonitorMetrics } from "./metrics.ts";
 import { OUTCOMES } from "./outcomes.ts";
 import { parseProviderName } from "./_provider_name.ts";
 import { round } from "./_round.ts";
-import type { HandlerPool } from "../threads/pool.ts";
+import type { JobPool } from "../threads/pool_types.ts";
 import type { Server } from "../net/server.ts";
 import type {
   HealthReport,
@@ -125,7 +125,7 @@ export interface MonitorSources {
    * This process's handler threads (ring occupancy, wake-ups), or a function returning the
    * current ones (a reload replaces the pool).
    */
-  pool?: HandlerPool | null | (() => HandlerPool | null);
+  pool?: JobPool | null | (() => JobPool | null);
   /** Lua counters, once the Lua runtime provides them. */
   lua?: () => LuaCounters;
 }
@@ -590,7 +590,7 @@ export class Monitor implements BalancerObserver {
     return w.text();
   }
 
-  #pool(): HandlerPool | null {
+  #pool(): JobPool | null {
     const p = this.#src?.pool;
     return typeof p === "function" ? p() : p ?? null;
   }

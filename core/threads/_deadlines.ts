@@ -15,6 +15,7 @@
  */
 
 import type { Thread } from "./_thread.ts";
+import { timerDelay } from "./_timer.ts";
 
 /** Keeps one timer armed at the earliest deadline while some job has one. */
 export class DeadlineClock {
@@ -64,7 +65,8 @@ export class DeadlineClock {
   #arm(at: number): void {
     clearTimeout(this.#timer);
     this.#armedFor = at;
-    this.#timer = setTimeout(this.#fire, Math.max(0, Math.ceil(at - performance.now())));
+    // A deadline beyond what setTimeout holds: it fires early, finds nothing due, re-arms.
+    this.#timer = setTimeout(this.#fire, timerDelay(at - performance.now()));
     // Never what keeps a process alive (the threads and sockets do that).
     Deno.unrefTimer(this.#timer);
   }

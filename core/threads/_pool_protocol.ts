@@ -11,6 +11,7 @@
  * STOP        0              0        -            -          finish in-flight jobs and exit
  * CALL_REPLY  status         call id  reply meta   reply body   the answer to a CALL
  * CALL_ERROR  EP error code  call id  kind name    message (UTF-8)
+ * CANCEL      0              ticket   -            -            the job's client went away
  * ```
  *
  * ## Reply ring (thread → main)
@@ -28,6 +29,13 @@
  * CALL_ERROR carrying the same call id (the thread's own numbering). Calls go through
  * the main thread because it owns the sockets; the thread waits for the answer in its ring
  * like for a job, so a waiting call costs nothing.
+ *
+ * A CANCEL names a job written to the ring earlier (`HandlerPool.cancel`; the main thread
+ * answered it `cancelled` already, and its slot stays taken until the thread lets go of the
+ * job). A job still waiting on the thread is answered at once without running; a running
+ * one is handed to the runtime's `cancel` (the TypeScript runtime aborts its
+ * `AbortSignal`), which may ignore it. A CANCEL for a ticket the thread no longer holds is
+ * ignored: it can cross the job's reply.
  *
  * A ticket is `generation << 16 | slot`: the slot indexes the main thread's per-thread job
  * table (so a reply finds its job by array index), the generation (1..32767) tells a stale
@@ -66,6 +74,8 @@ export const KIND_CALL = 19;
 export const KIND_CALL_REPLY = 3;
 /** Job ring kind: a CALL failed. */
 export const KIND_CALL_ERROR = 4;
+/** Job ring kind: the job with this ticket was cancelled (its client went away). */
+export const KIND_CANCEL = 5;
 
 /** Thread control word: interrupt request. */
 export const CTL_INTERRUPT = 0;

@@ -74,6 +74,7 @@ import {
   KIND_CALL,
   KIND_CALL_ERROR,
   KIND_CALL_REPLY,
+  KIND_CANCEL,
   KIND_ERROR,
   KIND_JOB,
   KIND_REPLY,
@@ -93,6 +94,7 @@ import { DeadlineClock } from "./_deadlines.ts";
 
 import type {
   CloseOptions,
+  JobPool,
   JobReply,
   PoolCall,
   PoolCallReply,
@@ -104,6 +106,7 @@ import type {
 
 export type {
   CloseOptions,
+  JobPool,
   JobReply,
   PoolCall,
   PoolCallReply,
@@ -219,7 +222,7 @@ const GEN_MAX = 0x7fff;
  * await pool.close({ drain: true });
  * ```
  */
-export class HandlerPool {
+export class HandlerPool implements JobPool {
   readonly #spawnConfig: ThreadSpawnConfig;
   readonly #threadEvents: ThreadEvents = {
     message: (t, msg) => this.#onThreadMessage(t, msg),
@@ -472,6 +475,54 @@ export class HandlerPool {
         reject(err);
       }
     });
+  }
+
+  /**
+   * Cancels job `id` (a {@linkcode PoolJob.id}; its client went away): its reply callback
+   * gets a `cancelled` {@linkcode JobError} now (in a microtask, never synchronously), and
+   * a later reply is dropped. A job not yet written to its thread's ring is taken back
+   * (its slot is free at once); one on its thread is sent a CANCEL record, and its slot stays
+   * taken until the thread lets go of it: a job waiting there ends without running, a
+   * running one is its runtime's to stop (TypeScript handlers see their `AbortSignal`
+   * fire). Returns false when no job with that id holds a slot (answered already, or
+   * unknown). Job ids should be unique among the jobs in flight; with several, the first
+   * found is cancelled.
+   *
+   * @example
+   * ```ts ignore
+   * pool.submit({ id: 7, service: "slow", body: new Uint8Array() }, (err) => {
+   *   console.assert(err instanceof JobError && err.kind === "cancelled");
+   * });
+   * pool.cancel(7);
+   * ```
+   */
+  cancel(id: number): boolean {
+    for (const t of this.#threads) {
+      for (let slot = 0; slot < t.slots; slot++) {
+        if (t.busy[slot] === 0 || t.jobIds[slot] !== id) continue;
+        const cb = t.callbacks[slot];
+        if (t.heldJobs[slot] !== null) {
+          // Never written: take it back.
+          this.#release(t, slot);
+          this.#serveCalls();
+          this.#checkDrained();
+        } else {
+          t.callbacks[slot] = null;
+          this.#deadlines.clear(t, slot);
+          if (t.webWorker !== null) {
+            t.writeRecord(KIND_CANCEL, t.tickets[slot], 0, null, EMPTY, this.#serviceIndex);
+          }
+        }
+        if (cb !== null) {
+          this.#failed++;
+          queueMicrotask(() =>
+            this.#invoke(cb, new JobError(ErrorCode.CANCELLED, "Cancelled"), null)
+          );
+        }
+        return true;
+      }
+    }
+    return false;
   }
 
   /**

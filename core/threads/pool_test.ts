@@ -3,6 +3,7 @@ import { HandlerPool, type HandlerPoolOptions, type JobReply, TS_HANDLER_RUNTIME
 import {
   HandlerError,
   HandlerThreadLostError,
+  JobError,
   JobTimeoutError,
   PoolClosedError,
   RingMessageTooLargeError,
@@ -509,6 +510,94 @@ Deno.test("a reply with a status outside 200–599, or a body with 204 or 304, f
       assert.equal(r.status, Number(ok.trim()));
     }
   } finally {
+    await pool.close();
+  }
+});
+
+const CANCEL_RUNTIME = new URL("../../tests/fixtures/cancel_runtime.ts", import.meta.url);
+
+Deno.test("cancel: a running job is answered cancelled at once, its runtime is told its ticket, and its slot frees when the handler ends", async () => {
+  const pool = await HandlerPool.start({
+    module: CANCEL_RUNTIME,
+    threads: 1,
+    perThreadConcurrency: 2,
+  });
+  try {
+    let freed = 0;
+    pool.onSlotsAvailable = () => freed++;
+    const answer = new Promise<Error | null>((resolve) => {
+      assert.ok(pool.submit({ id: 41, service: "wait", body: new Uint8Array() }, resolve));
+    });
+    await until(() => pool.counters().threads[0].asyncJobsInFlight === 1, "the job to run");
+    assert.equal(pool.cancel(41), true);
+    const err = await answer;
+    assert.ok(err instanceof JobError && err.kind === "cancelled", String(err));
+    // The runtime stops the handler when told; the late reply frees the slot.
+    await until(() => freed === 1, "the slot to be freed");
+    assert.equal(pool.freeSlots, 2);
+    const log = JSON.parse(
+      text(await pool.call({ id: 42, service: "log", body: new Uint8Array() })),
+    );
+    assert.equal(log.started.length, 1);
+    assert.deepEqual(log.cancelled, log.started, "cancel names the job's ticket");
+    assert.deepEqual(log.ended, log.started, "the runtime is told the job ended");
+    assert.equal(pool.cancel(41), false, "an answered job is no longer held");
+    assert.equal(pool.cancel(999), false);
+  } finally {
+    await pool.close({ drain: false });
+  }
+});
+
+Deno.test("cancel: a job waiting on its thread ends without running; the runtime never sees it", async () => {
+  const pool = await HandlerPool.start({
+    module: CANCEL_RUNTIME,
+    threads: 1,
+    perThreadConcurrency: 1,
+    perThreadQueue: 1,
+  });
+  try {
+    const first = pool.call({ id: 1, service: "wait", body: new Uint8Array() });
+    const second = pool.call({ id: 2, service: "wait", body: new Uint8Array() });
+    await until(() => pool.counters().threads[0].asyncJobsInFlight === 1, "the first job to run");
+    assert.equal(pool.cancel(2), true);
+    await assert.rejects(second, (e) => e instanceof JobError && e.kind === "cancelled");
+    await until(() => pool.freeSlots === 1, "the waiting job's slot to be freed");
+    assert.equal(pool.cancel(1), true);
+    await assert.rejects(first, (e) => e instanceof JobError && e.kind === "cancelled");
+    await until(() => pool.freeSlots === 2, "the running job's slot to be freed");
+    const log = JSON.parse(
+      text(await pool.call({ id: 3, service: "log", body: new Uint8Array() })),
+    );
+    assert.equal(log.started.length, 1, "the cancelled waiting job never started");
+    assert.deepEqual(log.cancelled, log.started);
+    assert.equal(log.ended.length, 2, "both jobs ended");
+  } finally {
+    await pool.close({ drain: false });
+  }
+});
+
+Deno.test("a deadline further ahead than setTimeout holds (2^32 - 1 ms) arms one timer, not one per millisecond", async () => {
+  const pool = await startPool({ threads: 1 });
+  const real = globalThis.setTimeout;
+  let armed = 0;
+  let overflowing = 0;
+  globalThis.setTimeout = ((fn: () => void, ms?: number) => {
+    armed++;
+    if ((ms ?? 0) > 2 ** 31 - 1) overflowing++;
+    return real(fn, ms);
+  }) as typeof setTimeout;
+  try {
+    const reply = await pool.call({
+      id: 1,
+      service: "sleep",
+      body: enc.encode("60"),
+      deadlineMs: 2 ** 32 - 1,
+    });
+    assert.equal(text(reply), "slept 60");
+    assert.equal(overflowing, 0, "no delay setTimeout cannot hold");
+    assert.ok(armed <= 3, `${armed} timers armed while one job waited 60 ms`);
+  } finally {
+    globalThis.setTimeout = real;
     await pool.close();
   }
 });

@@ -58,7 +58,8 @@ export interface JobReply {
  * Called once per submitted job, with an error or a reply. Errors:
  * `HandlerError`, `HandlerThreadLostError`,
  * `JobTimeoutError`, `PoolClosedError`,
- * `RingMessageTooLargeError` (the reply was too large).
+ * `RingMessageTooLargeError` (the reply was too large), a `cancelled` `JobError`
+ * (`HandlerPool.cancel`).
  *
  * @example
  * ```ts
@@ -232,4 +233,45 @@ export interface PoolCallReply {
   meta: [string, string][];
   /** Reply body. */
   body: Uint8Array;
+}
+
+/**
+ * What runs a node's jobs, as the balancer's local provider (`LocalPoolProvider`), a module
+ * worker (`WorkerNode`) and the monitor use it: the handler-thread pool (`HandlerPool`), or
+ * `InlinePool`, which runs a map of functions on this thread. Slots, one reply callback per
+ * job, cancellation, counters.
+ *
+ * @example
+ * ```ts
+ * import type { JobPool } from "./pool_types.ts";
+ * const busy = (p: JobPool) => p.jobsInFlight / Math.max(1, p.jobsInFlight + p.freeSlots);
+ * console.assert(typeof busy === "function");
+ * ```
+ */
+export interface JobPool {
+  /** The services it runs. */
+  readonly services: readonly string[];
+  /** Whether it runs `service`. */
+  serves(service: string): boolean;
+  /** Jobs it runs at once. */
+  readonly concurrency: number;
+  /** Jobs `submit` takes now (its concurrency and room for jobs waiting to start, less what it holds). */
+  readonly freeSlots: number;
+  /** Jobs holding a slot. */
+  readonly jobsInFlight: number;
+  /** Largest job or reply payload (meta + body bytes); Infinity: no limit of its own. */
+  readonly maxMessageBytes: number;
+  /** Told when slots free up without a reply callback to say so. */
+  onSlotsAvailable: (() => void) | undefined;
+  /**
+   * Takes a job, or returns false taking nothing when no slot is free; `onReply` is called
+   * exactly once, never synchronously, after the job's slot is free.
+   */
+  submit(job: PoolJob, onReply: ReplyCallback): boolean;
+  /** Cancels job `id`: its callback gets a `cancelled` `JobError`; false when not held. */
+  cancel(id: number): boolean;
+  /** Stops taking jobs, lets those in flight finish (`drain`), fails the rest. */
+  close(options?: CloseOptions): Promise<void>;
+  /** A snapshot of its counters. */
+  counters(): PoolCounters;
 }

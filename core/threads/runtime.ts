@@ -58,7 +58,12 @@
  * ```
  */
 export interface HandlerRequest {
-  /** The pool's ticket for the job: unique among the jobs in flight on this thread. */
+  /**
+   * The pool's ticket for the job: unique among the jobs in flight on this thread, a
+   * positive integer. Its low 16 bits (`id & 0xffff`) are the job's slot on the thread,
+   * below the thread's number of slots and unique among its jobs in flight, so a runtime
+   * may keep per-job state in an array indexed by them.
+   */
   id: number;
   /** Service name. */
   service: string;
@@ -93,13 +98,38 @@ export interface HandlerReply {
    */
   status?: number;
   /**
-   * Reply metadata bytes (`encodeMeta`); for an HTTP job, the response header fields, whose
-   * names and values are byte strings (code units 0x00–0xFF) as the request's are.
+   * Reply header fields (EP: reply metadata), encoded for you: a record (a list of strings
+   * for a repeated field) or `[name, value]` pairs (an array, a `Map`, a `Headers`). Names
+   * are sent lower-case. For an HTTP job, names and values are byte strings (code units
+   * 0x00–0xFF, one byte each), as the request's are. Not with `meta`.
+   */
+  headers?: FieldsInit;
+  /**
+   * Reply metadata bytes (`encodeMeta`), the encoded form of `headers`; for an HTTP job,
+   * the response header fields, whose names and values are byte strings (code units
+   * 0x00–0xFF) as the request's are.
    */
   meta?: Uint8Array;
   /** Reply body: bytes, or a string sent as UTF-8. */
   body?: Uint8Array | string;
 }
+
+/**
+ * Header fields (of a reply) or metadata entries (of a call): a record by name (a list of
+ * strings for a repeated field), or `[name, value]` pairs in order (an array, a `Map`, a
+ * `Headers`). Names are sent lower-case.
+ *
+ * @example
+ * ```ts
+ * import type { FieldsInit } from "./runtime.ts";
+ * const record: FieldsInit = { "content-type": "text/plain", "set-cookie": ["a=1", "b=2"] };
+ * const pairs: FieldsInit = [["content-type", "text/plain"], ["set-cookie", "a=1"]];
+ * console.assert(!Array.isArray(record) && Array.isArray(pairs));
+ * ```
+ */
+export type FieldsInit =
+  | Readonly<Record<string, string | readonly string[]>>
+  | Iterable<readonly [string, string]>;
 
 /**
  * What a handler returns: bytes, a string (UTF-8, status 200) or a {@linkcode HandlerReply}.
@@ -206,6 +236,21 @@ export interface HandlerRuntime {
   handle(req: HandlerRequest, serviceIndex: number): HandlerResult | Promise<HandlerResult>;
   /** Called once when the thread stops on request. */
   close?(): void | Promise<void>;
+  /**
+   * Optional: the job `id` (its {@linkcode HandlerRequest.id}) was cancelled, its client
+   * went away; the client was answered `cancelled` already. Called for a job the runtime
+   * took and whose result was not yet written, or one that just ended (a cancel can cross
+   * a reply): ignore ids you do not hold. A runtime may stop the handler (the TypeScript
+   * runtime aborts its `AbortSignal`) or let it finish; its result is dropped either way.
+   */
+  cancel?(id: number): void;
+  /**
+   * Optional: the job `id` ended (its result or error was written); a runtime that keeps
+   * something per job lets go of it here. Called once per job that ends, also for one the
+   * runtime never saw (cancelled, or out of time, while it waited on the thread): ignore
+   * ids you do not hold.
+   */
+  ended?(id: number): void;
   /**
    * Optional, with `tick`: runs one job and returns its result, or `undefined` when the job
    * waits; then `done` is called exactly once, later: from inside `tick`, or from a promise

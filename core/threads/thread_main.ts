@@ -29,15 +29,18 @@
  *   An uncaught error ends the Web Worker; the main thread sees the `error` event.
  * - A STOP record: finish the async jobs in flight, call the runtime's `close`, post
  *   `stopped`, close.
+ * - A CANCEL record (the job's client went away; the main thread answered it already): a
+ *   job still waiting on the thread ends without running, a running one is handed to the
+ *   runtime's `cancel`. The runtime's `ended` hears of every job that ends.
  *
  * @module
  */
 
-import { replyProblem } from "../job.ts";
 import { errorCodeName } from "../../protocol/errors.ts";
 import { decodeMeta, encodeMeta } from "../../protocol/ep_meta.ts";
 import { Doorbell } from "./doorbell.ts";
 import { RingConsumer, RingProducer, RingRecord, utf8Length } from "./ring.ts";
+import { ReplyParts } from "./_reply.ts";
 import {
   CTL_ASYNC,
   CTL_DONE,
@@ -47,6 +50,7 @@ import {
   KIND_CALL,
   KIND_CALL_ERROR,
   KIND_CALL_REPLY,
+  KIND_CANCEL,
   KIND_ERROR,
   KIND_JOB,
   KIND_REPLY,
@@ -59,13 +63,13 @@ import {
   type ThreadInit,
   type ThreadMessage,
 } from "./_pool_protocol.ts";
-import {
-  type HandlerRequest,
-  type HandlerResult,
-  type HandlerRuntime,
-  type HandlerRuntimeModule,
-  type ThreadCall,
-  type ThreadCallResult,
+import type {
+  HandlerRequest,
+  HandlerResult,
+  HandlerRuntime,
+  HandlerRuntimeModule,
+  ThreadCall,
+  ThreadCallResult,
 } from "./runtime.ts";
 
 interface ThreadScope {
@@ -95,6 +99,7 @@ class HandlerThread {
   readonly #runtime: HandlerRuntime;
   readonly #services: readonly string[];
   readonly #rec = new RingRecord();
+  readonly #reply = new ReplyParts();
   readonly #held: HeldReply[] = [];
   readonly #deadlines: Float64Array;
   /** Jobs run at once; more wait in {@linkcode HandlerThread.#queued}, in arrival order. */
@@ -200,6 +205,8 @@ class HandlerThread {
       } else if (rec.kind === KIND_CALL_REPLY || rec.kind === KIND_CALL_ERROR) {
         this.#callAnswered(rec);
         this.#startQueued();
+      } else if (rec.kind === KIND_CANCEL) {
+        this.#cancel(rec.id);
       } else if (rec.kind === KIND_STOP) {
         this.#stopping = true;
       }
@@ -225,6 +232,23 @@ class HandlerThread {
       return;
     }
     this.#run(ticket, req, serviceIndex);
+  }
+
+  /**
+   * The main thread cancelled a job (its client went away) and answered it already. One
+   * still waiting here ends now without running (its reply only frees its slot); a running
+   * one is the runtime's to stop, or not.
+   */
+  #cancel(ticket: number): void {
+    const q = this.#queued;
+    for (let i = this.#queuedHead; i < q.length; i++) {
+      if (q[i].ticket !== ticket) continue;
+      q.splice(i, 1);
+      this.#running++;
+      this.#finish(ticket, undefined, new Error("Cancelled before it started"), true);
+      return;
+    }
+    this.#runtime.cancel?.(ticket);
   }
 
   /**
@@ -394,37 +418,15 @@ class HandlerThread {
     if (this.#ctl[CTL_INTERRUPT] === ticket) {
       Atomics.compareExchange(this.#ctl, CTL_INTERRUPT, ticket, 0);
     }
-    if (failed) {
-      this.#writeError(ticket, err);
-    } else if (result instanceof Uint8Array || typeof result === "string") {
-      this.#write(ticket, KIND_REPLY, 200, null, result);
-    } else if (result !== null && typeof result === "object") {
-      const status = result.status ?? 200;
-      const body = result.body ?? EMPTY;
-      const meta = result.meta ?? null;
-      if (!(body instanceof Uint8Array) && typeof body !== "string") {
-        this.#writeError(
-          ticket,
-          new TypeError(`Reply body must be a Uint8Array or a string: "${typeof body}"`),
-        );
-      } else if (meta !== null && !(meta instanceof Uint8Array)) {
-        this.#writeError(
-          ticket,
-          new TypeError(`Reply meta must be a Uint8Array: "${typeof meta}"`),
-        );
-      } else {
-        // The same rule on every path (TS and Lua handlers, all-in-one or remote worker):
-        // what an EP REPLY and an HTTP response can carry.
-        const problem = replyProblem(status, body.length);
-        if (problem !== null) this.#writeError(ticket, new RangeError(problem));
-        else this.#write(ticket, KIND_REPLY, status, meta, body);
-      }
-    } else {
-      this.#writeError(
-        ticket,
-        new TypeError(`Handler returned neither bytes, a string nor { status, body }: "${result}"`),
-      );
+    this.#runtime.ended?.(ticket);
+    if (failed) return this.#writeError(ticket, err);
+    const reply = this.#reply;
+    try {
+      reply.set(result);
+    } catch (problem) {
+      return this.#writeError(ticket, problem);
     }
+    this.#write(ticket, KIND_REPLY, reply.status, reply.meta, reply.body);
   }
 
   #writeError(ticket: number, err: unknown): void {
@@ -523,7 +525,7 @@ scope.onmessage = async (e: MessageEvent<ThreadInit>) => {
 
   let runtime: HandlerRuntime;
   // Calls made while the runtime starts (a service file's top level) cannot be answered.
-  let thread: HandlerThread | undefined;
+  let thread: HandlerThread | undefined = undefined;
   try {
     const mod = await import(init.module) as Partial<HandlerRuntimeModule>;
     if (typeof mod.createHandlerRuntime !== "function") {

@@ -5,23 +5,30 @@
  *
  * Pass it to the pool as `module` (`TS_HANDLER_RUNTIME` from `pool.ts`) with
  * `moduleOptions: { handlers: "<URL of the handler module>" }`. The handler module exports
- * functions by service name (any string, `export { login as "user.login" }` included):
+ * functions by service name (any string, `export { login as "user.login" }` included), each
+ * a {@linkcode Handler}: an `EpRequest` and a `HandlerContext` in, a result out:
  *
  * ```ts ignore
  * // handlers.ts
- * import type { HandlerRequest } from "@ep/ep/core";
- * export function echo(req: HandlerRequest) { return req.body; }
- * export async function user(req: HandlerRequest) {
- *   const name = new TextDecoder().decode(req.body);
+ * import type { EpRequest, HandlerContext } from "@ep/ep";
+ * export function echo(req: EpRequest) { return req.body; }
+ * export async function user(req: EpRequest, ctx: HandlerContext) {
+ *   const name = req.searchParams.get("name") ?? req.text();
  *   if (!name) return { status: 400, body: "Name required" };
- *   return `hello ${name}`;
+ *   const quota = await ctx.call("quota", name, { timeoutMs: req.deadlineMs });
+ *   return { headers: { "content-type": "text/plain" }, body: `hello ${name}, ${quota.status}` };
  * }
  * ```
  *
  * A handler may return (or resolve with) bytes, a string (sent as UTF-8, status 200), or
- * `{ status, meta?, body }`. A throw or a rejection becomes an error reply
- * (`HandlerError` on the main thread) and the thread goes on. TypeScript handlers
- * cannot be interrupted: the interrupt flag is ignored.
+ * `{ status, headers?, body }` (`meta` bytes instead of `headers` work too). A throw or a
+ * rejection becomes an error reply (`HandlerError` on the main thread) and the thread goes
+ * on. A running TypeScript handler cannot be interrupted (the interrupt flag is ignored):
+ * its request's `signal` fires at its deadline and when its client goes away, and it is up
+ * to the handler to stop.
+ *
+ * Per job the runtime makes the request object (its metadata decoded only when read) and
+ * keeps it by slot until the job ends, for `cancel`; the context is one per thread.
  *
  * @example
  * ```ts ignore
@@ -36,12 +43,9 @@
  * @module
  */
 
-import type {
-  HandlerRequest,
-  HandlerResult,
-  HandlerRuntime,
-  HandlerRuntimeContext,
-} from "./runtime.ts";
+import type { HandlerRuntime, HandlerRuntimeContext } from "./runtime.ts";
+import { JobRequest } from "./ep_request.ts";
+import { type Handler, handlerContext, type Handlers } from "./handler_context.ts";
 
 /**
  * Options of the TypeScript handler runtime (the pool's `moduleOptions`).
@@ -59,22 +63,64 @@ export interface TsHandlerOptions {
 }
 
 /**
- * A TypeScript handler.
+ * The runtime over a map of handlers: services are its functions, sorted by name. Each job
+ * gets an `EpRequest` and the one context; `cancel` fires the job's signal, `ended` lets go
+ * of it. A handler thread runs it over a module's exports; `InlinePool` runs it on the main
+ * thread over a map of functions.
+ *
+ * @throws {TypeError} when the map has no function.
  *
  * @example
  * ```ts
- * import type { TsHandler } from "./ts_runtime.ts";
- * const echo: TsHandler = (req) => req.body;
- * console.assert(typeof echo === "function");
+ * import { tsHandlerRuntime } from "./ts_runtime.ts";
+ * const runtime = tsHandlerRuntime({ hi: (req) => `hi ${req.text()}` }, undefined);
+ * const body = new TextEncoder().encode("ada");
+ * const reply = runtime.handle({ id: 1, service: "hi", meta: new Uint8Array(), body }, 0);
+ * runtime.ended!(1);
+ * console.assert(reply === "hi ada");
  * ```
  */
-export type TsHandler = (req: HandlerRequest) => HandlerResult | Promise<HandlerResult>;
+export function tsHandlerRuntime(
+  handlers: Handlers | Readonly<Record<string, unknown>>,
+  call: HandlerRuntimeContext["call"],
+): HandlerRuntime {
+  const services = Object.keys(handlers).filter((k) => typeof handlers[k] === "function").sort();
+  if (services.length === 0) throw new TypeError("No handler function given");
+  const table = services.map((s) => handlers[s] as Handler);
+  const ctx = handlerContext(call);
+  // Jobs in flight by slot (a ticket's low 16 bits, HandlerRequest.id): an array store
+  // per job, where a Map's set and delete cost ten times as much.
+  const live: (JobRequest | undefined)[] = [];
+  const tickets: number[] = [];
+  return {
+    services,
+    handle(req, serviceIndex) {
+      const r = new JobRequest(req);
+      const slot = req.id & 0xffff;
+      live[slot] = r;
+      tickets[slot] = req.id;
+      return table[serviceIndex](r, ctx);
+    },
+    cancel(id) {
+      const slot = id & 0xffff;
+      if (tickets[slot] === id) live[slot]!.cancel();
+    },
+    ended(id) {
+      const slot = id & 0xffff;
+      if (tickets[slot] !== id) return;
+      live[slot]!.end();
+      live[slot] = undefined;
+      tickets[slot] = 0;
+    },
+  };
+}
 
 /**
  * Loads the handler module and returns the runtime the pool's thread drives. Services are
  * the module's exported functions, sorted by name.
  *
- * @throws {TypeError} if `options.handlers` is missing or the module exports no function.
+ * @throws {TypeError} if `options.handlers` is missing or not an absolute URL, or the module
+ * exports no function.
  *
  * @example
  * ```ts ignore
@@ -97,14 +143,15 @@ export async function createHandlerRuntime(
       `The TypeScript handler runtime needs moduleOptions.handlers, a module URL: "${url}"`,
     );
   }
+  // A relative specifier would resolve against this file, inside ep: never what was meant.
+  if (!URL.canParse(url)) {
+    throw new TypeError(
+      `The TypeScript handler module must be an absolute URL (new URL("./services.ts", import.meta.url)): "${url}"`,
+    );
+  }
   const mod = await import(url) as Record<string, unknown>;
-  const services = Object.keys(mod).filter((k) => typeof mod[k] === "function").sort();
-  if (services.length === 0) {
+  if (!Object.keys(mod).some((k) => typeof mod[k] === "function")) {
     throw new TypeError(`Handler module exports no function: "${url}"`);
   }
-  const table = services.map((s) => mod[s] as TsHandler);
-  return {
-    services,
-    handle: (req, serviceIndex) => table[serviceIndex](req),
-  };
+  return tsHandlerRuntime(mod, context.call);
 }
