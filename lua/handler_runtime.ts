@@ -180,10 +180,14 @@ export interface LuaJob {
    * its reply's header bytes come back as byte strings (see `LuaRequest.headerBytes`).
    */
   headerBytes?: boolean;
+  /** Delivery attempt (`req.attempt`): 1, the default, unless the job is redelivered. */
+  attempt?: number;
+  /** The request id (`req.id`), when the job has one. */
+  requestId?: string;
   /**
    * When the job's time is up (`performance.now()`); a job still waiting then (in
-   * `ep.sleep`, `ep.call`) fails with `LuaTimeoutError`. Absent: no deadline of its own (the
-   * interrupt slot still stops it).
+   * `ep.sleep`, `ep.call`) fails with `LuaTimeoutError`. The handler sees the time left as
+   * `req.deadline_ms`. Absent: no deadline of its own (the interrupt slot still stops it).
    */
   deadline?: number;
 }

@@ -152,15 +152,20 @@ return h`,
     let query = "";
     let headers: [string, string][] = EMPTY_HEADERS;
     let http = false; // an HTTP job (SPEC.md §10): its header strings are byte strings
+    let attempt = 1;
+    let requestId: string | undefined;
     if (req.meta.length > 0) {
       headers = [];
       for (const [k, v] of decodeMeta(req.meta)) {
-        if (k === "ep-method") {
+        // Keys beginning with "ep-" are ep's own (SPEC.md §10): never a header.
+        if (k.charCodeAt(0) !== 0x65 || !k.startsWith("ep-")) headers.push([k, v]);
+        else if (k === "ep-method") {
           method = v;
           http = true;
         } else if (k === "ep-path") path = v;
         else if (k === "ep-query") query = v;
-        else headers.push([k, v]);
+        else if (k === "ep-request-id") requestId = v;
+        else if (k === "ep-attempt") attempt = attemptOf(v);
       }
     }
     return {
@@ -172,6 +177,8 @@ return h`,
       headers,
       body: req.body,
       headerBytes: http,
+      attempt,
+      requestId,
       deadline: req.deadline,
     };
   };
@@ -214,6 +221,12 @@ return h`,
 }
 
 const EMPTY_HEADERS: [string, string][] = [];
+
+/** `ep-attempt`'s value: 2, 3, … (anything else, which ep never sends, counts as 1). */
+function attemptOf(v: string): number {
+  const n = Number(v);
+  return Number.isSafeInteger(n) && n > 1 ? n : 1;
+}
 
 function toResult(reply: LuaReply): HandlerResult {
   return {

@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 import { HandlerPool } from "../core/threads/pool.ts";
 import { HandlerError } from "../core/errors.ts";
 import { LUA_RUNTIME, type LuaThreadOptions } from "./thread.ts";
+import { encodeMeta } from "../protocol/ep_meta.ts";
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
@@ -49,6 +50,69 @@ return function() return ENGINE .. " " .. tostring(LEAK ~= nil) end`,
       assert.notEqual(engine, first, "a new engine answers");
       assert.equal(leaked, "false", "the new engine has none of the old one's state");
     }
+  } finally {
+    await pool.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("A Lua handler on a handler thread sees its attempt, request id and deadline from the ring meta, and no ep- key as a header", async () => {
+  const dir = await project({
+    "ctx.lua": `return function(req)
+  local names = {}
+  for k in pairs(req.headers) do names[#names + 1] = k end
+  table.sort(names)
+  return ep.json.encode({
+    attempt = req.attempt, id = req.id or "none", deadline_ms = req.deadline_ms or "none",
+    method = req.method, path = req.path, query_string = req.query_string,
+    headers = ep.json.array(names),
+  })
+end`,
+  });
+  const options: LuaThreadOptions = {
+    services: [{ name: "ctx", file: `${dir}/ctx.lua` }],
+    scriptDir: `${dir}/`,
+    logLevel: "fatal",
+  };
+  const pool = await HandlerPool.start({ module: LUA_RUNTIME, moduleOptions: options, threads: 1 });
+  try {
+    // An HTTP job, redelivered, with a deadline: what a worker's ring carries (SPEC.md §10).
+    const redelivered = JSON.parse(dec.decode(
+      (await pool.call({
+        id: 1,
+        service: "ctx",
+        meta: encodeMeta([
+          ["ep-method", "GET"],
+          ["ep-path", "/ctx/a"],
+          ["ep-query", "q=1"],
+          ["ep-request-id", "req-7"],
+          ["ep-attempt", "2"],
+          ["x-trace", "t"],
+          ["ep-something-new", "x"],
+        ]),
+        body: enc.encode(""),
+        deadlineMs: 60_000,
+      })).body,
+    ));
+    const left = redelivered.deadline_ms;
+    delete redelivered.deadline_ms;
+    assert.deepEqual(redelivered, {
+      attempt: 2,
+      id: "req-7",
+      method: "GET",
+      path: "/ctx/a",
+      query_string: "q=1",
+      headers: ["x-trace"],
+    });
+    assert.ok(Number.isInteger(left) && left > 0 && left <= 60_000, `deadline_ms ${left}`);
+    // A first delivery with no deadline and no request id.
+    const first = JSON.parse(dec.decode(
+      (await pool.call({ id: 2, service: "ctx", body: enc.encode("") })).body,
+    ));
+    assert.equal(first.attempt, 1);
+    assert.equal(first.id, "none");
+    assert.equal(first.deadline_ms, "none");
+    assert.deepEqual(first.headers, []);
   } finally {
     await pool.close();
     await Deno.remove(dir, { recursive: true });

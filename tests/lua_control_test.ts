@@ -289,3 +289,68 @@ Deno.test("lua: SIGHUP reloads service code under load and no job fails", async 
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("lua: a job redelivered after its worker was killed sees req.attempt = 2", async () => {
+  const dir = await project({
+    "main.lua": LISTEN + `ep.config { retries = 1 }\n`,
+    "worker.lua": `ep.connect { ep.env("EP_CONNECT") }
+ep.threads(1)
+ep.service("job", function(req)
+  if ep.env("HANG") then ep.sleep(60000) end
+  return tostring(req.attempt)
+end)
+`,
+  });
+  const b = await run(dir);
+  const first = new Proc(["run", `${dir}/worker.lua`], { EP_CONNECT: b.addr, HANG: "1" });
+  let second: Proc | null = null;
+  try {
+    await waitStats(b.addr, (s) => s.providers.length === 1);
+    const reply = fetch(`${b.url}/job`, { method: "POST", body: "x" });
+    await waitStats(b.addr, (s) => s.providers.some((p) => p.busy > 0));
+    second = new Proc(["run", `${dir}/worker.lua`], { EP_CONNECT: b.addr });
+    await waitStats(b.addr, (s) => s.providers.length === 2);
+    first.kill("SIGKILL");
+    const res = await reply;
+    assert.equal(res.status, 200);
+    assert.equal(await res.text(), "2");
+  } finally {
+    await first.stop();
+    await second?.stop();
+    await b.proc.stop();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("lua: req.id is the client's x-request-id, req.deadline_ms the time left of its ep-timeout, req.attempt 1", async () => {
+  const dir = await project({
+    "main.lua": LISTEN + `ep.service("ctx", function(req)
+  return ep.json.encode({
+    id = req.id, deadline_ms = req.deadline_ms, attempt = req.attempt,
+    headers = { id = req.headers["x-request-id"] or "none", ep = req.headers["ep-request-id"] or "none" },
+  })
+end)
+`,
+  });
+  const { proc, url, addr } = await run(dir);
+  try {
+    const res = await fetch(`${url}/ctx`, {
+      headers: { "x-request-id": "order-42.a", "ep-timeout": "5000" },
+    });
+    const ctx = await res.json();
+    assert.equal(ctx.id, "order-42.a");
+    assert.equal(ctx.attempt, 1);
+    assert.ok(ctx.deadline_ms > 0 && ctx.deadline_ms <= 5000, `deadline_ms ${ctx.deadline_ms}`);
+    // The client's header stays a header; ep's own key is not one.
+    assert.deepEqual(ctx.headers, { id: "order-42.a", ep: "none" });
+    // Over EP, with no id of the client's: one the balancer made.
+    const client = await connect(addr);
+    const ep = JSON.parse(dec.decode((await client.request("ctx", "", { timeoutMs: 3000 })).body));
+    client.close();
+    assert.match(ep.id, /^[0-9a-f]{16}$/);
+    assert.ok(ep.deadline_ms > 0 && ep.deadline_ms <= 3000, `deadline_ms ${ep.deadline_ms}`);
+  } finally {
+    await proc.stop();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
