@@ -211,6 +211,9 @@ export interface LuaReply {
   body: Uint8Array;
 }
 
+/** The `done` callback of {@linkcode LuaHandlerRuntimeOptions.call}. */
+type CallDone = Parameters<NonNullable<LuaHandlerRuntimeOptions["call"]>>[1];
+
 interface Settle {
   resolve(reply: LuaResponse | undefined): void;
   reject(err: unknown): void;
@@ -507,6 +510,10 @@ export class LuaHandlerRuntime {
     }
     const { call, op, args } = step;
     const w: Waiting = { gen, call, settle, entry: undefined };
+    // An ep.call answered before the call is registered as waiting (at the end here): it
+    // resumes on the clock's next turn, as if it had come from the ring or a socket.
+    let registered = false;
+    let early: LuaValue[] | undefined;
     if (op === "sleep") {
       // ("sleep", ms, start): start is ep.now() when ep.sleep was called.
       const ms = typeof args[0] === "number" ? args[0] : 0;
@@ -518,19 +525,33 @@ export class LuaHandlerRuntime {
       const [service, body, timeout, upstream] = args;
       this.#calls++;
       let answered = false;
-      this.#options.call({
-        service: String(service),
-        body: body instanceof Uint8Array ? body : utf8.encode(String(body ?? "")),
-        timeoutMs: Number(timeout) || 0,
-        upstream: typeof upstream === "string" ? upstream : undefined,
-      }, (err, reply) => {
+      const done: CallDone = (err, reply) => {
         if (answered) return;
         answered = true;
         this.#calls--;
-        if (this.#waiting.get(call) !== w) return;
-        if (err) this.#wakeUp(w, [false, err.kind ?? "unavailable", err.message ?? String(err)]);
-        else this.#wakeUp(w, [true, reply!.status, reply!.body]);
-      });
+        const values: LuaValue[] = err
+          ? [false, err.kind ?? "unavailable", err.message ?? String(err)]
+          : [true, reply!.status, reply!.body];
+        if (!registered) early = values;
+        else if (this.#waiting.get(call) === w) this.#wakeUp(w, values);
+      };
+      try {
+        this.#options.call({
+          service: String(service),
+          body: body instanceof Uint8Array ? body : utf8.encode(String(body ?? "")),
+          timeoutMs: Number(timeout) || 0,
+          upstream: typeof upstream === "string" ? upstream : undefined,
+        }, done);
+      } catch (err) {
+        // A call that cannot even start is answered like one that failed.
+        if (!(err instanceof JobError)) {
+          this.#log.error("ep.call failed to start: {error}", { error: err });
+        }
+        done({
+          kind: err instanceof JobError ? err.kind : "internal",
+          message: err instanceof JobError ? err.message : "Internal error",
+        });
+      }
     } else {
       gen.engine.cancel(call);
       gen.inFlight--;
@@ -545,6 +566,11 @@ export class LuaHandlerRuntime {
     }
     this.#waiting.set(call, w);
     settle.current = w;
+    registered = true;
+    if (early !== undefined) {
+      const values = early;
+      w.entry = this.#clock.at(performance.now(), () => this.#wakeUp(w, values));
+    }
     if (settle.deadline !== undefined && settle.expiry === undefined) {
       settle.expiry = this.#clock.at(settle.deadline, () => this.#expire(settle));
     }

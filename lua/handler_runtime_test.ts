@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { configure, type LogRecord } from "@logtape/logtape";
 import { JobError } from "../core/job.ts";
+import { ErrorCode } from "../protocol/errors.ts";
 import { LuaHandlerRuntime, type LuaJob, type LuaServiceSource } from "./handler_runtime.ts";
 import { LuaError, LuaMemoryError, LuaTimeoutError } from "./errors.ts";
 import { loadLua } from "./_lua_api.ts";
@@ -403,6 +404,37 @@ Deno.test("An engine that failed is replaced before it runs another job; its sus
     );
   } finally {
     (raw as { _lua_resume: typeof resume })._lua_resume = resume;
+    runtime.close();
+  }
+});
+
+Deno.test("An ep.call answered at once (inside the call option) or whose call option throws resumes the handler with the answer", async () => {
+  const runtime = await LuaHandlerRuntime.create({
+    services: [
+      service(
+        "front",
+        `return function(req)
+          local body, status, kind = ep.call(req.body, "x")
+          return tostring(body) .. " " .. tostring(status) .. " " .. tostring(kind)
+        end`,
+      ),
+    ],
+    call: ({ service: svc }, done) => {
+      if (svc === "now") return done(null, { status: 200, body: utf8e.encode("at once") });
+      if (svc === "refused") return done({ kind: "bad_request", message: "Too long" });
+      if (svc === "job-error") throw new JobError(ErrorCode.OVERLOADED, "Busy");
+      throw new TypeError("broken call option");
+    },
+  });
+  try {
+    const answer = async (svc: string) =>
+      text.decode((await runtime.handle(job("front", svc))).body);
+    assert.equal(await answer("now"), "at once 200 nil");
+    assert.equal(await answer("refused"), "nil Too long bad_request");
+    assert.equal(await answer("job-error"), "nil Busy overloaded");
+    assert.equal(await answer("other"), "nil Internal error internal");
+    assert.equal(runtime.inFlight, 0);
+  } finally {
     runtime.close();
   }
 });

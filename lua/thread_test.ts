@@ -118,3 +118,45 @@ end`,
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("An ep.call the handler thread refuses at once (a service or upstream name too long to encode) returns nil, message, kind instead of hanging", async () => {
+  const dir = await project({
+    "front.lua": `return function(req)
+  local long = ("x"):rep(70000)
+  local body, message, kind
+  if req.body == "service" then body, message, kind = ep.call(long, "")
+  else body, message, kind = ep.call("svc", "", { upstream = long }) end
+  return tostring(body) .. "|" .. tostring(kind)
+end`,
+  });
+  const options: LuaThreadOptions = {
+    services: [{ name: "front", file: `${dir}/front.lua` }],
+    scriptDir: `${dir}/`,
+    logLevel: "fatal",
+  };
+  let onCalls = 0;
+  const pool = await HandlerPool.start({
+    module: LUA_RUNTIME,
+    moduleOptions: options,
+    threads: 1,
+    onCall: () => {
+      onCalls++;
+      return Promise.resolve({ status: 200, meta: [], body: new Uint8Array() });
+    },
+  });
+  try {
+    for (const [id, body] of [[1, "service"], [2, "upstream"]] as const) {
+      const reply = await pool.call({
+        id,
+        service: "front",
+        body: enc.encode(body),
+        deadlineMs: 10_000,
+      });
+      assert.equal(dec.decode(reply.body), "nil|bad_request", body);
+    }
+    assert.equal(onCalls, 0);
+  } finally {
+    await pool.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
