@@ -135,6 +135,13 @@ export interface LuaHandlerRuntimeOptions {
   ) => void;
   /** `call` answers from a promise (the event loop must turn while a call waits). */
   callsNeedEventLoop?: boolean;
+  /**
+   * Carries out `ep.exit(code)` from a timer callback or a job (a control script's, whose
+   * `ep.exit` yields `("exit", code)`): the call ends at once and quietly (its to-be-closed
+   * variables run; a job's reply is empty), then `exit(code)` is called. Without it a call
+   * that yields "exit" fails as not an ep request.
+   */
+  exit?: (code: number) => void;
   /** Extra host functions for the engines (see `LuaEngineOptions.hostFunctions`). */
   hostFunctions?: LuaEngineOptions["hostFunctions"];
   /**
@@ -552,6 +559,15 @@ export class LuaHandlerRuntime {
           message: err instanceof JobError ? err.message : "Internal error",
         });
       }
+    } else if (op === "exit" && this.#options.exit) {
+      // ep.exit in a control script's timer: the callback ends here, with no error to log.
+      gen.engine.cancel(call);
+      gen.inFlight--;
+      this.#unwatch(settle);
+      settle.resolve(undefined);
+      this.#maybeRetire(gen);
+      this.#options.exit(typeof args[0] === "number" ? args[0] : 0);
+      return;
     } else {
       gen.engine.cancel(call);
       gen.inFlight--;

@@ -112,9 +112,10 @@ export async function createHandlerRuntime(ctx: HandlerRuntimeContext): Promise<
     sources.push({
       name: s.name,
       chunkName: name,
+      // control.lua's "thread" mode runs the script's top level with only ep.service acting.
       source: `if __EP_INLINE == nil then
-  assert(load(${luaLongString(controlLua)}, "=control.lua"))("thread")
-  assert(load(${luaLongString(inlineScript)}, ${JSON.stringify("@" + name)}))()
+  local run = assert(load(${luaLongString(controlLua)}, "=control.lua"))("thread")
+  run(assert(load(${luaLongString(inlineScript)}, ${JSON.stringify("@" + name)})))
 end
 local h = __EP_INLINE[${JSON.stringify(s.name)}]
 if h == nil then error(${JSON.stringify(`service "${s.name}" is not defined inline`)}) end

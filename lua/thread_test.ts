@@ -119,6 +119,46 @@ end`,
   }
 });
 
+Deno.test("On a handler thread the control script's top level does nothing but ep.service; its inline handlers then use ep.log and timers as usual", async () => {
+  const dir = await project({
+    "main.lua": `TICKS = 0
+ep.every(1, function() TICKS = TICKS + 1 end)
+local once = ep.timer(1, function() TICKS = TICKS + 100 end)
+once:cancel()
+ep.log.info("top level")
+print("top level print")
+ep.upstream("other", "127.0.0.1:1")
+ep.config { retries = 1 }
+ep.exit(3)
+local info = ep.log.info
+ep.service("probe", function(req)
+  ep.sleep(30)
+  local before = TICKS
+  local fired = false
+  ep.timer(1, function() fired = true end)
+  ep.sleep(20)
+  info("a handler logs") -- captured at the top level: works in the handler
+  return before .. " " .. tostring(fired)
+end)
+`,
+  });
+  const options: LuaThreadOptions = {
+    services: [{ name: "probe" }],
+    script: `${dir}/main.lua`,
+    scriptDir: `${dir}/`,
+    logLevel: "fatal",
+  };
+  const pool = await HandlerPool.start({ module: LUA_RUNTIME, moduleOptions: options, threads: 2 });
+  try {
+    const reply = await pool.call({ id: 1, service: "probe", body: enc.encode("") });
+    // No tick of the top level's ep.every ran on the thread; the handler's own timer did.
+    assert.equal(dec.decode(reply.body), "0 true");
+  } finally {
+    await pool.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("An ep.call the handler thread refuses at once (a service or upstream name too long to encode) returns nil, message, kind instead of hanging", async () => {
   const dir = await project({
     "front.lua": `return function(req)

@@ -290,6 +290,23 @@ Deno.test("lua: SIGHUP reloads service code under load and no job fails", async 
   }
 });
 
+/** Waits for a process to exit, at most `ms`; a process still running then fails the test. */
+async function exitedWithin(proc: Proc, ms: number): Promise<Deno.CommandStatus> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () => reject(new Error(`still running after ${ms} ms:\n${proc.output}`)),
+      ms,
+    );
+  });
+  try {
+    return await Promise.race([proc.exited, late]);
+  } finally {
+    clearTimeout(timer);
+    proc.kill();
+  }
+}
+
 Deno.test("lua: a job redelivered after its worker was killed sees req.attempt = 2", async () => {
   const dir = await project({
     "main.lua": LISTEN + `ep.config { retries = 1 }\n`,
@@ -349,6 +366,91 @@ end)
     client.close();
     assert.match(ep.id, /^[0-9a-f]{16}$/);
     assert.ok(ep.deadline_ms > 0 && ep.deadline_ms <= 3000, `deadline_ms ${ep.deadline_ms}`);
+  } finally {
+    await proc.stop();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("lua: ep.call with { upstream = name } reaches a service behind another cluster's balancer", async () => {
+  const dir = await project({
+    "a.lua": LISTEN + `ep.service("billing", function(req) return "billed " .. req.body end)\n`,
+    "main.lua": LISTEN + `ep.upstream("a", { "127.0.0.1:1", ep.env("A_ADDR") })
+ep.config { grace_ms = 0 }
+ep.service("front", function(req)
+  local body, status = ep.call("billing", req.body, { upstream = "a", timeout_ms = 5000 })
+  local _, own, own_kind = ep.call("billing", req.body)
+  local _, unknown, unknown_kind = ep.call("billing", req.body, { upstream = "nowhere" })
+  return table.concat({ body, status, own_kind, unknown, unknown_kind }, "|")
+end)
+`,
+  });
+  const a = new Proc(["run", `${dir}/a.lua`], { EP_PORT: "0" });
+  let b: { proc: Proc; url: string } | null = null;
+  try {
+    const m = await a.waitFor(/listening on [^:]+:(\d+)/, 20_000);
+    b = await run(dir, { A_ADDR: `127.0.0.1:${m[1]}` });
+    const res = await fetch(`${b.url}/front`, { method: "POST", body: "7" });
+    assert.equal(
+      await res.text(),
+      'billed 7|200|no_service|No upstream "nowhere"|no_service',
+    );
+  } finally {
+    await b?.proc.stop();
+    await a.stop();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("lua: ep.call works in a control-script timer, and ep.exit there exits quietly with its code", async () => {
+  const dir = await project({
+    "main.lua": LISTEN + `ep.service("double", function(req) return req.body .. req.body end)
+ep.every(20, function()
+  local body, status_or_message, kind = ep.call("double", "ab")
+  if body == nil then
+    ep.log.info("not yet: " .. kind)
+    return
+  end
+  ep.log.info("timer called: " .. body .. " " .. status_or_message)
+  ep.exit(5)
+end)
+`,
+  });
+  const proc = new Proc(["run", `${dir}/main.lua`], { EP_PORT: "0" });
+  try {
+    const status = await exitedWithin(proc, 20_000);
+    assert.equal(status.code, 5, proc.output);
+    assert.match(proc.output, /timer called: abab 200/);
+    assert.doesNotMatch(proc.output, /__ep_exit__|ERR|not an ep request/);
+  } finally {
+    await proc.stop();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("lua: a control script's top-level ep.log and ep.every run once per process, not once per handler thread", async () => {
+  const dir = await project({
+    "main.lua": `ep.listen { port = tonumber(ep.env("EP_PORT", "0")) }
+ep.threads(3)
+ep.log.info("top-level line")
+local ticks = 0
+ep.every(50, function()
+  ticks = ticks + 1
+  ep.log.info("tick " .. ticks)
+end)
+ep.service("ping", function() return "pong" end)
+`,
+  });
+  const { proc, url } = await run(dir);
+  try {
+    // Three threads have run the script (for the inline handler): all answer.
+    const replies = await Promise.all(
+      [1, 2, 3, 4, 5, 6].map(async () => await (await fetch(`${url}/ping`)).text()),
+    );
+    assert.deepEqual(replies, Array(6).fill("pong"));
+    await proc.waitFor(/tick 4\b/, 20_000);
+    assert.equal(proc.output.match(/top-level line/g)?.length, 1, proc.output);
+    assert.equal(proc.output.match(/tick 2\b/g)?.length, 1, proc.output);
   } finally {
     await proc.stop();
     await Deno.remove(dir, { recursive: true });
