@@ -99,7 +99,7 @@ end
 --- number of threads) adds to the jobs this process runs at once; `timeout_ms` interrupts a
 --- handler that runs longer (answered 504 / EP timeout).
 ---@param name string
----@param handler string|fun(req: table): any
+---@param handler string|fun(req: ep.Request): any
 ---@param opts? { slots?: integer, timeout_ms?: integer }
 function ep.service(name, handler, opts)
   check(type(name) == "string", "ep.service", 1, "string", name)
@@ -114,7 +114,7 @@ end
 --- Route HTTP requests: `ep.route("/api/users", "user")` sends paths under a prefix to a
 --- service; `ep.route(function(req) return "user" end)` decides per request (return nil for
 --- the default: the first path segment names the service).
----@param prefix_or_fn string|fun(req: table): string|nil
+---@param prefix_or_fn string|fun(req: ep.Request): string|nil
 ---@param service? string
 function ep.route(prefix_or_fn, service)
   if type(prefix_or_fn) == "function" then

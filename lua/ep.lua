@@ -20,6 +20,20 @@ local tointeger, maxinteger, ult = math.tointeger, math.maxinteger, math.ult
 ---@class ep
 local ep = {}
 
+--- The request a handler gets (`function(req)`); reference: lua/API.md, "Requests and
+--- responses". Built by the engine (lua/_marshal.ts), not by Lua code.
+---@class ep.Request
+---@field service string the service the job was routed to
+---@field method string "GET", "POST", … (HTTP), or "EP"
+---@field path string the path without the query; "/<service>" for EP
+---@field query table<string, string> the query, percent-decoded (last of a repeated name)
+---@field query_string string the raw query, without "?"
+---@field headers table<string, string> header fields by lower-case name (repeats joined with ", ")
+---@field body string the body, binary-safe
+---@field attempt integer 1 on the first delivery, 2, 3, … when redelivered
+---@field id string? the request id (the client's x-request-id, or the balancer's)
+---@field deadline_ms integer? whole milliseconds left when the handler started; nil: no deadline
+
 ---------------------------------------------------------------------------------------
 -- log
 
