@@ -20,6 +20,18 @@ local function check(cond, fname, argn, expected, got)
   end
 end
 
+-- A name spelt like a service's (protocol/ep_frames.ts, isServiceName), else an error at
+-- the caller of `fname`.
+local function check_name(name, fname, argn, what)
+  if type(name) ~= "string" then
+    error(("bad argument #%d to '%s' (string expected, got %s)"):format(argn, fname, type(name)), 3)
+  end
+  if not ext.is_service_name(name) then
+    error(("bad argument #%d to '%s' (%s expected: 1–64 characters of a-z 0-9 _ . - starting with a letter or digit; got %q)"):format(
+      argn, fname, what, name), 3)
+  end
+end
+
 if mode == "thread" then
   __EP_INLINE = __EP_INLINE or {}
   local quiet = false -- while the script's top level runs
@@ -102,7 +114,7 @@ end
 ---@param handler string|fun(req: ep.Request): any
 ---@param opts? { slots?: integer, timeout_ms?: integer }
 function ep.service(name, handler, opts)
-  check(type(name) == "string", "ep.service", 1, "string", name)
+  check_name(name, "ep.service", 1, "service name")
   check(type(handler) == "string" or type(handler) == "function", "ep.service", 2,
     "file name or function", handler)
   opts = opts or {}
@@ -123,7 +135,7 @@ function ep.route(prefix_or_fn, service)
     return
   end
   check(type(prefix_or_fn) == "string", "ep.route", 1, "string prefix or function", prefix_or_fn)
-  check(type(service) == "string", "ep.route", 2, "string", service)
+  check_name(service, "ep.route", 2, "service name")
   ext.route(prefix_or_fn, service)
 end
 
@@ -166,10 +178,7 @@ local upstreams = {} -- names given so far
 ---@param addrs string|string[]
 ---@param opts? { token?: string }
 function ep.upstream(name, addrs, opts)
-  check(type(name) == "string", "ep.upstream", 1, "string", name)
-  if not ext.is_service_name(name) then
-    error(("bad argument #1 to 'ep.upstream' (service-like name expected: 1–64 characters of a-z 0-9 _ . - starting with a letter or digit; got %q)"):format(name), 2)
-  end
+  check_name(name, "ep.upstream", 1, "service-like name")
   if upstreams[name] then
     error(("bad argument #1 to 'ep.upstream' (upstream %q is already named)"):format(name), 2)
   end

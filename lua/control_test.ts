@@ -183,3 +183,19 @@ end)
     lines.join("\n"),
   );
 });
+
+Deno.test("ep.service and ep.route refuse a name no request could reach with a Lua error naming it", async () => {
+  assert.match(
+    await loadError(`ep.service("Bad Name", function() return "x" end)`),
+    /main\.lua:1: bad argument #1 to 'ep\.service' \(service name expected: 1–64 characters of a-z 0-9 _ \. - starting with a letter or digit; got "Bad Name"\)/,
+  );
+  assert.match(
+    await loadError(`ep.route("/api", "-api")`),
+    /main\.lua:1: bad argument #2 to 'ep\.route' \(service name expected: 1–64 characters of a-z 0-9 _ \. - starting with a letter or digit; got "-api"\)/,
+  );
+  await withScript(`ep.service("user.v2", function() end)\nep.route("/u", "user.v2")`, {}, (c) => {
+    assert.deepEqual(c.config.services.map((s) => s.name), ["user.v2"]);
+    assert.deepEqual(c.config.routes, [{ prefix: "/u", service: "user.v2" }]);
+    return Promise.resolve();
+  });
+});
