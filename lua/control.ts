@@ -3,8 +3,8 @@
  * thread, in an engine with the whole `ep` module (ep.lua and control.lua); `ep.listen`,
  * `ep.connect`, `ep.service`, `ep.upstream`, … record what to start, and
  * {@linkcode runScript} starts it (a balancer, a module worker, or both) with the services
- * on Lua handler threads. The script's timers stay on this thread: their `ep.call` goes
- * through the node once it runs, and `ep.exit` stops the process.
+ * on Lua handler threads. The script's timers stay on this thread and start once the
+ * process runs: their `ep.call` goes through the node, and `ep.exit` stops the process.
  *
  * @example
  * ```ts ignore
@@ -63,6 +63,11 @@ export interface Control {
   readonly runtime: LuaHandlerRuntime;
   /** Calls the script's `ep.route(fn)` for a job; undefined means the default route. */
   route(job: Job): Promise<string | undefined>;
+  /**
+   * Starts the script's timers, held until the process it describes runs: each counts from
+   * when the script set it (one whose time passed runs at once).
+   */
+  startTimers(): void;
 }
 
 const CONTROL_LUA = new URL("./control.lua", import.meta.url);
@@ -167,6 +172,7 @@ end`;
       hostFunctions,
       call: controlCall(options.call),
       exit,
+      holdTimers: true,
     });
   } catch (err) {
     if (config.exitCode !== undefined && String((err as Error).message).includes("__ep_exit__")) {
@@ -175,6 +181,7 @@ end`;
         config,
         runtime: await LuaHandlerRuntime.create({ services: [] }),
         route: () => Promise.resolve(undefined),
+        startTimers: () => {},
       };
     }
     throw err;
@@ -199,6 +206,7 @@ end`;
       const svc = dec.decode(reply.body);
       return svc === "" ? undefined : svc;
     },
+    startTimers: () => runtime.releaseTimers(),
   };
 }
 
@@ -273,6 +281,7 @@ export async function runScript(
     // A plain script: it ran; timers it started keep it alive until ep.exit. Their ep.call
     // can reach upstreams (there is no balancer of its own to call through).
     node = await startNode({ upstreams: c.upstreams });
+    control.startTimers();
     const code = await exited;
     await node.close();
     await control.runtime.close();
@@ -327,6 +336,7 @@ export async function runScript(
     return 1;
   }
   node = started;
+  control.startTimers();
   started.monitor?.setLuaCounters(() => handlerCounters);
   if (started.server) {
     console.log(

@@ -35,6 +35,7 @@ async function withScript<T>(
   let control: Control | undefined;
   try {
     control = await loadControl(`${dir}/main.lua`, options);
+    control.startTimers();
     return await fn(control);
   } finally {
     control?.runtime.close();
@@ -198,4 +199,21 @@ Deno.test("ep.service and ep.route refuse a name no request could reach with a L
     assert.deepEqual(c.config.routes, [{ prefix: "/u", service: "user.v2" }]);
     return Promise.resolve();
   });
+});
+
+Deno.test("A control script's timers start when the process runs (startTimers), counting from when the script set them", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "ep-control-" });
+  await Deno.writeTextFile(`${dir}/main.lua`, `ep.timer(0, function() ep.exit(9) end)\n`);
+  const exits: number[] = [];
+  const control = await loadControl(`${dir}/main.lua`, { onExit: (code) => exits.push(code) });
+  try {
+    await new Promise((r) => setTimeout(r, 30));
+    assert.deepEqual(exits, [], "no timer runs before the process does");
+    control.startTimers();
+    while (exits.length === 0) await new Promise((r) => setTimeout(r, 1));
+    assert.deepEqual(exits, [9]);
+  } finally {
+    control.runtime.close();
+    await Deno.remove(dir, { recursive: true });
+  }
 });

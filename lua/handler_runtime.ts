@@ -142,6 +142,11 @@ export interface LuaHandlerRuntimeOptions {
    * that yields "exit" fails as not an ep request.
    */
   exit?: (code: number) => void;
+  /**
+   * Hold the timers (`ep.timer`, `ep.every`) until {@linkcode LuaHandlerRuntime.releaseTimers}:
+   * a control script's timers start once the process it describes runs. Default false.
+   */
+  holdTimers?: boolean;
   /** Extra host functions for the engines (see `LuaEngineOptions.hostFunctions`). */
   hostFunctions?: LuaEngineOptions["hostFunctions"];
   /**
@@ -299,6 +304,8 @@ export class LuaHandlerRuntime {
   #nextTimerToken = -2;
   #replacements = 0;
   #closed = false;
+  /** Timers waiting for {@linkcode LuaHandlerRuntime.releaseTimers}; null: none held. */
+  #held: { gen: Generation; t: TimerState; from: number }[] | null;
 
   /**
    * Creates the engine and loads every service file; a file that fails to load rejects
@@ -327,6 +334,7 @@ export class LuaHandlerRuntime {
     const onError = (err: unknown) => {
       this.#log.error("Lua runtime callback failed: {error}", { error: err });
     };
+    this.#held = options.holdTimers === true ? [] : null;
     this.#threadClock = options.clock === "thread";
     this.#clock = this.#threadClock ? new ThreadClock(onError) : new PreciseClock(onError);
   }
@@ -471,10 +479,10 @@ export class LuaHandlerRuntime {
     const o = this.#options;
     // Service files may start timers while they load, before the generation exists.
     let gen: Generation | undefined;
-    const early = new Map<number, [number, boolean]>();
+    const early = new Map<number, [number, boolean, number]>();
     const timers: LuaTimerHost = {
       set: (id, ms, repeat) => {
-        if (gen === undefined) early.set(id, [ms, repeat]);
+        if (gen === undefined) early.set(id, [ms, repeat, performance.now()]);
         else this.#setTimer(gen, id, ms, repeat);
       },
       clear: (id) => {
@@ -498,7 +506,7 @@ export class LuaHandlerRuntime {
         refs.set(s.name, engine.loadHandler(s.source, s.chunkName, s.name));
       }
       gen = new Generation(engine, refs);
-      for (const [id, [ms, repeat]] of early) this.#setTimer(gen, id, ms, repeat);
+      for (const [id, [ms, repeat, from]] of early) this.#setTimer(gen, id, ms, repeat, from);
       return gen;
     } catch (err) {
       engine.close();
@@ -759,12 +767,45 @@ export class LuaHandlerRuntime {
   // ---------------------------------------------------------------------------------
   // ep.timer / ep.every
 
-  #setTimer(gen: Generation, id: number, ms: number, repeat: boolean): void {
+  /** Starts timer `id`, counting from `from` (`performance.now()` time; default now). */
+  #setTimer(
+    gen: Generation,
+    id: number,
+    ms: number,
+    repeat: boolean,
+    from: number = performance.now(),
+  ): void {
     if (this.#closed) return;
     const period = repeat ? Math.max(ms, 1) : ms;
     const t: TimerState = { id, ms: period, repeat, entry: undefined };
     gen.timers.set(id, t);
-    t.entry = this.#clock.after(period, () => this.#fireTimer(gen, t, performance.now()));
+    if (this.#held !== null) this.#held.push({ gen, t, from });
+    else this.#armTimer(gen, t, from);
+  }
+
+  #armTimer(gen: Generation, t: TimerState, from: number): void {
+    t.entry = this.#clock.at(from + t.ms, () => this.#fireTimer(gen, t, performance.now()));
+  }
+
+  /**
+   * Starts the timers held so far (see {@linkcode LuaHandlerRuntimeOptions.holdTimers}):
+   * each counts from when it was set, so one whose time passed meanwhile runs at once.
+   * Timers set later start at once. Idempotent.
+   *
+   * @example
+   * ```ts ignore
+   * const runtime = await LuaHandlerRuntime.create({ services, holdTimers: true });
+   * await startWhatTheScriptAskedFor();
+   * runtime.releaseTimers();
+   * ```
+   */
+  releaseTimers(): void {
+    const held = this.#held;
+    if (held === null) return;
+    this.#held = null;
+    for (const { gen, t, from } of held) {
+      if (gen.timers.get(t.id) === t && !gen.retired && !this.#closed) this.#armTimer(gen, t, from);
+    }
   }
 
   #clearTimer(gen: Generation, id: number): void {

@@ -526,3 +526,39 @@ Deno.test("An ep.call answered at once (inside the call option) or whose call op
     runtime.close();
   }
 });
+
+Deno.test("With holdTimers, timers set while a file loads wait for releaseTimers, then count from when they were set", async () => {
+  const runtime = await LuaHandlerRuntime.create({
+    holdTimers: true,
+    services: [
+      service(
+        "state",
+        `FIRED = {}
+        ep.timer(1, function() FIRED[#FIRED + 1] = "timer" end)
+        local every = ep.every(5, function() FIRED[#FIRED + 1] = "every" end)
+        ep.timer(1, function() FIRED[#FIRED + 1] = "cancelled" end):cancel()
+        return function(req)
+          if req.body == "stop" then every:cancel() end
+          return table.concat(FIRED, ",")
+        end`,
+      ),
+    ],
+  });
+  const state = async (body = "") => text.decode((await runtime.handle(job("state", body))).body);
+  try {
+    await new Promise((r) => setTimeout(r, 30));
+    assert.equal(await state(), "", "nothing fires before releaseTimers");
+    runtime.releaseTimers();
+    runtime.releaseTimers(); // idempotent
+    // Their time passed while held: the timer runs at once, the every at once and on.
+    let seen: string[] = [];
+    while (seen.length < 3) {
+      await new Promise((r) => setTimeout(r, 2));
+      seen = (await state()).split(",").filter((s) => s !== "");
+    }
+    assert.deepEqual(seen.slice(0, 3), ["timer", "every", "every"]);
+    await state("stop");
+  } finally {
+    runtime.close();
+  }
+});

@@ -375,6 +375,13 @@ end)
 Deno.test("lua: ep.call with { upstream = name } reaches a service behind another cluster's balancer", async () => {
   const dir = await project({
     "a.lua": LISTEN + `ep.service("billing", function(req) return "billed " .. req.body end)\n`,
+    "once.lua": `ep.upstream("a", ep.env("A_ADDR"))
+ep.timer(0, function()
+  local body, message = ep.call("billing", "once", { upstream = "a" })
+  ep.log.info("got " .. tostring(body or message))
+  ep.exit(body and 0 or 1)
+end)
+`,
     "main.lua": LISTEN + `ep.upstream("a", { "127.0.0.1:1", ep.env("A_ADDR") })
 ep.config { grace_ms = 0 }
 ep.service("front", function(req)
@@ -395,6 +402,11 @@ end)
       await res.text(),
       'billed 7|200|no_service|No upstream "nowhere"|no_service',
     );
+    // A script with neither ep.listen nor ep.connect calls an upstream from its timer.
+    const once = new Proc(["run", `${dir}/once.lua`], { A_ADDR: `127.0.0.1:${m[1]}` });
+    const status = await exitedWithin(once, 20_000);
+    assert.equal(status.code, 0, once.output);
+    assert.match(once.output, /got billed once/);
   } finally {
     await b?.proc.stop();
     await a.stop();
@@ -404,12 +416,13 @@ end)
 
 Deno.test("lua: ep.call works in a control-script timer, and ep.exit there exits quietly with its code", async () => {
   const dir = await project({
+    // The script's timers start once the process runs: the first call is answered.
     "main.lua": LISTEN + `ep.service("double", function(req) return req.body .. req.body end)
-ep.every(20, function()
+ep.timer(0, function()
   local body, status_or_message, kind = ep.call("double", "ab")
   if body == nil then
-    ep.log.info("not yet: " .. kind)
-    return
+    ep.log.info("timer call failed: " .. status_or_message .. " " .. kind)
+    ep.exit(6)
   end
   ep.log.info("timer called: " .. body .. " " .. status_or_message)
   ep.exit(5)
