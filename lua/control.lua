@@ -20,6 +20,11 @@ local function check(cond, fname, argn, expected, got)
   end
 end
 
+-- `s` quoted for an error message, on one line (%q writes a newline as "\" and a newline).
+local function quote(s)
+  return (("%q"):format(s):gsub("\\\n", "\\n"))
+end
+
 -- A name spelt like a service's (protocol/ep_frames.ts, isServiceName), else an error at
 -- the caller of `fname`.
 local function check_name(name, fname, argn, what)
@@ -27,8 +32,8 @@ local function check_name(name, fname, argn, what)
     error(("bad argument #%d to '%s' (string expected, got %s)"):format(argn, fname, type(name)), 3)
   end
   if not ext.is_service_name(name) then
-    error(("bad argument #%d to '%s' (%s expected: 1–64 characters of a-z 0-9 _ . - starting with a letter or digit; got %q)"):format(
-      argn, fname, what, name), 3)
+    error(("bad argument #%d to '%s' (%s expected: 1–64 characters of a-z 0-9 _ . - starting with a letter or digit; got %s)"):format(
+      argn, fname, what, quote(name)), 3)
   end
 end
 
@@ -180,7 +185,7 @@ local upstreams = {} -- names given so far
 function ep.upstream(name, addrs, opts)
   check_name(name, "ep.upstream", 1, "service-like name")
   if upstreams[name] then
-    error(("bad argument #1 to 'ep.upstream' (upstream %q is already named)"):format(name), 2)
+    error(("bad argument #1 to 'ep.upstream' (upstream %s is already named)"):format(quote(name)), 2)
   end
   if type(addrs) == "string" then addrs = { addrs } end
   check(type(addrs) == "table", "ep.upstream", 2, "\"host:port\" or a list of them", addrs)
@@ -191,7 +196,7 @@ function ep.upstream(name, addrs, opts)
     local port = type(a) == "string" and tonumber(a:match("^[^%s,]+:(%d+)$"))
     if not port or port < 1 or port > 65535 then
       error(("bad argument #2 to 'ep.upstream' (\"host:port\" expected at index %d, got %s)"):format(
-        i, type(a) == "string" and ("%q"):format(a) or tostring(a)), 2)
+        i, type(a) == "string" and quote(a) or tostring(a)), 2)
     end
   end
   opts = opts or {}

@@ -99,6 +99,10 @@ Deno.test("ep.upstream refuses a bad name, address list, port or option with a L
       /bad argument #2 to 'ep\.upstream' \("host:port" expected at index 1, got "nohost"\)/,
     ],
     [
+      `ep.upstream("b", "a:1\\n")`,
+      /main\.lua:1: bad argument #2 to 'ep\.upstream' \("host:port" expected at index 1, got "a:1\\n"\)$/,
+    ],
+    [
       `ep.upstream("b", "a:70000")`,
       /bad argument #2 to 'ep\.upstream' \("host:port" expected at index 1, got "a:70000"\)/,
     ],
