@@ -25,6 +25,11 @@ local function quote(s)
   return (("%q"):format(s):gsub("\\\n", "\\n"))
 end
 
+-- A value for an error message, on one line: control characters as \ddd escapes (3 digits).
+local function oneline(v)
+  return (tostring(v):gsub("%c", function(c) return ("\\%03d"):format(c:byte()) end))
+end
+
 -- A name spelt like a service's (protocol/ep_frames.ts, isServiceName), else an error at
 -- the caller of `fname`.
 local function check_name(name, fname, argn, what)
@@ -168,7 +173,7 @@ function ep.config(opts)
     check(type(k) == "string" and math.type(v) == "integer", "ep.config", 1,
       "table of integers", v)
     if not CONFIG_KEYS[k] then
-      error(string.format("bad argument #1 to 'ep.config' (unknown key '%s')", k), 2)
+      error(string.format("bad argument #1 to 'ep.config' (unknown key '%s')", oneline(k)), 2)
     end
     ext.config(k, v)
   end
@@ -203,7 +208,7 @@ function ep.upstream(name, addrs, opts)
   check(type(opts) == "table", "ep.upstream", 3, "table", opts)
   for k in pairs(opts) do
     if k ~= "token" then
-      error(("bad argument #3 to 'ep.upstream' (unknown option '%s')"):format(tostring(k)), 2)
+      error(("bad argument #3 to 'ep.upstream' (unknown option '%s')"):format(oneline(k)), 2)
     end
   end
   check(opts.token == nil or type(opts.token) == "string", "ep.upstream", 3, "string token",

@@ -221,3 +221,17 @@ Deno.test("A control script's timers start when the process runs (startTimers), 
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("Control-script and ep argument errors show the offending value on one line", async () => {
+  const cases: [string, string][] = [
+    [`ep.config { ["a\\nb"] = 1 }`, "(unknown key 'a\\010b')"],
+    [`ep.upstream("b", "a:1", { ["x\\ny"] = 1 })`, "(unknown option 'x\\010y')"],
+    [`ep.service("a\\nb", function() end)`, 'got "a\\nb")'],
+    [`ep.timer("1\\n2", function() end)`, "(milliseconds expected, got 1\\0102)"],
+  ];
+  for (const [source, tail] of cases) {
+    const message = await loadError(source);
+    assert.ok(!message.includes("\n"), `${source}: ${message}`);
+    assert.ok(message.endsWith(tail), `${source}: ${message}`);
+  }
+});

@@ -73,10 +73,15 @@ local host_now = host.now
 ---@type fun(): number
 ep.now = host_now
 
+-- A value for an error message, on one line: control characters as \ddd escapes (3 digits).
+local function oneline(v)
+  return (gsub(tostring(v), "%c", function(c) return format("\\%03d", c:byte()) end))
+end
+
 local function check_ms(name, ms)
   local n = tonumber(ms)
   if n == nil or n ~= n or n < 0 or n == math.huge then
-    error(format("bad argument #1 to '%s' (milliseconds expected, got %s)", name, tostring(ms)), 3)
+    error(format("bad argument #1 to '%s' (milliseconds expected, got %s)", name, oneline(ms)), 3)
   end
   return n
 end
@@ -216,7 +221,7 @@ function ep.call(service, body, opts)
     end
     for k in pairs(opts) do
       if not CALL_OPTIONS[k] then
-        error(format("bad option '%s' to 'ep.call' (unknown option)", tostring(k)), 2)
+        error(format("bad option '%s' to 'ep.call' (unknown option)", oneline(k)), 2)
       end
     end
     timeout = opts.timeout_ms or 0
@@ -344,7 +349,7 @@ local real_collectgarbage = collectgarbage
 local GC_OPTIONS = { collect = true, count = true, step = true, isrunning = true, restart = true }
 function collectgarbage(opt, ...)
   if opt ~= nil and not GC_OPTIONS[opt] then
-    error(format("bad argument #1 to 'collectgarbage' (option \"%s\" is not allowed in ep)", tostring(opt)), 2)
+    error(format("bad argument #1 to 'collectgarbage' (option \"%s\" is not allowed in ep)", oneline(opt)), 2)
   end
   return real_collectgarbage(opt, ...)
 end
