@@ -30,15 +30,17 @@ import { LuaError } from "./errors.ts";
 /**
  * A request as a handler sees it (`req` in `function(req)`): `service`, `method`, `path`,
  * `query` (a table, parsed and percent-decoded; for a repeated name the last value wins),
- * `headers` (a table by lower-case name; repeated fields joined with ", ") and `body` (a
- * string).
+ * `query_string`, `headers` (a table by lower-case name; repeated fields joined with ", "),
+ * `body` (a string), `attempt` (an integer, 1 unless redelivered), `id` (the request id,
+ * when the job has one) and `deadline_ms` (whole milliseconds left when the handler starts,
+ * when the job has a deadline).
  *
  * @example
  * ```ts
  * import type { LuaRequest } from "./engine.ts";
  * const req: LuaRequest = {
  *   service: "user", method: "GET", path: "/user/7", query: "full=1",
- *   headers: [["accept", "text/plain"]], body: "",
+ *   headers: [["accept", "text/plain"]], body: "", attempt: 2, requestId: "order-42",
  * };
  * console.assert(req.service === "user");
  * ```
@@ -64,6 +66,16 @@ export interface LuaRequest {
    * UTF-8 both ways.
    */
   headerBytes?: boolean;
+  /** Delivery attempt: 1 (the default) the first time, 2, 3, … when redelivered (`req.attempt`). */
+  attempt?: number;
+  /** The request id (`req.id`): the client's `x-request-id`, or one the balancer made. */
+  requestId?: string;
+  /**
+   * When the job's time is up (`performance.now()`): `req.deadline_ms` is the time left
+   * when the handler starts, in whole milliseconds, never below 0. Absent: no deadline
+   * (`req.deadline_ms` is nil).
+   */
+  deadline?: number;
 }
 
 /**
@@ -108,6 +120,9 @@ type FieldName =
   | "query_string"
   | "headers"
   | "body"
+  | "attempt"
+  | "id"
+  | "deadline_ms"
   | "status";
 
 const EMPTY: Uint8Array = new Uint8Array(0);
@@ -134,6 +149,9 @@ export class Marshal {
       query_string: h.cstring("query_string"),
       headers: h.cstring("headers"),
       body: h.cstring("body"),
+      attempt: h.cstring("attempt"),
+      id: h.cstring("id"),
+      deadline_ms: h.cstring("deadline_ms"),
       status: h.cstring("status"),
     };
   }
@@ -170,8 +188,10 @@ export class Marshal {
     const raw = this.#raw;
     const heap = this.#heap;
     const k = this.#k;
+    const id = req.requestId;
+    const deadline = req.deadline;
     raw._lua_checkstack(co, 8);
-    raw._lua_createtable(co, 0, 7);
+    raw._lua_createtable(co, 0, 8 + (id === undefined ? 0 : 1) + (deadline === undefined ? 0 : 1));
     heap.pushString(co, req.service);
     raw._lua_setfield(co, -2, k.service);
     heap.pushString(co, req.method);
@@ -209,6 +229,20 @@ export class Marshal {
     if (typeof req.body === "string") heap.pushString(co, req.body);
     else heap.pushBytes(co, req.body);
     raw._lua_setfield(co, -2, k.body);
+
+    const attempt = req.attempt;
+    // (Nothing here may throw: the table is half built.)
+    raw._lua_pushinteger(co, Number.isSafeInteger(attempt) && attempt! > 1 ? BigInt(attempt!) : 1n);
+    raw._lua_setfield(co, -2, k.attempt);
+    if (id !== undefined) {
+      heap.pushString(co, id);
+      raw._lua_setfield(co, -2, k.id);
+    }
+    if (deadline !== undefined) {
+      const left = Math.floor(deadline - performance.now());
+      raw._lua_pushinteger(co, BigInt(left > 0 ? Math.min(left, Number.MAX_SAFE_INTEGER) : 0));
+      raw._lua_setfield(co, -2, k.deadline_ms);
+    }
   }
 
   #pushQuery(co: LuaState, query: string): void {

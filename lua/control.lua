@@ -1,10 +1,12 @@
 -- The control-script half of the `ep` module: what a process is (balancer, worker, both),
--- where it listens and connects, which services it runs. Loaded by lua/control.ts on top of
--- ep.lua, in one of two modes:
+-- where it listens and connects, which services it runs, which other clusters it calls.
+-- Loaded by lua/control.ts on top of ep.lua, in one of two modes:
 --   "control": in the main thread's engine, where the control script runs once;
 --   "thread":  in each handler thread's engine, where the control script is run again only
---              to pick up handlers written inline (`ep.service("x", function(req) ... end)`);
---              every other control function does nothing there.
+--              to pick up handlers written inline (`ep.service("x", function(req) ... end)`).
+--              There the script's top level does nothing but `ep.service`: no log line, no
+--              timer, no upstream (those happened once, on the main thread). This file
+--              then returns a function that runs the script's main chunk that way.
 -- Reference: lua/API.md ("Control script"). LuaLS annotations make this file the stub
 -- editors complete `ep.` from.
 local mode, ext = ...
@@ -18,15 +20,71 @@ local function check(cond, fname, argn, expected, got)
   end
 end
 
+-- `s` quoted for an error message, on one line (%q writes a newline as "\" and a newline).
+local function quote(s)
+  return (("%q"):format(s):gsub("\\\n", "\\n"))
+end
+
+-- A value for an error message, on one line: control characters as \ddd escapes (3 digits).
+local function oneline(v)
+  return (tostring(v):gsub("%c", function(c) return ("\\%03d"):format(c:byte()) end))
+end
+
+-- A name spelt like a service's (protocol/ep_frames.ts, isServiceName), else an error at
+-- the caller of `fname`.
+local function check_name(name, fname, argn, what)
+  if type(name) ~= "string" then
+    error(("bad argument #%d to '%s' (string expected, got %s)"):format(argn, fname, type(name)), 3)
+  end
+  if not ext.is_service_name(name) then
+    error(("bad argument #%d to '%s' (%s expected: 1–64 characters of a-z 0-9 _ . - starting with a letter or digit; got %s)"):format(
+      argn, fname, what, quote(name)), 3)
+  end
+end
+
 if mode == "thread" then
   __EP_INLINE = __EP_INLINE or {}
+  local quiet = false -- while the script's top level runs
   local noop = function() end
-  ep.listen, ep.connect, ep.threads, ep.route, ep.token, ep.config = noop, noop, noop, noop, noop, noop
-  ep.exit = function() error("ep.exit is only available in the control script", 2) end
+  ep.listen, ep.connect, ep.threads, ep.route, ep.token, ep.config, ep.upstream =
+    noop, noop, noop, noop, noop, noop, noop
+  ep.exit = function()
+    if quiet then return end
+    error("ep.exit is only available in the control script", 2)
+  end
+  -- ep.log.*, print, ep.timer and ep.every do nothing during the top level, and work as
+  -- usual afterwards, in the inline handlers (also when the script kept them in locals).
+  local log = ep.log
+  for _, level in ipairs({ "debug", "info", "warn", "error" }) do
+    local f = log[level]
+    log[level] = function(...)
+      if quiet then return end
+      return f(...)
+    end
+  end
+  local real_print = print
+  print = function(...)
+    if quiet then return end
+    return real_print(...)
+  end
+  local no_timer = { id = 0, cancel = noop }
+  local timer, every = ep.timer, ep.every
+  ep.timer = function(ms, fn)
+    if quiet then return no_timer end
+    return timer(ms, fn)
+  end
+  ep.every = function(ms, fn)
+    if quiet then return no_timer end
+    return every(ms, fn)
+  end
   function ep.service(name, handler)
     if type(handler) == "function" then __EP_INLINE[name] = handler end
   end
-  return
+  return function(main)
+    quiet = true
+    main()
+    quiet = false
+  end
 end
 
 --- Become a balancer: listen for clients and workers on one port (HTTP/1.1 and EP).
@@ -63,10 +121,10 @@ end
 --- number of threads) adds to the jobs this process runs at once; `timeout_ms` interrupts a
 --- handler that runs longer (answered 504 / EP timeout).
 ---@param name string
----@param handler string|fun(req: table): any
+---@param handler string|fun(req: ep.Request): any
 ---@param opts? { slots?: integer, timeout_ms?: integer }
 function ep.service(name, handler, opts)
-  check(type(name) == "string", "ep.service", 1, "string", name)
+  check_name(name, "ep.service", 1, "service name")
   check(type(handler) == "string" or type(handler) == "function", "ep.service", 2,
     "file name or function", handler)
   opts = opts or {}
@@ -78,7 +136,7 @@ end
 --- Route HTTP requests: `ep.route("/api/users", "user")` sends paths under a prefix to a
 --- service; `ep.route(function(req) return "user" end)` decides per request (return nil for
 --- the default: the first path segment names the service).
----@param prefix_or_fn string|fun(req: table): string|nil
+---@param prefix_or_fn string|fun(req: ep.Request): string|nil
 ---@param service? string
 function ep.route(prefix_or_fn, service)
   if type(prefix_or_fn) == "function" then
@@ -87,7 +145,7 @@ function ep.route(prefix_or_fn, service)
     return
   end
   check(type(prefix_or_fn) == "string", "ep.route", 1, "string prefix or function", prefix_or_fn)
-  check(type(service) == "string", "ep.route", 2, "string", service)
+  check_name(service, "ep.route", 2, "service name")
   ext.route(prefix_or_fn, service)
 end
 
@@ -115,15 +173,58 @@ function ep.config(opts)
     check(type(k) == "string" and math.type(v) == "integer", "ep.config", 1,
       "table of integers", v)
     if not CONFIG_KEYS[k] then
-      error(string.format("bad argument #1 to 'ep.config' (unknown key '%s')", k), 2)
+      error(string.format("bad argument #1 to 'ep.config' (unknown key '%s')", oneline(k)), 2)
     end
     ext.config(k, v)
   end
 end
 
---- Stop the process with this exit code (after the script, or at once from a timer).
+local upstreams = {} -- names given so far
+
+--- Name another cluster: its balancers ("host:port" each, tried in order, failing over to
+--- the next) and the token to present to them (their client token). `ep.call(service, body,
+--- { upstream = name })` then calls a service behind them.
+---@param name string
+---@param addrs string|string[]
+---@param opts? { token?: string }
+function ep.upstream(name, addrs, opts)
+  check_name(name, "ep.upstream", 1, "service-like name")
+  if upstreams[name] then
+    error(("bad argument #1 to 'ep.upstream' (upstream %s is already named)"):format(quote(name)), 2)
+  end
+  if type(addrs) == "string" then addrs = { addrs } end
+  check(type(addrs) == "table", "ep.upstream", 2, "\"host:port\" or a list of them", addrs)
+  if addrs[1] == nil then
+    error("bad argument #2 to 'ep.upstream' (at least one \"host:port\" expected)", 2)
+  end
+  for i, a in ipairs(addrs) do
+    local port = type(a) == "string" and tonumber(a:match("^[^%s,]+:(%d+)$"))
+    if not port or port < 1 or port > 65535 then
+      error(("bad argument #2 to 'ep.upstream' (\"host:port\" expected at index %d, got %s)"):format(
+        i, type(a) == "string" and quote(a) or tostring(a)), 2)
+    end
+  end
+  opts = opts or {}
+  check(type(opts) == "table", "ep.upstream", 3, "table", opts)
+  for k in pairs(opts) do
+    if k ~= "token" then
+      error(("bad argument #3 to 'ep.upstream' (unknown option '%s')"):format(oneline(k)), 2)
+    end
+  end
+  check(opts.token == nil or type(opts.token) == "string", "ep.upstream", 3, "string token",
+    opts.token)
+  upstreams[name] = true
+  ext.upstream(name, table.concat(addrs, ","), opts.token)
+end
+
+--- Stop the process with this exit code: after the script (nothing is started), or from a
+--- timer callback at once (the callback ends there, quietly).
 ---@param code? integer
 function ep.exit(code)
-  ext.exit(code or 0)
+  check(code == nil or math.type(code) == "integer", "ep.exit", 1, "integer", code)
+  code = code or 0
+  -- In a timer callback (ep's own coroutine): the runtime ends the callback and exits.
+  if ep._managed() then coroutine.yield("exit", code) end
+  ext.exit(code)
   error("__ep_exit__", 0)
 end

@@ -1,8 +1,10 @@
 /**
  * Control scripts: a Lua file decides what a process is. It runs once, on the main
  * thread, in an engine with the whole `ep` module (ep.lua and control.lua); `ep.listen`,
- * `ep.connect`, `ep.service`, … record what to start, and {@linkcode runScript} starts it
- * (a balancer, a module worker, or both) with the services on Lua handler threads.
+ * `ep.connect`, `ep.service`, `ep.upstream`, … record what to start, and
+ * {@linkcode runScript} starts it (a balancer, a module worker, or both) with the services
+ * on Lua handler threads. The script's timers stay on this thread and start once the
+ * process runs: their `ep.call` goes through the node, and `ep.exit` stops the process.
  *
  * @example
  * ```ts ignore
@@ -13,11 +15,15 @@
  * @module
  */
 import { getLogger } from "@logtape/logtape";
-import { startNode } from "../core/node/node.ts";
+import { type Node, startNode } from "../core/node/node.ts";
 import { handlerCounters } from "../core/threads/job_errors.ts";
 import type { MonitorOptions } from "../core/observe/monitor.ts";
-import type { Job } from "../core/job.ts";
-import { LuaHandlerRuntime } from "./handler_runtime.ts";
+import { type Job, JobError } from "../core/job.ts";
+import { CallUnavailableError } from "../core/errors.ts";
+import type { PoolCall, PoolCallReply } from "../core/threads/pool_types.ts";
+import { ErrorCode } from "../protocol/errors.ts";
+import { isServiceName } from "../protocol/ep_frames.ts";
+import { LuaHandlerRuntime, type LuaHandlerRuntimeOptions } from "./handler_runtime.ts";
 import type { LuaValue } from "./engine.ts";
 import { LuaError } from "./errors.ts";
 import { getConfig } from "@logtape/logtape";
@@ -43,6 +49,8 @@ export interface ControlConfig {
   token?: string;
   /** `ep.config` values. */
   config: Record<string, number>;
+  /** `ep.upstream` calls: other clusters' balancers by name, with the token to present. */
+  upstreams: Record<string, { servers: string[]; token?: string }>;
   /** `ep.exit` code, when the script asked to stop. */
   exitCode?: number;
 }
@@ -55,9 +63,27 @@ export interface Control {
   readonly runtime: LuaHandlerRuntime;
   /** Calls the script's `ep.route(fn)` for a job; undefined means the default route. */
   route(job: Job): Promise<string | undefined>;
+  /**
+   * Starts the script's timers, held until the process it describes runs: each counts from
+   * when the script set it (one whose time passed runs at once).
+   */
+  startTimers(): void;
 }
 
 const CONTROL_LUA = new URL("./control.lua", import.meta.url);
+
+/** Options of {@linkcode loadControl}. */
+export interface LoadControlOptions {
+  /** `ep.exit(code)` after the script ran (from a timer): the process should stop. */
+  onExit?: (code: number) => void;
+  /**
+   * Carries out `ep.call` from the script's timers (and route function): the node's
+   * `call` once it runs. Rejects with a `JobError`, whose kind Lua gets. Without it, or
+   * while it rejects with `CallUnavailableError`, `ep.call` returns `nil, message,
+   * "unavailable"`.
+   */
+  call?: (call: PoolCall) => Promise<PoolCallReply>;
+}
 
 /**
  * Loads and runs a control script. A script that fails to load rejects with a
@@ -72,7 +98,7 @@ const CONTROL_LUA = new URL("./control.lua", import.meta.url);
  */
 export async function loadControl(
   scriptPath: string,
-  options: { onExit?: (code: number) => void } = {},
+  options: LoadControlOptions = {},
 ): Promise<Control> {
   const path = await Deno.realPath(scriptPath);
   const dir = path.slice(0, path.lastIndexOf("/") + 1);
@@ -85,6 +111,7 @@ export async function loadControl(
     routes: [],
     routeFn: false,
     config: {},
+    upstreams: {},
   };
   let loaded = false;
   const str = (v: LuaValue) => (v === null ? "" : String(v));
@@ -107,10 +134,21 @@ export async function loadControl(
     route_fn: () => void (config.routeFn = true),
     token: (t) => void (config.token = str(t)),
     config: (k, v) => void (config.config[str(k)] = Number(v)),
-    exit: (code) => {
-      config.exitCode = Number(code) || 0;
-      if (loaded) options.onExit?.(config.exitCode);
+    // control.lua checked the rest (a fresh name, "host:port" addresses joined with ",").
+    upstream: (name, addrs, token) => {
+      config.upstreams[str(name)] = {
+        servers: str(addrs).split(","),
+        ...(typeof token === "string" ? { token } : {}),
+      };
     },
+    is_service_name: (name) => isServiceName(str(name)),
+    exit: (code) => exit(Number(code) || 0),
+  };
+  // ep.exit: in the script body the script stops there and nothing starts; later (a timer
+  // callback, which the runtime ends quietly) the process stops.
+  const exit = (code: number) => {
+    config.exitCode = code;
+    if (loaded) options.onExit?.(code);
   };
   const controlSource = `local install = assert(load(${luaLongString(controlLua)}, "=control.lua"))
 install("control", ep._ext)
@@ -132,6 +170,9 @@ end`;
       ],
       scriptDir: dir,
       hostFunctions,
+      call: controlCall(options.call),
+      exit,
+      holdTimers: true,
     });
   } catch (err) {
     if (config.exitCode !== undefined && String((err as Error).message).includes("__ep_exit__")) {
@@ -140,6 +181,7 @@ end`;
         config,
         runtime: await LuaHandlerRuntime.create({ services: [] }),
         route: () => Promise.resolve(undefined),
+        startTimers: () => {},
       };
     }
     throw err;
@@ -159,11 +201,41 @@ end`;
         query: job.query,
         headers: job.headers,
         body: job.body,
+        requestId: job.requestId,
       });
       const svc = dec.decode(reply.body);
       return svc === "" ? undefined : svc;
     },
+    startTimers: () => runtime.releaseTimers(),
   };
+}
+
+/** `ep.call` on the main thread: through `call` (the node), errors as `{ kind, message }`. */
+function controlCall(
+  call: LoadControlOptions["call"],
+): NonNullable<LuaHandlerRuntimeOptions["call"]> {
+  return (request, done) => {
+    const pending = call
+      // thread -1: no handler thread's, the main thread's own script.
+      ? Promise.resolve().then(() => call({ thread: -1, ...request, meta: [] }))
+      : Promise.reject(notStarted(request.service));
+    // Always answered later, never from inside this call (the runtime is not waiting yet).
+    pending.then(
+      (r) => done(null, { status: r.status, body: r.body }),
+      (err) => {
+        if (err instanceof JobError) return done({ kind: err.kind, message: err.message });
+        log.error("A control script's call failed: {error}", { error: err });
+        const e = new JobError(ErrorCode.INTERNAL, "Internal error");
+        done({ kind: e.kind, message: e.message });
+      },
+    );
+  };
+}
+
+function notStarted(service: string): CallUnavailableError {
+  return new CallUnavailableError(
+    `This process is still starting: it cannot call "${service.slice(0, 64)}" yet`,
+  );
 }
 
 /**
@@ -183,8 +255,13 @@ export async function runScript(
   let exit: ((code: number) => void) | null = null;
   const exited = new Promise<number>((resolve) => exit = resolve);
   let control: Control;
+  // The script's timers call through the node once it runs (Node.call).
+  let node: Node | null = null;
   try {
-    control = await loadControl(scriptPath, { onExit: (code) => exit!(code) });
+    control = await loadControl(scriptPath, {
+      onExit: (code) => exit!(code),
+      call: (call) => node ? node.call(call) : Promise.reject(notStarted(call.service)),
+    });
   } catch (err) {
     const message = err instanceof LuaError ? err.message : (err as Error).message;
     console.error(`ep: cannot run ${scriptPath}: ${message}`);
@@ -201,8 +278,14 @@ export async function runScript(
       await control.runtime.close();
       return 1;
     }
-    // A plain script: it ran; timers it started keep it alive until ep.exit.
-    return await exited;
+    // A plain script: it ran; timers it started keep it alive until ep.exit. Their ep.call
+    // can reach upstreams (there is no balancer of its own to call through).
+    node = await startNode({ upstreams: c.upstreams });
+    control.startTimers();
+    const code = await exited;
+    await node.close();
+    await control.runtime.close();
+    return code;
   }
   const scriptReal = await Deno.realPath(scriptPath);
   const dir = scriptReal.slice(0, scriptReal.lastIndexOf("/") + 1);
@@ -212,7 +295,7 @@ export async function runScript(
   const totalSlots = c.services.reduce((n, s) => n + (s.slots || threads), 0);
   const concurrency = c.config.concurrency ?? Math.max(1, Math.ceil(totalSlots / threads));
   const token = c.token ?? Deno.env.get("EP_TOKEN");
-  const moduleOptions = (listening: Deno.NetAddr | null): LuaThreadOptions => ({
+  const moduleOptions = (): LuaThreadOptions => ({
     services: c.services.map((s) => ({
       name: s.name,
       file: s.inline ? undefined : new URL(s.file, `file://${dir}`).pathname,
@@ -224,9 +307,9 @@ export async function runScript(
   const timeouts = new Map(
     c.services.filter((s) => s.timeoutMs > 0).map((s) => [s.name, s.timeoutMs]),
   );
-  let node;
+  let started: Node;
   try {
-    node = await startNode({
+    started = await startNode({
       listen: c.listen,
       connect: c.connect.length > 0 ? c.connect : undefined,
       handlers: c.services.length > 0
@@ -245,20 +328,23 @@ export async function runScript(
         serviceGraceMs: c.config.grace_ms,
         prefetchBudgetMs: c.config.prefetch_budget_ms,
       },
+      upstreams: c.upstreams,
     });
   } catch (err) {
     console.error(`ep: cannot start ${scriptPath}: ${(err as Error).message}`);
     await control.runtime.close();
     return 1;
   }
-  node.monitor?.setLuaCounters(() => handlerCounters);
-  if (node.server) {
+  node = started;
+  control.startTimers();
+  started.monitor?.setLuaCounters(() => handlerCounters);
+  if (started.server) {
     console.log(
-      `ep listening on ${c.listen!.hostname}:${node.server.addr.port} (HTTP/1.1 and EP)` +
+      `ep listening on ${c.listen!.hostname}:${started.server.addr.port} (HTTP/1.1 and EP)` +
         (c.services.length ? `, serving ${c.services.map((s) => s.name).join(", ")}` : ""),
     );
   }
-  if (node.worker) {
+  if (started.worker) {
     console.log(
       `ep worker pulling from ${c.connect.join(", ")}: ${c.services.map((s) => s.name).join(", ")}`,
     );
@@ -266,7 +352,7 @@ export async function runScript(
   const onSignal = (signal: Deno.Signal) => () => {
     if (signal === "SIGHUP") {
       log.info("SIGHUP: reloading service code");
-      node.reload().catch((err) => log.error("Reload failed: {error}", { error: err }));
+      started.reload().catch((err) => log.error("Reload failed: {error}", { error: err }));
       return;
     }
     exit!(0);
@@ -277,8 +363,8 @@ export async function runScript(
   for (const [s, h] of handlers) Deno.addSignalListener(s, h);
   const code = await exited;
   for (const [s, h] of handlers) Deno.removeSignalListener(s, h);
-  if (node.worker) await node.drain();
-  else await node.close();
+  if (started.worker) await started.drain();
+  else await started.close();
   await control.runtime.close();
   return code;
 }

@@ -519,3 +519,32 @@ Deno.test("LuaEngine passes an HTTP request's header bytes to Lua as they are, a
     engine.close();
   }
 });
+
+Deno.test("LuaEngine's request table has attempt (1 unless given), the request id and deadline_ms (whole ms left) when given", async () => {
+  const engine = await LuaEngine.create();
+  try {
+    const ref = engine.loadHandler(
+      `return function(req)
+        return table.concat({
+          math.type(req.attempt), req.attempt, tostring(req.id),
+          tostring(req.deadline_ms), math.type(req.deadline_ms) or "none",
+        }, "|")
+      end`,
+      "ctx.lua",
+    );
+    assert.equal(bodyOf(engine.callHandler(ref, request())), "integer|1|nil|nil|none");
+    const given = bodyOf(engine.callHandler(
+      ref,
+      request({ attempt: 3, requestId: "req-1", deadline: performance.now() + 60_000 }),
+    )).split("|");
+    assert.deepEqual(given.slice(0, 3), ["integer", "3", "req-1"]);
+    assert.equal(given[4], "integer");
+    const left = Number(given[3]);
+    assert.ok(left > 0 && left <= 60_000, `deadline_ms ${left}`);
+    // A deadline already past leaves 0 ms, never a negative time.
+    const late = bodyOf(engine.callHandler(ref, request({ deadline: performance.now() - 5 })));
+    assert.equal(late, "integer|1|nil|0|integer");
+  } finally {
+    engine.close();
+  }
+});

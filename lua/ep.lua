@@ -20,6 +20,20 @@ local tointeger, maxinteger, ult = math.tointeger, math.maxinteger, math.ult
 ---@class ep
 local ep = {}
 
+--- The request a handler gets (`function(req)`); reference: lua/API.md, "Requests and
+--- responses". Built by the engine (lua/_marshal.ts), not by Lua code.
+---@class ep.Request
+---@field service string the service the job was routed to
+---@field method string "GET", "POST", … (HTTP), or "EP"
+---@field path string the path without the query; "/<service>" for EP
+---@field query table<string, string> the query, percent-decoded (last of a repeated name)
+---@field query_string string the raw query, without "?"
+---@field headers table<string, string> header fields by lower-case name (repeats joined with ", ")
+---@field body string the body, binary-safe
+---@field attempt integer 1 on the first delivery, 2, 3, … when redelivered
+---@field id string? the request id (the client's x-request-id, or the balancer's)
+---@field deadline_ms integer? whole milliseconds left when the handler started; nil: no deadline
+
 ---------------------------------------------------------------------------------------
 -- log
 
@@ -59,10 +73,15 @@ local host_now = host.now
 ---@type fun(): number
 ep.now = host_now
 
+-- A value for an error message, on one line: control characters as \ddd escapes (3 digits).
+local function oneline(v)
+  return (gsub(tostring(v), "%c", function(c) return format("\\%03d", c:byte()) end))
+end
+
 local function check_ms(name, ms)
   local n = tonumber(ms)
   if n == nil or n ~= n or n < 0 or n == math.huge then
-    error(format("bad argument #1 to '%s' (milliseconds expected, got %s)", name, tostring(ms)), 3)
+    error(format("bad argument #1 to '%s' (milliseconds expected, got %s)", name, oneline(ms)), 3)
   end
   return n
 end
@@ -176,10 +195,15 @@ function ep.env(name, default)
   return v
 end
 
---- Calls another service through the balancer and waits for its answer; other jobs run
---- meanwhile. Only inside a handler or a timer callback.
---- Returns the reply body and status, or `nil`, an error message and its kind
---- (`"timeout"`, `"overloaded"`, `"no_service"`, `"worker_lost"`, `"unavailable"`, …).
+local CALL_OPTIONS = { timeout_ms = true, upstream = true }
+
+--- Calls a service and waits for its answer; other jobs run meanwhile. Without `upstream`
+--- the call goes through this process's own balancer when it listens, else through the
+--- balancers it pulls from; with `upstream`, to that other cluster (see `ep.upstream`).
+--- `timeout_ms` bounds the wait (default: the balancer's). Only inside a handler or a timer
+--- callback (also a control script's). Returns the reply body and status, or `nil`, an
+--- error message and its kind (`"timeout"`, `"overloaded"`, `"no_service"`,
+--- `"worker_lost"`, `"handler_error"`, `"unavailable"`, …).
 ---@param service string
 ---@param body? string
 ---@param opts? { timeout_ms?: number, upstream?: string }
@@ -190,21 +214,39 @@ function ep.call(service, body, opts)
   if type(service) ~= "string" then
     error(format("bad argument #1 to 'ep.call' (string expected, got %s)", type(service)), 2)
   end
+  local timeout, upstream = 0, nil
+  if opts ~= nil then
+    if type(opts) ~= "table" then
+      error(format("bad argument #3 to 'ep.call' (table expected, got %s)", type(opts)), 2)
+    end
+    for k in pairs(opts) do
+      if not CALL_OPTIONS[k] then
+        error(format("bad option '%s' to 'ep.call' (unknown option)", oneline(k)), 2)
+      end
+    end
+    timeout = opts.timeout_ms or 0
+    if type(timeout) ~= "number" or timeout < 0 or timeout ~= timeout then
+      error(format("bad option 'timeout_ms' to 'ep.call' (non-negative number expected, got %s)",
+        type(timeout)), 2)
+    end
+    upstream = opts.upstream
+    if upstream ~= nil and type(upstream) ~= "string" then
+      error(format("bad option 'upstream' to 'ep.call' (string expected, got %s)", type(upstream)), 2)
+    end
+  end
   if not host.managed() then
     error("ep.call is only available inside a handler or a timer callback", 2)
-  end
-  local timeout = opts and opts.timeout_ms or 0
-  local upstream = opts and opts.upstream or nil
-  if upstream ~= nil and type(upstream) ~= "string" then
-    error(format("bad option 'upstream' to 'ep.call' (string expected, got %s)", type(upstream)), 2)
   end
   local ok, a, b = yield("call", service, body == nil and "" or tostring(body), timeout, upstream)
   if ok then return b, a end
   return nil, b, a
 end
 
--- Host functions for the control layer (lua/control.ts); not part of the public API.
+-- For the control layer (lua/control.ts, control.lua); not part of the public API: its host
+-- functions, and whether Lua runs in ep's own coroutine of a call (where control.lua's
+-- ep.exit ends a timer callback by yielding).
 ep._ext = host.ext
+ep._managed = host.managed
 
 ---------------------------------------------------------------------------------------
 -- require: modules are read through the host (wasmoon's own io sees an in-memory file
@@ -307,7 +349,7 @@ local real_collectgarbage = collectgarbage
 local GC_OPTIONS = { collect = true, count = true, step = true, isrunning = true, restart = true }
 function collectgarbage(opt, ...)
   if opt ~= nil and not GC_OPTIONS[opt] then
-    error(format("bad argument #1 to 'collectgarbage' (option \"%s\" is not allowed in ep)", tostring(opt)), 2)
+    error(format("bad argument #1 to 'collectgarbage' (option \"%s\" is not allowed in ep)", oneline(opt)), 2)
   end
   return real_collectgarbage(opt, ...)
 end

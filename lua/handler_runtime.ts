@@ -135,6 +135,18 @@ export interface LuaHandlerRuntimeOptions {
   ) => void;
   /** `call` answers from a promise (the event loop must turn while a call waits). */
   callsNeedEventLoop?: boolean;
+  /**
+   * Carries out `ep.exit(code)` from a timer callback or a job (a control script's, whose
+   * `ep.exit` yields `("exit", code)`): the call ends at once and quietly (its to-be-closed
+   * variables run; a job's reply is empty), then `exit(code)` is called. Without it a call
+   * that yields "exit" fails as not an ep request.
+   */
+  exit?: (code: number) => void;
+  /**
+   * Hold the timers (`ep.timer`, `ep.every`) until {@linkcode LuaHandlerRuntime.releaseTimers}:
+   * a control script's timers start once the process it describes runs. Default false.
+   */
+  holdTimers?: boolean;
   /** Extra host functions for the engines (see `LuaEngineOptions.hostFunctions`). */
   hostFunctions?: LuaEngineOptions["hostFunctions"];
   /**
@@ -180,10 +192,14 @@ export interface LuaJob {
    * its reply's header bytes come back as byte strings (see `LuaRequest.headerBytes`).
    */
   headerBytes?: boolean;
+  /** Delivery attempt (`req.attempt`): 1, the default, unless the job is redelivered. */
+  attempt?: number;
+  /** The request id (`req.id`), when the job has one. */
+  requestId?: string;
   /**
    * When the job's time is up (`performance.now()`); a job still waiting then (in
-   * `ep.sleep`, `ep.call`) fails with `LuaTimeoutError`. Absent: no deadline of its own (the
-   * interrupt slot still stops it).
+   * `ep.sleep`, `ep.call`) fails with `LuaTimeoutError`. The handler sees the time left as
+   * `req.deadline_ms`. Absent: no deadline of its own (the interrupt slot still stops it).
    */
   deadline?: number;
 }
@@ -206,6 +222,9 @@ export interface LuaReply {
   /** Body bytes. */
   body: Uint8Array;
 }
+
+/** The `done` callback of {@linkcode LuaHandlerRuntimeOptions.call}. */
+type CallDone = Parameters<NonNullable<LuaHandlerRuntimeOptions["call"]>>[1];
 
 interface Settle {
   resolve(reply: LuaResponse | undefined): void;
@@ -285,6 +304,8 @@ export class LuaHandlerRuntime {
   #nextTimerToken = -2;
   #replacements = 0;
   #closed = false;
+  /** Timers waiting for {@linkcode LuaHandlerRuntime.releaseTimers}; null: none held. */
+  #held: { gen: Generation; t: TimerState; from: number }[] | null;
 
   /**
    * Creates the engine and loads every service file; a file that fails to load rejects
@@ -313,6 +334,7 @@ export class LuaHandlerRuntime {
     const onError = (err: unknown) => {
       this.#log.error("Lua runtime callback failed: {error}", { error: err });
     };
+    this.#held = options.holdTimers === true ? [] : null;
     this.#threadClock = options.clock === "thread";
     this.#clock = this.#threadClock ? new ThreadClock(onError) : new PreciseClock(onError);
   }
@@ -457,10 +479,10 @@ export class LuaHandlerRuntime {
     const o = this.#options;
     // Service files may start timers while they load, before the generation exists.
     let gen: Generation | undefined;
-    const early = new Map<number, [number, boolean]>();
+    const early = new Map<number, [number, boolean, number]>();
     const timers: LuaTimerHost = {
       set: (id, ms, repeat) => {
-        if (gen === undefined) early.set(id, [ms, repeat]);
+        if (gen === undefined) early.set(id, [ms, repeat, performance.now()]);
         else this.#setTimer(gen, id, ms, repeat);
       },
       clear: (id) => {
@@ -484,7 +506,7 @@ export class LuaHandlerRuntime {
         refs.set(s.name, engine.loadHandler(s.source, s.chunkName, s.name));
       }
       gen = new Generation(engine, refs);
-      for (const [id, [ms, repeat]] of early) this.#setTimer(gen, id, ms, repeat);
+      for (const [id, [ms, repeat, from]] of early) this.#setTimer(gen, id, ms, repeat, from);
       return gen;
     } catch (err) {
       engine.close();
@@ -503,6 +525,10 @@ export class LuaHandlerRuntime {
     }
     const { call, op, args } = step;
     const w: Waiting = { gen, call, settle, entry: undefined };
+    // An ep.call answered before the call is registered as waiting (at the end here): it
+    // resumes on the clock's next turn, as if it had come from the ring or a socket.
+    let registered = false;
+    let early: LuaValue[] | undefined;
     if (op === "sleep") {
       // ("sleep", ms, start): start is ep.now() when ep.sleep was called.
       const ms = typeof args[0] === "number" ? args[0] : 0;
@@ -514,19 +540,42 @@ export class LuaHandlerRuntime {
       const [service, body, timeout, upstream] = args;
       this.#calls++;
       let answered = false;
-      this.#options.call({
-        service: String(service),
-        body: body instanceof Uint8Array ? body : utf8.encode(String(body ?? "")),
-        timeoutMs: Number(timeout) || 0,
-        upstream: typeof upstream === "string" ? upstream : undefined,
-      }, (err, reply) => {
+      const done: CallDone = (err, reply) => {
         if (answered) return;
         answered = true;
         this.#calls--;
-        if (this.#waiting.get(call) !== w) return;
-        if (err) this.#wakeUp(w, [false, err.kind ?? "unavailable", err.message ?? String(err)]);
-        else this.#wakeUp(w, [true, reply!.status, reply!.body]);
-      });
+        const values: LuaValue[] = err
+          ? [false, err.kind ?? "unavailable", err.message ?? String(err)]
+          : [true, reply!.status, reply!.body];
+        if (!registered) early = values;
+        else if (this.#waiting.get(call) === w) this.#wakeUp(w, values);
+      };
+      try {
+        this.#options.call({
+          service: String(service),
+          body: body instanceof Uint8Array ? body : utf8.encode(String(body ?? "")),
+          timeoutMs: Number(timeout) || 0,
+          upstream: typeof upstream === "string" ? upstream : undefined,
+        }, done);
+      } catch (err) {
+        // A call that cannot even start is answered like one that failed.
+        if (!(err instanceof JobError)) {
+          this.#log.error("ep.call failed to start: {error}", { error: err });
+        }
+        done({
+          kind: err instanceof JobError ? err.kind : "internal",
+          message: err instanceof JobError ? err.message : "Internal error",
+        });
+      }
+    } else if (op === "exit" && this.#options.exit) {
+      // ep.exit in a control script's timer: the callback ends here, with no error to log.
+      gen.engine.cancel(call);
+      gen.inFlight--;
+      this.#unwatch(settle);
+      settle.resolve(undefined);
+      this.#maybeRetire(gen);
+      this.#options.exit(typeof args[0] === "number" ? args[0] : 0);
+      return;
     } else {
       gen.engine.cancel(call);
       gen.inFlight--;
@@ -541,6 +590,11 @@ export class LuaHandlerRuntime {
     }
     this.#waiting.set(call, w);
     settle.current = w;
+    registered = true;
+    if (early !== undefined) {
+      const values = early;
+      w.entry = this.#clock.at(performance.now(), () => this.#wakeUp(w, values));
+    }
     if (settle.deadline !== undefined && settle.expiry === undefined) {
       settle.expiry = this.#clock.at(settle.deadline, () => this.#expire(settle));
     }
@@ -713,12 +767,45 @@ export class LuaHandlerRuntime {
   // ---------------------------------------------------------------------------------
   // ep.timer / ep.every
 
-  #setTimer(gen: Generation, id: number, ms: number, repeat: boolean): void {
+  /** Starts timer `id`, counting from `from` (`performance.now()` time; default now). */
+  #setTimer(
+    gen: Generation,
+    id: number,
+    ms: number,
+    repeat: boolean,
+    from: number = performance.now(),
+  ): void {
     if (this.#closed) return;
     const period = repeat ? Math.max(ms, 1) : ms;
     const t: TimerState = { id, ms: period, repeat, entry: undefined };
     gen.timers.set(id, t);
-    t.entry = this.#clock.after(period, () => this.#fireTimer(gen, t, performance.now()));
+    if (this.#held !== null) this.#held.push({ gen, t, from });
+    else this.#armTimer(gen, t, from);
+  }
+
+  #armTimer(gen: Generation, t: TimerState, from: number): void {
+    t.entry = this.#clock.at(from + t.ms, () => this.#fireTimer(gen, t, performance.now()));
+  }
+
+  /**
+   * Starts the timers held so far (see {@linkcode LuaHandlerRuntimeOptions.holdTimers}):
+   * each counts from when it was set, so one whose time passed meanwhile runs at once.
+   * Timers set later start at once. Idempotent.
+   *
+   * @example
+   * ```ts ignore
+   * const runtime = await LuaHandlerRuntime.create({ services, holdTimers: true });
+   * await startWhatTheScriptAskedFor();
+   * runtime.releaseTimers();
+   * ```
+   */
+  releaseTimers(): void {
+    const held = this.#held;
+    if (held === null) return;
+    this.#held = null;
+    for (const { gen, t, from } of held) {
+      if (gen.timers.get(t.id) === t && !gen.retired && !this.#closed) this.#armTimer(gen, t, from);
+    }
   }
 
   #clearTimer(gen: Generation, id: number): void {

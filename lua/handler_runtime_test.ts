@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { configure, type LogRecord } from "@logtape/logtape";
 import { JobError } from "../core/job.ts";
+import { ErrorCode } from "../protocol/errors.ts";
 import { LuaHandlerRuntime, type LuaJob, type LuaServiceSource } from "./handler_runtime.ts";
 import { LuaError, LuaMemoryError, LuaTimeoutError } from "./errors.ts";
 import { loadLua } from "./_lua_api.ts";
@@ -403,6 +404,161 @@ Deno.test("An engine that failed is replaced before it runs another job; its sus
     );
   } finally {
     (raw as { _lua_resume: typeof resume })._lua_resume = resume;
+    runtime.close();
+  }
+});
+
+Deno.test("With the exit option, a timer callback or job that yields exit ends at once and quietly, its to-be-closed variables run", async () => {
+  records.length = 0;
+  const exits: number[] = [];
+  const runtime = await LuaHandlerRuntime.create({
+    services: [
+      service(
+        "stop",
+        `ep.timer(1, function()
+          local closed <close> = setmetatable({}, { __close = function() CLOSED = (CLOSED or 0) + 1 end })
+          pcall(coroutine.yield, "exit", 5)
+          AFTER = true
+        end)
+        return function()
+          local closed <close> = setmetatable({}, { __close = function() CLOSED = (CLOSED or 0) + 1 end })
+          coroutine.yield("exit", 6)
+          AFTER = true
+        end`,
+      ),
+      service("state", `return function() return tostring(CLOSED) .. " " .. tostring(AFTER) end`),
+    ],
+    exit: (code) => exits.push(code),
+  });
+  try {
+    await until(() => exits.length === 1 || records.some((r) => r.level === "error"));
+    assert.deepEqual(records.filter((r) => r.level === "error").map((r) => r.message), []);
+    assert.equal((await runtime.handle(job("stop"))).status, 204);
+    assert.deepEqual(exits, [5, 6]);
+    assert.equal(text.decode((await runtime.handle(job("state"))).body), "2 nil");
+    assert.equal(runtime.inFlight, 0);
+    assert.deepEqual(records.filter((r) => r.level === "error").map((r) => r.message), []);
+  } finally {
+    runtime.close();
+  }
+  // Without the option, "exit" is not an ep request.
+  const plain = await LuaHandlerRuntime.create({
+    services: [service("stop", `return function() coroutine.yield("exit", 1) end`)],
+  });
+  try {
+    await assert.rejects(plain.handle(job("stop")), {
+      message: 'Handler of service "stop" yielded "exit", which is not an ep request',
+    });
+  } finally {
+    plain.close();
+  }
+});
+
+Deno.test("ep.call refuses options of the wrong type with a Lua error naming the option", async () => {
+  const runtime = await LuaHandlerRuntime.create({
+    services: [
+      service(
+        "bad",
+        `return function(req) local body = ep.call("x", "", load("return " .. req.body)()) return body end`,
+      ),
+    ],
+    call: (_request, done) =>
+      queueMicrotask(() => done(null, { status: 200, body: new Uint8Array() })),
+  });
+  try {
+    const cases: [string, string][] = [
+      [`"fast"`, "bad argument #3 to 'ep.call' (table expected, got string)"],
+      [
+        `{ timeout_ms = "soon" }`,
+        "bad option 'timeout_ms' to 'ep.call' (non-negative number expected, got string)",
+      ],
+      [
+        `{ timeout_ms = -1 }`,
+        "bad option 'timeout_ms' to 'ep.call' (non-negative number expected, got number)",
+      ],
+      [`{ upstream = 7 }`, "bad option 'upstream' to 'ep.call' (string expected, got number)"],
+      [`{ upstrem = "a" }`, "bad option 'upstrem' to 'ep.call' (unknown option)"],
+    ];
+    for (const [opts, expected] of cases) {
+      await assert.rejects(runtime.handle(job("bad", opts)), (err: unknown) => {
+        assert.ok(err instanceof LuaError);
+        assert.equal(err.message, `bad.lua:1: ${expected}`, opts);
+        return true;
+      });
+    }
+    assert.equal(
+      (await runtime.handle(job("bad", `{ timeout_ms = 5, upstream = "u" }`))).status,
+      200,
+    );
+    assert.equal((await runtime.handle(job("bad", `nil`))).status, 200);
+  } finally {
+    runtime.close();
+  }
+});
+
+Deno.test("An ep.call answered at once (inside the call option) or whose call option throws resumes the handler with the answer", async () => {
+  const runtime = await LuaHandlerRuntime.create({
+    services: [
+      service(
+        "front",
+        `return function(req)
+          local body, status, kind = ep.call(req.body, "x")
+          return tostring(body) .. " " .. tostring(status) .. " " .. tostring(kind)
+        end`,
+      ),
+    ],
+    call: ({ service: svc }, done) => {
+      if (svc === "now") return done(null, { status: 200, body: utf8e.encode("at once") });
+      if (svc === "refused") return done({ kind: "bad_request", message: "Too long" });
+      if (svc === "job-error") throw new JobError(ErrorCode.OVERLOADED, "Busy");
+      throw new TypeError("broken call option");
+    },
+  });
+  try {
+    const answer = async (svc: string) =>
+      text.decode((await runtime.handle(job("front", svc))).body);
+    assert.equal(await answer("now"), "at once 200 nil");
+    assert.equal(await answer("refused"), "nil Too long bad_request");
+    assert.equal(await answer("job-error"), "nil Busy overloaded");
+    assert.equal(await answer("other"), "nil Internal error internal");
+    assert.equal(runtime.inFlight, 0);
+  } finally {
+    runtime.close();
+  }
+});
+
+Deno.test("With holdTimers, timers set while a file loads wait for releaseTimers, then count from when they were set", async () => {
+  const runtime = await LuaHandlerRuntime.create({
+    holdTimers: true,
+    services: [
+      service(
+        "state",
+        `FIRED = {}
+        ep.timer(1, function() FIRED[#FIRED + 1] = "timer" end)
+        local every = ep.every(5, function() FIRED[#FIRED + 1] = "every" end)
+        ep.timer(1, function() FIRED[#FIRED + 1] = "cancelled" end):cancel()
+        return function(req)
+          if req.body == "stop" then every:cancel() end
+          return table.concat(FIRED, ",")
+        end`,
+      ),
+    ],
+  });
+  const state = async (body = "") => text.decode((await runtime.handle(job("state", body))).body);
+  try {
+    await new Promise((r) => setTimeout(r, 30));
+    assert.equal(await state(), "", "nothing fires before releaseTimers");
+    runtime.releaseTimers();
+    runtime.releaseTimers(); // idempotent
+    // Their time passed while held: the timer runs at once, the every at once and on.
+    let seen: string[] = [];
+    while (seen.length < 3) {
+      await new Promise((r) => setTimeout(r, 2));
+      seen = (await state()).split(",").filter((s) => s !== "");
+    }
+    assert.deepEqual(seen.slice(0, 3), ["timer", "every", "every"]);
+    await state("stop");
+  } finally {
     runtime.close();
   }
 });

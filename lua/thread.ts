@@ -112,9 +112,10 @@ export async function createHandlerRuntime(ctx: HandlerRuntimeContext): Promise<
     sources.push({
       name: s.name,
       chunkName: name,
+      // control.lua's "thread" mode runs the script's top level with only ep.service acting.
       source: `if __EP_INLINE == nil then
-  assert(load(${luaLongString(controlLua)}, "=control.lua"))("thread")
-  assert(load(${luaLongString(inlineScript)}, ${JSON.stringify("@" + name)}))()
+  local run = assert(load(${luaLongString(controlLua)}, "=control.lua"))("thread")
+  run(assert(load(${luaLongString(inlineScript)}, ${JSON.stringify("@" + name)})))
 end
 local h = __EP_INLINE[${JSON.stringify(s.name)}]
 if h == nil then error(${JSON.stringify(`service "${s.name}" is not defined inline`)}) end
@@ -146,41 +147,12 @@ return h`,
     clock: "thread",
   });
   const names = o.services.map((s) => s.name);
-  const job = (req: HandlerRequest, serviceIndex: number): LuaJob => {
-    let method = "EP";
-    let path = "/" + names[serviceIndex];
-    let query = "";
-    let headers: [string, string][] = EMPTY_HEADERS;
-    let http = false; // an HTTP job (SPEC.md §10): its header strings are byte strings
-    if (req.meta.length > 0) {
-      headers = [];
-      for (const [k, v] of decodeMeta(req.meta)) {
-        if (k === "ep-method") {
-          method = v;
-          http = true;
-        } else if (k === "ep-path") path = v;
-        else if (k === "ep-query") query = v;
-        else headers.push([k, v]);
-      }
-    }
-    return {
-      id: req.id,
-      service: names[serviceIndex],
-      method,
-      path,
-      query,
-      headers,
-      body: req.body,
-      headerBytes: http,
-      deadline: req.deadline,
-    };
-  };
   return {
     services: names,
     handle(req: HandlerRequest, serviceIndex: number): HandlerResult | Promise<HandlerResult> {
       let reply: LuaReply | Promise<LuaReply>;
       try {
-        reply = runtime.handleSync(job(req, serviceIndex));
+        reply = runtime.handleSync(luaJob(req, names[serviceIndex]));
       } catch (err) {
         throw withTraceback(err);
       }
@@ -194,7 +166,7 @@ return h`,
     start(req, serviceIndex, done): HandlerResult | undefined {
       let reply: LuaReply | undefined;
       try {
-        reply = runtime.start(job(req, serviceIndex), (err, r) => {
+        reply = runtime.start(luaJob(req, names[serviceIndex]), (err, r) => {
           if (err) done(withTraceback(err));
           else done(null, toResult(r!));
         });
@@ -213,7 +185,66 @@ return h`,
   };
 }
 
+/**
+ * The job a Lua handler gets for a handler thread's request: the request line from
+ * `ep-method`, `ep-path`, `ep-query` (an HTTP job; else method "EP" and path
+ * `"/<service>"`), `req.id` from `ep-request-id`, `req.attempt` from `ep-attempt` (1 when
+ * absent), `req.deadline_ms` from the request's deadline; every other key is a header. No
+ * `ep-` key is ever a header (SPEC.md §10).
+ *
+ * @example
+ * ```ts
+ * import { luaJob } from "./thread.ts";
+ * import { encodeMeta } from "../protocol/ep_meta.ts";
+ * const meta = encodeMeta([["ep-request-id", "r1"], ["ep-attempt", "2"], ["x-a", "1"]]);
+ * const job = luaJob({ id: 1, service: "s", meta, body: new Uint8Array() }, "s");
+ * console.assert(job.attempt === 2 && job.requestId === "r1" && job.headers.length === 1);
+ * ```
+ */
+export function luaJob(req: HandlerRequest, service: string): LuaJob {
+  let method = "EP";
+  let path = "/" + service;
+  let query = "";
+  let headers: [string, string][] = EMPTY_HEADERS;
+  let http = false; // an HTTP job (SPEC.md §10): its header strings are byte strings
+  let attempt = 1;
+  let requestId: string | undefined;
+  if (req.meta.length > 0) {
+    headers = [];
+    for (const [k, v] of decodeMeta(req.meta)) {
+      // Keys beginning with "ep-" are ep's own (SPEC.md §10): never a header.
+      if (k.charCodeAt(0) !== 0x65 || !k.startsWith("ep-")) headers.push([k, v]);
+      else if (k === "ep-method") {
+        method = v;
+        http = true;
+      } else if (k === "ep-path") path = v;
+      else if (k === "ep-query") query = v;
+      else if (k === "ep-request-id") requestId = v;
+      else if (k === "ep-attempt") attempt = attemptOf(v);
+    }
+  }
+  return {
+    id: req.id,
+    service,
+    method,
+    path,
+    query,
+    headers,
+    body: req.body,
+    headerBytes: http,
+    attempt,
+    requestId,
+    deadline: req.deadline,
+  };
+}
+
 const EMPTY_HEADERS: [string, string][] = [];
+
+/** `ep-attempt`'s value: 2, 3, … (anything else, which ep never sends, counts as 1). */
+function attemptOf(v: string): number {
+  const n = Number(v);
+  return Number.isSafeInteger(n) && n > 1 ? n : 1;
+}
 
 function toResult(reply: LuaReply): HandlerResult {
   return {

@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 import { HandlerPool } from "../core/threads/pool.ts";
 import { HandlerError } from "../core/errors.ts";
 import { LUA_RUNTIME, type LuaThreadOptions } from "./thread.ts";
+import { encodeMeta } from "../protocol/ep_meta.ts";
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
@@ -49,6 +50,151 @@ return function() return ENGINE .. " " .. tostring(LEAK ~= nil) end`,
       assert.notEqual(engine, first, "a new engine answers");
       assert.equal(leaked, "false", "the new engine has none of the old one's state");
     }
+  } finally {
+    await pool.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("A Lua handler on a handler thread sees its attempt, request id and deadline from the ring meta, and no ep- key as a header", async () => {
+  const dir = await project({
+    "ctx.lua": `return function(req)
+  local names = {}
+  for k in pairs(req.headers) do names[#names + 1] = k end
+  table.sort(names)
+  return ep.json.encode({
+    attempt = req.attempt, id = req.id or "none", deadline_ms = req.deadline_ms or "none",
+    method = req.method, path = req.path, query_string = req.query_string,
+    headers = ep.json.array(names),
+  })
+end`,
+  });
+  const options: LuaThreadOptions = {
+    services: [{ name: "ctx", file: `${dir}/ctx.lua` }],
+    scriptDir: `${dir}/`,
+    logLevel: "fatal",
+  };
+  const pool = await HandlerPool.start({ module: LUA_RUNTIME, moduleOptions: options, threads: 1 });
+  try {
+    // An HTTP job, redelivered, with a deadline: what a worker's ring carries (SPEC.md §10).
+    const redelivered = JSON.parse(dec.decode(
+      (await pool.call({
+        id: 1,
+        service: "ctx",
+        meta: encodeMeta([
+          ["ep-method", "GET"],
+          ["ep-path", "/ctx/a"],
+          ["ep-query", "q=1"],
+          ["ep-request-id", "req-7"],
+          ["ep-attempt", "2"],
+          ["x-trace", "t"],
+          ["ep-something-new", "x"],
+        ]),
+        body: enc.encode(""),
+        deadlineMs: 60_000,
+      })).body,
+    ));
+    const left = redelivered.deadline_ms;
+    delete redelivered.deadline_ms;
+    assert.deepEqual(redelivered, {
+      attempt: 2,
+      id: "req-7",
+      method: "GET",
+      path: "/ctx/a",
+      query_string: "q=1",
+      headers: ["x-trace"],
+    });
+    assert.ok(Number.isInteger(left) && left > 0 && left <= 60_000, `deadline_ms ${left}`);
+    // A first delivery with no deadline and no request id.
+    const first = JSON.parse(dec.decode(
+      (await pool.call({ id: 2, service: "ctx", body: enc.encode("") })).body,
+    ));
+    assert.equal(first.attempt, 1);
+    assert.equal(first.id, "none");
+    assert.equal(first.deadline_ms, "none");
+    assert.deepEqual(first.headers, []);
+  } finally {
+    await pool.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("On a handler thread the control script's top level does nothing but ep.service; its inline handlers then use ep.log and timers as usual", async () => {
+  const dir = await project({
+    "main.lua": `TICKS = 0
+ep.every(1, function() TICKS = TICKS + 1 end)
+local once = ep.timer(1, function() TICKS = TICKS + 100 end)
+once:cancel()
+ep.log.info("top level")
+print("top level print")
+ep.upstream("other", "127.0.0.1:1")
+ep.config { retries = 1 }
+ep.exit(3)
+local info = ep.log.info
+ep.service("probe", function(req)
+  ep.sleep(30)
+  local before = TICKS
+  local fired = false
+  ep.timer(1, function() fired = true end)
+  ep.sleep(20)
+  info("a handler logs") -- captured at the top level: works in the handler
+  return before .. " " .. tostring(fired)
+end)
+`,
+  });
+  const options: LuaThreadOptions = {
+    services: [{ name: "probe" }],
+    script: `${dir}/main.lua`,
+    scriptDir: `${dir}/`,
+    logLevel: "fatal",
+  };
+  const pool = await HandlerPool.start({ module: LUA_RUNTIME, moduleOptions: options, threads: 2 });
+  try {
+    const reply = await pool.call({ id: 1, service: "probe", body: enc.encode("") });
+    // No tick of the top level's ep.every ran on the thread; the handler's own timer did.
+    assert.equal(dec.decode(reply.body), "0 true");
+  } finally {
+    await pool.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("An ep.call the handler thread refuses at once (a service or upstream name too long to encode) returns nil, message, kind instead of hanging", async () => {
+  const dir = await project({
+    "front.lua": `return function(req)
+  local long = ("x"):rep(70000)
+  local body, message, kind
+  if req.body == "service" then body, message, kind = ep.call(long, "")
+  else body, message, kind = ep.call("svc", "", { upstream = long }) end
+  return tostring(body) .. "|" .. tostring(kind)
+end`,
+  });
+  const options: LuaThreadOptions = {
+    services: [{ name: "front", file: `${dir}/front.lua` }],
+    scriptDir: `${dir}/`,
+    logLevel: "fatal",
+  };
+  let onCalls = 0;
+  const pool = await HandlerPool.start({
+    module: LUA_RUNTIME,
+    moduleOptions: options,
+    threads: 1,
+    onCall: () => {
+      onCalls++;
+      return Promise.resolve({ status: 200, meta: [], body: new Uint8Array() });
+    },
+  });
+  try {
+    for (const [id, body] of [[1, "service"], [2, "upstream"]] as const) {
+      const reply = await pool.call({
+        id,
+        service: "front",
+        body: enc.encode(body),
+        deadlineMs: 10_000,
+      });
+      assert.equal(dec.decode(reply.body), "nil|bad_request", body);
+    }
+    assert.equal(onCalls, 0);
   } finally {
     await pool.close();
     await Deno.remove(dir, { recursive: true });

@@ -289,3 +289,183 @@ Deno.test("lua: SIGHUP reloads service code under load and no job fails", async 
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+/** Waits for a process to exit, at most `ms`; a process still running then fails the test. */
+async function exitedWithin(proc: Proc, ms: number): Promise<Deno.CommandStatus> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () => reject(new Error(`still running after ${ms} ms:\n${proc.output}`)),
+      ms,
+    );
+  });
+  try {
+    return await Promise.race([proc.exited, late]);
+  } finally {
+    clearTimeout(timer);
+    proc.kill();
+  }
+}
+
+Deno.test("lua: a job redelivered after its worker was killed sees req.attempt = 2", async () => {
+  const dir = await project({
+    "main.lua": LISTEN + `ep.config { retries = 1 }\n`,
+    "worker.lua": `ep.connect { ep.env("EP_CONNECT") }
+ep.threads(1)
+ep.service("job", function(req)
+  if ep.env("HANG") then ep.sleep(60000) end
+  return tostring(req.attempt)
+end)
+`,
+  });
+  const b = await run(dir);
+  const first = new Proc(["run", `${dir}/worker.lua`], { EP_CONNECT: b.addr, HANG: "1" });
+  let second: Proc | null = null;
+  try {
+    await waitStats(b.addr, (s) => s.providers.length === 1);
+    const reply = fetch(`${b.url}/job`, { method: "POST", body: "x" });
+    await waitStats(b.addr, (s) => s.providers.some((p) => p.busy > 0));
+    second = new Proc(["run", `${dir}/worker.lua`], { EP_CONNECT: b.addr });
+    await waitStats(b.addr, (s) => s.providers.length === 2);
+    first.kill("SIGKILL");
+    const res = await reply;
+    assert.equal(res.status, 200);
+    assert.equal(await res.text(), "2");
+  } finally {
+    await first.stop();
+    await second?.stop();
+    await b.proc.stop();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("lua: req.id is the client's x-request-id, req.deadline_ms the time left of its ep-timeout, req.attempt 1", async () => {
+  const dir = await project({
+    "main.lua": LISTEN + `ep.service("ctx", function(req)
+  return ep.json.encode({
+    id = req.id, deadline_ms = req.deadline_ms, attempt = req.attempt,
+    headers = { id = req.headers["x-request-id"] or "none", ep = req.headers["ep-request-id"] or "none" },
+  })
+end)
+`,
+  });
+  const { proc, url, addr } = await run(dir);
+  try {
+    const res = await fetch(`${url}/ctx`, {
+      headers: { "x-request-id": "order-42.a", "ep-timeout": "5000" },
+    });
+    const ctx = await res.json();
+    assert.equal(ctx.id, "order-42.a");
+    assert.equal(ctx.attempt, 1);
+    assert.ok(ctx.deadline_ms > 0 && ctx.deadline_ms <= 5000, `deadline_ms ${ctx.deadline_ms}`);
+    // The client's header stays a header; ep's own key is not one.
+    assert.deepEqual(ctx.headers, { id: "order-42.a", ep: "none" });
+    // Over EP, with no id of the client's: one the balancer made.
+    const client = await connect(addr);
+    const ep = JSON.parse(dec.decode((await client.request("ctx", "", { timeoutMs: 3000 })).body));
+    client.close();
+    assert.match(ep.id, /^[0-9a-f]{16}$/);
+    assert.ok(ep.deadline_ms > 0 && ep.deadline_ms <= 3000, `deadline_ms ${ep.deadline_ms}`);
+  } finally {
+    await proc.stop();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("lua: ep.call with { upstream = name } reaches a service behind another cluster's balancer", async () => {
+  const dir = await project({
+    "a.lua": LISTEN + `ep.service("billing", function(req) return "billed " .. req.body end)\n`,
+    "once.lua": `ep.upstream("a", ep.env("A_ADDR"))
+ep.timer(0, function()
+  local body, message = ep.call("billing", "once", { upstream = "a" })
+  ep.log.info("got " .. tostring(body or message))
+  ep.exit(body and 0 or 1)
+end)
+`,
+    "main.lua": LISTEN + `ep.upstream("a", { "127.0.0.1:1", ep.env("A_ADDR") })
+ep.config { grace_ms = 0 }
+ep.service("front", function(req)
+  local body, status = ep.call("billing", req.body, { upstream = "a", timeout_ms = 5000 })
+  local _, own, own_kind = ep.call("billing", req.body)
+  local _, unknown, unknown_kind = ep.call("billing", req.body, { upstream = "nowhere" })
+  return table.concat({ body, status, own_kind, unknown, unknown_kind }, "|")
+end)
+`,
+  });
+  const a = new Proc(["run", `${dir}/a.lua`], { EP_PORT: "0" });
+  let b: { proc: Proc; url: string } | null = null;
+  try {
+    const m = await a.waitFor(/listening on [^:]+:(\d+)/, 20_000);
+    b = await run(dir, { A_ADDR: `127.0.0.1:${m[1]}` });
+    const res = await fetch(`${b.url}/front`, { method: "POST", body: "7" });
+    assert.equal(
+      await res.text(),
+      'billed 7|200|no_service|No upstream "nowhere"|no_service',
+    );
+    // A script with neither ep.listen nor ep.connect calls an upstream from its timer.
+    const once = new Proc(["run", `${dir}/once.lua`], { A_ADDR: `127.0.0.1:${m[1]}` });
+    const status = await exitedWithin(once, 20_000);
+    assert.equal(status.code, 0, once.output);
+    assert.match(once.output, /got billed once/);
+  } finally {
+    await b?.proc.stop();
+    await a.stop();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("lua: ep.call works in a control-script timer, and ep.exit there exits quietly with its code", async () => {
+  const dir = await project({
+    // The script's timers start once the process runs: the first call is answered.
+    "main.lua": LISTEN + `ep.service("double", function(req) return req.body .. req.body end)
+ep.timer(0, function()
+  local body, status_or_message, kind = ep.call("double", "ab")
+  if body == nil then
+    ep.log.info("timer call failed: " .. status_or_message .. " " .. kind)
+    ep.exit(6)
+  end
+  ep.log.info("timer called: " .. body .. " " .. status_or_message)
+  ep.exit(5)
+end)
+`,
+  });
+  const proc = new Proc(["run", `${dir}/main.lua`], { EP_PORT: "0" });
+  try {
+    const status = await exitedWithin(proc, 20_000);
+    assert.equal(status.code, 5, proc.output);
+    assert.match(proc.output, /timer called: abab 200/);
+    assert.doesNotMatch(proc.output, /__ep_exit__|ERR|not an ep request/);
+  } finally {
+    await proc.stop();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("lua: a control script's top-level ep.log and ep.every run once per process, not once per handler thread", async () => {
+  const dir = await project({
+    "main.lua": `ep.listen { port = tonumber(ep.env("EP_PORT", "0")) }
+ep.threads(3)
+ep.log.info("top-level line")
+local ticks = 0
+ep.every(50, function()
+  ticks = ticks + 1
+  ep.log.info("tick " .. ticks)
+end)
+ep.service("ping", function() return "pong" end)
+`,
+  });
+  const { proc, url } = await run(dir);
+  try {
+    // Three threads have run the script (for the inline handler): all answer.
+    const replies = await Promise.all(
+      [1, 2, 3, 4, 5, 6].map(async () => await (await fetch(`${url}/ping`)).text()),
+    );
+    assert.deepEqual(replies, Array(6).fill("pong"));
+    await proc.waitFor(/tick 4\b/, 20_000);
+    assert.equal(proc.output.match(/top-level line/g)?.length, 1, proc.output);
+    assert.equal(proc.output.match(/tick 2\b/g)?.length, 1, proc.output);
+  } finally {
+    await proc.stop();
+    await Deno.remove(dir, { recursive: true });
+  }
+});

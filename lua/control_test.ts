@@ -1,0 +1,237 @@
+/**
+ * Control scripts on the main thread (`loadControl`): what `ep.upstream` records, and what
+ * `ep.call` and `ep.exit` do in a control script's timers. End to end, in real processes:
+ * `tests/lua_control_test.ts`.
+ */
+import assert from "node:assert/strict";
+import { configure, type LogRecord } from "@logtape/logtape";
+import { ErrorCode } from "../protocol/errors.ts";
+import { JobError } from "../core/job.ts";
+import type { PoolCall } from "../core/threads/pool_types.ts";
+import { type Control, loadControl } from "./control.ts";
+import { LuaError } from "./errors.ts";
+
+const records: LogRecord[] = [];
+await configure({
+  reset: true,
+  sinks: { buffer: (r: LogRecord) => void records.push(r) },
+  loggers: [
+    { category: ["ep"], sinks: ["buffer"], lowestLevel: "debug" },
+    { category: ["logtape", "meta"], sinks: [], lowestLevel: "warning" },
+  ],
+});
+
+const utf8 = new TextEncoder();
+const utf8d = new TextDecoder();
+
+/** Writes `main.lua` into a temp dir and loads it; the dir is removed afterwards. */
+async function withScript<T>(
+  source: string,
+  options: Parameters<typeof loadControl>[1],
+  fn: (control: Control) => Promise<T>,
+): Promise<T> {
+  const dir = await Deno.makeTempDir({ prefix: "ep-control-" });
+  await Deno.writeTextFile(`${dir}/main.lua`, source);
+  let control: Control | undefined;
+  try {
+    control = await loadControl(`${dir}/main.lua`, options);
+    control.startTimers();
+    return await fn(control);
+  } finally {
+    control?.runtime.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+/** The message a script that fails to load rejects with. */
+async function loadError(source: string): Promise<string> {
+  try {
+    await withScript(source, {}, () => Promise.resolve());
+  } catch (err) {
+    assert.ok(err instanceof LuaError, String(err));
+    return err.message;
+  }
+  assert.fail(`the script loaded: ${source}`);
+}
+
+function message(r: LogRecord): string {
+  return r.message.map(String).join("");
+}
+
+Deno.test("ep.upstream names another cluster's balancers (one or a list) and the token to present", async () => {
+  const script = `
+ep.upstream("billing", { "10.0.0.5:7070", "10.0.0.6:7070" }, { token = "s3cret" })
+ep.upstream("audit.v2", "[::1]:7071")
+`;
+  await withScript(script, {}, (control) => {
+    assert.deepEqual(control.config.upstreams, {
+      billing: { servers: ["10.0.0.5:7070", "10.0.0.6:7070"], token: "s3cret" },
+      "audit.v2": { servers: ["[::1]:7071"] },
+    });
+    return Promise.resolve();
+  });
+});
+
+Deno.test("ep.upstream refuses a bad name, address list, port or option with a Lua error naming the argument", async () => {
+  const cases: [string, RegExp][] = [
+    [
+      `ep.upstream(7, "a:1")`,
+      /main\.lua:1: bad argument #1 to 'ep\.upstream' \(string expected, got number\)/,
+    ],
+    [
+      `ep.upstream("Billing", "a:1")`,
+      /main\.lua:1: bad argument #1 to 'ep\.upstream' \(service-like name expected: 1–64 characters of a-z 0-9 _ \. - starting with a letter or digit; got "Billing"\)/,
+    ],
+    [
+      `ep.upstream("b")`,
+      /bad argument #2 to 'ep\.upstream' \("host:port" or a list of them expected, got nil\)/,
+    ],
+    [
+      `ep.upstream("b", {})`,
+      /bad argument #2 to 'ep\.upstream' \(at least one "host:port" expected\)/,
+    ],
+    [
+      `ep.upstream("b", { "a:1", 7 })`,
+      /bad argument #2 to 'ep\.upstream' \("host:port" expected at index 2, got 7\)/,
+    ],
+    [
+      `ep.upstream("b", "nohost")`,
+      /bad argument #2 to 'ep\.upstream' \("host:port" expected at index 1, got "nohost"\)/,
+    ],
+    [
+      `ep.upstream("b", "a:1\\n")`,
+      /main\.lua:1: bad argument #2 to 'ep\.upstream' \("host:port" expected at index 1, got "a:1\\n"\)$/,
+    ],
+    [
+      `ep.upstream("b", "a:70000")`,
+      /bad argument #2 to 'ep\.upstream' \("host:port" expected at index 1, got "a:70000"\)/,
+    ],
+    [
+      `ep.upstream("b", "a:1", "t")`,
+      /bad argument #3 to 'ep\.upstream' \(table expected, got string\)/,
+    ],
+    [
+      `ep.upstream("b", "a:1", { token = 5 })`,
+      /bad argument #3 to 'ep\.upstream' \(string token expected, got number\)/,
+    ],
+    [
+      `ep.upstream("b", "a:1", { tokn = "x" })`,
+      /bad argument #3 to 'ep\.upstream' \(unknown option 'tokn'\)/,
+    ],
+    [
+      `ep.upstream("b", "a:1")\nep.upstream("b", "a:2")`,
+      /main\.lua:2: bad argument #1 to 'ep\.upstream' \(upstream "b" is already named\)/,
+    ],
+  ];
+  for (const [source, expected] of cases) {
+    assert.match(await loadError(source), expected, source);
+  }
+});
+
+Deno.test("ep.call in a control-script timer calls through the process's node (upstream, timeout, errors as values); ep.exit then ends it quietly", async () => {
+  records.length = 0;
+  const calls: PoolCall[] = [];
+  let exited!: (code: number) => void;
+  const exit = new Promise<number>((resolve) => exited = resolve);
+  const script = `
+ep.timer(1, function()
+  local body, status = ep.call("double", "ab", { upstream = "billing", timeout_ms = 250 })
+  local none, message, kind = ep.call("missing", "")
+  ep.log.info(("%s %s | %s %s %s"):format(body, status, tostring(none), message, kind))
+  pcall(ep.exit, 7) -- pcall cannot keep the callback going
+  ep.log.info("after ep.exit")
+end)
+`;
+  await withScript(script, {
+    onExit: (code) => exited(code),
+    call: (call) => {
+      calls.push(call);
+      if (call.service === "missing") {
+        return Promise.reject(new JobError(ErrorCode.NO_SERVICE, 'No service "missing"'));
+      }
+      const text = utf8d.decode(call.body);
+      return Promise.resolve({ status: 201, meta: [], body: utf8.encode(text + text) });
+    },
+  }, async (control) => {
+    assert.equal(await exit, 7);
+    assert.equal(control.config.exitCode, 7);
+    await new Promise((r) => setTimeout(r, 20));
+  });
+  assert.deepEqual(
+    calls.map((c) => [c.service, utf8d.decode(c.body), c.timeoutMs, c.upstream]),
+    [["double", "ab", 250, "billing"], ["missing", "", 0, undefined]],
+  );
+  const lines = records.map(message);
+  assert.ok(lines.includes('abab 201 | nil No service "missing" no_service'), lines.join("\n"));
+  assert.ok(!lines.includes("after ep.exit"), "the callback stopped at ep.exit");
+  const loud = records.filter((r) => r.level === "error" || r.level === "warning");
+  assert.deepEqual(loud.map(message), [], "ep.exit from a timer logs nothing");
+});
+
+Deno.test("ep.call in a control-script timer before the process can call returns nil, a message and unavailable", async () => {
+  records.length = 0;
+  let exited!: (code: number) => void;
+  const exit = new Promise<number>((resolve) => exited = resolve);
+  const script = `
+ep.timer(1, function()
+  local none, message, kind = ep.call("svc", "x")
+  ep.log.info(("%s|%s|%s"):format(tostring(none), message, kind))
+  ep.exit(0)
+end)
+`;
+  await withScript(script, { onExit: (code) => exited(code) }, async () => {
+    assert.equal(await exit, 0);
+  });
+  const lines = records.map(message);
+  assert.ok(
+    lines.includes('nil|This process is still starting: it cannot call "svc" yet|unavailable'),
+    lines.join("\n"),
+  );
+});
+
+Deno.test("ep.service and ep.route refuse a name no request could reach with a Lua error naming it", async () => {
+  assert.match(
+    await loadError(`ep.service("Bad Name", function() return "x" end)`),
+    /main\.lua:1: bad argument #1 to 'ep\.service' \(service name expected: 1–64 characters of a-z 0-9 _ \. - starting with a letter or digit; got "Bad Name"\)/,
+  );
+  assert.match(
+    await loadError(`ep.route("/api", "-api")`),
+    /main\.lua:1: bad argument #2 to 'ep\.route' \(service name expected: 1–64 characters of a-z 0-9 _ \. - starting with a letter or digit; got "-api"\)/,
+  );
+  await withScript(`ep.service("user.v2", function() end)\nep.route("/u", "user.v2")`, {}, (c) => {
+    assert.deepEqual(c.config.services.map((s) => s.name), ["user.v2"]);
+    assert.deepEqual(c.config.routes, [{ prefix: "/u", service: "user.v2" }]);
+    return Promise.resolve();
+  });
+});
+
+Deno.test("A control script's timers start when the process runs (startTimers), counting from when the script set them", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "ep-control-" });
+  await Deno.writeTextFile(`${dir}/main.lua`, `ep.timer(0, function() ep.exit(9) end)\n`);
+  const exits: number[] = [];
+  const control = await loadControl(`${dir}/main.lua`, { onExit: (code) => exits.push(code) });
+  try {
+    await new Promise((r) => setTimeout(r, 30));
+    assert.deepEqual(exits, [], "no timer runs before the process does");
+    control.startTimers();
+    while (exits.length === 0) await new Promise((r) => setTimeout(r, 1));
+    assert.deepEqual(exits, [9]);
+  } finally {
+    control.runtime.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("Control-script and ep argument errors show the offending value on one line", async () => {
+  const cases: [string, string][] = [
+    [`ep.config { ["a\\nb"] = 1 }`, "(unknown key 'a\\010b')"],
+    [`ep.upstream("b", "a:1", { ["x\\ny"] = 1 })`, "(unknown option 'x\\010y')"],
+    [`ep.service("a\\nb", function() end)`, 'got "a\\nb")'],
+    [`ep.timer("1\\n2", function() end)`, "(milliseconds expected, got 1\\0102)"],
+  ];
+  for (const [source, tail] of cases) {
+    const message = await loadError(source);
+    assert.ok(!message.includes("\n"), `${source}: ${message}`);
+    assert.ok(message.endsWith(tail), `${source}: ${message}`);
+  }
+});
