@@ -350,13 +350,14 @@ export class Balancer {
   submit(job: Job): JobResult | Promise<JobResult> {
     if (this.#router.isEndpoint(job)) return this.#router.endpoint(job);
     if (this.#closed) throw new JobError(ErrorCode.SHUTTING_DOWN, "Balancer is shutting down");
+    // Before routing: a routing function sees the request id too.
+    job.requestId ??= requestIdOf(job);
     const service = this.#router.service(job);
     if (typeof service === "string") return this.#submitTo(job, service);
     return service.then((s) => this.#submitTo(job, s));
   }
 
   #submitTo(job: Job, service: string): JobResult | Promise<JobResult> {
-    job.requestId ??= requestIdOf(job);
     if (service === "") throw new JobError(ErrorCode.NO_SERVICE, "No service named in the path");
     const s = this.#services.get(service);
     const now = this.#now();
