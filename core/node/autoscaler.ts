@@ -9,8 +9,9 @@
  * second (NaN when the second saw no job) and the mean number of jobs the units held.
  *
  * - **Up** when some driving service's p99 was above its target in each of the last two
- *   seconds and did not fall from the first to the second (a queue that drains needs no
- *   more capacity: it is the backlog of a change just made); the size is below that
+ *   seconds and did not fall by more than 10 % from the first to the second (a queue that
+ *   drains needs no more capacity: it is the backlog of a change just made; 10 % is the
+ *   noise of a p99 on a plateau); the size is below that
  *   service's `max` and the policy's; no unit is still starting; and both seconds began
  *   after the last change (`upCooldownMs`, default 2 000).
  * - **Down** when over the last `idleMs` (default 10 000): every driving service's p99 stayed
@@ -95,6 +96,8 @@ export interface ScaleDecision {
 }
 
 const TICK_MS = 1_000;
+/** A p99 below this share of the second before is falling. */
+const FALLING = 0.9;
 
 /**
  * The rule (see the module doc) over a target, on an injected clock.
@@ -207,7 +210,7 @@ export class Autoscaler {
       const w0 = values[values.length - 2];
       const w1 = values[values.length - 1];
       // NaN compares false: a second without jobs is not a second above target.
-      if (w0 > goal.waitMs && w1 >= w0) {
+      if (w0 > goal.waitMs && w1 > goal.waitMs && w1 >= FALLING * w0) {
         return `wait p99 ${fmt(w1)} ms > ${fmt(goal.waitMs)} ms (${service})`;
       }
     }

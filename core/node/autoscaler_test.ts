@@ -4,6 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { Autoscaler, type ScalePolicy, type ScaleTarget, WaitWindow } from "./autoscaler.ts";
+import { QueueWaitEstimate } from "./_wait_estimate.ts";
 
 /** A target that records what it is asked; added units start until `ready()`. */
 class FakeTarget implements ScaleTarget {
@@ -53,7 +54,7 @@ function harness(target: FakeTarget, policy: Partial<ScalePolicy> = {}) {
   };
 }
 
-Deno.test("autoscaler grows after two seconds above target whose p99 did not fall, one unit at a time, not while one starts, up to max", () => {
+Deno.test("autoscaler grows after two seconds above target whose p99 did not fall by more than 10 %, one unit at a time, not while one starts, up to max", () => {
   const target = new FakeTarget(1);
   const h = harness(target);
   const steps: [number, string][] = [];
@@ -62,10 +63,10 @@ Deno.test("autoscaler grows after two seconds above target whose p99 did not fal
   at(80, "hold"); //         t=2: one second above
   at(90, "up (wait p99 90 ms > 50 ms (svc)) → 2"); // t=3: two, not falling
   at(120, "hold"); //        t=4: the added unit is still starting
-  at(100, "hold"); //        t=5: falling (the backlog drains)
+  at(100, "hold"); //        t=5: falling by more than 10 % (the backlog drains)
   at(40, "hold"); //         t=6
   at(70, "hold"); //         t=7
-  at(75, "up (wait p99 75 ms > 50 ms (svc)) → 3"); // t=8
+  at(64, "up (wait p99 64 ms > 50 ms (svc)) → 3"); // t=8: within 10 % of 70 is a plateau
   at(200, "hold"); //        t=9: starting
   at(300, "hold"); //        t=10: at max
   at(400, "hold"); //        t=11
@@ -77,7 +78,7 @@ Deno.test("autoscaler grows after two seconds above target whose p99 did not fal
   assert.deepEqual(got, steps.map(([, e]) => e));
   assert.deepEqual(target.calls, [
     "grow: wait p99 90 ms > 50 ms (svc)",
-    "grow: wait p99 75 ms > 50 ms (svc)",
+    "grow: wait p99 64 ms > 50 ms (svc)",
   ]);
 });
 
@@ -197,4 +198,23 @@ Deno.test("wait window gives each service's p99 of the second, NaN for a second 
   assert.deepEqual([...first.keys()], ["svc"]);
   assert.ok(first.get("svc")! >= 94 && first.get("svc")! <= 105, String(first.get("svc")));
   assert.ok(Number.isNaN(w.tick().get("svc")));
+});
+
+Deno.test("a worker estimates the wait at its balancer as queue depth over the rate it finishes the service's jobs (last three seconds)", () => {
+  let now = 0;
+  const seen: [string, number][] = [];
+  const e = new QueueWaitEstimate((s, ms) => seen.push([s, ms]), () => now);
+  now = 100;
+  for (let i = 0; i < 3; i++) e.answered("svc");
+  now = 1_500;
+  for (let i = 0; i < 3; i++) e.answered("svc");
+  now = 2_500;
+  for (let i = 0; i < 4; i++) e.answered("svc");
+  now = 3_000;
+  e.request("svc", 5); // 10 finished in 3 000 ms: 5 ÷ (10 / 3 000 ms)
+  e.request("svc", 0); // nothing queued: no wait
+  e.request("new", 2); // queued, none finished: 2 × 3 s
+  now = 4_500;
+  e.request("svc", 1); // seconds 1–4: 7 finished in 3 500 ms
+  assert.deepEqual(seen, [["svc", 1_500], ["svc", 0], ["new", 6_000], ["svc", 500]]);
 });
