@@ -109,3 +109,26 @@ Deno.test("a module worker grows on the queue depth its balancer reports, regist
     await balancer.close();
   }
 });
+
+Deno.test("mod.ts: threads { min, max } starts the pool at min and reports its scaling in the stats; bad bounds and a target without bounds are refused", async () => {
+  const { startNode: start } = await import("../mod.ts");
+  const node = await start({
+    listen: { port: 0 },
+    handlers: { module: HANDLERS, threads: { min: 1, max: 4 }, targetWaitMs: 30 },
+  });
+  try {
+    const res = await fetch(`http://127.0.0.1:${node.addr!.port}/_ep/stats`);
+    const stats = await res.json();
+    assert.deepEqual([stats.pool.threads.length, stats.pool.scaling.threads], [1, 1]);
+  } finally {
+    await node.close();
+  }
+  await assert.rejects(
+    start({ listen: { port: 0 }, handlers: { module: HANDLERS, threads: { min: 2, max: 1 } } }),
+    { name: "RangeError", message: 'Thread bounds must be integers with 1 <= min <= max: "2–1"' },
+  );
+  await assert.rejects(
+    start({ listen: { port: 0 }, handlers: { module: HANDLERS, threads: 2, targetWaitMs: 30 } }),
+    { name: "TypeError", message: 'targetWaitMs needs threads: { min, max }: "30"' },
+  );
+});
