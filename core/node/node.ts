@@ -25,6 +25,7 @@ import {
   type ScalePolicy,
   type ScaleTarget,
   type ServiceTarget,
+  type WaitWindow,
 } from "./autoscaler.ts";
 import { QueueWaitEstimate } from "./_wait_estimate.ts";
 
@@ -107,6 +108,11 @@ export interface NodeOptions {
   observe?: MonitorOptions;
   /** Other clusters handlers may call by name (`ep.call(s, body, { upstream = name })`). */
   upstreams?: Readonly<Record<string, CallTarget>>;
+  /**
+   * Also fed each job's queue wait, as the autoscaler is (a child worker process reports
+   * them to the parent that scales it, `children.ts`).
+   */
+  waits?: Pick<WaitWindow, "observe">;
 }
 
 /** A running process role. */
@@ -170,6 +176,13 @@ export async function startNode(options: NodeOptions): Promise<Node> {
   // Checked before anything starts.
   const policy = scale ? scalePolicy(scale) : null;
   let scaling: AutoscaleLoop | null = null;
+  // Where each job's queue wait goes: the autoscaler, and `options.waits`.
+  const waits = policy || options.waits
+    ? (service: string, waitMs: number) => {
+      scaling?.waits.observe(service, waitMs);
+      options.waits?.observe(service, waitMs);
+    }
+    : null;
   const startPool = (h: HandlerSource, threads = startThreads(h)): Promise<JobPool> =>
     (h.start ?? HandlerPool.start)({
       onCall: (call) => calls().call(call),
@@ -195,7 +208,7 @@ export async function startNode(options: NodeOptions): Promise<Node> {
     // autoscaler learns each job's queue wait.
     const observers: BalancerObserver[] = [m];
     if (own?.observer) observers.push(own.observer);
-    if (scale) observers.push({ job: (s, _o, waitMs) => scaling?.waits.observe(s, waitMs) });
+    if (waits) observers.push({ job: (s, _o, waitMs) => waits(s, waitMs) });
     balancer = new Balancer({
       ...own,
       observer: observers.length === 1 ? m : {
@@ -260,9 +273,7 @@ export async function startNode(options: NodeOptions): Promise<Node> {
       name: options.name,
       prefetch: options.prefetch,
       timeouts,
-      observer: scale
-        ? new QueueWaitEstimate((s, waitMs) => scaling?.waits.observe(s, waitMs))
-        : undefined,
+      observer: waits ? new QueueWaitEstimate(waits) : undefined,
     });
     if (balancer) {
       // Listen and connect: this balancer is one more source of the worker's jobs, in the
