@@ -6,6 +6,7 @@ import assert from "node:assert/strict";
 import { connect, ConnectionClosedError } from "../core/net/client.ts";
 import { ErrorCode } from "../protocol/errors.ts";
 import { FakeEpServer } from "./_fake_ep_server.ts";
+import { startServer } from "./_server_helpers.ts";
 
 Deno.test("client: a server silent for 3 heartbeat intervals is dead: ERROR heartbeat_timeout, requests in flight fail with ConnectionClosedError", async () => {
   // WELCOME agrees to 100 ms heartbeats, then the server never sends another byte.
@@ -72,5 +73,21 @@ Deno.test("client: a connection-level ERROR fails the requests in flight with Co
   } finally {
     client.close();
     await fake.close();
+  }
+});
+
+Deno.test("client: ep's server agrees to no heartbeat interval shorter than its tick (250 ms) can keep, so an idle client never takes it for dead", async () => {
+  const server = startServer();
+  const client = await connect(`127.0.0.1:${server.addr.port}`, { heartbeatMs: 100 });
+  try {
+    const agreed = client.welcome!.heartbeatMs;
+    assert.ok(agreed >= 500, `agreed ${agreed} ms`);
+    // Idle for more than three agreed intervals: heartbeats alone keep the connection.
+    await new Promise((r) => setTimeout(r, 3 * agreed + 300));
+    assert.equal(client.connects, 1);
+    assert.equal((await client.request("echo", "still")).status, 200);
+  } finally {
+    client.close();
+    await server.close();
   }
 });

@@ -156,7 +156,7 @@ export interface ClientOptions {
   /** Time allowed to connect to one server and be welcomed. Default 5 000. */
   connectTimeoutMs?: number;
   /**
-   * Heartbeat interval to ask for (the server clamps it, ep's to 100–5 000 ms); 0 for none.
+   * Heartbeat interval to ask for (the server clamps it, ep's to 500–5 000 ms); 0 for none.
    * A server silent for three intervals is taken for dead. Default 5 000.
    */
   heartbeatMs?: number;

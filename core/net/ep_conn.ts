@@ -89,6 +89,12 @@ export interface EpOptions {
 }
 
 const NONE = NOT_APPLICABLE;
+/**
+ * The shortest heartbeat interval the server agrees to: two ticks of the server's sweep
+ * (250 ms, `server.ts`), which sends the beats. A shorter one could not be kept, and a peer
+ * judging three intervals would take a beat sent a tick late for a dead server.
+ */
+const MIN_HEARTBEAT_MS = 500;
 const EMPTY = new Uint8Array(0);
 const enc = new TextEncoder();
 // One encoder for every connection: `encode` returns a view valid until the next call,
@@ -417,7 +423,7 @@ export class EpConnection implements TransportHandler {
     const wantHb = f.heartbeatMs === 0 && f.role === 2
       ? this.#opts.workerHeartbeatMs ?? 1_000
       : f.heartbeatMs;
-    this.#heartbeatMs = wantHb === 0 ? 0 : Math.min(Math.max(wantHb, 100), maxHb);
+    this.#heartbeatMs = wantHb === 0 ? 0 : Math.min(Math.max(wantHb, MIN_HEARTBEAT_MS), maxHb);
     this.#state = "open";
     this.#lastBeat = Date.now();
     this.#send({
