@@ -16,6 +16,7 @@
  */
 import { getLogger } from "@logtape/logtape";
 import { type Node, startNode } from "../core/node/node.ts";
+import { untilStopped } from "../core/node/signals.ts";
 import { handlerCounters } from "../core/threads/job_errors.ts";
 import type { MonitorOptions } from "../core/observe/monitor.ts";
 import { type Job, JobError } from "../core/job.ts";
@@ -239,8 +240,9 @@ function notStarted(service: string): CallUnavailableError {
 }
 
 /**
- * Runs a control script until the process is told to stop (SIGINT, SIGTERM, `ep.exit`):
- * starts what it asked for, reloads service code on SIGHUP. Returns the exit code.
+ * Runs a control script until the process is told to stop (SIGINT, SIGTERM, `ep.exit`),
+ * then drains it (a second SIGINT or SIGTERM stops it at once): starts what it asked for,
+ * reloads service code on SIGHUP. Returns the exit code.
  *
  * @example
  * ```ts ignore
@@ -349,22 +351,10 @@ export async function runScript(
       `ep worker pulling from ${c.connect.join(", ")}: ${c.services.map((s) => s.name).join(", ")}`,
     );
   }
-  const onSignal = (signal: Deno.Signal) => () => {
-    if (signal === "SIGHUP") {
-      log.info("SIGHUP: reloading service code");
-      started.reload().catch((err) => log.error("Reload failed: {error}", { error: err }));
-      return;
-    }
-    exit!(0);
-  };
-  const handlers: [Deno.Signal, () => void][] = (["SIGINT", "SIGTERM", "SIGHUP"] as const).map((
-    s,
-  ) => [s, onSignal(s)]);
-  for (const [s, h] of handlers) Deno.addSignalListener(s, h);
-  const code = await exited;
-  for (const [s, h] of handlers) Deno.removeSignalListener(s, h);
-  if (started.worker) await started.drain();
-  else await started.close();
+  // SIGTERM/SIGINT (or ep.exit) drain whatever the process is, a second one stops it at
+  // once, SIGHUP reloads service code (core/node/signals.ts).
+  let code = 0;
+  await untilStopped(started, exited.then((c) => void (code = c)));
   await control.runtime.close();
   return code;
 }

@@ -84,7 +84,12 @@ export interface Node {
   readonly pool: JobPool | null;
   /** The balancer's monitor (metrics, stats, health, access log), when listening. */
   readonly monitor: Monitor | null;
-  /** Stops taking work, finishes what is held, and stops. */
+  /**
+   * Stops taking work, finishes what is held, and stops, within `graceMs` (default 30 s):
+   * a balancer stops accepting, tells its clients to go elsewhere (EP DRAIN, HTTP
+   * `connection: close`) and answers what they sent; a worker tells its balancers (DRAIN)
+   * and answers the jobs it holds.
+   */
   drain(graceMs?: number): Promise<void>;
   /**
    * Reloads service code: new handler threads take new jobs while jobs in flight finish on
@@ -251,11 +256,16 @@ export async function startNode(options: NodeOptions): Promise<Node> {
     reload,
     monitor,
     async drain(graceMs = 30_000) {
+      const end = Date.now() + graceMs;
+      const left = () => Math.max(0, end - Date.now());
+      // The balancer's clients first: what they sent is still dispatched and answered.
+      await server?.drain(graceMs);
       monitor?.close();
-      if (worker) await worker.drain(graceMs);
+      if (worker) await worker.drain(left());
+      caller?.close();
       balancer?.close();
       await server?.close();
-      await pool?.close({ drain: true, timeoutMs: graceMs });
+      await pool?.close({ drain: true, timeoutMs: left() });
     },
     close,
     call: (c) => calls().call(c),
