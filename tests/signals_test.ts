@@ -14,23 +14,27 @@ import { Raw } from "./_server_helpers.ts";
 const dec = new TextDecoder();
 const MAIN_LUA = new URL("../scripts/main.lua", import.meta.url).pathname;
 
-/** An EP client over a raw socket that records every frame the server sends. */
-async function rawEpClient(port: number): Promise<{ raw: Raw }> {
+/** An EP client (role 1) or worker (role 2) over a raw socket, welcomed. */
+async function rawEp(port: number, role: 1 | 2): Promise<Raw> {
   const raw = await Raw.open(port);
+  const enc = new EpEncoder();
   await raw.send(encodePreface(1));
   await raw.send(
-    new EpEncoder().encode({
+    enc.encode({
       type: "hello",
-      role: 1,
+      role,
       minVersion: 1,
       maxVersion: 1,
-      heartbeatMs: 0,
+      heartbeatMs: role === 2 ? 5_000 : 0,
       name: "raw",
       token: "",
     }).slice(),
   );
+  if (role === 2) {
+    await raw.send(enc.encode({ type: "register", slots: 1, services: ["other"] }).slice());
+  }
   await raw.readUntil(() => raw.bytes.length > 0);
-  return { raw };
+  return raw;
 }
 
 function framesOf(bytes: Uint8Array): Frame[] {
@@ -53,25 +57,45 @@ for (const kind of ["ep balancer", "ep run scripts/main.lua"] as const) {
     try {
       if (w) await waitStats(b.addr, (s) => s.providers.length === 1);
       const client = await connect(b.addr, { reconnect: false });
-      const watcher = await rawEpClient(b.port);
+      const watcher = await rawEp(b.port, 1);
+      const rawWorker = await rawEp(b.port, 2);
       const slow = client.request("sleep", "1200", { timeoutMs: 10_000 }).then(
         (r) => r,
         (e) => e,
       );
+      // An HTTP keep-alive request in flight too.
+      const http = await Raw.open(b.port);
+      await http.send("POST /sleep HTTP/1.1\r\nhost: x\r\ncontent-length: 4\r\n\r\n1000");
       await new Promise((r) => setTimeout(r, 300));
       b.proc.kill("SIGTERM");
       const reply = await slow;
       assert.ok(!(reply instanceof Error), `the job in flight failed: ${reply}`);
       assert.match(dec.decode(reply.body), /^(\d+|slept 1200\n)$/);
-      const end = await watcher.raw.readToEnd(10_000);
+      const answered = await http.readToEnd(10_000);
+      assert.match(answered.text, /^HTTP\/1\.1 200 /);
+      assert.match(answered.text, /\r\nconnection: close\r\n/i);
+      assert.ok(answered.eof, "closed after its answer");
+      http.close();
+      const end = await watcher.readToEnd(10_000);
       assert.ok(end.eof, "the idle client's connection was closed");
-      const types = framesOf(watcher.raw.bytes).map((f) => f.type);
+      const types = framesOf(watcher.bytes).map((f) => f.type);
       assert.deepEqual(types.filter((t) => t !== "heartbeat"), ["welcome", "drain"]);
-      watcher.raw.close();
+      watcher.close();
+      // A worker is told the balancer is going away (DRAIN) before its connection closes.
+      const workerEnd = await rawWorker.readToEnd(10_000);
+      assert.ok(workerEnd.eof);
+      const toWorker = framesOf(rawWorker.bytes).map((f) => f.type);
+      assert.equal(toWorker.filter((t) => t !== "heartbeat").at(-1), "drain", `${toWorker}`);
+      rawWorker.close();
       await assert.rejects(connect(b.addr, { reconnect: false }), "no new connection");
       client.close();
       const status = await b.proc.exited;
       assert.equal(status.code, 0, b.proc.output);
+      if (w) {
+        // The real worker takes the close for a balancer going away, not for one lost.
+        await w.waitFor(/Balancer \S+ went away/);
+        assert.doesNotMatch(w.output, /Lost balancer/, w.output);
+      }
     } finally {
       await b.proc.stop();
       await w?.stop();

@@ -224,6 +224,20 @@ export class EpConnection implements TransportHandler {
     return true;
   }
 
+  /**
+   * The server's clients are answered and it closes next: a worker's connection is sent
+   * DRAIN (SPEC.md §9.7) and closed once that is sent, so that the worker takes the close
+   * for a balancer going away, not for one lost. Resolves when it is closed.
+   */
+  goingAway(): Promise<void> | null {
+    if (this.#role !== 2 || this.#state !== "open" || this.#t.closed) return null;
+    this.#state = "closing";
+    this.#dropLink("the balancer is going away");
+    this.#send({ type: "drain", graceMs: 0 });
+    this.#t.end();
+    return this.#t.whenClosed;
+  }
+
   #dropLink(reason: string): void {
     const link = this.#link;
     if (!link) return;

@@ -64,6 +64,8 @@ interface Ticking {
   tick(now: number): void;
   /** The server is going away; returns whether the server waits for this connection. */
   drain(graceMs: number): boolean;
+  /** The server closes next: a worker's connection is told and closed; resolves then. */
+  goingAway?(): Promise<void> | null;
 }
 
 /** A running server. */
@@ -225,6 +227,13 @@ export function serve(options: ServeOptions): Server {
           if (waiting === 0) break;
           await new Promise((r) => setTimeout(r, 50));
         }
+        const told = [...live].flatMap((c) => c.goingAway?.() ?? []);
+        let timer: ReturnType<typeof setTimeout> | undefined;
+        await Promise.race([
+          Promise.all(told),
+          new Promise((r) => timer = setTimeout(r, 1_000)),
+        ]);
+        clearTimeout(timer);
         await finished;
       })();
       return draining;

@@ -5,7 +5,7 @@
  *
  * | signal           | effect                                                                |
  * | ---------------- | --------------------------------------------------------------------- |
- * | SIGTERM, SIGINT  | drain ({@linkcode Node.drain}): a balancer stops accepting, tells its clients to go elsewhere and answers what they sent; a worker tells its balancers and finishes its jobs; then the process exits |
+ * | SIGTERM, SIGINT  | drain ({@linkcode Node.drain}): a balancer stops accepting, tells its clients to go elsewhere and answers what they sent, then tells its workers it is going away; a worker tells its balancers and finishes its jobs; then the process exits |
  * | the same again   | stop at once ({@linkcode Node.close})                                 |
  * | SIGHUP           | reload service code ({@linkcode Node.reload}); the process goes on   |
  *
