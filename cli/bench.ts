@@ -5,7 +5,16 @@
  * @module
  */
 import { parseArgs } from "node:util";
-import { CLIENT_FLAGS, HELP_FLAG, JSON_FLAG, parseHeaderArg, REQUEST_FLAGS } from "./flags.ts";
+import {
+  CLIENT_FLAGS,
+  FAILOVER_FLAGS,
+  HELP_FLAG,
+  JSON_FLAG,
+  parseHeaderArg,
+  parseRetry,
+  parseServers,
+  REQUEST_FLAGS,
+} from "./flags.ts";
 import {
   fmtMs,
   formatResult,
@@ -50,6 +59,11 @@ Connection:
   --max-connections <n>   HTTP connection cap; requests beyond it wait (default 1024)
   --timeout <ms>          per-request timeout (default 30000)
   --token <t>             EP token (default $EP_TOKEN)
+  --servers <a,b,...>     EP: balancers to fail over across, in this order (instead of
+                          --addr); each connection is to one of them at a time
+  --retry <n>             EP: send a request again, up to n times with back-off within
+                          --timeout, when it failed overloaded, shutting_down,
+                          worker_lost or with a lost connection (latency counts every try)
 
 Output:
   --json                  print the result as JSON (with histograms) instead of text
@@ -120,6 +134,7 @@ export async function benchMain(args: string[], io: Partial<BenchIo> = {}): Prom
         quiet: { type: "boolean" },
         ...CLIENT_FLAGS,
         ...REQUEST_FLAGS,
+        ...FAILOVER_FLAGS,
         ...JSON_FLAG,
         ...HELP_FLAG,
       },
@@ -158,9 +173,16 @@ export async function benchMain(args: string[], io: Partial<BenchIo> = {}): Prom
         ? await Deno.readFile(v.body.slice(1))
         : new TextEncoder().encode(v.body);
     }
+    const servers = parseServers({ servers: v.servers, addr: v.addr });
+    const retry = parseRetry(v.retry);
+    if (v.http && (v.servers !== undefined || retry !== undefined)) {
+      throw new RangeError("--servers and --retry are for EP: drop --http");
+    }
     const target: Target = {
       protocol: v.http ? "http" : "ep",
       addr: v.addr ?? "127.0.0.1:7070",
+      servers: v.servers === undefined ? undefined : servers,
+      retry,
       service: positionals[0] ?? "sleep",
       path: v.path,
       body,

@@ -5,9 +5,17 @@
  * @module
  */
 import { parseArgs } from "node:util";
-import { connect, ConnectionClosedError } from "../core/net/client.ts";
+import { connect, ConnectionClosedError, ServerUnreachableError } from "../core/net/client.ts";
 import { JobError } from "../core/job.ts";
-import { CLIENT_FLAGS, HELP_FLAG, parseHeaderArg, REQUEST_FLAGS } from "./flags.ts";
+import {
+  CLIENT_FLAGS,
+  FAILOVER_FLAGS,
+  HELP_FLAG,
+  parseHeaderArg,
+  parseRetry,
+  parseServers,
+  REQUEST_FLAGS,
+} from "./flags.ts";
 import { connect as tcpConnect } from "../core/net/transport.ts";
 import { escapeControls } from "../core/escape.ts";
 import { HttpResponseParser } from "../protocol/http_response_parser.ts";
@@ -53,6 +61,10 @@ Options:
   --timeout <ms>       request timeout, also sent as the job's deadline (default 30000)
   --header <k:v>       a header field (HTTP) or metadata entry (EP); repeatable
   --token <t>          EP token (default $EP_TOKEN)
+  --servers <a,b,...>  EP: balancers to fail over across, in this order (instead of --addr)
+  --retry <n>          EP: send a request again, up to n times with back-off within
+                       --timeout, when it failed overloaded, shutting_down, worker_lost
+                       or with a lost connection (it may then run twice)
   -h, --help           this help
 
 Exit codes:
@@ -95,6 +107,8 @@ const STD_IO: CallIo = {
 
 interface CallFlags {
   addr?: string;
+  servers?: string;
+  retry?: string;
   timeout?: string;
   token?: string;
   http?: boolean;
@@ -118,7 +132,7 @@ export async function callMain(args: string[], io: Partial<CallIo> = {}): Promis
     const parsed = parseArgs({
       args,
       allowPositionals: true,
-      options: { ...CLIENT_FLAGS, ...REQUEST_FLAGS, ...HELP_FLAG },
+      options: { ...CLIENT_FLAGS, ...REQUEST_FLAGS, ...FAILOVER_FLAGS, ...HELP_FLAG },
     });
     values = parsed.values;
     rest = parsed.positionals;
@@ -167,28 +181,48 @@ async function call(rest: string[], values: CallFlags, io: CallIo): Promise<numb
     return EXIT.usage;
   }
   const addr = values.addr ?? "127.0.0.1:7070";
+  let servers: string[];
+  let retry: number | undefined;
+  try {
+    servers = parseServers({ servers: values.servers, addr: values.addr }) ?? [addr];
+    retry = parseRetry(values.retry);
+    if (values.http && (values.servers !== undefined || retry !== undefined)) {
+      throw new RangeError("--servers and --retry are for EP: drop --http");
+    }
+  } catch (err) {
+    io.err(`ep call: ${(err as Error).message}`);
+    return EXIT.usage;
+  }
   return values.http
     ? await callHttp(io, addr, service, body, headers, timeoutMs)
-    : await callEp(io, addr, service, body, headers, timeoutMs, values.token);
+    : await callEp(io, servers, service, body, headers, timeoutMs, values.token, retry);
 }
 
 function connectFailure(io: CallIo, err: unknown): number {
   io.err(`ep call: cannot connect: ${escapeControls((err as Error).message)}`);
-  return err instanceof Deno.errors.ConnectionRefused ? EXIT.refused : EXIT.error;
+  // Several servers: refused when the last one tried refused.
+  const cause = err instanceof ServerUnreachableError ? err.cause : err;
+  return cause instanceof Deno.errors.ConnectionRefused ? EXIT.refused : EXIT.error;
 }
 
 async function callEp(
   io: CallIo,
-  addr: string,
+  servers: string[],
   service: string,
   body: Uint8Array | null,
   meta: [string, string][],
   timeoutMs: number,
   token: string | undefined,
+  retry: number | undefined,
 ): Promise<number> {
   let client;
   try {
-    client = await connect(addr, { token: token ?? Deno.env.get("EP_TOKEN"), timeoutMs });
+    client = await connect({
+      servers,
+      token: token ?? Deno.env.get("EP_TOKEN"),
+      timeoutMs,
+      retry: retry ? { attempts: retry } : undefined,
+    });
   } catch (err) {
     return connectFailure(io, err);
   }

@@ -95,3 +95,61 @@ export function parseHeaderArg(arg: string): [string, string] {
   }
   return [name, value];
 }
+
+/**
+ * `--servers a,b`, `--retry n`: the commands that send requests over EP (`call`, `bench`):
+ * balancers to fail over across, in order, and retries of a failed request.
+ */
+export const FAILOVER_FLAGS = {
+  servers: { type: "string" },
+  retry: { type: "string" },
+} as const satisfies ParseArgsOptionsConfig;
+
+/**
+ * The servers a command talks to, from `--servers a,b` or `--addr a` (not both), each a
+ * `host:port`; `undefined` when neither is given.
+ *
+ * @throws {RangeError} when both are given or the list is empty; {TypeError} on an
+ * address that is not `host:port`.
+ *
+ * @example
+ * ```ts
+ * import { parseServers } from "./flags.ts";
+ * console.assert(parseServers({ servers: "10.0.0.1:7070, 10.0.0.2:7070" })?.length === 2);
+ * console.assert(parseServers({ addr: "127.0.0.1:7070" })?.[0] === "127.0.0.1:7070");
+ * console.assert(parseServers({}) === undefined);
+ * ```
+ */
+export function parseServers(v: { servers?: string; addr?: string }): string[] | undefined {
+  if (v.servers === undefined) return v.addr === undefined ? undefined : [v.addr];
+  if (v.addr !== undefined) throw new RangeError("Give --addr or --servers, not both");
+  const servers = v.servers.split(",").map((s) => s.trim()).filter(Boolean);
+  if (servers.length === 0) throw new RangeError(`Invalid --servers "${v.servers}": no address`);
+  for (const s of servers) {
+    const m = /^(?:\[[0-9a-fA-F:.]+\]|[^:\[\]]*):(\d{1,5})$/.exec(s);
+    if (!m || Number(m[1]) > 65535) {
+      throw new TypeError(`Invalid --servers address "${s}": expected host:port`);
+    }
+  }
+  return servers;
+}
+
+/**
+ * `--retry n`: the number of retries of a failed request (0: none), or `undefined`.
+ *
+ * @throws {RangeError} on anything but a whole number from 0 to 100.
+ *
+ * @example
+ * ```ts
+ * import { parseRetry } from "./flags.ts";
+ * console.assert(parseRetry("3") === 3 && parseRetry(undefined) === undefined);
+ * ```
+ */
+export function parseRetry(text: string | undefined): number | undefined {
+  if (text === undefined) return undefined;
+  const n = Number(text);
+  if (!/^\d+$/.test(text.trim()) || !(n <= 100)) {
+    throw new RangeError(`Invalid --retry "${text}": expected a whole number from 0 to 100`);
+  }
+  return n;
+}

@@ -6,6 +6,7 @@
  * @module
  */
 import { type Node, startNode } from "../core/node/node.ts";
+import { untilStopped } from "../core/node/signals.ts";
 import type { MonitorOptions } from "../core/observe/monitor.ts";
 import { toFileUrl } from "./_paths.ts";
 
@@ -63,8 +64,9 @@ export async function start(v: RoleFlags): Promise<number> {
 }
 
 /**
- * `ep balancer`, `ep worker`: runs the role until SIGINT/SIGTERM (a worker drains first) and
- * returns the exit code (1 when the node cannot start).
+ * `ep balancer`, `ep worker`: runs the role until SIGINT/SIGTERM, which drain it (a second
+ * one stops it at once); SIGHUP reloads service code. Returns the exit code (1 when the node
+ * cannot start).
  *
  * @example
  * ```ts ignore
@@ -110,18 +112,10 @@ export async function runRole(role: "balancer" | "worker", v: RoleFlags): Promis
   } else {
     console.log(`ep worker pulling from ${connect.join(", ")}`);
   }
-  const stopped = new Promise<void>((resolve) => {
-    const stop = () => {
-      Deno.removeSignalListener("SIGINT", stop);
-      Deno.removeSignalListener("SIGTERM", stop);
-      (role === "worker" ? node.drain() : node.close()).finally(resolve);
-    };
-    Deno.addSignalListener("SIGINT", stop);
-    Deno.addSignalListener("SIGTERM", stop);
-  });
-  await stopped;
+  await untilStopped(node);
   return 0;
 }
+
 /**
  * Status page and access log options from the flags (and `EP_STATUS_TOKEN`).
  *

@@ -18,6 +18,7 @@ import { getLogger } from "@logtape/logtape";
 import { type Node, startNode, type ThreadScale } from "../core/node/node.ts";
 import { WaitWindow } from "../core/node/autoscaler.ts";
 import { Children, PARENT_ENV, reportLoad, watchParent } from "../core/node/children.ts";
+import { untilStopped } from "../core/node/signals.ts";
 import { handlerCounters } from "../core/threads/job_errors.ts";
 import type { MonitorOptions } from "../core/observe/monitor.ts";
 import { type Job, JobError } from "../core/job.ts";
@@ -271,8 +272,9 @@ function notStarted(service: string): CallUnavailableError {
 }
 
 /**
- * Runs a control script until the process is told to stop (SIGINT, SIGTERM, `ep.exit`):
- * starts what it asked for, reloads service code on SIGHUP. Returns the exit code.
+ * Runs a control script until the process is told to stop (SIGINT, SIGTERM, `ep.exit`),
+ * then drains it (a second SIGINT or SIGTERM stops it at once): starts what it asked for,
+ * reloads service code on SIGHUP. Returns the exit code.
  *
  * @example
  * ```ts ignore
@@ -427,24 +429,13 @@ export async function runScript(
       `ep worker pulling from ${c.connect.join(", ")}: ${c.services.map((s) => s.name).join(", ")}`,
     );
   }
-  const onSignal = (signal: Deno.Signal) => () => {
-    if (signal === "SIGHUP") {
-      log.info("SIGHUP: reloading service code");
-      started.reload().catch((err) => log.error("Reload failed: {error}", { error: err }));
-      return;
-    }
-    exit!(0);
-  };
-  const handlers: [Deno.Signal, () => void][] = (["SIGINT", "SIGTERM", "SIGHUP"] as const).map((
-    s,
-  ) => [s, onSignal(s)]);
-  for (const [s, h] of handlers) Deno.addSignalListener(s, h);
-  const code = await exited;
-  for (const [s, h] of handlers) Deno.removeSignalListener(s, h);
+  // SIGTERM/SIGINT (or ep.exit) drain whatever the process is, a second one stops it at
+  // once, SIGHUP reloads service code (core/node/signals.ts). Children (ep.spawn) serve
+  // this node's balancer while it drains, so they stop after it.
+  let code = 0;
+  await untilStopped(started, exited.then((c) => void (code = c)));
   stopReports();
   await Promise.all(children.map((k) => k.close()));
-  if (started.worker) await started.drain();
-  else await started.close();
   await control.runtime.close();
   return code;
 }

@@ -92,7 +92,9 @@ export function formatResult(r: LoadResult, ideal?: LatencyHistogram): string {
     : `closed loop, ${r.concurrency} in flight`;
   const mix = r.mix ? `, mix ${r.mix.map((e) => `${e.ms}@${e.p}`).join(",")}` : "";
   const lines = [
-    `${r.target.protocol.toUpperCase()} ${r.target.addr} ${r.target.service}: ${mode}${mix}`,
+    `${r.target.protocol.toUpperCase()} ${
+      r.target.servers?.join(",") ?? r.target.addr
+    } ${r.target.service}: ${mode}${mix}`,
     `requests  sent ${r.sent} (${r.sentRate.toFixed(0)}/s), ok ${r.ok} (${
       r.throughput.toFixed(0)
     }/s), errors: ${errs}`,
@@ -119,7 +121,8 @@ export function formatResult(r: LoadResult, ideal?: LatencyHistogram): string {
       (r.mode === "open"
         ? `, send lag p50 ${lag.p50} µs  p99 ${lag.p99} µs  max ${fmtMs(lag.max)} ms`
         : "") +
-      `, connections ${r.generator.connections}, stalls ${r.generator.stalls}, peak in flight ${r.generator.peakInFlight}`,
+      `, connections ${r.generator.connections}, stalls ${r.generator.stalls}, peak in flight ${r.generator.peakInFlight}` +
+      (r.generator.retries > 0 ? `, retries ${r.generator.retries}` : ""),
   );
   return lines.join("\n");
 }

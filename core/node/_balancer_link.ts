@@ -185,7 +185,10 @@ export class BalancerLink implements JobSource {
           decoder.push(c);
         },
         end: () => {
-          if (this.open) log.warn("Lost balancer {addr}", { addr: this.addr });
+          // After its DRAIN, a balancer closing is one going away (a restart, a deploy).
+          if (this.open && this.drained) {
+            log.info("Balancer {addr} went away (drained): reconnecting", { addr: this.addr });
+          } else if (this.open) log.warn("Lost balancer {addr}", { addr: this.addr });
           this.open = false;
           this.credit = 0;
           clearInterval(this.#timer);
