@@ -1,6 +1,6 @@
 /**
- * The `ep` command line: finds the command and hands it on. `call`, `bench` and `status`
- * parse their own flags (`call.ts`, `bench.ts`, `status.ts`); the
+ * The `ep` command line: finds the command and hands it on. `call`, `bench`, `status` and
+ * `check` parse their own flags (`call.ts`, `bench.ts`, `status.ts`, `check.ts`); the
  * commands that run a node (`run`, `start`, `balancer`, `worker`) are in `run.ts`. Shared
  * flags and the configuration rule (flag > environment > default) are in `flags.ts`.
  * `deno task ep <subcommand>`; the compiled binary is the same.
@@ -34,6 +34,8 @@ Commands:
   balancer             a balancer: clients and module workers connect to it
   worker               a module worker with TypeScript handlers (--handlers; default the
                        TypeScript demo services): pulls jobs from --connect balancers
+  check [script.lua]   check a control script (default scripts/main.lua) and its service
+                       files, the settings and the listen port; start nothing (ep check --help)
   call <service> [body | @file | -]
                        send one request and print the reply body (ep call --help)
   bench                load generator (ep bench --help)
@@ -42,7 +44,7 @@ Commands:
   help                 print this help
 
 Configuration: a flag beats its environment variable, which beats the default, with the
-same names in every command. The commands that run a control script (run, start) set
+same names in every command. The commands that run a control script (run, start, check) set
 the variable of each flag given, for the script's ep.env, and a flag replaces what the script
 itself sets (--port the port of its ep.listen, --threads its ep.threads, --connect its
 ep.connect, --token its ep.token). A bad value stops the command (exit 2) before it starts.
@@ -81,6 +83,7 @@ const SUBCOMMANDS: Record<string, () => Promise<(args: string[]) => Promise<numb
   call: async () => (await import("./call.ts")).callMain,
   bench: async () => (await import("./bench.ts")).benchMain,
   status: async () => (await import("./status.ts")).statusMain,
+  check: async () => (await import("./check.ts")).checkMain,
 };
 
 /** Where the command word is: the first argument that is neither a flag nor a flag's value. */
