@@ -254,66 +254,63 @@ export const SETTINGS: readonly Setting[] = [
     env: "EP_PORT",
     default: "7070",
     commands: "start, balancer, run, check; call, bench, status",
-    what: "port a balancer listens on (0: any free port); the port the client commands " +
-      "call when no --addr is given",
+    what: "port a balancer listens on (0: any free port); the client commands call it",
   },
   {
     flag: "host",
     env: "EP_HOST",
     default: "127.0.0.1",
     commands: "start, balancer, run, check; call, bench, status",
-    what: "address a balancer binds (0.0.0.0: every interface); the host the client " +
-      "commands call when no --addr is given (127.0.0.1 for 0.0.0.0)",
+    what: "address a balancer binds (0.0.0.0: all); the client commands call it",
   },
   {
     flag: "addr",
     env: "EP_ADDR",
-    default: "<host>:<port> above",
+    default: "<host>:<port>",
     commands: "call, bench, status",
-    what: "the balancer to talk to, host:port",
+    what: "the balancer the client commands call, host:port",
   },
   {
     flag: "connect",
     env: "EP_CONNECT",
     default: "127.0.0.1:7070",
     commands: "worker, run, check",
-    what: "balancers a worker pulls from, host:port separated by commas",
+    what: "balancers a worker pulls from: host:port,host:port",
   },
   {
     flag: "threads",
     env: "EP_THREADS",
     default: "cores (start: 2)",
     commands: "start, worker, run, check",
-    what: "handler threads; 0 means the number of cores",
+    what: "handler threads; 0: the number of cores",
   },
   {
     flag: "token",
     env: "EP_TOKEN",
     default: "none",
     commands: "every command",
-    what: "EP token: a balancer requires it of workers, a worker and the clients present it",
+    what: "EP token a balancer requires of workers; workers and clients send it",
   },
   {
     flag: "status-token",
     env: "EP_STATUS_TOKEN",
     default: "none",
     commands: "start, balancer, run; status",
-    what: "token for the /_ep/ page, stats and metrics (without one: loopback only); " +
-      "ep status presents it",
+    what: "token of the /_ep/ page, stats, metrics (none: loopback only)",
   },
   {
     flag: "log-level",
     env: "EP_LOG_LEVEL",
     default: "info",
     commands: "start, balancer, worker, run, check",
-    what: "trace, debug, info, warning, error or fatal",
+    what: "trace, debug, info, warning, error, fatal",
   },
   {
     flag: "log-json",
     env: "EP_LOG_JSON",
     default: "0",
     commands: "start, balancer, worker, run, check",
-    what: "1: log JSON lines (and print nothing else)",
+    what: "1: JSON lines, and nothing else",
   },
 ];
 
@@ -326,14 +323,31 @@ export const SETTINGS: readonly Setting[] = [
  * console.assert(settingsTable().includes("EP_PORT"));
  * ```
  */
-export function settingsTable(): string {
-  const rows = SETTINGS.map((s) => [`--${s.flag}`, s.env ?? "", s.default, s.what]);
-  const w0 = Math.max(...rows.map((r) => r[0].length));
-  const w1 = Math.max(...rows.map((r) => r[1].length));
-  const w2 = Math.max(...rows.map((r) => r[2].length));
-  return rows.map((r) =>
-    `  ${r[0].padEnd(w0)}  ${r[1].padEnd(w1)}  ${r[2].padEnd(w2)}  ${r[3]}`.trimEnd()
-  ).join("\n");
+export function settingsTable(width = 96): string {
+  const rows = [
+    ["flag", "variable", "default", "what"],
+    ...SETTINGS.map((s) => [`--${s.flag}`, s.env ?? "", s.default, s.what]),
+  ];
+  const w = [0, 1, 2].map((c) => Math.max(...rows.map((r) => r[c].length)));
+  const indent = 2 + w[0] + 2 + w[1] + 2 + w[2] + 2;
+  const out: string[] = [];
+  for (const r of rows) {
+    // The last column wraps at `width`, under itself.
+    const words = r[3].split(" ");
+    let line = `  ${r[0].padEnd(w[0])}  ${r[1].padEnd(w[1])}  ${r[2].padEnd(w[2])}  `;
+    let used = 0;
+    for (const word of words) {
+      if (used > 0 && indent + used + 1 + word.length > width) {
+        out.push(line.trimEnd());
+        line = " ".repeat(indent);
+        used = 0;
+      }
+      line += (used > 0 ? " " : "") + word;
+      used += (used > 0 ? 1 : 0) + word.length;
+    }
+    out.push(line.trimEnd());
+  }
+  return out.join("\n");
 }
 
 /**

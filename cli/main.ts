@@ -47,9 +47,8 @@ Configuration: a flag beats its environment variable, which beats the default, w
 same names in every command. The commands that run a control script (run, start, check) set
 the variable of each flag given, for the script's ep.env, and a flag replaces what the script
 itself sets (--port the port of its ep.listen, --threads its ep.threads, --connect its
-ep.connect, --token its ep.token). A bad value stops the command (exit 2) before it starts.
+ep.connect, --token its ep.token). A bad value stops the command before it starts (exit 2).
 
-  flag             variable         default             what
 ${settingsTable()}
 
 More options of run, start, balancer and worker:
