@@ -19,6 +19,7 @@ import {
   JSON_FLAG,
   parseFlags,
   parseMs,
+  ROLE_FLAGS,
 } from "./flags.ts";
 
 const USAGE = `Usage: ep status [options]
@@ -30,7 +31,8 @@ Options:
                        --port/$EP_PORT, else 127.0.0.1:7070)
   --port <n>, --host <h>
                        the balancer's port and host, when no --addr is given
-  --token <t>          the balancer's status token, sent in HELLO
+  --status-token <t>, --token <t>
+                       the balancer's status token, sent in HELLO
                        (default $EP_STATUS_TOKEN, else $EP_TOKEN)
   --timeout <ms>       give up after this long (default 5000)
   --json               print the raw JSON instead of tables
@@ -53,6 +55,7 @@ export async function statusMain(args: string[]): Promise<number> {
     values = parseFlags(args, {
       ...CLIENT_FLAGS,
       ...ADDRESS_FLAGS,
+      "status-token": ROLE_FLAGS["status-token"],
       ...JSON_FLAG,
       ...HELP_FLAG,
     }, false).values;
@@ -77,7 +80,8 @@ export async function statusMain(args: string[]): Promise<number> {
   let client;
   try {
     client = await connect(addr, {
-      token: values.token ?? Deno.env.get("EP_STATUS_TOKEN") ?? Deno.env.get("EP_TOKEN"),
+      token: values["status-token"] ?? values.token ?? Deno.env.get("EP_STATUS_TOKEN") ??
+        Deno.env.get("EP_TOKEN"),
       connectTimeoutMs: timeoutMs,
       name: "ep-status",
     });

@@ -155,6 +155,10 @@ Deno.test("status: ep status reads a live balancer over EP; --json; errors and u
     assert.deepEqual(parsed.services, []);
     assert.ok(Array.isArray(parsed.series.rate));
 
+    // --status-token, as the balancer's own flag is named, is the same token.
+    const named = await captured(() => statusMain(["--addr", addr, "--status-token", "ct"]));
+    assert.equal(named.code, 0, named.err);
+
     const noToken = await captured(() => statusMain(["--addr", addr, "--timeout", "2000"]));
     assert.equal(noToken.code, 1);
     assert.match(noToken.err, /^ep status: cannot read stats from /);
