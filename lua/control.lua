@@ -149,6 +149,13 @@ function ep.service(name, handler, opts)
     "file name or function", handler)
   opts = opts or {}
   check(type(opts) == "table", "ep.service", 3, "table", opts)
+  for _, k in ipairs({ "slots", "timeout_ms" }) do
+    local v = opts[k]
+    if v ~= nil and (math.type(v) ~= "integer" or v < 0) then
+      error(("bad argument #3 to 'ep.service' (%s must be an integer of at least 0; got %s)"):format(
+        k, oneline(v)), 2)
+    end
+  end
   ext.service(name, type(handler) == "string" and handler or "", type(handler) == "function",
     opts.slots or 0, opts.timeout_ms or 0)
 end

@@ -309,3 +309,12 @@ Deno.test("applyOverrides: the command line's values replace the script's; one t
     },
   );
 });
+
+Deno.test("ep.service refuses slots or timeout_ms that are not whole numbers of at least 0", async () => {
+  for (const bad of ["slots = -1", 'slots = "many"', "timeout_ms = 1.5"]) {
+    assert.match(
+      await loadError(`ep.service("s", "s.lua", { ${bad} })\n`),
+      /^main\.lua:1: bad argument #3 to 'ep\.service' \((slots|timeout_ms) must be an integer of at least 0; got /,
+    );
+  }
+});
