@@ -60,7 +60,7 @@ More options of run, start, balancer and worker:
                        balancer: beyond one, prefetched jobs wait in a worker at most about
                        this long, judged by the service's recent turnaround (default 3)
   --name <name>        the worker's name in balancer logs and stats
-  --access-log         log one line per job (category ep.access, level info)
+  --access-log         log one line per job: client, request, status, bytes, id (ep.access)
   --status-public      serve the /_ep/ page, stats, metrics and EP stats to every peer
                        without a token
   -h, --help           this help
