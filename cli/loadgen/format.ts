@@ -98,9 +98,12 @@ export function formatResult(r: LoadResult, ideal?: LatencyHistogram): string {
     `requests  sent ${r.sent} (${r.sentRate.toFixed(0)}/s), ok ${r.ok} (${
       r.throughput.toFixed(0)
     }/s), errors: ${errs}`,
-    `latency   p50 ${fmtMs(l.p50)}  p90 ${fmtMs(l.p90)}  p99 ${fmtMs(l.p99)}  p99.9 ${
-      fmtMs(l.p999)
-    }  max ${fmtMs(l.max)} ms` + (r.mode === "open" ? " (from intended send times)" : ""),
+    // Latency is measured on the requests that succeeded: with none, there is none to show.
+    r.ok === 0
+      ? `latency   none: no request succeeded (${r.sent} sent, errors: ${errs})`
+      : `latency   p50 ${fmtMs(l.p50)}  p90 ${fmtMs(l.p90)}  p99 ${fmtMs(l.p99)}  p99.9 ${
+        fmtMs(l.p999)
+      }  max ${fmtMs(l.max)} ms` + (r.mode === "open" ? " (from intended send times)" : ""),
   ];
   if (ideal) {
     const i = percentiles(ideal);
