@@ -253,14 +253,15 @@ Deno.test("HTTP: pipelined requests are not timed out while ep itself holds read
 
 Deno.test("EP: a client with more jobs in flight than maxInFlight keeps beating and is not dropped", async () => {
   const server = startServer({ ep: { maxInFlight: 4 } });
-  // Heartbeats every 100 ms: three missed intervals are 300 ms, less than one job.
-  const client = await connect(`127.0.0.1:${server.addr.port}`, { heartbeatMs: 100 });
+  // Heartbeats every 500 ms (the least a server agrees to): three missed intervals are
+  // 1.5 s, less than one job.
+  const client = await connect(`127.0.0.1:${server.addr.port}`, { heartbeatMs: 500 });
   try {
-    assert.equal(client.welcome?.heartbeatMs, 100);
+    assert.equal(client.welcome?.heartbeatMs, 500);
     const replies = await Promise.all(
-      Array.from({ length: 10 }, () => client.request("sleep", "700", { timeoutMs: 10_000 })),
+      Array.from({ length: 6 }, () => client.request("sleep", "1700", { timeoutMs: 20_000 })),
     );
-    for (const r of replies) assert.equal(dec.decode(r.body), "slept 700\n");
+    for (const r of replies) assert.equal(dec.decode(r.body), "slept 1700\n");
   } finally {
     client.close();
     await server.close();
