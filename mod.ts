@@ -319,6 +319,7 @@ export async function startNode(options: NodeOptions): Promise<Node> {
       threads: h.threads,
       concurrency: h.concurrency,
       timeouts: h.timeoutsMs && new Map(Object.entries(h.timeoutsMs)),
+      services: functions && Object.keys(functions),
       start: functions && ((o) =>
         InlinePool.start({
           handlers: functions,

@@ -313,7 +313,14 @@ export async function runScript(
       listen: c.listen,
       connect: c.connect.length > 0 ? c.connect : undefined,
       handlers: c.services.length > 0
-        ? { runtime: LUA_RUNTIME, options: moduleOptions, threads, concurrency, timeouts }
+        ? {
+          runtime: LUA_RUNTIME,
+          options: moduleOptions,
+          threads,
+          concurrency,
+          timeouts,
+          services: c.services.map((s) => s.name),
+        }
         : undefined,
       token,
       prefetch: c.config.prefetch,

@@ -42,6 +42,13 @@
  * its other jobs are redelivered. Services no provider ever served exist only while jobs
  * wait for them in the start-up grace, and at most `maxPendingServices` of them at once.
  *
+ * Unknown services: a job for a service no provider serves waits for one only when one is
+ * known to be coming: a provider served it before (a worker restarting: it waits up to
+ * `serviceGraceMs`), or the balancer is in its start-up grace and expects the service (its
+ * own handlers' services, which start after it listens, the services of prefix routes, and
+ * `expectServices`). Before any worker connected, nothing else is known to be coming: any
+ * other name (a mistyped path) is answered `no_service` at once.
+ *
  * Time is the balancer's clock (`BalancerOptions.now`, `performance.now()` by default). The
  * sweep that expires deadlines and graces runs only when something can be due: every
  * `sweepIntervalMs` (10 ms) while jobs are queued, at the earliest deadline or every
@@ -95,12 +102,22 @@ export interface BalancerOptions {
   /** Redeliveries of a job whose provider was lost. Default 1. */
   retries?: number;
   /**
-   * How long a job may wait for a provider when its service has none: a service that had
-   * providers before (a worker restarting) or any service in the first `serviceGraceMs`
-   * after start. A service never seen after that is answered `no_service` at once.
+   * How long a job may wait for a provider when its service has none but one is known to be
+   * coming: a service a provider served before (a worker restarting), or, in the first
+   * `serviceGraceMs` after start, an expected one ({@linkcode BalancerOptions.expectServices},
+   * the services of prefix routes). Any other name is answered `no_service` at once.
    * Default 5 000 ms; 0 answers `no_service` at once always.
    */
   serviceGraceMs?: number;
+  /**
+   * Services whose providers are known to be coming although none has attached yet (this
+   * process's own handler threads, which start after the balancer listens; a deployment's
+   * workers): in the start-up grace, jobs for them wait for their first provider. `"any"`:
+   * every name waits in the start-up grace (handlers whose names are not known before they
+   * start; narrow it with {@linkcode Balancer.expectServices} once they are). The services
+   * of `routes` are always expected. Default: none.
+   */
+  expectServices?: Iterable<string> | "any";
   /**
    * Extra (prefetch) credit is used only when a service's queue holds at least this many
    * jobs per provider serving it. Default 0.5: measured side by side on four one-slot Lua
@@ -296,6 +313,10 @@ export class Balancer {
   #defaultTimeout: number;
   #retries: number;
   #grace: number;
+  /** Services expected to get providers (see BalancerOptions.expectServices). */
+  #expected: ReadonlySet<string> | "any";
+  /** The services of prefix routes: expected too. */
+  #routed: ReadonlySet<string>;
   #prefetchDepth: number;
   #prefetchBudget: number;
   #router: Router;
@@ -319,6 +340,9 @@ export class Balancer {
     this.#defaultTimeout = options.defaultTimeoutMs ?? 30_000;
     this.#retries = options.retries ?? 1;
     this.#grace = options.serviceGraceMs ?? 5_000;
+    const expect = options.expectServices;
+    this.#expected = expect === "any" ? "any" : new Set(expect ?? []);
+    this.#routed = new Set((options.routes ?? []).map((r) => r.service));
     this.#prefetchDepth = options.prefetchDepth ?? 0.5;
     this.#prefetchBudget = options.prefetchBudgetMs ?? 3;
     if (!(this.#prefetchBudget >= 0)) {
@@ -362,8 +386,7 @@ export class Balancer {
     const s = this.#services.get(service);
     const now = this.#now();
     if (!s || s.providers.length === 0) {
-      const waitable = (s?.everServed ?? false) || now - this.#started < this.#grace;
-      if (!waitable || this.#grace === 0) {
+      if (!this.#comingBack(s, service, now)) {
         throw this.#refuse(s ?? null, service, ErrorCode.NO_SERVICE, `No service "${service}"`);
       }
       if (!s && this.#pending.size >= this.#maxPending) {
@@ -414,6 +437,42 @@ export class Balancer {
       }
       this.#enqueue(state, qj, false);
     });
+  }
+
+  /**
+   * Whether a provider of `service` (which has none now) is known to be coming, so that a
+   * job may wait for it: one served it before (a worker restarting), or the balancer is in
+   * its start-up grace and the service is expected (`expectServices`, a prefix route).
+   */
+  #comingBack(s: ServiceState | undefined, service: string, now: number): boolean {
+    if (this.#grace === 0) return false;
+    if (s?.everServed) return true;
+    return now - this.#started < this.#grace && this.#expects(service);
+  }
+
+  #expects(service: string): boolean {
+    return this.#expected === "any" || this.#expected.has(service) || this.#routed.has(service);
+  }
+
+  /**
+   * Replaces the services expected to get providers ({@linkcode BalancerOptions.expectServices}),
+   * for example once this process's handlers started and their names are known. Jobs waiting
+   * for a name no longer expected, and never served, are answered `no_service` at once.
+   */
+  expectServices(services: Iterable<string> | "any"): void {
+    this.#expected = services === "any" ? "any" : new Set(services);
+    for (const s of this.#pending) {
+      if (s.providers.length > 0 || this.#expects(s.name)) continue;
+      for (const level of s.levels) {
+        let qj;
+        while ((qj = level.queue.shift())) {
+          this.#fail(qj, ErrorCode.NO_SERVICE, `No service "${s.name}"`);
+        }
+      }
+      s.size = 0;
+      this.#pending.delete(s);
+      this.#services.delete(s.name);
+    }
   }
 
   /** Attaches a provider and hands it waiting jobs. */

@@ -778,33 +778,53 @@ Deno.test("balancer: jobs a draining provider still holds at its DRAIN grace are
 
 // --- unknown services, the start-up grace, a full queue -------------------------------------
 
-Deno.test("balancer: in the start-up grace a job for an unknown service waits for a provider; after it, no_service at once", async () => {
+Deno.test("balancer unknown services: a name no provider serves, served or is expected is answered no_service at once, even in the start-up grace", async () => {
   const r = new Rig({ serviceGraceMs: 5000 });
   r.submit("x1", "x");
+  assert.deepEqual(await r.settled(), ["x1:no_service"]);
+  assert.equal(r.errors.get("x1")!.message, 'No service "x"');
+  assert.deepEqual(r.observed, [["x", "no_service", NaN, NaN, null]]);
+  assert.deepEqual(r.balancer.stats().services, [], "a mistyped name leaves no state");
+  // A provider of another service changes nothing for it.
+  r.provider("p", ["y"]);
+  r.submit("x2", "x");
+  assert.deepEqual(await r.settled(), ["x1:no_service", "x2:no_service"]);
+  r.close();
+});
+
+Deno.test("balancer unknown services: in the start-up grace a job for an expected service (expectServices, a prefix route's service) waits for its first provider; after the grace, no_service at once", async () => {
+  const r = new Rig({
+    serviceGraceMs: 5000,
+    expectServices: ["x"],
+    routes: [{ prefix: "/api", service: "api" }],
+  });
+  r.submit("x1", "x");
   r.t = 1000;
-  r.submit("y1", "y");
+  r.submit("a1", "api", { protocol: "http", method: "GET", path: "/api/users" });
+  r.submit("n1", "nope");
+  assert.deepEqual(await r.settled(), ["n1:no_service"]);
   assert.deepEqual(r.balancer.stats().services.map((s) => [s.name, s.served, s.queued]), [
     ["x", false, 1],
-    ["y", false, 1],
+    ["api", false, 1],
   ]);
   r.sweepAt(4999);
   const p = r.provider("p", ["x"]);
   assert.deepEqual(p.log, ["x1"]);
-  // A pending job waits serviceGraceMs from its arrival, then no_service; the name is forgotten.
+  // A waiting job waits serviceGraceMs from its arrival, then no_service; the name is forgotten.
   r.sweepAt(5999);
-  assert.deepEqual(await r.settled(), []);
+  assert.deepEqual(await r.settled(), ["n1:no_service"]);
   r.sweepAt(6000);
-  assert.deepEqual(await r.settled(), ["y1:no_service"]);
-  assert.equal(r.errors.get("y1")!.message, 'No service "y"');
+  assert.deepEqual(await r.settled(), ["n1:no_service", "a1:no_service"]);
+  assert.equal(r.errors.get("a1")!.message, 'No service "api"');
   assert.deepEqual(r.balancer.stats().services.map((s) => s.name), ["x"]);
-  // Past the start-up grace a name never served is refused at once.
-  r.submit("z1", "z");
-  assert.deepEqual(await r.settled(), ["y1:no_service", "z1:no_service"]);
-  assert.deepEqual(r.observed.at(-1), ["z", "no_service", NaN, NaN, null]);
+  // Past the start-up grace an expected name never served is refused at once.
+  r.submit("a2", "api", { protocol: "http", method: "GET", path: "/api" });
+  assert.deepEqual(await r.settled(), ["n1:no_service", "a1:no_service", "a2:no_service"]);
+  assert.deepEqual(r.observed.at(-1), ["api", "no_service", NaN, NaN, null]);
   r.close();
 
   // The start-up grace is serviceGraceMs from the balancer's start, to the millisecond.
-  const edge = new Rig({ serviceGraceMs: 5000 });
+  const edge = new Rig({ serviceGraceMs: 5000, expectServices: ["a", "b"] });
   edge.t = 4999;
   edge.submit("in", "a");
   edge.t = 5000;
@@ -812,6 +832,22 @@ Deno.test("balancer: in the start-up grace a job for an unknown service waits fo
   assert.deepEqual(await edge.settled(), ["out:no_service"]);
   assert.equal(edge.balancer.queueDepth("a"), 1);
   edge.close();
+});
+
+Deno.test('balancer unknown services: expectServices("any") (handlers whose names are not known before they start) waits for every name in the start-up grace; expectServices(names) narrows it at once', async () => {
+  const r = new Rig({ serviceGraceMs: 5000, expectServices: "any" });
+  r.submit("x1", "x");
+  r.submit("y1", "y");
+  assert.deepEqual(await r.settled(), []);
+  // The pool started: its names are now known; the others waiting are refused at once.
+  r.balancer.expectServices(["x"]);
+  assert.deepEqual(await r.settled(), ["y1:no_service"]);
+  r.submit("z1", "z");
+  r.submit("x2", "x");
+  assert.deepEqual(await r.settled(), ["y1:no_service", "z1:no_service"]);
+  const p = r.provider("p", ["x"], { slots: 2 });
+  assert.deepEqual(p.log, ["x1", "x2"]);
+  r.close();
 });
 
 Deno.test("balancer: a service that had providers waits serviceGraceMs for one after losing them all", async () => {
@@ -832,7 +868,7 @@ Deno.test("balancer: a service that had providers waits serviceGraceMs for one a
 });
 
 Deno.test("balancer: at most maxPendingServices unknown services are waited for; serviceGraceMs 0 never waits", async () => {
-  const r = new Rig({ serviceGraceMs: 5000, maxPendingServices: 2 });
+  const r = new Rig({ serviceGraceMs: 5000, maxPendingServices: 2, expectServices: "any" });
   r.submit("a1", "a");
   r.submit("b1", "b");
   r.submit("c1", "c");
@@ -946,7 +982,7 @@ Deno.test("balancer: a job goes only to a provider that takes its size, at once 
 // --- registration changes, routing, endpoints, close ---------------------------------------
 
 Deno.test("balancer: a provider's new registration takes effect at once", () => {
-  const r = new Rig({ serviceGraceMs: 5000 });
+  const r = new Rig({ serviceGraceMs: 5000, expectServices: ["b"] });
   const p = r.provider("p", ["a"], { slots: 1 });
   r.submit("b1", "b");
   assert.deepEqual(p.log, []);

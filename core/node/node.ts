@@ -38,6 +38,13 @@ export interface HandlerSource {
   /** Run-time caps of some services in ms: their handlers are interrupted past it. */
   timeouts?: ReadonlyMap<string, number>;
   /**
+   * The services these handlers serve, when known before they start (a control script's
+   * `ep.service` names, a map of functions' keys): in the start-up grace a balancer lets
+   * jobs for them wait while its handler threads start, and refuses other names at once.
+   * Absent: every name waits in the start-up grace until the handlers have started.
+   */
+  services?: readonly string[];
+  /**
    * Starts the pool instead of `HandlerPool.start`, given the same options: `InlinePool`
    * runs a map of functions on this thread.
    */
@@ -148,8 +155,11 @@ export async function startNode(options: NodeOptions): Promise<Node> {
   if (options.listen) {
     const m = monitor = new Monitor(options.observe);
     const own = options.balancer;
+    // Its own handlers' services are coming (the threads start after it listens).
+    const declared = options.handlers ? options.handlers.services ?? "any" : [];
     balancer = new Balancer({
       ...own,
+      expectServices: expected(own?.expectServices, declared),
       // The monitor sees every job; a caller's observer and internal pages still run.
       observer: own?.observer
         ? {
@@ -187,6 +197,8 @@ export async function startNode(options: NodeOptions): Promise<Node> {
     if (pool && !options.connect?.length) {
       local = new LocalPoolProvider(pool, balancer, timeouts);
       balancer.addProvider(local);
+      // Their names are known now: other names wait no longer.
+      balancer.expectServices(expected(own?.expectServices, pool.services));
     }
     m.attach({ balancer, server, pool: () => pool });
     // Ready once the handler threads (and the scripts they load) have started.
@@ -214,6 +226,7 @@ export async function startNode(options: NodeOptions): Promise<Node> {
       const link = new LocalLink(balancer, worker, pool.services, pool.maxMessageBytes);
       balancer.addProvider(link);
       worker.attach(link);
+      balancer.expectServices(expected(options.balancer?.expectServices, pool.services));
     }
   }
   const close = async () => {
@@ -260,4 +273,13 @@ export async function startNode(options: NodeOptions): Promise<Node> {
     close,
     call: (c) => calls().call(c),
   };
+}
+
+/** The union of two `expectServices` values ("any" wins). */
+function expected(
+  a: Iterable<string> | "any" | undefined,
+  b: Iterable<string> | "any",
+): Iterable<string> | "any" {
+  if (a === "any" || b === "any") return "any";
+  return new Set([...(a ?? []), ...b]);
 }
