@@ -71,6 +71,55 @@ export class JobError extends Error {
   }
 }
 
+// ---- admin
+
+/**
+ * An admin operation named a worker the balancer does not have (or names several): the
+ * admin API answers HTTP 404 (409 when ambiguous) or EP ERROR `bad_request`, with this
+ * message.
+ *
+ * @example
+ * ```ts
+ * import { UnknownWorkerError } from "./errors.ts";
+ * const err = new UnknownWorkerError("w9");
+ * console.assert(err.message === 'No worker "w9" is attached' && err.worker === "w9");
+ * ```
+ */
+export class UnknownWorkerError extends Error {
+  /** The name given. */
+  readonly worker: string;
+  /** Whether the name fits several workers (rather than none). */
+  readonly ambiguous: boolean;
+  /** Creates the error; `message` defaults to saying no such worker is attached. */
+  constructor(worker: string, message?: string, options?: ErrorOptions & { ambiguous?: boolean }) {
+    super(message ?? `No worker "${worker}" is attached`, options);
+    this.name = "UnknownWorkerError";
+    this.worker = worker;
+    this.ambiguous = options?.ambiguous ?? false;
+  }
+}
+
+/**
+ * An admin operation named a service no provider serves or served: HTTP 404, or EP ERROR
+ * `bad_request`.
+ *
+ * @example
+ * ```ts
+ * import { UnknownServiceError } from "./errors.ts";
+ * console.assert(new UnknownServiceError("nope").message === 'No service "nope"');
+ * ```
+ */
+export class UnknownServiceError extends Error {
+  /** The name given. */
+  readonly service: string;
+  /** Creates the error. */
+  constructor(service: string, options?: ErrorOptions) {
+    super(`No service "${service}"`, options);
+    this.name = "UnknownServiceError";
+    this.service = service;
+  }
+}
+
 // ---- network
 
 /**

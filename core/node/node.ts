@@ -167,6 +167,10 @@ export async function startNode(options: NodeOptions): Promise<Node> {
             m.job(...a);
             own.observer!.job(...a);
           },
+          failed: (f) => {
+            m.failed(f);
+            own.observer!.failed?.(f);
+          },
         }
         : m,
       internal: own?.internal ? (job) => own.internal!(job) ?? m.internal(job) : m.internal,
