@@ -252,6 +252,21 @@ export interface NodeOptions {
   };
   /** Who may read `/_ep/` (status, metrics, stats): loopback only unless a token or public. */
   status?: { token?: string; public?: boolean };
+  /**
+   * What its services say of themselves, by name, shown at the balancer's `/_ep/services`
+   * and by `ep services` (NATS micro's `$SRV.INFO` is the model); a module worker sends them
+   * to its balancers.
+   *
+   * @example
+   * ```ts ignore
+   * await startNode({
+   *   connect: ["127.0.0.1:7070"],
+   *   handlers: { functions: { user: (req) => req.text() } },
+   *   descriptions: { user: { description: "Users and logins", version: "1.4.0" } },
+   * });
+   * ```
+   */
+  descriptions?: Readonly<Record<string, { description?: string; version?: string }>>;
 }
 
 /**
@@ -313,6 +328,7 @@ export async function startNode(options: NodeOptions): Promise<Node> {
     },
     observe: { access: { token: options.status?.token, public: options.status?.public } },
     upstreams: options.upstreams,
+    descriptions: options.descriptions,
     handlers: h && {
       runtime: TS_HANDLER_RUNTIME,
       options: functions ? undefined : { handlers: moduleUrl(h.module!) },

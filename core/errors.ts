@@ -120,6 +120,25 @@ export class UnknownServiceError extends Error {
   }
 }
 
+/**
+ * An admin request that cannot be carried out as given: not a JSON object, an unknown
+ * operation, a missing or invalid argument. HTTP 400, or EP ERROR `bad_request`.
+ *
+ * @example
+ * ```ts
+ * import { AdminRequestError } from "./errors.ts";
+ * const err = new AdminRequestError('Unknown admin operation "reboot"');
+ * console.assert(err.name === "AdminRequestError");
+ * ```
+ */
+export class AdminRequestError extends Error {
+  /** Creates the error. */
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = "AdminRequestError";
+  }
+}
+
 // ---- network
 
 /**

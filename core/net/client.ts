@@ -277,6 +277,17 @@ export class Client {
     return JSON.parse(new TextDecoder().decode(reply.body));
   }
 
+  /**
+   * Sends a runtime admin request (EP ADMIN, SPEC.md §6.12), such as `{ op: "drain",
+   * worker: "w1" }`, and resolves with the server's result object. A refusal rejects with a
+   * {@linkcode JobError} (`bad_request` with the reason, `unauthorized`).
+   */
+  async admin(request: Record<string, unknown>, timeoutMs = 5_000): Promise<unknown> {
+    const json = JSON.stringify(request);
+    const reply = await this.#control({ type: "admin", id: 0, json }, timeoutMs);
+    return JSON.parse(new TextDecoder().decode(reply.body));
+  }
+
   /** Closes the connection; requests in flight reject with ConnectionClosedError. */
   close(): void {
     this.#shutdown(new ConnectionClosedError("Client closed"));
@@ -343,7 +354,8 @@ export class Client {
         p.resolve({ status: f.status, meta: f.meta, body: f.body.slice() });
         break;
       }
-      case "stats": {
+      case "stats":
+      case "adminResult": {
         const p = this.#pending.get(f.id);
         if (!p) return;
         this.#pending.delete(f.id);

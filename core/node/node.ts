@@ -18,6 +18,7 @@ import { WorkerNode } from "./worker.ts";
 import { LocalLink } from "./_local_link.ts";
 import { Caller, type CallTarget } from "./_caller.ts";
 import type { JobPool, PoolCall, PoolCallReply } from "../threads/pool_types.ts";
+import type { ServiceDescription } from "../balancer/provider.ts";
 import { DEFAULT_PREFETCH } from "../../protocol/ep_frames.ts";
 
 const log = getLogger(["ep", "node"]);
@@ -77,6 +78,12 @@ export interface NodeOptions {
   observe?: MonitorOptions;
   /** Other clusters handlers may call by name (`ep.call(s, body, { upstream = name })`). */
   upstreams?: Readonly<Record<string, CallTarget>>;
+  /**
+   * What its services say of themselves, by name (`{ echo: { description, version } }`):
+   * shown at the balancer's `/_ep/services` and by `ep services` (a worker sends them to
+   * its balancers in its STATS, SPEC.md §6.7).
+   */
+  descriptions?: Readonly<Record<string, ServiceDescription>>;
 }
 
 /** A running process role. */
@@ -148,6 +155,7 @@ export async function startNode(options: NodeOptions): Promise<Node> {
       ringBytes: 4 << 20,
     });
   const timeouts = options.handlers?.timeouts ?? new Map<string, number>();
+  const described = new Map(Object.entries(options.descriptions ?? {}));
   let pool: JobPool | null = null;
   let local: LocalPoolProvider | null = null;
   let balancer: Balancer | null = null;
@@ -187,8 +195,9 @@ export async function startNode(options: NodeOptions): Promise<Node> {
         clientToken: options.clientToken ?? options.ep?.clientToken,
         prefetch: options.prefetch ?? options.ep?.prefetch,
         stats: () => m.snapshot(),
-        // STATS_REQUEST follows the access rule of /_ep/stats.
+        // STATS_REQUEST and ADMIN follow the access rule of /_ep/stats.
         statsAccess: options.ep?.statsAccess ?? m.access,
+        admin: options.ep?.admin ?? ((json) => m.adminJson(json)),
       },
     });
     try {
@@ -199,7 +208,7 @@ export async function startNode(options: NodeOptions): Promise<Node> {
       throw err;
     }
     if (pool && !options.connect?.length) {
-      local = new LocalPoolProvider(pool, balancer, timeouts);
+      local = new LocalPoolProvider(pool, balancer, timeouts, described);
       balancer.addProvider(local);
       // Their names are known now: other names wait no longer.
       balancer.expectServices(expected(own?.expectServices, pool.services));
@@ -223,11 +232,13 @@ export async function startNode(options: NodeOptions): Promise<Node> {
       name: options.name,
       prefetch: options.prefetch,
       timeouts,
+      descriptions: options.descriptions,
     });
     if (balancer) {
       // Listen and connect: this balancer is one more source of the worker's jobs, in the
       // same slot budget as the balancers it pulls from (no slot promised twice).
       const link = new LocalLink(balancer, worker, pool.services, pool.maxMessageBytes);
+      link.descriptions = described;
       balancer.addProvider(link);
       worker.attach(link);
       balancer.expectServices(expected(options.balancer?.expectServices, pool.services));
@@ -249,7 +260,7 @@ export async function startNode(options: NodeOptions): Promise<Node> {
     if (worker) await worker.replacePool(fresh);
     if (balancer && local) {
       const retiring = local;
-      local = new LocalPoolProvider(fresh, balancer, timeouts);
+      local = new LocalPoolProvider(fresh, balancer, timeouts, described);
       balancer.addProvider(local);
       retiring.draining = true;
       while (balancer.heldBy(retiring) > 0) await new Promise((r) => setTimeout(r, 10));

@@ -74,6 +74,7 @@ import { type RecentError, RecentErrors } from "./recent_errors.ts";
 import { errorCodeName } from "../../protocol/errors.ts";
 import type { AccessOptions } from "../net/access.ts";
 import { StatusEndpoints } from "./endpoints.ts";
+import { Admin, type AdminOutcome } from "./admin.ts";
 import { logAccess } from "./access_log.ts";
 import { escapeControls } from "../escape.ts";
 
@@ -228,6 +229,7 @@ export class Monitor implements BalancerObserver {
   #lastBytesIn = 0;
   #lastBytesOut = 0;
   #endpoints: StatusEndpoints;
+  #admin: Admin;
   #total: {
     rate: Series;
     failed: Series;
@@ -264,6 +266,7 @@ export class Monitor implements BalancerObserver {
       bytesIn: new Series(n),
       bytesOut: new Series(n),
     };
+    this.#admin = new Admin(this);
     this.#endpoints = new StatusEndpoints(this);
     this.internal = (job) => this.#endpoints.answer(job);
   }
@@ -433,9 +436,29 @@ export class Monitor implements BalancerObserver {
     return out;
   }
 
-  /** The balancer's provider list (for the admin operations): see `admin.ts`. */
+  /** The balancer watched, once attached (the admin operations act on it). */
   get balancer(): Balancer | null {
     return this.#src?.balancer ?? null;
+  }
+
+  /**
+   * Carries out a runtime admin request (`{"op": "drain", "worker": "w1"}`, see `admin.ts`):
+   * what `/_ep/admin/…` and EP ADMIN answer (pass `(json) => monitor.adminJson(json)` as
+   * `EpOptions.admin`).
+   */
+  admin(request: unknown): AdminOutcome {
+    return this.#admin.answer(request);
+  }
+
+  /** {@linkcode Monitor.admin} for a request's JSON text (EP ADMIN). */
+  adminJson(json: string): AdminOutcome {
+    return this.#admin.answerJson(json);
+  }
+
+  /** An admin operation changed a worker's state: its history shows it at once. */
+  changed(): void {
+    const src = this.#src;
+    if (src) this.#noteStates(src.balancer.stats().providers, Date.now());
   }
 
   /**
