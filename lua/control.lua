@@ -119,18 +119,23 @@ end
 --- Run a service on this process's handler threads: a file (relative to the script's
 --- folder) that returns the handler, or a function written inline. `slots` (default: the
 --- number of threads) adds to the jobs this process runs at once; `timeout_ms` interrupts a
---- handler that runs longer (answered 504 / EP timeout).
+--- handler that runs longer (answered 504 / EP timeout). `description` (one line) and
+--- `version` say what it is: shown at the balancer's /_ep/services and by `ep services`.
 ---@param name string
 ---@param handler string|fun(req: ep.Request): any
----@param opts? { slots?: integer, timeout_ms?: integer }
+---@param opts? { slots?: integer, timeout_ms?: integer, description?: string, version?: string }
 function ep.service(name, handler, opts)
   check_name(name, "ep.service", 1, "service name")
   check(type(handler) == "string" or type(handler) == "function", "ep.service", 2,
     "file name or function", handler)
   opts = opts or {}
   check(type(opts) == "table", "ep.service", 3, "table", opts)
+  check(opts.description == nil or type(opts.description) == "string", "ep.service", 3,
+    "string description", opts.description)
+  check(opts.version == nil or type(opts.version) == "string", "ep.service", 3,
+    "string version", opts.version)
   ext.service(name, type(handler) == "string" and handler or "", type(handler) == "function",
-    opts.slots or 0, opts.timeout_ms or 0)
+    opts.slots or 0, opts.timeout_ms or 0, opts.description, opts.version)
 end
 
 --- Route HTTP requests: `ep.route("/api/users", "user")` sends paths under a prefix to a

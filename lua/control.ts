@@ -40,7 +40,17 @@ export interface ControlConfig {
   /** `ep.threads`. */
   threads?: number;
   /** `ep.service` calls, in order. */
-  services: { name: string; file: string; inline: boolean; slots: number; timeoutMs: number }[];
+  services: {
+    name: string;
+    file: string;
+    inline: boolean;
+    slots: number;
+    timeoutMs: number;
+    /** `description` option: what it does, for `/_ep/services`. */
+    description?: string;
+    /** `version` option. */
+    version?: string;
+  }[];
   /** `ep.route(prefix, service)` calls. */
   routes: { prefix: string; service: string }[];
   /** Whether `ep.route(fn)` was called. */
@@ -121,13 +131,15 @@ export async function loadControl(
     },
     connect: (addr) => void config.connect.push(str(addr)),
     threads: (n) => void (config.threads = Number(n)),
-    service: (svc, file, inline, slots, timeout) => {
+    service: (svc, file, inline, slots, timeout, description, version) => {
       config.services.push({
         name: str(svc),
         file: str(file),
         inline: inline === true,
         slots: Number(slots) || 0,
         timeoutMs: Number(timeout) || 0,
+        ...(typeof description === "string" ? { description } : {}),
+        ...(typeof version === "string" ? { version } : {}),
       });
     },
     route: (prefix, svc) => void config.routes.push({ prefix: str(prefix), service: str(svc) }),
@@ -336,6 +348,10 @@ export async function runScript(
         prefetchBudgetMs: c.config.prefetch_budget_ms,
       },
       upstreams: c.upstreams,
+      descriptions: Object.fromEntries(
+        c.services.filter((s) => s.description !== undefined || s.version !== undefined)
+          .map((s) => [s.name, { description: s.description, version: s.version }]),
+      ),
     });
   } catch (err) {
     console.error(`ep: cannot start ${scriptPath}: ${(err as Error).message}`);
