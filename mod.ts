@@ -267,6 +267,12 @@ export interface NodeOptions {
    * ```
    */
   descriptions?: Readonly<Record<string, { description?: string; version?: string }>>;
+  /**
+   * Send handlers' own error messages (a throw's message) to clients, for development.
+   * Default false: a client gets `Handler failed (request <id>)` (HTTP 500 with
+   * `x-request-id`, EP `handler_error`) and the message goes to the log with the request id.
+   */
+  exposeErrors?: boolean;
 }
 
 /**
@@ -329,6 +335,7 @@ export async function startNode(options: NodeOptions): Promise<Node> {
     observe: { access: { token: options.status?.token, public: options.status?.public } },
     upstreams: options.upstreams,
     descriptions: options.descriptions,
+    exposeErrors: options.exposeErrors,
     handlers: h && {
       runtime: TS_HANDLER_RUNTIME,
       options: functions ? undefined : { handlers: moduleUrl(h.module!) },

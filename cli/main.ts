@@ -54,6 +54,9 @@ Common options:
                        without one they are served to loopback peers only)
   --status-public      serve the /_ep/ page, stats, metrics and EP stats to every peer
                        without a token
+  --expose-errors      send handlers' own error messages to clients (development; by
+                       default a client gets "Handler failed (request <id>)" and the
+                       message goes to the log)
 `;
 
 /**

@@ -24,6 +24,7 @@ export interface RoleFlags {
   "access-log"?: boolean;
   "status-token"?: string;
   "status-public"?: boolean;
+  "expose-errors"?: boolean;
 }
 
 /**
@@ -43,6 +44,7 @@ export async function runControlScript(script: string | undefined, v: RoleFlags)
   }
   return await (await import("../lua/control.ts")).runScript(script, {
     observe: observeOptions(v),
+    exposeErrors: v["expose-errors"],
   });
 }
 
@@ -58,7 +60,7 @@ export async function runControlScript(script: string | undefined, v: RoleFlags)
 export async function start(v: RoleFlags): Promise<number> {
   return await (await import("../lua/control.ts")).runScript(
     new URL("../scripts/main.lua", import.meta.url).pathname,
-    { observe: observeOptions(v) },
+    { observe: observeOptions(v), exposeErrors: v["expose-errors"] },
   );
 }
 
@@ -100,6 +102,7 @@ export async function runRole(role: "balancer" | "worker", v: RoleFlags): Promis
       balancer: v["prefetch-budget"] === undefined
         ? undefined
         : { prefetchBudgetMs: Number(v["prefetch-budget"]) },
+      exposeErrors: v["expose-errors"],
     });
   } catch (err) {
     console.error(`ep ${role}: ${(err as Error).message}`);

@@ -338,6 +338,27 @@ export class HandlerError extends Error {
 }
 
 /**
+ * A handler's result that breaks the reply rules (a status outside 200–599, a body on 204,
+ * a header value that is not a string, …): ep's verdict on the reply, which its client is
+ * told even when handlers' own errors are not (the message names the rule, not the
+ * handler's data). A `TypeError`, as the rules are about the result's type and range.
+ *
+ * @example
+ * ```ts
+ * import { InvalidReplyError } from "./errors.ts";
+ * const err = new InvalidReplyError("Handler returned status 99; allowed 200–599");
+ * console.assert(err instanceof TypeError && err.name === "InvalidReplyError");
+ * ```
+ */
+export class InvalidReplyError extends TypeError {
+  /** Creates the error. */
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = "InvalidReplyError";
+  }
+}
+
+/**
  * A job's deadline passed before its handler replied. The thread running it is asked to
  * interrupt it; its slot stays taken until the thread lets go of the job.
  *

@@ -165,22 +165,29 @@ local CONFIG_KEYS = {
   max_queue = true, timeout_ms = true, retries = true, prefetch = true,
   prefetch_budget_ms = true, grace_ms = true, concurrency = true,
 }
+local BOOLEAN_KEYS = { expose_errors = true }
 
 --- Balancer and worker tuning: `max_queue` (per service, default 10000), `timeout_ms`
 --- (default job deadline, 30000), `retries` (redeliveries of a lost worker's job, 1),
 --- `prefetch` (jobs beyond its slots a worker may hold, 4), `prefetch_budget_ms` (beyond
 --- one, prefetched jobs wait in a worker at most about this long, 3), `grace_ms` (wait for a
---- service's first worker, 5000), `concurrency` (jobs one handler thread runs at once).
----@param opts { max_queue?: integer, timeout_ms?: integer, retries?: integer, prefetch?: integer, prefetch_budget_ms?: integer, grace_ms?: integer, concurrency?: integer }
+--- service's first worker, 5000), `concurrency` (jobs one handler thread runs at once);
+--- `expose_errors = true` sends handlers' own error messages to clients (development).
+---@param opts { max_queue?: integer, timeout_ms?: integer, retries?: integer, prefetch?: integer, prefetch_budget_ms?: integer, grace_ms?: integer, concurrency?: integer, expose_errors?: boolean }
 function ep.config(opts)
   check(type(opts) == "table", "ep.config", 1, "table", opts)
   for k, v in pairs(opts) do
-    check(type(k) == "string" and math.type(v) == "integer", "ep.config", 1,
-      "table of integers", v)
-    if not CONFIG_KEYS[k] then
-      error(string.format("bad argument #1 to 'ep.config' (unknown key '%s')", oneline(k)), 2)
+    if BOOLEAN_KEYS[k] then
+      check(type(v) == "boolean", "ep.config", 1, "boolean " .. k, v)
+      ext.config(k, v and 1 or 0)
+    else
+      check(type(k) == "string" and math.type(v) == "integer", "ep.config", 1,
+        "table of integers", v)
+      if not CONFIG_KEYS[k] then
+        error(string.format("bad argument #1 to 'ep.config' (unknown key '%s')", oneline(k)), 2)
+      end
+      ext.config(k, v)
     end
-    ext.config(k, v)
   end
 end
 

@@ -262,7 +262,7 @@ function notStarted(service: string): CallUnavailableError {
  */
 export async function runScript(
   scriptPath: string,
-  options: { observe?: MonitorOptions } = {},
+  options: { observe?: MonitorOptions; exposeErrors?: boolean } = {},
 ): Promise<number> {
   let exit: ((code: number) => void) | null = null;
   const exited = new Promise<number>((resolve) => exit = resolve);
@@ -348,6 +348,8 @@ export async function runScript(
         prefetchBudgetMs: c.config.prefetch_budget_ms,
       },
       upstreams: c.upstreams,
+      // ep.config { expose_errors = true } or --expose-errors: handlers' messages to clients.
+      exposeErrors: c.config.expose_errors === 1 || options.exposeErrors === true,
       descriptions: Object.fromEntries(
         c.services.filter((s) => s.description !== undefined || s.version !== undefined)
           .map((s) => [s.name, { description: s.description, version: s.version }]),

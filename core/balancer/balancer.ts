@@ -445,9 +445,27 @@ export class Balancer {
     if (this.#closed) throw new JobError(ErrorCode.SHUTTING_DOWN, "Balancer is shutting down");
     // Before routing: a routing function sees the request id too.
     job.requestId ??= requestIdOf(job);
-    const service = this.#router.service(job);
+    let service: string | Promise<string>;
+    try {
+      service = this.#router.service(job);
+    } catch (err) {
+      throw this.#routeFailed(job, err);
+    }
     if (typeof service === "string") return this.#submitTo(job, service);
-    return service.then((s) => this.#submitTo(job, s));
+    return service.then((s) => this.#submitTo(job, s), (err) => {
+      throw this.#routeFailed(job, err);
+    });
+  }
+
+  /** A route function failed: logged with the request id; the client is told only that. */
+  #routeFailed(job: Job, err: unknown): JobError {
+    if (err instanceof JobError) return err;
+    log.error("Route function failed for {path} (request {requestId}): {error}", {
+      path: job.path,
+      requestId: job.requestId,
+      error: err,
+    });
+    return new JobError(ErrorCode.INTERNAL, `Routing failed (request ${job.requestId})`);
   }
 
   #submitTo(job: Job, service: string): JobResult | Promise<JobResult> {

@@ -1224,6 +1224,23 @@ Deno.test("balancer: HTTP jobs are routed (prefix routes, then the route functio
   r.close();
 });
 
+Deno.test("balancer: a route function that fails answers the job internal with its request id, not the failure's message", async () => {
+  const r = new Rig({
+    route: (job) => {
+      if (job.path === "/sync") throw new Error("secret sync detail");
+      return Promise.reject(new Error("secret async detail"));
+    },
+  });
+  r.provider("p", ["svc"]);
+  const http = { protocol: "http" as const, method: "GET", requestId: undefined };
+  r.submit("s", "svc", { ...http, path: "/sync", headers: [["x-request-id", "rid-1"]] });
+  r.submit("a", "svc", { ...http, path: "/async", headers: [["x-request-id", "rid-2"]] });
+  assert.deepEqual(await r.settled(), ["s:internal", "a:internal"]);
+  assert.equal(r.errors.get("s")!.message, "Routing failed (request rid-1)");
+  assert.equal(r.errors.get("a")!.message, "Routing failed (request rid-2)");
+  r.close();
+});
+
 Deno.test("balancer: /_ep/ is answered by the endpoints (internal first), health and loopback-only stats by default, even after close", () => {
   const r = new Rig({
     internal: (job) => job.path === "/_ep/mine" ? { body: "mine" } : undefined,

@@ -34,17 +34,23 @@ export class LocalPoolProvider implements Provider {
   #timeouts: ReadonlyMap<string, number>;
   /** What its services say of themselves (`/_ep/services`). */
   readonly descriptions: ReadonlyMap<string, ServiceDescription>;
+  /** Whether a handler's own error message reaches its client (development). */
+  readonly exposeErrors: boolean;
 
   /**
    * Wraps `pool`; answers go to `balancer`. `timeouts` caps the run time of some services
-   * (their handlers are interrupted past it); `descriptions` describes them.
+   * (their handlers are interrupted past it); `descriptions` describes them; with
+   * `exposeErrors` a handler's own error message reaches its client (else a generic one
+   * with the request id, `job_errors.ts`).
    */
   constructor(
     pool: JobPool,
     balancer: Balancer,
     timeouts: ReadonlyMap<string, number> = new Map(),
     descriptions: ReadonlyMap<string, ServiceDescription> = new Map(),
+    exposeErrors = false,
   ) {
+    this.exposeErrors = exposeErrors;
     this.#pool = pool;
     this.#balancer = balancer;
     this.#timeouts = timeouts;
@@ -99,11 +105,13 @@ export class LocalPoolProvider implements Provider {
     this.#balancer.finish(
       this,
       qj,
-      err ? poolError(err, qj.service) : {
-        status: reply!.status,
-        headers: decodeMeta(reply!.meta),
-        body: reply!.body,
-      },
+      err
+        ? poolError(err, qj.service, { requestId: qj.job.requestId, expose: this.exposeErrors })
+        : {
+          status: reply!.status,
+          headers: decodeMeta(reply!.meta),
+          body: reply!.body,
+        },
     );
   }
 

@@ -82,6 +82,7 @@ export class LocalLink implements Provider, JobSource {
       encoded,
       qj.job.body,
       Math.max(1, Math.round(qj.deadline - performance.now())),
+      qj.job.requestId,
     );
   }
 

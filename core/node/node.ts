@@ -84,6 +84,11 @@ export interface NodeOptions {
    * its balancers in its STATS, SPEC.md §6.7).
    */
   descriptions?: Readonly<Record<string, ServiceDescription>>;
+  /**
+   * Send handlers' own error messages to clients (development). Default false: a client gets
+   * `Handler failed (request <id>)` and the message goes to the log with the request id.
+   */
+  exposeErrors?: boolean;
 }
 
 /** A running process role. */
@@ -208,7 +213,7 @@ export async function startNode(options: NodeOptions): Promise<Node> {
       throw err;
     }
     if (pool && !options.connect?.length) {
-      local = new LocalPoolProvider(pool, balancer, timeouts, described);
+      local = new LocalPoolProvider(pool, balancer, timeouts, described, options.exposeErrors);
       balancer.addProvider(local);
       // Their names are known now: other names wait no longer.
       balancer.expectServices(expected(own?.expectServices, pool.services));
@@ -233,6 +238,7 @@ export async function startNode(options: NodeOptions): Promise<Node> {
       prefetch: options.prefetch,
       timeouts,
       descriptions: options.descriptions,
+      exposeErrors: options.exposeErrors,
     });
     if (balancer) {
       // Listen and connect: this balancer is one more source of the worker's jobs, in the
@@ -260,7 +266,7 @@ export async function startNode(options: NodeOptions): Promise<Node> {
     if (worker) await worker.replacePool(fresh);
     if (balancer && local) {
       const retiring = local;
-      local = new LocalPoolProvider(fresh, balancer, timeouts, described);
+      local = new LocalPoolProvider(fresh, balancer, timeouts, described, options.exposeErrors);
       balancer.addProvider(local);
       retiring.draining = true;
       while (balancer.heldBy(retiring) > 0) await new Promise((r) => setTimeout(r, 10));
