@@ -25,7 +25,15 @@ Commands:
   call <service> [body | @file | -]
                        send one request and print the reply body (ep call --help)
   bench                load generator (ep bench --help)
-  status               a balancer's services, workers and totals (ep status --help)
+  status               a balancer's services, workers and totals (ep status --help;
+                       --watch refreshes every second)
+  workers, services, errors
+                       a balancer's workers (state, counts, last error), services
+                       (descriptions) and last errors with request ids (ep workers --help)
+  drain|disable|enable <worker>
+                       take a worker out of rotation, or put it back
+  set <service> max_queue <n>
+                       bound a service's queue at run time
   version              print the version
   help                 print this help
 
@@ -73,6 +81,8 @@ export async function main(args: string[]): Promise<number> {
   if (args[0] === "call") return (await import("./call.ts")).callMain(args.slice(1));
   if (args[0] === "bench") return (await import("./bench.ts")).benchMain(args.slice(1));
   if (args[0] === "status") return (await import("./status.ts")).statusMain(args.slice(1));
+  const admin = await import("./admin.ts");
+  if (admin.ADMIN_VERBS.has(args[0])) return admin.adminMain(args[0], args.slice(1));
   let parsed;
   try {
     parsed = parseArgs({

@@ -169,8 +169,8 @@ export interface ProviderSnapshot {
  * @example
  * ```ts
  * import type { WorkerState } from "./status_snapshot.ts";
- * const s: WorkerState = "disabled";
- * console.assert(s !== "ready");
+ * const taken: WorkerState[] = ["disabled", "drained"];
+ * console.assert(!taken.includes("ready"));
  * ```
  */
 export type WorkerState = "ready" | "draining" | "drained" | "disabled";
