@@ -181,6 +181,30 @@ end, { slots = 2 })
   }
 });
 
+Deno.test("lua: ep.every in a service file fires on a handler thread with no job in flight", async () => {
+  // The handler thread sleeps in one futex wait until its next timer; before, it slept until
+  // the next job and its timers never fired while it was idle.
+  const dir = await project({
+    "main.lua": LISTEN + `ep.service("ticks", "ticks.lua")
+`,
+    "ticks.lua": `
+local n = 0
+ep.every(10, function() n = n + 1 end)
+return function() return tostring(n) end
+`,
+  });
+  const { proc, url } = await run(dir);
+  try {
+    const first = Number(await (await fetch(`${url}/ticks`)).text());
+    await new Promise((r) => setTimeout(r, 500));
+    const second = Number(await (await fetch(`${url}/ticks`)).text());
+    assert.ok(second - first >= 10, `ticks while idle: ${second - first}`);
+  } finally {
+    await proc.stop();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("lua: a control script that fails to load names file and line and exits non-zero", async () => {
   const dir = await project({ "main.lua": `ep.threads(1)\nlocal x = = 2\n` });
   const proc = new Proc(["run", `${dir}/main.lua`]);

@@ -772,3 +772,40 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name:
+    "status page: a pool that grows and shrinks shows its thread count and its last changes with their reasons",
+  ignore: !haveChromium,
+  async fn() {
+    const { startNode } = await import("../core/node/node.ts");
+    const node = await startNode({
+      listen: { port: 0 },
+      handlers: {
+        options: { handlers: SERVICES },
+        concurrency: 1,
+        scale: { min: 1, max: 4, targetWaitMs: 50 },
+      },
+    });
+    const browser = await launchChromium();
+    try {
+      const pool = node.pool as HandlerPool;
+      pool.grow("wait p99 99 ms > 50 ms (sleep)");
+      await waitFor(() => pool.threads === 2);
+      pool.retire("idle: 0 of 2 slots busy");
+      const tab = await Tab.open(browser.cdp, 1280, 900);
+      await tab.navigate(`http://127.0.0.1:${node.server!.addr.port}/_ep/`);
+      const shown = await tab.until<string[]>(
+        `(() => { const e = [...document.querySelectorAll("#threads-scale [data-scale]")];
+          return e.length === 3 ? e.map((x) => x.textContent) : null; })()`,
+        "the scaling line",
+      );
+      assert.equal(shown[0], "1 thread \u00b7 1 added, 1 retired");
+      assert.match(shown[1], /^\u2193 1 (now|\d+s ago): idle: 0 of 2 slots busy$/);
+      assert.match(shown[2], /^\u2191 2 (now|\d+s ago): wait p99 99 ms > 50 ms \(sleep\)$/);
+    } finally {
+      await browser.close();
+      await node.close();
+    }
+  },
+});
