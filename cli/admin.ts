@@ -19,11 +19,19 @@
  *
  * @module
  */
-import { parseArgs } from "node:util";
 import { connect } from "../core/net/client.ts";
 import { JobError } from "../core/errors.ts";
 import { escapeControls, inertJson } from "../core/escape.ts";
-import { CLIENT_FLAGS, HELP_FLAG, JSON_FLAG } from "./flags.ts";
+import {
+  ADDRESS_FLAGS,
+  CLIENT_FLAGS,
+  clientAddr,
+  HELP_FLAG,
+  JSON_FLAG,
+  parseFlags,
+  parseMs,
+  ROLE_FLAGS,
+} from "./flags.ts";
 
 /** The admin verbs `ep` dispatches to {@linkcode adminMain}. */
 export const ADMIN_VERBS: ReadonlySet<string> = new Set([
@@ -51,8 +59,12 @@ A balancer's runtime admin API, over EP:
 A worker is named as "ep workers" shows it: its name, its address (host:port), or "local".
 
 Options:
-  --addr <host:port>   balancer (default $EP_ADDR or 127.0.0.1:7070)
-  --token <t>          the balancer's status token, sent in HELLO
+  --addr <host:port>   balancer to ask (default $EP_ADDR, else --host/$EP_HOST and
+                       --port/$EP_PORT, else 127.0.0.1:7070)
+  --port <n>, --host <h>
+                       the balancer's port and host, when no --addr is given
+  --status-token <t>, --token <t>
+                       the balancer's status token, sent in HELLO
                        (default $EP_STATUS_TOKEN, else $EP_TOKEN)
   --timeout <ms>       give up after this long (default 5000)
   --json               print the balancer's JSON answer
@@ -74,16 +86,14 @@ type Json = Record<string, unknown>;
 export async function adminMain(verb: string, args: string[]): Promise<number> {
   let parsed;
   try {
-    parsed = parseArgs({
-      args,
-      allowPositionals: true,
-      options: {
-        ...CLIENT_FLAGS,
-        ...JSON_FLAG,
-        ...HELP_FLAG,
-        grace: { type: "string" },
-        limit: { type: "string" },
-      },
+    parsed = parseFlags(args, {
+      ...CLIENT_FLAGS,
+      ...ADDRESS_FLAGS,
+      "status-token": ROLE_FLAGS["status-token"],
+      ...JSON_FLAG,
+      ...HELP_FLAG,
+      grace: { type: "string" },
+      limit: { type: "string" },
     });
   } catch (err) {
     console.error(`ep ${verb}: ${(err as Error).message} (ep ${verb} --help)`);
@@ -101,17 +111,21 @@ export async function adminMain(verb: string, args: string[]): Promise<number> {
     console.error(`ep ${verb}: ${(err as Error).message} (ep ${verb} --help)`);
     return 2;
   }
-  const addr = values.addr ?? Deno.env.get("EP_ADDR") ?? "127.0.0.1:7070";
-  const timeoutMs = Number(values.timeout ?? 5_000);
-  if (!(timeoutMs > 0)) {
-    console.error(`ep ${verb}: invalid --timeout "${escapeControls(String(values.timeout))}"`);
+  let addr: string;
+  let timeoutMs: number;
+  try {
+    addr = clientAddr(values);
+    timeoutMs = values.timeout === undefined ? 5_000 : parseMs(values.timeout, "--timeout");
+  } catch (err) {
+    console.error(`ep ${verb}: ${(err as Error).message}`);
     return 2;
   }
   let answer: unknown;
   let client;
   try {
     client = await connect(addr, {
-      token: values.token ?? Deno.env.get("EP_STATUS_TOKEN") ?? Deno.env.get("EP_TOKEN"),
+      token: values["status-token"] ?? values.token ?? Deno.env.get("EP_STATUS_TOKEN") ??
+        Deno.env.get("EP_TOKEN"),
       connectTimeoutMs: timeoutMs,
       name: `ep-${verb}`,
     });

@@ -177,7 +177,9 @@ export interface BalancerObserver {
   /**
    * A job was answered or refused. `queueWaitMs` is the time from arrival to dispatch (or to
    * the answer, for a job never dispatched; NaN when refused at once); `serviceMs` the time
-   * from dispatch to answer (NaN when never dispatched); `provider` who ran it.
+   * from dispatch to answer (NaN when never dispatched); `provider` who ran it; `job` the
+   * request and `answer` what it was answered (for the access log: client, method, path,
+   * status, bytes, request id).
    */
   job(
     service: string,
@@ -185,6 +187,8 @@ export interface BalancerObserver {
     queueWaitMs: number,
     serviceMs: number,
     provider: string | null,
+    job?: Job,
+    answer?: JobResult | JobError,
   ): void;
   /**
    * A job was answered with anything but a result (every outcome but `ok`), after
@@ -1061,7 +1065,7 @@ export class Balancer {
       const wait = (qj.dispatched || now) - qj.arrived;
       const run = qj.dispatched ? now - qj.dispatched : NaN;
       const provider = qj.provider?.name ?? null;
-      this.#observer.job(qj.service, outcome, wait, run, provider);
+      this.#observer.job(qj.service, outcome, wait, run, provider, qj.job, result);
       if (result instanceof JobError) {
         this.#observer.failed?.({
           service: qj.service,
@@ -1090,7 +1094,7 @@ export class Balancer {
     if (s) s.counters[COUNTER[outcome]]++;
     const err = new JobError(code, message);
     if (this.#observer) {
-      this.#observer.job(service, outcome, NaN, NaN, null);
+      this.#observer.job(service, outcome, NaN, NaN, null, job, err);
       this.#observer.failed?.({
         service,
         outcome,

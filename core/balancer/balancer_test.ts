@@ -133,7 +133,7 @@ class Rig {
       now: () => START + this.t,
       sweepIntervalMs: 0,
       observer: {
-        job: (...a) => void this.observed.push(a),
+        job: (s, o, w, r, p) => void this.observed.push([s, o, w, r, p]),
         failed: options.observer?.failed,
       },
     });

@@ -329,6 +329,8 @@ export class Monitor implements BalancerObserver {
     queueWaitMs: number,
     serviceMs: number,
     provider: string | null,
+    job?: Job,
+    answer?: JobResult | JobError,
   ): void {
     const s = this.#service(service, false);
     const i = OUTCOME_INDEX[outcome] ?? 1;
@@ -358,7 +360,9 @@ export class Monitor implements BalancerObserver {
       }
       c[i]++;
     }
-    if (this.#accessLog) logAccess(service, outcome, queueWaitMs, serviceMs, provider);
+    if (this.#accessLog) {
+      logAccess(service, outcome, queueWaitMs, serviceMs, provider, job, answer);
+    }
   }
 
   /**

@@ -82,11 +82,12 @@ export function poolError(err: Error, service = "", options: HandlerErrorOptions
   const requestId = options.requestId ?? null;
   if (err instanceof HandlerError) {
     if (err.handlerErrorName.startsWith("Lua")) handlerCounters.errors++;
-    // The log gets the whole story (a Lua traceback), with the request id the client got.
-    log.warn("Handler of {service} failed (request {requestId}): {stack}", {
+    // The client gets a generic message (or the first line); the log gets the whole story
+    // (a Lua traceback), with the request id the client got.
+    log.warn("Handler of {service} for request {requestId} failed: {error}", {
       service,
       requestId,
-      stack: err.stack ?? err.message,
+      error: err,
     });
   }
   if (err instanceof JobTimeoutError) {
