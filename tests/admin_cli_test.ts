@@ -177,3 +177,21 @@ Deno.test("ep status --watch redraws every second (clearing the screen) until st
     await c.close();
   }
 });
+
+Deno.test("admin verbs find the balancer as every command does: --port before the verb, EP_PORT, and a bad --port is a usage error", async () => {
+  const c = await cluster();
+  try {
+    const port = c.addr.split(":")[1];
+    const before = await ep(["--port", port, "workers"]);
+    assert.equal(before.code, 0, before.err);
+    assert.match(before.out, /^WORKER\s/);
+    const env = await ep(["services"], { EP_PORT: port });
+    assert.equal(env.code, 0, env.err);
+    assert.match(env.out, /\bwho\b/);
+    const bad = await ep(["workers", "--port", "abc"]);
+    assert.equal(bad.code, 2);
+    assert.match(bad.err, /^ep workers: .*"abc"/);
+  } finally {
+    await c.close();
+  }
+});
