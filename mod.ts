@@ -276,6 +276,27 @@ export interface NodeOptions {
   };
   /** Who may read `/_ep/` (status, metrics, stats): loopback only unless a token or public. */
   status?: { token?: string; public?: boolean };
+  /**
+   * What its services say of themselves, by name, shown at the balancer's `/_ep/services`
+   * and by `ep services` (NATS micro's `$SRV.INFO` is the model); a module worker sends them
+   * to its balancers.
+   *
+   * @example
+   * ```ts ignore
+   * await startNode({
+   *   connect: ["127.0.0.1:7070"],
+   *   handlers: { functions: { user: (req) => req.text() } },
+   *   descriptions: { user: { description: "Users and logins", version: "1.4.0" } },
+   * });
+   * ```
+   */
+  descriptions?: Readonly<Record<string, { description?: string; version?: string }>>;
+  /**
+   * Send handlers' own error messages (a throw's message) to clients, for development.
+   * Default false: a client gets `Handler failed (request <id>)` (HTTP 500 with
+   * `x-request-id`, EP `handler_error`) and the message goes to the log with the request id.
+   */
+  exposeErrors?: boolean;
 }
 
 /**
@@ -338,6 +359,8 @@ export async function startNode(options: NodeOptions): Promise<Node> {
     },
     observe: { access: { token: options.status?.token, public: options.status?.public } },
     upstreams: options.upstreams,
+    descriptions: options.descriptions,
+    exposeErrors: options.exposeErrors,
     handlers: h && {
       runtime: TS_HANDLER_RUNTIME,
       options: functions ? undefined : { handlers: moduleUrl(h.module!) },
@@ -345,6 +368,7 @@ export async function startNode(options: NodeOptions): Promise<Node> {
       scale,
       concurrency: h.concurrency,
       timeouts: h.timeoutsMs && new Map(Object.entries(h.timeoutsMs)),
+      services: functions && Object.keys(functions),
       start: functions && ((o) =>
         InlinePool.start({
           handlers: functions,

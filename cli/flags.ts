@@ -83,6 +83,7 @@ export const ROLE_FLAGS = {
   "access-log": { type: "boolean" },
   "status-token": { type: "string" },
   "status-public": { type: "boolean" },
+  "expose-errors": { type: "boolean" },
 } as const satisfies ParseArgsOptionsConfig;
 
 /**

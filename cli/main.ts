@@ -39,7 +39,15 @@ Commands:
   call <service> [body | @file | -]
                        send one request and print the reply body (ep call --help)
   bench                load generator (ep bench --help)
-  status               a balancer's services, workers and totals (ep status --help)
+  status               a balancer's services, workers and totals (ep status --help;
+                       --watch refreshes every second)
+  workers, services, errors
+                       a balancer's workers (state, counts, last error), services
+                       (descriptions) and last errors with request ids (ep workers --help)
+  drain|disable|enable <worker>
+                       take a worker out of rotation, or put it back
+  set <service> max_queue <n>
+                       bound a service's queue at run time
   version              print the version
   help                 print this help
 
@@ -63,6 +71,9 @@ More options of run, start, balancer and worker:
   --access-log         log one line per job: client, request, status, bytes, id (ep.access)
   --status-public      serve the /_ep/ page, stats, metrics and EP stats to every peer
                        without a token
+  --expose-errors      send handlers' own error messages to clients (development; by
+                       default a client gets "Handler failed (request <id>)" and the
+                       message goes to the log)
   -h, --help           this help
 `;
 
@@ -111,6 +122,12 @@ export async function main(args: string[]): Promise<number> {
   const at = commandIndex(args);
   const sub = at >= 0 ? SUBCOMMANDS[args[at]] : undefined;
   if (sub) return (await sub())([...args.slice(0, at), ...args.slice(at + 1)]);
+  if (at >= 0) {
+    const admin = await import("./admin.ts");
+    if (admin.ADMIN_VERBS.has(args[at])) {
+      return admin.adminMain(args[at], [...args.slice(0, at), ...args.slice(at + 1)]);
+    }
+  }
   let parsed;
   try {
     parsed = parseFlags(args, {

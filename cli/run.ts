@@ -30,6 +30,7 @@ export interface RoleFlags {
   "access-log"?: boolean;
   "status-token"?: string;
   "status-public"?: boolean;
+  "expose-errors"?: boolean;
 }
 
 /**
@@ -95,6 +96,7 @@ export async function runControlScript(
   flagsToEnv(v as Record<string, unknown>);
   return await (await import("../lua/control.ts")).runScript(script, {
     observe: observeOptions(v),
+    exposeErrors: v["expose-errors"],
     overrides: overridesOf(settings),
   });
 }
@@ -116,6 +118,7 @@ export async function start(settings: RoleSettings, v: RoleFlags): Promise<numbe
   return await (await import("../lua/control.ts")).runScript(START_SCRIPT, {
     observe: observeOptions(v),
     overrides: overridesOf(settings),
+    exposeErrors: v["expose-errors"],
   });
 }
 
@@ -156,6 +159,7 @@ export async function runRole(
       balancer: settings.prefetchBudgetMs === undefined
         ? undefined
         : { prefetchBudgetMs: settings.prefetchBudgetMs },
+      exposeErrors: v["expose-errors"],
     });
   } catch (err) {
     announce(`ep ${role}: ${(err as Error).message}`, { error: true });

@@ -36,6 +36,8 @@ Options:
                        (default $EP_STATUS_TOKEN, else $EP_TOKEN)
   --timeout <ms>       give up after this long (default 5000)
   --json               print the raw JSON instead of tables
+  --watch              refresh every second (like top) until Ctrl-C
+  --count <n>          with --watch: stop after n refreshes
   -h, --help           print this help
 `;
 
@@ -58,6 +60,8 @@ export async function statusMain(args: string[]): Promise<number> {
       "status-token": ROLE_FLAGS["status-token"],
       ...JSON_FLAG,
       ...HELP_FLAG,
+      watch: { type: "boolean" },
+      count: { type: "string" },
     }, false).values;
   } catch (err) {
     console.error(`ep status: ${(err as Error).message} (see ep status --help)`);
@@ -76,15 +80,24 @@ export async function statusMain(args: string[]): Promise<number> {
     console.error(`ep status: ${(err as Error).message}`);
     return 2;
   }
+  const token = values["status-token"] ?? values.token ?? Deno.env.get("EP_STATUS_TOKEN") ??
+    Deno.env.get("EP_TOKEN");
+  if (values.watch) {
+    const count = values.count === undefined ? Infinity : Number(values.count);
+    if (!(Number.isInteger(count) && count > 0) && count !== Infinity) {
+      console.error(`ep status: invalid --count "${escapeControls(String(values.count))}"`);
+      return 2;
+    }
+    return await watch(addr, token, timeoutMs, count, values.json ?? false);
+  }
+  if (values.count !== undefined) {
+    console.error("ep status: --count needs --watch");
+    return 2;
+  }
   let stats: unknown;
   let client;
   try {
-    client = await connect(addr, {
-      token: values["status-token"] ?? values.token ?? Deno.env.get("EP_STATUS_TOKEN") ??
-        Deno.env.get("EP_TOKEN"),
-      connectTimeoutMs: timeoutMs,
-      name: "ep-status",
-    });
+    client = await connect(addr, { token, connectTimeoutMs: timeoutMs, name: "ep-status" });
     stats = await client.stats(timeoutMs);
   } catch (err) {
     console.error(
@@ -103,6 +116,63 @@ export async function statusMain(args: string[]): Promise<number> {
     return 1;
   }
   console.log(renderStatus(stats as Record<string, unknown>, addr));
+  return 0;
+}
+
+/** Clears the screen and moves the cursor home (ANSI), before each refresh of `--watch`. */
+const CLEAR = "\x1b[H\x1b[2J";
+
+/**
+ * `ep status --watch`: redraws the status every second (one connection, opened again when
+ * it is lost; a failed read is shown in place of the tables) until SIGINT or SIGTERM, or
+ * `count` refreshes. Returns the exit code (0).
+ */
+async function watch(
+  addr: string,
+  token: string | undefined,
+  timeoutMs: number,
+  count: number,
+  json: boolean,
+): Promise<number> {
+  let stop: () => void = () => {};
+  const stopped = new Promise<void>((resolve) => stop = resolve);
+  const signals: Deno.Signal[] = ["SIGINT", "SIGTERM"];
+  for (const s of signals) Deno.addSignalListener(s, stop);
+  let client: Awaited<ReturnType<typeof connect>> | null = null;
+  try {
+    for (let n = 0; n < count; n++) {
+      const started = Date.now();
+      let text: string;
+      try {
+        client ??= await connect(addr, { token, connectTimeoutMs: timeoutMs, name: "ep-status" });
+        const stats = await client.stats(timeoutMs);
+        text = json
+          ? inertJson(JSON.stringify(stats))
+          : typeof stats === "object" && stats !== null
+          ? renderStatus(stats as Record<string, unknown>, addr)
+          : `${addr} answered something that is not stats`;
+      } catch (err) {
+        client?.close();
+        client = null;
+        text = `cannot read stats from ${addr}: ${escapeControls((err as Error).message)}`;
+      }
+      const stamp = new Date().toLocaleTimeString("en-GB");
+      console.log(
+        `${json ? "" : CLEAR}ep status --watch · ${stamp} · every 1 s · Ctrl-C stops\n${text}`,
+      );
+      if (n + 1 >= count) break;
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const next = new Promise<"tick">((r) => {
+        timer = setTimeout(() => r("tick"), Math.max(0, 1000 - (Date.now() - started)));
+      });
+      const why = await Promise.race([next, stopped.then(() => "stop" as const)]);
+      clearTimeout(timer);
+      if (why === "stop") break;
+    }
+  } finally {
+    for (const s of signals) Deno.removeSignalListener(s, stop);
+    client?.close();
+  }
   return 0;
 }
 
@@ -172,6 +242,24 @@ export function renderStatus(stats: Record<string, unknown>, addr: string): stri
       int(failed),
     ];
   });
+  // Jobs for names the balancer does not know (mistyped paths): one row.
+  const unknown = obj(stats.unknownServices);
+  if (unknown) {
+    const o = obj(unknown.outcomes);
+    serviceRows.push([
+      "(unknown services)",
+      "-",
+      "-",
+      "-",
+      "-",
+      "-",
+      "-",
+      "-",
+      "-",
+      int(num(o?.ok)),
+      int(num(unknown.jobs) - (num(o?.ok) || 0)),
+    ]);
+  }
   out.push(table(
     [
       "SERVICE",
@@ -189,6 +277,24 @@ export function renderStatus(stats: Record<string, unknown>, addr: string): stri
     serviceRows,
     "(no services)",
   ));
+  // What the failures were, by outcome (timeout, overloaded, worker_lost, …).
+  const failures: string[] = [];
+  for (const s of [...services, ...(unknown ? [{ name: "(unknown services)", ...unknown }] : [])]) {
+    const o = obj(s.outcomes);
+    if (!o) continue;
+    const parts = Object.entries(o)
+      .filter(([k, v]) => k !== "ok" && typeof v === "number" && v > 0)
+      .map(([k, v]) => `${escapeControls(k)} ${int(v as number)}`);
+    if (parts.length) failures.push(`  ${str(s.name) ?? "?"}: ${parts.join(", ")}`);
+  }
+  if (failures.length) out.push("failed by outcome:", ...failures);
+  if (unknown) {
+    const names = records(unknown.names).map((n) => `${str(n.name) ?? "?"} ${int(num(n.jobs))}`);
+    const more = num(unknown.more);
+    out.push(
+      `unknown services asked for: ${names.join(", ")}${more > 0 ? ` and ${more} more` : ""}`,
+    );
+  }
   out.push("");
   const providerRows = providers.map((p) => {
     const name = str(p.name) ?? "?";

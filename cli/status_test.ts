@@ -180,3 +180,21 @@ Deno.test("status: ep status reads a live balancer over EP; --json; errors and u
   assert.equal(help.code, 0);
   assert.match(help.out, /--addr <host:port>/);
 });
+
+Deno.test("status: unknown services are one row, and failures are listed by outcome", () => {
+  const text = renderStatus({
+    ...SNAPSHOT,
+    unknownServices: {
+      jobs: 7,
+      outcomes: { ok: 0, no_service: 7 },
+      names: [{ name: "usersx", jobs: 5 }, { name: "nope\u001b[2J", jobs: 2 }],
+      more: 3,
+    },
+  }, "127.0.0.1:7070");
+  assert.match(text, /^\(unknown services\)\s+-\s+-\s+-\s+-\s+-\s+-\s+-\s+-\s+0\s+7$/m);
+  assert.match(
+    text,
+    /^failed by outcome:\n {2}echo: error 300, timeout 45\n {2}\(unknown services\): no_service 7$/m,
+  );
+  assert.match(text, /^unknown services asked for: usersx 5, nope\\x1b\[2J 2 and 3 more$/m);
+});

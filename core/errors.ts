@@ -71,6 +71,74 @@ export class JobError extends Error {
   }
 }
 
+// ---- admin
+
+/**
+ * An admin operation named a worker the balancer does not have (or names several): the
+ * admin API answers HTTP 404 (409 when ambiguous) or EP ERROR `bad_request`, with this
+ * message.
+ *
+ * @example
+ * ```ts
+ * import { UnknownWorkerError } from "./errors.ts";
+ * const err = new UnknownWorkerError("w9");
+ * console.assert(err.message === 'No worker "w9" is attached' && err.worker === "w9");
+ * ```
+ */
+export class UnknownWorkerError extends Error {
+  /** The name given. */
+  readonly worker: string;
+  /** Whether the name fits several workers (rather than none). */
+  readonly ambiguous: boolean;
+  /** Creates the error; `message` defaults to saying no such worker is attached. */
+  constructor(worker: string, message?: string, options?: ErrorOptions & { ambiguous?: boolean }) {
+    super(message ?? `No worker "${worker}" is attached`, options);
+    this.name = "UnknownWorkerError";
+    this.worker = worker;
+    this.ambiguous = options?.ambiguous ?? false;
+  }
+}
+
+/**
+ * An admin operation named a service no provider serves or served: HTTP 404, or EP ERROR
+ * `bad_request`.
+ *
+ * @example
+ * ```ts
+ * import { UnknownServiceError } from "./errors.ts";
+ * console.assert(new UnknownServiceError("nope").message === 'No service "nope"');
+ * ```
+ */
+export class UnknownServiceError extends Error {
+  /** The name given. */
+  readonly service: string;
+  /** Creates the error. */
+  constructor(service: string, options?: ErrorOptions) {
+    super(`No service "${service}"`, options);
+    this.name = "UnknownServiceError";
+    this.service = service;
+  }
+}
+
+/**
+ * An admin request that cannot be carried out as given: not a JSON object, an unknown
+ * operation, a missing or invalid argument. HTTP 400, or EP ERROR `bad_request`.
+ *
+ * @example
+ * ```ts
+ * import { AdminRequestError } from "./errors.ts";
+ * const err = new AdminRequestError('Unknown admin operation "reboot"');
+ * console.assert(err.name === "AdminRequestError");
+ * ```
+ */
+export class AdminRequestError extends Error {
+  /** Creates the error. */
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = "AdminRequestError";
+  }
+}
+
 // ---- network
 
 /**
@@ -286,6 +354,27 @@ export class HandlerError extends Error {
     this.name = "HandlerError";
     this.handlerErrorName = options?.handlerErrorName ?? "Error";
     if (options?.handlerStack) this.stack = options.handlerStack;
+  }
+}
+
+/**
+ * A handler's result that breaks the reply rules (a status outside 200–599, a body on 204,
+ * a header value that is not a string, …): ep's verdict on the reply, which its client is
+ * told even when handlers' own errors are not (the message names the rule, not the
+ * handler's data). A `TypeError`, as the rules are about the result's type and range.
+ *
+ * @example
+ * ```ts
+ * import { InvalidReplyError } from "./errors.ts";
+ * const err = new InvalidReplyError("Handler returned status 99; allowed 200–599");
+ * console.assert(err instanceof TypeError && err.name === "InvalidReplyError");
+ * ```
+ */
+export class InvalidReplyError extends TypeError {
+  /** Creates the error. */
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = "InvalidReplyError";
   }
 }
 

@@ -25,7 +25,7 @@ import {
   TYPE_NAMES,
 } from "./_lua_api.ts";
 import { replyProblem } from "../core/job.ts";
-import { LuaError } from "./errors.ts";
+import { LuaReplyError } from "./errors.ts";
 
 /**
  * A request as a handler sees it (`req` in `function(req)`): `service`, `method`, `path`,
@@ -281,7 +281,7 @@ export class Marshal {
     }
     if (t === LUA_TNIL) return { status: 204, headers: [], body: EMPTY };
     if (t !== LUA_TTABLE) {
-      throw new LuaError(
+      throw new LuaReplyError(
         `Handler of service "${service}" returned a ${
           TYPE_NAMES[t + 1]
         }; expected a string or a table`,
@@ -294,7 +294,7 @@ export class Marshal {
     if (st === LUA_TNUMBER) {
       status = raw._lua_tonumberx(co, -1, 0);
     } else if (st !== LUA_TNIL) {
-      throw new LuaError(
+      throw new LuaReplyError(
         `Handler of service "${service}" returned a ${TYPE_NAMES[st + 1]} status`,
       );
     }
@@ -305,14 +305,14 @@ export class Marshal {
     const bt = raw._lua_type(co, -1);
     if (bt === LUA_TSTRING || bt === LUA_TNUMBER) body = heap.toBytes(co, -1) ?? EMPTY;
     else if (bt !== LUA_TNIL) {
-      throw new LuaError(
+      throw new LuaReplyError(
         `Handler of service "${service}" returned a ${TYPE_NAMES[bt + 1]} body`,
       );
     }
     raw._lua_settop(co, -2);
     // 200–599, no body with 204/304: the rule of every handler (core/job.ts).
     const problem = replyProblem(status, body.length);
-    if (problem !== null) throw new LuaError(problem);
+    if (problem !== null) throw new LuaReplyError(problem);
 
     const headers: [string, string][] = [];
     // For HTTP the header strings are bytes: read back as byte strings, byte for byte.
@@ -326,7 +326,7 @@ export class Marshal {
       raw._lua_pushnil(co);
       while (raw._lua_next(co, hidx)) {
         if (raw._lua_type(co, -2) !== LUA_TSTRING) {
-          throw new LuaError(
+          throw new LuaReplyError(
             `Handler of service "${service}" returned a header without a name`,
           );
         }
@@ -341,7 +341,7 @@ export class Marshal {
           for (let i = 1; i <= n; i++) {
             const et = raw._lua_rawgeti(co, -1, BigInt(i));
             if (et !== LUA_TSTRING && et !== LUA_TNUMBER) {
-              throw new LuaError(
+              throw new LuaReplyError(
                 `Handler of service "${service}" returned a bad value for header "${name}"`,
               );
             }
@@ -349,14 +349,14 @@ export class Marshal {
             raw._lua_settop(co, -2);
           }
         } else {
-          throw new LuaError(
+          throw new LuaReplyError(
             `Handler of service "${service}" returned a bad value for header "${name}"`,
           );
         }
         raw._lua_settop(co, -2);
       }
     } else if (ht !== LUA_TNIL) {
-      throw new LuaError(
+      throw new LuaReplyError(
         `Handler of service "${service}" returned headers that are not a table`,
       );
     }

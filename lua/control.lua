@@ -164,16 +164,22 @@ end
 --- number of threads) adds to the jobs this process runs at once; `timeout_ms` interrupts a
 --- handler that runs longer (answered 504 / EP timeout). `threads = { min =, max = }`
 --- scales the handler threads on this service's queue wait: one more while its p99 stays
---- above `target_wait_ms` (default 50), one fewer when the threads sit idle.
+--- above `target_wait_ms` (default 50), one fewer when the threads sit idle. `description`
+--- (one line) and `version` say what it is: shown at the balancer's /_ep/services and by
+--- `ep services`.
 ---@param name string
 ---@param handler string|fun(req: ep.Request): any
----@param opts? { slots?: integer, timeout_ms?: integer, threads?: { min: integer, max: integer }, target_wait_ms?: number }
+---@param opts? { slots?: integer, timeout_ms?: integer, threads?: { min: integer, max: integer }, target_wait_ms?: number, description?: string, version?: string }
 function ep.service(name, handler, opts)
   check_name(name, "ep.service", 1, "service name")
   check(type(handler) == "string" or type(handler) == "function", "ep.service", 2,
     "file name or function", handler)
   opts = opts or {}
   check(type(opts) == "table", "ep.service", 3, "table", opts)
+  check(opts.description == nil or type(opts.description) == "string", "ep.service", 3,
+    "string description", opts.description)
+  check(opts.version == nil or type(opts.version) == "string", "ep.service", 3,
+    "string version", opts.version)
   for _, k in ipairs({ "slots", "timeout_ms" }) do
     local v = opts[k]
     if v ~= nil and (math.type(v) ~= "integer" or v < 0) then
@@ -195,7 +201,7 @@ function ep.service(name, handler, opts)
     target = opts.target_wait_ms
   end
   ext.service(name, type(handler) == "string" and handler or "", type(handler) == "function",
-    opts.slots or 0, opts.timeout_ms or 0, tmin, tmax, target)
+    opts.slots or 0, opts.timeout_ms or 0, tmin, tmax, target, opts.description, opts.version)
 end
 
 local SPAWN_KEYS = { script = true, min = true, max = true, target_wait_ms = true }
@@ -249,26 +255,33 @@ local CONFIG_KEYS = {
   max_queue = 1, timeout_ms = 1, retries = 0, prefetch = 0,
   prefetch_budget_ms = 0, grace_ms = 0, concurrency = 1,
 }
+local BOOLEAN_KEYS = { expose_errors = true }
 
 --- Balancer and worker tuning: `max_queue` (per service, default 10000), `timeout_ms`
 --- (default job deadline, 30000), `retries` (redeliveries of a lost worker's job, 1),
 --- `prefetch` (jobs beyond its slots a worker may hold, 4), `prefetch_budget_ms` (beyond
 --- one, prefetched jobs wait in a worker at most about this long, 3), `grace_ms` (wait for a
---- service's first worker, 5000), `concurrency` (jobs one handler thread runs at once).
----@param opts { max_queue?: integer, timeout_ms?: integer, retries?: integer, prefetch?: integer, prefetch_budget_ms?: integer, grace_ms?: integer, concurrency?: integer }
+--- service's first worker, 5000), `concurrency` (jobs one handler thread runs at once);
+--- `expose_errors = true` sends handlers' own error messages to clients (development).
+---@param opts { max_queue?: integer, timeout_ms?: integer, retries?: integer, prefetch?: integer, prefetch_budget_ms?: integer, grace_ms?: integer, concurrency?: integer, expose_errors?: boolean }
 function ep.config(opts)
   check(type(opts) == "table", "ep.config", 1, "table", opts)
   for k, v in pairs(opts) do
-    check(type(k) == "string" and math.type(v) == "integer", "ep.config", 1,
-      "table of integers", v)
-    if not CONFIG_KEYS[k] then
-      error(string.format("bad argument #1 to 'ep.config' (unknown key '%s')", oneline(k)), 2)
+    if BOOLEAN_KEYS[k] then
+      check(type(v) == "boolean", "ep.config", 1, "boolean " .. k, v)
+      ext.config(k, v and 1 or 0)
+    else
+      check(type(k) == "string" and math.type(v) == "integer", "ep.config", 1,
+        "table of integers", v)
+      if not CONFIG_KEYS[k] then
+        error(string.format("bad argument #1 to 'ep.config' (unknown key '%s')", oneline(k)), 2)
+      end
+      if v < CONFIG_KEYS[k] then
+        error(("bad argument #1 to 'ep.config' (%s must be at least %d; got %d)"):format(
+          k, CONFIG_KEYS[k], v), 2)
+      end
+      ext.config(k, v)
     end
-    if v < CONFIG_KEYS[k] then
-      error(("bad argument #1 to 'ep.config' (%s must be at least %d; got %d)"):format(
-        k, CONFIG_KEYS[k], v), 2)
-    end
-    ext.config(k, v)
   end
 end
 

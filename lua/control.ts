@@ -50,6 +50,10 @@ export interface ControlConfig {
     inline: boolean;
     slots: number;
     timeoutMs: number;
+    /** `description` option: what it does, for `/_ep/services`. */
+    description?: string;
+    /** `version` option. */
+    version?: string;
     /** `threads = { min =, max = }`: the handler threads scale on this service's waits. */
     threads?: { min: number; max: number };
     /** `target_wait_ms` (with `threads`; default 50). */
@@ -142,7 +146,7 @@ export async function loadControl(
     // 0: the number of cores (the default).
     threads: (n) => void (config.threads = Number(n) || undefined),
     // control.lua checked the options (threads bounds, a positive target).
-    service: (svc, file, inline, slots, timeout, tmin, tmax, target) => {
+    service: (svc, file, inline, slots, timeout, tmin, tmax, target, description, version) => {
       const min = Number(tmin) || 0;
       config.services.push({
         name: str(svc),
@@ -150,6 +154,8 @@ export async function loadControl(
         inline: inline === true,
         slots: Number(slots) || 0,
         timeoutMs: Number(timeout) || 0,
+        ...(typeof description === "string" ? { description } : {}),
+        ...(typeof version === "string" ? { version } : {}),
         ...(min > 0
           ? {
             threads: { min, max: Number(tmax) },
@@ -348,7 +354,7 @@ export function applyOverrides(config: ControlConfig, overrides: ControlOverride
  */
 export async function runScript(
   scriptPath: string,
-  options: { observe?: MonitorOptions; overrides?: ControlOverrides } = {},
+  options: { observe?: MonitorOptions; overrides?: ControlOverrides; exposeErrors?: boolean } = {},
 ): Promise<number> {
   let exit: ((code: number) => void) | null = null;
   const exited = new Promise<number>((resolve) => exit = resolve);
@@ -451,7 +457,15 @@ export async function runScript(
       listen: c.listen,
       connect: c.connect.length > 0 ? c.connect : undefined,
       handlers: c.services.length > 0
-        ? { runtime: LUA_RUNTIME, options: moduleOptions, threads, concurrency, timeouts, scale }
+        ? {
+          runtime: LUA_RUNTIME,
+          options: moduleOptions,
+          threads,
+          concurrency,
+          timeouts,
+          scale,
+          services: c.services.map((s) => s.name),
+        }
         : undefined,
       waits: sinks.length > 0
         ? {
@@ -474,6 +488,12 @@ export async function runScript(
         prefetchBudgetMs: c.config.prefetch_budget_ms,
       },
       upstreams: c.upstreams,
+      // ep.config { expose_errors = true } or --expose-errors: handlers' messages to clients.
+      exposeErrors: c.config.expose_errors === 1 || options.exposeErrors === true,
+      descriptions: Object.fromEntries(
+        c.services.filter((s) => s.description !== undefined || s.version !== undefined)
+          .map((s) => [s.name, { description: s.description, version: s.version }]),
+      ),
     });
   } catch (err) {
     announce(`ep: cannot start ${scriptPath}: ${(err as Error).message}`, { error: true });

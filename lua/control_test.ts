@@ -236,6 +236,28 @@ Deno.test("Control-script and ep argument errors show the offending value on one
   }
 });
 
+Deno.test("ep.service records a description and a version; a value that is not a string is a Lua error naming it", async () => {
+  await withScript(
+    `ep.service("echo", function(req) return req.body end, { description = "Echoes", version = "1.0" })
+ep.service("bare", function() end)`,
+    {},
+    (control) => {
+      const [echo, bare] = control.config.services;
+      assert.deepEqual([echo.description, echo.version], ["Echoes", "1.0"]);
+      assert.ok(!("description" in bare) && !("version" in bare));
+      return Promise.resolve();
+    },
+  );
+  assert.match(
+    await loadError(`ep.service("echo", function() end, { version = 2 })`),
+    /bad argument #3 to 'ep.service' \(string version expected, got number\)/,
+  );
+  assert.match(
+    await loadError(`ep.service("echo", function() end, { description = {} })`),
+    /bad argument #3 to 'ep.service' \(string description expected, got table\)/,
+  );
+});
+
 Deno.test("a syntax error in a control script names one location: the script's", async () => {
   assert.equal(
     await loadError(`ep.listen { port = 0 }\nep.threads(1\n`),

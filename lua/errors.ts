@@ -50,6 +50,26 @@ export class LuaError extends Error {
 }
 
 /**
+ * A Lua handler returned something that is not a response ep can send (a function, a
+ * status outside 200–599, a body on 204, a header without a name, …): ep's verdict on the
+ * reply, which its client is told even when handlers' own errors are not.
+ *
+ * @example
+ * ```ts
+ * import { LuaError, LuaReplyError } from "./errors.ts";
+ * const err = new LuaReplyError("Handler returned status 99; allowed 200–599");
+ * console.assert(err instanceof LuaError && err.name === "LuaReplyError");
+ * ```
+ */
+export class LuaReplyError extends LuaError {
+  /** Creates the error. */
+  constructor(message: string, options?: LuaErrorOptions) {
+    super(message, options);
+    this.name = "LuaReplyError";
+  }
+}
+
+/**
  * A Lua handler was interrupted because it ran past its time (the thread's interrupt flag
  * was set while it ran). The engine that ran it stays usable.
  *

@@ -321,6 +321,14 @@ function parseStats(r: Reader, id: number): Frame {
   return { type: "stats", id, json: r.text(r.end - r.p, "STATS JSON") };
 }
 
+function parseAdmin(r: Reader, id: number): Frame {
+  return { type: "admin", id, json: r.text(r.end - r.p, "ADMIN JSON") };
+}
+
+function parseAdminResult(r: Reader, id: number): Frame {
+  return { type: "adminResult", id, json: r.text(r.end - r.p, "ADMIN_RESULT JSON") };
+}
+
 function parseRequest(r: Reader, id: number): Frame {
   const deadlineMs = r.u32("deadline_ms");
   const priority = r.u8("priority");
@@ -379,6 +387,8 @@ const RULES: (TypeRule | undefined)[] = (() => {
   t[FrameType.DRAIN] = rule("DRAIN", 4, true, IdRule.Zero, parseDrain);
   t[FrameType.STATS_REQUEST] = rule("STATS_REQUEST", 0, true, IdRule.Any, parseStatsRequest);
   t[FrameType.STATS] = rule("STATS", 0, false, IdRule.Any, parseStats);
+  t[FrameType.ADMIN] = rule("ADMIN", 0, false, IdRule.Any, parseAdmin);
+  t[FrameType.ADMIN_RESULT] = rule("ADMIN_RESULT", 0, false, IdRule.Any, parseAdminResult);
   t[FrameType.REQUEST] = rule("REQUEST", 15, false, IdRule.NonZero, parseRequest);
   t[FrameType.REPLY] = rule("REPLY", 10, false, IdRule.NonZero, parseReply);
   t[FrameType.ERROR] = rule("ERROR", 4, false, IdRule.Any, parseError);

@@ -108,6 +108,8 @@ const SAMPLE: Frame[] = [
   },
   { type: "error", id: 2, code: ErrorCode.CANCELLED, message: "Cancelled by the client" },
   { type: "drain", graceMs: 1000 },
+  { type: "admin", id: 10, json: '{"op":"drain","worker":"ß"}' },
+  { type: "adminResult", id: 10, json: '{"worker":{}}' },
 ];
 
 const encoder = new EpEncoder();

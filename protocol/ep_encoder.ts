@@ -170,6 +170,16 @@ export class EpEncoder {
         id = u32(frame.id, "id");
         this.#text(frame.json, this.#maxPayload, "json");
         break;
+      case "admin":
+        type = FrameType.ADMIN;
+        id = u32(frame.id, "id");
+        this.#text(frame.json, this.#maxPayload, "json");
+        break;
+      case "adminResult":
+        type = FrameType.ADMIN_RESULT;
+        id = u32(frame.id, "id");
+        this.#text(frame.json, this.#maxPayload, "json");
+        break;
       case "request": {
         type = FrameType.REQUEST;
         id = jobId(frame.id);
@@ -302,7 +312,7 @@ export class EpEncoder {
     this.#pos = start + written;
   }
 
-  /** Writes `s` as UTF-8 with no length prefix (the STATS payload). */
+  /** Writes `s` as UTF-8 with no length prefix (the STATS, ADMIN and ADMIN_RESULT payloads). */
   #text(s: string, max: number, what: string): void {
     if (!s.isWellFormed()) throw new RangeError(`Lone surrogate in ${what}`);
     const n = s.length;

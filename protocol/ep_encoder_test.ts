@@ -70,6 +70,8 @@ Deno.test("EP encoder round-trips every frame type through the decoder", () => {
     { type: "drain", graceMs: 0xffffffff },
     { type: "statsRequest", id: 0 },
     { type: "stats", id: 0xffffffff, json: "" },
+    { type: "admin", id: 0, json: '{"op":"workers"}' },
+    { type: "adminResult", id: 0xffffffff, json: "" },
     {
       ...request,
       id: 0xffffffff,
@@ -195,6 +197,8 @@ Deno.test("EP encoder refuses invalid fields with RangeError", () => {
     ["code 65536", { type: "error", id: 1, code: 65536, message: "" }],
     ["lone surrogate", { ...hello, name: "a\uD800" }],
     ["lone surrogate in stats", { type: "stats", id: 1, json: "\uDC00" }],
+    ["lone surrogate in admin", { type: "admin", id: 1, json: "\uD800" }],
+    ["admin id over u32", { type: "admin", id: 2 ** 32, json: "{}" }],
     ["register duplicate", { type: "register", slots: 1, services: ["a", "a"] }],
     ["register 257", {
       type: "register",

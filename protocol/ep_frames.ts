@@ -33,6 +33,10 @@ export const FrameType = {
   STATS_REQUEST: 0x07,
   /** Answer to STATS_REQUEST: a UTF-8 JSON object. */
   STATS: 0x08,
+  /** Client → server: a runtime admin operation, a UTF-8 JSON object (SPEC.md §6.12). */
+  ADMIN: 0x09,
+  /** Answer to ADMIN: a UTF-8 JSON object. */
+  ADMIN_RESULT: 0x0a,
   /** A job. */
   REQUEST: 0x10,
   /** The successful answer to a job. */
@@ -425,6 +429,46 @@ export interface StatsFrame {
 }
 
 /**
+ * ADMIN (0x09), client → server: a runtime admin operation as a UTF-8 JSON object
+ * (`{"op":"drain","worker":"w1"}`, SPEC.md §6.12), answered by ADMIN_RESULT with the same id
+ * or by ERROR with that id.
+ *
+ * @example
+ * ```ts
+ * import type { AdminFrame } from "./ep_frames.ts";
+ * const f: AdminFrame = { type: "admin", id: 3, json: '{"op":"workers"}' };
+ * console.assert(JSON.parse(f.json).op === "workers");
+ * ```
+ */
+export interface AdminFrame {
+  /** Discriminant. */
+  type: "admin";
+  /** Request id, echoed by the answer. */
+  id: number;
+  /** The JSON text (the codec checks UTF-8 only; the receiver parses it). */
+  json: string;
+}
+
+/**
+ * ADMIN_RESULT (0x0A), server → client: the answer to ADMIN, a UTF-8 JSON object.
+ *
+ * @example
+ * ```ts
+ * import type { AdminResultFrame } from "./ep_frames.ts";
+ * const f: AdminResultFrame = { type: "adminResult", id: 3, json: '{"workers":[]}' };
+ * console.assert(JSON.parse(f.json).workers.length === 0);
+ * ```
+ */
+export interface AdminResultFrame {
+  /** Discriminant. */
+  type: "adminResult";
+  /** The id of the ADMIN answered. */
+  id: number;
+  /** The JSON text (the codec checks UTF-8 only). */
+  json: string;
+}
+
+/**
  * REQUEST (0x10): a job for a service.
  *
  * @example
@@ -546,6 +590,8 @@ export type Frame =
   | DrainFrame
   | StatsRequestFrame
   | StatsFrame
+  | AdminFrame
+  | AdminResultFrame
   | RequestFrame
   | ReplyFrame
   | ErrorFrame

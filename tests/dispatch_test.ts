@@ -73,10 +73,12 @@ interface Rig {
 async function rig(
   mode: "worker" | "local",
   options: BalancerOptions = {},
-  { slots = 1, prefetch = 1, ringBytes }: {
+  { slots = 1, prefetch = 1, ringBytes, exposeErrors }: {
     slots?: number;
     prefetch?: number;
     ringBytes?: number;
+    /** The worker sends handlers' own error messages (by default a generic one). */
+    exposeErrors?: boolean;
   } = {},
 ): Promise<Rig> {
   const balancer = new Balancer({ serviceGraceMs: 0, ...options });
@@ -88,7 +90,7 @@ async function rig(
   const addr = `127.0.0.1:${server.addr.port}`;
   const p = await pool(slots, ringBytes);
   let node: WorkerNode | null = null;
-  if (mode === "worker") node = WorkerNode.start({ balancers: [addr], pool: p });
+  if (mode === "worker") node = WorkerNode.start({ balancers: [addr], pool: p, exposeErrors });
   else balancer.addProvider(new LocalPoolProvider(p, balancer));
   await until(() => balancer.stats().providers.length === 1);
   return {
@@ -191,7 +193,8 @@ Deno.test("dispatch: a job the worker link cannot encode is refused bad_request 
 });
 
 Deno.test("dispatch: a handler reply or error EP cannot carry is answered handler_error by the worker, which keeps serving", async () => {
-  const r = await rig("worker", { defaultTimeoutMs: 2000 });
+  // exposeErrors: the handler's own (long) message is sent, so that its cut shows.
+  const r = await rig("worker", { defaultTimeoutMs: 2000 }, { exposeErrors: true });
   try {
     for (let i = 0; i < 5; i++) {
       const res = await fetch(`http://${r.addr}/badmeta`);
@@ -310,6 +313,8 @@ Deno.test("dispatch: thousands of unknown service names in the start-up grace le
   const monitor = new Monitor({ maxServices: 5 });
   const balancer = new Balancer({
     serviceGraceMs: 10_000,
+    // Every name waits in the start-up grace (handlers whose names are not known yet).
+    expectServices: "any",
     maxPendingServices: 10,
     observer: monitor,
     internal: monitor.internal,

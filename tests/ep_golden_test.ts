@@ -76,6 +76,8 @@ Deno.test("EP golden vectors cover every frame type", () => {
     "drain",
     "statsRequest",
     "stats",
+    "admin",
+    "adminResult",
     "request",
     "reply",
     "error",

@@ -16,6 +16,7 @@ import { HandlerPool, TS_HANDLER_RUNTIME } from "../core/threads/pool.ts";
 import { serve, type Server } from "../core/net/server.ts";
 import { WorkerNode } from "../core/node/worker.ts";
 import { escapeControls } from "../core/escape.ts";
+import { STATUS_PAGE_HTML } from "../core/observe/status_page.ts";
 import { EpPeer } from "./fixtures/faults/_ep_peer.ts";
 import { unsafeChars } from "./_unsafe_chars.ts";
 
@@ -322,7 +323,7 @@ interface PageView {
 /** Reads what the page shows, by its data hooks. */
 const READ = `(() => {
   const cells = (tr) => Object.fromEntries(
-    [...tr.querySelectorAll("td[data-field]")].map((td) => [td.dataset.field, td.textContent.trim()]));
+    [...tr.querySelectorAll("[data-field]")].map((td) => [td.dataset.field, td.textContent.trim()]));
   const services = {};
   for (const tr of document.querySelectorAll("#services tr[data-service]")) {
     const c = cells(tr);
@@ -449,9 +450,11 @@ Deno.test({
       await tab.navigate(`http://${r.addr}/_ep/?token=t0ken`);
       await tab.until("Number(document.body.dataset.updates) >= 2", "two polls with the token");
       assert.equal(await tab.eval<string>("document.querySelector('#live').textContent"), "live");
+      // No worker: no service rows (the refusal page's /favicon.ico may show as an unknown
+      // service, which it is).
       assert.equal(
-        await tab.eval<string>("document.querySelector('#services tbody td').textContent"),
-        "No services yet",
+        await tab.eval<number>("document.querySelectorAll('#services tr[data-service]').length"),
+        0,
       );
     } finally {
       await browser.close();
@@ -499,6 +502,276 @@ async function waitFor(cond: () => boolean, ms = 5000): Promise<void> {
     await new Promise((r) => setTimeout(r, 10));
   }
 }
+
+/** `(() => …)()` reading one expression's value from the page. */
+const FITS = `(() => {
+  const t = document.querySelector("#services");
+  return { table: t.scrollWidth, box: t.parentElement.clientWidth, page: document.documentElement.scrollWidth, view: window.innerWidth };
+})()`;
+
+Deno.test({
+  name:
+    "status page: a service's slots busy are its own jobs among its providers' slots (not the shared pool's); the services table fits 1200 px",
+  ignore: !haveChromium,
+  async fn() {
+    const r = await rig({}, true);
+    const browser = await launchChromium();
+    const client = await connect(r.addr);
+    try {
+      await waitFor(() => r.balancer.stats().providers.length === 2);
+      const tab = await Tab.open(browser.cdp, 1200, 900);
+      await tab.navigate(`http://${r.addr}/_ep/`);
+      await tab.until("Number(document.body.dataset.updates) >= 1", "a first update");
+      // Three slots (two local threads, one remote) all busy with "sleep" for 3 s.
+      const load = Array.from(
+        { length: 3 },
+        () => client.request("sleep", "3000").catch(() => null),
+      );
+      await waitFor(() => r.balancer.stats().services.find((s) => s.name === "sleep")!.busy === 3);
+      const view = await tab.until<PageView>(
+        `(() => { const v = ${READ}; return v.services.sleep?.slots.startsWith("3 / 3") ? v : null; })()`,
+        "sleep's three busy slots",
+      );
+      assert.match(view.services.echo.slots, /^0 \/ 3\b/, "echo runs nothing: its row says so");
+      const title = await tab.eval<string>(
+        `document.querySelector('#services tr[data-service="echo"] [data-field="slots"]').title`,
+      );
+      assert.match(
+        title,
+        /^0 of echo's jobs run in its workers' 3 slots; 3 busy with other services$/,
+      );
+      const fits = await tab.eval<{ table: number; box: number; page: number; view: number }>(FITS);
+      assert.ok(fits.table <= fits.box, `services table ${fits.table} px in ${fits.box} px`);
+      assert.ok(fits.page <= fits.view, `page ${fits.page} px at ${fits.view} px`);
+      await tab.screenshot(new URL("status_page_1200.png", ARTIFACTS));
+      await Promise.all(load);
+    } finally {
+      client.close();
+      await browser.close();
+      await r.close();
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "status page: unknown services are one row; failures by outcome, recent errors with request ids, per-worker OK/failed and last error, and the limits in force are shown",
+  ignore: !haveChromium,
+  async fn() {
+    const r = await rig({}, true);
+    const browser = await launchChromium();
+    const client = await connect(r.addr);
+    try {
+      await waitFor(() => r.balancer.stats().providers.length === 2);
+      for (const name of ["usersx", "usersx", "nope"]) {
+        const res = await fetch(`http://${r.addr}/${name}`, {
+          headers: { "x-request-id": `rid-${name}` },
+        });
+        assert.equal(res.status, 503);
+        await res.body?.cancel();
+      }
+      for (let i = 0; i < 4; i++) await client.request("fail").catch(() => null);
+      await client.request("echo", "x");
+      const tab = await Tab.open(browser.cdp, 1280, 1200);
+      await tab.navigate(`http://${r.addr}/_ep/`);
+      const view = await tab.until<Record<string, unknown>>(
+        `(() => {
+          const row = document.querySelector("#services tr[data-unknown]");
+          if (!row) return null;
+          const f = (el, k) => el.querySelector('[data-field="' + k + '"]')?.textContent.trim();
+          const outcomes = {};
+          for (const tr of document.querySelectorAll("#outcomes tr[data-service]")) {
+            outcomes[tr.dataset.service] = Object.fromEntries(
+              [...tr.querySelectorAll("[data-field]")].map((td) => [td.dataset.field, td.textContent.trim()]));
+          }
+          const errors = [...document.querySelectorAll("#errors tr[data-error]")].map((tr) =>
+            [f(tr, "service"), f(tr, "kind"), f(tr, "requestId")].join(" "));
+          const workers = Object.fromEntries([...document.querySelectorAll("#workers tr[data-worker]")]
+            .map((tr) => [f(tr, "name"), [f(tr, "ok"), f(tr, "failed"), f(tr, "lastError")]]));
+          const limits = Object.fromEntries([...document.querySelectorAll("#limits [data-limit]")]
+            .map((el) => [el.dataset.limit, el.textContent.trim()]));
+          return { unknown: [f(row, "name"), f(row, "failed"), f(row, "names")], outcomes, errors, workers, limits };
+        })()`,
+        "the unknown services row",
+      );
+      const unknown = view.unknown as string[];
+      assert.equal(unknown[0], "unknown services");
+      assert.equal(unknown[1], "3");
+      assert.equal(unknown[2], "usersx 2, nope 1");
+      const outcomes = view.outcomes as Record<string, Record<string, string>>;
+      assert.equal(outcomes.fail.error, "4");
+      assert.equal(outcomes.fail.timeout, "0");
+      assert.equal(outcomes.echo.ok, "1");
+      assert.equal(outcomes["unknown services"].no_service, "3");
+      const errors = view.errors as string[];
+      assert.ok(errors.includes("usersx no_service rid-usersx"), errors.join("\n"));
+      assert.ok(errors.some((e) => /^fail handler_error [0-9a-f]{16}$/.test(e)), errors.join("\n"));
+      const workers = view.workers as Record<string, string[]>;
+      const failed = Object.values(workers).reduce((n, w) => n + Number(w[1]), 0);
+      assert.equal(failed, 4, JSON.stringify(workers));
+      assert.ok(Object.values(workers).some((w) => /^handler_error [0-9a-f]{16}$/.test(w[2])));
+      const limits = view.limits as Record<string, string>;
+      assert.equal(limits.maxQueue, "10,000");
+      assert.equal(limits.defaultTimeoutMs, "30 s");
+      assert.equal(limits.retries, "1");
+      await tab.screenshot(new URL("status_page_errors.png", ARTIFACTS));
+    } finally {
+      client.close();
+      await browser.close();
+      await r.close();
+    }
+  },
+});
+
+/** Clicks the first element matching `selector` in the page. */
+function click(tab: Tab, selector: string): Promise<unknown> {
+  return tab.eval(`(() => { const b = document.querySelector(${JSON.stringify(selector)});
+    if (!b) throw new Error("no " + ${JSON.stringify(selector)}); b.click(); return true; })()`);
+}
+
+for (const token of [undefined, "t0ken"]) {
+  Deno.test({
+    name: `status page actions${
+      token ? " (with a token)" : ""
+    }: drain, disable and enable a worker and set a service's max queue, through the admin API`,
+    ignore: !haveChromium,
+    async fn() {
+      const r = await rig(token ? { access: { token } } : {}, true);
+      const browser = await launchChromium();
+      try {
+        await waitFor(() => r.balancer.stats().providers.length === 2);
+        const admin = (name: string) =>
+          r.balancer.stats().providers.find((p) => p.name.includes(name))!.admin;
+        const tab = await Tab.open(browser.cdp, 1280, 1000);
+        await tab.navigate(`http://${r.addr}/_ep/${token ? `?token=${token}` : ""}`);
+        const row = `#workers tr[data-worker*="worker-a"]`;
+        await tab.until(
+          `document.querySelector('${row} button[data-action="disable"]')`,
+          "the buttons",
+        );
+        await click(tab, `${row} button[data-action="disable"]`);
+        await waitFor(() => admin("worker-a") === "disabled");
+        await tab.until(
+          `document.querySelector('${row} [data-field="state"]').textContent.trim() === "disabled"`,
+          "the disabled state",
+        );
+        await click(tab, `${row} button[data-action="enable"]`);
+        await waitFor(() => admin("worker-a") === null);
+        await click(tab, `#workers tr[data-worker="local pool"] button[data-action="drain"]`);
+        await waitFor(() => admin("local pool") === "drained");
+        await tab.until(
+          `document.querySelector('#workers tr[data-worker="local pool"] [data-field="history"]')?.textContent.includes("drained")`,
+          "the state history",
+        );
+        await tab.eval(`(() => {
+          const input = document.querySelector('#queues tr[data-service="sleep"] input');
+          input.value = "7";
+          return true;
+        })()`);
+        await click(tab, `#queues tr[data-service="sleep"] button[data-action="set"]`);
+        await waitFor(() =>
+          r.balancer.stats().services.find((s) => s.name === "sleep")!.maxQueue === 7
+        );
+        // A refusal is shown, not swallowed.
+        await tab.eval(`(() => {
+          document.querySelector('#queues tr[data-service="sleep"] input').value = "-3";
+          return true;
+        })()`);
+        await click(tab, `#queues tr[data-service="sleep"] button[data-action="set"]`);
+        const shown = await tab.until<string>(
+          `document.querySelector("#notice.on.bad")?.textContent`,
+          "the refusal",
+        );
+        assert.match(shown, /Invalid value/);
+      } finally {
+        await browser.close();
+        await r.close();
+      }
+    },
+  });
+}
+
+/**
+ * A busy production snapshot, wider than the rig's: long names with descriptions, five-digit
+ * queues, four-digit latencies, large counters, every failure outcome.
+ */
+function busySnapshot(real: Json): Json {
+  const s = structuredClone(real) as Json & { services: Json[]; providers: Json[] };
+  const base = s.services[0];
+  const series = (v: number) => Array.from({ length: 60 }, (_, i) => v * (1 + (i % 7) / 10));
+  s.services = [
+    "api/users/profile-images",
+    "billing/invoices.render-pdf",
+    "search.autocomplete",
+  ].map((name, i) => ({
+    ...base,
+    name,
+    description: "Renders and resizes the images users upload to their profile pages",
+    version: "12.4.0-rc.3",
+    queued: 12_345 + i,
+    maxQueue: 100_000,
+    rate: 12_345.6,
+    busy: 640,
+    slots: 680,
+    providersBusy: 676,
+    providers: 124,
+    queueWaitMs: { p50: 1_234.5, p99: 12_345.6 },
+    serviceMs: { p50: 2_345.6, p99: 23_456.7 },
+    outcomes: {
+      ok: 123_456_789,
+      error: 1_234_567,
+      timeout: 234_567,
+      overloaded: 345_678,
+      no_service: 0,
+      worker_lost: 4_567,
+      shutting_down: 12,
+      cancelled: 3,
+    },
+    series: { rate: series(12_345.6), queued: series(12_345), waitP99Ms: series(12_345.6) },
+  }));
+  return s;
+}
+
+Deno.test({
+  name:
+    "status page: the services table of a busy balancer (long names and descriptions, large numbers) fits 1200 px without scrolling",
+  ignore: !haveChromium,
+  async fn() {
+    const r = await rig({}, true);
+    const browser = await launchChromium();
+    let stand: Deno.HttpServer<Deno.NetAddr> | null = null;
+    try {
+      await waitFor(() => r.balancer.stats().providers.length === 2);
+      const real = await (await fetch(`http://${r.addr}/_ep/stats`)).json();
+      const snapshot = JSON.stringify(busySnapshot(real));
+      // The page as the balancer serves it, polling a stand-in for the busy snapshot.
+      stand = Deno.serve({ port: 0, hostname: "127.0.0.1", onListen() {} }, (req) => {
+        const path = new URL(req.url).pathname;
+        if (path === "/_ep/") {
+          return new Response(STATUS_PAGE_HTML, { headers: { "content-type": "text/html" } });
+        }
+        if (path === "/_ep/stats") {
+          return new Response(snapshot, { headers: { "content-type": "application/json" } });
+        }
+        return new Response("not found", { status: 404 });
+      });
+      const tab = await Tab.open(browser.cdp, 1200, 900);
+      await tab.navigate(`http://127.0.0.1:${stand.addr.port}/_ep/`);
+      await tab.until(
+        `document.querySelector('#services tr[data-service="api/users/profile-images"]')`,
+        "the busy services",
+      );
+      const fits = await tab.eval<{ table: number; box: number; page: number; view: number }>(FITS);
+      await tab.screenshot(new URL("status_page_1200_busy.png", ARTIFACTS));
+      assert.ok(fits.table <= fits.box, `services table ${fits.table} px in ${fits.box} px`);
+      assert.ok(fits.page <= fits.view, `page ${fits.page} px at ${fits.view} px`);
+    } finally {
+      await stand?.shutdown();
+      await browser.close();
+      await r.close();
+    }
+  },
+});
 
 Deno.test({
   name:

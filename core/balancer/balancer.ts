@@ -42,6 +42,13 @@
  * its other jobs are redelivered. Services no provider ever served exist only while jobs
  * wait for them in the start-up grace, and at most `maxPendingServices` of them at once.
  *
+ * Unknown services: a job for a service no provider serves waits for one only when one is
+ * known to be coming: a provider served it before (a worker restarting: it waits up to
+ * `serviceGraceMs`), or the balancer is in its start-up grace and expects the service (its
+ * own handlers' services, which start after it listens, the services of prefix routes, and
+ * `expectServices`). Before any worker connected, nothing else is known to be coming: any
+ * other name (a mistyped path) is answered `no_service` at once.
+ *
  * Time is the balancer's clock (`BalancerOptions.now`, `performance.now()` by default). The
  * sweep that expires deadlines and graces runs only when something can be due: every
  * `sweepIntervalMs` (10 ms) while jobs are queued, at the earliest deadline or every
@@ -61,6 +68,7 @@ import { ErrorCode } from "../../protocol/errors.ts";
 import { Deque } from "./_deque.ts";
 import { admitted, statusAccess } from "../net/access.ts";
 import { type Job, JobError, type JobHandler, type JobResult, requestIdOf } from "../job.ts";
+import { UnknownServiceError, UnknownWorkerError } from "../errors.ts";
 import { jobRingBytes, jobRingBytesBound } from "../ep_limits.ts";
 import type { Provider, ProviderStats, QueuedJob } from "./provider.ts";
 import { type EndpointHandler, type PrefixRoute, type RouteFunction, Router } from "./router.ts";
@@ -95,12 +103,22 @@ export interface BalancerOptions {
   /** Redeliveries of a job whose provider was lost. Default 1. */
   retries?: number;
   /**
-   * How long a job may wait for a provider when its service has none: a service that had
-   * providers before (a worker restarting) or any service in the first `serviceGraceMs`
-   * after start. A service never seen after that is answered `no_service` at once.
+   * How long a job may wait for a provider when its service has none but one is known to be
+   * coming: a service a provider served before (a worker restarting), or, in the first
+   * `serviceGraceMs` after start, an expected one ({@linkcode BalancerOptions.expectServices},
+   * the services of prefix routes). Any other name is answered `no_service` at once.
    * Default 5 000 ms; 0 answers `no_service` at once always.
    */
   serviceGraceMs?: number;
+  /**
+   * Services whose providers are known to be coming although none has attached yet (this
+   * process's own handler threads, which start after the balancer listens; a deployment's
+   * workers): in the start-up grace, jobs for them wait for their first provider. `"any"`:
+   * every name waits in the start-up grace (handlers whose names are not known before they
+   * start; narrow it with {@linkcode Balancer.expectServices} once they are). The services
+   * of `routes` are always expected. Default: none.
+   */
+  expectServices?: Iterable<string> | "any";
   /**
    * Extra (prefetch) credit is used only when a service's queue holds at least this many
    * jobs per provider serving it. Default 0.5: measured side by side on four one-slot Lua
@@ -172,6 +190,66 @@ export interface BalancerObserver {
     job?: Job,
     answer?: JobResult | JobError,
   ): void;
+  /**
+   * A job was answered with anything but a result (every outcome but `ok`), after
+   * {@linkcode BalancerObserver.job}: what the client was told, for a log of recent errors.
+   */
+  failed?(job: FailedJob): void;
+}
+
+/** A job answered with an error, as {@linkcode BalancerObserver.failed} is told. */
+export interface FailedJob {
+  /** The service it was for. */
+  service: string;
+  /** How it ended. */
+  outcome: Outcome;
+  /** The EP error code the client got. */
+  code: number;
+  /** The message the client got. */
+  message: string;
+  /** Its request id, when it had one. */
+  requestId: string | null;
+  /** The provider that answered it, or null (refused or expired before any ran it). */
+  provider: string | null;
+  /** The error itself (its `cause` may hold what the client was not told). */
+  error: JobError;
+}
+
+/**
+ * What an operator set on a provider (`ep disable`, `ep drain`): out of rotation until
+ * enabled (`disabled`), or leaving (`draining`; the jobs it holds finish, or are taken back
+ * after the drain's grace).
+ */
+export type AdminState = "disabled" | "draining";
+
+/**
+ * The limits a balancer runs with (its options, defaults filled in).
+ *
+ * @example
+ * ```ts
+ * import { Balancer } from "./balancer.ts";
+ * const b = new Balancer({ maxQueue: 50 });
+ * console.assert(b.limits().maxQueue === 50 && b.limits().retries === 1);
+ * b.close();
+ * ```
+ */
+export interface BalancerLimits {
+  /** Queued jobs per service before new ones are refused `overloaded` (services may differ). */
+  maxQueue: number;
+  /** Deadline of a job whose client gave none, ms. */
+  defaultTimeoutMs: number;
+  /** Redeliveries of a job whose provider was lost. */
+  retries: number;
+  /** How long a job waits for a provider known to be coming, ms; also the start-up grace. */
+  serviceGraceMs: number;
+  /** How long a provider may leave a timed-out job unanswered before it is cut off, ms. */
+  cancelGraceMs: number;
+  /** Services never served that jobs may wait for at once. */
+  maxPendingServices: number;
+  /** Jobs queued per provider before prefetch credit is used. */
+  prefetchDepth: number;
+  /** How long prefetched jobs may wait in a provider beyond the first, ms. */
+  prefetchBudgetMs: number;
 }
 
 /**
@@ -246,6 +324,8 @@ interface ServiceState {
   counters: ServiceCounters;
   /** Recent dispatch-to-answer time per job, ms (EWMA, see `#learnTurnaround`); NaN: none yet. */
   turnaroundMs: number;
+  /** Its own queue bound (`setMaxQueue`), or undefined: the balancer's. */
+  maxQueue: number | undefined;
 }
 
 /** A snapshot of one service, for stats. */
@@ -261,10 +341,14 @@ export interface ServiceStats {
   queued: number;
   /** Providers serving it. */
   providers: number;
-  /** Their total slots. */
+  /** Their total slots (shared with the other services each of them serves). */
   slots: number;
-  /** Jobs they hold. */
+  /** Jobs of this service they hold. */
   busy: number;
+  /** Jobs they hold, of any service (how much of `slots` is taken). */
+  providersBusy: number;
+  /** Jobs it may queue before new ones are refused `overloaded`. */
+  maxQueue: number;
   /** Outcome counters. */
   counters: ServiceCounters;
   /**
@@ -300,6 +384,10 @@ export class Balancer {
   #defaultTimeout: number;
   #retries: number;
   #grace: number;
+  /** Services expected to get providers (see BalancerOptions.expectServices). */
+  #expected: ReadonlySet<string> | "any";
+  /** The services of prefix routes: expected too. */
+  #routed: ReadonlySet<string>;
   #prefetchDepth: number;
   #prefetchBudget: number;
   #router: Router;
@@ -311,6 +399,8 @@ export class Balancer {
   /** The clock time the armed sweep is for; Infinity: none armed. */
   #sweepAt = Infinity;
   #closed = false;
+  /** Providers an operator took out of rotation, and until when a drain waits (ms, clock). */
+  #admin = new Map<Provider, { state: AdminState; until: number | undefined }>();
 
   /** Answers a job: routes it, then queues or dispatches it. Pass it to `serve`. */
   readonly handler: JobHandler;
@@ -323,6 +413,9 @@ export class Balancer {
     this.#defaultTimeout = options.defaultTimeoutMs ?? 30_000;
     this.#retries = options.retries ?? 1;
     this.#grace = options.serviceGraceMs ?? 5_000;
+    const expect = options.expectServices;
+    this.#expected = expect === "any" ? "any" : new Set(expect ?? []);
+    this.#routed = new Set((options.routes ?? []).map((r) => r.service));
     this.#prefetchDepth = options.prefetchDepth ?? 0.5;
     this.#prefetchBudget = options.prefetchBudgetMs ?? 3;
     if (!(this.#prefetchBudget >= 0)) {
@@ -356,9 +449,27 @@ export class Balancer {
     if (this.#closed) throw new JobError(ErrorCode.SHUTTING_DOWN, "Balancer is shutting down");
     // Before routing: a routing function sees the request id too.
     job.requestId ??= requestIdOf(job);
-    const service = this.#router.service(job);
+    let service: string | Promise<string>;
+    try {
+      service = this.#router.service(job);
+    } catch (err) {
+      throw this.#routeFailed(job, err);
+    }
     if (typeof service === "string") return this.#submitTo(job, service);
-    return service.then((s) => this.#submitTo(job, s));
+    return service.then((s) => this.#submitTo(job, s), (err) => {
+      throw this.#routeFailed(job, err);
+    });
+  }
+
+  /** A route function failed: logged with the request id; the client is told only that. */
+  #routeFailed(job: Job, err: unknown): JobError {
+    if (err instanceof JobError) return err;
+    log.error("Route function failed for {path} (request {requestId}): {error}", {
+      path: job.path,
+      requestId: job.requestId,
+      error: err,
+    });
+    return new JobError(ErrorCode.INTERNAL, `Routing failed (request ${job.requestId})`);
   }
 
   #submitTo(job: Job, service: string): JobResult | Promise<JobResult> {
@@ -366,8 +477,7 @@ export class Balancer {
     const s = this.#services.get(service);
     const now = this.#now();
     if (!s || s.providers.length === 0) {
-      const waitable = (s?.everServed ?? false) || now - this.#started < this.#grace;
-      if (!waitable || this.#grace === 0) {
+      if (!this.#comingBack(s, service, now)) {
         throw this.#refuse(
           s ?? null,
           job,
@@ -387,7 +497,7 @@ export class Balancer {
         );
       }
     }
-    if ((s?.size ?? 0) >= this.#maxQueue) {
+    if ((s?.size ?? 0) >= (s?.maxQueue ?? this.#maxQueue)) {
       throw this.#refuse(
         s ?? null,
         job,
@@ -428,6 +538,42 @@ export class Balancer {
     });
   }
 
+  /**
+   * Whether a provider of `service` (which has none now) is known to be coming, so that a
+   * job may wait for it: one served it before (a worker restarting), or the balancer is in
+   * its start-up grace and the service is expected (`expectServices`, a prefix route).
+   */
+  #comingBack(s: ServiceState | undefined, service: string, now: number): boolean {
+    if (this.#grace === 0) return false;
+    if (s?.everServed) return true;
+    return now - this.#started < this.#grace && this.#expects(service);
+  }
+
+  #expects(service: string): boolean {
+    return this.#expected === "any" || this.#expected.has(service) || this.#routed.has(service);
+  }
+
+  /**
+   * Replaces the services expected to get providers ({@linkcode BalancerOptions.expectServices}),
+   * for example once this process's handlers started and their names are known. Jobs waiting
+   * for a name no longer expected, and never served, are answered `no_service` at once.
+   */
+  expectServices(services: Iterable<string> | "any"): void {
+    this.#expected = services === "any" ? "any" : new Set(services);
+    for (const s of this.#pending) {
+      if (s.providers.length > 0 || this.#expects(s.name)) continue;
+      for (const level of s.levels) {
+        let qj;
+        while ((qj = level.queue.shift())) {
+          this.#fail(qj, ErrorCode.NO_SERVICE, `No service "${s.name}"`);
+        }
+      }
+      s.size = 0;
+      this.#pending.delete(s);
+      this.#services.delete(s.name);
+    }
+  }
+
   /** Attaches a provider and hands it waiting jobs. */
   addProvider(p: Provider): void {
     this.#providers.add(p);
@@ -466,6 +612,7 @@ export class Balancer {
   /** Detaches a provider. Jobs it held are redelivered (within the retry budget) or failed. */
   removeProvider(p: Provider, reason: string): void {
     if (!this.#providers.delete(p)) return;
+    this.#admin.delete(p);
     for (const name of p.services) {
       const s = this.#services.get(name);
       if (s) s.providers = s.providers.filter((x) => x !== p);
@@ -511,7 +658,7 @@ export class Balancer {
 
   /** Hands a provider that gained credit the oldest waiting jobs it can take. */
   pull(p: Provider): void {
-    while (p.credit > 0 && !p.draining && this.#providers.has(p)) {
+    while (p.credit > 0 && !this.#out(p) && this.#providers.has(p)) {
       const qj = this.#next(p);
       if (!qj) return;
       if (qj.job.origin?.abandoned) {
@@ -560,6 +707,11 @@ export class Balancer {
   /** A snapshot for stats and the status page. */
   stats(): { uptimeMs: number; services: ServiceStats[]; providers: ProviderStats[] } {
     const services: ServiceStats[] = [];
+    // The jobs held, by service (their providers' slots are shared with other services).
+    const running = new Map<string, number>();
+    for (const held of this.#held.values()) {
+      for (const qj of held) running.set(qj.service, (running.get(qj.service) ?? 0) + 1);
+    }
     for (const s of this.#services.values()) {
       services.push({
         name: s.name,
@@ -567,7 +719,9 @@ export class Balancer {
         queued: s.size,
         providers: s.providers.length,
         slots: s.providers.reduce((n, p) => n + p.slots, 0),
-        busy: s.providers.reduce((n, p) => n + this.heldBy(p), 0),
+        busy: running.get(s.name) ?? 0,
+        providersBusy: s.providers.reduce((n, p) => n + this.heldBy(p), 0),
+        maxQueue: s.maxQueue ?? this.#maxQueue,
         counters: { ...s.counters },
         turnaroundMs: Number.isNaN(s.turnaroundMs)
           ? null
@@ -581,8 +735,106 @@ export class Balancer {
       busy: this.heldBy(p),
       credit: p.credit,
       draining: p.draining,
+      admin: this.#adminState(p),
     }));
     return { uptimeMs: Math.round(this.uptimeMs), services, providers };
+  }
+
+  /** What an operator set on `p`: `drained` once a drained provider holds no job. */
+  #adminState(p: Provider): AdminState | "drained" | null {
+    const a = this.#admin.get(p);
+    if (!a) return null;
+    return a.state === "draining" && this.heldBy(p) === 0 ? "drained" : a.state;
+  }
+
+  /** The limits in force (the options, defaults filled in; services may differ in `maxQueue`). */
+  limits(): BalancerLimits {
+    return {
+      maxQueue: this.#maxQueue,
+      defaultTimeoutMs: this.#defaultTimeout,
+      retries: this.#retries,
+      serviceGraceMs: this.#grace,
+      cancelGraceMs: this.#cancelGrace,
+      maxPendingServices: this.#maxPending,
+      prefetchDepth: this.#prefetchDepth,
+      prefetchBudgetMs: this.#prefetchBudget,
+    };
+  }
+
+  /** The providers attached, in the order they attached. */
+  providerList(): Provider[] {
+    return [...this.#providers];
+  }
+
+  /**
+   * Takes `p` out of rotation (HAProxy's `maint`): nothing more is dispatched to it, the
+   * jobs it holds finish as usual, it stays attached. {@linkcode Balancer.enable} undoes it.
+   *
+   * @throws {UnknownWorkerError} `p` is not attached.
+   */
+  disable(p: Provider): void {
+    this.#attached(p);
+    this.#admin.set(p, { state: "disabled", until: undefined });
+    log.info("Provider {name} disabled by an operator", { name: p.name });
+  }
+
+  /**
+   * Drains `p` (HAProxy's `drain`): nothing more is dispatched to it and the jobs it holds
+   * finish; with `graceMs`, those it still holds after it are taken back (CANCEL sent,
+   * redelivered within the retry budget, else `worker_lost`), as after a worker's own DRAIN.
+   * It stays attached, `drained` once it holds nothing. {@linkcode Balancer.enable} undoes it.
+   *
+   * @throws {UnknownWorkerError} `p` is not attached.
+   * @throws {RangeError} `graceMs` is not a number ≥ 0.
+   */
+  drain(p: Provider, graceMs?: number): void {
+    this.#attached(p);
+    if (graceMs !== undefined && !(graceMs >= 0)) {
+      throw new RangeError(`Drain grace must be >= 0 ms: "${graceMs}"`);
+    }
+    const until = graceMs === undefined ? undefined : this.#now() + graceMs;
+    this.#admin.set(p, { state: "draining", until });
+    if (until !== undefined) this.#sweepBy(until);
+    log.info("Provider {name} drained by an operator", { name: p.name });
+  }
+
+  /**
+   * Puts `p` back in rotation after {@linkcode Balancer.disable} or
+   * {@linkcode Balancer.drain} and hands it waiting jobs. A provider that sent DRAIN itself
+   * stays draining (it takes jobs again when it registers again).
+   *
+   * @throws {UnknownWorkerError} `p` is not attached.
+   */
+  enable(p: Provider): void {
+    this.#attached(p);
+    if (!this.#admin.delete(p)) return;
+    log.info("Provider {name} enabled by an operator", { name: p.name });
+    this.pull(p);
+  }
+
+  /**
+   * Sets how many jobs `service` may queue before new ones are refused `overloaded` (0:
+   * every new job is refused); `null` gives it the balancer's bound again. Jobs already
+   * queued stay.
+   *
+   * @throws {UnknownServiceError} no provider serves or served `service`.
+   * @throws {RangeError} `max` is not an integer from 0 to 2^32 − 1.
+   */
+  setMaxQueue(service: string, max: number | null): void {
+    const s = this.#services.get(service);
+    if (!s || !s.everServed) throw new UnknownServiceError(service);
+    if (max !== null && !(Number.isInteger(max) && max >= 0 && max <= 0xffff_ffff)) {
+      throw new RangeError(`Invalid max_queue "${max}": an integer from 0 to 4294967295`);
+    }
+    s.maxQueue = max ?? undefined;
+    log.info("Queue bound of {service} set to {max} by an operator", {
+      service,
+      max: max ?? this.#maxQueue,
+    });
+  }
+
+  #attached(p: Provider): void {
+    if (!this.#providers.has(p)) throw new UnknownWorkerError(p.name);
   }
 
   /** Stops: queued jobs are answered `shutting_down`; held jobs are left to finish. */
@@ -621,6 +873,7 @@ export class Balancer {
         cancelled: 0,
       },
       turnaroundMs: NaN,
+      maxQueue: undefined,
     };
     this.#services.set(name, s);
     if (!served) this.#pending.add(s);
@@ -647,7 +900,7 @@ export class Balancer {
    * queue is deep: one job always, more while those waiting in `p` fit the prefetch budget.
    */
   #eligible(p: Provider, s: ServiceState, depth: number): boolean {
-    if (p.credit <= 0 || p.draining) return false;
+    if (p.credit <= 0 || this.#out(p)) return false;
     const held = this.heldBy(p);
     if (held < p.slots) return true;
     if (depth < this.#prefetchDepth * s.providers.length) return false;
@@ -705,7 +958,13 @@ export class Balancer {
         if (s.size === 0) return;
       }
     }
-    for (const p of s.providers) if (p.credit <= 0) p.demand?.(s.name, s.size);
+    // Not to one an operator took out: it would grant credit this balancer does not use.
+    for (const p of s.providers) if (p.credit <= 0 && !this.#out(p)) p.demand?.(s.name, s.size);
+  }
+
+  /** Whether `p` takes no jobs: it is draining, or an operator took it out of rotation. */
+  #out(p: Provider): boolean {
+    return p.draining || (this.#admin.size !== 0 && this.#admin.has(p));
   }
 
   /** The next job for `p`: highest priority first, then oldest, among its services. */
@@ -805,7 +1064,19 @@ export class Balancer {
       const now = this.#now();
       const wait = (qj.dispatched || now) - qj.arrived;
       const run = qj.dispatched ? now - qj.dispatched : NaN;
-      this.#observer.job(qj.service, outcome, wait, run, qj.provider?.name ?? null, qj.job, result);
+      const provider = qj.provider?.name ?? null;
+      this.#observer.job(qj.service, outcome, wait, run, provider, qj.job, result);
+      if (result instanceof JobError) {
+        this.#observer.failed?.({
+          service: qj.service,
+          outcome,
+          code: result.code,
+          message: result.message,
+          requestId: qj.job.requestId ?? null,
+          provider,
+          error: result,
+        });
+      }
     }
     if (result instanceof JobError) qj.reject(result);
     else qj.resolve(result);
@@ -822,7 +1093,18 @@ export class Balancer {
     const outcome = outcomeOf(code);
     if (s) s.counters[COUNTER[outcome]]++;
     const err = new JobError(code, message);
-    this.#observer?.job(service, outcome, NaN, NaN, null, job, err);
+    if (this.#observer) {
+      this.#observer.job(service, outcome, NaN, NaN, null, job, err);
+      this.#observer.failed?.({
+        service,
+        outcome,
+        code,
+        message,
+        requestId: job.requestId ?? null,
+        provider: null,
+        error: err,
+      });
+    }
     return err;
   }
 
@@ -898,9 +1180,7 @@ export class Balancer {
           p.cancel(qj);
         }
       }
-      if (p.draining && p.drainDeadline !== undefined && now >= p.drainDeadline) {
-        (drained ??= []).push(p);
-      }
+      if (now >= this.#drainDeadline(p)) (drained ??= []).push(p);
     }
     for (const p of drained ?? []) {
       const held = this.#held.get(p);
@@ -937,9 +1217,20 @@ export class Balancer {
       for (const qj of held) {
         next = Math.min(next, qj.answered ? qj.deadline + this.#cancelGrace : qj.deadline);
       }
-      if (p.drainDeadline !== undefined) next = Math.min(next, p.drainDeadline);
+      next = Math.min(next, this.#drainDeadline(p));
     }
     return next;
+  }
+
+  /**
+   * When the jobs `p` still holds count as lost: its own DRAIN's grace, or an operator's
+   * drain's (the earlier); Infinity: never.
+   */
+  #drainDeadline(p: Provider): number {
+    let at = p.draining && p.drainDeadline !== undefined ? p.drainDeadline : Infinity;
+    const a = this.#admin.size !== 0 ? this.#admin.get(p) : undefined;
+    if (a?.state === "draining" && a.until !== undefined && a.until < at) at = a.until;
+    return at;
   }
 
   #defaultInternal(job: Job): JobResult | undefined {

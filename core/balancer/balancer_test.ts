@@ -7,9 +7,10 @@
  * workers and handler threads).
  */
 import assert from "node:assert/strict";
-import { Balancer, type BalancerOptions, type Outcome } from "./balancer.ts";
+import { Balancer, type BalancerOptions, type FailedJob, type Outcome } from "./balancer.ts";
 import type { Provider, QueuedJob } from "./provider.ts";
 import { type Job, JobError, type JobResult } from "../job.ts";
+import { UnknownServiceError, UnknownWorkerError } from "../errors.ts";
 import { jobRingBytes } from "../ep_limits.ts";
 import { ErrorCode } from "../../protocol/errors.ts";
 
@@ -131,7 +132,10 @@ class Rig {
       ...options,
       now: () => START + this.t,
       sweepIntervalMs: 0,
-      observer: { job: (s, o, w, r, p) => void this.observed.push([s, o, w, r, p]) },
+      observer: {
+        job: (s, o, w, r, p) => void this.observed.push([s, o, w, r, p]),
+        failed: options.observer?.failed,
+      },
     });
   }
 
@@ -778,33 +782,53 @@ Deno.test("balancer: jobs a draining provider still holds at its DRAIN grace are
 
 // --- unknown services, the start-up grace, a full queue -------------------------------------
 
-Deno.test("balancer: in the start-up grace a job for an unknown service waits for a provider; after it, no_service at once", async () => {
+Deno.test("balancer unknown services: a name no provider serves, served or is expected is answered no_service at once, even in the start-up grace", async () => {
   const r = new Rig({ serviceGraceMs: 5000 });
   r.submit("x1", "x");
+  assert.deepEqual(await r.settled(), ["x1:no_service"]);
+  assert.equal(r.errors.get("x1")!.message, 'No service "x"');
+  assert.deepEqual(r.observed, [["x", "no_service", NaN, NaN, null]]);
+  assert.deepEqual(r.balancer.stats().services, [], "a mistyped name leaves no state");
+  // A provider of another service changes nothing for it.
+  r.provider("p", ["y"]);
+  r.submit("x2", "x");
+  assert.deepEqual(await r.settled(), ["x1:no_service", "x2:no_service"]);
+  r.close();
+});
+
+Deno.test("balancer unknown services: in the start-up grace a job for an expected service (expectServices, a prefix route's service) waits for its first provider; after the grace, no_service at once", async () => {
+  const r = new Rig({
+    serviceGraceMs: 5000,
+    expectServices: ["x"],
+    routes: [{ prefix: "/api", service: "api" }],
+  });
+  r.submit("x1", "x");
   r.t = 1000;
-  r.submit("y1", "y");
+  r.submit("a1", "api", { protocol: "http", method: "GET", path: "/api/users" });
+  r.submit("n1", "nope");
+  assert.deepEqual(await r.settled(), ["n1:no_service"]);
   assert.deepEqual(r.balancer.stats().services.map((s) => [s.name, s.served, s.queued]), [
     ["x", false, 1],
-    ["y", false, 1],
+    ["api", false, 1],
   ]);
   r.sweepAt(4999);
   const p = r.provider("p", ["x"]);
   assert.deepEqual(p.log, ["x1"]);
-  // A pending job waits serviceGraceMs from its arrival, then no_service; the name is forgotten.
+  // A waiting job waits serviceGraceMs from its arrival, then no_service; the name is forgotten.
   r.sweepAt(5999);
-  assert.deepEqual(await r.settled(), []);
+  assert.deepEqual(await r.settled(), ["n1:no_service"]);
   r.sweepAt(6000);
-  assert.deepEqual(await r.settled(), ["y1:no_service"]);
-  assert.equal(r.errors.get("y1")!.message, 'No service "y"');
+  assert.deepEqual(await r.settled(), ["n1:no_service", "a1:no_service"]);
+  assert.equal(r.errors.get("a1")!.message, 'No service "api"');
   assert.deepEqual(r.balancer.stats().services.map((s) => s.name), ["x"]);
-  // Past the start-up grace a name never served is refused at once.
-  r.submit("z1", "z");
-  assert.deepEqual(await r.settled(), ["y1:no_service", "z1:no_service"]);
-  assert.deepEqual(r.observed.at(-1), ["z", "no_service", NaN, NaN, null]);
+  // Past the start-up grace an expected name never served is refused at once.
+  r.submit("a2", "api", { protocol: "http", method: "GET", path: "/api" });
+  assert.deepEqual(await r.settled(), ["n1:no_service", "a1:no_service", "a2:no_service"]);
+  assert.deepEqual(r.observed.at(-1), ["api", "no_service", NaN, NaN, null]);
   r.close();
 
   // The start-up grace is serviceGraceMs from the balancer's start, to the millisecond.
-  const edge = new Rig({ serviceGraceMs: 5000 });
+  const edge = new Rig({ serviceGraceMs: 5000, expectServices: ["a", "b"] });
   edge.t = 4999;
   edge.submit("in", "a");
   edge.t = 5000;
@@ -812,6 +836,22 @@ Deno.test("balancer: in the start-up grace a job for an unknown service waits fo
   assert.deepEqual(await edge.settled(), ["out:no_service"]);
   assert.equal(edge.balancer.queueDepth("a"), 1);
   edge.close();
+});
+
+Deno.test('balancer unknown services: expectServices("any") (handlers whose names are not known before they start) waits for every name in the start-up grace; expectServices(names) narrows it at once', async () => {
+  const r = new Rig({ serviceGraceMs: 5000, expectServices: "any" });
+  r.submit("x1", "x");
+  r.submit("y1", "y");
+  assert.deepEqual(await r.settled(), []);
+  // The pool started: its names are now known; the others waiting are refused at once.
+  r.balancer.expectServices(["x"]);
+  assert.deepEqual(await r.settled(), ["y1:no_service"]);
+  r.submit("z1", "z");
+  r.submit("x2", "x");
+  assert.deepEqual(await r.settled(), ["y1:no_service", "z1:no_service"]);
+  const p = r.provider("p", ["x"], { slots: 2 });
+  assert.deepEqual(p.log, ["x1", "x2"]);
+  r.close();
 });
 
 Deno.test("balancer: a service that had providers waits serviceGraceMs for one after losing them all", async () => {
@@ -832,7 +872,7 @@ Deno.test("balancer: a service that had providers waits serviceGraceMs for one a
 });
 
 Deno.test("balancer: at most maxPendingServices unknown services are waited for; serviceGraceMs 0 never waits", async () => {
-  const r = new Rig({ serviceGraceMs: 5000, maxPendingServices: 2 });
+  const r = new Rig({ serviceGraceMs: 5000, maxPendingServices: 2, expectServices: "any" });
   r.submit("a1", "a");
   r.submit("b1", "b");
   r.submit("c1", "c");
@@ -943,10 +983,217 @@ Deno.test("balancer: a job goes only to a provider that takes its size, at once 
   r.close();
 });
 
+// --- admin operations (ep disable / enable / drain / set) ------------------------------------
+
+Deno.test("balancer admin: disable takes a provider out of rotation at once; what it holds finishes; enable puts it back and hands it the waiting jobs", async () => {
+  const r = new Rig();
+  const a = r.provider("a", ["svc"], { slots: 2 });
+  const b = r.provider("b", ["svc"], { slots: 1 });
+  r.submit("j1");
+  assert.deepEqual(a.log, ["j1"]);
+  r.balancer.disable(a);
+  r.submit("j2");
+  r.submit("j3");
+  assert.deepEqual([a.log, b.log], [["j1"], ["j2"]], "a has credit but is disabled");
+  a.answer("j1");
+  assert.deepEqual(a.log, ["j1"], "its freed slot takes nothing");
+  assert.equal(r.balancer.queueDepth("svc"), 1);
+  const state = (p: FakeProvider) =>
+    r.balancer.stats().providers.find((s) => s.name === p.name)!.admin;
+  assert.equal(state(a), "disabled");
+  assert.equal(state(b), null);
+  r.balancer.enable(a);
+  assert.deepEqual(a.log, ["j1", "j3"], "enabled: it takes the waiting job at once");
+  assert.equal(state(a), null);
+  a.answer();
+  b.answer();
+  assert.deepEqual(await r.settled(), ["j1:ok", "j3:ok", "j2:ok"]);
+  r.close();
+});
+
+Deno.test("balancer admin: a disabled provider without credit is not told about demand; the others are", () => {
+  const r = new Rig();
+  const a = r.provider("a", ["svc"], { credit: 0 });
+  const b = r.provider("b", ["svc"], { credit: 0 });
+  r.balancer.disable(a);
+  r.submit("j1");
+  assert.deepEqual([a.demands, b.demands], [[], ["svc:1"]]);
+  r.close();
+});
+
+Deno.test("balancer admin: drain stops dispatch, lets held jobs finish (draining, then drained); with a grace, jobs still held at it are taken back and redelivered", async () => {
+  const r = new Rig();
+  const d = r.provider("d", ["svc"], { slots: 2 });
+  const spare = r.provider("spare", ["svc"], { credit: 0 });
+  r.submit("done");
+  r.submit("held");
+  r.balancer.drain(d, 200);
+  const state = () => r.balancer.stats().providers.find((s) => s.name === "d")!.admin;
+  assert.equal(state(), "draining");
+  r.submit("next");
+  assert.deepEqual(d.log, ["done", "held"], "nothing more after the drain");
+  r.t = 150;
+  d.answer("done");
+  assert.deepEqual(d.log, ["done", "held"]);
+  r.sweepAt(199);
+  assert.deepEqual(d.cancels, []);
+  r.sweepAt(200);
+  assert.deepEqual(d.cancels, ["held"]);
+  assert.equal(r.balancer.heldBy(d), 0);
+  assert.equal(state(), "drained", "it holds nothing and takes nothing");
+  d.answer("held"); // too late: dropped
+  spare.grant(2);
+  assert.deepEqual(spare.log, ["held", "next"], "taken back to the head of the queue");
+  assert.equal(spare.holding[0].attempt, 2);
+  spare.answer();
+  spare.answer();
+  assert.deepEqual(await r.settled(), ["done:ok", "held:ok", "next:ok"]);
+  r.close();
+
+  // Without a grace a drain waits for the jobs however long they take.
+  const patient = new Rig();
+  const w = patient.provider("w", ["svc"]);
+  patient.submit("slow");
+  patient.balancer.drain(w);
+  patient.sweepAt(29_999); // just before its deadline
+  assert.deepEqual(w.cancels, []);
+  w.answer("slow");
+  assert.deepEqual(await patient.settled(), ["slow:ok"]);
+  assert.equal(patient.balancer.stats().providers[0].admin, "drained");
+  patient.close();
+});
+
+Deno.test("balancer admin: enable ends an operator's drain but not the provider's own DRAIN", () => {
+  const r = new Rig();
+  const p = r.provider("p");
+  p.draining = true; // it sent DRAIN itself
+  r.balancer.drain(p);
+  r.balancer.enable(p);
+  r.submit("j1");
+  assert.deepEqual(p.log, [], "still draining on its own account");
+  assert.equal(r.balancer.stats().providers[0].admin, null);
+  p.draining = false; // a new REGISTER
+  p.grant(0);
+  assert.deepEqual(p.log, ["j1"]);
+  r.close();
+});
+
+Deno.test("balancer admin: operations name attached providers and served services only", () => {
+  const r = new Rig();
+  const p = r.provider("p");
+  p.lose();
+  for (
+    const op of [() => r.balancer.disable(p), () => r.balancer.drain(p), () => r.balancer.enable(p)]
+  ) {
+    assert.throws(
+      op,
+      (e: unknown) => e instanceof UnknownWorkerError && e.message === 'No worker "p" is attached',
+    );
+  }
+  assert.throws(() => r.balancer.drain(r.provider("q"), -1), RangeError);
+  assert.throws(
+    () => r.balancer.setMaxQueue("nope", 5),
+    (e: unknown) => e instanceof UnknownServiceError && e.message === 'No service "nope"',
+  );
+  for (const bad of [-1, 1.5, NaN, 2 ** 32]) {
+    assert.throws(() => r.balancer.setMaxQueue("svc", bad), RangeError, String(bad));
+  }
+  r.close();
+});
+
+Deno.test("balancer admin: set max_queue bounds one service's queue at once (jobs already queued stay); null restores the default", async () => {
+  const r = new Rig({ maxQueue: 10 });
+  r.provider("p", ["svc", "other"], { credit: 0 });
+  for (const n of ["a", "b", "c"]) r.submit(n);
+  r.balancer.setMaxQueue("svc", 2);
+  r.submit("d");
+  r.submit("o1", "other");
+  assert.deepEqual(await r.settled(), ["d:overloaded"]);
+  assert.equal(r.errors.get("d")!.message, 'Queue for "svc" is full');
+  const max = (name: string) => r.balancer.stats().services.find((s) => s.name === name)!.maxQueue;
+  assert.deepEqual([max("svc"), max("other")], [2, 10]);
+  r.balancer.setMaxQueue("svc", null);
+  r.submit("e");
+  assert.equal(r.balancer.queueDepth("svc"), 4);
+  assert.equal(max("svc"), 10);
+  r.balancer.setMaxQueue("svc", 0);
+  r.submit("f");
+  assert.deepEqual(await r.settled(), ["d:overloaded", "f:overloaded"]);
+  r.close();
+});
+
+Deno.test("balancer stats: a service's busy counts its own jobs in its providers, whose slots (shared) and busy are given apart", () => {
+  const r = new Rig();
+  r.provider("shared", ["a", "b"], { slots: 4 });
+  r.provider("only-a", ["a"], { slots: 2 });
+  r.submit("b1", "b");
+  r.submit("b2", "b");
+  r.submit("a1", "a");
+  const row = (name: string) => {
+    const s = r.balancer.stats().services.find((x) => x.name === name)!;
+    return [s.busy, s.slots, s.providersBusy];
+  };
+  // a1 went to "shared" (the most free slots: 2 against 2, the first attached).
+  assert.deepEqual(row("a"), [1, 6, 3]);
+  assert.deepEqual(row("b"), [2, 4, 3]);
+  r.close();
+});
+
+Deno.test("balancer limits: the limits in force, as given or by default", () => {
+  const r = new Rig({ maxQueue: 7, retries: 2 });
+  assert.deepEqual(r.balancer.limits(), {
+    maxQueue: 7,
+    defaultTimeoutMs: 30_000,
+    retries: 2,
+    serviceGraceMs: 0,
+    cancelGraceMs: 10_000,
+    maxPendingServices: 100,
+    prefetchDepth: 0.5,
+    prefetchBudgetMs: 3,
+  });
+  r.close();
+});
+
+Deno.test("balancer observer: every failed job is told with its code, message, request id and provider", async () => {
+  const failed: FailedJob[] = [];
+  const r = new Rig({ maxQueue: 1, observer: { job() {}, failed: (f) => void failed.push(f) } });
+  const p = r.provider("p");
+  r.submit("j1", "svc", { requestId: "req-1" });
+  r.submit("j2", "svc", { requestId: "req-2" }); // queued
+  r.submit("j3", "svc", { requestId: "req-3" }); // a queue of 1 is full: overloaded
+  p.answer("j1", new JobError(ErrorCode.HANDLER_ERROR, "Handler failed"));
+  await r.settled();
+  assert.deepEqual(failed, [
+    {
+      service: "svc",
+      outcome: "overloaded",
+      code: ErrorCode.OVERLOADED,
+      message: 'Queue for "svc" is full',
+      requestId: "req-3",
+      provider: null,
+      error: failed[0].error,
+    },
+    {
+      service: "svc",
+      outcome: "error",
+      code: ErrorCode.HANDLER_ERROR,
+      message: "Handler failed",
+      requestId: "req-1",
+      provider: "p",
+      error: failed[1].error,
+    },
+  ]);
+  assert.ok(failed.every((f) => f.error instanceof JobError));
+  p.answer("j2");
+  await r.settled();
+  assert.equal(failed.length, 2, "ok answers are not failures");
+  r.close();
+});
+
 // --- registration changes, routing, endpoints, close ---------------------------------------
 
 Deno.test("balancer: a provider's new registration takes effect at once", () => {
-  const r = new Rig({ serviceGraceMs: 5000 });
+  const r = new Rig({ serviceGraceMs: 5000, expectServices: ["b"] });
   const p = r.provider("p", ["a"], { slots: 1 });
   r.submit("b1", "b");
   assert.deepEqual(p.log, []);
@@ -974,6 +1221,23 @@ Deno.test("balancer: HTTP jobs are routed (prefix routes, then the route functio
     p.holding.map((qj) => `${r.nameOf(qj)}>${qj.service}`),
     ["u>user", "a>api", "c>user", "e>echo", "ep>api"],
   );
+  r.close();
+});
+
+Deno.test("balancer: a route function that fails answers the job internal with its request id, not the failure's message", async () => {
+  const r = new Rig({
+    route: (job) => {
+      if (job.path === "/sync") throw new Error("secret sync detail");
+      return Promise.reject(new Error("secret async detail"));
+    },
+  });
+  r.provider("p", ["svc"]);
+  const http = { protocol: "http" as const, method: "GET", requestId: undefined };
+  r.submit("s", "svc", { ...http, path: "/sync", headers: [["x-request-id", "rid-1"]] });
+  r.submit("a", "svc", { ...http, path: "/async", headers: [["x-request-id", "rid-2"]] });
+  assert.deepEqual(await r.settled(), ["s:internal", "a:internal"]);
+  assert.equal(r.errors.get("s")!.message, "Routing failed (request rid-1)");
+  assert.equal(r.errors.get("a")!.message, "Routing failed (request rid-2)");
   r.close();
 });
 

@@ -7,7 +7,7 @@
  */
 import { decodeMeta, encodeMeta } from "../../protocol/ep_meta.ts";
 import type { Balancer } from "./balancer.ts";
-import type { Provider, QueuedJob } from "./provider.ts";
+import type { Provider, QueuedJob, ServiceDescription } from "./provider.ts";
 import { PoolFullError } from "../errors.ts";
 import { jobMeta } from "../job.ts";
 import type { JobPool, JobReply } from "../threads/pool_types.ts";
@@ -31,19 +31,29 @@ export class LocalPoolProvider implements Provider {
   #pool: JobPool;
   #balancer: Balancer;
   #timeouts: ReadonlyMap<string, number>;
+  /** What its services say of themselves (`/_ep/services`). */
+  readonly descriptions: ReadonlyMap<string, ServiceDescription>;
+  /** Whether a handler's own error message reaches its client (development). */
+  readonly exposeErrors: boolean;
 
   /**
    * Wraps `pool`; answers go to `balancer`. `timeouts` caps the run time of some services
-   * (their handlers are interrupted past it).
+   * (their handlers are interrupted past it); `descriptions` describes them; with
+   * `exposeErrors` a handler's own error message reaches its client (else a generic one
+   * with the request id, `job_errors.ts`).
    */
   constructor(
     pool: JobPool,
     balancer: Balancer,
     timeouts: ReadonlyMap<string, number> = new Map(),
+    descriptions: ReadonlyMap<string, ServiceDescription> = new Map(),
+    exposeErrors = false,
   ) {
+    this.exposeErrors = exposeErrors;
     this.#pool = pool;
     this.#balancer = balancer;
     this.#timeouts = timeouts;
+    this.descriptions = descriptions;
     // A slot freed late (after a timeout) must still pull the next waiting job.
     pool.onSlotsAvailable = () => balancer.pull(this);
     this.services = new Set(pool.services);
@@ -98,11 +108,13 @@ export class LocalPoolProvider implements Provider {
     this.#balancer.finish(
       this,
       qj,
-      err ? poolError(err, qj.service) : {
-        status: reply!.status,
-        headers: decodeMeta(reply!.meta),
-        body: reply!.body,
-      },
+      err
+        ? poolError(err, qj.service, { requestId: qj.job.requestId, expose: this.exposeErrors })
+        : {
+          status: reply!.status,
+          headers: decodeMeta(reply!.meta),
+          body: reply!.body,
+        },
     );
   }
 

@@ -77,11 +77,34 @@ export interface Provider {
    */
   readonly drainDeadline?: number;
   /**
+   * What it says of its services, by name (`ep.service(name, file, { description, version })`;
+   * a remote worker's arrive in its STATS, SPEC.md §6.7): shown at `/_ep/services`.
+   */
+  readonly descriptions?: ReadonlyMap<string, ServiceDescription>;
+  /**
    * Cuts it off: it left a job unanswered `cancelGraceMs` past the job's deadline. The
    * balancer then detaches it (`Balancer.removeProvider`). Providers without it (this
    * process's pool, which answers every job by its deadline) are never cut off.
    */
   evict?(reason: string): void;
+}
+
+/**
+ * What a service says of itself (NATS micro's `$SRV.INFO` is the model): shown at
+ * `/_ep/services` and by `ep services`.
+ *
+ * @example
+ * ```ts
+ * import type { ServiceDescription } from "./provider.ts";
+ * const d: ServiceDescription = { description: "Users and logins", version: "1.4.0" };
+ * console.assert(d.version === "1.4.0");
+ * ```
+ */
+export interface ServiceDescription {
+  /** One line on what it does. */
+  description?: string;
+  /** Its version (any text, such as `1.4.0`). */
+  version?: string;
 }
 
 /**
@@ -145,6 +168,7 @@ export interface QueuedJob {
  *   busy: 1,
  *   credit: 3,
  *   draining: false,
+ *   admin: null,
  * };
  * console.assert(s.slots - s.busy === s.credit);
  * ```
@@ -160,6 +184,11 @@ export interface ProviderStats {
   busy: number;
   /** Credit left. */
   credit: number;
-  /** Whether it is draining. */
+  /** Whether it is draining (it sent DRAIN, or is being replaced). */
   draining: boolean;
+  /**
+   * What an operator set (`Balancer.disable`, `Balancer.drain`): `disabled`, `draining`,
+   * `drained` (an operator's drain, nothing held any more), or null.
+   */
+  admin: "disabled" | "draining" | "drained" | null;
 }

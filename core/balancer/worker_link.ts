@@ -15,7 +15,7 @@ import { ErrorCode, FrameTooLargeError } from "../../protocol/errors.ts";
 import { JobError } from "../errors.ts";
 import { jobMeta, type JobResult } from "../job.ts";
 import type { WorkerHost, WorkerSession, WorkerSessionHandler } from "../net/ep_conn.ts";
-import type { Provider, QueuedJob } from "./provider.ts";
+import type { Provider, QueuedJob, ServiceDescription } from "./provider.ts";
 
 /**
  * What worker links need from the balancer: {@linkcode Balancer} has these methods, and the
@@ -99,6 +99,8 @@ export class WorkerLink implements Provider, WorkerSessionHandler {
   drainDeadline: number | undefined = undefined;
   /** The `free_slots` of its last HEARTBEAT or REPLY. */
   reportedFree: number = NOT_APPLICABLE;
+  /** What it says of its services (its STATS, SPEC.md §6.7). */
+  descriptions: ReadonlyMap<string, ServiceDescription> = new Map();
   #session: WorkerSession;
   #host: ProviderHost;
   #held = new Map<number, QueuedJob>();
@@ -235,8 +237,64 @@ export class WorkerLink implements Provider, WorkerSessionHandler {
     return depth;
   }
 
+  /**
+   * Its STATS (asked for after each REGISTER): keeps the descriptions of the services it
+   * registered (SPEC.md §6.7); anything else in it, or a STATS that is not such JSON, is
+   * ignored.
+   */
+  stats(_id: number, json: string): void {
+    this.descriptions = describedServices(json, this.services);
+  }
+
   /** Its connection ended: it is detached, its jobs redelivered or failed. */
   closed(reason: string): void {
     this.#host.removeProvider(this, reason);
   }
+}
+
+const MAX_DESCRIPTION = 1024;
+const MAX_VERSION = 64;
+
+/**
+ * The descriptions of `services` in a worker's STATS JSON (`{"services": {"name":
+ * {"description": "…", "version": "…"}}}`, SPEC.md §6.7): strings only, cut to 1024 and 64
+ * characters; other names and members are ignored, and so is JSON of another shape.
+ *
+ * @example
+ * ```ts
+ * import { describedServices } from "./worker_link.ts";
+ * const json = '{"services":{"echo":{"version":"1.0","description":7},"other":{"version":"2"}}}';
+ * const d = describedServices(json, new Set(["echo"]));
+ * console.assert(d.get("echo")?.version === "1.0" && d.get("echo")?.description === undefined);
+ * console.assert(!d.has("other"));
+ * ```
+ */
+export function describedServices(
+  json: string,
+  services: ReadonlySet<string>,
+): Map<string, ServiceDescription> {
+  const out = new Map<string, ServiceDescription>();
+  let v: unknown;
+  try {
+    v = JSON.parse(json);
+  } catch {
+    return out;
+  }
+  const all = isObject(v) ? v.services : undefined;
+  if (!isObject(all)) return out;
+  for (const name of services) {
+    const d = Object.hasOwn(all, name) ? all[name] : undefined;
+    if (!isObject(d)) continue;
+    const entry: ServiceDescription = {};
+    if (typeof d.description === "string") {
+      entry.description = d.description.slice(0, MAX_DESCRIPTION);
+    }
+    if (typeof d.version === "string") entry.version = d.version.slice(0, MAX_VERSION);
+    if (entry.description !== undefined || entry.version !== undefined) out.set(name, entry);
+  }
+  return out;
+}
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === "object" && v !== null && !Array.isArray(v);
 }

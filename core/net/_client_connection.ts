@@ -254,6 +254,18 @@ export class ClientConnection {
     return p;
   }
 
+  /** Sends an ADMIN (its JSON text, SPEC.md §6.12); resolves with ADMIN_RESULT's JSON. */
+  admin(json: string, timeoutMs: number): Promise<Reply> {
+    if (this.#closedError) return Promise.reject(this.#closedError);
+    const id = this.#takeId();
+    const p = new Promise<Reply>((resolve, reject) => {
+      this.#pending.set(id, { resolve, reject, deadline: Date.now() + timeoutMs, timeoutMs });
+    });
+    this.#t.write(this.#encoder.encode({ type: "admin", id, json }));
+    if (!this.#closedError) this.#ensureSweeper();
+    return p;
+  }
+
   /** Closes the connection; requests in flight reject with `err`. */
   close(err: Error = new ConnectionClosedError("Client closed")): void {
     this.#shutdown(err);
@@ -347,7 +359,8 @@ export class ClientConnection {
         this.#settled();
         break;
       }
-      case "stats": {
+      case "stats":
+      case "adminResult": {
         const p = this.#pending.get(f.id);
         if (!p) return;
         this.#pending.delete(f.id);

@@ -433,6 +433,17 @@ export class Client {
     return JSON.parse(new TextDecoder().decode(reply.body));
   }
 
+  /**
+   * Sends a runtime admin request (EP ADMIN, SPEC.md §6.12), such as `{ op: "drain",
+   * worker: "w1" }`, and resolves with the server's result object. A refusal rejects with a
+   * {@linkcode JobError} (`bad_request` with the reason, `unauthorized`).
+   */
+  async admin(request: Record<string, unknown>, timeoutMs = 5_000): Promise<unknown> {
+    const conn = await this.#connection(Date.now() + timeoutMs, undefined, timeoutMs);
+    const reply = await conn.admin(JSON.stringify(request), timeoutMs);
+    return JSON.parse(new TextDecoder().decode(reply.body));
+  }
+
   /** Closes the client: requests in flight reject with ConnectionClosedError, and new ones. */
   close(): void {
     if (this.#closedError) return;

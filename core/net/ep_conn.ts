@@ -15,7 +15,10 @@
  *
  * STATS_REQUEST is answered under the status access rule (`core/net/access.ts`, the same as
  * `/_ep/stats`), with HELLO's `token` as the peer's token; a refused one gets ERROR
- * `unauthorized` with the request's id and the connection goes on.
+ * `unauthorized` with the request's id and the connection goes on. A client's ADMIN (the
+ * runtime admin API, SPEC.md §6.12) is answered under the same rule by
+ * {@linkcode EpOptions.admin}, with ADMIN_RESULT or ERROR carrying its id. A registered
+ * worker's STATS answers go to its handler (its service descriptions, §6.7).
  *
  * Why one file of this size: the connection's state machine (HELLO, jobs, heartbeats, STATS,
  * CANCEL, DRAIN) and the documented interfaces through which it meets workers and clients.
@@ -81,12 +84,33 @@ export interface EpOptions {
   /** Produces the JSON answered to STATS_REQUEST. */
   stats?: () => unknown;
   /**
-   * Who may send STATS_REQUEST: the status access rule of `/_ep/stats`, applied to the
-   * peer's address and HELLO's `token`. Default `{}`: loopback peers only. A client whose
-   * token is not the `clientToken` but is this `token` is admitted to read stats only.
+   * Who may send STATS_REQUEST and ADMIN: the status access rule of `/_ep/stats`, applied
+   * to the peer's address and HELLO's `token`. Default `{}`: loopback peers only. A client
+   * whose token is not the `clientToken` but is this `token` is admitted for stats and
+   * admin only.
    */
   statsAccess?: AccessOptions;
+  /**
+   * Carries out a client's ADMIN (its JSON text, SPEC.md §6.12): the balancer's monitor
+   * (`Monitor.adminJson`). Without it ADMIN is answered ERROR `bad_request`.
+   */
+  admin?: (json: string) => EpAdminAnswer;
 }
+
+/**
+ * What an ADMIN got from {@linkcode EpOptions.admin}: its result (sent as ADMIN_RESULT), or a
+ * refusal with an EP error code (sent as ERROR).
+ *
+ * @example
+ * ```ts
+ * import type { EpAdminAnswer } from "./ep_conn.ts";
+ * const a: EpAdminAnswer = { ok: false, code: 100, message: 'No worker "w9" is attached' };
+ * console.assert(!a.ok);
+ * ```
+ */
+export type EpAdminAnswer =
+  | { ok: true; result: unknown }
+  | { ok: false; code: number; message: string };
 
 const NONE = NOT_APPLICABLE;
 /**
@@ -144,6 +168,8 @@ export class EpConnection implements TransportHandler {
   #link: WorkerSessionHandler | null = null;
   /** When the peer last sent anything, Unix ms (a worker's "last heard"). */
   #lastHeard = Date.now();
+  /** STATS_REQUESTs sent to a registered worker (their ids). */
+  #statsAsked = 0;
   /** When the server started going away (DRAIN sent), Unix ms; 0 before. */
   #drainedAt = 0;
 
@@ -362,6 +388,15 @@ export class EpConnection implements TransportHandler {
         // A worker that stops taking jobs; from a client it needs no action.
         this.#link?.drain(f.graceMs);
         return;
+      case "stats":
+        // A registered worker's answer to the STATS_REQUEST sent after its REGISTER.
+        if (this.#role !== 2 || !this.#link) break;
+        this.#link.stats?.(f.id, f.json);
+        return;
+      case "admin":
+        if (this.#role !== 1) break;
+        this.#onAdmin(f.id, f.json);
+        return;
       case "statsRequest": {
         const verdict = statusAccess(this.#opts.statsAccess ?? {}, this.#t.remote, this.#peerToken);
         if (admitted(verdict)) {
@@ -395,6 +430,30 @@ export class EpConnection implements TransportHandler {
     );
   }
 
+  /** ADMIN: the status access rule, then the admin API; the connection goes on either way. */
+  #onAdmin(id: number, json: string): void {
+    const verdict = statusAccess(this.#opts.statsAccess ?? {}, this.#t.remote, this.#peerToken);
+    if (!admitted(verdict)) {
+      log.debug("Refused ADMIN to {remote}: {verdict}", { remote: this.#t.remote, verdict });
+      this.#send({
+        type: "error",
+        id,
+        code: ErrorCode.UNAUTHORIZED,
+        message: verdict === "forbidden"
+          ? "ep admin is served to loopback peers only"
+          : "A token is required for ep admin: present the status token in HELLO",
+      });
+      return;
+    }
+    const answer: EpAdminAnswer = this.#opts.admin?.(json) ??
+      { ok: false, code: ErrorCode.BAD_REQUEST, message: "This server has no admin API" };
+    if (answer.ok) {
+      this.#send({ type: "adminResult", id, json: JSON.stringify(answer.result) });
+    } else {
+      this.#send({ type: "error", id, code: answer.code, message: oneLine(answer.message, 1000) });
+    }
+  }
+
   #onRegister(slots: number, services: string[]): void {
     const host = this.#opts.workers!;
     if (slots === 0) {
@@ -403,10 +462,12 @@ export class EpConnection implements TransportHandler {
     }
     if (this.#link) {
       this.#link.register(slots, new Set(services));
-      return;
+    } else {
+      const name = this.#peerName ? `${this.#t.remote} (${this.#peerName})` : this.#t.remote;
+      this.#link = host.attach(this.#session(name), slots, new Set(services));
     }
-    const name = this.#peerName ? `${this.#t.remote} (${this.#peerName})` : this.#t.remote;
-    this.#link = host.attach(this.#session(name), slots, new Set(services));
+    // Its STATS answer carries its service descriptions (SPEC.md §6.7).
+    if (this.#link.stats) this.#send({ type: "statsRequest", id: ++this.#statsAsked >>> 0 });
   }
 
   /** The registered worker as its host sees it. */
@@ -676,6 +737,11 @@ export interface WorkerSessionHandler {
   drain(graceMs: number): void;
   /** Jobs waiting for the worker's services: the `queue_depth` of heartbeats to it (SPEC.md §6.5). */
   queueDepth(): number;
+  /**
+   * The worker's STATS (the answer to the STATS_REQUEST sent after each REGISTER): its JSON
+   * text, which may describe its services (SPEC.md §6.7). Without it none is asked for.
+   */
+  stats?(id: number, json: string): void;
   /** The connection ended or was closed (`reason`); no frame follows. */
   closed(reason: string): void;
 }

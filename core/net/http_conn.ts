@@ -252,14 +252,14 @@ export class HttpConnection implements TransportHandler {
       const res = this.#handler(job);
       if (res instanceof Promise) {
         res.then(
-          (v) => this.#answer(slot, v, head, version),
-          (e) => this.#answerError(slot, e, version),
+          (v) => this.#answer(slot, v, head, version, job),
+          (e) => this.#answerError(slot, e, version, job.requestId),
         );
       } else {
-        this.#answer(slot, res, head, version);
+        this.#answer(slot, res, head, version, job);
       }
     } catch (e) {
-      this.#answerError(slot, e, version);
+      this.#answerError(slot, e, version, job.requestId);
     }
     if (this.#slots.length - this.#head > this.#maxPipelined && !this.#readPaused) {
       this.#readPaused = true;
@@ -267,13 +267,14 @@ export class HttpConnection implements TransportHandler {
     }
   }
 
-  #answer(slot: Slot, res: JobResult, head: boolean, version: "1.0" | "1.1"): void {
+  #answer(slot: Slot, res: JobResult, head: boolean, version: "1.0" | "1.1", job: Job): void {
     const status = res.status ?? 200;
     const body = res.body ?? EMPTY;
     const problem = replyProblem(status, body.length); // the rule every handler follows
     if (problem !== null) {
       log.error("Cannot write the handler's response: {problem}", { problem });
-      this.#answerError(slot, new JobError(ErrorCode.HANDLER_ERROR, problem), version);
+      const e = new JobError(ErrorCode.HANDLER_ERROR, problem);
+      this.#answerError(slot, e, version, job.requestId);
       return;
     }
     try {
@@ -287,19 +288,24 @@ export class HttpConnection implements TransportHandler {
       // says which, the log the whole error. Nothing of the refused response is written.
       log.error("Cannot write the handler's response: {error}", { error: err });
       const message = `Invalid response from the handler: ${(err as Error).message}`;
-      this.#answerError(slot, new JobError(ErrorCode.HANDLER_ERROR, message), version);
+      const e = new JobError(ErrorCode.HANDLER_ERROR, message);
+      this.#answerError(slot, e, version, job.requestId);
       return;
     }
     this.#flush();
   }
 
-  #answerError(slot: Slot, e: unknown, version: "1.0" | "1.1"): void {
+  /** Writes an error response: the one-line reason, and the job's request id when it has one. */
+  #answerError(slot: Slot, e: unknown, version: "1.0" | "1.1", requestId?: string): void {
     const known = e instanceof JobError || e instanceof HttpError;
     const status = known ? e.status : 500;
     const reason = known ? e.message : "Internal error";
+    const headers: [string, string][] = [["content-type", "text/plain; charset=utf-8"]];
+    // A request id is a short token (job.ts requestIdOf): safe in a header as it is.
+    if (requestId !== undefined) headers.push(["x-request-id", requestId]);
     slot.bytes = writeResponse({
       status,
-      headers: [["content-type", "text/plain; charset=utf-8"]],
+      headers,
       body: enc.encode(oneLine(reason) + "\n"),
     }, { keepAlive: !slot.close, version });
     this.#flush();

@@ -10,6 +10,8 @@ import { refusal, sniff, SNIFF_MAX_BYTES, type SniffResult } from "../../protoco
 import { EpConnection, type EpOptions } from "./ep_conn.ts";
 import { HttpConnection, type HttpCounters, type HttpOptions } from "./http_conn.ts";
 import type { JobHandler } from "../job.ts";
+import { DEFAULT_HTTP_LIMITS, type HttpLimits } from "../../protocol/http_parser.ts";
+import { DEFAULT_MAX_PAYLOAD, DEFAULT_PREFETCH } from "../../protocol/ep_frames.ts";
 import {
   listen,
   type Listener,
@@ -68,12 +70,28 @@ interface Ticking {
   goingAway?(): Promise<void> | null;
 }
 
+/** The limits a server runs with (its options, defaults filled in), for the status page. */
+export interface ServerLimits {
+  /** Open connections past which new ones are closed at once. */
+  maxConnections: number;
+  /** HTTP/1.1 request limits (request line, header section, body, …). */
+  http: HttpLimits;
+  /** Largest EP frame payload accepted, bytes. */
+  epMaxPayload: number;
+  /** EP jobs in flight on one connection past which reading pauses. */
+  epMaxInFlight: number;
+  /** Jobs beyond its slots a worker may be handed (WELCOME `prefetch`). */
+  prefetch: number;
+}
+
 /** A running server. */
 export interface Server {
   /** The bound address. */
   readonly addr: Deno.NetAddr;
   /** Counters for metrics. */
   readonly counters: ServerCounters;
+  /** The limits in force. */
+  readonly limits?: ServerLimits;
   /**
    * Goes away gracefully: stops accepting, tells EP clients (DRAIN) and HTTP clients
    * (`connection: close`), and resolves once every client connection has been answered and
@@ -214,6 +232,13 @@ export function serve(options: ServeOptions): Server {
   return {
     addr: listener.addr,
     counters,
+    limits: {
+      maxConnections,
+      http: { ...DEFAULT_HTTP_LIMITS, ...options.http?.limits },
+      epMaxPayload: options.ep?.maxPayload ?? DEFAULT_MAX_PAYLOAD,
+      epMaxInFlight: options.ep?.maxInFlight ?? 1024,
+      prefetch: options.ep?.prefetch ?? DEFAULT_PREFETCH,
+    },
     finished,
     drain(graceMs) {
       draining ??= (async () => {

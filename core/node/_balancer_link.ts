@@ -14,6 +14,7 @@ import { type Frame, NOT_APPLICABLE, PROTOCOL_VERSION } from "../../protocol/ep_
 import { ErrorCode } from "../../protocol/errors.ts";
 import { oneLine } from "../escape.ts";
 import { connect as tcpConnect, type Transport } from "../net/transport.ts";
+import type { ServiceDescription } from "../balancer/provider.ts";
 
 /** How a link connects: the worker's connection options it reads. */
 export interface BalancerLinkOptions {
@@ -27,6 +28,11 @@ export interface BalancerLinkOptions {
   reconnect?: { minMs?: number; maxMs?: number };
   /** Largest prefetch to use, whatever balancers allow. Default 4. */
   prefetch?: number;
+  /**
+   * What the worker says of its services, by name (`ep.service(…, { description, version })`):
+   * sent in its STATS answer, which balancers ask for after each REGISTER (SPEC.md §6.7).
+   */
+  descriptions?: Readonly<Record<string, ServiceDescription>>;
   /**
    * Opens a connection to a balancer's `host:port`. Default: TCP (`connect` of
    * `core/net/transport.ts`); tests pass in-memory transports.
@@ -347,12 +353,23 @@ export class BalancerLink implements JobSource {
             slots: this.#node.slots,
             held: this.#node.held,
             free: this.#node.freeSlots,
+            services: this.#described(),
           }),
         });
         break;
       default:
         break;
     }
+  }
+
+  /** The descriptions of the services it registers (SPEC.md §6.7). */
+  #described(): Record<string, ServiceDescription> {
+    const all = this.#opts.descriptions ?? {};
+    const out: Record<string, ServiceDescription> = {};
+    for (const name of this.#node.pool.services) {
+      if (Object.hasOwn(all, name)) out[name] = all[name];
+    }
+    return out;
   }
 
   send(frame: Frame): void {

@@ -11,7 +11,7 @@
 import { ErrorCode } from "../../protocol/errors.ts";
 import { encodeMeta } from "../../protocol/ep_meta.ts";
 import type { Balancer } from "../balancer/balancer.ts";
-import type { Provider, QueuedJob } from "../balancer/provider.ts";
+import type { Provider, QueuedJob, ServiceDescription } from "../balancer/provider.ts";
 import { JobError } from "../errors.ts";
 import { jobMeta } from "../job.ts";
 import type { JobSource } from "./_balancer_link.ts";
@@ -29,6 +29,8 @@ export class LocalLink implements Provider, JobSource {
   readonly #worker: WorkerNode;
   readonly #jobs = new Map<number, QueuedJob>();
   readonly #maxJobBytes: number | undefined;
+  /** What its services say of themselves (`/_ep/services`). */
+  descriptions: ReadonlyMap<string, ServiceDescription> = new Map();
 
   /** Attaches to `balancer` as a provider and to `worker` as a source. */
   constructor(
@@ -80,6 +82,7 @@ export class LocalLink implements Provider, JobSource {
       encoded,
       qj.job.body,
       Math.max(1, Math.round(qj.deadline - performance.now())),
+      qj.job.requestId,
     );
   }
 

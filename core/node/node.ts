@@ -18,6 +18,7 @@ import { WorkerNode } from "./worker.ts";
 import { LocalLink } from "./_local_link.ts";
 import { Caller, type CallTarget } from "./_caller.ts";
 import type { JobPool, PoolCall, PoolCallReply, ScalablePool } from "../threads/pool_types.ts";
+import type { ServiceDescription } from "../balancer/provider.ts";
 import { DEFAULT_PREFETCH } from "../../protocol/ep_frames.ts";
 import {
   AutoscaleLoop,
@@ -51,6 +52,13 @@ export interface HandlerSource {
   concurrency?: number;
   /** Run-time caps of some services in ms: their handlers are interrupted past it. */
   timeouts?: ReadonlyMap<string, number>;
+  /**
+   * The services these handlers serve, when known before they start (a control script's
+   * `ep.service` names, a map of functions' keys): in the start-up grace a balancer lets
+   * jobs for them wait while its handler threads start, and refuses other names at once.
+   * Absent: every name waits in the start-up grace until the handlers have started.
+   */
+  services?: readonly string[];
   /**
    * Starts the pool instead of `HandlerPool.start`, given the same options: `InlinePool`
    * runs a map of functions on this thread.
@@ -108,6 +116,17 @@ export interface NodeOptions {
   observe?: MonitorOptions;
   /** Other clusters handlers may call by name (`ep.call(s, body, { upstream = name })`). */
   upstreams?: Readonly<Record<string, CallTarget>>;
+  /**
+   * What its services say of themselves, by name (`{ echo: { description, version } }`):
+   * shown at the balancer's `/_ep/services` and by `ep services` (a worker sends them to
+   * its balancers in its STATS, SPEC.md §6.7).
+   */
+  descriptions?: Readonly<Record<string, ServiceDescription>>;
+  /**
+   * Send handlers' own error messages to clients (development). Default false: a client gets
+   * `Handler failed (request <id>)` and the message goes to the log with the request id.
+   */
+  exposeErrors?: boolean;
   /**
    * Also fed each job's queue wait, as the autoscaler is (a child worker process reports
    * them to the parent that scales it, `children.ts`).
@@ -202,6 +221,7 @@ export async function startNode(options: NodeOptions): Promise<Node> {
       ringBytes: 4 << 20,
     });
   const timeouts = options.handlers?.timeouts ?? new Map<string, number>();
+  const described = new Map(Object.entries(options.descriptions ?? {}));
   let pool: JobPool | null = null;
   let local: LocalPoolProvider | null = null;
   let balancer: Balancer | null = null;
@@ -209,6 +229,8 @@ export async function startNode(options: NodeOptions): Promise<Node> {
   if (options.listen) {
     const m = monitor = new Monitor(options.observe);
     const own = options.balancer;
+    // Its own handlers' services are coming (the threads start after it listens).
+    const declared = options.handlers ? options.handlers.services ?? "any" : [];
     // The monitor sees every job; a caller's observer and internal pages still run; the
     // autoscaler learns each job's queue wait.
     const observers: BalancerObserver[] = [m];
@@ -216,9 +238,13 @@ export async function startNode(options: NodeOptions): Promise<Node> {
     if (waits) observers.push({ job: (s, _o, waitMs) => waits(s, waitMs) });
     balancer = new Balancer({
       ...own,
+      expectServices: expected(own?.expectServices, declared),
       observer: observers.length === 1 ? m : {
         job: (...a) => {
           for (const o of observers) o.job(...a);
+        },
+        failed: (f) => {
+          for (const o of observers) o.failed?.(f);
         },
       },
       internal: own?.internal ? (job) => own.internal!(job) ?? m.internal(job) : m.internal,
@@ -235,8 +261,9 @@ export async function startNode(options: NodeOptions): Promise<Node> {
         clientToken: options.clientToken ?? options.ep?.clientToken,
         prefetch: options.prefetch ?? options.ep?.prefetch,
         stats: () => m.snapshot(),
-        // STATS_REQUEST follows the access rule of /_ep/stats.
+        // STATS_REQUEST and ADMIN follow the access rule of /_ep/stats.
         statsAccess: options.ep?.statsAccess ?? m.access,
+        admin: options.ep?.admin ?? ((json) => m.adminJson(json)),
       },
     });
     try {
@@ -247,8 +274,10 @@ export async function startNode(options: NodeOptions): Promise<Node> {
       throw err;
     }
     if (pool && !options.connect?.length) {
-      local = new LocalPoolProvider(pool, balancer, timeouts);
+      local = new LocalPoolProvider(pool, balancer, timeouts, described, options.exposeErrors);
       balancer.addProvider(local);
+      // Their names are known now: other names wait no longer.
+      balancer.expectServices(expected(own?.expectServices, pool.services));
     }
     m.attach({ balancer, server, pool: () => pool });
     // Ready once the handler threads (and the scripts they load) have started.
@@ -278,14 +307,18 @@ export async function startNode(options: NodeOptions): Promise<Node> {
       name: options.name,
       prefetch: options.prefetch,
       timeouts,
+      descriptions: options.descriptions,
+      exposeErrors: options.exposeErrors,
       observer: waits ? new QueueWaitEstimate(waits) : undefined,
     });
     if (balancer) {
       // Listen and connect: this balancer is one more source of the worker's jobs, in the
       // same slot budget as the balancers it pulls from (no slot promised twice).
       const link = new LocalLink(balancer, worker, pool.services, pool.maxMessageBytes);
+      link.descriptions = described;
       balancer.addProvider(link);
       worker.attach(link);
+      balancer.expectServices(expected(options.balancer?.expectServices, pool.services));
     }
   }
   if (policy && pool) {
@@ -331,7 +364,7 @@ export async function startNode(options: NodeOptions): Promise<Node> {
     if (worker) await worker.replacePool(fresh);
     if (balancer && local) {
       const retiring = local;
-      local = new LocalPoolProvider(fresh, balancer, timeouts);
+      local = new LocalPoolProvider(fresh, balancer, timeouts, described, options.exposeErrors);
       balancer.addProvider(local);
       retiring.draining = true;
       while (balancer.heldBy(retiring) > 0) await new Promise((r) => setTimeout(r, 10));
@@ -366,6 +399,15 @@ export async function startNode(options: NodeOptions): Promise<Node> {
     close,
     call: (c) => calls().call(c),
   };
+}
+
+/** The union of two `expectServices` values ("any" wins). */
+function expected(
+  a: Iterable<string> | "any" | undefined,
+  b: Iterable<string> | "any",
+): Iterable<string> | "any" {
+  if (a === "any" || b === "any") return "any";
+  return new Set([...(a ?? []), ...b]);
 }
 
 /** The threads a pool starts with: `threads`, within the scale bounds when scaling. */

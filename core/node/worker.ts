@@ -75,6 +75,11 @@ export interface WorkerNodeOptions extends BalancerLinkOptions {
   pool: WorkerPool;
   /** Run-time caps of some services, in ms (their handlers are interrupted past it). */
   timeouts?: ReadonlyMap<string, number>;
+  /**
+   * Send a handler's own error message to the balancer (development); default: a generic
+   * one with the request id, the message going to this process's log (`job_errors.ts`).
+   */
+  exposeErrors?: boolean;
   /** Told of every job from a balancer and every answer (the autoscaler's wait estimate). */
   observer?: WorkerObserver;
 }
@@ -93,6 +98,8 @@ interface Held {
   gen: number;
   id: number;
   service: string;
+  /** Its `ep-request-id`, for error messages and the log. */
+  requestId: string | undefined;
   cancelled: boolean;
   /**
    * When the job's time is up (`performance.now()` ms, from the REQUEST's `deadline_ms` and
@@ -317,7 +324,9 @@ export class WorkerNode {
       : f.meta.length > 0
       ? encodeMeta(f.meta)
       : undefined;
-    this.take(link, f.id, f.service, meta, f.body.slice(), f.deadlineMs || Infinity);
+    let requestId: string | undefined;
+    for (const [k, v] of f.meta) if (k === "ep-request-id") requestId = v;
+    this.take(link, f.id, f.service, meta, f.body.slice(), f.deadlineMs || Infinity, requestId);
   }
 
   /**
@@ -331,6 +340,7 @@ export class WorkerNode {
     meta: Uint8Array | undefined,
     body: Uint8Array,
     deadlineMs: number,
+    requestId?: string,
   ): void {
     // Build the job first: nothing is counted as held until it can be answered.
     const limit = Math.min(deadlineMs, this.#opts.timeouts?.get(service) ?? Infinity);
@@ -339,6 +349,7 @@ export class WorkerNode {
       gen: source.gen,
       id,
       service,
+      requestId,
       cancelled: false,
       deadline: performance.now() + limit,
     };
@@ -418,7 +429,11 @@ export class WorkerNode {
     if (h.gen !== h.link.gen) {
       // The balancer connection it came on is gone; the balancer redelivered it.
     } else if (err || fail) {
-      const e = fail ?? poolError(err!, h.service);
+      const e = fail ??
+        poolError(err!, h.service, {
+          requestId: h.requestId,
+          expose: this.#opts.exposeErrors,
+        });
       // One line of bounded bytes: an ERROR frame cannot carry more (SPEC.md §6.10).
       h.link.error(h.id, e.code, oneLine(e.message));
     } else {

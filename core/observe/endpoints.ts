@@ -9,6 +9,19 @@
  * | `/_ep/metrics`  | Prometheus text exposition 0.0.4                           | restricted |
  * | `/_ep/stats`    | the status data as JSON (`?series=0`: without the samples) | restricted |
  * | `/_ep/`         | the status page (one self-contained HTML; polls `stats`)   | restricted |
+ * | `/_ep/services` | the services, described (`ep services`)                    | restricted |
+ * | `/_ep/admin/…`  | the runtime admin API (`admin.ts`): see below              | restricted |
+ *
+ * The admin API: `GET /_ep/admin/workers`, `GET /_ep/admin/errors?limit=N`,
+ * `GET /_ep/admin/services`, and the operations that change something, which need `POST`
+ * with a JSON object body and `content-type: application/json` (a browser sends that
+ * cross-site only after a CORS preflight, which ep never grants, so another site's page
+ * cannot drive them through the operator's browser): `POST /_ep/admin/drain`
+ * (`{"worker": "w1", "grace_ms": 30000}`), `/_ep/admin/disable`, `/_ep/admin/enable`
+ * (`{"worker": …}`) and `/_ep/admin/set` (`{"service": "echo", "key": "max_queue",
+ * "value": 100}`). A request with an `Origin` naming another host is refused 403. Answers
+ * are JSON; refusals a one-line reason: 400 (bad request), 404 (no such worker or service),
+ * 409 (a worker name several workers have).
  *
  * Access ("restricted" above), by {@linkcode AccessOptions}:
  * - default: loopback peers only (`127.0.0.0/8`, `::1`); others get 403;
@@ -30,6 +43,7 @@
 import { getLogger } from "@logtape/logtape";
 import type { Job, JobResult } from "../job.ts";
 import type { HealthReport } from "./status_snapshot.ts";
+import { ADMIN_OPERATIONS, type AdminOutcome } from "./admin.ts";
 import { STATUS_PAGE_HTML } from "./status_page.ts";
 import { type AccessOptions, admitted, statusAccess } from "../net/access.ts";
 
@@ -70,6 +84,8 @@ export interface StatusSource {
   metricsText(): string;
   /** The status data as JSON, `series: false` without the samples: `/_ep/stats`. */
   statsJson(options: { series?: boolean }): string;
+  /** Carries out an admin request (`/_ep/admin/…`, `/_ep/services`); absent: 404. */
+  admin?(request: unknown): AdminOutcome;
 }
 
 /**
@@ -129,6 +145,7 @@ export class StatusEndpoints {
    */
   answer(job: Job): JobResult {
     const path = job.path;
+    if (path === "/_ep/services" || path.startsWith(ADMIN_PREFIX)) return this.#admin(job);
     const known = path === "/_ep/" || path === "/_ep/health" || path === "/_ep/metrics" ||
       path === "/_ep/stats";
     if (!known) return textResult(404, `No ep endpoint "${path}"`);
@@ -170,6 +187,49 @@ export class StatusEndpoints {
     };
   }
 
+  /** `/_ep/admin/<op>` and `/_ep/services`. */
+  #admin(job: Job): JobResult {
+    const op = job.path === "/_ep/services" ? "services" : job.path.slice(ADMIN_PREFIX.length);
+    const spec = Object.hasOwn(ADMIN_OPERATIONS, op) ? ADMIN_OPERATIONS[op] : undefined;
+    if (!spec || !this.#source.admin) return textResult(404, `No ep endpoint "${job.path}"`);
+    if (spec.mutates ? job.method !== "POST" : job.method !== "GET" && job.method !== "HEAD") {
+      const allow = spec.mutates ? "POST" : "GET, HEAD";
+      return textResult(405, `Only ${allow.replace(", ", " and ")}`, [["allow", allow]]);
+    }
+    const denied = this.#deny(job);
+    if (denied) return denied;
+    let request: Record<string, unknown> = { op };
+    if (spec.mutates) {
+      const origin = header(job, "origin");
+      if (origin !== undefined && !sameHost(origin, header(job, "host"))) {
+        return textResult(403, "Cross-origin admin requests are refused");
+      }
+      const type = header(job, "content-type")?.split(";")[0].trim().toLowerCase();
+      if (type !== "application/json") {
+        return textResult(
+          415,
+          "An admin operation needs a JSON body (content-type: application/json)",
+        );
+      }
+      let body: unknown;
+      try {
+        body = JSON.parse(dec.decode(job.body));
+      } catch {
+        body = undefined;
+      }
+      if (typeof body !== "object" || body === null || Array.isArray(body)) {
+        return textResult(400, "An admin operation's body is a JSON object");
+      }
+      request = { ...body, op };
+    } else if (op === "errors") {
+      const limit = new URLSearchParams(job.query).get("limit");
+      if (limit !== null) request.limit = /^\d{1,9}$/.test(limit) ? Number(limit) : limit;
+    }
+    const outcome = this.#source.admin(request);
+    if (!outcome.ok) return textResult(outcome.status, outcome.message);
+    return jsonResult(200, JSON.stringify(outcome.result));
+  }
+
   /** The refusal for a peer the access rules keep out, or null. */
   #deny(job: Job): JobResult | null {
     const given = bearer(job) ?? new URLSearchParams(job.query).get("token");
@@ -185,6 +245,23 @@ export class StatusEndpoints {
     this.#denied.remote++;
     log.debug("Refused {path} to {remote}: not loopback", { path: job.path, remote: job.remote });
     return textResult(403, "ep status pages are served to loopback peers only");
+  }
+}
+
+const ADMIN_PREFIX = "/_ep/admin/";
+const dec = new TextDecoder();
+
+function header(job: Job, name: string): string | undefined {
+  for (const [k, v] of job.headers) if (k === name) return v;
+  return undefined;
+}
+
+/** Whether an `Origin` (`http://host:port`) names the host the request was sent to. */
+function sameHost(origin: string, host: string | undefined): boolean {
+  try {
+    return host !== undefined && new URL(origin).host === host.toLowerCase();
+  } catch {
+    return false;
   }
 }
 

@@ -186,11 +186,13 @@ export function writeMonitorMetrics(w: ExpositionWriter, data: MonitorMetrics): 
   for (const s of st.services) w.sample("ep_service_workers", [["service", s.name]], s.providers);
   w.family("ep_service_slots", "gauge", "Slots of the service's providers, by state.");
   for (const s of st.services) {
-    w.sample("ep_service_slots", [["service", s.name], ["state", "busy"]], s.busy);
+    // The providers' slots, busy with any of their services (`busy` counts this one's jobs).
+    const busy = s.providersBusy ?? s.busy;
+    w.sample("ep_service_slots", [["service", s.name], ["state", "busy"]], busy);
     w.sample(
       "ep_service_slots",
       [["service", s.name], ["state", "idle"]],
-      Math.max(0, s.slots - s.busy),
+      Math.max(0, s.slots - busy),
     );
   }
   w.family(

@@ -46,8 +46,8 @@
  *
  * @module
  */
-import type { Balancer, BalancerObserver, Outcome } from "../balancer/balancer.ts";
-import type { Provider, QueuedJob } from "../balancer/provider.ts";
+import type { Balancer, BalancerObserver, FailedJob, Outcome } from "../balancer/balancer.ts";
+import type { Provider, ProviderStats, QueuedJob } from "../balancer/provider.ts";
 import type { ProviderHost as WorkerHost } from "../balancer/worker_link.ts";
 import type { Job, JobError, JobResult } from "../job.ts";
 import { BucketHistogram, ExpositionWriter } from "./prometheus.ts";
@@ -64,11 +64,17 @@ import type {
   LuaCounters,
   ProviderSnapshot,
   Quantiles,
+  ServiceInfo,
   ServiceSnapshot,
   StatsSnapshot,
+  UnknownServices,
+  WorkerState,
 } from "./status_snapshot.ts";
+import { type RecentError, RecentErrors } from "./recent_errors.ts";
+import { errorCodeName } from "../../protocol/errors.ts";
 import type { AccessOptions } from "../net/access.ts";
 import { StatusEndpoints } from "./endpoints.ts";
+import { Admin, type AdminOutcome } from "./admin.ts";
 import { logAccess } from "./access_log.ts";
 import { escapeControls } from "../escape.ts";
 
@@ -105,6 +111,8 @@ export interface MonitorOptions {
   historySeconds?: number;
   /** Extra readiness checks by name (for example `scripts`: the Lua scripts loaded). */
   checks?: Record<string, () => boolean>;
+  /** Errors kept for `ep errors` and the page (the last ones). Default 100. */
+  recentErrors?: number;
 }
 
 /**
@@ -151,6 +159,14 @@ interface WorkerMon {
   services: Map<string, Float64Array>;
   /** Last time it was attached (Date.now). */
   present: number;
+  /** The last error it answered, or null. */
+  lastError: RecentError | null;
+}
+
+/** A provider's state changes, oldest first (at most {@linkcode HISTORY_STATES}). */
+interface StateTrail {
+  state: WorkerState;
+  history: { state: WorkerState; at: number }[];
 }
 
 interface LinkInfo {
@@ -167,6 +183,11 @@ const INTERVAL_MS = 1_000;
 const WORKER_RETENTION_MS = 10 * 60_000;
 const OTHER = "_other";
 const RATE_WINDOW = 10;
+const HISTORY_STATES = 8;
+/** Names of unknown services listed in the snapshot (the rest are only counted). */
+const UNKNOWN_NAMES = 10;
+/** Errors the snapshot carries for the page (`/_ep/admin/errors` has them all). */
+const SNAPSHOT_ERRORS = 10;
 
 /**
  * Watches a balancer: implements {@linkcode BalancerObserver}, samples once a second, and
@@ -195,6 +216,9 @@ export class Monitor implements BalancerObserver {
   /** By the balancer's provider name (the label is derived when written). */
   #workers = new Map<string, WorkerMon>();
   #links = new Map<Provider, LinkInfo>();
+  #errors: RecentErrors;
+  /** By provider name: its state and when it changed. */
+  #states = new Map<string, StateTrail>();
   #checks = new Map<string, () => boolean>();
   #src: MonitorSources | null = null;
   #lua: (() => LuaCounters) | undefined;
@@ -205,6 +229,7 @@ export class Monitor implements BalancerObserver {
   #lastBytesIn = 0;
   #lastBytesOut = 0;
   #endpoints: StatusEndpoints;
+  #admin: Admin;
   #total: {
     rate: Series;
     failed: Series;
@@ -230,6 +255,7 @@ export class Monitor implements BalancerObserver {
     this.#accessLog = options.accessLog ?? false;
     this.#history = Math.max(10, Math.round(options.historySeconds ?? 300));
     this.#maxServices = options.maxServices ?? 200;
+    this.#errors = new RecentErrors(options.recentErrors ?? 100);
     for (const [name, fn] of Object.entries(options.checks ?? {})) this.#checks.set(name, fn);
     const n = this.#history;
     this.#total = {
@@ -240,6 +266,7 @@ export class Monitor implements BalancerObserver {
       bytesIn: new Series(n),
       bytesOut: new Series(n),
     };
+    this.#admin = new Admin(this);
     this.#endpoints = new StatusEndpoints(this);
     this.internal = (job) => this.#endpoints.answer(job);
   }
@@ -323,7 +350,7 @@ export class Monitor implements BalancerObserver {
     if (provider !== null) {
       let w = this.#workers.get(provider);
       if (!w) {
-        w = { services: new Map(), present: Date.now() };
+        w = { services: new Map(), present: Date.now(), lastError: null };
         this.#workers.set(provider, w);
       }
       let c = w.services.get(s.name);
@@ -336,6 +363,106 @@ export class Monitor implements BalancerObserver {
     if (this.#accessLog) {
       logAccess(service, outcome, queueWaitMs, serviceMs, provider, job, answer);
     }
+  }
+
+  /**
+   * {@linkcode BalancerObserver}: keeps a failed job (any outcome but `ok` and `cancelled`,
+   * a client's own doing) in the ring of recent errors, and as its worker's last error.
+   */
+  failed(f: FailedJob): void {
+    if (f.outcome === "cancelled") return;
+    const cause = f.error.cause;
+    const detail = cause instanceof Error && cause.message !== f.message
+      ? cause.message.split("\n")[0].slice(0, 1024)
+      : null;
+    const e: RecentError = {
+      at: Date.now(),
+      service: f.service,
+      outcome: f.outcome,
+      kind: errorCodeName[f.code] ?? "internal",
+      code: f.code,
+      message: f.message,
+      requestId: f.requestId,
+      worker: f.provider,
+      detail,
+    };
+    this.#errors.add(e);
+    if (f.provider !== null) {
+      const w = this.#workers.get(f.provider);
+      if (w) w.lastError = e;
+    }
+  }
+
+  /** The last `limit` errors (default 20), newest first. */
+  recentErrors(limit = 20): RecentError[] {
+    return this.#errors.list(limit);
+  }
+
+  /**
+   * The services the balancer serves, described as their providers describe them (NATS
+   * micro's `$SRV.INFO`): `/_ep/services` and `ep services`.
+   */
+  services(): ServiceInfo[] {
+    const src = this.#src;
+    if (!src) return [];
+    const st = src.balancer.stats();
+    const providers = src.balancer.providerList();
+    const out: ServiceInfo[] = [];
+    for (const s of [...st.services].sort((a, b) => a.name.localeCompare(b.name))) {
+      if (!s.served) continue;
+      const instances: ServiceInfo["instances"] = [];
+      for (const p of providers) {
+        if (!p.services.has(s.name)) continue;
+        const d = p.descriptions?.get(s.name);
+        const remote = this.#links.has(p) || p.name.startsWith("worker ");
+        const { address, label } = parseProviderName(p.name, remote);
+        instances.push({
+          worker: p.name,
+          address,
+          label,
+          description: d?.description ?? null,
+          version: d?.version ?? null,
+        });
+      }
+      const versions = [...new Set(instances.map((i) => i.version).filter((v) => v !== null))];
+      out.push({
+        name: s.name,
+        description: instances.find((i) => i.description !== null)?.description ?? null,
+        version: versions.length === 1 ? versions[0] : null,
+        versions: versions.sort(),
+        instances,
+        queued: s.queued,
+        busy: s.busy,
+        slots: s.slots,
+        maxQueue: s.maxQueue,
+      });
+    }
+    return out;
+  }
+
+  /** The balancer watched, once attached (the admin operations act on it). */
+  get balancer(): Balancer | null {
+    return this.#src?.balancer ?? null;
+  }
+
+  /**
+   * Carries out a runtime admin request (`{"op": "drain", "worker": "w1"}`, see `admin.ts`):
+   * what `/_ep/admin/…` and EP ADMIN answer (pass `(json) => monitor.adminJson(json)` as
+   * `EpOptions.admin`).
+   */
+  admin(request: unknown): AdminOutcome {
+    return this.#admin.answer(request);
+  }
+
+  /** {@linkcode Monitor.admin} for a request's JSON text (EP ADMIN). */
+  adminJson(json: string): AdminOutcome {
+    return this.#admin.answerJson(json);
+  }
+
+  /** An admin operation changed a worker's state: its history shows it at once. */
+  changed(): void {
+    const src = this.#src;
+    if (src) this.#noteStates(src.balancer.stats().providers, Date.now());
   }
 
   /**
@@ -426,11 +553,31 @@ export class Monitor implements BalancerObserver {
     }
     // Forget workers gone for a while (their counters would otherwise pile up).
     const now = Date.now();
+    this.#noteStates(st.providers, now);
     const present = new Set(st.providers.map((p) => p.name));
     for (const [name, w] of this.#workers) {
       if (present.has(name)) w.present = now;
       else if (now - w.present > WORKER_RETENTION_MS) this.#workers.delete(name);
     }
+  }
+
+  /** Records each provider's state when it changed; forgets those that left. */
+  #noteStates(providers: readonly ProviderStats[], now: number): void {
+    const seen = new Set<string>();
+    for (const p of providers) {
+      seen.add(p.name);
+      const state = stateOf(p);
+      const t = this.#states.get(p.name);
+      if (!t) {
+        const l = [...this.#links].find(([q]) => q.name === p.name)?.[1];
+        this.#states.set(p.name, { state, history: [{ state, at: l?.connected ?? now }] });
+      } else if (t.state !== state) {
+        t.state = state;
+        t.history.push({ state, at: now });
+        if (t.history.length > HISTORY_STATES) t.history.shift();
+      }
+    }
+    for (const name of this.#states.keys()) if (!seen.has(name)) this.#states.delete(name);
   }
 
   /** Liveness and readiness: ready when listening and every added check passes. */
@@ -467,16 +614,22 @@ export class Monitor implements BalancerObserver {
     const services: ServiceSnapshot[] = [];
     let redelivered = 0;
     let queued = 0;
+    const described = this.#descriptions();
     for (const s of [...st.services].sort((a, b) => a.name.localeCompare(b.name))) {
       const m = this.#services.get(s.name);
       redelivered += s.counters.redelivered;
       queued += s.queued;
+      const d = described.get(s.name);
       const out: ServiceSnapshot = {
         name: s.name,
         queued: s.queued,
         providers: s.providers,
         slots: s.slots,
         busy: s.busy,
+        providersBusy: s.providersBusy,
+        maxQueue: s.maxQueue,
+        description: d?.description ?? null,
+        version: d?.version ?? null,
         counters: { ...s.counters },
         outcomes: outcomeRecord(m?.outcomes),
         rate: round(m ? nz(m.rate.mean(RATE_WINDOW)) : 0, 3),
@@ -501,6 +654,7 @@ export class Monitor implements BalancerObserver {
     }
     let busy = 0;
     let slots = 0;
+    this.#noteStates(st.providers, now);
     const providers = [...st.providers].sort((a, b) => a.name.localeCompare(b.name)).map(
       (p): ProviderSnapshot => {
         busy += p.busy;
@@ -511,6 +665,15 @@ export class Monitor implements BalancerObserver {
         const remote = l !== undefined || p.name.startsWith("worker ");
         const { address, label, kind } = parseProviderName(p.name, remote);
         const last = l ? Math.max(l.lastSeen, l.lastHeard ?? 0) : NaN;
+        const w = this.#workers.get(p.name);
+        let ok = 0;
+        let failed = 0;
+        for (const c of w?.services.values() ?? []) {
+          for (let i = 0; i < c.length; i++) {
+            if (i === 0) ok += c[i];
+            else failed += c[i];
+          }
+        }
         return {
           name: p.name,
           kind,
@@ -521,9 +684,13 @@ export class Monitor implements BalancerObserver {
           busy: p.busy,
           credit: p.credit,
           draining: p.draining,
-          state: p.draining ? "draining" : "ready",
+          admin: p.admin ?? null,
+          state: stateOf(p),
           lastSeenMsAgo: last === last ? Math.max(0, now - last) : null,
           connectedMsAgo: l ? now - l.connected : null,
+          jobs: { ok, failed },
+          lastError: w?.lastError ?? null,
+          history: [...(this.#states.get(p.name)?.history ?? [])],
         };
       },
     );
@@ -552,6 +719,9 @@ export class Monitor implements BalancerObserver {
       memory: Deno.memoryUsage(),
       sampledAt: this.#lastSampleAt,
       intervalMs: INTERVAL_MS,
+      unknownServices: this.#unknown(new Set(st.services.map((s) => s.name))),
+      errors: this.#errors.list(SNAPSHOT_ERRORS),
+      limits: src ? { balancer: src.balancer.limits(), server: src.server?.limits ?? null } : null,
     };
     if (withSeries) {
       const t = this.#total;
@@ -594,6 +764,50 @@ export class Monitor implements BalancerObserver {
     return w.text();
   }
 
+  /**
+   * Jobs for services the balancer does not know (refused `no_service`, or waited for in
+   * the start-up grace and forgotten), as one summary; null when there were none.
+   */
+  #unknown(known: ReadonlySet<string>): UnknownServices | null {
+    let jobs = 0;
+    const outcomes = new Float64Array(OUTCOMES.length);
+    const names: { name: string; jobs: number }[] = [];
+    for (const m of this.#services.values()) {
+      if (known.has(m.name)) continue;
+      let n = 0;
+      for (let i = 0; i < m.outcomes.length; i++) {
+        outcomes[i] += m.outcomes[i];
+        n += m.outcomes[i];
+      }
+      if (n === 0) continue;
+      jobs += n;
+      names.push({ name: m.name, jobs: n });
+    }
+    if (jobs === 0) return null;
+    names.sort((a, b) => b.jobs - a.jobs || a.name.localeCompare(b.name));
+    return {
+      jobs,
+      outcomes: outcomeRecord(outcomes),
+      names: names.slice(0, UNKNOWN_NAMES),
+      more: Math.max(0, names.length - UNKNOWN_NAMES),
+    };
+  }
+
+  /** Each service's description and version, as the first provider that gives them. */
+  #descriptions(): Map<string, { description: string | null; version: string | null }> {
+    const out = new Map<string, { description: string | null; version: string | null }>();
+    for (const p of this.#src?.balancer.providerList() ?? []) {
+      for (const [name, d] of p.descriptions ?? []) {
+        const had = out.get(name);
+        out.set(name, {
+          description: had?.description ?? d.description ?? null,
+          version: had?.version ?? d.version ?? null,
+        });
+      }
+    }
+    return out;
+  }
+
   #pool(): JobPool | null {
     const p = this.#src?.pool;
     return typeof p === "function" ? p() : p ?? null;
@@ -630,6 +844,14 @@ export class Monitor implements BalancerObserver {
     this.#services.set(name, s);
     return s;
   }
+}
+
+/** A provider's state as the page and `ep workers` show it. */
+function stateOf(p: ProviderStats): WorkerState {
+  if (p.admin === "disabled") return "disabled";
+  if (p.admin === "drained" && !p.draining) return "drained";
+  if (p.admin === "draining" || p.draining) return "draining";
+  return "ready";
 }
 
 function outcomeRecord(c: Float64Array | undefined): Record<Outcome, number> {

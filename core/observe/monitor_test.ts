@@ -334,3 +334,131 @@ Deno.test("monitor: sample() fills the per-second series the page draws", async 
     close();
   }
 });
+
+Deno.test("monitor: keeps the last errors with their request id, newest first, cancelled left out; a handler error's hidden detail too", async () => {
+  const { monitor, balancer, host, close } = setup({ recentErrors: 3 });
+  try {
+    monitor.attach({ balancer });
+    const w = new FakeWorker(host, "worker 10.0.0.5:40412 (w1)", ["svc"], 1);
+    host.addProvider(w);
+    const runs: Promise<unknown>[] = [];
+    const job = (id: string) => ({ ...epJob("svc"), requestId: id });
+    runs.push(Promise.resolve(balancer.submit(job("r1"))).catch(() => {}));
+    runs.push(Promise.resolve(balancer.submit(job("r2"))).catch(() => {}));
+    w.answer(
+      new JobError(ErrorCode.HANDLER_ERROR, "Handler failed (request r1)", {
+        cause: new Error("handlererr.lua:2: kaboom\nstack traceback: ..."),
+      }),
+    );
+    w.answer({ body: "ok" });
+    assert.throws(() => balancer.submit({ ...job("r3"), service: "nosuch" }));
+    await Promise.all(runs);
+    const errors = monitor.recentErrors();
+    assert.deepEqual(errors.map((e) => [e.requestId, e.kind, e.service, e.worker]), [
+      ["r3", "no_service", "nosuch", null],
+      ["r1", "handler_error", "svc", "worker 10.0.0.5:40412 (w1)"],
+    ]);
+    assert.equal(errors[1].message, "Handler failed (request r1)");
+    assert.equal(errors[1].detail, "handlererr.lua:2: kaboom");
+    assert.equal(errors[0].detail, null);
+    monitor.failed({
+      service: "svc",
+      outcome: "cancelled",
+      code: ErrorCode.CANCELLED,
+      message: "The client went away",
+      requestId: "r4",
+      provider: null,
+      error: new JobError(ErrorCode.CANCELLED, "The client went away"),
+    });
+    assert.equal(monitor.recentErrors().length, 2, "a cancel is the client's doing");
+    // The worker's row: its counts and last error.
+    const snap = monitor.snapshot({ series: false });
+    const row = snap.providers[0];
+    assert.deepEqual(row.jobs, { ok: 1, failed: 1 });
+    assert.equal(row.lastError?.requestId, "r1");
+    assert.deepEqual(snap.errors?.map((e) => e.requestId), ["r3", "r1"]);
+  } finally {
+    close();
+  }
+});
+
+Deno.test("monitor: a worker's state history records each change (disabled, ready, draining, drained) and when", () => {
+  const { monitor, balancer, host, close } = setup();
+  try {
+    monitor.attach({ balancer });
+    const w = new FakeWorker(host, "worker 10.0.0.5:40412 (w1)", ["svc"], 1);
+    host.addProvider(w);
+    const states = () =>
+      monitor.snapshot({ series: false }).providers[0].history!.map((h) => h.state);
+    assert.deepEqual(states(), ["ready"]);
+    balancer.disable(w);
+    assert.equal(monitor.snapshot({ series: false }).providers[0].state, "disabled");
+    balancer.enable(w);
+    monitor.sample();
+    balancer.drain(w);
+    assert.deepEqual(states(), ["ready", "disabled", "ready", "drained"]);
+    const at = monitor.snapshot({ series: false }).providers[0].history!.map((h) => h.at);
+    assert.ok(at.every((t, i) => i === 0 || t >= at[i - 1]));
+    // A worker's own DRAIN is shown as draining.
+    const v = new FakeWorker(host, "worker 10.0.0.6:1 (w2)", ["svc"], 1);
+    host.addProvider(v);
+    v.draining = true;
+    const row = monitor.snapshot({ series: false }).providers.find((p) => p.label === "w2")!;
+    assert.equal(row.state, "draining");
+  } finally {
+    close();
+  }
+});
+
+Deno.test("monitor: jobs for unknown services are one summary (counts by outcome, the names asked for most), not rows", () => {
+  const { monitor, balancer, host, close } = setup();
+  try {
+    monitor.attach({ balancer });
+    host.addProvider(new FakeWorker(host, "w", ["svc"], 1));
+    for (const name of ["usersx", "usersx", "nope"]) {
+      assert.throws(() => balancer.submit(epJob(name)));
+    }
+    const snap = monitor.snapshot({ series: false });
+    assert.deepEqual(snap.services.map((s) => s.name), ["svc"]);
+    assert.deepEqual(snap.unknownServices, {
+      jobs: 3,
+      outcomes: {
+        ok: 0,
+        error: 0,
+        timeout: 0,
+        overloaded: 0,
+        no_service: 3,
+        worker_lost: 0,
+        shutting_down: 0,
+        cancelled: 0,
+      },
+      names: [{ name: "usersx", jobs: 2 }, { name: "nope", jobs: 1 }],
+      more: 0,
+    });
+  } finally {
+    close();
+  }
+});
+
+Deno.test("monitor: the snapshot carries the limits in force and each service's queue bound, description and version", () => {
+  const { monitor, balancer, host, close } = setup();
+  try {
+    monitor.attach({ balancer });
+    const w = Object.assign(new FakeWorker(host, "w", ["svc"], 1), {
+      descriptions: new Map([["svc", { description: "Does svc things", version: "1.2.0" }]]),
+    });
+    host.addProvider(w);
+    balancer.setMaxQueue("svc", 7);
+    const snap = monitor.snapshot({ series: false });
+    assert.equal(snap.limits?.balancer.maxQueue, 2);
+    assert.equal(snap.limits?.server, null);
+    const svc = snap.services[0];
+    assert.deepEqual([svc.maxQueue, svc.description, svc.version], [7, "Does svc things", "1.2.0"]);
+    const info = monitor.services();
+    assert.deepEqual(info.map((s) => [s.name, s.description, s.version, s.instances.length]), [
+      ["svc", "Does svc things", "1.2.0", 1],
+    ]);
+  } finally {
+    close();
+  }
+});

@@ -6,9 +6,10 @@
  *
  * @module
  */
-import type { Outcome } from "../balancer/balancer.ts";
+import type { BalancerLimits, Outcome } from "../balancer/balancer.ts";
 import type { PoolCounters } from "../threads/pool.ts";
-import type { ServerCounters } from "../net/server.ts";
+import type { ServerCounters, ServerLimits } from "../net/server.ts";
+import type { RecentError } from "./recent_errors.ts";
 
 /**
  * Lua runtime counters (handler errors, interrupted runaway handlers), summed over threads.
@@ -86,10 +87,18 @@ export interface ServiceSnapshot {
   queued: number;
   /** Providers (workers) serving it. */
   providers: number;
-  /** Their total slots. */
+  /** Their total slots (shared with the other services each of them serves). */
   slots: number;
-  /** Slots busy. */
+  /** Jobs of this service they run (or hold, prefetched). */
   busy: number;
+  /** Jobs they run or hold of any service: how much of `slots` is taken. */
+  providersBusy?: number;
+  /** Jobs it may queue before new ones are refused `overloaded` (`ep set … max_queue`). */
+  maxQueue?: number;
+  /** What its providers say it does (`ep.service(…, { description })`), or null. */
+  description?: string | null;
+  /** Its version, as its providers give it, or null. */
+  version?: string | null;
   /** The balancer's counters. */
   counters: Record<string, number>;
   /** Jobs by outcome, as counted by the monitor. */
@@ -134,14 +143,113 @@ export interface ProviderSnapshot {
   busy: number;
   /** Credit left. */
   credit: number;
-  /** Whether it is draining. */
+  /** Whether it is draining (it sent DRAIN, or is being replaced). */
   draining: boolean;
-  /** `ready` or `draining`. */
-  state: "ready" | "draining";
+  /** What an operator set (`ep disable`, `ep drain`), or null. */
+  admin?: "disabled" | "draining" | "drained" | null;
+  /** Its state (see {@linkcode WorkerState}). */
+  state: WorkerState;
   /** Milliseconds since it was last heard from (frames seen by the balancer); null if unknown. */
   lastSeenMsAgo: number | null;
   /** Milliseconds since it registered; null if unknown. */
   connectedMsAgo: number | null;
+  /** Jobs it answered: ok, and anything else (errors, timeouts, lost). */
+  jobs?: { ok: number; failed: number };
+  /** The last error it answered, or null. */
+  lastError?: RecentError | null;
+  /** Its states since it attached and when each began (Unix ms), oldest first (the last 8). */
+  history?: { state: WorkerState; at: number }[];
+}
+
+/**
+ * A provider's state: `ready`; `draining` (it sent DRAIN, or an operator drains it and it
+ * still holds jobs); `drained` (an operator's drain, nothing held any more); `disabled`
+ * (an operator took it out of rotation).
+ *
+ * @example
+ * ```ts
+ * import type { WorkerState } from "./status_snapshot.ts";
+ * const taken: WorkerState[] = ["disabled", "drained"];
+ * console.assert(!taken.includes("ready"));
+ * ```
+ */
+export type WorkerState = "ready" | "draining" | "drained" | "disabled";
+
+/**
+ * Jobs for services the balancer does not know (a mistyped path: refused `no_service`),
+ * as one summary.
+ *
+ * @example
+ * ```ts
+ * import type { UnknownServices } from "./status_snapshot.ts";
+ * const u: UnknownServices = {
+ *   jobs: 3,
+ *   outcomes: { ok: 0, error: 0, timeout: 0, overloaded: 0, no_service: 3, worker_lost: 0, shutting_down: 0, cancelled: 0 },
+ *   names: [{ name: "usersx", jobs: 3 }],
+ *   more: 0,
+ * };
+ * console.assert(u.names[0].jobs === u.jobs);
+ * ```
+ */
+export interface UnknownServices {
+  /** Jobs in all. */
+  jobs: number;
+  /** By outcome. */
+  outcomes: Record<Outcome, number>;
+  /** The names asked for most, with their jobs (`_other`: names past the monitor's bound). */
+  names: { name: string; jobs: number }[];
+  /** Further names not listed. */
+  more: number;
+}
+
+/**
+ * One service as `/_ep/services` and `ep services` describe it.
+ *
+ * @example
+ * ```ts ignore
+ * for (const s of monitor.services()) console.log(s.name, s.version, s.description);
+ * ```
+ */
+export interface ServiceInfo {
+  /** Its name. */
+  name: string;
+  /** What it does, as the first of its providers that says so, or null. */
+  description: string | null;
+  /** Its version when its providers agree on one, else null (see `versions`). */
+  version: string | null;
+  /** The versions its providers give, sorted. */
+  versions: string[];
+  /** Each provider serving it, with what it says of it. */
+  instances: {
+    worker: string;
+    address: string;
+    label: string | null;
+    description: string | null;
+    version: string | null;
+  }[];
+  /** Jobs waiting. */
+  queued: number;
+  /** Jobs of it running. */
+  busy: number;
+  /** Its providers' slots. */
+  slots: number;
+  /** Its queue bound. */
+  maxQueue: number;
+}
+
+/**
+ * The limits in force: the balancer's and the server's.
+ *
+ * @example
+ * ```ts ignore
+ * console.log(snapshot.limits?.balancer.maxQueue);
+ * ```
+ */
+export interface Limits {
+  /** The balancer's (queue bound, default deadline, retries, graces, prefetch). */
+  balancer: BalancerLimits;
+  /** The listening server's (connections, HTTP and EP sizes), when known. */
+  server: ServerLimits | null;
 }
 
 /**
@@ -261,4 +369,10 @@ export interface StatsSnapshot {
   intervalMs: number;
   /** Balancer-wide per-second samples (absent when asked without series). */
   series?: TotalSeries;
+  /** Jobs for services the balancer does not know, or null when there were none. */
+  unknownServices?: UnknownServices | null;
+  /** The last errors, newest first (`/_ep/admin/errors` has more). */
+  errors?: RecentError[];
+  /** The limits in force. */
+  limits?: Limits | null;
 }

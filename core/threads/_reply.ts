@@ -8,6 +8,7 @@
  */
 import { encodeMeta } from "../../protocol/ep_meta.ts";
 import { replyProblem } from "../job.ts";
+import { InvalidReplyError } from "../errors.ts";
 import type { FieldsInit, HandlerResult } from "./runtime.ts";
 
 const EMPTY = new Uint8Array(0);
@@ -22,8 +23,8 @@ export class ReplyParts {
   body: Uint8Array | string = EMPTY;
 
   /**
-   * Reads a handler's result. Throws a `TypeError` or `RangeError` saying what is wrong
-   * with it (the job then fails with that reason).
+   * Reads a handler's result. Throws an {@linkcode InvalidReplyError} saying what is wrong
+   * with it (the job then fails with that reason, which its client is told).
    */
   set(result: HandlerResult | undefined): void {
     if (result instanceof Uint8Array || typeof result === "string") {
@@ -33,27 +34,32 @@ export class ReplyParts {
       return;
     }
     if (result === null || typeof result !== "object") {
-      throw new TypeError(
-        `Handler returned neither bytes, a string nor { status, body }: "${result}"`,
+      throw new InvalidReplyError(
+        `Handler returned neither bytes, a string nor { status, body }: "${String(result)}"`,
       );
     }
     const status = result.status ?? 200;
     const body = result.body ?? EMPTY;
     let meta = result.meta ?? null;
     if (!(body instanceof Uint8Array) && typeof body !== "string") {
-      throw new TypeError(`Reply body must be a Uint8Array or a string: "${typeof body}"`);
+      throw new InvalidReplyError(`Reply body must be a Uint8Array or a string: "${typeof body}"`);
     }
     if (meta !== null && !(meta instanceof Uint8Array)) {
-      throw new TypeError(`Reply meta must be a Uint8Array: "${typeof meta}"`);
+      throw new InvalidReplyError(`Reply meta must be a Uint8Array: "${typeof meta}"`);
     }
     if (result.headers !== undefined && result.headers !== null) {
-      if (meta !== null) throw new TypeError("Reply has both headers and meta; give one");
-      meta = encodeReplyHeaders(result.headers);
+      if (meta !== null) throw new InvalidReplyError("Reply has both headers and meta; give one");
+      try {
+        meta = encodeReplyHeaders(result.headers);
+      } catch (err) {
+        if (!(err instanceof TypeError || err instanceof RangeError)) throw err;
+        throw new InvalidReplyError(err.message, { cause: err });
+      }
     }
     // The same rule on every path (TS and Lua handlers, all-in-one or remote worker): what
     // an EP REPLY and an HTTP response can carry.
     const problem = replyProblem(status, body.length);
-    if (problem !== null) throw new RangeError(problem);
+    if (problem !== null) throw new InvalidReplyError(problem);
     this.status = status;
     this.meta = meta;
     this.body = body;

@@ -37,33 +37,73 @@ export const handlerCounters: { errors: number; interrupts: number } = {
   interrupts: 0,
 };
 
+/** The names of the errors ep raises about a handler (not the handler's own). */
+const VERDICTS: ReadonlySet<string> = new Set([
+  "InvalidReplyError",
+  "LuaReplyError",
+  "LuaTimeoutError",
+  "LuaMemoryError",
+]);
+
+/**
+ * How a handler's own error reaches its client ({@linkcode poolError}): the job's request
+ * id, and whether to send the handler's message (`expose`, for development) instead of a
+ * generic one.
+ */
+export interface HandlerErrorOptions {
+  /** The job's request id (`ep-request-id`), named in the generic message and the log. */
+  requestId?: string;
+  /** Send the handler's own message (its first line). Default false. */
+  expose?: boolean;
+}
+
 /**
  * Maps a pool failure reported for a job (through its reply callback) to the job error a
- * client sees. A {@linkcode RingMessageTooLargeError} there is the handler's *reply* that
- * did not fit (`reply_too_large`); a request that does not fit is refused by `submit`
- * itself (see {@linkcode submitError}).
+ * client sees. A handler's own error (a Lua error, a TypeScript throw) is answered
+ * `Handler failed (request <id>)`: its message and traceback go to the log, with the
+ * request id, and reach the client only with `expose` (its first line). A
+ * {@linkcode RingMessageTooLargeError} there is the handler's *reply* that did not fit
+ * (`reply_too_large`); a request that does not fit is refused by `submit` itself (see
+ * {@linkcode submitError}).
  *
  * @example
  * ```ts
  * import { poolError } from "./job_errors.ts";
- * import { PoolClosedError } from "../errors.ts";
+ * import { HandlerError, PoolClosedError } from "../errors.ts";
  * console.assert(poolError(new PoolClosedError("closed")).kind === "shutting_down");
+ * const thrown = new HandlerError("db password is hunter2");
+ * console.assert(poolError(thrown, "s", { requestId: "r1" }).message === "Handler failed (request r1)");
+ * console.assert(poolError(thrown, "s", { expose: true }).message === "db password is hunter2");
  * ```
  */
-export function poolError(err: Error, service = ""): JobError {
+export function poolError(err: Error, service = "", options: HandlerErrorOptions = {}): JobError {
   if (err instanceof JobError) return err;
   if (err instanceof JobTimeoutError) handlerCounters.interrupts++;
+  const requestId = options.requestId ?? null;
   if (err instanceof HandlerError) {
     if (err.handlerErrorName.startsWith("Lua")) handlerCounters.errors++;
-    // The client gets the first line; the log gets the whole story (a Lua traceback).
-    log.warn("Handler of {service} failed: {error}", { service, error: err });
+    // The client gets a generic message (or the first line); the log gets the whole story
+    // (a Lua traceback), with the request id the client got.
+    log.warn("Handler of {service} for request {requestId} failed: {error}", {
+      service,
+      requestId,
+      error: err,
+    });
   }
   if (err instanceof JobTimeoutError) {
     return new JobError(ErrorCode.TIMEOUT, "Handler timed out", { cause: err });
   }
   if (err instanceof HandlerError) {
     const line = err.message.split("\n")[0];
-    return new JobError(ErrorCode.HANDLER_ERROR, line || "Handler failed", { cause: err });
+    // ep's own verdicts (a result that breaks the reply rules, a Lua handler interrupted or
+    // out of memory) are about the handler, not from it: its client is told them.
+    const verdict = VERDICTS.has(err.handlerErrorName);
+    const message = options.expose || verdict
+      ? line || "Handler failed"
+      : requestId === null
+      ? "Handler failed"
+      : `Handler failed (request ${requestId})`;
+    return new JobError(ErrorCode.HANDLER_ERROR, message, { cause: err });
   }
   if (err instanceof HandlerThreadLostError) {
     return new JobError(ErrorCode.WORKER_LOST, "Handler thread lost", { cause: err });
