@@ -40,7 +40,17 @@ export interface ControlConfig {
   /** `ep.threads`. */
   threads?: number;
   /** `ep.service` calls, in order. */
-  services: { name: string; file: string; inline: boolean; slots: number; timeoutMs: number }[];
+  services: {
+    name: string;
+    file: string;
+    inline: boolean;
+    slots: number;
+    timeoutMs: number;
+    /** `hedge = true` (or `hedge_ms` given): the handler is idempotent, jobs may be hedged. */
+    hedge: boolean;
+    /** `hedge_ms`: hedge after that long; 0: after the service's recent p95. */
+    hedgeMs: number;
+  }[];
   /** `ep.route(prefix, service)` calls. */
   routes: { prefix: string; service: string }[];
   /** Whether `ep.route(fn)` was called. */
@@ -121,13 +131,15 @@ export async function loadControl(
     },
     connect: (addr) => void config.connect.push(str(addr)),
     threads: (n) => void (config.threads = Number(n)),
-    service: (svc, file, inline, slots, timeout) => {
+    service: (svc, file, inline, slots, timeout, hedge, hedgeMs) => {
       config.services.push({
         name: str(svc),
         file: str(file),
         inline: inline === true,
         slots: Number(slots) || 0,
         timeoutMs: Number(timeout) || 0,
+        hedge: hedge === true,
+        hedgeMs: Number(hedgeMs) || 0,
       });
     },
     route: (prefix, svc) => void config.routes.push({ prefix: str(prefix), service: str(svc) }),
@@ -307,13 +319,18 @@ export async function runScript(
   const timeouts = new Map(
     c.services.filter((s) => s.timeoutMs > 0).map((s) => [s.name, s.timeoutMs]),
   );
+  // Idempotent services: told to the balancers this worker pulls from (REGISTER), and to
+  // this process's own balancer when it listens.
+  const hedge = new Map(
+    c.services.filter((s) => s.hedge).map((s) => [s.name, s.hedgeMs > 0 ? s.hedgeMs : null]),
+  );
   let started: Node;
   try {
     started = await startNode({
       listen: c.listen,
       connect: c.connect.length > 0 ? c.connect : undefined,
       handlers: c.services.length > 0
-        ? { runtime: LUA_RUNTIME, options: moduleOptions, threads, concurrency, timeouts }
+        ? { runtime: LUA_RUNTIME, options: moduleOptions, threads, concurrency, timeouts, hedge }
         : undefined,
       token,
       prefetch: c.config.prefetch,

@@ -38,6 +38,14 @@ export interface HandlerSource {
   /** Run-time caps of some services in ms: their handlers are interrupted past it. */
   timeouts?: ReadonlyMap<string, number>;
   /**
+   * Services whose handlers are idempotent, so that a balancer may hedge their jobs (send a
+   * copy of one that runs long to another worker; SPEC.md §9.11): after that many ms, or
+   * (null) after the service's recent p95 service time. Told to the balancers this node
+   * pulls from (REGISTER), and to its own balancer when it listens (unless
+   * `balancer.hedge` names the service: that wins).
+   */
+  hedge?: ReadonlyMap<string, number | null>;
+  /**
    * Starts the pool instead of `HandlerPool.start`, given the same options: `InlinePool`
    * runs a map of functions on this thread.
    */
@@ -148,8 +156,11 @@ export async function startNode(options: NodeOptions): Promise<Node> {
   if (options.listen) {
     const m = monitor = new Monitor(options.observe);
     const own = options.balancer;
+    const hedge: Record<string, { ms?: number }> = {};
+    for (const [name, ms] of options.handlers?.hedge ?? []) hedge[name] = ms === null ? {} : { ms };
     balancer = new Balancer({
       ...own,
+      hedge: { ...hedge, ...own?.hedge },
       // The monitor sees every job; a caller's observer and internal pages still run.
       observer: own?.observer
         ? {
@@ -207,6 +218,7 @@ export async function startNode(options: NodeOptions): Promise<Node> {
       name: options.name,
       prefetch: options.prefetch,
       timeouts,
+      hedge: options.handlers?.hedge,
     });
     if (balancer) {
       // Listen and connect: this balancer is one more source of the worker's jobs, in the
