@@ -39,7 +39,7 @@ export interface Job {
    */
   origin?: JobOrigin;
   /**
-   * What the request said of hedging (`ep-hedge`, SPEC.md §9.11): true (`1`), the balancer
+   * What the request said of hedging (`ep-hedge`, SPEC.md §9.10): true (`1`), the balancer
    * may send a copy of it to another worker when it runs long; false (`0`), never; absent,
    * as its service is configured.
    */
@@ -185,7 +185,7 @@ export function requestIdOf(job: Job): string {
 }
 
 /**
- * What a request's `ep-hedge` field says (SPEC.md §10, §9.11): `1` true, `0` false,
+ * What a request's `ep-hedge` field says (SPEC.md §10, §9.10): `1` true, `0` false,
  * anything else or absent undefined (as the service is configured). Read by the HTTP and
  * EP connections before they drop the client's `ep-` fields.
  *

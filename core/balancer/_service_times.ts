@@ -1,6 +1,6 @@
 /**
  * Private: a service's recent service times and their p95, the delay after which the
- * balancer hedges a job of the service (SPEC.md §9.11). A ring of the last
+ * balancer hedges a job of the service (SPEC.md §9.10). A ring of the last
  * {@linkcode SERVICE_TIMES_KEPT} times; the p95 is their nearest-rank 95th percentile,
  * recomputed (a sort of at most 128 numbers) only when asked and only every
  * {@linkcode RESORT_EVERY} new times, so a service answering thousands of jobs a second

@@ -26,7 +26,7 @@
  * batched, long ones stay in the central queue, where the first worker actually free
  * takes them.
  *
- * Hedging (SPEC.md §9.11): a job of a service marked idempotent (the balancer's `hedge`
+ * Hedging (SPEC.md §9.10): a job of a service marked idempotent (the balancer's `hedge`
  * option, a worker's REGISTER) or whose request said `ep-hedge: 1`, still running after the
  * service's recent p95 service time (or its fixed delay), is copied to another provider
  * that has a free slot *now*: the first answer wins, the other copy is cancelled. At most
@@ -82,12 +82,12 @@ const log = getLogger(["ep", "balancer"]);
 export const HELD_SWEEP_MS = 100;
 /** How deep a provider that limits job sizes looks into a queue for a job it takes. */
 const FIT_SCAN = 64;
-/** The hedging budget's window: a service's last this many jobs (SPEC.md §9.11). */
+/** The hedging budget's window: a service's last this many jobs (SPEC.md §9.10). */
 export const HEDGE_WINDOW = 200;
 const EMPTY_BODY = new Uint8Array(0);
 
 /**
- * How a service's jobs are hedged (SPEC.md §9.11): a copy goes to another provider with a
+ * How a service's jobs are hedged (SPEC.md §9.10): a copy goes to another provider with a
  * free slot once a job has run `ms`, or, without `ms`, the service's recent p95 service
  * time (known after its first 20 answers).
  *
@@ -269,7 +269,7 @@ export interface ServiceCounters {
    * queue, or taken back from a worker before they started.
    */
   cancelled: number;
-  /** Hedged copies sent (one per hedged job at most; SPEC.md §9.11). */
+  /** Hedged copies sent (one per hedged job at most; SPEC.md §9.10). */
   hedged: number;
   /** Hedged jobs whose copy answered first. */
   hedgeWins: number;
@@ -1090,7 +1090,7 @@ export class Balancer {
     this.#sweepBy(this.#nextSweep(now));
   }
 
-  // --- hedging (SPEC.md §9.11) ----------------------------------------------------------
+  // --- hedging (SPEC.md §9.10) ----------------------------------------------------------
 
   /**
    * When `s`'s jobs are hedged: the balancer's options win; else the first of its providers
@@ -1228,7 +1228,7 @@ export class Balancer {
     return stamps.length + 1 <= this.#hedgeBudget * Math.min(HEDGE_WINDOW, s.arrivals);
   }
 
-  /** Sends `qj`'s one copy to `p` (SPEC.md §9.11): `attempt` + 1, `ep-hedge: 1`. */
+  /** Sends `qj`'s one copy to `p` (SPEC.md §9.10): `attempt` + 1, `ep-hedge: 1`. */
   #sendCopy(p: Provider, s: ServiceState, qj: QueuedJob): void {
     s.running.delete(qj);
     qj.hedged = true;

@@ -1037,7 +1037,7 @@ Deno.test("balancer: close answers queued jobs shutting_down, leaves held ones t
   r.close();
 });
 
-// --- hedging (SPEC.md §9.11) -----------------------------------------------------------------
+// --- hedging (SPEC.md §9.10) -----------------------------------------------------------------
 
 Deno.test("balancer hedging: a job running past its service's delay is copied to another provider with a free slot; the copy answering first wins, the original is cancelled; one answer", async () => {
   const r = new Rig({ hedge: { svc: { ms: 50 } }, hedgeBudget: 1 });

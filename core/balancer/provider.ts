@@ -66,7 +66,7 @@ export interface Provider {
   demand?(service: string, depth: number): void;
   /**
    * The services whose jobs it lets the balancer hedge (a worker's version-2 REGISTER,
-   * SPEC.md §9.11), and after how long: ms, or null for the service's recent p95 service
+   * SPEC.md §9.10), and after how long: ms, or null for the service's recent p95 service
    * time. Absent or empty: none (the balancer's own options may still hedge them).
    */
   readonly hedge?: ReadonlyMap<string, number | null>;
@@ -131,7 +131,7 @@ export interface QueuedJob {
   /** @internal Its size as the handler rings count it, once a provider with a limit asked. */
   bytes?: number;
   /**
-   * Set on the copy the balancer sent to hedge a job that ran long (SPEC.md §9.11): it goes
+   * Set on the copy the balancer sent to hedge a job that ran long (SPEC.md §9.10): it goes
    * out with `ep-hedge: 1`, and its `attempt` is one more than the original's.
    */
   hedgeCopy?: boolean;

@@ -176,7 +176,7 @@ export class WorkerLink implements Provider, WorkerSessionHandler {
         queueDepth: this.#host.queueDepth(qj.service),
         oldestWaitMs: this.#session.version >= 2 ? Math.min(0xffff, this.oldestWaitMs()) : 0,
         service: qj.service,
-        // A hedged copy says so (`ep-hedge: 1`, SPEC.md §9.11); attempt is the field above.
+        // A hedged copy says so (`ep-hedge: 1`, SPEC.md §9.10); attempt is the field above.
         meta: jobMeta(job, 1, qj.hedgeCopy === true),
         body: job.body,
       });

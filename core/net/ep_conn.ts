@@ -605,7 +605,7 @@ export interface WorkerHost {
   /**
    * A worker sent its first REGISTER (`slots` > 0, its `services`): returns what takes its
    * frames from now on, until {@linkcode WorkerSessionHandler.closed}. `hedge` (version 2)
-   * names the services whose jobs the worker lets balancers hedge (SPEC.md §9.11): after
+   * names the services whose jobs the worker lets balancers hedge (SPEC.md §9.10): after
    * that many ms, or after the service's recent p95 service time (null).
    */
   attach(

@@ -39,7 +39,7 @@ export interface HandlerSource {
   timeouts?: ReadonlyMap<string, number>;
   /**
    * Services whose handlers are idempotent, so that a balancer may hedge their jobs (send a
-   * copy of one that runs long to another worker; SPEC.md §9.11): after that many ms, or
+   * copy of one that runs long to another worker; SPEC.md §9.10): after that many ms, or
    * (null) after the service's recent p95 service time. Told to the balancers this node
    * pulls from (REGISTER), and to its own balancer when it listens (unless
    * `balancer.hedge` names the service: that wins).

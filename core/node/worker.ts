@@ -68,7 +68,7 @@ export interface WorkerNodeOptions extends BalancerLinkOptions {
   timeouts?: ReadonlyMap<string, number>;
   /**
    * Services balancers may hedge (their handlers are idempotent), and after how long: ms,
-   * or null for the service's recent p95 (REGISTER, SPEC.md §6.3, §9.11).
+   * or null for the service's recent p95 (REGISTER, SPEC.md §6.3, §9.10).
    */
   hedge?: ReadonlyMap<string, number | null>;
 }

@@ -116,7 +116,7 @@ export interface EpRequest {
   /**
    * Whether this run is a hedged copy (`ep-hedge: 1`): the balancer sent the job to this
    * worker as well because it ran long where it was first sent; the first answer wins and
-   * the other run's signal fires (SPEC.md §9.11). Its `attempt` is one more than the
+   * the other run's signal fires (SPEC.md §9.10). Its `attempt` is one more than the
    * original's. Only jobs of services marked idempotent, or whose request allowed it, are.
    */
   readonly hedge: boolean;
