@@ -68,7 +68,7 @@ export interface LuaRequest {
   headerBytes?: boolean;
   /** Delivery attempt: 1 (the default) the first time, 2, 3, … when redelivered (`req.attempt`). */
   attempt?: number;
-  /** A hedged copy (`req.hedge`, SPEC.md §9.11); default false. */
+  /** A hedged copy (`req.hedge`, SPEC.md §9.10); default false. */
   hedge?: boolean;
   /** The request id (`req.id`): the client's `x-request-id`, or one the balancer made. */
   requestId?: string;

@@ -96,7 +96,7 @@ export const PROTOCOL_VERSION = 1;
 
 /**
  * The highest protocol version this codec implements. Version 2 adds status and
- * declarations between workers and balancers (SPEC.md §9.10): the oldest queued job's wait
+ * declarations between workers and balancers (SPEC.md §9.2): the oldest queued job's wait
  * in REQUEST and HEARTBEAT, and the services a worker lets balancers hedge in REGISTER.
  * Balancers and workers offer 1..2; a peer that speaks only 1 still works.
  *
@@ -346,7 +346,7 @@ export interface RegisterFrame {
   services: string[];
   /**
    * Version 2, optional: for each service, in order, when a balancer may send a copy of a
-   * job that runs long to another worker (hedging, SPEC.md §9.11): 0 = never (the service is
+   * job that runs long to another worker (hedging, SPEC.md §9.10): 0 = never (the service is
    * not idempotent), {@linkcode NOT_APPLICABLE} = after the service's recent p95 service
    * time, else after that many ms. Absent: 0 for every service. Not encoded in version 1.
    */
