@@ -5,14 +5,15 @@
  * work hedging did (copies sent per job).
  *
  *   deno run -A tests/bench/hedge_bench.ts [--seconds 15] [--rounds 2] [--job-ms 5]
- *     [--load 0.5] [--stall-every 20] [--stall-ms 200]
+ *     [--load 0.5] [--stall-every 20] [--stall-ms 200] [--hedge-ms N]
  *
  * Processes: a balancer (`mod.ts run scripts/balancer.lua`) and four workers
  * (`mod.ts run tests/bench/_lua/fair_worker.lua`: one thread, one slot, service `work`
  * sleeping the job's time with `ep.sleep`); the stalling one is started first, so that it is
  * the first provider on a tie (at this load it is idle, as the others, most of the time).
  * With hedging the workers register `work` with `hedge = true` (hedged after its p95 service
- * time; at most 5 % of the last 200 jobs); without, they do not. The load is one `ep bench`
+ * time, or after `--hedge-ms` ms: `hedge_ms`; at most 5 % of the last 200 jobs); without,
+ * they do not. The load is one `ep bench`
  * process (open loop, Poisson, over EP, seeded): the same arrivals in both configurations,
  * which alternate. Target (issue 16): p99 with hedging ≤ 0.5× without, extra work ≤ 5 %.
  * Nothing is asserted.
@@ -33,6 +34,7 @@ const { values } = parseArgs({
     load: { type: "string", default: "0.5" },
     "stall-every": { type: "string", default: "20" },
     "stall-ms": { type: "string", default: "200" },
+    "hedge-ms": { type: "string", default: "" },
   },
   strict: true,
 });
@@ -42,6 +44,8 @@ const JOB_MS = Number(values["job-ms"]);
 const LOAD = Number(values.load);
 const STALL_EVERY = Number(values["stall-every"]);
 const STALL_MS = Number(values["stall-ms"]);
+/** A fixed hedging delay (`hedge_ms`), or "" for the service's recent p95. */
+const HEDGE_MS = values["hedge-ms"];
 const WORKERS = 4;
 const MOD = new URL("../../mod.ts", import.meta.url).pathname;
 const BALANCER = new URL("../../scripts/balancer.lua", import.meta.url).pathname;
@@ -72,6 +76,7 @@ async function run(hedge: boolean, seed: number) {
       EP_BENCH_HEDGE: hedge ? "1" : "0",
       EP_BENCH_STALL: stall ? String(STALL_EVERY) : "0",
       EP_BENCH_STALL_MS: String(STALL_MS),
+      EP_BENCH_HEDGE_MS: HEDGE_MS,
     });
   worker(1, true);
   await waitProviders(addr, 1, balancer);
@@ -128,7 +133,9 @@ try {
   console.log(
     `hedge_bench: ${WORKERS} one-slot workers, ${JOB_MS} ms jobs at ${
       RATE.toFixed(0)
-    }/s (load ${LOAD}); worker 1 stalls 1 job in ${STALL_EVERY} for ${STALL_MS} ms; ${SECONDS} s runs`,
+    }/s (load ${LOAD}); worker 1 stalls 1 job in ${STALL_EVERY} for ${STALL_MS} ms; hedged after ${
+      HEDGE_MS === "" ? "the p95" : `${HEDGE_MS} ms`
+    }; ${SECONDS} s runs`,
   );
   console.log(`load average before: ${loadavg()} (${navigator.hardwareConcurrency} cores)`);
   const ratios: number[] = [];
