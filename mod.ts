@@ -69,7 +69,7 @@
  *
  * @module
  */
-import { startNode as startNodeImpl } from "./core/node/node.ts";
+import { startNode as startNodeImpl, type ThreadScale } from "./core/node/node.ts";
 import { TS_HANDLER_RUNTIME } from "./core/threads/pool.ts";
 import { InlinePool } from "./core/threads/inline_pool.ts";
 import type { Handlers } from "./core/threads/handler_context.ts";
@@ -129,6 +129,11 @@ export type HandlerRequest = RuntimeRequest;
  * ```ts
  * import type { NodeHandlers } from "./mod.ts";
  * const onThreads: NodeHandlers = { module: new URL("./services.ts", import.meta.url), threads: 2 };
+ * const scaled: NodeHandlers = {
+ *   module: new URL("./services.ts", import.meta.url),
+ *   threads: { min: 1, max: 8 },
+ *   targetWaitMs: 20,
+ * };
  * const inline: NodeHandlers = { functions: { ping: () => "pong" }, concurrency: 8 };
  * console.assert("module" in onThreads && "functions" in inline);
  * ```
@@ -153,8 +158,15 @@ export interface ModuleHandlers {
    * Pass `new URL("./services.ts", import.meta.url)` to name a file next to your module.
    */
   module: string | URL;
-  /** Handler threads. Default: the number of cores. */
-  threads?: number;
+  /**
+   * Handler threads: a number, or bounds the pool grows and shrinks between as the load
+   * changes: one more thread while a service's queue-wait p99 stays above `targetWaitMs`
+   * (two seconds running), one fewer after ten seconds idle. It starts at `min`. Default:
+   * the number of cores.
+   */
+  threads?: number | { min: number; max: number };
+  /** With `threads: { min, max }`: the queue-wait p99 target of every service, ms. Default 50. */
+  targetWaitMs?: number;
   /** Jobs one thread runs at once (for async handlers). Default 1. */
   concurrency?: number;
   /** Run-time caps of some services, in ms: their jobs are answered `timeout` past them. */
@@ -192,6 +204,8 @@ export interface FunctionHandlers {
   module?: never;
   /** Not with `functions`: they run on the main thread. */
   threads?: never;
+  /** Not with `functions`: they do not scale. */
+  targetWaitMs?: never;
 }
 
 /**
@@ -298,6 +312,7 @@ export async function startNode(options: NodeOptions): Promise<Node> {
   const h = options.handlers;
   const t = options.tuning ?? {};
   const functions = h && handlerFunctions(h);
+  const scale = h && threadScale(h);
   const node = await startNodeImpl({
     listen: options.listen,
     connect: options.connect,
@@ -316,7 +331,8 @@ export async function startNode(options: NodeOptions): Promise<Node> {
     handlers: h && {
       runtime: TS_HANDLER_RUNTIME,
       options: functions ? undefined : { handlers: moduleUrl(h.module!) },
-      threads: h.threads,
+      threads: typeof h.threads === "number" ? h.threads : undefined,
+      scale,
       concurrency: h.concurrency,
       timeouts: h.timeoutsMs && new Map(Object.entries(h.timeoutsMs)),
       start: functions && ((o) =>
@@ -351,6 +367,22 @@ function handlerFunctions(h: NodeHandlers): Handlers | undefined {
     throw new TypeError(`Handler functions must be an object by service name: "${functions}"`);
   }
   return h.functions;
+}
+
+/** The bounds and target of `threads: { min, max }`, or undefined for a fixed count. */
+function threadScale(h: NodeHandlers): ThreadScale | undefined {
+  const t = h.threads as unknown;
+  if (t === undefined || typeof t === "number") {
+    if (h.targetWaitMs !== undefined) {
+      throw new TypeError(`targetWaitMs needs threads: { min, max }: "${h.targetWaitMs}"`);
+    }
+    return undefined;
+  }
+  if (typeof t !== "object" || t === null) {
+    throw new TypeError(`Threads must be a number or { min, max }: "${t}"`);
+  }
+  const { min, max } = t as { min: number; max: number };
+  return { min, max, targetWaitMs: h.targetWaitMs ?? 50 };
 }
 
 function moduleUrl(m: string | URL): string {

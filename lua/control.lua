@@ -46,8 +46,8 @@ if mode == "thread" then
   __EP_INLINE = __EP_INLINE or {}
   local quiet = false -- while the script's top level runs
   local noop = function() end
-  ep.listen, ep.connect, ep.threads, ep.route, ep.token, ep.config, ep.upstream =
-    noop, noop, noop, noop, noop, noop, noop
+  ep.listen, ep.connect, ep.threads, ep.route, ep.token, ep.config, ep.upstream, ep.spawn =
+    noop, noop, noop, noop, noop, noop, noop, noop
   ep.exit = function()
     if quiet then return end
     error("ep.exit is only available in the control script", 2)
@@ -116,16 +116,41 @@ function ep.threads(n)
   ext.threads(n)
 end
 
+-- `{ min =, max = }` with integers 1 <= min <= max <= limit, else an error at the caller of
+-- `fname` saying `expected` (with %d for the limit).
+local function check_range(range, fname, argn, expected, limit)
+  local ok = type(range) == "table" and math.type(range.min) == "integer" and
+    math.type(range.max) == "integer" and range.min >= 1 and range.max >= range.min and
+    range.max <= limit
+  if not ok then
+    local got = type(range) == "table"
+      and ("min = %s, max = %s"):format(oneline(range.min), oneline(range.max))
+      or type(range)
+    error(("bad argument #%d to '%s' (%s, got %s)"):format(argn, fname,
+      expected:format(limit), got), 3)
+  end
+end
+
+-- A positive number of milliseconds, else an error at the caller of `fname`.
+local function check_ms(ms, fname, argn, what)
+  if type(ms) ~= "number" or not (ms > 0) or ms == math.huge then
+    error(("bad argument #%d to '%s' (%s expected as a positive number of ms, got %s)"):format(
+      argn, fname, what, type(ms) == "number" and oneline(ms) or type(ms)), 3)
+  end
+end
+
 --- Run a service on this process's handler threads: a file (relative to the script's
 --- folder) that returns the handler, or a function written inline. `slots` (default: the
 --- number of threads) adds to the jobs this process runs at once; `timeout_ms` interrupts a
 --- handler that runs longer (answered 504 / EP timeout). `hedge = true` says the handler is
 --- idempotent: a balancer may send a copy of a job that runs long (past the service's
 --- recent p95 service time, or `hedge_ms`) to another worker with a free slot, the first
---- answer wins (`req.hedge` is true on the copy).
+--- answer wins (`req.hedge` is true on the copy). `threads = { min =, max = }`
+--- scales the handler threads on this service's queue wait: one more while its p99 stays
+--- above `target_wait_ms` (default 50), one fewer when the threads sit idle.
 ---@param name string
 ---@param handler string|fun(req: ep.Request): any
----@param opts? { slots?: integer, timeout_ms?: integer, hedge?: boolean, hedge_ms?: integer }
+---@param opts? { slots?: integer, timeout_ms?: integer, hedge?: boolean, hedge_ms?: integer, threads?: { min: integer, max: integer }, target_wait_ms?: number }
 function ep.service(name, handler, opts)
   check_name(name, "ep.service", 1, "service name")
   check(type(handler) == "string" or type(handler) == "function", "ep.service", 2,
@@ -143,8 +168,45 @@ function ep.service(name, handler, opts)
   if hedge_ms ~= nil and opts.hedge == false then
     error("bad argument #3 to 'ep.service' (hedge_ms given with hedge = false)", 2)
   end
+  local tmin, tmax, target = 0, 0, 0
+  if opts.threads ~= nil then
+    check_range(opts.threads, "ep.service", 3,
+      "threads = { min =, max = } expected with integers 1 <= min <= max <= %d", 1024)
+    tmin, tmax = opts.threads.min, opts.threads.max
+  end
+  if opts.target_wait_ms ~= nil then
+    if opts.threads == nil then
+      error("bad argument #3 to 'ep.service' (target_wait_ms needs threads = { min =, max = })", 2)
+    end
+    check_ms(opts.target_wait_ms, "ep.service", 3, "target_wait_ms")
+    target = opts.target_wait_ms
+  end
   ext.service(name, type(handler) == "string" and handler or "", type(handler) == "function",
-    opts.slots or 0, opts.timeout_ms or 0, opts.hedge == true or hedge_ms ~= nil, hedge_ms or 0)
+    opts.slots or 0, opts.timeout_ms or 0, opts.hedge == true or hedge_ms ~= nil, hedge_ms or 0,
+    tmin, tmax, target)
+end
+
+local SPAWN_KEYS = { script = true, min = true, max = true, target_wait_ms = true }
+
+--- Run child worker processes of a control script (relative to this script's folder),
+--- between `min` (default 1) and `max` of them: one more while their services' queue-wait
+--- p99 stays above `target_wait_ms` (default 50), one fewer when they sit idle. They stop
+--- with this process, even when it is killed.
+---@param opts { script: string, min?: integer, max: integer, target_wait_ms?: number }
+function ep.spawn(opts)
+  check(type(opts) == "table", "ep.spawn", 1, "table", opts)
+  for k in pairs(opts) do
+    if not SPAWN_KEYS[k] then
+      error(("bad argument #1 to 'ep.spawn' (unknown option '%s')"):format(oneline(k)), 2)
+    end
+  end
+  check(type(opts.script) == "string" and opts.script ~= "", "ep.spawn", 1,
+    "script = file name", opts.script)
+  local range = { min = opts.min or 1, max = opts.max }
+  check_range(range, "ep.spawn", 1, "min and max expected as integers 1 <= min <= max <= %d", 256)
+  local target = opts.target_wait_ms or 50
+  check_ms(target, "ep.spawn", 1, "target_wait_ms")
+  ext.spawn(opts.script, range.min, range.max, target)
 end
 
 --- Route HTTP requests: `ep.route("/api/users", "user")` sends paths under a prefix to a

@@ -15,7 +15,9 @@
  * @module
  */
 import { getLogger } from "@logtape/logtape";
-import { type Node, startNode } from "../core/node/node.ts";
+import { type Node, startNode, type ThreadScale } from "../core/node/node.ts";
+import { WaitWindow } from "../core/node/autoscaler.ts";
+import { Children, PARENT_ENV, reportLoad, watchParent } from "../core/node/children.ts";
 import { handlerCounters } from "../core/threads/job_errors.ts";
 import type { MonitorOptions } from "../core/observe/monitor.ts";
 import { type Job, JobError } from "../core/job.ts";
@@ -50,7 +52,13 @@ export interface ControlConfig {
     hedge: boolean;
     /** `hedge_ms`: hedge after that long; 0: after the service's recent p95. */
     hedgeMs: number;
+    /** `threads = { min =, max = }`: the handler threads scale on this service's waits. */
+    threads?: { min: number; max: number };
+    /** `target_wait_ms` (with `threads`; default 50). */
+    targetWaitMs?: number;
   }[];
+  /** `ep.spawn` calls: child worker processes of a script, scaled between `min` and `max`. */
+  spawn: { script: string; min: number; max: number; targetWaitMs: number }[];
   /** `ep.route(prefix, service)` calls. */
   routes: { prefix: string; service: string }[];
   /** Whether `ep.route(fn)` was called. */
@@ -81,6 +89,8 @@ export interface Control {
 }
 
 const CONTROL_LUA = new URL("./control.lua", import.meta.url);
+/** `target_wait_ms` when a service scales its threads without one. */
+const DEFAULT_TARGET_WAIT_MS = 50;
 
 /** Options of {@linkcode loadControl}. */
 export interface LoadControlOptions {
@@ -118,6 +128,7 @@ export async function loadControl(
   const config: ControlConfig = {
     connect: [],
     services: [],
+    spawn: [],
     routes: [],
     routeFn: false,
     config: {},
@@ -131,7 +142,9 @@ export async function loadControl(
     },
     connect: (addr) => void config.connect.push(str(addr)),
     threads: (n) => void (config.threads = Number(n)),
-    service: (svc, file, inline, slots, timeout, hedge, hedgeMs) => {
+    // control.lua checked the options (threads bounds, a positive target; hedge, hedge_ms).
+    service: (svc, file, inline, slots, timeout, hedge, hedgeMs, tmin, tmax, target) => {
+      const min = Number(tmin) || 0;
       config.services.push({
         name: str(svc),
         file: str(file),
@@ -140,8 +153,21 @@ export async function loadControl(
         timeoutMs: Number(timeout) || 0,
         hedge: hedge === true,
         hedgeMs: Number(hedgeMs) || 0,
+        ...(min > 0
+          ? {
+            threads: { min, max: Number(tmax) },
+            targetWaitMs: Number(target) || DEFAULT_TARGET_WAIT_MS,
+          }
+          : {}),
       });
     },
+    spawn: (script, min, max, target) =>
+      void config.spawn.push({
+        script: str(script),
+        min: Number(min),
+        max: Number(max),
+        targetWaitMs: Number(target),
+      }),
     route: (prefix, svc) => void config.routes.push({ prefix: str(prefix), service: str(svc) }),
     route_fn: () => void (config.routeFn = true),
     token: (t) => void (config.token = str(t)),
@@ -284,24 +310,54 @@ export async function runScript(
     await control.runtime.close();
     return c.exitCode;
   }
+  const scriptReal = await Deno.realPath(scriptPath);
+  const dir = scriptReal.slice(0, scriptReal.lastIndexOf("/") + 1);
+  // A child of another ep process (ep.spawn) stops when its parent is gone.
+  const isChild = Deno.env.get(PARENT_ENV) !== undefined;
+  if (isChild) watchParent(() => exit!(0));
+  let children: Children[];
+  try {
+    children = spawnChildren(c, dir);
+  } catch (err) {
+    console.error(`ep: cannot run ${scriptPath}: ${(err as Error).message}`);
+    await control.runtime.close();
+    return 1;
+  }
   if (!c.listen && c.connect.length === 0) {
     if (c.services.length > 0) {
       console.error(`ep: ${scriptPath} declares services but neither ep.listen nor ep.connect`);
       await control.runtime.close();
       return 1;
     }
-    // A plain script: it ran; timers it started keep it alive until ep.exit. Their ep.call
-    // can reach upstreams (there is no balancer of its own to call through).
+    // A plain script: it ran; timers it started keep it alive until ep.exit (and the
+    // children it spawned, until a signal). Their ep.call can reach upstreams (there is no
+    // balancer of its own to call through).
     node = await startNode({ upstreams: c.upstreams });
+    for (const k of children) k.start();
+    const unlisten = children.length > 0 ? onStopSignals(() => exit!(0)) : () => {};
     control.startTimers();
     const code = await exited;
+    unlisten();
+    await Promise.all(children.map((k) => k.close()));
     await node.close();
     await control.runtime.close();
     return code;
   }
-  const scriptReal = await Deno.realPath(scriptPath);
-  const dir = scriptReal.slice(0, scriptReal.lastIndexOf("/") + 1);
-  const threads = c.threads ?? navigator.hardwareConcurrency;
+  // Services with `threads = { min =, max = }` scale the handler threads together: within
+  // the widest bounds, each service growing them up to its own max (autoscaler.ts).
+  const scaled = c.services.filter((s) => s.threads);
+  const scale: ThreadScale | undefined = scaled.length > 0
+    ? {
+      min: Math.max(...scaled.map((s) => s.threads!.min)),
+      max: Math.max(...scaled.map((s) => s.threads!.max)),
+      targetWaitMs: new Map(
+        scaled.map((s) => [s.name, { waitMs: s.targetWaitMs!, max: s.threads!.max }]),
+      ),
+    }
+    : undefined;
+  const threads = scale
+    ? Math.min(scale.max, Math.max(scale.min, c.threads ?? scale.min))
+    : c.threads ?? navigator.hardwareConcurrency;
   // Each service adds its slots (default: one per thread) to the jobs this process runs at
   // once; the pool spreads them over the threads.
   const totalSlots = c.services.reduce((n, s) => n + (s.slots || threads), 0);
@@ -324,13 +380,35 @@ export async function runScript(
   const hedge = new Map(
     c.services.filter((s) => s.hedge).map((s) => [s.name, s.hedgeMs > 0 ? s.hedgeMs : null]),
   );
+  // Each job's queue wait: to the children when this process is their balancer, and to the
+  // parent in the load reports when this process is a child.
+  const reportWaits = isChild ? new WaitWindow() : null;
+  const sinks: { observe(service: string, waitMs: number): void }[] = [
+    ...(c.listen ? children : []),
+    ...(reportWaits ? [reportWaits] : []),
+  ];
   let started: Node;
   try {
     started = await startNode({
       listen: c.listen,
       connect: c.connect.length > 0 ? c.connect : undefined,
       handlers: c.services.length > 0
-        ? { runtime: LUA_RUNTIME, options: moduleOptions, threads, concurrency, timeouts, hedge }
+        ? {
+          runtime: LUA_RUNTIME,
+          options: moduleOptions,
+          threads,
+          concurrency,
+          timeouts,
+          hedge,
+          scale,
+        }
+        : undefined,
+      waits: sinks.length > 0
+        ? {
+          observe: (service, waitMs) => {
+            for (const sink of sinks) sink.observe(service, waitMs);
+          },
+        }
         : undefined,
       token,
       prefetch: c.config.prefetch,
@@ -353,6 +431,8 @@ export async function runScript(
     return 1;
   }
   node = started;
+  for (const k of children) k.start();
+  const stopReports = reportWaits ? reportLoad(started, reportWaits) : () => {};
   control.startTimers();
   started.monitor?.setLuaCounters(() => handlerCounters);
   if (started.server) {
@@ -380,10 +460,40 @@ export async function runScript(
   for (const [s, h] of handlers) Deno.addSignalListener(s, h);
   const code = await exited;
   for (const [s, h] of handlers) Deno.removeSignalListener(s, h);
+  stopReports();
+  await Promise.all(children.map((k) => k.close()));
   if (started.worker) await started.drain();
   else await started.close();
   await control.runtime.close();
   return code;
+}
+
+/** The children of the script's `ep.spawn` calls, not started yet; throws for a missing script. */
+function spawnChildren(c: ControlConfig, dir: string): Children[] {
+  return c.spawn.map((s) => {
+    const script = new URL(s.script, `file://${dir}`).pathname;
+    try {
+      Deno.statSync(script);
+    } catch {
+      throw new Error(`ep.spawn: no script "${s.script}" (looked for ${script})`);
+    }
+    return new Children({
+      script,
+      min: s.min,
+      max: s.max,
+      targetWaitMs: s.targetWaitMs,
+      ownWaits: c.listen !== undefined,
+    });
+  });
+}
+
+/** Calls `stop` on SIGINT or SIGTERM; returns a function that stops listening. */
+function onStopSignals(stop: () => void): () => void {
+  const signals = ["SIGINT", "SIGTERM"] as const;
+  for (const s of signals) Deno.addSignalListener(s, stop);
+  return () => {
+    for (const s of signals) Deno.removeSignalListener(s, stop);
+  };
 }
 
 /** The lowest level the main thread logs `["ep"]` at, for the handler threads to match. */

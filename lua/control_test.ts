@@ -258,6 +258,30 @@ ep.service("e", "e.lua")
   });
 });
 
+Deno.test("ep.service { threads = { min =, max = }, target_wait_ms = } and ep.spawn record what scales, with defaults", async () => {
+  const script = `
+ep.listen { port = 0 }
+ep.service("a", function() return "a" end, { threads = { min = 1, max = 8 }, target_wait_ms = 20 })
+ep.service("b", function() return "b" end, { threads = { min = 2, max = 4 } })
+ep.service("c", function() return "c" end)
+ep.spawn { script = "worker.lua", max = 4 }
+ep.spawn { script = "other.lua", min = 2, max = 3, target_wait_ms = 7.5 }
+`;
+  await withScript(script, {}, (control) => {
+    const c = control.config;
+    assert.deepEqual(c.services.map((s) => [s.name, s.threads, s.targetWaitMs]), [
+      ["a", { min: 1, max: 8 }, 20],
+      ["b", { min: 2, max: 4 }, 50],
+      ["c", undefined, undefined],
+    ]);
+    assert.deepEqual(c.spawn, [
+      { script: "worker.lua", min: 1, max: 4, targetWaitMs: 50 },
+      { script: "other.lua", min: 2, max: 3, targetWaitMs: 7.5 },
+    ]);
+    return Promise.resolve();
+  });
+});
+
 Deno.test("ep.service refuses a hedge that is not a boolean, a hedge_ms that is not an integer from 1 to 4294967294, and hedge_ms with hedge = false", async () => {
   const cases: [string, RegExp][] = [
     [
@@ -286,4 +310,53 @@ Deno.test("ep.service refuses a hedge that is not a boolean, a hedge_ms that is 
     ],
   ];
   for (const [source, re] of cases) assert.match(await loadError(source), re, source);
+});
+
+Deno.test("ep.service threads and target_wait_ms, and ep.spawn, refuse bad values with a Lua error naming the argument and the value", async () => {
+  const f = `function() end`;
+  const cases: [string, string][] = [
+    [
+      `ep.service("a", ${f}, { threads = { min = 3, max = 2 } })`,
+      "main.lua:1: bad argument #3 to 'ep.service' (threads = { min =, max = } expected with integers 1 <= min <= max <= 1024, got min = 3, max = 2)",
+    ],
+    [
+      `ep.service("a", ${f}, { threads = 4 })`,
+      "main.lua:1: bad argument #3 to 'ep.service' (threads = { min =, max = } expected with integers 1 <= min <= max <= 1024, got number)",
+    ],
+    [
+      `ep.service("a", ${f}, { threads = { min = 0.5, max = 2 } })`,
+      "main.lua:1: bad argument #3 to 'ep.service' (threads = { min =, max = } expected with integers 1 <= min <= max <= 1024, got min = 0.5, max = 2)",
+    ],
+    [
+      `ep.service("a", ${f}, { target_wait_ms = 20 })`,
+      "main.lua:1: bad argument #3 to 'ep.service' (target_wait_ms needs threads = { min =, max = })",
+    ],
+    [
+      `ep.service("a", ${f}, { threads = { min = 1, max = 2 }, target_wait_ms = -1 })`,
+      "main.lua:1: bad argument #3 to 'ep.service' (target_wait_ms expected as a positive number of ms, got -1)",
+    ],
+    [
+      `ep.spawn("worker.lua")`,
+      "main.lua:1: bad argument #1 to 'ep.spawn' (table expected, got string)",
+    ],
+    [
+      `ep.spawn { script = "w.lua", max = 2, maxx = 3 }`,
+      "main.lua:1: bad argument #1 to 'ep.spawn' (unknown option 'maxx')",
+    ],
+    [
+      `ep.spawn { max = 2 }`,
+      "main.lua:1: bad argument #1 to 'ep.spawn' (script = file name expected, got nil)",
+    ],
+    [
+      `ep.spawn { script = "w.lua" }`,
+      "main.lua:1: bad argument #1 to 'ep.spawn' (min and max expected as integers 1 <= min <= max <= 256, got min = 1, max = nil)",
+    ],
+    [
+      `ep.spawn { script = "w.lua", max = 2, target_wait_ms = "soon" }`,
+      "main.lua:1: bad argument #1 to 'ep.spawn' (target_wait_ms expected as a positive number of ms, got string)",
+    ],
+  ];
+  for (const [source, expected] of cases) {
+    assert.equal(await loadError(source), expected, source);
+  }
 });

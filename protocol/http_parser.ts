@@ -3,26 +3,22 @@
  * bytes that reports to an injected {@linkcode HttpSink}. It never touches a socket, a timer
  * or the clock; the connection layer owns those and the order of pipelined answers.
  *
- * How it reads:
- * - The head is read line by line. A line found whole in one chunk is parsed in place
- *   (a view, no copy); a line cut by a chunk boundary is copied once into a line buffer
- *   that grows up to the limit, and scanning resumes where it stopped. Each finished line
- *   is checked with byte tables and only then are its fields turned into strings, so
- *   nothing is re-scanned and leftovers are never concatenated.
- * - Strings: the complete head lines found in a chunk are decoded with one `TextDecoder`
- *   call and, when they are all ASCII, every method, target, name and value is a slice
- *   of that string (one native call per head instead of one per field); otherwise, and
- *   for lines that crossed a chunk boundary, each field is decoded on its own.
- * - A `Content-Length` body is copied once into a buffer of exactly that size; a chunked
- *   body into a buffer that grows (doubling), bounded by `maxBodyBytes`.
+ * How it reads: what requests share with responses (reading CRLF lines out of chunks with
+ * one `TextDecoder` call per head, field lines and the header section's limits, bodies by
+ * length or chunked with extensions and trailers) is the framer's, `_http_framing.ts`,
+ * whose module documentation says how and which grammar it holds. This file adds the
+ * request line, what the request's fields mean and the choice of framing:
+ * - A `Content-Length` body is copied once into a buffer of exactly that size (never a
+ *   view of the caller's chunk: the receiver owns it); a chunked body into a buffer that
+ *   grows (doubling), bounded by `maxBodyBytes`.
  * - Running out of bytes is a normal return. Malformed input or a crossed limit emits one
  *   `error` (an {@linkcode HttpError}, always with `close: true`: framing is lost) and the
  *   parser ignores every later byte.
  *
  * Choices made where RFC 9112/9110 leave latitude (all refusals close the connection):
  * - Only CRLF ends a line: a bare LF or bare CR anywhere in the head, chunk lines or
- *   trailers is 400. Up to `maxEmptyLines` empty lines (CRLF) before a request line are
- *   skipped (RFC 9112 §2.2); more is 400.
+ *   trailers is 400 (as the framer reads). Up to `maxEmptyLines` empty lines (CRLF) before
+ *   a request line are skipped (RFC 9112 §2.2); more is 400.
  * - Versions: `HTTP/1.0` and `HTTP/1.1` only. Another well-formed `HTTP/<digits>[.<digits>]`
  *   (`HTTP/2.0`, `HTTP/1.2`, `HTTP/2`) is 505; anything else is 400. The name is
  *   case-sensitive (`http/1.1` is 400).
@@ -31,8 +27,10 @@
  *   userinfo, and its authority replaces the `Host` header as `host` (a `Host` header is
  *   still required for HTTP/1.1). Asterisk-form only for `OPTIONS`. `CONNECT` is refused
  *   with 501 (authority-form) or 400 (any other form).
- * - Field values are decoded as byte strings (Latin-1, lossless), names lower-cased,
- *   values trimmed of SP/HTAB, order and duplicates kept. Obs-fold is 400.
+ * - Field lines follow the framer's grammar: values are byte strings (Latin-1, lossless),
+ *   names lower-cased, values trimmed of SP/HTAB, order and duplicates kept. Obs-fold,
+ *   whitespace before the colon and an empty name are 400; over `maxHeaderCount` fields
+ *   or `maxHeaderBytes` bytes is 431.
  * - `Content-Length`: exactly one field with one `1*DIGIT` value; a repeated field or a
  *   list (`5, 5`), even with identical values, is 400. Over `maxBodyBytes` is 413 as soon
  *   as the field line is read.
@@ -41,12 +39,11 @@
  *   tokens, `identity` alone, or any coding without a final `chunked` is 400. Other valid
  *   codings before a final `chunked` (`gzip, chunked`) are 501 (not implemented). With
  *   `Content-Length`, or in an HTTP/1.0 request, it is 400.
- * - Chunked: 1–16 hex digits, no sign or whitespace; BWS is allowed only before `;`.
- *   Extensions are checked against the grammar (`;name[=token|"quoted"]`) and their bytes
- *   (everything after the digits, summed over the message) are bounded by
- *   `maxChunkExtBytes` (413). Trailers follow the header rules and limits (their own
- *   count and byte budget); they are kept apart in `trailers`, never merged into
- *   `headers`.
+ * - Chunked, as the framer reads it: 1–16 hex digits, no sign or whitespace; BWS only
+ *   before `;`. Extensions are checked against the grammar (`;name[=token|"quoted"]`) and
+ *   their bytes, summed over the message, are bounded by `maxChunkExtBytes` (413).
+ *   Trailers follow the header rules and limits (their own count and byte budget); they
+ *   are kept apart in `trailers`, never merged into `headers`.
  * - `Connection` is a case-insensitive token list; `close` wins over `keep-alive`. After a
  *   request that does not keep the connection alive the parser stops (bytes that follow
  *   are ignored, {@linkcode HttpRequestParser.ended} turns true), as RFC 9112 §9.6 asks.
@@ -58,23 +55,24 @@
  *   or empty; anything else is 400 (RFC 9112 §3.2). An absolute-form target's authority
  *   follows the same rule (and may not be empty).
  *
- * Why one file of this size: the request line, fields, body and chunked states are one
- * state machine sharing one line buffer and limit budget; about a third is the grammar and
- * the choices above, written down.
+ * Why one file of this size: half of it is the request line's grammar and the choices
+ * above, written down.
  *
  * @module
  */
 import { HttpError } from "./errors.ts";
+import { HOST, isHost, TARGET, TOKEN } from "./_http_chars.ts";
 import {
-  chunkExtensions,
-  FIELD_VALUE,
-  HEX,
-  HOST,
-  isHost,
-  latin1,
-  TARGET,
-  TOKEN,
-} from "./_http_chars.ts";
+  CHUNKED,
+  CONNECTION_CLOSE,
+  CONNECTION_KEEP_ALIVE,
+  connectionOptions,
+  EMPTY_BYTES,
+  type FramerOwner,
+  HttpFramer,
+  limitsWith,
+  listElements,
+} from "./_http_framing.ts";
 
 /** Limits the parser enforces. Every limit is checked before the bytes are buffered. */
 export interface HttpLimits {
@@ -163,69 +161,10 @@ export interface HttpSink {
   error(err: HttpError): void;
 }
 
-const CR = 0x0d;
-const LF = 0x0a;
 const SP = 0x20;
-const HTAB = 0x09;
 const COLON = 0x3a;
 const SLASH = 0x2f;
 const QMARK = 0x3f;
-
-// States. Line states read up to a CRLF; the others count bytes.
-const S_REQUEST_LINE = 0;
-const S_HEADER = 1;
-const S_CHUNK_SIZE = 2;
-const S_TRAILER = 3;
-const S_BODY = 4;
-const S_CHUNK_DATA = 5;
-const S_CHUNK_CR = 6;
-const S_CHUNK_LF = 7;
-const S_ENDED = 8;
-const S_FAILED = 9;
-
-/** Hex digits allowed in a chunk size (16 covers any size below 2^64). */
-const MAX_CHUNK_DIGITS = 16;
-
-const EMPTY_BODY = new Uint8Array(0);
-const UTF8 = new TextDecoder();
-
-/**
- * The index of the first LF at or after `from`, or -1. Head lines are short: a plain loop
- * beats the native `indexOf` (a call into C++) on them; long lines go native.
- */
-function indexOfLF(b: Uint8Array, from: number): number {
-  const near = Math.min(b.length, from + 128);
-  for (let i = from; i < near; i++) if (b[i] === LF) return i;
-  return near === b.length ? -1 : b.indexOf(LF, near);
-}
-
-function isWs(b: number): boolean {
-  return b === SP || b === HTAB;
-}
-
-function checkLimit(name: string, v: number): void {
-  if (!Number.isSafeInteger(v) || v < 0) {
-    throw new RangeError(`Invalid HTTP limit ${name}: "${v}"`);
-  }
-}
-
-/**
- * Splits a comma-separated field value into lower-cased elements trimmed of OWS (SP and
- * HTAB only: `String.prototype.trim` would also drop U+00A0 and let `chunked\xa0` pass).
- * Empty elements are kept as `""` so that callers can refuse them.
- */
-function listElements(value: string): string[] {
-  const parts = value.split(",");
-  for (let i = 0; i < parts.length; i++) {
-    const p = parts[i];
-    let s = 0;
-    let e = p.length;
-    while (s < e && isWs(p.charCodeAt(s))) s++;
-    while (e > s && isWs(p.charCodeAt(e - 1))) e--;
-    parts[i] = p.slice(s, e).toLowerCase();
-  }
-  return parts;
-}
 
 function isToken(s: string): boolean {
   if (s.length === 0) return false;
@@ -258,54 +197,8 @@ function isToken(s: string): boolean {
  * ```
  */
 export class HttpRequestParser {
-  readonly #sink: HttpSink;
-  readonly #limits: HttpLimits;
-  #state = S_REQUEST_LINE;
-
-  // The line being read when a chunk ended inside it.
-  #line: Uint8Array = EMPTY_BODY;
-  #pending = 0;
-
-  // The complete head lines of the current chunk, decoded at once: fields are then
-  // slices of it (when it is all ASCII, so that byte offsets are string offsets). The LF
-  // positions found on the way are kept so that lines are not searched twice. Valid during
-  // one push only (the caller may reuse its buffer).
-  #win = "";
-  #winAscii = false;
-  #winBuf: Uint8Array | null = null;
-  #winStart = 0;
-  #winEnd = 0;
-  #lfs = new Int32Array(128);
-  #lfCount = 0;
-  #lfNext = 0;
-
-  // Head of the current request.
-  #emptyLines = 0;
-  #method = "";
-  #target = "";
-  #path = "";
-  #query = "";
-  #version: "1.0" | "1.1" = "1.1";
-  #authority: string | null = null; // from an absolute-form target
-  #headers: [string, string][] = [];
-  #headerBytes = 0;
-  #host: string | null = null;
-  #hostCount = 0;
-  #contentLength: number | null = null;
-  #te: string | null = null;
-  #connClose = false;
-  #connKeepAlive = false;
-  #expect: string | null = null;
-
-  // Body of the current request.
-  #req: HttpRequest | null = null;
-  #body: Uint8Array = EMPTY_BODY;
-  #bodyLen = 0;
-  #remaining = 0;
-  #extBytes = 0;
-  #trailers: [string, string][] | null = null;
-  #trailerBytes = 0;
-  #trailerCount = 0;
+  readonly #reader: RequestReader;
+  readonly #framer: HttpFramer;
 
   /**
    * Creates a parser reporting to `sink`. Limits not given take their
@@ -313,18 +206,8 @@ export class HttpRequestParser {
    * integer throws a `RangeError`.
    */
   constructor(sink: HttpSink, limits?: Partial<HttpLimits>) {
-    this.#sink = sink;
-    const l: HttpLimits = { ...DEFAULT_HTTP_LIMITS };
-    if (limits) {
-      for (const k of Object.keys(DEFAULT_HTTP_LIMITS) as (keyof HttpLimits)[]) {
-        const v = limits[k];
-        if (v !== undefined) {
-          checkLimit(k, v);
-          l[k] = v;
-        }
-      }
-    }
-    this.#limits = l;
+    this.#reader = new RequestReader(sink, limitsWith(DEFAULT_HTTP_LIMITS, limits, "HTTP limit"));
+    this.#framer = this.#reader.framer;
   }
 
   /**
@@ -333,14 +216,13 @@ export class HttpRequestParser {
    * has ended or failed.
    */
   get idle(): boolean {
-    const s = this.#state;
-    if (s === S_ENDED || s === S_FAILED) return true;
-    return s === S_REQUEST_LINE && this.#pending === 0 && this.#emptyLines === 0;
+    const f = this.#framer;
+    return (f.atBoundary && this.#reader.emptyLines === 0) || f.ended || f.failed;
   }
 
   /** True after an `error` was emitted; later bytes are ignored. */
   get failed(): boolean {
-    return this.#state === S_FAILED;
+    return this.#framer.failed;
   }
 
   /**
@@ -348,7 +230,7 @@ export class HttpRequestParser {
    * later bytes are ignored.
    */
   get ended(): boolean {
-    return this.#state === S_ENDED;
+    return this.#framer.ended;
   }
 
   /**
@@ -356,7 +238,7 @@ export class HttpRequestParser {
    * received so far. Bounded by the line limits plus `maxBodyBytes`.
    */
   get buffered(): number {
-    return this.#pending + this.#bodyLen;
+    return this.#framer.buffered;
   }
 
   /**
@@ -364,236 +246,72 @@ export class HttpRequestParser {
    * copied. Emits zero or more events; never throws for malformed or partial input.
    */
   push(chunk: Uint8Array): void {
+    const f = this.#framer;
     try {
-      this.#consume(chunk);
+      let pos = 0;
+      while (pos < chunk.length) pos = f.read(chunk, pos);
     } finally {
-      this.#winBuf = null; // never trust a window across pushes (buffers get reused)
-      this.#win = "";
-      this.#lfCount = 0;
+      f.release(); // never trust a decoded window across pushes (buffers get reused)
     }
   }
+}
 
-  #consume(chunk: Uint8Array): void {
-    const len = chunk.length;
-    let pos = 0;
-    while (pos < len) {
-      switch (this.#state) {
-        case S_REQUEST_LINE:
-        case S_HEADER:
-        case S_CHUNK_SIZE:
-        case S_TRAILER:
-          pos = this.#readLine(chunk, pos);
-          break;
-        case S_BODY: {
-          const n = Math.min(this.#remaining, len - pos);
-          this.#body.set(chunk.subarray(pos, pos + n), this.#bodyLen);
-          this.#bodyLen += n;
-          this.#remaining -= n;
-          pos += n;
-          if (this.#remaining === 0) this.#finish();
-          break;
-        }
-        case S_CHUNK_DATA: {
-          const n = Math.min(this.#remaining, len - pos);
-          this.#body.set(chunk.subarray(pos, pos + n), this.#bodyLen);
-          this.#bodyLen += n;
-          this.#remaining -= n;
-          pos += n;
-          if (this.#remaining === 0) this.#state = S_CHUNK_CR;
-          break;
-        }
-        case S_CHUNK_CR:
-          if (chunk[pos] !== CR) return this.#fail(400, "Chunk data not followed by CRLF");
-          this.#state = S_CHUNK_LF;
-          pos++;
-          break;
-        case S_CHUNK_LF:
-          if (chunk[pos] !== LF) return this.#fail(400, "Chunk data not followed by CRLF");
-          this.#state = S_CHUNK_SIZE;
-          pos++;
-          break;
-        default: // ended or failed: ignore
-          return;
-      }
-    }
-  }
+/**
+ * What the framer reads, read as requests: the request line, what the fields mean, the
+ * choice of framing, and the events. The machinery behind {@linkcode HttpRequestParser}
+ * (which keeps these methods, called by the framer, out of the public API).
+ */
+class RequestReader implements FramerOwner {
+  readonly framer: HttpFramer;
+  readonly #sink: HttpSink;
+  readonly #limits: HttpLimits;
 
-  // --- lines ------------------------------------------------------------------------
+  // Head of the current request.
+  /** Empty lines read before the request line (`idle` is false after one). */
+  emptyLines = 0;
+  #method = "";
+  #target = "";
+  #path = "";
+  #query = "";
+  #version: "1.0" | "1.1" = "1.1";
+  #authority: string | null = null; // from an absolute-form target
+  #host: string | null = null;
+  #hostCount = 0;
+  #contentLength: number | null = null;
+  #te: string | null = null;
+  #connClose = false;
+  #connKeepAlive = false;
+  #expect: string | null = null;
+  #req: HttpRequest | null = null;
 
-  /** The most bytes (CRLF included) the current line may take, and the status if over. */
-  #lineLimit(): number {
-    const l = this.#limits;
-    switch (this.#state) {
-      case S_REQUEST_LINE:
-        return l.maxRequestLine;
-      case S_HEADER:
-        return l.maxHeaderBytes - this.#headerBytes;
-      case S_CHUNK_SIZE:
-        return MAX_CHUNK_DIGITS + 2 + l.maxChunkExtBytes - this.#extBytes;
-      default:
-        return l.maxHeaderBytes - this.#trailerBytes;
-    }
-  }
-
-  #lineTooLong(): void {
-    const l = this.#limits;
-    switch (this.#state) {
-      case S_REQUEST_LINE:
-        return this.#fail(414, `Request line exceeds ${l.maxRequestLine} bytes`);
-      case S_HEADER:
-        return this.#fail(431, `Header section exceeds ${l.maxHeaderBytes} bytes`);
-      case S_CHUNK_SIZE:
-        return this.#fail(413, `Chunk extensions exceed ${l.maxChunkExtBytes} bytes`);
-      default:
-        return this.#fail(431, `Trailer section exceeds ${l.maxHeaderBytes} bytes`);
-    }
-  }
-
-  /** Reads (part of) a line from `chunk` at `pos`; returns the position after it. */
-  #readLine(chunk: Uint8Array, pos: number): number {
-    let lf: number;
-    if (chunk === this.#winBuf && this.#lfNext < this.#lfCount) {
-      // Every LF after the window's first line was recorded, in order.
-      const lfs = this.#lfs;
-      let k = this.#lfNext;
-      while (k < this.#lfCount && lfs[k] < pos) k++;
-      this.#lfNext = k;
-      lf = k < this.#lfCount ? lfs[k] : indexOfLF(chunk, pos);
-    } else lf = indexOfLF(chunk, pos);
-    const end = lf === -1 ? chunk.length : lf;
-    const size = this.#pending + (end - pos) + 1; // the line with its LF, at the least
-    if (size > this.#lineLimit()) {
-      this.#lineTooLong();
-      return chunk.length;
-    }
-    if (lf === -1) {
-      this.#keep(chunk, pos, end);
-      return chunk.length;
-    }
-    let buf = chunk;
-    let start = pos;
-    let stop = end;
-    if (this.#pending === 0) {
-      if (
-        lf > pos + 1 && this.#state !== S_CHUNK_SIZE &&
-        (chunk !== this.#winBuf || lf >= this.#winEnd)
-      ) this.#decodeHead(chunk, pos, lf);
-    } else {
-      this.#keep(chunk, pos, end);
-      buf = this.#line;
-      start = 0;
-      stop = this.#pending;
-      this.#pending = 0;
-    }
-    if (stop === start || buf[stop - 1] !== CR) {
-      this.#fail(400, "Line ends with a bare LF");
-      return chunk.length;
-    }
-    this.#onLine(buf, start, stop - 1, size);
-    return lf + 1;
-  }
-
-  /** Appends `chunk[from, to)` to the partial line buffer (grows by doubling, bounded). */
-  #keep(chunk: Uint8Array, from: number, to: number): void {
-    const need = this.#pending + (to - from);
-    if (need > this.#line.length) {
-      const l = this.#limits;
-      const max = Math.max(
-        l.maxRequestLine,
-        l.maxHeaderBytes,
-        MAX_CHUNK_DIGITS + 2 + l.maxChunkExtBytes,
-      );
-      const grown = new Uint8Array(Math.min(max, Math.max(need, 256, this.#line.length * 2)));
-      grown.set(this.#line.subarray(0, this.#pending));
-      this.#line = grown;
-    }
-    this.#line.set(chunk.subarray(from, to), this.#pending);
-    this.#pending = need;
-  }
-
-  /**
-   * Finds the complete head lines of `chunk` after the line `[pos, lf]` (up to the empty
-   * line, the head limits, 128 lines or the chunk's end), records their LFs, and decodes
-   * them all with one `TextDecoder` call.
-   */
-  #decodeHead(chunk: Uint8Array, pos: number, lf: number): void {
-    const l = this.#limits;
-    const stop = Math.min(chunk.length, pos + l.maxRequestLine + l.maxHeaderBytes);
-    const lfs = this.#lfs;
-    let n = 0;
-    let end = lf + 1;
-    while (end < stop && n < lfs.length) {
-      const next = indexOfLF(chunk, end);
-      if (next === -1 || next >= stop) break;
-      lfs[n++] = next;
-      const empty = next === end + 1 && chunk[end] === CR;
-      end = next + 1;
-      if (empty) break;
-    }
-    this.#lfCount = n;
-    this.#lfNext = 0;
-    const text = UTF8.decode(chunk.subarray(pos, end));
-    // One char per byte and no replacement char: every byte was ASCII.
-    this.#winAscii = text.length === end - pos && text.indexOf("\ufffd") === -1;
-    this.#win = text;
-    this.#winBuf = chunk;
-    this.#winStart = pos;
-    this.#winEnd = end;
-  }
-
-  /** The string of the validated bytes `buf[start, end)`: a slice of the window if it can. */
-  #str(buf: Uint8Array, start: number, end: number): string {
-    if (
-      buf === this.#winBuf && this.#winAscii && start >= this.#winStart && end <= this.#winEnd
-    ) {
-      return this.#win.slice(start - this.#winStart, end - this.#winStart);
-    }
-    return latin1(buf, start, end);
-  }
-
-  /** A complete line `buf[start, end)` (CRLF excluded) of `size` bytes (CRLF included). */
-  #onLine(buf: Uint8Array, start: number, end: number, size: number): void {
-    switch (this.#state) {
-      case S_REQUEST_LINE:
-        if (start === end) {
-          if (++this.#emptyLines > this.#limits.maxEmptyLines) {
-            this.#fail(400, "Too many empty lines before the request line");
-          }
-          return;
-        }
-        if (this.#requestLine(buf, start, end)) this.#state = S_HEADER;
-        return;
-      case S_HEADER:
-        this.#headerBytes += size;
-        if (start === end) return this.#endHead();
-        if (this.#headers.length >= this.#limits.maxHeaderCount) {
-          return this.#fail(431, `More than ${this.#limits.maxHeaderCount} header fields`);
-        }
-        return this.#headerLine(buf, start, end);
-      case S_CHUNK_SIZE:
-        return this.#chunkSize(buf, start, end);
-      default: { // S_TRAILER
-        this.#trailerBytes += size;
-        if (start === end) return this.#finish();
-        if (++this.#trailerCount > this.#limits.maxHeaderCount) {
-          return this.#fail(431, `More than ${this.#limits.maxHeaderCount} trailer fields`);
-        }
-        const f = this.#field(buf, start, end);
-        if (f !== null) (this.#trailers ??= []).push(f);
-      }
-    }
+  constructor(sink: HttpSink, limits: HttpLimits) {
+    this.#sink = sink;
+    this.#limits = limits;
+    this.framer = new HttpFramer(this, {
+      limits: { ...limits, maxStartLine: limits.maxRequestLine },
+      startLine: "Request line",
+      body: "Request body",
+      viewBody: false,
+    });
   }
 
   // --- request line -----------------------------------------------------------------
 
-  #requestLine(buf: Uint8Array, start: number, end: number): boolean {
+  /** A start line: an empty line to skip, or `method SP target SP version`. */
+  startLine(buf: Uint8Array, start: number, end: number): boolean {
+    if (start === end) {
+      if (++this.emptyLines > this.#limits.maxEmptyLines) {
+        this.#fail(400, "Too many empty lines before the request line");
+      }
+      return false;
+    }
     let i = start;
     while (i < end && TOKEN[buf[i]] !== 0) i++;
     if (i === start || i === end || buf[i] !== SP) {
       this.#fail(400, "Malformed request line: invalid method");
       return false;
     }
-    const method = this.#str(buf, start, i);
+    const method = this.framer.str(buf, start, i);
     const ts = ++i;
     while (i < end && TARGET[buf[i]] !== 0) i++;
     const te = i;
@@ -636,7 +354,7 @@ export class HttpRequestParser {
   }
 
   #requestTarget(method: string, buf: Uint8Array, ts: number, te: number): boolean {
-    const target = this.#str(buf, ts, te);
+    const target = this.framer.str(buf, ts, te);
     this.#target = target;
     const first = buf[ts];
     if (method === "CONNECT") {
@@ -705,45 +423,8 @@ export class HttpRequestParser {
 
   // --- fields -----------------------------------------------------------------------
 
-  /** Parses `name: OWS value OWS`; returns the lower-cased name and trimmed value. */
-  #field(buf: Uint8Array, start: number, end: number): [string, string] | null {
-    const b0 = buf[start];
-    if (isWs(b0)) {
-      this.#fail(400, "Obsolete line folding or leading whitespace in a field line");
-      return null;
-    }
-    let i = start;
-    let upper = 0;
-    for (let t = 0; i < end && (t = TOKEN[buf[i]]) !== 0; i++) upper |= t;
-    if (i === end || buf[i] !== COLON) {
-      if (i > start && i < end && isWs(buf[i])) {
-        this.#fail(400, "Whitespace between a field name and the colon");
-      } else this.#fail(400, "Invalid field name");
-      return null;
-    }
-    if (i === start) {
-      this.#fail(400, "Empty field name");
-      return null;
-    }
-    let vs = i + 1;
-    while (vs < end && isWs(buf[vs])) vs++;
-    let ve = end;
-    while (ve > vs && isWs(buf[ve - 1])) ve--;
-    for (let j = vs; j < ve; j++) {
-      if (FIELD_VALUE[buf[j]] === 0) {
-        this.#fail(400, "Invalid character in a field value");
-        return null;
-      }
-    }
-    const raw = this.#str(buf, start, i);
-    return [upper & 2 ? raw.toLowerCase() : raw, this.#str(buf, vs, ve)];
-  }
-
-  #headerLine(buf: Uint8Array, start: number, end: number): void {
-    const f = this.#field(buf, start, end);
-    if (f === null) return;
-    this.#headers.push(f);
-    const [name, value] = f;
+  /** What a header field means to the request (the framer has checked and kept it). */
+  field(name: string, value: string): void {
     switch (name) {
       case "host": {
         if (++this.#hostCount > 1) return this.#fail(400, "Multiple Host fields");
@@ -752,17 +433,8 @@ export class HttpRequestParser {
         return;
       }
       case "content-length": {
-        if (this.#contentLength !== null) {
-          return this.#fail(400, "Multiple Content-Length values");
-        }
-        let n = 0;
-        for (let k = 0; k < value.length; k++) {
-          const c = value.charCodeAt(k) - 0x30;
-          if (c < 0 || c > 9) return this.#fail(400, "Invalid Content-Length");
-          n = n * 10 + c;
-        }
-        if (value.length === 0) return this.#fail(400, "Invalid Content-Length");
-        if (n > Number.MAX_SAFE_INTEGER) return this.#fail(400, "Content-Length too large");
+        const n = this.framer.contentLength(value, this.#contentLength !== null);
+        if (n < 0) return;
         if (n > this.#limits.maxBodyBytes) {
           return this.#fail(413, `Request body exceeds ${this.#limits.maxBodyBytes} bytes`);
         }
@@ -773,15 +445,9 @@ export class HttpRequestParser {
         this.#te = this.#te === null ? value : `${this.#te},${value}`;
         return;
       case "connection": {
-        const v = value.length <= 10 ? value.toLowerCase() : ""; // the common single tokens
-        if (v === "keep-alive") this.#connKeepAlive = true;
-        else if (v === "close") this.#connClose = true;
-        else {
-          for (const t of listElements(value)) {
-            if (t === "close") this.#connClose = true;
-            else if (t === "keep-alive") this.#connKeepAlive = true;
-          }
-        }
+        const o = connectionOptions(value);
+        if (o & CONNECTION_CLOSE) this.#connClose = true;
+        if (o & CONNECTION_KEEP_ALIVE) this.#connKeepAlive = true;
         return;
       }
       case "expect":
@@ -789,8 +455,8 @@ export class HttpRequestParser {
     }
   }
 
-  /** The empty line after the header section: decide the framing, emit `head`. */
-  #endHead(): void {
+  /** The end of the header section: decide the framing, emit `head`. */
+  headEnd(): void {
     const v11 = this.#version === "1.1";
     if (v11 && this.#hostCount === 0) return this.#fail(400, "Missing Host field");
     let chunked = false;
@@ -830,82 +496,34 @@ export class HttpRequestParser {
       path: this.#path,
       query: this.#query,
       version: this.#version,
-      headers: this.#headers,
+      headers: this.framer.headers,
       keepAlive,
       expectContinue,
       contentLength: this.#contentLength,
       chunked,
       host: this.#authority ?? this.#host,
-      body: EMPTY_BODY,
+      body: EMPTY_BYTES,
       trailers: [],
     };
     this.#req = req;
-    const cl = this.#contentLength;
-    if (chunked) {
-      this.#state = S_CHUNK_SIZE;
-      this.#body = EMPTY_BODY;
-    } else if (cl !== null && cl > 0) {
-      this.#state = S_BODY;
-      this.#body = new Uint8Array(cl);
-      this.#remaining = cl;
-    }
+    this.framer.frame(chunked ? CHUNKED : this.#contentLength ?? 0, keepAlive);
     this.#sink.head(req);
-    if (!chunked && (cl === null || cl === 0)) this.#finish();
-  }
-
-  // --- chunked ----------------------------------------------------------------------
-
-  /** `chunk-size [ chunk-ext ]` (RFC 9112 §7.1). */
-  #chunkSize(buf: Uint8Array, start: number, end: number): void {
-    let i = start;
-    let size = 0;
-    for (let h = 0; i < end && (h = HEX[buf[i]]) >= 0; i++) size = size * 16 + h;
-    const digits = i - start;
-    if (digits === 0 || digits > MAX_CHUNK_DIGITS) return this.#fail(400, "Invalid chunk size");
-    const max = this.#limits.maxBodyBytes;
-    if (size > max - this.#bodyLen) {
-      return this.#fail(413, `Request body exceeds ${max} bytes`);
-    }
-    if (i < end) {
-      if (!chunkExtensions(buf, i, end)) return this.#fail(400, "Invalid chunk extension");
-      this.#extBytes += end - i;
-      if (this.#extBytes > this.#limits.maxChunkExtBytes) {
-        return this.#fail(413, `Chunk extensions exceed ${this.#limits.maxChunkExtBytes} bytes`);
-      }
-    }
-    if (size === 0) {
-      this.#state = S_TRAILER;
-      return;
-    }
-    const need = this.#bodyLen + size;
-    if (need > this.#body.length) {
-      const grown = new Uint8Array(Math.min(max, Math.max(need, this.#body.length * 2, 1024)));
-      grown.set(this.#body.subarray(0, this.#bodyLen));
-      this.#body = grown;
-    }
-    this.#remaining = size;
-    this.#state = S_CHUNK_DATA;
   }
 
   // --- end of a request -------------------------------------------------------------
 
-  #finish(): void {
+  /** A request is complete. */
+  message(body: Uint8Array, trailers: [string, string][] | null): void {
     const req = this.#req as HttpRequest;
-    const len = this.#bodyLen;
-    if (len > 0) {
-      req.body = len === this.#body.length ? this.#body : this.#body.subarray(0, len);
-    }
-    if (this.#trailers !== null) req.trailers = this.#trailers;
+    req.body = body;
+    if (trailers !== null) req.trailers = trailers;
     this.#reset();
-    this.#state = req.keepAlive ? S_REQUEST_LINE : S_ENDED;
     this.#sink.request(req);
   }
 
   #reset(): void {
-    this.#emptyLines = 0;
+    this.emptyLines = 0;
     this.#authority = null;
-    this.#headers = [];
-    this.#headerBytes = 0;
     this.#host = null;
     this.#hostCount = 0;
     this.#contentLength = null;
@@ -914,20 +532,15 @@ export class HttpRequestParser {
     this.#connKeepAlive = false;
     this.#expect = null;
     this.#req = null;
-    this.#body = EMPTY_BODY;
-    this.#bodyLen = 0;
-    this.#remaining = 0;
-    this.#extBytes = 0;
-    this.#trailers = null;
-    this.#trailerBytes = 0;
-    this.#trailerCount = 0;
   }
 
   #fail(status: number, message: string): void {
+    this.framer.fail(status, message); // calls error
+  }
+
+  /** The framer failed: framing is lost, the connection must close. */
+  error(status: number, message: string): void {
     this.#reset();
-    this.#pending = 0;
-    this.#line = EMPTY_BODY;
-    this.#state = S_FAILED;
     this.#sink.error(new HttpError(status, message, { close: true }));
   }
 }

@@ -9,12 +9,11 @@
  * for each request written (it needs the method: a response to `HEAD` has no body), then
  * push the bytes that come back. Bytes of a response nobody asked for are an error.
  *
- * How it reads:
- * - The head is read line by line, like the request parser: a line found whole in one
- *   chunk is parsed in place; a line cut by a chunk boundary is copied once into a line
- *   buffer bounded by the limits. The complete head lines of a chunk are decoded with one
- *   `TextDecoder` call and, when they are all ASCII, every string is a slice of it;
- *   otherwise each field is decoded on its own as a byte string (Latin-1).
+ * How it reads: what responses share with requests (reading CRLF lines out of chunks with
+ * one `TextDecoder` call per head, field lines and the header section's limits, bodies by
+ * length, chunked or to the close) is the framer's, `_http_framing.ts`, as for the request
+ * parser; its module documentation says how and which grammar it holds. This file adds
+ * the status line, the matching of responses to requests and the choice of framing:
  * - A body found whole in one chunk is handed over as a view of that chunk (valid until
  *   the next push: copy it to keep it); a body cut by chunk boundaries, a chunked body and
  *   a close-delimited body are copied into a buffer of their own.
@@ -25,8 +24,9 @@
  * - Status line `HTTP/1.1` or `HTTP/1.0`, SP, three digits from 100 to 599, SP, a reason
  *   phrase of HTAB / SP / VCHAR / obs-text (possibly empty), CRLF. The reason is a byte
  *   string, kept exactly.
- * - Field lines as in requests: a token name (lower-cased), a colon right after it,
- *   field-value bytes trimmed of SP/HTAB (byte strings), no obs-fold, only CRLF line ends.
+ * - Field lines as in requests (the framer's grammar): a token name (lower-cased), a colon
+ *   right after it, field-value bytes trimmed of SP/HTAB (byte strings), no obs-fold, only
+ *   CRLF line ends. Chunked bodies too: size, extensions and trailers as in requests.
  * - Framing (RFC 9112 §6.3): no body for a response to HEAD, for 1xx, 204 and 304
  *   (their `Content-Length`, if any, is only reported); else `Transfer-Encoding: chunked`
  *   alone (any other coding, or both `Transfer-Encoding` and `Content-Length`, is an
@@ -38,13 +38,25 @@
  * - `Connection: close` (or HTTP/1.0 without `keep-alive`, or a close-delimited body) ends
  *   the connection: bytes after that response are an error.
  *
- * Why one file of this size: head, body and chunked states are one state machine over one
- * line buffer (as in `http_parser.ts`); half of the length is the grammar written down.
+ * Why one file of this size: half of it is the rules above and the types, written down.
  *
  * @module
  */
 import { HttpResponseError } from "./errors.ts";
-import { chunkExtensions, FIELD_VALUE, HEX, latin1, TOKEN } from "./_http_chars.ts";
+import { FIELD_VALUE } from "./_http_chars.ts";
+import {
+  CHUNKED,
+  CONNECTION_CLOSE,
+  CONNECTION_KEEP_ALIVE,
+  connectionOptions,
+  EMPTY_BYTES,
+  fieldNames,
+  type FramerOwner,
+  HttpFramer,
+  limitsWith,
+  listElements,
+  UNTIL_CLOSE,
+} from "./_http_framing.ts";
 
 /** Limits the response parser enforces, checked before the bytes are buffered. */
 export interface HttpResponseLimits {
@@ -121,82 +133,18 @@ export interface HttpResponseSink {
   error(err: HttpResponseError): void;
 }
 
-const CR = 0x0d;
-const LF = 0x0a;
 const SP = 0x20;
-const HTAB = 0x09;
-const COLON = 0x3a;
 
-// States. Line states read up to a CRLF; the others count bytes.
-const S_STATUS_LINE = 0;
-const S_HEADER = 1;
-const S_CHUNK_SIZE = 2;
-const S_TRAILER = 3;
-const S_BODY = 4;
-const S_CHUNK_DATA = 5;
-const S_CHUNK_CR = 6;
-const S_CHUNK_LF = 7;
-const S_UNTIL_CLOSE = 8;
-const S_ENDED = 9;
-const S_FAILED = 10;
-
-/** Hex digits allowed in a chunk size (16 covers any size below 2^64). */
-const MAX_CHUNK_DIGITS = 16;
-
-const EMPTY = new Uint8Array(0);
 const NO_FIELDS: [string, string][] = [];
-const UTF8 = new TextDecoder();
 
-/**
- * The index of the first LF at or after `from`, or -1. Head lines are short: a plain loop
- * beats the native `indexOf` (a call into C++) on them; long lines go native.
- */
-function indexOfLF(b: Uint8Array, from: number): number {
-  const near = Math.min(b.length, from + 128);
-  for (let i = from; i < near; i++) if (b[i] === LF) return i;
-  return near === b.length ? -1 : b.indexOf(LF, near);
-}
-
-/** Field names every response carries, lower-case, as constants (no string per response). */
-const COMMON_NAMES = ["date", "content-length", "content-type", "connection", "transfer-encoding"]
-  .map((n) => ({ name: n, bytes: Uint8Array.from(n, (c) => c.charCodeAt(0)) }));
-
-/**
- * The lower-case constant for the field name `buf[start, end)` if it is a common one. The
- * name is a validated token: folding with `| 0x20` only maps A–Z to a–z among its bytes
- * that can match (`^` and `_` would fold to `~` and DEL, in no common name).
- */
-function commonName(buf: Uint8Array, start: number, end: number): string | null {
-  const n = end - start;
-  for (let k = 0; k < COMMON_NAMES.length; k++) {
-    const c = COMMON_NAMES[k];
-    if (c.bytes.length !== n) continue;
-    const b = c.bytes;
-    let i = 0;
-    while (i < n && (buf[start + i] | 0x20) === b[i]) i++; // ASCII case folding
-    if (i === n) return c.name;
-  }
-  return null;
-}
-
-function isWs(b: number): boolean {
-  return b === SP || b === HTAB;
-}
-
-/** Whether `value` (a field value) is, as a list, exactly the token `token` (any case). */
-function listHas(value: string, token: string): boolean {
-  const v = value.length === token.length ? value.toLowerCase() : null;
-  if (v === token) return true;
-  if (value.indexOf(",") === -1) return false;
-  for (const part of value.split(",")) {
-    let s = 0;
-    let e = part.length;
-    while (s < e && isWs(part.charCodeAt(s))) s++;
-    while (e > s && isWs(part.charCodeAt(e - 1))) e--;
-    if (e - s === token.length && part.slice(s, e).toLowerCase() === token) return true;
-  }
-  return false;
-}
+/** Field names every response carries, returned as constants (no string per response). */
+const COMMON_NAMES = fieldNames([
+  "date",
+  "content-length",
+  "content-type",
+  "connection",
+  "transfer-encoding",
+]);
 
 /**
  * Parses the HTTP/1.1 responses to the requests announced with {@linkcode sent}, from a
@@ -223,51 +171,8 @@ function listHas(value: string, token: string): boolean {
  * ```
  */
 export class HttpResponseParser {
-  readonly #sink: HttpResponseSink;
-  readonly #limits: HttpResponseLimits;
-  #state = S_STATUS_LINE;
-
-  // Requests waiting for their response: true for HEAD.
-  #heads: boolean[] = [];
-  #headsAt = 0;
-
-  // The line being read when a chunk ended inside it.
-  #line: Uint8Array = EMPTY;
-  #pending = 0;
-
-  // The complete head lines of the current chunk, decoded at once (see the request
-  // parser). Valid during one push only.
-  #win = "";
-  #winAscii = false;
-  #winBuf: Uint8Array | null = null;
-  #winStart = 0;
-  #winEnd = 0;
-  // The LFs of the window's lines after the status line, found while looking for its end.
-  #lfs = new Int32Array(64);
-  #lfCount = 0;
-  #lfNext = 0;
-
-  // Head of the current response.
-  #version: "1.0" | "1.1" = "1.1";
-  #status = 0;
-  #reason = "";
-  #headers: [string, string][] = [];
-  #headerBytes = 0;
-  #contentLength: number | null = null;
-  #clCount = 0;
-  #te: string | null = null;
-  #connClose = false;
-  #connKeepAlive = false;
-
-  // Body of the current response.
-  #res: HttpResponse | null = null;
-  #body: Uint8Array = EMPTY;
-  #bodyLen = 0;
-  #remaining = 0;
-  #extBytes = 0;
-  #trailers: [string, string][] | null = null;
-  #trailerBytes = 0;
-  #trailerCount = 0;
+  readonly #reader: ResponseReader;
+  readonly #framer: HttpFramer;
 
   /**
    * Creates a parser reporting to `sink`. Limits not given take their
@@ -275,20 +180,9 @@ export class HttpResponseParser {
    * safe integer throws a `RangeError`.
    */
   constructor(sink: HttpResponseSink, limits?: Partial<HttpResponseLimits>) {
-    this.#sink = sink;
-    const l: HttpResponseLimits = { ...DEFAULT_HTTP_RESPONSE_LIMITS };
-    if (limits) {
-      for (const k of Object.keys(DEFAULT_HTTP_RESPONSE_LIMITS) as (keyof HttpResponseLimits)[]) {
-        const v = limits[k];
-        if (v !== undefined) {
-          if (!Number.isSafeInteger(v) || v < 0) {
-            throw new RangeError(`Invalid HTTP response limit ${k}: "${v}"`);
-          }
-          l[k] = v;
-        }
-      }
-    }
-    this.#limits = l;
+    const l = limitsWith(DEFAULT_HTTP_RESPONSE_LIMITS, limits, "HTTP response limit");
+    this.#reader = new ResponseReader(sink, l);
+    this.#framer = this.#reader.framer;
   }
 
   /**
@@ -296,33 +190,28 @@ export class HttpResponseParser {
    * response has a body (`HEAD`: never).
    */
   sent(method: string): void {
-    if (this.#headsAt > 0 && this.#headsAt === this.#heads.length) {
-      this.#heads.length = 0;
-      this.#headsAt = 0;
-    }
-    this.#heads.push(method === "HEAD");
+    this.#reader.sent(method);
   }
 
   /** Requests announced with {@linkcode sent} whose response is not complete yet. */
   get waiting(): number {
-    return this.#heads.length - this.#headsAt;
+    return this.#reader.waiting;
   }
 
   /** True when no byte of a next response is held (between responses), or when stopped. */
   get idle(): boolean {
-    const s = this.#state;
-    if (s === S_ENDED || s === S_FAILED) return true;
-    return s === S_STATUS_LINE && this.#pending === 0;
+    const f = this.#framer;
+    return f.atBoundary || f.ended || f.failed;
   }
 
   /** True after an `error` was emitted; later bytes are ignored. */
   get failed(): boolean {
-    return this.#state === S_FAILED;
+    return this.#framer.failed;
   }
 
   /** True after a response that ends the connection; later bytes are an error. */
   get ended(): boolean {
-    return this.#state === S_ENDED;
+    return this.#framer.ended;
   }
 
   /**
@@ -330,12 +219,18 @@ export class HttpResponseParser {
    * partial input. A body handed to the sink may be a view of `chunk`.
    */
   push(chunk: Uint8Array): void {
+    const f = this.#framer;
+    const r = this.#reader;
     try {
-      this.#consume(chunk);
+      let pos = 0;
+      while (pos < chunk.length && !f.failed) {
+        // Where a response would begin (the framer stops after each one): is one due?
+        if (f.ended) return r.fail("Data after the response that ended the connection");
+        if (f.atBoundary && r.waiting === 0) return r.fail("Response without a request");
+        pos = f.read(chunk, pos);
+      }
     } finally {
-      this.#winBuf = null; // never trust a window across pushes (buffers get reused)
-      this.#win = "";
-      this.#lfCount = 0;
+      f.release(); // never trust a decoded window across pushes (buffers get reused)
     }
   }
 
@@ -345,258 +240,72 @@ export class HttpResponseParser {
    * an error.
    */
   end(): void {
-    const s = this.#state;
-    if (s === S_FAILED || s === S_ENDED) return;
-    if (s === S_UNTIL_CLOSE) {
-      this.#finish();
-      this.#state = S_ENDED;
-      return;
-    }
-    if (s === S_STATUS_LINE && this.#pending === 0) {
-      if (this.waiting > 0) return this.#fail("Connection closed before the response");
-      this.#state = S_ENDED;
-      return;
-    }
-    this.#fail("Connection closed inside a response");
-  }
-
-  #consume(chunk: Uint8Array): void {
-    const len = chunk.length;
-    let pos = 0;
-    while (pos < len) {
-      switch (this.#state) {
-        case S_STATUS_LINE:
-        case S_HEADER:
-        case S_CHUNK_SIZE:
-        case S_TRAILER:
-          pos = this.#readLine(chunk, pos);
-          break;
-        case S_BODY: {
-          const n = Math.min(this.#remaining, len - pos);
-          if (this.#bodyLen === 0 && n === this.#remaining) {
-            // The whole body is in this chunk: hand over a view.
-            this.#body = chunk.subarray(pos, pos + n);
-            this.#bodyLen = n;
-          } else {
-            if (this.#body.length === 0) this.#body = new Uint8Array(this.#remaining);
-            this.#body.set(chunk.subarray(pos, pos + n), this.#bodyLen);
-            this.#bodyLen += n;
-          }
-          this.#remaining -= n;
-          pos += n;
-          if (this.#remaining === 0) this.#finish();
-          break;
-        }
-        case S_CHUNK_DATA: {
-          const n = Math.min(this.#remaining, len - pos);
-          this.#body.set(chunk.subarray(pos, pos + n), this.#bodyLen);
-          this.#bodyLen += n;
-          this.#remaining -= n;
-          pos += n;
-          if (this.#remaining === 0) this.#state = S_CHUNK_CR;
-          break;
-        }
-        case S_CHUNK_CR:
-          if (chunk[pos] !== CR) return this.#fail("Chunk data not followed by CRLF");
-          this.#state = S_CHUNK_LF;
-          pos++;
-          break;
-        case S_CHUNK_LF:
-          if (chunk[pos] !== LF) return this.#fail("Chunk data not followed by CRLF");
-          this.#state = S_CHUNK_SIZE;
-          pos++;
-          break;
-        case S_UNTIL_CLOSE: {
-          const n = len - pos;
-          const max = this.#limits.maxBodyBytes;
-          if (n > max - this.#bodyLen) return this.#fail(`Response body exceeds ${max} bytes`);
-          this.#grow(this.#bodyLen + n);
-          this.#body.set(chunk.subarray(pos), this.#bodyLen);
-          this.#bodyLen += n;
-          pos = len;
-          break;
-        }
-        case S_ENDED:
-          return this.#fail("Data after the response that ended the connection");
-        default: // failed: ignore
-          return;
+    const f = this.#framer;
+    if (f.failed || f.ended) return;
+    if (f.untilClose) return f.completeAtClose(); // it ends the connection
+    if (f.atBoundary) {
+      if (this.#reader.waiting > 0) {
+        return this.#reader.fail("Connection closed before the response");
       }
+      return f.end();
     }
+    this.#reader.fail("Connection closed inside a response");
+  }
+}
+
+/**
+ * What the framer reads, read as responses to the requests announced: the status line,
+ * what the fields mean, the choice of framing, and the events. The machinery behind
+ * {@linkcode HttpResponseParser} (which keeps these methods, called by the framer, out of
+ * the public API).
+ */
+class ResponseReader implements FramerOwner {
+  readonly framer: HttpFramer;
+  readonly #sink: HttpResponseSink;
+  readonly #limits: HttpResponseLimits;
+
+  // Requests waiting for their response: true for HEAD.
+  #heads: boolean[] = [];
+  #headsAt = 0;
+
+  // Head of the current response.
+  #version: "1.0" | "1.1" = "1.1";
+  #status = 0;
+  #reason = "";
+  #contentLength: number | null = null;
+  #te: string | null = null;
+  #connClose = false;
+  #connKeepAlive = false;
+  #res: HttpResponse | null = null;
+
+  constructor(sink: HttpResponseSink, limits: HttpResponseLimits) {
+    this.#sink = sink;
+    this.#limits = limits;
+    this.framer = new HttpFramer(this, {
+      limits: { ...limits, maxStartLine: limits.maxStatusLine },
+      startLine: "Status line",
+      body: "Response body",
+      viewBody: true,
+      names: COMMON_NAMES,
+    });
   }
 
-  /** Makes the owned body buffer hold at least `need` bytes (doubling, bounded). */
-  #grow(need: number): void {
-    if (need <= this.#body.length) return;
-    const max = this.#limits.maxBodyBytes;
-    const grown = new Uint8Array(Math.min(max, Math.max(need, this.#body.length * 2, 1024)));
-    grown.set(this.#body.subarray(0, this.#bodyLen));
-    this.#body = grown;
+  sent(method: string): void {
+    if (this.#headsAt > 0 && this.#headsAt === this.#heads.length) {
+      this.#heads.length = 0;
+      this.#headsAt = 0;
+    }
+    this.#heads.push(method === "HEAD");
   }
 
-  // --- lines ------------------------------------------------------------------------
-
-  #lineLimit(): number {
-    const l = this.#limits;
-    switch (this.#state) {
-      case S_STATUS_LINE:
-        return l.maxStatusLine;
-      case S_HEADER:
-        return l.maxHeaderBytes - this.#headerBytes;
-      case S_CHUNK_SIZE:
-        return MAX_CHUNK_DIGITS + 2 + l.maxChunkExtBytes - this.#extBytes;
-      default:
-        return l.maxHeaderBytes - this.#trailerBytes;
-    }
-  }
-
-  #lineTooLong(): void {
-    const l = this.#limits;
-    switch (this.#state) {
-      case S_STATUS_LINE:
-        return this.#fail(`Status line exceeds ${l.maxStatusLine} bytes`);
-      case S_HEADER:
-        return this.#fail(`Header section exceeds ${l.maxHeaderBytes} bytes`);
-      case S_CHUNK_SIZE:
-        return this.#fail(`Chunk extensions exceed ${l.maxChunkExtBytes} bytes`);
-      default:
-        return this.#fail(`Trailer section exceeds ${l.maxHeaderBytes} bytes`);
-    }
-  }
-
-  /** Reads (part of) a line from `chunk` at `pos`; returns the position after it. */
-  #readLine(chunk: Uint8Array, pos: number): number {
-    if (this.#state === S_STATUS_LINE && this.#pending === 0 && this.waiting === 0) {
-      this.#fail("Response without a request");
-      return chunk.length;
-    }
-    let lf: number;
-    if (chunk === this.#winBuf && this.#lfNext < this.#lfCount && this.#state === S_HEADER) {
-      // The window's LFs were recorded in order: the next one at or after `pos`.
-      const lfs = this.#lfs;
-      let k = this.#lfNext;
-      while (k < this.#lfCount && lfs[k] < pos) k++;
-      this.#lfNext = k;
-      lf = k < this.#lfCount ? lfs[k] : indexOfLF(chunk, pos);
-    } else lf = indexOfLF(chunk, pos);
-    const end = lf === -1 ? chunk.length : lf;
-    const size = this.#pending + (end - pos) + 1; // the line with its LF, at the least
-    if (size > this.#lineLimit()) {
-      this.#lineTooLong();
-      return chunk.length;
-    }
-    if (lf === -1) {
-      this.#keep(chunk, pos, end);
-      return chunk.length;
-    }
-    let buf = chunk;
-    let start = pos;
-    let stop = end;
-    if (this.#pending === 0) {
-      if (this.#state === S_STATUS_LINE && lf > pos + 1) this.#decodeHead(chunk, pos, lf);
-    } else {
-      this.#keep(chunk, pos, end);
-      buf = this.#line;
-      start = 0;
-      stop = this.#pending;
-      this.#pending = 0;
-    }
-    if (stop === start || buf[stop - 1] !== CR) {
-      this.#fail("Line ends with a bare LF");
-      return chunk.length;
-    }
-    this.#onLine(buf, start, stop - 1, size);
-    return lf + 1;
-  }
-
-  /** Appends `chunk[from, to)` to the partial line buffer (grows by doubling, bounded). */
-  #keep(chunk: Uint8Array, from: number, to: number): void {
-    const need = this.#pending + (to - from);
-    if (need > this.#line.length) {
-      const l = this.#limits;
-      const max = Math.max(
-        l.maxStatusLine,
-        l.maxHeaderBytes,
-        MAX_CHUNK_DIGITS + 2 + l.maxChunkExtBytes,
-      );
-      const grown = new Uint8Array(Math.min(max, Math.max(need, 256, this.#line.length * 2)));
-      grown.set(this.#line.subarray(0, this.#pending));
-      this.#line = grown;
-    }
-    this.#line.set(chunk.subarray(from, to), this.#pending);
-    this.#pending = need;
-  }
-
-  /**
-   * Finds the complete head lines of `chunk` after the status line `[pos, lf]` (up to the
-   * empty line, the head limits, 64 lines or the chunk's end), records their LFs, and
-   * decodes them all with one `TextDecoder` call.
-   */
-  #decodeHead(chunk: Uint8Array, pos: number, lf: number): void {
-    const l = this.#limits;
-    const stop = Math.min(chunk.length, pos + l.maxStatusLine + l.maxHeaderBytes);
-    const lfs = this.#lfs;
-    let n = 0;
-    let end = lf + 1;
-    while (end < stop && n < lfs.length) {
-      const next = indexOfLF(chunk, end);
-      if (next === -1 || next >= stop) break;
-      lfs[n++] = next;
-      const empty = next === end + 1 && chunk[end] === CR;
-      end = next + 1;
-      if (empty) break;
-    }
-    this.#lfCount = n;
-    this.#lfNext = 0;
-    const text = UTF8.decode(chunk.subarray(pos, end));
-    // One char per byte and no replacement char: every byte was ASCII.
-    this.#winAscii = text.length === end - pos && text.indexOf("\ufffd") === -1;
-    this.#win = text;
-    this.#winBuf = chunk;
-    this.#winStart = pos;
-    this.#winEnd = end;
-  }
-
-  /** The string of the validated bytes `buf[start, end)`: a slice of the window if it can. */
-  #str(buf: Uint8Array, start: number, end: number): string {
-    if (
-      buf === this.#winBuf && this.#winAscii && start >= this.#winStart && end <= this.#winEnd
-    ) {
-      return this.#win.slice(start - this.#winStart, end - this.#winStart);
-    }
-    return latin1(buf, start, end);
-  }
-
-  /** A complete line `buf[start, end)` (CRLF excluded) of `size` bytes (CRLF included). */
-  #onLine(buf: Uint8Array, start: number, end: number, size: number): void {
-    switch (this.#state) {
-      case S_STATUS_LINE:
-        if (this.#statusLine(buf, start, end)) this.#state = S_HEADER;
-        return;
-      case S_HEADER:
-        this.#headerBytes += size;
-        if (start === end) return this.#endHead();
-        if (this.#headers.length >= this.#limits.maxHeaderCount) {
-          return this.#fail(`More than ${this.#limits.maxHeaderCount} header fields`);
-        }
-        return this.#headerLine(buf, start, end);
-      case S_CHUNK_SIZE:
-        return this.#chunkSize(buf, start, end);
-      default: { // S_TRAILER
-        this.#trailerBytes += size;
-        if (start === end) return this.#finish();
-        if (++this.#trailerCount > this.#limits.maxHeaderCount) {
-          return this.#fail(`More than ${this.#limits.maxHeaderCount} trailer fields`);
-        }
-        const f = this.#field(buf, start, end);
-        if (f !== null) (this.#trailers ??= []).push(f);
-      }
-    }
+  get waiting(): number {
+    return this.#heads.length - this.#headsAt;
   }
 
   // --- status line ------------------------------------------------------------------
 
   /** `HTTP/1.x SP 3DIGIT SP reason` (RFC 9112 §4). */
-  #statusLine(buf: Uint8Array, start: number, end: number): boolean {
+  startLine(buf: Uint8Array, start: number, end: number): boolean {
     const i = start;
     if (
       end - i < 13 || buf[i] !== 0x48 || buf[i + 1] !== 0x54 || buf[i + 2] !== 0x54 ||
@@ -604,105 +313,65 @@ export class HttpResponseParser {
       buf[i + 6] !== 0x2e || (buf[i + 7] !== 0x31 && buf[i + 7] !== 0x30) ||
       buf[i + 8] !== SP || buf[i + 12] !== SP
     ) {
-      this.#fail("Malformed status line");
+      this.fail("Malformed status line");
       return false;
     }
     const d0 = buf[i + 9] - 0x30;
     const d1 = buf[i + 10] - 0x30;
     const d2 = buf[i + 11] - 0x30;
     if (d0 < 1 || d0 > 5 || d1 < 0 || d1 > 9 || d2 < 0 || d2 > 9) {
-      this.#fail("Malformed status line: invalid status code");
+      this.fail("Malformed status line: invalid status code");
       return false;
     }
     for (let j = i + 13; j < end; j++) {
       if (FIELD_VALUE[buf[j]] === 0) {
-        this.#fail("Malformed status line: invalid character in the reason phrase");
+        this.fail("Malformed status line: invalid character in the reason phrase");
         return false;
       }
     }
     this.#version = buf[i + 7] === 0x31 ? "1.1" : "1.0";
     this.#status = d0 * 100 + d1 * 10 + d2;
-    this.#reason = this.#str(buf, i + 13, end);
+    this.#reason = this.framer.str(buf, i + 13, end);
     return true;
   }
 
   // --- fields -----------------------------------------------------------------------
 
-  /** Parses `name: OWS value OWS`; returns the lower-cased name and trimmed value. */
-  #field(buf: Uint8Array, start: number, end: number): [string, string] | null {
-    if (isWs(buf[start])) {
-      this.#fail("Obsolete line folding or leading whitespace in a field line");
-      return null;
-    }
-    let i = start;
-    let upper = 0;
-    for (let t = 0; i < end && (t = TOKEN[buf[i]]) !== 0; i++) upper |= t;
-    if (i === start || i === end || buf[i] !== COLON) {
-      this.#fail("Invalid field name");
-      return null;
-    }
-    let vs = i + 1;
-    while (vs < end && isWs(buf[vs])) vs++;
-    let ve = end;
-    while (ve > vs && isWs(buf[ve - 1])) ve--;
-    for (let j = vs; j < ve; j++) {
-      if (FIELD_VALUE[buf[j]] === 0) {
-        this.#fail("Invalid character in a field value");
-        return null;
-      }
-    }
-    let name = commonName(buf, start, i);
-    if (name === null) {
-      name = this.#str(buf, start, i);
-      if (upper & 2) name = name.toLowerCase();
-    }
-    return [name, this.#str(buf, vs, ve)];
-  }
-
-  #headerLine(buf: Uint8Array, start: number, end: number): void {
-    const f = this.#field(buf, start, end);
-    if (f === null) return;
-    this.#headers.push(f);
-    const [name, value] = f;
+  /** What a header field means to the response (the framer has checked and kept it). */
+  field(name: string, value: string): void {
     switch (name) {
       case "content-length": {
-        if (++this.#clCount > 1) return this.#fail("Multiple Content-Length values");
-        let n = 0;
-        for (let k = 0; k < value.length; k++) {
-          const c = value.charCodeAt(k) - 0x30;
-          if (c < 0 || c > 9) return this.#fail("Invalid Content-Length");
-          n = n * 10 + c;
-        }
-        if (value.length === 0) return this.#fail("Invalid Content-Length");
-        if (n > Number.MAX_SAFE_INTEGER) return this.#fail("Content-Length too large");
-        this.#contentLength = n;
+        const n = this.framer.contentLength(value, this.#contentLength !== null);
+        if (n >= 0) this.#contentLength = n;
         return;
       }
       case "transfer-encoding":
         this.#te = this.#te === null ? value : `${this.#te},${value}`;
         return;
-      case "connection":
-        if (listHas(value, "close")) this.#connClose = true;
-        if (listHas(value, "keep-alive")) this.#connKeepAlive = true;
+      case "connection": {
+        const o = connectionOptions(value);
+        if (o & CONNECTION_CLOSE) this.#connClose = true;
+        if (o & CONNECTION_KEEP_ALIVE) this.#connKeepAlive = true;
+      }
     }
   }
 
-  /** The empty line after the header section: decide the framing, emit events. */
-  #endHead(): void {
+  /** The end of the header section: decide the framing, emit events. */
+  headEnd(): void {
     const status = this.#status;
     if (status < 200) {
-      if (status === 101) return this.#fail("Unexpected 101 Switching Protocols");
+      if (status === 101) return this.fail("Unexpected 101 Switching Protocols");
       const interim: HttpResponseHead = {
         version: this.#version,
         status,
         reason: this.#reason,
-        headers: this.#headers,
+        headers: this.framer.headers,
         contentLength: this.#contentLength,
         chunked: false,
         keepAlive: true,
       };
       this.#reset();
-      this.#state = S_STATUS_LINE;
+      this.framer.restart();
       this.#sink.interim?.(interim);
       return;
     }
@@ -710,22 +379,18 @@ export class HttpResponseParser {
     let chunked = false;
     if (this.#te !== null) {
       if (this.#contentLength !== null) {
-        return this.#fail("Both Content-Length and Transfer-Encoding");
+        return this.fail("Both Content-Length and Transfer-Encoding");
       }
-      const te = this.#te;
-      let s = 0;
-      let e = te.length;
-      while (s < e && isWs(te.charCodeAt(s))) s++;
-      while (e > s && isWs(te.charCodeAt(e - 1))) e--;
-      if (e - s !== 7 || te.slice(s, e).toLowerCase() !== "chunked") {
-        return this.#fail(`Unsupported Transfer-Encoding "${te}"`);
+      const codings = listElements(this.#te);
+      if (codings.length !== 1 || codings[0] !== "chunked") {
+        return this.fail(`Unsupported Transfer-Encoding "${this.#te}"`);
       }
       chunked = true;
     }
     const bodiless = head || status === 204 || status === 304;
     const cl = this.#contentLength;
     if (!bodiless && cl !== null && cl > this.#limits.maxBodyBytes) {
-      return this.#fail(`Response body exceeds ${this.#limits.maxBodyBytes} bytes`);
+      return this.fail(`Response body exceeds ${this.#limits.maxBodyBytes} bytes`);
     }
     const untilClose = !bodiless && !chunked && cl === null;
     const keepAlive = !untilClose && !this.#connClose &&
@@ -734,89 +399,48 @@ export class HttpResponseParser {
       version: this.#version,
       status,
       reason: this.#reason,
-      headers: this.#headers,
+      headers: this.framer.headers,
       contentLength: this.#contentLength,
       chunked: chunked && !bodiless,
       keepAlive,
-      body: EMPTY,
+      body: EMPTY_BYTES,
       trailers: NO_FIELDS,
     };
     this.#res = res;
     this.#sink.head?.(res);
-    if (this.#state === S_FAILED) return;
-    if (bodiless || (cl === 0 && !chunked)) return this.#finish();
-    this.#body = EMPTY;
-    if (chunked) this.#state = S_CHUNK_SIZE;
-    else if (untilClose) this.#state = S_UNTIL_CLOSE;
-    else {
-      this.#state = S_BODY;
-      this.#remaining = cl as number;
-    }
-  }
-
-  // --- chunked ----------------------------------------------------------------------
-
-  /** `chunk-size [ chunk-ext ]` (RFC 9112 §7.1). */
-  #chunkSize(buf: Uint8Array, start: number, end: number): void {
-    let i = start;
-    let size = 0;
-    for (let h = 0; i < end && (h = HEX[buf[i]]) >= 0; i++) size = size * 16 + h;
-    const digits = i - start;
-    if (digits === 0 || digits > MAX_CHUNK_DIGITS) return this.#fail("Invalid chunk size");
-    const max = this.#limits.maxBodyBytes;
-    if (size > max - this.#bodyLen) return this.#fail(`Response body exceeds ${max} bytes`);
-    if (i < end) {
-      if (!chunkExtensions(buf, i, end)) return this.#fail("Invalid chunk extension");
-      this.#extBytes += end - i;
-      if (this.#extBytes > this.#limits.maxChunkExtBytes) {
-        return this.#fail(`Chunk extensions exceed ${this.#limits.maxChunkExtBytes} bytes`);
-      }
-    }
-    if (size === 0) {
-      this.#state = S_TRAILER;
-      return;
-    }
-    this.#grow(this.#bodyLen + size);
-    this.#remaining = size;
-    this.#state = S_CHUNK_DATA;
+    if (this.framer.failed) return;
+    const length = bodiless ? 0 : chunked ? CHUNKED : untilClose ? UNTIL_CLOSE : cl as number;
+    this.framer.frame(length, keepAlive);
   }
 
   // --- end of a response ------------------------------------------------------------
 
-  #finish(): void {
+  /** A response is complete. */
+  message(body: Uint8Array, trailers: [string, string][] | null): void {
     const res = this.#res as HttpResponse;
-    const len = this.#bodyLen;
-    if (len > 0) res.body = len === this.#body.length ? this.#body : this.#body.subarray(0, len);
-    if (this.#trailers !== null) res.trailers = this.#trailers;
+    res.body = body;
+    if (trailers !== null) res.trailers = trailers;
     this.#headsAt++;
     this.#reset();
-    this.#state = res.keepAlive ? S_STATUS_LINE : S_ENDED;
     this.#sink.response(res);
   }
 
   #reset(): void {
-    this.#headers = [];
-    this.#headerBytes = 0;
     this.#contentLength = null;
-    this.#clCount = 0;
     this.#te = null;
     this.#connClose = false;
     this.#connKeepAlive = false;
     this.#res = null;
-    this.#body = EMPTY;
-    this.#bodyLen = 0;
-    this.#remaining = 0;
-    this.#extBytes = 0;
-    this.#trailers = null;
-    this.#trailerBytes = 0;
-    this.#trailerCount = 0;
   }
 
-  #fail(message: string): void {
+  /** Fails the framer, which calls `error`. */
+  fail(message: string): void {
+    this.framer.fail(0, message); // no status: nobody answers a response
+  }
+
+  /** The framer failed: the connection is unusable. */
+  error(_status: number, message: string): void {
     this.#reset();
-    this.#pending = 0;
-    this.#line = EMPTY;
-    this.#state = S_FAILED;
     this.#sink.error(new HttpResponseError(message));
   }
 }

@@ -157,6 +157,7 @@ const EXPECTED_FAMILIES = [
   "ep_http_requests_total",
   "ep_http_rejected_total",
   "ep_handler_threads",
+  "ep_handler_thread_scale_total",
   "ep_handler_slots",
   "ep_handler_jobs_total",
   "ep_handler_ring_used_bytes",

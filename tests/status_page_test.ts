@@ -363,7 +363,13 @@ Deno.test({
         `(() => { const v = ${READ}; return v.workers.length === 2 ? v : null; })()`,
         "both workers",
       );
-      assert.deepEqual(Object.keys(before.services).sort(), ["echo", "fail", "pid", "sleep"]);
+      assert.deepEqual(Object.keys(before.services).sort(), [
+        "echo",
+        "fail",
+        "pid",
+        "sleep",
+        "stall",
+      ]);
       assert.equal(before.services.sleep.ok, "0");
       assert.equal(before.services.sleep.slots, "0 / 3");
       assert.equal(before.services.sleep.providers, "2");
@@ -375,7 +381,7 @@ Deno.test({
       const remote = before.workers.find((w) => w.cells.name === "worker-a")!;
       assert.match(remote.cells.address, /^127\.0\.0\.1:\d+$/);
       assert.equal(remote.cells.state, "ready");
-      assert.equal(remote.cells.services, "echo, fail, pid, sleep");
+      assert.equal(remote.cells.services, "echo, fail, pid, sleep, stall");
       assert.equal(await tab.eval<string>("document.querySelector('#live').textContent"), "live");
 
       // Load: 90 jobs of 40 ms on 3 slots (a queue for about a second), 5 failures, HTTP.
@@ -499,3 +505,40 @@ async function waitFor(cond: () => boolean, ms = 5000): Promise<void> {
     await new Promise((r) => setTimeout(r, 10));
   }
 }
+
+Deno.test({
+  name:
+    "status page: a pool that grows and shrinks shows its thread count and its last changes with their reasons",
+  ignore: !haveChromium,
+  async fn() {
+    const { startNode } = await import("../core/node/node.ts");
+    const node = await startNode({
+      listen: { port: 0 },
+      handlers: {
+        options: { handlers: SERVICES },
+        concurrency: 1,
+        scale: { min: 1, max: 4, targetWaitMs: 50 },
+      },
+    });
+    const browser = await launchChromium();
+    try {
+      const pool = node.pool as HandlerPool;
+      pool.grow("wait p99 99 ms > 50 ms (sleep)");
+      await waitFor(() => pool.threads === 2);
+      pool.retire("idle: 0 of 2 slots busy");
+      const tab = await Tab.open(browser.cdp, 1280, 900);
+      await tab.navigate(`http://127.0.0.1:${node.server!.addr.port}/_ep/`);
+      const shown = await tab.until<string[]>(
+        `(() => { const e = [...document.querySelectorAll("#threads-scale [data-scale]")];
+          return e.length === 3 ? e.map((x) => x.textContent) : null; })()`,
+        "the scaling line",
+      );
+      assert.equal(shown[0], "1 thread \u00b7 1 added, 1 retired");
+      assert.match(shown[1], /^\u2193 1 (now|\d+s ago): idle: 0 of 2 slots busy$/);
+      assert.match(shown[2], /^\u2191 2 (now|\d+s ago): wait p99 99 ms > 50 ms \(sleep\)$/);
+    } finally {
+      await browser.close();
+      await node.close();
+    }
+  },
+});

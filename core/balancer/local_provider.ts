@@ -26,7 +26,6 @@ import { poolError, submitError } from "../threads/job_errors.ts";
 export class LocalPoolProvider implements Provider {
   readonly name = "local pool";
   readonly services: ReadonlySet<string>;
-  readonly slots: number;
   /** Set when the pool is being replaced (reload): it finishes what it holds. */
   draining = false;
   #pool: JobPool;
@@ -48,7 +47,11 @@ export class LocalPoolProvider implements Provider {
     // A slot freed late (after a timeout) must still pull the next waiting job.
     pool.onSlotsAvailable = () => balancer.pull(this);
     this.services = new Set(pool.services);
-    this.slots = pool.freeSlots + pool.jobsInFlight;
+  }
+
+  /** The pool's slots now (a pool that grows and shrinks changes them). */
+  get slots(): number {
+    return this.#pool.concurrency;
   }
 
   /** The pool it dispatches to. */

@@ -6,7 +6,7 @@
  * @module
  */
 import { getLogger } from "@logtape/logtape";
-import { Balancer, type BalancerOptions } from "../balancer/balancer.ts";
+import { Balancer, type BalancerObserver, type BalancerOptions } from "../balancer/balancer.ts";
 import type { EpOptions } from "../net/ep_conn.ts";
 import type { HttpOptions } from "../net/http_conn.ts";
 import { LocalPoolProvider } from "../balancer/local_provider.ts";
@@ -17,8 +17,17 @@ import { serve, type Server } from "../net/server.ts";
 import { WorkerNode } from "./worker.ts";
 import { LocalLink } from "./_local_link.ts";
 import { Caller, type CallTarget } from "./_caller.ts";
-import type { JobPool, PoolCall, PoolCallReply } from "../threads/pool_types.ts";
+import type { JobPool, PoolCall, PoolCallReply, ScalablePool } from "../threads/pool_types.ts";
 import { DEFAULT_PREFETCH } from "../../protocol/ep_frames.ts";
+import {
+  AutoscaleLoop,
+  Autoscaler,
+  type ScalePolicy,
+  type ScaleTarget,
+  type ServiceTarget,
+  type WaitWindow,
+} from "./autoscaler.ts";
+import { QueueWaitEstimate } from "./_wait_estimate.ts";
 
 const log = getLogger(["ep", "node"]);
 
@@ -31,8 +40,13 @@ export interface HandlerSource {
    * function gets the balancer's bound address (when listening) and returns them.
    */
   options: unknown | ((listening: Deno.NetAddr | null) => unknown);
-  /** Handler threads. Default: the number of cores. */
+  /** Handler threads (with `scale`: where it starts, within its bounds). Default: the number of cores, or `scale.min`. */
   threads?: number;
+  /**
+   * Grow and shrink the handler threads between `min` and `max` on the queue wait of the
+   * services' jobs (the rule is in `autoscaler.ts`).
+   */
+  scale?: ThreadScale;
   /** Jobs one thread runs at once (async handlers). Default 1. */
   concurrency?: number;
   /** Run-time caps of some services in ms: their handlers are interrupted past it. */
@@ -50,6 +64,30 @@ export interface HandlerSource {
    * runs a map of functions on this thread.
    */
   start?: (options: HandlerPoolOptions) => Promise<JobPool>;
+}
+
+/**
+ * Handler threads that follow the load: between `min` and `max`, one more when a service's
+ * queue-wait p99 stays above its target, one fewer when they sit idle (`autoscaler.ts`).
+ *
+ * Where the waits come from: a node that listens measures them in its balancer (arrival to
+ * dispatch, each job); a module worker estimates them from the queue depth every REQUEST
+ * carries (`_wait_estimate.ts`); a node that does both uses both.
+ */
+export interface ThreadScale {
+  /** Fewest threads (≥ 1). */
+  min: number;
+  /** Most threads. */
+  max: number;
+  /**
+   * Queue-wait p99 target in ms for every service, or by service with the most threads each
+   * may ask for (services not named do not drive scaling).
+   */
+  targetWaitMs: number | ReadonlyMap<string, ServiceTarget>;
+  /** Time after a change before the next growth. Default 2 000 ms. */
+  upCooldownMs?: number;
+  /** Quiet time before a thread is retired. Default 10 000 ms. */
+  idleMs?: number;
 }
 
 /** Options for {@linkcode startNode}. */
@@ -78,6 +116,11 @@ export interface NodeOptions {
   observe?: MonitorOptions;
   /** Other clusters handlers may call by name (`ep.call(s, body, { upstream = name })`). */
   upstreams?: Readonly<Record<string, CallTarget>>;
+  /**
+   * Also fed each job's queue wait, as the autoscaler is (a child worker process reports
+   * them to the parent that scales it, `children.ts`).
+   */
+  waits?: Pick<WaitWindow, "observe">;
 }
 
 /** A running process role. */
@@ -92,6 +135,8 @@ export interface Node {
   readonly pool: JobPool | null;
   /** The balancer's monitor (metrics, stats, health, access log), when listening. */
   readonly monitor: Monitor | null;
+  /** What grows and shrinks the handler threads, with `handlers.scale`. */
+  readonly autoscaler: AutoscaleLoop | null;
   /** Stops taking work, finishes what is held, and stops. */
   drain(graceMs?: number): Promise<void>;
   /**
@@ -135,12 +180,23 @@ export async function startNode(options: NodeOptions): Promise<Node> {
         : null,
       options.upstreams,
     );
-  const startPool = (h: HandlerSource): Promise<JobPool> =>
+  const scale = options.handlers?.scale;
+  // Checked before anything starts.
+  const policy = scale ? scalePolicy(scale) : null;
+  let scaling: AutoscaleLoop | null = null;
+  // Where each job's queue wait goes: the autoscaler, and `options.waits`.
+  const waits = policy || options.waits
+    ? (service: string, waitMs: number) => {
+      scaling?.waits.observe(service, waitMs);
+      options.waits?.observe(service, waitMs);
+    }
+    : null;
+  const startPool = (h: HandlerSource, threads = startThreads(h)): Promise<JobPool> =>
     (h.start ?? HandlerPool.start)({
       onCall: (call) => calls().call(call),
       module: h.runtime ?? TS_HANDLER_RUNTIME,
       moduleOptions: typeof h.options === "function" ? h.options(server?.addr ?? null) : h.options,
-      threads: h.threads,
+      threads,
       perThreadConcurrency: h.concurrency ?? 1,
       // A module worker's prefetched jobs wait on the handler threads, which start the next
       // one the moment a job ends (no round trip through this thread).
@@ -158,18 +214,19 @@ export async function startNode(options: NodeOptions): Promise<Node> {
     const own = options.balancer;
     const hedge: Record<string, { ms?: number }> = {};
     for (const [name, ms] of options.handlers?.hedge ?? []) hedge[name] = ms === null ? {} : { ms };
+    // The monitor sees every job; a caller's observer and internal pages still run; the
+    // autoscaler learns each job's queue wait.
+    const observers: BalancerObserver[] = [m];
+    if (own?.observer) observers.push(own.observer);
+    if (waits) observers.push({ job: (s, _o, waitMs) => waits(s, waitMs) });
     balancer = new Balancer({
       ...own,
       hedge: { ...hedge, ...own?.hedge },
-      // The monitor sees every job; a caller's observer and internal pages still run.
-      observer: own?.observer
-        ? {
-          job: (...a) => {
-            m.job(...a);
-            own.observer!.job(...a);
-          },
-        }
-        : m,
+      observer: observers.length === 1 ? m : {
+        job: (...a) => {
+          for (const o of observers) o.job(...a);
+        },
+      },
       internal: own?.internal ? (job) => own.internal!(job) ?? m.internal(job) : m.internal,
     });
     server = serve({
@@ -209,6 +266,15 @@ export async function startNode(options: NodeOptions): Promise<Node> {
   }
   if (!options.listen && options.handlers) pool = await startPool(options.handlers);
   let worker: WorkerNode | null = null;
+  const close = async () => {
+    scaling?.stop();
+    caller?.close();
+    monitor?.close();
+    worker?.close();
+    balancer?.close();
+    await server?.close();
+    await pool?.close({ drain: false });
+  };
   if (options.connect?.length) {
     if (!pool) throw new TypeError("A worker needs handlers to run");
     worker = WorkerNode.start({
@@ -219,6 +285,7 @@ export async function startNode(options: NodeOptions): Promise<Node> {
       prefetch: options.prefetch,
       timeouts,
       hedge: options.handlers?.hedge,
+      observer: waits ? new QueueWaitEstimate(waits) : undefined,
     });
     if (balancer) {
       // Listen and connect: this balancer is one more source of the worker's jobs, in the
@@ -228,17 +295,44 @@ export async function startNode(options: NodeOptions): Promise<Node> {
       worker.attach(link);
     }
   }
-  const close = async () => {
-    caller?.close();
-    monitor?.close();
-    worker?.close();
-    balancer?.close();
-    await server?.close();
-    await pool?.close({ drain: false });
-  };
+  if (policy && pool) {
+    if (!isScalable(pool)) {
+      await close();
+      throw new TypeError("Scaling needs handler threads, not functions on the main thread");
+    }
+    const w = worker;
+    const threads = () => pool as JobPool & ScalablePool;
+    const target: ScaleTarget = {
+      get size() {
+        return threads().threads + threads().threadsStarting;
+      },
+      get starting() {
+        return threads().threadsStarting;
+      },
+      get unitSlots() {
+        return threads().perThreadConcurrency;
+      },
+      get busy() {
+        return threads().jobsInFlight;
+      },
+      // A worker registers its new slots with its balancers, and retires a thread only once
+      // the credit it granted fits without it.
+      grow: (reason) => void (w ? w.scaleUp(reason) : threads().grow(reason)),
+      shrink: (reason) => void (w ? w.scaleDown(reason) : threads().retire(reason)),
+      cancelShrink: () => w?.cancelScaleDown(),
+    };
+    scaling = new AutoscaleLoop(new Autoscaler(target, policy), target, {
+      accept: (s) => policy.target(s) !== undefined,
+    });
+    scaling.start();
+  }
   const reload = async () => {
     if (!options.handlers || !pool) return;
-    const fresh = await startPool(options.handlers);
+    // A scaled pool starts again with the threads it has now.
+    const fresh = await startPool(
+      options.handlers,
+      scale && isScalable(pool) ? pool.threads : startThreads(options.handlers),
+    );
     const old = pool;
     pool = fresh;
     if (worker) await worker.replacePool(fresh);
@@ -262,7 +356,9 @@ export async function startNode(options: NodeOptions): Promise<Node> {
     },
     reload,
     monitor,
+    autoscaler: scaling,
     async drain(graceMs = 30_000) {
+      scaling?.stop();
       monitor?.close();
       if (worker) await worker.drain(graceMs);
       balancer?.close();
@@ -271,5 +367,39 @@ export async function startNode(options: NodeOptions): Promise<Node> {
     },
     close,
     call: (c) => calls().call(c),
+  };
+}
+
+/** The threads a pool starts with: `threads`, within the scale bounds when scaling. */
+function startThreads(h: HandlerSource): number | undefined {
+  const s = h.scale;
+  if (!s) return h.threads;
+  return Math.min(s.max, Math.max(s.min, h.threads ?? s.min));
+}
+
+function isScalable(pool: JobPool): pool is JobPool & ScalablePool {
+  return typeof (pool as Partial<ScalablePool>).grow === "function";
+}
+
+function scalePolicy(s: ThreadScale): ScalePolicy {
+  if (!(Number.isInteger(s.min) && Number.isInteger(s.max) && s.min >= 1 && s.max >= s.min)) {
+    throw new RangeError(
+      `Thread bounds must be integers with 1 <= min <= max: "${s.min}–${s.max}"`,
+    );
+  }
+  if (s.max > 1024) throw new RangeError(`Thread bounds must stay within 1024: "${s.max}"`);
+  const targets = s.targetWaitMs;
+  if (typeof targets === "number" && !(targets > 0)) {
+    throw new RangeError(`Target wait must be a positive number of ms: "${targets}"`);
+  }
+  const all: ServiceTarget | undefined = typeof targets === "number"
+    ? { waitMs: targets, max: s.max }
+    : undefined;
+  return {
+    min: s.min,
+    max: s.max,
+    target: (service) => all ?? (targets as ReadonlyMap<string, ServiceTarget>).get(service),
+    upCooldownMs: s.upCooldownMs,
+    idleMs: s.idleMs,
   };
 }

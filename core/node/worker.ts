@@ -22,6 +22,13 @@
  * end): until then it still counts as held, so no balancer is granted a slot still taken,
  * and a balancer's count of the jobs the worker holds stays true (SPEC.md §9.6).
  *
+ * Its pool may grow and shrink while it runs (`autoscaler.ts`): the worker then registers
+ * its new slot count with every balancer (a new REGISTER, as on reload) and grants the new
+ * capacity. A thread is retired only once `held + Σ credit` fits the smaller capacity: credit
+ * is never taken back (SPEC.md §6.4), so until then the worker grants nothing beyond it and
+ * the retirement waits ({@linkcode WorkerNode.scaleDown}); the bound above holds throughout,
+ * for the slots registered at each moment.
+ *
  * Each balancer connection is a {@linkcode BalancerLink} (`_balancer_link.ts`). Connections
  * are dialled through {@linkcode WorkerNodeOptions.dial} (TCP by default), so the worker
  * runs as well over in-memory transports.
@@ -29,7 +36,7 @@
  * @module
  */
 import { getLogger } from "@logtape/logtape";
-import { DEFAULT_PREFETCH, type Frame } from "../../protocol/ep_frames.ts";
+import { DEFAULT_PREFETCH, type Frame, NOT_APPLICABLE } from "../../protocol/ep_frames.ts";
 import { ErrorCode } from "../../protocol/errors.ts";
 import { decodeMeta, encodeMeta } from "../../protocol/ep_meta.ts";
 import { oneLine } from "../escape.ts";
@@ -51,7 +58,19 @@ export type WorkerPool =
     HandlerPool,
     "services" | "freeSlots" | "jobsInFlight" | "onSlotsAvailable" | "serves" | "submit" | "close"
   >
-  & Partial<Pick<HandlerPool, "concurrency" | "cancel">>;
+  & Partial<
+    Pick<
+      HandlerPool,
+      | "concurrency"
+      | "cancel"
+      | "onResize"
+      | "grow"
+      | "retire"
+      | "threads"
+      | "threadsStarting"
+      | "perThreadConcurrency"
+    >
+  >;
 
 /** The slots a worker registers: what its pool runs at once (its queue is prefetch room). */
 function slotsOf(pool: WorkerPool): number {
@@ -71,6 +90,16 @@ export interface WorkerNodeOptions extends BalancerLinkOptions {
    * or null for the service's recent p95 (REGISTER, SPEC.md §6.3, §9.10).
    */
   hedge?: ReadonlyMap<string, number | null>;
+  /** Told of every job from a balancer and every answer (the autoscaler's wait estimate). */
+  observer?: WorkerObserver;
+}
+
+/** What a worker tells about its jobs: enough to estimate how long they wait at balancers. */
+export interface WorkerObserver {
+  /** A REQUEST arrived; `queueDepth` is the balancer's count of jobs still queued for it. */
+  request(service: string, queueDepth: number): void;
+  /** A job was answered. */
+  answered(service: string): void;
 }
 
 /** How a source with work waiting ranks for the extra grant: its oldest wait, else its depth. */
@@ -178,12 +207,20 @@ export class WorkerNode {
   #idleWaiters: (() => void)[] = [];
   #seq = 0;
   #peakHeld = 0;
+  /** Slots a retirement waits to give up: not granted again (see the module doc). */
+  #giving = 0;
+  #givingReason = "";
 
   private constructor(opts: WorkerNodeOptions) {
     this.#opts = opts;
     this.#pool = opts.pool;
     this.#slots = slotsOf(opts.pool);
-    opts.pool.onSlotsAvailable = () => this.#slotsFreed();
+    this.#watch(opts.pool);
+  }
+
+  #watch(pool: WorkerPool): void {
+    pool.onSlotsAvailable = () => this.#slotsFreed();
+    if ("onResize" in pool) pool.onResize = () => this.#resized(pool);
   }
 
   /**
@@ -252,7 +289,65 @@ export class WorkerNode {
       this.#opts.prefetch ?? DEFAULT_PREFETCH,
       ...this.#links.filter((l) => l.open).map((l) => l.prefetch),
     );
-    return this.#slots + Math.max(0, prefetch);
+    return this.#slots - this.#giving + Math.max(0, prefetch);
+  }
+
+  /** Slots held back for a retirement that waits for credit to come back. */
+  get withheld(): number {
+    return this.#giving;
+  }
+
+  /** Adds a handler thread (calling off a retirement still waiting); false when it cannot. */
+  scaleUp(reason = ""): boolean {
+    if (this.#giving > 0) this.cancelScaleDown();
+    return this.#pool.grow?.(reason) ?? false;
+  }
+
+  /**
+   * Retires a handler thread as soon as the jobs held and the credit granted fit the smaller
+   * capacity: now (true), or later, granting nothing beyond it meanwhile (false). Asking
+   * again while one waits changes nothing.
+   */
+  scaleDown(reason = ""): boolean {
+    const pool = this.#pool;
+    if (pool.retire === undefined || (pool.threads ?? 0) + (pool.threadsStarting ?? 0) <= 1) {
+      return false;
+    }
+    if (this.#giving === 0) {
+      this.#giving = Math.min(this.#slots, pool.perThreadConcurrency ?? 1);
+      this.#givingReason = reason;
+    }
+    return this.#retireIfFits();
+  }
+
+  /** Calls off a retirement still waiting for credit, and grants what it held back. */
+  cancelScaleDown(): void {
+    if (this.#giving === 0) return;
+    this.#giving = 0;
+    this.regrant();
+  }
+
+  /** Retires a thread when what is promised fits without it. */
+  #retireIfFits(): boolean {
+    if (this.#giving === 0) return false;
+    const promised = this.#held +
+      this.#sources.reduce((n, l) => n + (l.open && !l.drained ? l.credit : 0), 0);
+    if (promised > this.capacity) return false;
+    this.#giving = 0;
+    // The pool's onResize registers the smaller slot count.
+    return this.#pool.retire?.(this.#givingReason) ?? false;
+  }
+
+  /** The pool's slots changed (a thread added is ready, or one retires): register them. */
+  #resized(pool: WorkerPool): void {
+    if (pool !== this.#pool) return; // an old pool (reload)
+    const slots = slotsOf(pool);
+    if (slots === this.#slots) return;
+    log.info("Slots now {slots} (were {was}): registering", { slots, was: this.#slots });
+    this.#slots = slots;
+    for (const l of this.#links) l.register();
+    this.#slotsFreed();
+    this.regrant();
   }
 
   /**
@@ -263,7 +358,8 @@ export class WorkerNode {
     const old = this.#pool;
     this.#pool = pool;
     this.#opts = { ...this.#opts, pool };
-    pool.onSlotsAvailable = () => this.#slotsFreed();
+    this.#watch(pool);
+    this.#giving = 0;
     this.#slots = slotsOf(pool);
     for (const l of this.#links) l.register();
     this.regrant();
@@ -307,6 +403,7 @@ export class WorkerNode {
 
   /** @internal A job arrived from a balancer. */
   run(link: BalancerLink, f: Extract<Frame, { type: "request" }>): void {
+    this.#opts.observer?.request(f.service, f.queueDepth === NOT_APPLICABLE ? 0 : f.queueDepth);
     // A redelivery says so to its handler (`ep-attempt`, SPEC.md §10): 2, 3, …
     const meta = f.attempt > 0
       ? encodeMeta([...f.meta, ["ep-attempt", String(f.attempt + 1)]])
@@ -457,6 +554,7 @@ export class WorkerNode {
     fail?: { code: number; message: string },
   ): void {
     this.#held--;
+    this.#opts.observer?.answered(h.service);
     // Start a locally queued (prefetched) job in the slot just freed.
     while (this.#local.length > 0 && this.#pool.freeSlots > 0) {
       const next = this.#local.shift()!;
@@ -491,6 +589,7 @@ export class WorkerNode {
   /** @internal Hands out free capacity as credit (see the module doc). */
   regrant(): void {
     if (this.#draining || this.#closed) return;
+    if (this.#giving > 0) this.#retireIfFits();
     const open = this.#sources.filter((l) => l.open && !l.drained);
     if (open.length === 0) return;
     const cap = this.capacity;

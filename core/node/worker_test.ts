@@ -28,13 +28,43 @@ class FakePool implements WorkerPool {
   readonly services: readonly string[] = [SERVICE];
   onSlotsAvailable: (() => void) | undefined = undefined;
   readonly running: { job: PoolJob; done: ReplyCallback }[] = [];
-  readonly #slots: number;
+  #slots: number;
 
   constructor(slots: number) {
     this.#slots = slots;
   }
   get freeSlots(): number {
-    return this.#slots - this.running.length;
+    return Math.max(0, this.#slots - this.running.length);
+  }
+  get concurrency(): number {
+    return this.#slots;
+  }
+  // Growing and shrinking, one slot per thread (as HandlerPool.grow and retire).
+  onResize: (() => void) | undefined = undefined;
+  threadsStarting = 0;
+  readonly perThreadConcurrency = 1;
+  readonly scaled: string[] = [];
+  get threads(): number {
+    return this.#slots;
+  }
+  grow(reason = ""): boolean {
+    this.threadsStarting++;
+    this.scaled.push(`grow ${reason}`);
+    return true;
+  }
+  /** The thread added last is ready: its slot counts. */
+  ready(): void {
+    this.threadsStarting--;
+    this.#slots++;
+    this.onResize?.();
+    this.onSlotsAvailable?.();
+  }
+  retire(reason = ""): boolean {
+    if (this.#slots <= 1) return false;
+    this.#slots--;
+    this.scaled.push(`retire ${reason}`);
+    this.onResize?.();
+    return true;
   }
   get jobsInFlight(): number {
     return this.running.length;
@@ -898,4 +928,140 @@ Deno.test("nextCredit: one source gets everything; several, the oldest uncovered
   assert.equal(nextCredit([v(0, 0), v(0, 0)], 2, 4, 1), 0);
   assert.equal(nextCredit([v(1, 0), v(0, 0)], 2, 4, 2), -1, "used ≥ slots: prefetch room");
   assert.equal(nextCredit([v(1, 1, 5), v(0, 0)], 1, 4, 1), -1, "covered work is none");
+});
+
+Deno.test("worker registers its new slot count when its pool grows, and grants the new capacity", async () => {
+  const a = new FakeBalancer(2);
+  const { node, pool } = await startWorker(2, [a]);
+  try {
+    assert.deepEqual(a.take(), ["HELLO role 2", `REGISTER 2 ${SERVICE}`, "READY 4"]);
+    assert.equal(node.scaleUp("busy"), true);
+    await settle();
+    assert.deepEqual(a.take(), [], "nothing until the thread is ready");
+    pool.ready();
+    await settle();
+    assert.deepEqual(a.take(), [`REGISTER 3 ${SERVICE}`, "READY 1"]);
+    assert.deepEqual([node.slots, a.credit], [3, 5]);
+  } finally {
+    node.close();
+  }
+});
+
+Deno.test("worker retires a thread only once held jobs and granted credit fit the smaller capacity, granting nothing beyond it meanwhile", async () => {
+  const a = new FakeBalancer(2);
+  const { node, pool } = await startWorker(2, [a]);
+  try {
+    a.take();
+    // Idle: all 4 credits (2 slots + 2 prefetch) are with the balancer, which may use them.
+    assert.equal(node.scaleDown("idle"), false, "4 promised > 3 after the retirement");
+    assert.deepEqual([node.withheld, pool.scaled.length], [1, 0]);
+    const first = a.request(0);
+    await settle();
+    pool.finish();
+    await settle();
+    // The answer frees a slot, which is not granted again: 0 held + 3 credit fits 1 + 2.
+    assert.deepEqual(a.take(), [`REPLY ${first}`, `REGISTER 1 ${SERVICE}`]);
+    assert.deepEqual([node.slots, node.withheld, a.credit, pool.scaled], [1, 0, 3, [
+      "retire idle",
+    ]]);
+    // The balancer uses all it holds: 3 jobs, within 1 slot + 2 prefetch.
+    a.request(0);
+    a.request(0);
+    a.request(0);
+    await settle();
+    assert.equal(node.held, 3);
+    assert.equal(node.scaleDown("idle"), false, "one thread left");
+  } finally {
+    node.close();
+  }
+});
+
+Deno.test("worker: growing while a retirement waits calls it off and grants what was held back", async () => {
+  const a = new FakeBalancer(1);
+  const { node, pool } = await startWorker(2, [a]);
+  try {
+    a.take();
+    const id = a.request(0);
+    await settle();
+    assert.equal(node.scaleDown("idle"), false);
+    pool.finish();
+    await settle();
+    // 0 held + 2 credit fits 1 + 1: retired at once.
+    assert.deepEqual(a.take(), [`REPLY ${id}`, `REGISTER 1 ${SERVICE}`]);
+    a.request(0);
+    a.request(0);
+    await settle();
+    assert.equal(node.scaleUp("busy"), true);
+    pool.ready();
+    await settle();
+    assert.deepEqual(a.take(), [`REGISTER 2 ${SERVICE}`, "READY 1"]);
+    node.cancelScaleDown();
+    assert.equal(node.scaleDown("again"), false, "2 held + 1 credit > 1 + 1");
+    assert.equal(node.withheld, 1);
+    assert.equal(node.scaleUp("busy again"), true);
+    assert.equal(node.withheld, 0);
+    await settle();
+    assert.deepEqual(a.take(), [], "nothing was held back from the balancer's credit");
+  } finally {
+    node.close();
+  }
+});
+
+Deno.test("worker credit bound holds for the slots registered at each moment while its pool grows and shrinks at random", async () => {
+  for (let seed = 1; seed <= 10; seed++) {
+    const rng: Rng = mulberry32(100 + seed);
+    const count = 1 + int(rng, 3);
+    const prefetch = int(rng, 3);
+    const bals = Array.from({ length: count }, () => new FakeBalancer(prefetch));
+    const { node, pool } = await startWorker(1 + int(rng, 3), bals);
+    const trail: string[] = [];
+    try {
+      for (let step = 0; step < 150; step++) {
+        const x = pick(rng, bals);
+        const roll = int(rng, 100);
+        if (roll < 40) {
+          if (x.credit > 0) {
+            x.request(int(rng, 6));
+            trail.push("request");
+          }
+        } else if (roll < 50) {
+          x.heartbeat(int(rng, 6));
+          trail.push("heartbeat");
+        } else if (roll < 75) {
+          if (pool.running.length > 0) {
+            pool.finish(int(rng, pool.running.length));
+            trail.push("finish");
+          }
+        } else if (roll < 83) {
+          node.scaleUp("up");
+          trail.push("up");
+        } else if (roll < 90) {
+          if (pool.threadsStarting > 0) {
+            pool.ready();
+            trail.push("ready");
+          }
+        } else if (roll < 98) {
+          node.scaleDown("down");
+          trail.push("down");
+        } else {
+          node.cancelScaleDown();
+          trail.push("cancel");
+        }
+        await settle();
+        const bound = node.slots + prefetch + (count - 1);
+        const what = `seed ${seed}, step ${step}: ${trail.slice(-6).join(", ")}`;
+        const promised = node.held + bals.reduce((n, y) => n + y.credit, 0);
+        assert.ok(promised <= bound, `held + credit ${promised} > ${bound} (${what})`);
+        assert.equal(node.slots, pool.concurrency, `registered slots follow the pool (${what})`);
+      }
+      // Everything held still gets answered.
+      while (pool.running.length > 0 || node.held > 0) {
+        if (pool.running.length > 0) pool.finish();
+        await settle();
+      }
+    } finally {
+      node.close();
+    }
+    await settle();
+  }
 });

@@ -302,6 +302,7 @@ export function writeServerMetrics(w: ExpositionWriter, c: ServerCounters | null
 
 /**
  * Writes the handler pool's families: `ep_handler_threads{state}`,
+ * `ep_handler_thread_scale_total{direction}` (threads added and retired by scaling),
  * `ep_handler_slots{state}`, `ep_handler_jobs_total{result}`,
  * `ep_handler_threads_lost_total`, `ep_handler_thread_restarts_total{thread}`, ring
  * occupancy `ep_handler_ring_used_bytes{thread,ring}` and capacity, `ep_handler_ring_full_total`,
@@ -321,13 +322,22 @@ export function writeServerMetrics(w: ExpositionWriter, c: ServerCounters | null
 export function writePoolMetrics(w: ExpositionWriter, pool: PoolCounters | null): void {
   const threads = pool?.threads ?? [];
   w.family("ep_handler_threads", "gauge", "Handler threads, by state.");
-  for (const state of ["starting", "ready", "restarting", "stopping", "stopped"] as const) {
+  for (
+    const state of ["starting", "ready", "restarting", "retiring", "stopping", "stopped"] as const
+  ) {
     w.sample(
       "ep_handler_threads",
       [["state", state]],
       threads.filter((t) => t.status === state).length,
     );
   }
+  w.family(
+    "ep_handler_thread_scale_total",
+    "counter",
+    "Handler threads added (up) and retired (down) as the load changed.",
+  );
+  w.sample("ep_handler_thread_scale_total", [["direction", "up"]], pool?.scaling?.up ?? 0);
+  w.sample("ep_handler_thread_scale_total", [["direction", "down"]], pool?.scaling?.down ?? 0);
   w.family("ep_handler_slots", "gauge", "Handler-thread slots, by state.");
   w.sample("ep_handler_slots", [["state", "busy"]], pool?.jobsInFlight ?? 0);
   w.sample("ep_handler_slots", [["state", "idle"]], pool?.freeSlots ?? 0);

@@ -188,6 +188,7 @@ footer { color: var(--muted); font-size: .8rem; display: flex; flex-wrap: wrap; 
   </section>
   <section class="card" id="threads-card" hidden>
     <h2>Handler threads <small>ring occupancy and wake-ups</small></h2>
+    <p id="threads-scale" class="muted" hidden></p>
     <div class="scroll"><table id="threads" class="cards">
       <thead><tr>
         <th>Thread</th><th>State</th><th class="n">In flight</th><th class="n">Done</th>
@@ -414,6 +415,29 @@ footer { color: var(--muted); font-size: .8rem; display: flex; flex-wrap: wrap; 
       rows.push(tr);
     }
     replaceBody($("#threads"), rows, "No threads", 8);
+    renderScaling(s);
+  }
+
+  // The thread count and its last changes, when the pool grows and shrinks.
+  function renderScaling(s) {
+    var p = $("#threads-scale");
+    var sc = s.pool.scaling;
+    if (!sc || sc.up + sc.down === 0) { p.hidden = true; return; }
+    p.hidden = false;
+    while (p.firstChild) p.removeChild(p.firstChild);
+    var head = el("span", null, sc.threads + (sc.threads === 1 ? " thread" : " threads") + (sc.starting ? " (+" + sc.starting + " starting)" : "") +
+      " \u00b7 " + sc.up + " added, " + sc.down + " retired");
+    head.setAttribute("data-scale", "threads");
+    p.appendChild(head);
+    var changes = sc.changes.slice(-5).reverse();
+    for (var i = 0; i < changes.length; i++) {
+      var c = changes[i];
+      var line = el("span", null, (c.direction === "up" ? "\u2191 " : "\u2193 ") + c.threads + " " +
+        fmtAgo(s.now - c.at) + (c.reason ? ": " + c.reason : ""));
+      line.setAttribute("data-scale", "change");
+      p.appendChild(el("br"));
+      p.appendChild(line);
+    }
   }
 
   function renderFooter(s) {

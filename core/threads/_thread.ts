@@ -106,6 +106,15 @@ export class Thread {
   backoff = 0;
   restarts = 0;
   restartTimer: ReturnType<typeof setTimeout> | undefined;
+  /**
+   * Its slots count in the pool's concurrency: a thread of the pool's start, or one added
+   * (`HandlerPool.grow`) once ready; not while retiring or retired.
+   */
+  member = true;
+  /** Added by `HandlerPool.grow` and not ready yet. */
+  growing = false;
+  /** A STOP record was written for it (it finishes what it holds and exits). */
+  stopSent = false;
   onStarted: ((r: ThreadResult) => void) | null = null;
   base = { jobFull: 0, jobWake: 0, replyFull: 0, replyWake: 0, done: 0, sleeps: 0 };
 
@@ -148,6 +157,7 @@ export class Thread {
     this.heldRecords = [];
     this.spaceWait = false;
     this.dirty = false;
+    this.stopSent = false;
     this.status = "starting";
     this.startedAt = performance.now();
     const webWorker = new Worker(THREAD_ENTRY, {
@@ -199,6 +209,7 @@ export class Thread {
   requestStop(): boolean {
     if (!this.jobs.tryWrite(0, KIND_STOP, 0, null, null)) return false;
     this.jobs.flush();
+    this.stopSent = true;
     return true;
   }
 

@@ -14,6 +14,11 @@
  * - Each thread has `perThreadConcurrency` slots; a job takes a slot until its reply (or
  *   the loss of its thread) frees it. {@linkcode HandlerPool.freeSlots} is a field read,
  *   and {@linkcode HandlerPool.submit} allocates nothing beyond the job and its reply.
+ * - The thread count changes while the pool runs ({@linkcode HandlerPool.grow},
+ *   {@linkcode HandlerPool.retire}; `core/node/autoscaler.ts` decides when). An added
+ *   thread's slots count once it is ready; a retiring thread's free slots leave at once, it
+ *   takes no new job, finishes the jobs it holds (none is lost) and then stops. Its index is
+ *   the next one to start again, so thread indices stay small and counters stay per index.
  * - Jobs submitted in one tick are published with one store per thread, in a microtask.
  *   A job that does not fit in its thread's ring is held on the main thread and written
  *   when the thread releases space: nothing is dropped.
@@ -101,6 +106,9 @@ import type {
   PoolCounters,
   PoolJob,
   ReplyCallback,
+  ScalablePool,
+  ScaleChange,
+  ScalingCounters,
   ThreadLostEvent,
 } from "./pool_types.ts";
 
@@ -113,6 +121,9 @@ export type {
   PoolCounters,
   PoolJob,
   ReplyCallback,
+  ScalablePool,
+  ScaleChange,
+  ScalingCounters,
   ThreadCounters,
   ThreadLostEvent,
   ThreadStatus,
@@ -200,6 +211,8 @@ const MAX_CONCURRENCY = 0xffff;
 const STOP_TIMEOUT_MS = 2000;
 const MAX_BACKOFF_MS = 5000;
 const GEN_MAX = 0x7fff;
+const MAX_THREADS = 1024;
+const MAX_CHANGES = 20;
 
 /**
  * A pool of handler threads with slots: the dispatcher asks {@linkcode HandlerPool.freeSlots}
@@ -222,14 +235,22 @@ const GEN_MAX = 0x7fff;
  * await pool.close({ drain: true });
  * ```
  */
-export class HandlerPool implements JobPool {
+export class HandlerPool implements JobPool, ScalablePool {
   readonly #spawnConfig: ThreadSpawnConfig;
   readonly #threadEvents: ThreadEvents = {
     message: (t, msg) => this.#onThreadMessage(t, msg),
     failed: (t, reason, cause) => this.#threadFailed(t, reason, cause),
   };
   readonly #ringBytes: number;
-  readonly #concurrency: number;
+  readonly #perThread: number;
+  /** Slots of one thread: its concurrency and its queue. */
+  readonly #threadSlots: number;
+  /** Threads whose slots count (Thread.member). */
+  #members = 0;
+  #onResize?: () => void;
+  #scaledUp = 0;
+  #scaledDown = 0;
+  #changes: ScaleChange[] = [];
   readonly #onCall?: (call: PoolCall) => Promise<PoolCallReply>;
   readonly #startTimeoutMs: number;
   readonly #onThreadLost?: (event: ThreadLostEvent) => void;
@@ -267,8 +288,8 @@ export class HandlerPool implements JobPool {
     const queue = options.perThreadQueue ?? 0;
     const ringBytes = options.ringBytes ?? DEFAULT_RING_BYTES;
     const pollMicros = options.pollMicros ?? 0;
-    if (!Number.isInteger(threads) || threads < 1 || threads > 1024) {
-      throw new RangeError(`Threads must be an integer from 1 to 1024: "${threads}"`);
+    if (!Number.isInteger(threads) || threads < 1 || threads > MAX_THREADS) {
+      throw new RangeError(`Threads must be an integer from 1 to ${MAX_THREADS}: "${threads}"`);
     }
     if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > MAX_CONCURRENCY) {
       throw new RangeError(
@@ -297,12 +318,14 @@ export class HandlerPool implements JobPool {
       calls: options.onCall !== undefined,
     };
     this.#onCall = options.onCall;
-    this.#concurrency = threads * concurrency;
+    this.#perThread = concurrency;
+    this.#threadSlots = concurrency + queue;
+    this.#members = threads;
     this.#ringBytes = ringBytes;
     this.#startTimeoutMs = options.startTimeoutMs ?? 30_000;
     this.#onThreadLost = options.onThreadLost;
     this.#onSlotsAvailable = options.onSlotsAvailable;
-    for (let i = 0; i < threads; i++) this.#threads.push(new Thread(i, concurrency + queue));
+    for (let i = 0; i < threads; i++) this.#threads.push(new Thread(i, this.#threadSlots));
     this.#scheduler = new ReplyScheduler(this.#threads, this.#poolControl, pollMicros / 1000, {
       inFlight: () => this.#inFlight,
       reply: (t, replies, rec) => this.#onReply(t, replies, rec),
@@ -362,7 +385,7 @@ export class HandlerPool implements JobPool {
       throw new PoolStartError(message);
     }
     logger.debug("Handler pool started: {threads} threads, services {services}", {
-      threads: this.#threads.length,
+      threads: this.#members,
       services: this.#services,
     });
   }
@@ -372,9 +395,33 @@ export class HandlerPool implements JobPool {
     return this.#services;
   }
 
-  /** Number of threads. */
+  /**
+   * Threads whose slots count: those the pool started with and those added once ready, less
+   * those retiring or retired (a thread restarting after a crash still counts).
+   */
   get threads(): number {
-    return this.#threads.length;
+    return this.#members;
+  }
+
+  /** Threads added ({@linkcode HandlerPool.grow}) and not ready yet. */
+  get threadsStarting(): number {
+    let n = 0;
+    for (const t of this.#threads) if (t.growing) n++;
+    return n;
+  }
+
+  /** Jobs one thread runs at once (its share of {@linkcode HandlerPool.concurrency}). */
+  get perThreadConcurrency(): number {
+    return this.#perThread;
+  }
+
+  /** The callback told when the slots that count change (see `ScalablePool.onResize`). */
+  get onResize(): (() => void) | undefined {
+    return this.#onResize;
+  }
+
+  set onResize(cb: (() => void) | undefined) {
+    this.#onResize = cb;
   }
 
   /**
@@ -387,7 +434,7 @@ export class HandlerPool implements JobPool {
 
   /** Jobs the threads run at once, all threads together (`threads × perThreadConcurrency`). */
   get concurrency(): number {
-    return this.#concurrency;
+    return this.#members * this.#perThread;
   }
 
   /** Free slots on ready threads: how many jobs {@linkcode HandlerPool.submit} takes now. */
@@ -535,10 +582,164 @@ export class HandlerPool implements JobPool {
     Atomics.store(t.ctl, CTL_INTERRUPT, -1);
   }
 
+  /**
+   * Adds a thread: a retiring one that has not been told to stop yet comes back at once
+   * (its free slots count again); otherwise one starts (the lowest retired index first), and
+   * its slots count once it is ready ({@linkcode HandlerPool.onSlotsAvailable} and
+   * {@linkcode HandlerPool.onResize} are told then). `reason` is kept with the change
+   * ({@linkcode ScalingCounters}). False when closing or at 1024 threads.
+   *
+   * @example
+   * ```ts ignore
+   * pool.grow("wait p99 80 ms > 50 ms");
+   * ```
+   */
+  grow(reason = ""): boolean {
+    if (this.#closing) return false;
+    const back = this.#threads.find((t) => t.status === "retiring" && !t.stopSent);
+    if (back !== undefined) {
+      back.status = "ready";
+      back.member = true;
+      this.#members++;
+      back.freeTop = 0;
+      for (let slot = back.slots - 1; slot >= 0; slot--) {
+        if (back.busy[slot] === 0) back.free[back.freeTop++] = slot;
+      }
+      this.#free += back.freeTop;
+      this.#changed("up", reason);
+      logger.info("Handler thread {thread} kept (was retiring): {threads} threads", {
+        thread: back.index,
+        threads: this.#members,
+      });
+      this.#serveCalls();
+      this.#resized(back.freeTop > 0);
+      return true;
+    }
+    let t = this.#threads.find((x) => x.status === "retired" && x.webWorker === null);
+    if (t === undefined) {
+      if (this.#threads.length >= MAX_THREADS) return false;
+      t = new Thread(this.#threads.length, this.#threadSlots);
+      this.#threads.push(t);
+    }
+    t.member = false;
+    t.growing = true;
+    t.backoff = 0;
+    try {
+      t.spawn(this.#spawnConfig, this.#threadEvents);
+    } catch (err) {
+      t.growing = false;
+      t.status = "retired";
+      logger.error("Handler thread {thread} cannot be started: {error}", {
+        thread: t.index,
+        error: err,
+      });
+      return false;
+    }
+    this.#changed("up", reason);
+    logger.info("Handler thread {thread} starting: {threads} threads and 1 starting", {
+      thread: t.index,
+      threads: this.#members,
+    });
+    return true;
+  }
+
+  /**
+   * Retires a thread: one still starting stops at once; otherwise the ready thread holding
+   * the fewest jobs takes no new job (its free slots leave {@linkcode HandlerPool.freeSlots}
+   * and {@linkcode HandlerPool.concurrency} at once), finishes the jobs it holds, and stops.
+   * No job is lost. False when it would leave no thread, or when closing.
+   *
+   * @example
+   * ```ts ignore
+   * pool.retire("idle");
+   * ```
+   */
+  retire(reason = ""): boolean {
+    if (this.#closing || this.#members + this.threadsStarting <= 1) return false;
+    const growing = this.#threads.find((t) => t.growing);
+    if (growing !== undefined) {
+      // Not serving yet: nothing to finish.
+      growing.growing = false;
+      clearTimeout(growing.restartTimer);
+      growing.end();
+      growing.status = "retired";
+      this.#changed("down", reason);
+      logger.info("Handler thread {thread} retired before it was ready: {threads} threads", {
+        thread: growing.index,
+        threads: this.#members,
+      });
+      return true;
+    }
+    let pick: Thread | null = null;
+    for (const t of this.#threads) {
+      if (!t.member) continue;
+      if (t.status === "restarting") {
+        pick = t; // no Web Worker: nothing to finish
+        break;
+      }
+      if (t.status === "ready" && (pick === null || t.inFlight <= pick.inFlight)) pick = t;
+    }
+    if (pick === null) return false;
+    pick.member = false;
+    this.#members--;
+    if (pick.status === "restarting") {
+      clearTimeout(pick.restartTimer);
+      pick.restartTimer = undefined;
+      pick.status = "retired";
+    } else {
+      this.#free -= pick.freeTop;
+      pick.freeTop = 0;
+      pick.status = "retiring";
+      if (pick.inFlight === 0) this.#stopRetiring(pick);
+    }
+    this.#changed("down", reason);
+    logger.info("Handler thread {thread} retiring ({held} jobs to finish): {threads} threads", {
+      thread: pick.index,
+      held: pick.inFlight,
+      threads: this.#members,
+    });
+    this.#resized(false);
+    return true;
+  }
+
+  #stopRetiring(t: Thread): void {
+    if (t.stopSent || t.webWorker === null) return;
+    if (!t.requestStop()) {
+      // No room for STOP (cancel records fill the ring): it holds no job, end it.
+      t.end();
+      t.status = "retired";
+    }
+  }
+
+  #changed(direction: "up" | "down", reason: string): void {
+    if (direction === "up") this.#scaledUp++;
+    else this.#scaledDown++;
+    this.#changes.push({
+      at: Date.now(),
+      direction,
+      threads: this.#members + this.threadsStarting,
+      reason,
+    });
+    if (this.#changes.length > MAX_CHANGES) this.#changes.shift();
+  }
+
+  #resized(slotsFreed: boolean): void {
+    if (this.#onResize) this.#safely(this.#onResize);
+    if (slotsFreed && this.#onSlotsAvailable) this.#safely(this.#onSlotsAvailable);
+  }
+
   /** A snapshot of the pool's counters (allocates; not for the hot path). */
   counters(): PoolCounters {
-    const threads = this.#threads.map((t) => t.counters());
+    const threads = this.#threads.filter((t) => t.status !== "retired").map((t) => t.counters());
+    const scaling: ScalingCounters = {
+      threads: this.#members,
+      starting: this.threadsStarting,
+      up: this.#scaledUp,
+      down: this.#scaledDown,
+      changes: this.#changes.map((c) => ({ ...c })),
+    };
     return {
+      scaling,
       threads,
       jobsInFlight: this.#inFlight,
       freeSlots: this.freeSlots,
@@ -606,7 +807,7 @@ export class HandlerPool implements JobPool {
     const running = this.#threads.filter((t) => t.webWorker !== null);
     for (const t of this.#threads) {
       clearTimeout(t.restartTimer);
-      if (t.webWorker === null) t.status = "stopped";
+      if (t.webWorker === null && t.status !== "retired") t.status = "stopped";
     }
     if (running.length > 0) {
       let timer: ReturnType<typeof setTimeout> | undefined;
@@ -648,7 +849,12 @@ export class HandlerPool implements JobPool {
         return this.#threadFailed(t, msg.reason);
       case "stopped":
         t.end();
-        t.status = "stopped";
+        if (t.status === "retiring") {
+          t.status = "retired";
+          logger.info("Handler thread {thread} retired", { thread: t.index });
+        } else {
+          t.status = "stopped";
+        }
         this.#stopped?.();
         return;
     }
@@ -687,6 +893,16 @@ export class HandlerPool implements JobPool {
     t.onStarted = null;
     if (started !== null) {
       started({ ok: true });
+    } else if (t.growing) {
+      t.growing = false;
+      t.member = true;
+      this.#members++;
+      logger.info("Handler thread {thread} started: {threads} threads", {
+        thread: t.index,
+        threads: this.#members,
+      });
+      this.#serveCalls();
+      this.#resized(true);
     } else {
       logger.info("Handler thread {thread} restarted", { thread: t.index });
       this.#serveCalls();
@@ -711,6 +927,7 @@ export class HandlerPool implements JobPool {
       started({ ok: false, message: `thread ${t.index}: ${reason}` });
       return;
     }
+    const retiring = t.status === "retiring";
     const error = new HandlerThreadLostError(t.index, reason, { cause });
     let failedJobs = 0;
     for (let slot = 0; slot < t.slots; slot++) {
@@ -724,8 +941,8 @@ export class HandlerPool implements JobPool {
       }
     }
     t.freeTop = 0;
-    const restarting = !this.#closing;
-    t.status = restarting ? "restarting" : "stopped";
+    const restarting = !this.#closing && !retiring;
+    t.status = restarting ? "restarting" : retiring ? "retired" : "stopped";
     logger.warn("Handler thread {thread} lost: {reason}; {failedJobs} jobs failed", {
       thread: t.index,
       reason,
@@ -789,6 +1006,8 @@ export class HandlerPool implements JobPool {
     if (toFreeList && t.status === "ready") {
       t.free[t.freeTop++] = slot;
       this.#free++;
+    } else if (t.status === "retiring" && t.inFlight === 0 && !this.#closing) {
+      this.#stopRetiring(t);
     }
   }
 

@@ -8,6 +8,7 @@ import {
   PoolClosedError,
   RingMessageTooLargeError,
 } from "../errors.ts";
+import { int, mulberry32 } from "../../tests/fuzz/_mutate.ts";
 
 const HANDLERS = new URL("../../tests/fixtures/pool_handlers.ts", import.meta.url).href;
 const enc = new TextEncoder();
@@ -599,5 +600,196 @@ Deno.test("a deadline further ahead than setTimeout holds (2^32 - 1 ms) arms one
   } finally {
     globalThis.setTimeout = real;
     await pool.close();
+  }
+});
+
+// ---- growing and shrinking (HandlerPool.grow, HandlerPool.retire) ----
+
+/** Submits `service(body)` and resolves with its reply text (or rejects with its error). */
+function submitted(
+  pool: HandlerPool,
+  id: number,
+  service: string,
+  body: string,
+): { accepted: boolean; reply: Promise<string> } {
+  let accepted = false;
+  const reply = new Promise<string>((resolve, reject) => {
+    accepted = pool.submit({ id, service, body: enc.encode(body) }, (err, r) => {
+      if (err) reject(err);
+      else resolve(text(r!));
+    });
+  });
+  return { accepted, reply };
+}
+
+Deno.test("grow adds a thread whose slots count once it is ready; retire takes an idle thread's slots at once and stops it", async () => {
+  const pool = await startPool({ threads: 1, perThreadConcurrency: 2 });
+  try {
+    let resized = 0;
+    let available = 0;
+    pool.onResize = () => resized++;
+    pool.onSlotsAvailable = () => available++;
+    assert.equal(pool.grow("more"), true);
+    // Starting: its slots do not count yet.
+    assert.deepEqual([pool.threads, pool.threadsStarting, pool.concurrency, pool.freeSlots], [
+      1,
+      1,
+      2,
+      2,
+    ]);
+    await until(() => resized === 1, "the added thread to be ready");
+    assert.deepEqual([pool.threads, pool.threadsStarting, pool.concurrency, pool.freeSlots], [
+      2,
+      0,
+      4,
+      4,
+    ]);
+    assert.equal(available, 1, "its free slots are announced");
+    const names = await Promise.all(
+      Array.from(
+        { length: 40 },
+        (_, i) => pool.call({ id: i, service: "whoami", body: enc.encode("") }),
+      ),
+    );
+    assert.deepEqual(new Set(names.map(text)), new Set(["ep-handler-0", "ep-handler-1"]));
+
+    assert.equal(pool.retire("idle"), true);
+    assert.deepEqual([pool.threads, pool.concurrency, pool.freeSlots], [1, 2, 2]);
+    assert.equal(resized, 2);
+    await until(() => pool.counters().threads.length === 1, "the retired thread to stop");
+    assert.equal(pool.retire("idle"), false, "the last thread is never retired");
+    const scaling = pool.counters().scaling!;
+    assert.deepEqual(
+      [
+        scaling.threads,
+        scaling.up,
+        scaling.down,
+        scaling.changes.map((c) => [c.direction, c.threads, c.reason]),
+      ],
+      [1, 1, 1, [["up", 2, "more"], ["down", 1, "idle"]]],
+    );
+  } finally {
+    await pool.close();
+  }
+});
+
+Deno.test("a retiring thread takes no new job and finishes the jobs it holds: none is lost", async () => {
+  const pool = await startPool({ threads: 2, perThreadConcurrency: 1 });
+  try {
+    const a = submitted(pool, 1, "sleep", "150");
+    const b = submitted(pool, 2, "sleep", "150");
+    assert.ok(a.accepted && b.accepted);
+    assert.equal(pool.freeSlots, 0);
+    assert.equal(pool.retire(), true);
+    // Both threads hold a job; one retires: the pool counts one thread's slots.
+    assert.deepEqual([pool.threads, pool.concurrency, pool.freeSlots, pool.jobsInFlight], [
+      1,
+      1,
+      0,
+      2,
+    ]);
+    const statuses = pool.counters().threads.map((t) => t.status).sort();
+    assert.deepEqual(statuses, ["ready", "retiring"]);
+    assert.deepEqual(await Promise.all([a.reply, b.reply]), ["slept 150", "slept 150"]);
+    await until(() => pool.counters().threads.length === 1, "the retiring thread to stop");
+    assert.deepEqual([pool.freeSlots, pool.jobsInFlight], [1, 0]);
+    const counters = pool.counters();
+    assert.deepEqual([counters.replied, counters.failed, counters.threadsLost], [2, 0, 0]);
+    // The thread left serves.
+    assert.equal(text(await pool.call({ id: 3, service: "echo", body: enc.encode("on") })), "on");
+  } finally {
+    await pool.close();
+  }
+});
+
+Deno.test("grow keeps a retiring thread that still holds jobs: its free slots count again at once", async () => {
+  const pool = await startPool({ threads: 2, perThreadConcurrency: 2 });
+  try {
+    const a = submitted(pool, 1, "sleep", "100");
+    const b = submitted(pool, 2, "sleep", "100");
+    assert.equal(pool.freeSlots, 2);
+    assert.equal(pool.retire(), true);
+    assert.deepEqual([pool.threads, pool.freeSlots], [1, 1]);
+    assert.equal(pool.grow(), true);
+    assert.deepEqual([pool.threads, pool.threadsStarting, pool.freeSlots], [2, 0, 2]);
+    assert.deepEqual(await Promise.all([a.reply, b.reply]), ["slept 100", "slept 100"]);
+    assert.equal(pool.freeSlots, 4);
+    assert.deepEqual(pool.counters().threads.map((t) => t.status), ["ready", "ready"]);
+  } finally {
+    await pool.close();
+  }
+});
+
+Deno.test("retire stops a thread still starting; a retired index starts again when the pool grows", async () => {
+  const pool = await startPool({ threads: 1, perThreadConcurrency: 1 });
+  try {
+    assert.equal(pool.grow(), true);
+    assert.equal(pool.retire(), true, "the starting thread goes first");
+    assert.deepEqual([pool.threads, pool.threadsStarting, pool.counters().threads.length], [
+      1,
+      0,
+      1,
+    ]);
+    let resized = 0;
+    pool.onResize = () => resized++;
+    assert.equal(pool.grow(), true);
+    await until(() => resized === 1, "the thread to be ready");
+    const names = await Promise.all(
+      Array.from(
+        { length: 20 },
+        (_, i) => pool.call({ id: i, service: "whoami", body: enc.encode("") }),
+      ),
+    );
+    assert.deepEqual(new Set(names.map(text)), new Set(["ep-handler-0", "ep-handler-1"]));
+    assert.equal(pool.counters().threads.length, 2);
+  } finally {
+    await pool.close();
+  }
+});
+
+Deno.test("close while a thread retires: the jobs it holds still finish (drain) and every thread stops", async () => {
+  const pool = await startPool({ threads: 2, perThreadConcurrency: 1 });
+  const a = submitted(pool, 1, "sleep", "100");
+  const b = submitted(pool, 2, "sleep", "100");
+  assert.equal(pool.retire(), true);
+  await pool.close({ drain: true });
+  assert.deepEqual(await Promise.all([a.reply, b.reply]), ["slept 100", "slept 100"]);
+  assert.equal(pool.grow(), false);
+  assert.ok(pool.counters().threads.every((t) => t.status === "stopped"));
+});
+
+Deno.test("property: under random grow, retire and jobs, every job is answered once, none fails, and the slots add up", async () => {
+  for (const seed of [1, 2, 3]) {
+    const rng = mulberry32(seed);
+    const pool = await startPool({ threads: 1, perThreadConcurrency: 2 });
+    try {
+      const replies: Promise<string>[] = [];
+      const expected: string[] = [];
+      let id = 0;
+      for (let step = 0; step < 120; step++) {
+        const op = int(rng, 10);
+        if (op === 0) pool.grow(`seed ${seed}`);
+        else if (op === 1) pool.retire(`seed ${seed}`);
+        else if (op === 2) await new Promise((r) => setTimeout(r, int(rng, 8)));
+        else if (pool.freeSlots > 0) {
+          const ms = int(rng, 6);
+          const job = submitted(pool, ++id, "sleep", String(ms));
+          assert.ok(job.accepted);
+          replies.push(job.reply);
+          expected.push(`slept ${ms}`);
+        }
+        assert.ok(pool.threads >= 1 && pool.threads + pool.threadsStarting <= 1 + 120);
+        assert.ok(pool.freeSlots <= pool.concurrency, "free slots only on threads that count");
+      }
+      assert.deepEqual(await Promise.all(replies), expected, `seed ${seed}`);
+      await until(() => pool.threadsStarting === 0, "added threads to be ready");
+      const c = pool.counters();
+      assert.deepEqual([c.submitted, c.replied, c.failed, c.threadsLost], [id, id, 0, 0]);
+      assert.deepEqual([pool.jobsInFlight, pool.freeSlots], [0, pool.concurrency], `seed ${seed}`);
+      const s = c.scaling!;
+      assert.equal(1 + s.up - s.down, pool.threads, "every change is counted");
+    } finally {
+      await pool.close();
+    }
   }
 });

@@ -112,7 +112,9 @@ export interface CloseOptions {
 }
 
 /**
- * State of a thread.
+ * State of a thread. `retiring`: the pool shrinks (`HandlerPool.retire`); the thread takes no
+ * new job, finishes those it holds, then stops (`retired`: its index may start again when the
+ * pool grows).
  *
  * @example
  * ```ts
@@ -121,7 +123,14 @@ export interface CloseOptions {
  * console.assert(s === "ready");
  * ```
  */
-export type ThreadStatus = "starting" | "ready" | "restarting" | "stopping" | "stopped";
+export type ThreadStatus =
+  | "starting"
+  | "ready"
+  | "restarting"
+  | "retiring"
+  | "stopping"
+  | "stopped"
+  | "retired";
 
 /**
  * Counters of one thread (monotonic across restarts unless said otherwise).
@@ -189,6 +198,88 @@ export interface PoolCounters {
   threadsLost: number;
   /** Times the main thread slept in `Atomics.waitAsync` waiting for replies. */
   mainSleeps: number;
+  /** Growing and shrinking (`HandlerPool.grow`, `HandlerPool.retire`); absent: a fixed pool. */
+  scaling?: ScalingCounters;
+}
+
+/**
+ * How a pool's thread count changed: counts, and the last changes with their reasons.
+ *
+ * @example
+ * ```ts
+ * import type { ScalingCounters } from "./pool_types.ts";
+ * const s: ScalingCounters = {
+ *   threads: 2,
+ *   starting: 0,
+ *   up: 1,
+ *   down: 0,
+ *   changes: [{ at: 1_700_000_000_000, direction: "up", threads: 2, reason: "wait p99 80 ms > 50 ms (svc)" }],
+ * };
+ * console.assert(s.changes[0].threads === s.threads);
+ * ```
+ */
+export interface ScalingCounters {
+  /** Threads serving (their slots count), restarting ones included. */
+  threads: number;
+  /** Threads added and still starting. */
+  starting: number;
+  /** Threads added (`grow`). */
+  up: number;
+  /** Threads retired (`retire`). */
+  down: number;
+  /** The last changes, oldest first (at most 20). */
+  changes: ScaleChange[];
+}
+
+/**
+ * One change of a pool's thread count.
+ *
+ * @example
+ * ```ts
+ * import type { ScaleChange } from "./pool_types.ts";
+ * const c: ScaleChange = { at: Date.now(), direction: "down", threads: 1, reason: "idle" };
+ * console.assert(c.direction === "down");
+ * ```
+ */
+export interface ScaleChange {
+  /** When, Unix ms. */
+  at: number;
+  /** Added a thread, or retired one. */
+  direction: "up" | "down";
+  /** Threads after it (serving and starting). */
+  threads: number;
+  /** Why (the autoscaler's words), or empty. */
+  reason: string;
+}
+
+/**
+ * A pool whose thread count changes while it runs: `HandlerPool` has it; a
+ * {@linkcode JobPool} of functions on the main thread does not.
+ *
+ * @example
+ * ```ts
+ * import type { ScalablePool } from "./pool_types.ts";
+ * const size = (p: ScalablePool) => p.threads + p.threadsStarting;
+ * console.assert(typeof size === "function");
+ * ```
+ */
+export interface ScalablePool {
+  /** Threads serving (their slots count), restarting ones included. */
+  readonly threads: number;
+  /** Threads added and not ready yet (their slots do not count yet). */
+  readonly threadsStarting: number;
+  /** Jobs one thread runs at once. */
+  readonly perThreadConcurrency: number;
+  /** Starts one more thread; false when it cannot (closing, at the limit). */
+  grow(reason?: string): boolean;
+  /** Retires one thread (it finishes its jobs first); false when one thread is left. */
+  retire(reason?: string): boolean;
+  /**
+   * Told when the slots that count change: a thread added became ready, a thread began
+   * retiring or came back. (Free slots that appear are also told through
+   * `onSlotsAvailable`.)
+   */
+  onResize: (() => void) | undefined;
 }
 
 /**
