@@ -6,11 +6,12 @@
  * the same two arrival streams).
  *
  *   deno run -A tests/bench/fair_bench.ts [--seconds 10] [--rounds 2] [--job-ms 5]
- *     [--load 0.85] [--split 4]
+ *     [--load 0.85] [--split 4] [--prefetch N]
  *
  * Processes: the balancers are `mod.ts run scripts/balancer.lua`; the workers
  * `mod.ts run tests/bench/_lua/fair_worker.lua` (one thread, one slot, service `work`,
- * which sleeps the job's time with `ep.sleep`); each stream of load is its own `ep bench`
+ * which sleeps the job's time with `ep.sleep`; `--prefetch` sets the workers' prefetch,
+ * 4 by default); each stream of load is its own `ep bench`
  * process (open loop, Poisson, over EP, seeded), so the two streams do not share a clock
  * thread or an event loop. The rounds alternate: two balancers, then one, with the same
  * seeds. Targets (issue 16): p99 ratio across balancers ≤ 1.2, total p99 ≤ 1.2× one
@@ -30,6 +31,7 @@ const { values } = parseArgs({
     "job-ms": { type: "string", default: "5" },
     load: { type: "string", default: "0.85" },
     split: { type: "string", default: "4" },
+    prefetch: { type: "string", default: "" },
   },
   strict: true,
 });
@@ -38,6 +40,8 @@ const ROUNDS = Number(values.rounds);
 const JOB_MS = Number(values["job-ms"]);
 const LOAD = Number(values.load);
 const SPLIT = Number(values.split);
+/** The workers' `prefetch`, or "" for the default. */
+const PREFETCH = values.prefetch;
 const WORKERS = 4;
 const MOD = new URL("../../mod.ts", import.meta.url).pathname;
 const BALANCER = new URL("../../scripts/balancer.lua", import.meta.url).pathname;
@@ -84,7 +88,7 @@ function workers(addrs: string[]): Child[] {
         WORKER,
         "--log-level",
         "warning",
-      ], { EP_CONNECT: addrs.join(",") }),
+      ], { EP_CONNECT: addrs.join(","), EP_BENCH_PREFETCH: PREFETCH }),
   );
 }
 
@@ -162,7 +166,9 @@ try {
   console.log(
     `fair_bench: ${WORKERS} one-slot workers, ${JOB_MS} ms jobs, load ${LOAD} (${
       RATE.toFixed(0)
-    }/s) split ${SPLIT}:1 (A ${RATE_A.toFixed(0)}/s, B ${RATE_B.toFixed(0)}/s), ${SECONDS} s runs`,
+    }/s) split ${SPLIT}:1 (A ${RATE_A.toFixed(0)}/s, B ${RATE_B.toFixed(0)}/s), prefetch ${
+      PREFETCH || "4 (default)"
+    }, ${SECONDS} s runs`,
   );
   console.log(`load average before: ${loadavg()} (${navigator.hardwareConcurrency} cores)`);
   const ratios: number[] = [];
