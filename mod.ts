@@ -75,8 +75,18 @@ import { InlinePool } from "./core/threads/inline_pool.ts";
 import type { Handlers } from "./core/threads/handler_context.ts";
 import type { HandlerRequest as RuntimeRequest } from "./core/threads/runtime.ts";
 
-export { Client, type ClientOptions, connect } from "./core/net/client.ts";
+export {
+  Client,
+  type ClientOptions,
+  connect,
+  type ConnectOptions,
+  DEFAULT_RETRY_ON,
+  type ReconnectOptions,
+  type RetryKind,
+  type RetryOptions,
+} from "./core/net/client.ts";
 export type { Reply, RequestOptions } from "./core/net/client.ts";
+export type { Transport, TransportHandler } from "./core/net/transport.ts";
 export type { WelcomeFrame } from "./protocol/ep_frames.ts";
 export type { FieldsInit, HandlerReply, HandlerResult } from "./core/threads/runtime.ts";
 export {
@@ -91,7 +101,7 @@ export type {
   HandlerContext,
   Handlers,
 } from "./core/threads/handler_context.ts";
-export { ConnectionClosedError, JobError } from "./core/errors.ts";
+export { ConnectionClosedError, JobError, ServerUnreachableError } from "./core/errors.ts";
 export { ErrorCode } from "./protocol/errors.ts";
 
 /**

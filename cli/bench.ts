@@ -4,8 +4,20 @@
  *
  * @module
  */
-import { parseArgs } from "node:util";
-import { CLIENT_FLAGS, HELP_FLAG, JSON_FLAG, parseHeaderArg, REQUEST_FLAGS } from "./flags.ts";
+import {
+  ADDRESS_FLAGS,
+  CLIENT_FLAGS,
+  clientAddr,
+  FAILOVER_FLAGS,
+  HELP_FLAG,
+  JSON_FLAG,
+  parseFlags,
+  parseHeaderArg,
+  parseRetry,
+  parseServers,
+  REQUEST_FLAGS,
+} from "./flags.ts";
+import { quote } from "./errors.ts";
 import {
   fmtMs,
   formatResult,
@@ -41,7 +53,9 @@ Load:
   --header <k:v>          header field (HTTP) or metadata (EP); repeatable
 
 Connection:
-  --addr <host:port>      server (default 127.0.0.1:7070)
+  --addr <host:port>      server (default $EP_ADDR, else --host/$EP_HOST and
+                          --port/$EP_PORT, else 127.0.0.1:7070)
+  --port <n>, --host <h>  the server's port and host, when no --addr is given
   --http                  HTTP/1.1 keep-alive, one request per connection at a time
                           (default: EP, pipelined)
   --path <path>           HTTP path (default /<service>)
@@ -50,6 +64,11 @@ Connection:
   --max-connections <n>   HTTP connection cap; requests beyond it wait (default 1024)
   --timeout <ms>          per-request timeout (default 30000)
   --token <t>             EP token (default $EP_TOKEN)
+  --servers <a,b,...>     EP: balancers to fail over across, in this order (instead of
+                          --addr); each connection is to one of them at a time
+  --retry <n>             EP: send a request again, up to n times with back-off within
+                          --timeout, when it failed overloaded, shutting_down,
+                          worker_lost or with a lost connection (latency counts every try)
 
 Output:
   --json                  print the result as JSON (with histograms) instead of text
@@ -101,31 +120,29 @@ export async function benchMain(args: string[], io: Partial<BenchIo> = {}): Prom
   const tty = io.tty ?? (io.err === undefined && Deno.stderr.isTerminal());
   let parsed;
   try {
-    parsed = parseArgs({
-      args,
-      allowPositionals: true,
-      options: {
-        rate: { type: "string" },
-        closed: { type: "string" },
-        duration: { type: "string" },
-        warmup: { type: "string" },
-        mix: { type: "string" },
-        seed: { type: "string" },
-        body: { type: "string" },
-        path: { type: "string" },
-        connections: { type: "string" },
-        "max-connections": { type: "string" },
-        html: { type: "string" },
-        ideal: { type: "string" },
-        quiet: { type: "boolean" },
-        ...CLIENT_FLAGS,
-        ...REQUEST_FLAGS,
-        ...JSON_FLAG,
-        ...HELP_FLAG,
-      },
+    parsed = parseFlags(args, {
+      rate: { type: "string" },
+      closed: { type: "string" },
+      duration: { type: "string" },
+      warmup: { type: "string" },
+      mix: { type: "string" },
+      seed: { type: "string" },
+      body: { type: "string" },
+      path: { type: "string" },
+      connections: { type: "string" },
+      "max-connections": { type: "string" },
+      html: { type: "string" },
+      ideal: { type: "string" },
+      quiet: { type: "boolean" },
+      ...CLIENT_FLAGS,
+      ...ADDRESS_FLAGS,
+      ...REQUEST_FLAGS,
+      ...FAILOVER_FLAGS,
+      ...JSON_FLAG,
+      ...HELP_FLAG,
     });
   } catch (e) {
-    err(`ep bench: ${(e as Error).message}\n\n${USAGE}`);
+    err(`ep bench: ${(e as Error).message} (see ep bench --help)`);
     return 2;
   }
   const { values: v, positionals } = parsed;
@@ -137,11 +154,14 @@ export async function benchMain(args: string[], io: Partial<BenchIo> = {}): Prom
     err(`ep bench: ${message}`);
     return 2;
   };
-  if (positionals.length > 1) return usage(`unexpected argument "${positionals[1]}"`);
+  if (positionals.length > 1) return usage(`Unexpected argument ${quote(positionals[1])}`);
   const num = (name: string, text: string | undefined, fallback: number, min = 0) => {
     if (text === undefined) return fallback;
-    const n = Number(text);
-    if (!Number.isFinite(n) || n < min) throw new RangeError(`Invalid --${name} "${text}"`);
+    const n = /^\s*[-+]?(\d+\.?\d*|\.\d+)(e[-+]?\d+)?\s*$/i.test(text) ? Number(text) : NaN;
+    if (!Number.isFinite(n) || n < min) {
+      const least = min === Number.MIN_VALUE ? "more than 0" : `at least ${min}`;
+      throw new RangeError(`--${name} ${quote(text)} is not a number ${least}`);
+    }
     return n;
   };
   let mix: MixEntry[] | undefined;
@@ -158,9 +178,16 @@ export async function benchMain(args: string[], io: Partial<BenchIo> = {}): Prom
         ? await Deno.readFile(v.body.slice(1))
         : new TextEncoder().encode(v.body);
     }
+    const servers = parseServers({ servers: v.servers, addr: v.addr });
+    const retry = parseRetry(v.retry);
+    if (v.http && (v.servers !== undefined || retry !== undefined)) {
+      throw new RangeError("--servers and --retry are for EP: drop --http");
+    }
     const target: Target = {
       protocol: v.http ? "http" : "ep",
-      addr: v.addr ?? "127.0.0.1:7070",
+      addr: clientAddr(v),
+      servers: v.servers === undefined ? undefined : servers,
+      retry,
       service: positionals[0] ?? "sleep",
       path: v.path,
       body,
@@ -220,7 +247,15 @@ export async function benchMain(args: string[], io: Partial<BenchIo> = {}): Prom
     result = await runLoad({ ...options, onProgress: progress });
   } catch (e) {
     if (progress && tty) err("");
-    err(`ep bench: ${(e as Error).message}`);
+    const message = (e as Error).message;
+    // An OS error (refused, unreachable, unknown host) names no address: say which.
+    err(
+      isOsError(e)
+        ? `ep bench: cannot connect to ${options.target.addr}: ${
+          message.charAt(0).toLowerCase() + message.slice(1)
+        }`
+        : `ep bench: ${message}`,
+    );
     return 1;
   }
   if (progress && tty) err("");
@@ -259,4 +294,9 @@ export async function benchMain(args: string[], io: Partial<BenchIo> = {}): Prom
     }
   }
   return result.ok > 0 ? 0 : 1;
+}
+
+/** Whether `e` is one of Deno's OS errors (`Deno.errors.ConnectionRefused`, …). */
+function isOsError(e: unknown): boolean {
+  return Object.values(Deno.errors).some((c) => e instanceof c);
 }

@@ -4,10 +4,21 @@
  *
  * @module
  */
-import { parseArgs } from "node:util";
-import { connect, ConnectionClosedError } from "../core/net/client.ts";
+import { connect, ConnectionClosedError, ServerUnreachableError } from "../core/net/client.ts";
 import { JobError } from "../core/job.ts";
-import { CLIENT_FLAGS, HELP_FLAG, parseHeaderArg, REQUEST_FLAGS } from "./flags.ts";
+import {
+  ADDRESS_FLAGS,
+  CLIENT_FLAGS,
+  clientAddr,
+  FAILOVER_FLAGS,
+  HELP_FLAG,
+  parseFlags,
+  parseHeaderArg,
+  parseMs,
+  parseRetry,
+  parseServers,
+  REQUEST_FLAGS,
+} from "./flags.ts";
 import { connect as tcpConnect } from "../core/net/transport.ts";
 import { escapeControls } from "../core/escape.ts";
 import { HttpResponseParser } from "../protocol/http_response_parser.ts";
@@ -48,11 +59,18 @@ Usage: ep call <service> [body | @file | -] [options]
                        (over HTTP: POST with the body, GET without one)
 
 Options:
-  --addr <host:port>   server (default 127.0.0.1:7070)
+  --addr <host:port>   server (default $EP_ADDR, else --host/$EP_HOST and --port/$EP_PORT,
+                       else 127.0.0.1:7070)
+  --port <n>, --host <h>
+                       the server's port and host, when no --addr is given
   --http               use HTTP/1.1 (POST|GET /<service>) instead of EP
   --timeout <ms>       request timeout, also sent as the job's deadline (default 30000)
   --header <k:v>       a header field (HTTP) or metadata entry (EP); repeatable
   --token <t>          EP token (default $EP_TOKEN)
+  --servers <a,b,...>  EP: balancers to fail over across, in this order (instead of --addr)
+  --retry <n>          EP: send a request again, up to n times with back-off within
+                       --timeout, when it failed overloaded, shutting_down, worker_lost
+                       or with a lost connection (it may then run twice)
   -h, --help           this help
 
 Exit codes:
@@ -95,6 +113,10 @@ const STD_IO: CallIo = {
 
 interface CallFlags {
   addr?: string;
+  servers?: string;
+  retry?: string;
+  port?: string;
+  host?: string;
   timeout?: string;
   token?: string;
   http?: boolean;
@@ -115,15 +137,17 @@ export async function callMain(args: string[], io: Partial<CallIo> = {}): Promis
   let values: CallFlags & { help?: boolean };
   let rest: string[];
   try {
-    const parsed = parseArgs({
-      args,
-      allowPositionals: true,
-      options: { ...CLIENT_FLAGS, ...REQUEST_FLAGS, ...HELP_FLAG },
+    const parsed = parseFlags(args, {
+      ...CLIENT_FLAGS,
+      ...ADDRESS_FLAGS,
+      ...REQUEST_FLAGS,
+      ...FAILOVER_FLAGS,
+      ...HELP_FLAG,
     });
     values = parsed.values;
     rest = parsed.positionals;
   } catch (err) {
-    sio.err(`ep call: ${(err as Error).message}\n\n${USAGE}`);
+    sio.err(`ep call: ${(err as Error).message} (see ep call --help)`);
     return EXIT.usage;
   }
   if (values.help) {
@@ -143,9 +167,13 @@ async function call(rest: string[], values: CallFlags, io: CallIo): Promise<numb
     io.err(`ep call: unexpected argument "${extra}"`);
     return EXIT.usage;
   }
-  const timeoutMs = Number(values.timeout ?? 30_000);
-  if (!(timeoutMs > 0)) {
-    io.err(`ep call: invalid --timeout "${values.timeout}"`);
+  let timeoutMs: number;
+  let addr: string;
+  try {
+    timeoutMs = values.timeout === undefined ? 30_000 : parseMs(values.timeout, "--timeout");
+    addr = clientAddr(values);
+  } catch (err) {
+    io.err(`ep call: ${(err as Error).message}`);
     return EXIT.usage;
   }
   const headers: [string, string][] = [];
@@ -166,31 +194,53 @@ async function call(rest: string[], values: CallFlags, io: CallIo): Promise<numb
     io.err(`ep call: cannot read the body: ${(err as Error).message}`);
     return EXIT.usage;
   }
-  const addr = values.addr ?? "127.0.0.1:7070";
+  let servers: string[];
+  let retry: number | undefined;
+  try {
+    const listed = parseServers({ servers: values.servers, addr: values.addr });
+    servers = values.servers !== undefined && listed ? listed : [addr];
+    retry = parseRetry(values.retry);
+    if (values.http && (values.servers !== undefined || retry !== undefined)) {
+      throw new RangeError("--servers and --retry are for EP: drop --http");
+    }
+  } catch (err) {
+    io.err(`ep call: ${(err as Error).message}`);
+    return EXIT.usage;
+  }
   return values.http
     ? await callHttp(io, addr, service, body, headers, timeoutMs)
-    : await callEp(io, addr, service, body, headers, timeoutMs, values.token);
+    : await callEp(io, servers, service, body, headers, timeoutMs, values.token, retry);
 }
 
-function connectFailure(io: CallIo, err: unknown): number {
-  io.err(`ep call: cannot connect: ${escapeControls((err as Error).message)}`);
-  return err instanceof Deno.errors.ConnectionRefused ? EXIT.refused : EXIT.error;
+function connectFailure(io: CallIo, addr: string, err: unknown): number {
+  // Several servers: refused when the last one tried refused.
+  const cause = err instanceof ServerUnreachableError ? err.cause : err;
+  io.err(
+    `ep call: cannot connect to ${addr}: ${escapeControls(lowerFirst((err as Error).message))}`,
+  );
+  return cause instanceof Deno.errors.ConnectionRefused ? EXIT.refused : EXIT.error;
 }
 
 async function callEp(
   io: CallIo,
-  addr: string,
+  servers: string[],
   service: string,
   body: Uint8Array | null,
   meta: [string, string][],
   timeoutMs: number,
   token: string | undefined,
+  retry: number | undefined,
 ): Promise<number> {
   let client;
   try {
-    client = await connect(addr, { token: token ?? Deno.env.get("EP_TOKEN"), timeoutMs });
+    client = await connect({
+      servers,
+      token: token ?? Deno.env.get("EP_TOKEN"),
+      timeoutMs,
+      retry: retry ? { attempts: retry } : undefined,
+    });
   } catch (err) {
-    return connectFailure(io, err);
+    return connectFailure(io, servers.join(", "), err);
   }
   try {
     const reply = await client.request(service, body ?? new Uint8Array(0), { timeoutMs, meta });
@@ -253,7 +303,7 @@ async function callHttp(
   try {
     t = await tcpConnect(addr);
   } catch (err) {
-    return connectFailure(io, err);
+    return connectFailure(io, addr, err);
   }
   const method = body === null ? "GET" : "POST";
   const lines = [`${method} /${service} HTTP/1.1`, `host: ${addr}`, `ep-timeout: ${timeoutMs}`];
@@ -306,6 +356,11 @@ async function callHttp(
   const reason = new TextDecoder().decode(out.body).trim().split("\n")[0];
   io.err(`ep call: HTTP ${out.status}: ${escapeControls(reason)}`);
   return httpExit(out.status, reason);
+}
+
+/** An OS message ("Connection refused (os error 111)") after a colon. */
+function lowerFirst(text: string): string {
+  return text.charAt(0).toLowerCase() + text.slice(1);
 }
 
 async function writeAll(bytes: Uint8Array): Promise<void> {

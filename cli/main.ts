@@ -1,19 +1,31 @@
 /**
- * The `ep` command line: reads the command and hands it on. `call`, `bench` and `status`
- * parse their own flags (`call.ts`, `bench.ts`, `status.ts`); the commands that run a node
- * (`run`, `start`, `balancer`, `worker`) are in `run.ts`. Shared flags are in `flags.ts`.
+ * The `ep` command line: finds the command and hands it on. `call`, `bench`, `status` and
+ * `check` parse their own flags (`call.ts`, `bench.ts`, `status.ts`, `check.ts`); the
+ * commands that run a node (`run`, `start`, `balancer`, `worker`) are in `run.ts`. Shared
+ * flags and the configuration rule (flag > environment > default) are in `flags.ts`.
  * `deno task ep <subcommand>`; the compiled binary is the same.
  *
  * @module
  */
-import { parseArgs } from "node:util";
 import { configureLogging } from "../core/logging.ts";
-import { CLIENT_FLAGS, HELP_FLAG, ROLE_FLAGS } from "./flags.ts";
+import {
+  ADDRESS_FLAGS,
+  CLIENT_FLAGS,
+  HELP_FLAG,
+  JSON_FLAG,
+  LOG_FLAGS,
+  parseFlags,
+  REQUEST_FLAGS,
+  ROLE_FLAGS,
+  roleSettings,
+  settingsTable,
+} from "./flags.ts";
+import { quote } from "./errors.ts";
 import { runControlScript, runRole, start } from "./run.ts";
 
 const USAGE = `ep: a runtime for background micro services with a preemptive balancer
 
-Usage: ep <command> [options]
+Usage: ep <command> [options]     (options may come before or after the command)
 
 Commands:
   run <script.lua>     run a Lua control script: it decides what this process is
@@ -22,6 +34,8 @@ Commands:
   balancer             a balancer: clients and module workers connect to it
   worker               a module worker with TypeScript handlers (--handlers; default the
                        TypeScript demo services): pulls jobs from --connect balancers
+  check [script.lua]   check a control script (default scripts/main.lua) and its service
+                       files, the settings and the listen port; start nothing (ep check --help)
   call <service> [body | @file | -]
                        send one request and print the reply body (ep call --help)
   bench                load generator (ep bench --help)
@@ -29,32 +43,58 @@ Commands:
   version              print the version
   help                 print this help
 
-Common options:
-  --port <n>           port to listen on (default $EP_PORT or 7070)
-  --host <addr>        address to bind (default $EP_HOST or 127.0.0.1)
-  --connect <a,b>      balancers a worker pulls from (default $EP_CONNECT or 127.0.0.1:7070)
-  --threads <n>        handler threads (default $EP_THREADS or the number of cores)
-  --concurrency <n>    jobs one handler thread runs at once (default 8)
+Configuration: a flag beats its environment variable, which beats the default, with the
+same names in every command. The commands that run a control script (run, start, check) set
+the variable of each flag given, for the script's ep.env, and a flag replaces what the script
+itself sets (--port the port of its ep.listen, --threads its ep.threads, --connect its
+ep.connect, --token its ep.token). A bad value stops the command before it starts (exit 2).
+
+${settingsTable()}
+
+More options of run, start, balancer and worker:
+  --concurrency <n>    jobs one handler thread runs at once (worker; default 8)
   --handlers <file>    a TypeScript module exporting handlers by service name
-                       (default: the demo services)
+                       (worker; default: the demo services)
   --prefetch <n>       jobs beyond its slots a worker may hold (default 4)
   --prefetch-budget <ms>
                        balancer: beyond one, prefetched jobs wait in a worker at most about
                        this long, judged by the service's recent turnaround (default 3)
   --name <name>        the worker's name in balancer logs and stats
-  --addr <host:port>   server to call (call; default 127.0.0.1:7070)
-  --timeout <ms>       request timeout (call; default 30000)
-  --token <t>          EP token (default $EP_TOKEN)
-  --log-level <lvl>    trace, debug, info, warning, error (default info)
-  --log-json           log JSON lines instead of text
-  --access-log         log one line per job (category ep.access, level info)
-  --status-token <t>   token required for the /_ep/ page, stats and metrics, and for EP
-                       STATS_REQUEST (ep status --token), from every peer
-                       (Authorization: Bearer <t> or ?token=<t>; default $EP_STATUS_TOKEN;
-                       without one they are served to loopback peers only)
+  --access-log         log one line per job: client, request, status, bytes, id (ep.access)
   --status-public      serve the /_ep/ page, stats, metrics and EP stats to every peer
                        without a token
+  -h, --help           this help
 `;
+
+/** Every flag a command may take, to find the command among the arguments. */
+const ALL_FLAGS = {
+  ...HELP_FLAG,
+  ...CLIENT_FLAGS,
+  ...REQUEST_FLAGS,
+  ...JSON_FLAG,
+  ...ADDRESS_FLAGS,
+  ...LOG_FLAGS,
+  ...ROLE_FLAGS,
+} as Record<string, { type: "string" | "boolean" }>;
+
+/** The commands that parse their own flags. */
+const SUBCOMMANDS: Record<string, () => Promise<(args: string[]) => Promise<number>>> = {
+  call: async () => (await import("./call.ts")).callMain,
+  bench: async () => (await import("./bench.ts")).benchMain,
+  status: async () => (await import("./status.ts")).statusMain,
+  check: async () => (await import("./check.ts")).checkMain,
+};
+
+/** Where the command word is: the first argument that is neither a flag nor a flag's value. */
+function commandIndex(args: string[]): number {
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i];
+    if (a === "--") return -1;
+    if (!a.startsWith("-") || a === "-") return i;
+    if (a.startsWith("--") && !a.includes("=") && ALL_FLAGS[a.slice(2)]?.type === "string") i++;
+  }
+  return -1;
+}
 
 /**
  * Runs the CLI with `args` (without the program name) and returns the exit code.
@@ -66,19 +106,22 @@ Common options:
  * ```
  */
 export async function main(args: string[]): Promise<number> {
-  // Subcommands with flags of their own parse their arguments themselves.
-  if (args[0] === "call") return (await import("./call.ts")).callMain(args.slice(1));
-  if (args[0] === "bench") return (await import("./bench.ts")).benchMain(args.slice(1));
-  if (args[0] === "status") return (await import("./status.ts")).statusMain(args.slice(1));
+  // Subcommands with flags of their own parse their arguments themselves (flags given
+  // before the command word included: `ep --port 7071 call echo hi`).
+  const at = commandIndex(args);
+  const sub = at >= 0 ? SUBCOMMANDS[args[at]] : undefined;
+  if (sub) return (await sub())([...args.slice(0, at), ...args.slice(at + 1)]);
   let parsed;
   try {
-    parsed = parseArgs({
-      args,
-      allowPositionals: true,
-      options: { ...ROLE_FLAGS, ...CLIENT_FLAGS, ...HELP_FLAG },
+    parsed = parseFlags(args, {
+      ...ADDRESS_FLAGS,
+      ...ROLE_FLAGS,
+      ...LOG_FLAGS,
+      token: CLIENT_FLAGS.token,
+      ...HELP_FLAG,
     });
   } catch (err) {
-    console.error(`ep: ${(err as Error).message}\n\n${USAGE}`);
+    console.error(`ep: ${(err as Error).message} (see ep --help)`);
     return 2;
   }
   const { values, positionals } = parsed;
@@ -87,25 +130,37 @@ export async function main(args: string[]): Promise<number> {
     console.log(USAGE);
     return 0;
   }
+  if (command === "version") {
+    console.log("ep 0.1.0");
+    return 0;
+  }
+  if (!["run", "start", "balancer", "worker"].includes(command)) {
+    console.error(`ep: Unknown command ${quote(command)} (see ep --help)`);
+    return 2;
+  }
+  const extra = positionals.slice(command === "run" ? 2 : 1);
+  if (extra.length > 0) {
+    console.error(`ep ${command}: Unexpected argument ${quote(extra[0])} (see ep --help)`);
+    return 2;
+  }
+  // Every setting checked before anything starts: one line per bad value.
+  const { settings, problems } = roleSettings(values);
+  if (problems.length > 0) {
+    for (const p of problems) console.error(`ep ${command}: ${p.message}`);
+    return 2;
+  }
   await configureLogging({
-    level: values["log-level"],
-    json: values["log-json"] ?? false,
+    level: settings.logLevel,
+    json: settings.logJson,
     access: values["access-log"] ?? false,
     reset: true,
   });
   switch (command) {
-    case "version":
-      console.log("ep 0.1.0");
-      return 0;
     case "run":
-      return await runControlScript(positionals[1], values);
+      return await runControlScript(positionals[1], settings, values);
     case "start":
-      return await start(values);
-    case "balancer":
-    case "worker":
-      return await runRole(command, values);
+      return await start(settings, values);
     default:
-      console.error(`ep: unknown command "${command}"\n\n${USAGE}`);
-      return 2;
+      return await runRole(command as "balancer" | "worker", settings, values);
   }
 }

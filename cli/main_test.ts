@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { main } from "./main.ts";
+import { SETTINGS } from "./flags.ts";
 
 /** Runs `main(args)` with console.log/error captured. */
 async function ep(args: string[]): Promise<{ code: number; out: string; err: string }> {
@@ -34,25 +35,44 @@ Deno.test("ep version prints the version and exits 0", async () => {
   assert.equal(r.out, "ep 0.1.0");
 });
 
-Deno.test("an unknown command or flag, or a flag without its value, exits 2 with the usage", async () => {
+Deno.test("an unknown command or flag, or a flag without its value, exits 2 with one line and the hint to use --help", async () => {
   for (
     const [args, message] of [
-      [["bogus"], 'ep: unknown command "bogus"'],
-      [["--bogus"], "ep: Unknown option '--bogus'"],
-      [["balancer", "--port"], "ep: Option '--port <value>' argument missing"],
+      [["bogus"], 'ep: Unknown command "bogus" (see ep --help)'],
+      [["--bogus"], 'ep: Unknown option "--bogus" (see ep --help)'],
+      [["balancer", "--port"], "ep: Option --port needs a value (see ep --help)"],
+      [["balancer", "--port", "--threads", "1"], "ep: Option --port needs a value (see ep --help)"],
+      [["worker", "extra"], 'ep worker: Unexpected argument "extra" (see ep --help)'],
+      [["balancer", "--log-json=yes"], "ep: Option --log-json takes no value (see ep --help)"],
     ] as const
   ) {
     const r = await ep([...args]);
     assert.equal(r.code, 2, args.join(" "));
-    assert.ok(r.err.startsWith(message), r.err);
-    assert.match(r.err, /Usage: ep <command> \[options\]/);
+    assert.equal(r.err, message);
+    assert.equal(r.out, "");
   }
 });
 
 Deno.test("ep run without a script exits 2", async () => {
   const r = await ep(["run"]);
   assert.equal(r.code, 2);
-  assert.equal(r.err, "ep run: missing script\n\nUsage: ep run <script.lua>");
+  assert.equal(r.err, "ep run: Missing script (ep run <script.lua>; see ep --help)");
+});
+
+Deno.test("ep --help lists every setting with its flag, environment variable and default", async () => {
+  const r = await ep(["--help"]);
+  for (const s of SETTINGS) {
+    const row = r.out.split("\n").find((l) => l.trimStart().startsWith(`--${s.flag} `));
+    assert.ok(row, `--${s.flag} in the help`);
+    if (s.env) assert.ok(row.includes(s.env), `${s.env} beside --${s.flag}`);
+    assert.ok(row.includes(s.default), `the default of --${s.flag}`);
+  }
+});
+
+Deno.test("the command may come after flags: ep --port 1 call ... runs call with --port", async () => {
+  const r = await ep(["--timeout", "x", "call", "echo"]);
+  assert.equal(r.code, 2);
+  assert.equal(r.err, 'ep call: --timeout "x" is not a duration: milliseconds, more than 0');
 });
 
 Deno.test("call, bench and status parse their own flags and print their own usage", async () => {

@@ -5,9 +5,13 @@
  *
  * @module
  */
+import { announce } from "../core/logging.ts";
 import { type Node, startNode } from "../core/node/node.ts";
+import { untilStopped } from "../core/node/signals.ts";
 import type { MonitorOptions } from "../core/observe/monitor.ts";
+import type { ControlOverrides } from "../lua/control.ts";
 import { toFileUrl } from "./_paths.ts";
+import { type RoleSettings, SETTINGS } from "./flags.ts";
 
 /** The flags a control script or a role reads (see `ROLE_FLAGS` in `flags.ts`). */
 export interface RoleFlags {
@@ -21,9 +25,52 @@ export interface RoleFlags {
   "prefetch-budget"?: string;
   token?: string;
   name?: string;
+  "log-json"?: boolean;
+  "log-level"?: string;
   "access-log"?: boolean;
   "status-token"?: string;
   "status-public"?: boolean;
+}
+
+/**
+ * Sets the environment variable of each setting given as a flag (`--port 7071` sets
+ * `EP_PORT=7071`), so that a control script's `ep.env` reads what the command line says, as
+ * the rule "flag > environment > default" wants.
+ *
+ * @example
+ * ```ts ignore
+ * import { flagsToEnv } from "./run.ts";
+ * flagsToEnv({ port: "7071" });
+ * ```
+ */
+export function flagsToEnv(v: Record<string, unknown>): void {
+  for (const s of SETTINGS) {
+    const value = v[s.flag];
+    if (!s.env || value === undefined) continue;
+    Deno.env.set(s.env, value === true ? "1" : String(value));
+  }
+}
+
+/**
+ * What the flags given on the command line replace in a control script (see
+ * `ControlOverrides`).
+ *
+ * @example
+ * ```ts
+ * import { overridesOf } from "./run.ts";
+ * const o = overridesOf({ given: { port: 7071 }, threads: 2 } as never);
+ * console.assert(o.port === 7071 && o.threads === undefined);
+ * ```
+ */
+export function overridesOf(settings: RoleSettings): ControlOverrides {
+  const g = settings.given;
+  return {
+    port: g.port,
+    host: g.host,
+    threads: g.threads ? settings.threads ?? 0 : undefined,
+    connect: g.connect,
+    token: g.token,
+  };
 }
 
 /**
@@ -33,18 +80,27 @@ export interface RoleFlags {
  * @example
  * ```ts ignore
  * import { runControlScript } from "./run.ts";
- * Deno.exit(await runControlScript("scripts/balancer.lua", {}));
+ * Deno.exit(await runControlScript("scripts/balancer.lua", settings, {}));
  * ```
  */
-export async function runControlScript(script: string | undefined, v: RoleFlags): Promise<number> {
+export async function runControlScript(
+  script: string | undefined,
+  settings: RoleSettings,
+  v: RoleFlags,
+): Promise<number> {
   if (!script) {
-    console.error("ep run: missing script\n\nUsage: ep run <script.lua>");
+    console.error("ep run: Missing script (ep run <script.lua>; see ep --help)");
     return 2;
   }
+  flagsToEnv(v as Record<string, unknown>);
   return await (await import("../lua/control.ts")).runScript(script, {
     observe: observeOptions(v),
+    overrides: overridesOf(settings),
   });
 }
+
+/** The control script `ep start` runs. */
+export const START_SCRIPT: string = new URL("../scripts/main.lua", import.meta.url).pathname;
 
 /**
  * `ep start`: the all-in-one control script (`scripts/main.lua`).
@@ -52,37 +108,37 @@ export async function runControlScript(script: string | undefined, v: RoleFlags)
  * @example
  * ```ts ignore
  * import { start } from "./run.ts";
- * Deno.exit(await start({}));
+ * Deno.exit(await start(settings, {}));
  * ```
  */
-export async function start(v: RoleFlags): Promise<number> {
-  return await (await import("../lua/control.ts")).runScript(
-    new URL("../scripts/main.lua", import.meta.url).pathname,
-    { observe: observeOptions(v) },
-  );
+export async function start(settings: RoleSettings, v: RoleFlags): Promise<number> {
+  flagsToEnv(v as Record<string, unknown>);
+  return await (await import("../lua/control.ts")).runScript(START_SCRIPT, {
+    observe: observeOptions(v),
+    overrides: overridesOf(settings),
+  });
 }
 
 /**
- * `ep balancer`, `ep worker`: runs the role until SIGINT/SIGTERM (a worker drains first) and
- * returns the exit code (1 when the node cannot start).
+ * `ep balancer`, `ep worker`: runs the role until SIGINT/SIGTERM, which drain it (a second
+ * one stops it at once); SIGHUP reloads service code. Returns the exit code (1 when the node
+ * cannot start).
  *
  * @example
  * ```ts ignore
  * import { runRole } from "./run.ts";
- * Deno.exit(await runRole("balancer", { port: "7070" }));
+ * Deno.exit(await runRole("balancer", settings, { port: "7070" }));
  * ```
  */
-export async function runRole(role: "balancer" | "worker", v: RoleFlags): Promise<number> {
-  const env = (name: string) => Deno.env.get(name);
-  const port = Number(v.port ?? env("EP_PORT") ?? 7070);
-  const hostname = v.host ?? env("EP_HOST") ?? "127.0.0.1";
-  const threads = Number(v.threads ?? env("EP_THREADS") ?? 0) || undefined;
+export async function runRole(
+  role: "balancer" | "worker",
+  settings: RoleSettings,
+  v: RoleFlags,
+): Promise<number> {
+  const { port, host: hostname, connect } = settings;
   const handlers = v.handlers
     ? toFileUrl(v.handlers)
     : new URL("./demo_services.ts", import.meta.url).href;
-  const connect = (v.connect ?? env("EP_CONNECT") ?? "127.0.0.1:7070").split(",").map((s) =>
-    s.trim()
-  ).filter(Boolean);
   let node: Node;
   try {
     node = await startNode({
@@ -90,38 +146,32 @@ export async function runRole(role: "balancer" | "worker", v: RoleFlags): Promis
       connect: role === "worker" ? connect : undefined,
       handlers: role === "balancer" ? undefined : {
         options: { handlers },
-        threads,
-        concurrency: Number(v.concurrency ?? 8),
+        threads: settings.threads,
+        concurrency: settings.concurrency ?? 8,
       },
-      token: v.token ?? env("EP_TOKEN"),
+      token: settings.token,
       name: v.name ?? `ep-worker-${Deno.pid}`,
       observe: observeOptions(v),
-      prefetch: v.prefetch === undefined ? undefined : Number(v.prefetch),
-      balancer: v["prefetch-budget"] === undefined
+      prefetch: settings.prefetch,
+      balancer: settings.prefetchBudgetMs === undefined
         ? undefined
-        : { prefetchBudgetMs: Number(v["prefetch-budget"]) },
+        : { prefetchBudgetMs: settings.prefetchBudgetMs },
     });
   } catch (err) {
-    console.error(`ep ${role}: ${(err as Error).message}`);
+    announce(`ep ${role}: ${(err as Error).message}`, { error: true });
     return 1;
   }
   if (node.server) {
-    console.log(`ep ${role} listening on ${hostname}:${node.server.addr.port} (HTTP/1.1 and EP)`);
+    announce(`ep ${role} listening on ${hostname}:${node.server.addr.port} (HTTP/1.1 and EP)`, {
+      properties: { host: hostname, port: node.server.addr.port },
+    });
   } else {
-    console.log(`ep worker pulling from ${connect.join(", ")}`);
+    announce(`ep worker pulling from ${connect.join(", ")}`, { properties: { connect } });
   }
-  const stopped = new Promise<void>((resolve) => {
-    const stop = () => {
-      Deno.removeSignalListener("SIGINT", stop);
-      Deno.removeSignalListener("SIGTERM", stop);
-      (role === "worker" ? node.drain() : node.close()).finally(resolve);
-    };
-    Deno.addSignalListener("SIGINT", stop);
-    Deno.addSignalListener("SIGTERM", stop);
-  });
-  await stopped;
+  await untilStopped(node);
   return 0;
 }
+
 /**
  * Status page and access log options from the flags (and `EP_STATUS_TOKEN`).
  *

@@ -9,18 +9,30 @@
  *
  * @module
  */
-import { parseArgs } from "node:util";
 import { connect } from "../core/net/client.ts";
 import { escapeControls, inertJson } from "../core/escape.ts";
-import { CLIENT_FLAGS, HELP_FLAG, JSON_FLAG } from "./flags.ts";
+import {
+  ADDRESS_FLAGS,
+  CLIENT_FLAGS,
+  clientAddr,
+  HELP_FLAG,
+  JSON_FLAG,
+  parseFlags,
+  parseMs,
+  ROLE_FLAGS,
+} from "./flags.ts";
 
 const USAGE = `Usage: ep status [options]
 
 Prints a balancer's services, workers and totals (the data of its /_ep/ page), read over EP.
 
 Options:
-  --addr <host:port>   balancer to ask (default $EP_ADDR or 127.0.0.1:7070)
-  --token <t>          the balancer's status token, sent in HELLO
+  --addr <host:port>   balancer to ask (default $EP_ADDR, else --host/$EP_HOST and
+                       --port/$EP_PORT, else 127.0.0.1:7070)
+  --port <n>, --host <h>
+                       the balancer's port and host, when no --addr is given
+  --status-token <t>, --token <t>
+                       the balancer's status token, sent in HELLO
                        (default $EP_STATUS_TOKEN, else $EP_TOKEN)
   --timeout <ms>       give up after this long (default 5000)
   --json               print the raw JSON instead of tables
@@ -40,30 +52,36 @@ Options:
 export async function statusMain(args: string[]): Promise<number> {
   let values;
   try {
-    values = parseArgs({
-      args,
-      allowPositionals: false,
-      options: { ...CLIENT_FLAGS, ...JSON_FLAG, ...HELP_FLAG },
-    }).values;
+    values = parseFlags(args, {
+      ...CLIENT_FLAGS,
+      ...ADDRESS_FLAGS,
+      "status-token": ROLE_FLAGS["status-token"],
+      ...JSON_FLAG,
+      ...HELP_FLAG,
+    }, false).values;
   } catch (err) {
-    console.error(`ep status: ${(err as Error).message}\n\n${USAGE}`);
+    console.error(`ep status: ${(err as Error).message} (see ep status --help)`);
     return 2;
   }
   if (values.help) {
     console.log(USAGE);
     return 0;
   }
-  const addr = values.addr ?? Deno.env.get("EP_ADDR") ?? "127.0.0.1:7070";
-  const timeoutMs = Number(values.timeout ?? 5_000);
-  if (!(timeoutMs > 0)) {
-    console.error(`ep status: invalid --timeout "${values.timeout}"`);
+  let addr: string;
+  let timeoutMs: number;
+  try {
+    addr = clientAddr(values);
+    timeoutMs = values.timeout === undefined ? 5_000 : parseMs(values.timeout, "--timeout");
+  } catch (err) {
+    console.error(`ep status: ${(err as Error).message}`);
     return 2;
   }
   let stats: unknown;
   let client;
   try {
     client = await connect(addr, {
-      token: values.token ?? Deno.env.get("EP_STATUS_TOKEN") ?? Deno.env.get("EP_TOKEN"),
+      token: values["status-token"] ?? values.token ?? Deno.env.get("EP_STATUS_TOKEN") ??
+        Deno.env.get("EP_TOKEN"),
       connectTimeoutMs: timeoutMs,
       name: "ep-status",
     });

@@ -112,6 +112,26 @@ export class ConnectionClosedError extends Error {
 }
 
 /**
+ * An EP client could reach none of its servers: the request was never sent (so retrying it
+ * is always safe). Its `cause` is the last server's failure (a refused connection, a
+ * refusal such as `unauthorized`, no WELCOME in time).
+ *
+ * @example
+ * ```ts
+ * import { ConnectionClosedError, ServerUnreachableError } from "./errors.ts";
+ * const err = new ServerUnreachableError('No server reachable ("10.0.0.1:7070": refused)');
+ * console.assert(err instanceof ConnectionClosedError && err.name === "ServerUnreachableError");
+ * ```
+ */
+export class ServerUnreachableError extends ConnectionClosedError {
+  /** Creates the error. */
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = "ServerUnreachableError";
+  }
+}
+
+/**
  * A call of a service that could not be made at all: no balancer of its cluster could be
  * reached. Its `kind` is `"unavailable"` (what `ep.call` returns to a handler); where only
  * an EP code can travel it is `internal`.

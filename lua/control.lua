@@ -92,10 +92,27 @@ end
 function ep.listen(opts)
   opts = opts or {}
   check(type(opts) == "table", "ep.listen", 1, "table", opts)
-  local port = opts.port or tonumber(ep.env("EP_PORT", "7070"))
-  check(math.type(port) == "integer" or math.type(tonumber(port)) == "integer", "ep.listen", 1,
-    "integer port", port)
-  ext.listen(tonumber(port), opts.host or ep.env("EP_HOST", "127.0.0.1"))
+  for k in pairs(opts) do
+    if k ~= "port" and k ~= "host" then
+      error(("bad argument #1 to 'ep.listen' (unknown option '%s')"):format(oneline(k)), 2)
+    end
+  end
+  local port = opts.port
+  if port == nil then
+    local text = ep.env("EP_PORT", "7070")
+    port = text:match("^%d+$") and tonumber(text)
+    if not port or port > 65535 then
+      error(("EP_PORT %s is not a port: an integer from 0 to 65535"):format(quote(text)), 2)
+    end
+  end
+  port = tonumber(port)
+  if math.type(port) ~= "integer" or port < 0 or port > 65535 then
+    error(("bad argument #1 to 'ep.listen' (port expected: an integer from 0 to 65535; got %s)"):format(
+      oneline(opts.port)), 2)
+  end
+  local host = opts.host or ep.env("EP_HOST", "127.0.0.1")
+  check(type(host) == "string" and host ~= "", "ep.listen", 1, "host string", host)
+  ext.listen(port, host)
 end
 
 --- Become a worker of these balancers ("host:port" each): pull jobs from all of them.
@@ -109,10 +126,13 @@ function ep.connect(addrs)
   end
 end
 
---- Number of handler threads (default: the number of cores).
+--- Number of handler threads (default, and 0: the number of cores).
 ---@param n integer
 function ep.threads(n)
-  check(math.type(n) == "integer" and n > 0, "ep.threads", 1, "positive integer", n)
+  if math.type(n) ~= "integer" or n < 0 then
+    error(("bad argument #1 to 'ep.threads' (number of threads expected: 0 (the number of cores) or more; got %s)"):format(
+      oneline(n)), 2)
+  end
   ext.threads(n)
 end
 
@@ -167,6 +187,13 @@ function ep.service(name, handler, opts)
   end
   if hedge_ms ~= nil and opts.hedge == false then
     error("bad argument #3 to 'ep.service' (hedge_ms given with hedge = false)", 2)
+  end
+  for _, k in ipairs({ "slots", "timeout_ms" }) do
+    local v = opts[k]
+    if v ~= nil and (math.type(v) ~= "integer" or v < 0) then
+      error(("bad argument #3 to 'ep.service' (%s must be an integer of at least 0; got %s)"):format(
+        k, oneline(v)), 2)
+    end
   end
   local tmin, tmax, target = 0, 0, 0
   if opts.threads ~= nil then
@@ -232,9 +259,10 @@ function ep.token(token)
   ext.token(token)
 end
 
+-- Each key with its least value.
 local CONFIG_KEYS = {
-  max_queue = true, timeout_ms = true, retries = true, prefetch = true,
-  prefetch_budget_ms = true, grace_ms = true, concurrency = true,
+  max_queue = 1, timeout_ms = 1, retries = 0, prefetch = 0,
+  prefetch_budget_ms = 0, grace_ms = 0, concurrency = 1,
 }
 
 --- Balancer and worker tuning: `max_queue` (per service, default 10000), `timeout_ms`
@@ -250,6 +278,10 @@ function ep.config(opts)
       "table of integers", v)
     if not CONFIG_KEYS[k] then
       error(string.format("bad argument #1 to 'ep.config' (unknown key '%s')", oneline(k)), 2)
+    end
+    if v < CONFIG_KEYS[k] then
+      error(("bad argument #1 to 'ep.config' (%s must be at least %d; got %d)"):format(
+        k, CONFIG_KEYS[k], v), 2)
     end
     ext.config(k, v)
   end

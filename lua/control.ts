@@ -15,9 +15,11 @@
  * @module
  */
 import { getLogger } from "@logtape/logtape";
+import { announce } from "../core/logging.ts";
 import { type Node, startNode, type ThreadScale } from "../core/node/node.ts";
 import { WaitWindow } from "../core/node/autoscaler.ts";
 import { Children, PARENT_ENV, reportLoad, watchParent } from "../core/node/children.ts";
+import { untilStopped } from "../core/node/signals.ts";
 import { handlerCounters } from "../core/threads/job_errors.ts";
 import type { MonitorOptions } from "../core/observe/monitor.ts";
 import { type Job, JobError } from "../core/job.ts";
@@ -141,7 +143,8 @@ export async function loadControl(
       config.listen = { port: Number(port), hostname: str(host) || "127.0.0.1" };
     },
     connect: (addr) => void config.connect.push(str(addr)),
-    threads: (n) => void (config.threads = Number(n)),
+    // 0: the number of cores (the default).
+    threads: (n) => void (config.threads = Number(n) || undefined),
     // control.lua checked the options (threads bounds, a positive target; hedge, hedge_ms).
     service: (svc, file, inline, slots, timeout, hedge, hedgeMs, tmin, tmax, target) => {
       const min = Number(tmin) || 0;
@@ -190,7 +193,10 @@ export async function loadControl(
   };
   const controlSource = `local install = assert(load(${luaLongString(controlLua)}, "=control.lua"))
 install("control", ep._ext)
-local main = assert(load(${luaLongString(script)}, ${JSON.stringify("@" + name)}))
+-- A syntax error is the script's own message ("main.lua:3: ..."): raised at level 0, so
+-- that no second location (this wrapper's) is put in front of it.
+local main, syntax = load(${luaLongString(script)}, ${JSON.stringify("@" + name)})
+if not main then error(syntax, 0) end
 main()
 return function() return "" end`;
   const routeSource = `return function(req)
@@ -277,8 +283,68 @@ function notStarted(service: string): CallUnavailableError {
 }
 
 /**
- * Runs a control script until the process is told to stop (SIGINT, SIGTERM, `ep.exit`):
- * starts what it asked for, reloads service code on SIGHUP. Returns the exit code.
+ * What the command line sets over a control script's own choices (`ep run script.lua
+ * --port 7071`): each given value replaces what the script set. `threads: 0` means the
+ * number of cores.
+ *
+ * @example
+ * ```ts
+ * import type { ControlOverrides } from "./control.ts";
+ * const o: ControlOverrides = { port: 7071, threads: 0 };
+ * console.assert(o.port === 7071);
+ * ```
+ */
+export interface ControlOverrides {
+  /** Replaces the port of `ep.listen`. */
+  port?: number;
+  /** Replaces the host of `ep.listen`. */
+  host?: string;
+  /** Replaces `ep.threads` (0: the number of cores). */
+  threads?: number;
+  /** Replaces the balancers of `ep.connect`. */
+  connect?: string[];
+  /** Replaces `ep.token`. */
+  token?: string;
+}
+
+/**
+ * Applies `overrides` to what a script asked for; returns a note for each one that does not
+ * apply (`--port` to a script that does not listen).
+ *
+ * @example
+ * ```ts
+ * import { applyOverrides, type ControlConfig } from "./control.ts";
+ * const config: ControlConfig = {
+ *   listen: { port: 7070, hostname: "127.0.0.1" }, connect: [], services: [], routes: [],
+ *   routeFn: false, config: {}, upstreams: {},
+ * };
+ * console.assert(applyOverrides(config, { port: 7071, connect: ["h:1"] }).length === 1);
+ * console.assert(config.listen?.port === 7071);
+ * ```
+ */
+export function applyOverrides(config: ControlConfig, overrides: ControlOverrides): string[] {
+  const ignored: string[] = [];
+  if (overrides.port !== undefined || overrides.host !== undefined) {
+    if (config.listen) {
+      if (overrides.port !== undefined) config.listen.port = overrides.port;
+      if (overrides.host !== undefined) config.listen.hostname = overrides.host;
+    } else ignored.push("--port and --host do not apply: the script does not call ep.listen");
+  }
+  if (overrides.threads !== undefined) config.threads = overrides.threads || undefined;
+  if (overrides.connect !== undefined) {
+    if (config.connect.length > 0) config.connect = [...overrides.connect];
+    else ignored.push("--connect does not apply: the script does not call ep.connect");
+  }
+  if (overrides.token !== undefined) config.token = overrides.token;
+  return ignored;
+}
+
+/**
+ * Runs a control script until the process is told to stop (SIGINT, SIGTERM, `ep.exit`),
+ * then drains it (a second SIGINT or SIGTERM stops it at once): starts what it asked for,
+ * reloads service code on SIGHUP. Returns the exit code. What it
+ * prints for the operator (the banner, why it cannot start) goes through `announce`: plain
+ * lines, or JSON records when the log is JSON lines.
  *
  * @example
  * ```ts ignore
@@ -288,7 +354,7 @@ function notStarted(service: string): CallUnavailableError {
  */
 export async function runScript(
   scriptPath: string,
-  options: { observe?: MonitorOptions } = {},
+  options: { observe?: MonitorOptions; overrides?: ControlOverrides } = {},
 ): Promise<number> {
   let exit: ((code: number) => void) | null = null;
   const exited = new Promise<number>((resolve) => exit = resolve);
@@ -302,10 +368,11 @@ export async function runScript(
     });
   } catch (err) {
     const message = err instanceof LuaError ? err.message : (err as Error).message;
-    console.error(`ep: cannot run ${scriptPath}: ${message}`);
+    announce(`ep: cannot run ${scriptPath}: ${message}`, { error: true });
     return 1;
   }
   const c = control.config;
+  for (const note of applyOverrides(c, options.overrides ?? {})) log.warn(note);
   if (c.exitCode !== undefined) {
     await control.runtime.close();
     return c.exitCode;
@@ -319,13 +386,15 @@ export async function runScript(
   try {
     children = spawnChildren(c, dir);
   } catch (err) {
-    console.error(`ep: cannot run ${scriptPath}: ${(err as Error).message}`);
+    announce(`ep: cannot run ${scriptPath}: ${(err as Error).message}`, { error: true });
     await control.runtime.close();
     return 1;
   }
   if (!c.listen && c.connect.length === 0) {
     if (c.services.length > 0) {
-      console.error(`ep: ${scriptPath} declares services but neither ep.listen nor ep.connect`);
+      announce(`ep: ${scriptPath} declares services but neither ep.listen nor ep.connect`, {
+        error: true,
+      });
       await control.runtime.close();
       return 1;
     }
@@ -426,7 +495,7 @@ export async function runScript(
       upstreams: c.upstreams,
     });
   } catch (err) {
-    console.error(`ep: cannot start ${scriptPath}: ${(err as Error).message}`);
+    announce(`ep: cannot start ${scriptPath}: ${(err as Error).message}`, { error: true });
     await control.runtime.close();
     return 1;
   }
@@ -435,35 +504,26 @@ export async function runScript(
   const stopReports = reportWaits ? reportLoad(started, reportWaits) : () => {};
   control.startTimers();
   started.monitor?.setLuaCounters(() => handlerCounters);
+  const services = c.services.map((s) => s.name);
   if (started.server) {
-    console.log(
+    announce(
       `ep listening on ${c.listen!.hostname}:${started.server.addr.port} (HTTP/1.1 and EP)` +
-        (c.services.length ? `, serving ${c.services.map((s) => s.name).join(", ")}` : ""),
+        (services.length ? `, serving ${services.join(", ")}` : ""),
+      { properties: { host: c.listen!.hostname, port: started.server.addr.port, services } },
     );
   }
   if (started.worker) {
-    console.log(
-      `ep worker pulling from ${c.connect.join(", ")}: ${c.services.map((s) => s.name).join(", ")}`,
-    );
+    announce(`ep worker pulling from ${c.connect.join(", ")}: ${services.join(", ")}`, {
+      properties: { connect: c.connect, services },
+    });
   }
-  const onSignal = (signal: Deno.Signal) => () => {
-    if (signal === "SIGHUP") {
-      log.info("SIGHUP: reloading service code");
-      started.reload().catch((err) => log.error("Reload failed: {error}", { error: err }));
-      return;
-    }
-    exit!(0);
-  };
-  const handlers: [Deno.Signal, () => void][] = (["SIGINT", "SIGTERM", "SIGHUP"] as const).map((
-    s,
-  ) => [s, onSignal(s)]);
-  for (const [s, h] of handlers) Deno.addSignalListener(s, h);
-  const code = await exited;
-  for (const [s, h] of handlers) Deno.removeSignalListener(s, h);
+  // SIGTERM/SIGINT (or ep.exit) drain whatever the process is, a second one stops it at
+  // once, SIGHUP reloads service code (core/node/signals.ts). Children (ep.spawn) serve
+  // this node's balancer while it drains, so they stop after it.
+  let code = 0;
+  await untilStopped(started, exited.then((c) => void (code = c)));
   stopReports();
   await Promise.all(children.map((k) => k.close()));
-  if (started.worker) await started.drain();
-  else await started.close();
   await control.runtime.close();
   return code;
 }

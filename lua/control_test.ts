@@ -8,7 +8,7 @@ import { configure, type LogRecord } from "@logtape/logtape";
 import { ErrorCode } from "../protocol/errors.ts";
 import { JobError } from "../core/job.ts";
 import type { PoolCall } from "../core/threads/pool_types.ts";
-import { type Control, loadControl } from "./control.ts";
+import { applyOverrides, type Control, loadControl } from "./control.ts";
 import { LuaError } from "./errors.ts";
 
 const records: LogRecord[] = [];
@@ -236,6 +236,89 @@ Deno.test("Control-script and ep argument errors show the offending value on one
   }
 });
 
+Deno.test("a syntax error in a control script names one location: the script's", async () => {
+  assert.equal(
+    await loadError(`ep.listen { port = 0 }\nep.threads(1\n`),
+    "main.lua:3: ')' expected (to close '(' at line 2) near <eof>",
+  );
+  assert.equal(await loadError(`local x = = 1\n`), "main.lua:1: unexpected symbol near '='");
+});
+
+Deno.test("ep.threads(0) means the number of cores; a negative or fractional count is an error", async () => {
+  await withScript(`ep.threads(0)\n`, {}, (c) => {
+    assert.equal(c.config.threads, undefined);
+    return Promise.resolve();
+  });
+  for (const bad of ["-1", "1.5", '"2"']) {
+    assert.match(
+      await loadError(`ep.threads(${bad})\n`),
+      /^main\.lua:1: bad argument #1 to 'ep\.threads' \(number of threads expected: 0 \(the number of cores\) or more; got /,
+    );
+  }
+});
+
+Deno.test("ep.listen checks its port and keys, and a bad EP_PORT it reads names the variable", async () => {
+  await withScript(`ep.listen { port = 0, host = "0.0.0.0" }\n`, {}, (c) => {
+    assert.deepEqual(c.config.listen, { port: 0, hostname: "0.0.0.0" });
+    return Promise.resolve();
+  });
+  assert.match(await loadError(`ep.listen { port = 70000 }\n`), /port expected: .* got 70000\)$/);
+  assert.match(await loadError(`ep.listen { port = -1 }\n`), /port expected: .* got -1\)$/);
+  assert.match(await loadError(`ep.listen { prot = 1 }\n`), /unknown option 'prot'/);
+  Deno.env.set("EP_PORT", "abc");
+  try {
+    assert.equal(
+      await loadError(`ep.listen {}\n`),
+      'main.lua:1: EP_PORT "abc" is not a port: an integer from 0 to 65535',
+    );
+  } finally {
+    Deno.env.delete("EP_PORT");
+  }
+});
+
+Deno.test("ep.config refuses a value below the key's least", async () => {
+  assert.match(
+    await loadError(`ep.config { max_queue = 0 }\n`),
+    /max_queue must be at least 1; got 0/,
+  );
+  assert.match(await loadError(`ep.config { retries = -1 }\n`), /retries must be at least 0/);
+  await withScript(`ep.config { retries = 0, grace_ms = 0 }\n`, {}, (c) => {
+    assert.deepEqual(c.config.config, { retries: 0, grace_ms: 0 });
+    return Promise.resolve();
+  });
+});
+
+Deno.test("applyOverrides: the command line's values replace the script's; one that does not apply is noted", async () => {
+  await withScript(
+    `ep.listen { port = 7070 }\nep.threads(4)\nep.token("s")\n`,
+    {},
+    (c) => {
+      const notes = applyOverrides(c.config, {
+        port: 7071,
+        host: "0.0.0.0",
+        threads: 0,
+        token: "t",
+        connect: ["h:1"],
+      });
+      assert.deepEqual(c.config.listen, { port: 7071, hostname: "0.0.0.0" });
+      assert.equal(c.config.threads, undefined);
+      assert.equal(c.config.token, "t");
+      assert.deepEqual(c.config.connect, []);
+      assert.deepEqual(notes, ["--connect does not apply: the script does not call ep.connect"]);
+      return Promise.resolve();
+    },
+  );
+});
+
+Deno.test("ep.service refuses slots or timeout_ms that are not whole numbers of at least 0", async () => {
+  for (const bad of ["slots = -1", 'slots = "many"', "timeout_ms = 1.5"]) {
+    assert.match(
+      await loadError(`ep.service("s", "s.lua", { ${bad} })\n`),
+      /^main\.lua:1: bad argument #3 to 'ep\.service' \((slots|timeout_ms) must be an integer of at least 0; got /,
+    );
+  }
+});
+
 Deno.test("ep.service records hedge = true (hedged after the service's p95) and hedge_ms (after that many ms; it implies hedge)", async () => {
   const script = `
 ep.service("a", "a.lua", { hedge = true })
@@ -254,30 +337,6 @@ ep.service("e", "e.lua")
         0,
       ]],
     );
-    return Promise.resolve();
-  });
-});
-
-Deno.test("ep.service { threads = { min =, max = }, target_wait_ms = } and ep.spawn record what scales, with defaults", async () => {
-  const script = `
-ep.listen { port = 0 }
-ep.service("a", function() return "a" end, { threads = { min = 1, max = 8 }, target_wait_ms = 20 })
-ep.service("b", function() return "b" end, { threads = { min = 2, max = 4 } })
-ep.service("c", function() return "c" end)
-ep.spawn { script = "worker.lua", max = 4 }
-ep.spawn { script = "other.lua", min = 2, max = 3, target_wait_ms = 7.5 }
-`;
-  await withScript(script, {}, (control) => {
-    const c = control.config;
-    assert.deepEqual(c.services.map((s) => [s.name, s.threads, s.targetWaitMs]), [
-      ["a", { min: 1, max: 8 }, 20],
-      ["b", { min: 2, max: 4 }, 50],
-      ["c", undefined, undefined],
-    ]);
-    assert.deepEqual(c.spawn, [
-      { script: "worker.lua", min: 1, max: 4, targetWaitMs: 50 },
-      { script: "other.lua", min: 2, max: 3, targetWaitMs: 7.5 },
-    ]);
     return Promise.resolve();
   });
 });
@@ -310,6 +369,30 @@ Deno.test("ep.service refuses a hedge that is not a boolean, a hedge_ms that is 
     ],
   ];
   for (const [source, re] of cases) assert.match(await loadError(source), re, source);
+});
+
+Deno.test("ep.service { threads = { min =, max = }, target_wait_ms = } and ep.spawn record what scales, with defaults", async () => {
+  const script = `
+ep.listen { port = 0 }
+ep.service("a", function() return "a" end, { threads = { min = 1, max = 8 }, target_wait_ms = 20 })
+ep.service("b", function() return "b" end, { threads = { min = 2, max = 4 } })
+ep.service("c", function() return "c" end)
+ep.spawn { script = "worker.lua", max = 4 }
+ep.spawn { script = "other.lua", min = 2, max = 3, target_wait_ms = 7.5 }
+`;
+  await withScript(script, {}, (control) => {
+    const c = control.config;
+    assert.deepEqual(c.services.map((s) => [s.name, s.threads, s.targetWaitMs]), [
+      ["a", { min: 1, max: 8 }, 20],
+      ["b", { min: 2, max: 4 }, 50],
+      ["c", undefined, undefined],
+    ]);
+    assert.deepEqual(c.spawn, [
+      { script: "worker.lua", min: 1, max: 4, targetWaitMs: 50 },
+      { script: "other.lua", min: 2, max: 3, targetWaitMs: 7.5 },
+    ]);
+    return Promise.resolve();
+  });
 });
 
 Deno.test("ep.service threads and target_wait_ms, and ep.spawn, refuse bad values with a Lua error naming the argument and the value", async () => {

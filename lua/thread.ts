@@ -115,7 +115,9 @@ export async function createHandlerRuntime(ctx: HandlerRuntimeContext): Promise<
       // control.lua's "thread" mode runs the script's top level with only ep.service acting.
       source: `if __EP_INLINE == nil then
   local run = assert(load(${luaLongString(controlLua)}, "=control.lua"))("thread")
-  run(assert(load(${luaLongString(inlineScript)}, ${JSON.stringify("@" + name)})))
+  local main, syntax = load(${luaLongString(inlineScript)}, ${JSON.stringify("@" + name)})
+  if not main then error(syntax, 0) end
+  run(main)
 end
 local h = __EP_INLINE[${JSON.stringify(s.name)}]
 if h == nil then error(${JSON.stringify(`service "${s.name}" is not defined inline`)}) end

@@ -5,8 +5,7 @@ for addr in ep.env("EP_CONNECT", "127.0.0.1:7070"):gmatch("[^,%s]+") do
   connect[#connect + 1] = addr
 end
 ep.connect(connect)
-local threads = tonumber(ep.env("EP_THREADS", "0"))
-if threads and threads > 0 then ep.threads(threads) end
+ep.threads(tonumber(ep.env("EP_THREADS", "0"))) -- 0: the number of cores
 local token = ep.env("EP_TOKEN")
 if token then ep.token(token) end
 ep.service("echo", "services/echo.lua")

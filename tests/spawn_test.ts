@@ -99,7 +99,7 @@ ep.service("nap", function(req) ep.sleep(40) return "ok" end)
     await until(async () => (await workers()) === 1, "the parent to stop a child");
     const pids = started(parent.output);
     await until(() => pids.filter(alive).length === 1, "one child to be left");
-    assert.match(parent.output, /Stopping child \d+ \("idle: /);
+    assert.match(parent.output, /Stopping child \d+ \(idle: /);
     parent.kill("SIGTERM");
     assert.equal((await parent.exited).code, 0);
     await until(() => !pids.some(alive), "every child to exit with the parent");

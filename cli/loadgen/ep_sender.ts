@@ -28,7 +28,14 @@ export async function epSender(
   const clients: Client[] = [];
   try {
     for (let i = 0; i < connections; i++) {
-      clients.push(await epConnect(target.addr, { token: target.token, timeoutMs }));
+      clients.push(
+        await epConnect({
+          servers: target.servers ?? [target.addr],
+          token: target.token,
+          timeoutMs,
+          retry: target.retry ? { attempts: target.retry } : undefined,
+        }),
+      );
     }
   } catch (err) {
     for (const c of clients) c.close();
@@ -40,7 +47,12 @@ export async function epSender(
   return {
     waiting: 0,
     stalls: 0,
-    opened: connections,
+    get opened() {
+      return clients.reduce((n, c) => n + c.connects, 0);
+    },
+    get retries() {
+      return clients.reduce((n, c) => n + c.retries, 0);
+    },
     send(jobMs, done) {
       const c = clients[rr];
       rr = (rr + 1) % clients.length;

@@ -92,13 +92,18 @@ export function formatResult(r: LoadResult, ideal?: LatencyHistogram): string {
     : `closed loop, ${r.concurrency} in flight`;
   const mix = r.mix ? `, mix ${r.mix.map((e) => `${e.ms}@${e.p}`).join(",")}` : "";
   const lines = [
-    `${r.target.protocol.toUpperCase()} ${r.target.addr} ${r.target.service}: ${mode}${mix}`,
+    `${r.target.protocol.toUpperCase()} ${
+      r.target.servers?.join(",") ?? r.target.addr
+    } ${r.target.service}: ${mode}${mix}`,
     `requests  sent ${r.sent} (${r.sentRate.toFixed(0)}/s), ok ${r.ok} (${
       r.throughput.toFixed(0)
     }/s), errors: ${errs}`,
-    `latency   p50 ${fmtMs(l.p50)}  p90 ${fmtMs(l.p90)}  p99 ${fmtMs(l.p99)}  p99.9 ${
-      fmtMs(l.p999)
-    }  max ${fmtMs(l.max)} ms` + (r.mode === "open" ? " (from intended send times)" : ""),
+    // Latency is measured on the requests that succeeded: with none, there is none to show.
+    r.ok === 0
+      ? `latency   none: no request succeeded (${r.sent} sent, errors: ${errs})`
+      : `latency   p50 ${fmtMs(l.p50)}  p90 ${fmtMs(l.p90)}  p99 ${fmtMs(l.p99)}  p99.9 ${
+        fmtMs(l.p999)
+      }  max ${fmtMs(l.max)} ms` + (r.mode === "open" ? " (from intended send times)" : ""),
   ];
   if (ideal) {
     const i = percentiles(ideal);
@@ -119,7 +124,8 @@ export function formatResult(r: LoadResult, ideal?: LatencyHistogram): string {
       (r.mode === "open"
         ? `, send lag p50 ${lag.p50} µs  p99 ${lag.p99} µs  max ${fmtMs(lag.max)} ms`
         : "") +
-      `, connections ${r.generator.connections}, stalls ${r.generator.stalls}, peak in flight ${r.generator.peakInFlight}`,
+      `, connections ${r.generator.connections}, stalls ${r.generator.stalls}, peak in flight ${r.generator.peakInFlight}` +
+      (r.generator.retries > 0 ? `, retries ${r.generator.retries}` : ""),
   );
   return lines.join("\n");
 }

@@ -217,6 +217,7 @@ export function httpSender(
       get opened() {
         return opened;
       },
+      retries: 0,
       send(jobMs, done) {
         const c = idle.pop();
         if (c) {

@@ -138,6 +138,8 @@ export interface LoadResult {
     stalls: number;
     /** Connections opened. */
     connections: number;
+    /** Requests sent again after a failure (EP with `Target.retry`). */
+    retries: number;
     /** Most requests in flight at once. */
     peakInFlight: number;
     /** Whether the precise clock thread was used. */
@@ -342,6 +344,7 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
       cpuPercent: Math.round(((cpu.user + cpu.system) / 1000 / elapsedMs) * 1000) / 10,
       stalls: sender.stalls,
       connections: sender.opened,
+      retries: sender.retries,
       peakInFlight: peak,
       preciseClock: clock?.precise ?? false,
     },

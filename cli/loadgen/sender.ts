@@ -26,6 +26,8 @@ export interface Sender {
   readonly stalls: number;
   /** Connections opened so far. */
   readonly opened: number;
+  /** Requests sent again after a failure (EP with `Target.retry`). */
+  readonly retries: number;
   /** Fails what is outstanding with `kind` and closes every connection. */
   close(kind: string): void;
 }
@@ -49,4 +51,8 @@ export interface Target {
   headers?: [string, string][];
   /** EP token. */
   token?: string;
+  /** EP: servers to fail over across, in order (`addr` is the first). */
+  servers?: string[];
+  /** EP: retries of a request that failed overloaded, shutting_down, worker_lost or lost. */
+  retry?: number;
 }

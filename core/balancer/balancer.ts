@@ -198,7 +198,9 @@ export interface BalancerObserver {
   /**
    * A job was answered or refused. `queueWaitMs` is the time from arrival to dispatch (or to
    * the answer, for a job never dispatched; NaN when refused at once); `serviceMs` the time
-   * from dispatch to answer (NaN when never dispatched); `provider` who ran it.
+   * from dispatch to answer (NaN when never dispatched); `provider` who ran it; `job` the
+   * request and `answer` what it was answered (for the access log: client, method, path,
+   * status, bytes, request id).
    */
   job(
     service: string,
@@ -206,6 +208,8 @@ export interface BalancerObserver {
     queueWaitMs: number,
     serviceMs: number,
     provider: string | null,
+    job?: Job,
+    answer?: JobResult | JobError,
   ): void;
 }
 
@@ -440,12 +444,19 @@ export class Balancer {
     if (!s || s.providers.length === 0) {
       const waitable = (s?.everServed ?? false) || now - this.#started < this.#grace;
       if (!waitable || this.#grace === 0) {
-        throw this.#refuse(s ?? null, service, ErrorCode.NO_SERVICE, `No service "${service}"`);
+        throw this.#refuse(
+          s ?? null,
+          job,
+          service,
+          ErrorCode.NO_SERVICE,
+          `No service "${service}"`,
+        );
       }
       if (!s && this.#pending.size >= this.#maxPending) {
         // A client naming thousands of services in the grace must not make them state.
         throw this.#refuse(
           null,
+          job,
           service,
           ErrorCode.NO_SERVICE,
           `No service "${service}" (too many unknown services are waited for)`,
@@ -455,13 +466,14 @@ export class Balancer {
     if ((s?.size ?? 0) >= this.#maxQueue) {
       throw this.#refuse(
         s ?? null,
+        job,
         service,
         ErrorCode.OVERLOADED,
         `Queue for "${service}" is full`,
       );
     }
     const tooLarge = s ? this.#tooLarge(s, job) : null;
-    if (tooLarge) throw this.#refuse(s!, service, ErrorCode.BAD_REQUEST, tooLarge);
+    if (tooLarge) throw this.#refuse(s!, job, service, ErrorCode.BAD_REQUEST, tooLarge);
     const state = s ?? this.#state(service, false);
     state.arrivals++;
     return new Promise<JobResult>((resolve, reject) => {
@@ -974,18 +986,25 @@ export class Balancer {
       const now = this.#now();
       const wait = (first.dispatched || now) - qj.arrived;
       const run = first.dispatched ? now - first.dispatched : NaN;
-      this.#observer.job(qj.service, outcome, wait, run, qj.provider?.name ?? null);
+      this.#observer.job(qj.service, outcome, wait, run, qj.provider?.name ?? null, qj.job, result);
     }
     if (result instanceof JobError) qj.reject(result);
     else qj.resolve(result);
   }
 
   /** Counts and reports a job refused before it was queued; returns the error to throw. */
-  #refuse(s: ServiceState | null, service: string, code: number, message: string): JobError {
+  #refuse(
+    s: ServiceState | null,
+    job: Job,
+    service: string,
+    code: number,
+    message: string,
+  ): JobError {
     const outcome = outcomeOf(code);
     if (s) s.counters[COUNTER[outcome]]++;
-    this.#observer?.job(service, outcome, NaN, NaN, null);
-    return new JobError(code, message);
+    const err = new JobError(code, message);
+    this.#observer?.job(service, outcome, NaN, NaN, null, job, err);
+    return err;
   }
 
   /** Arms the sweep timer for clock time `at`, unless one is armed as early already. */

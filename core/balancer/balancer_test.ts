@@ -135,7 +135,7 @@ class Rig {
       ...options,
       now: () => START + this.t,
       sweepIntervalMs: 0,
-      observer: { job: (...a) => void this.observed.push(a) },
+      observer: { job: (s, o, w, r, p) => void this.observed.push([s, o, w, r, p]) },
     });
   }
 

@@ -96,6 +96,14 @@ export interface EpOptions {
 }
 
 const NONE = NOT_APPLICABLE;
+/**
+ * The shortest heartbeat interval the server agrees to: two ticks of the server's sweep
+ * (250 ms, `server.ts`), which sends the beats. A shorter one could not be kept, and a peer
+ * judging three intervals would take a beat sent a tick late for a dead server.
+ */
+const MIN_HEARTBEAT_MS = 500;
+/** How long a drained client connection with nothing in flight stays open: for requests already on the wire. */
+const DRAIN_LINGER_MS = 1_000;
 const EMPTY = new Uint8Array(0);
 const enc = new TextEncoder();
 // One encoder per version for every connection: `encode` returns a view valid until the
@@ -150,6 +158,8 @@ export class EpConnection implements TransportHandler {
   #link: WorkerSessionHandler | null = null;
   /** When the peer last sent anything, Unix ms (a worker's "last heard"). */
   #lastHeard = Date.now();
+  /** When the server started going away (DRAIN sent), Unix ms; 0 before. */
+  #drainedAt = 0;
 
   /** Creates the connection; call {@linkcode start} to begin reading. */
   constructor(transport: Transport, handler: JobHandler, options: EpOptions) {
@@ -210,6 +220,38 @@ export class EpConnection implements TransportHandler {
     if (this.#inFlight.size === 0) this.#t.close();
   }
 
+  /**
+   * The server is going away (SPEC.md §9.7). A client's connection is sent DRAIN: what it
+   * has in flight is still answered, a REQUEST that crossed the DRAIN is answered
+   * `shutting_down`, and once nothing is in flight the connection is closed (after a short
+   * linger for requests already on the wire). A worker's connection is left alone: the
+   * balancer still needs it to finish its jobs. Returns whether the connection is one the
+   * server waits for (a client's, not yet closed).
+   */
+  drain(graceMs: number): boolean {
+    if (this.#t.closed || this.#state === "closing") return false;
+    if (this.#role === 2 && this.#state === "open") return false;
+    if (this.#drainedAt === 0) {
+      this.#drainedAt = Date.now();
+      if (this.#state === "open") this.#send({ type: "drain", graceMs });
+    }
+    return true;
+  }
+
+  /**
+   * The server's clients are answered and it closes next: a worker's connection is sent
+   * DRAIN (SPEC.md §9.7) and closed once that is sent, so that the worker takes the close
+   * for a balancer going away, not for one lost. Resolves when it is closed.
+   */
+  goingAway(): Promise<void> | null {
+    if (this.#role !== 2 || this.#state !== "open" || this.#t.closed) return null;
+    this.#state = "closing";
+    this.#dropLink("the balancer is going away");
+    this.#send({ type: "drain", graceMs: 0 });
+    this.#t.end();
+    return this.#t.whenClosed;
+  }
+
   #dropLink(reason: string): void {
     const link = this.#link;
     if (!link) return;
@@ -224,6 +266,13 @@ export class EpConnection implements TransportHandler {
     if (this.#state === "hello") {
       if (clock - this.#started > (this.#opts.helloTimeoutMs ?? 5_000)) {
         this.#fatal(ErrorCode.UNEXPECTED_FRAME, "HELLO not received in time");
+      }
+      return;
+    }
+    if (this.#drainedAt > 0 && this.#role !== 2 && this.#inFlight.size === 0) {
+      if (now - this.#drainedAt >= DRAIN_LINGER_MS) {
+        this.#state = "closing";
+        this.#t.end();
       }
       return;
     }
@@ -416,6 +465,11 @@ export class EpConnection implements TransportHandler {
       );
       return;
     }
+    if (this.#drainedAt > 0 && f.role !== 2) {
+      // SPEC.md §8: a new client during shutdown is refused with SHUTTING_DOWN.
+      this.#fatal(ErrorCode.SHUTTING_DOWN, "The server is going away");
+      return;
+    }
     if (f.role === 2) {
       if (!this.#opts.workers) {
         this.#fatal(ErrorCode.UNEXPECTED_FRAME, "This server does not accept workers");
@@ -448,7 +502,7 @@ export class EpConnection implements TransportHandler {
     const wantHb = f.heartbeatMs === 0 && f.role === 2
       ? this.#opts.workerHeartbeatMs ?? 1_000
       : f.heartbeatMs;
-    this.#heartbeatMs = wantHb === 0 ? 0 : Math.min(Math.max(wantHb, 100), maxHb);
+    this.#heartbeatMs = wantHb === 0 ? 0 : Math.min(Math.max(wantHb, MIN_HEARTBEAT_MS), maxHb);
     this.#state = "open";
     this.#lastBeat = Date.now();
     this.#send({
@@ -477,6 +531,16 @@ export class EpConnection implements TransportHandler {
         id,
         code: ErrorCode.UNAUTHORIZED,
         message: "This connection was admitted with the status token: stats only",
+      });
+      return;
+    }
+    if (this.#drainedAt > 0) {
+      // It crossed the DRAIN (SPEC.md §9.7): the client sends it elsewhere.
+      this.#send({
+        type: "error",
+        id,
+        code: ErrorCode.SHUTTING_DOWN,
+        message: "The server is going away: send it to another",
       });
       return;
     }

@@ -98,6 +98,7 @@ export class HttpConnection implements TransportHandler {
   #requestTimeout: number;
   #idleTimeout: number;
   #maxPipelined: number;
+  #draining = false;
   #route: (path: string) => string;
   #counters: HttpCounters;
 
@@ -165,6 +166,25 @@ export class HttpConnection implements TransportHandler {
     else this.#slots[this.#slots.length - 1].close = true;
   }
 
+  /**
+   * The server is going away: an idle connection is closed now; one with requests in
+   * flight (or one arriving) answers them, the last with `connection: close`, then closes.
+   * Returns whether the connection is one the server waits for (not yet closed).
+   */
+  drain(): boolean {
+    if (this.#t.closed) return false;
+    if (this.#closing) return true;
+    this.#draining = true;
+    if (this.#head < this.#slots.length) {
+      this.#slots[this.#slots.length - 1].close = true;
+      this.#closing = true;
+    } else if (this.#parser.idle) {
+      this.#closing = true;
+      this.#t.end();
+    }
+    return true;
+  }
+
   /** Applies timeouts; called periodically by the server with the current time. */
   tick(wallNow: number): void {
     if (this.#closing || this.#t.closed) return;
@@ -203,9 +223,9 @@ export class HttpConnection implements TransportHandler {
   #onRequest(r: HttpRequest): void {
     this.#counters.requests++;
     this.#headDone = false;
-    const slot: Slot = { bytes: null, close: !r.keepAlive };
+    const slot: Slot = { bytes: null, close: !r.keepAlive || this.#draining };
     this.#slots.push(slot);
-    if (!r.keepAlive) this.#closing = true;
+    if (slot.close) this.#closing = true;
     const head = r.method === "HEAD";
     const version = r.version;
     // A request EP cannot carry as a job is refused here, before it is queued (SPEC.md §7).

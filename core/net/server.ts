@@ -62,6 +62,10 @@ export interface ServerCounters {
 interface Ticking {
   readonly closed: boolean;
   tick(now: number): void;
+  /** The server is going away; returns whether the server waits for this connection. */
+  drain(graceMs: number): boolean;
+  /** The server closes next: a worker's connection is told and closed; resolves then. */
+  goingAway?(): Promise<void> | null;
 }
 
 /** A running server. */
@@ -70,6 +74,13 @@ export interface Server {
   readonly addr: Deno.NetAddr;
   /** Counters for metrics. */
   readonly counters: ServerCounters;
+  /**
+   * Goes away gracefully: stops accepting, tells EP clients (DRAIN) and HTTP clients
+   * (`connection: close`), and resolves once every client connection has been answered and
+   * closed, or after `graceMs`. Workers' connections stay open (their jobs are finished by
+   * then). Call {@linkcode Server.close} after.
+   */
+  drain(graceMs: number): Promise<void>;
   /** Stops accepting and closes every connection. */
   close(): Promise<void>;
   /** Resolves when the server has stopped. */
@@ -131,6 +142,14 @@ export function serve(options: ServeOptions): Server {
     const started = t.readingMs(Date.now());
     const sniffer: Ticking & { closed: boolean } = {
       closed: false,
+      drain() {
+        // Not yet told apart: a connection that has said nothing is closed.
+        if (!decided && !sniffer.closed) {
+          sniffer.closed = true;
+          t.close();
+        }
+        return false;
+      },
       tick(now) {
         if (!decided && t.readingMs(now) - started > sniffTimeout) {
           counters.sniffRejected.timeout++;
@@ -191,10 +210,34 @@ export function serve(options: ServeOptions): Server {
     for await (const t of listener.accept()) accept(t);
   })();
 
+  let draining: Promise<void> | null = null;
   return {
     addr: listener.addr,
     counters,
     finished,
+    drain(graceMs) {
+      draining ??= (async () => {
+        listener.close();
+        const end = Date.now() + graceMs;
+        // Told once, asked again each poll: a connection that became a worker's, or
+        // closed, is no longer waited for.
+        while (Date.now() < end) {
+          let waiting = 0;
+          for (const c of live) if (!c.closed && c.drain(graceMs)) waiting++;
+          if (waiting === 0) break;
+          await new Promise((r) => setTimeout(r, 50));
+        }
+        const told = [...live].flatMap((c) => c.goingAway?.() ?? []);
+        let timer: ReturnType<typeof setTimeout> | undefined;
+        await Promise.race([
+          Promise.all(told),
+          new Promise((r) => timer = setTimeout(r, 1_000)),
+        ]);
+        clearTimeout(timer);
+        await finished;
+      })();
+      return draining;
+    },
     async close() {
       listener.close();
       clearInterval(sweeper);

@@ -418,11 +418,22 @@ export interface ListenOptions {
 export function listen(
   options: ListenOptions & { limits?: Partial<TransportLimits>; counters?: TransportCounters },
 ): Listener {
-  const listener = Deno.listen({
-    port: options.port,
-    hostname: options.hostname ?? "127.0.0.1",
-    transport: "tcp",
-  });
+  const hostname = options.hostname ?? "127.0.0.1";
+  let listener: Deno.Listener;
+  try {
+    listener = Deno.listen({ port: options.port, hostname, transport: "tcp" });
+  } catch (err) {
+    // The OS's reason names no address: say which (the error keeps its class).
+    if (err instanceof Error) {
+      const where = hostname.includes(":")
+        ? `[${hostname}]:${options.port}`
+        : `${hostname}:${options.port}`;
+      err.message = `Cannot listen on ${where}: ${err.message.charAt(0).toLowerCase()}${
+        err.message.slice(1)
+      }`;
+    }
+    throw err;
+  }
   return new Listener(listener, options.limits, options.counters ?? newTransportCounters());
 }
 

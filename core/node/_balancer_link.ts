@@ -99,6 +99,9 @@ export interface LinkOwner {
 
 const log = getLogger(["ep", "worker"]);
 
+/** While a balancer stays unreachable, a warning this often (debug lines in between). */
+const WARN_EVERY_MS = 30_000;
+
 /**
  * The module worker's connection to one balancer, reconnecting with jittered back-off:
  * preface, HELLO (role worker) and REGISTER, then it runs the REQUESTs it is sent on the
@@ -151,6 +154,9 @@ export class BalancerLink implements JobSource {
   #lastBeat = 0;
   #timer: ReturnType<typeof setInterval> | undefined;
   #failures = 0;
+  /** Connection attempts that failed in a row, and when the last warning about them was. */
+  #unreachable = 0;
+  #warnedAt = 0;
   #wake: (() => void) | null = null;
 
   constructor(node: LinkOwner, addr: string, opts: BalancerLinkOptions) {
@@ -161,6 +167,7 @@ export class BalancerLink implements JobSource {
 
   async run(): Promise<void> {
     while (!this.#node.closed) {
+      let failure: unknown = null;
       try {
         const t = await (this.#opts.dial ?? tcpConnect)(this.addr);
         if (this.#node.closed) {
@@ -169,23 +176,49 @@ export class BalancerLink implements JobSource {
         }
         await this.#session(t);
       } catch (err) {
-        log.debug("Cannot reach balancer {addr}: {error}", {
-          addr: this.addr,
-          error: (err as Error).message,
-        });
+        failure = err;
       }
       if (this.#node.closed || this.#node.draining) return;
       const min = this.#opts.reconnect?.minMs ?? 100;
       const max = this.#opts.reconnect?.maxMs ?? 5_000;
-      const delay = Math.min(max, min * 2 ** Math.min(this.#failures++, 16));
+      const delay = Math.min(max, min * 2 ** Math.min(this.#failures++, 16)) *
+        (0.5 + Math.random() / 2);
+      if (failure !== null) this.#cannotReach(failure, delay);
       await new Promise<void>((r) => {
-        const timer = setTimeout(r, delay * (0.5 + Math.random() / 2));
+        const timer = setTimeout(r, delay);
         this.#wake = () => {
           clearTimeout(timer);
           r();
         };
       });
       this.#wake = null;
+    }
+  }
+
+  /**
+   * A connection attempt failed: a warning for the first failure in a row, then one every
+   * {@linkcode WARN_EVERY_MS} while they go on (debug in between), each saying when the next
+   * attempt is.
+   */
+  #cannotReach(err: unknown, delayMs: number): void {
+    const now = Date.now();
+    const props = {
+      addr: this.addr,
+      error: oneLine(err instanceof Error ? err.message : String(err)),
+      delay: `${(delayMs / 1000).toFixed(1)} s`,
+      attempts: this.#unreachable + 1,
+    };
+    if (this.#unreachable++ === 0) {
+      this.#warnedAt = now;
+      log.warn("Cannot reach balancer {addr}: {error}; retrying in {delay}", props);
+    } else if (now - this.#warnedAt >= WARN_EVERY_MS) {
+      this.#warnedAt = now;
+      log.warn(
+        "Still cannot reach balancer {addr} after {attempts} attempts: {error}; retrying in {delay}",
+        props,
+      );
+    } else {
+      log.debug("Cannot reach balancer {addr}: {error}; retrying in {delay}", props);
     }
   }
 
@@ -218,7 +251,7 @@ export class BalancerLink implements JobSource {
           decoder.push(c);
         },
         end: () => {
-          if (this.open) log.warn("Lost balancer {addr}", { addr: this.addr });
+          if (this.open) this.#lost();
           this.open = false;
           this.credit = 0;
           clearInterval(this.#timer);
@@ -243,6 +276,20 @@ export class BalancerLink implements JobSource {
       // Until WELCOME arrives, nothing more; a balancer that never answers is dropped.
       this.#timer = setInterval(() => this.#tick(), 100);
     });
+  }
+
+  /**
+   * The connection of a registered session ended: expected when this worker drains or closes
+   * (debug), or when the balancer drained it first (info); else a warning.
+   */
+  #lost(): void {
+    if (this.#node.closed || this.#node.draining) {
+      log.debug("Disconnected from balancer {addr}", { addr: this.addr });
+    } else if (this.drained) {
+      log.info("Balancer {addr} went away after draining us; reconnecting", { addr: this.addr });
+    } else {
+      log.warn("Lost balancer {addr}; reconnecting", { addr: this.addr });
+    }
   }
 
   #tick(): void {
@@ -296,10 +343,19 @@ export class BalancerLink implements JobSource {
         this.#failures = 0;
         this.#heartbeatMs = f.heartbeatMs;
         this.prefetch = f.prefetch;
-        log.info("Registered with balancer {addr} ({server})", {
-          addr: this.addr,
-          server: f.serverName,
-        });
+        if (this.#unreachable > 0) {
+          log.info("Registered with balancer {addr} ({server}) after {attempts} failed attempts", {
+            addr: this.addr,
+            server: f.serverName,
+            attempts: this.#unreachable,
+          });
+        } else {
+          log.info("Registered with balancer {addr} ({server})", {
+            addr: this.addr,
+            server: f.serverName,
+          });
+        }
+        this.#unreachable = 0;
         // The REGISTER sent with HELLO had the version-1 layout: now say what may be hedged.
         if (this.version >= 2 && (this.#node.hedge?.size ?? 0) > 0) this.register();
         if (this.#node.draining) this.sendDrain(0);

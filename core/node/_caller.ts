@@ -1,19 +1,27 @@
 /**
  * Private: how a node carries out its handlers' calls of services (`ep.call`, a handler
  * thread's CALL record). A node that listens submits the call to its own balancer (no TCP
- * hop); a module worker sends it over EP to the balancers it pulls from, the first that
- * answers, failing over to the next when one is unreachable; a call naming an upstream
- * goes to that upstream's balancers the same way.
+ * hop); a module worker sends it over EP to the balancers it pulls from, and a call naming
+ * an upstream to that upstream's balancers, each set through one surviving client
+ * (`core/net/client.ts`): one connection to the first balancer that answers, failover to the
+ * next, reconnection with back-off, and a retry of a call whose balancer could not be
+ * reached, went away or was lost with the call in flight.
  *
  * @module
  */
 import { ErrorCode } from "../../protocol/errors.ts";
 import type { Balancer } from "../balancer/balancer.ts";
 import { withoutReserved } from "../ep_limits.ts";
-import { CallUnavailableError, ConnectionClosedError, JobError } from "../errors.ts";
+import {
+  CallUnavailableError,
+  ConnectionClosedError,
+  JobError,
+  ServerUnreachableError,
+} from "../errors.ts";
 import { isServiceName } from "../../protocol/ep_frames.ts";
 import type { Job } from "../job.ts";
-import { type Client, connect } from "../net/client.ts";
+import { Client } from "../net/client.ts";
+import type { Transport } from "../net/transport.ts";
 import type { PoolCall, PoolCallReply } from "../threads/pool_types.ts";
 
 const utf8 = new TextEncoder();
@@ -26,65 +34,64 @@ export interface CallTarget {
   token?: string;
 }
 
-/** A set of balancers called over EP, with one connection kept to the first that answers. */
+/** How the caller connects: `dial` opens a connection (default TCP; tests pass their own). */
+export interface CallerOptions {
+  /** Opens a connection to a balancer's `host:port`. */
+  dial?: (addr: string) => Promise<Transport>;
+}
+
+/** A set of balancers called over EP through one client, made at the first call. */
 class Upstream {
   readonly #target: CallTarget;
   readonly #name: string;
-  #client: Promise<Client> | null = null;
-  #next = 0;
+  readonly #dial: CallerOptions["dial"];
+  #client: Client | null = null;
 
-  constructor(name: string, target: CallTarget) {
+  constructor(name: string, target: CallTarget, dial: CallerOptions["dial"]) {
     this.#name = name;
     this.#target = target;
+    this.#dial = dial;
   }
 
   async call(call: PoolCall): Promise<PoolCallReply> {
-    // A closed connection: the next server, once round the list.
-    for (let tries = 0; tries < Math.max(1, this.#target.servers.length); tries++) {
-      let client: Client;
-      try {
-        client = await this.#connected();
-      } catch (err) {
-        this.#client = null;
-        if (tries + 1 >= this.#target.servers.length) {
-          throw new CallUnavailableError(
-            `No balancer of ${this.#name} is reachable: ${(err as Error).message}`,
-            { cause: err },
-          );
-        }
-        continue;
+    this.#client ??= new Client({
+      servers: this.#target.servers,
+      token: this.#target.token,
+      name: "ep-call",
+      dial: this.#dial,
+      // Once round the list: a call whose balancer was unreachable, went away, or was lost
+      // with the call in flight (it may have run: at-least-once, as for a lost worker).
+      retry: {
+        attempts: Math.max(1, this.#target.servers.length),
+        backoffMs: 50,
+        on: ["unreachable", "shutting_down", "closed"],
+      },
+    });
+    try {
+      const reply = await this.#client.request(call.service, call.body, {
+        timeoutMs: call.timeoutMs > 0 ? call.timeoutMs : undefined,
+        meta: call.meta.length > 0 ? withoutReserved(call.meta) : undefined,
+      });
+      return { status: reply.status, meta: reply.meta, body: reply.body };
+    } catch (err) {
+      if (err instanceof ServerUnreachableError) {
+        throw new CallUnavailableError(
+          `No balancer of ${this.#name} is reachable: ${err.message}`,
+          { cause: err },
+        );
       }
-      try {
-        const reply = await client.request(call.service, call.body, {
-          timeoutMs: call.timeoutMs > 0 ? call.timeoutMs : undefined,
-          meta: call.meta.length > 0 ? withoutReserved(call.meta) : undefined,
+      if (err instanceof ConnectionClosedError) {
+        throw new JobError(ErrorCode.WORKER_LOST, `The connection to ${this.#name} was lost`, {
+          cause: err,
         });
-        return { status: reply.status, meta: reply.meta, body: reply.body };
-      } catch (err) {
-        if (!(err instanceof ConnectionClosedError)) throw err;
-        this.#client = null;
       }
+      throw err;
     }
-    throw new JobError(ErrorCode.WORKER_LOST, `The connection to ${this.#name} was lost`);
   }
 
   close(): void {
-    const c = this.#client;
+    this.#client?.close();
     this.#client = null;
-    c?.then((client) => client.close(), () => {});
-  }
-
-  #connected(): Promise<Client> {
-    if (this.#client === null) {
-      const servers = this.#target.servers;
-      const addr = servers[this.#next++ % servers.length];
-      const client = connect(addr, { token: this.#target.token, name: "ep-call" });
-      this.#client = client;
-      client.catch(() => {
-        if (this.#client === client) this.#client = null;
-      });
-    }
-    return this.#client;
   }
 }
 
@@ -102,13 +109,14 @@ export class Caller {
     balancer: Balancer | null,
     pulled: CallTarget | null,
     upstreams: Readonly<Record<string, CallTarget>> = {},
+    options: CallerOptions = {},
   ) {
     this.#balancer = balancer;
     this.#pulled = pulled && pulled.servers.length > 0
-      ? new Upstream("the balancers", pulled)
+      ? new Upstream("the balancers", pulled, options.dial)
       : null;
     for (const [name, t] of Object.entries(upstreams)) {
-      this.#upstreams.set(name, new Upstream(`upstream "${name}"`, t));
+      this.#upstreams.set(name, new Upstream(`upstream "${name}"`, t, options.dial));
     }
   }
 

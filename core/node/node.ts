@@ -137,7 +137,12 @@ export interface Node {
   readonly monitor: Monitor | null;
   /** What grows and shrinks the handler threads, with `handlers.scale`. */
   readonly autoscaler: AutoscaleLoop | null;
-  /** Stops taking work, finishes what is held, and stops. */
+  /**
+   * Stops taking work, finishes what is held, and stops, within `graceMs` (default 30 s):
+   * a balancer stops accepting, tells its clients to go elsewhere (EP DRAIN, HTTP
+   * `connection: close`) and answers what they sent; a worker tells its balancers (DRAIN)
+   * and answers the jobs it holds.
+   */
   drain(graceMs?: number): Promise<void>;
   /**
    * Reloads service code: new handler threads take new jobs while jobs in flight finish on
@@ -359,11 +364,16 @@ export async function startNode(options: NodeOptions): Promise<Node> {
     autoscaler: scaling,
     async drain(graceMs = 30_000) {
       scaling?.stop();
+      const end = Date.now() + graceMs;
+      const left = () => Math.max(0, end - Date.now());
+      // The balancer's clients first: what they sent is still dispatched and answered.
+      await server?.drain(graceMs);
       monitor?.close();
-      if (worker) await worker.drain(graceMs);
+      if (worker) await worker.drain(left());
+      caller?.close();
       balancer?.close();
       await server?.close();
-      await pool?.close({ drain: true, timeoutMs: graceMs });
+      await pool?.close({ drain: true, timeoutMs: left() });
     },
     close,
     call: (c) => calls().call(c),

@@ -302,6 +302,8 @@ export class Monitor implements BalancerObserver {
     queueWaitMs: number,
     serviceMs: number,
     provider: string | null,
+    job?: Job,
+    answer?: JobResult | JobError,
   ): void {
     const s = this.#service(service, false);
     const i = OUTCOME_INDEX[outcome] ?? 1;
@@ -331,7 +333,9 @@ export class Monitor implements BalancerObserver {
       }
       c[i]++;
     }
-    if (this.#accessLog) logAccess(service, outcome, queueWaitMs, serviceMs, provider);
+    if (this.#accessLog) {
+      logAccess(service, outcome, queueWaitMs, serviceMs, provider, job, answer);
+    }
   }
 
   /**

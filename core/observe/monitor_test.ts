@@ -248,9 +248,52 @@ Deno.test("monitor: the access log writes one info line per job in category ep.a
     assert.equal(refused.properties.outcome, "no_service");
     assert.equal(refused.properties.serviceMs, null);
     assert.equal(refused.properties.worker, null);
-    assert.equal(refused.message.join(""), "nope no_service wait - service - worker -");
+    assert.equal(refused.properties.status, 503);
+    assert.equal(refused.properties.client, "127.0.0.1:50001");
+    assert.match(
+      refused.message.join(""),
+      /^127\.0\.0\.1:50001 "EP \/nope" 503 17 nope no_service wait - service - worker - id \S+$/,
+    );
+    assert.equal(ok.properties.bytes, 1);
+    assert.equal(ok.properties.requestId, ok.message.join("").split(" id ")[1]);
     const line = ok.message.join("");
-    assert.match(line, /^svc ok wait [\d.]+ms service [\d.]+ms worker 127\.0\.0\.1:6001$/);
+    assert.match(
+      line,
+      /^127\.0\.0\.1:50001 "EP \/svc" 200 1 svc ok wait [\d.]+ms service [\d.]+ms worker 127\.0\.0\.1:6001 id \S+$/,
+    );
+  } finally {
+    close();
+    await reset();
+  }
+});
+
+Deno.test("monitor: the access log shows a hostile request's path as one inert field", async () => {
+  const records: LogRecord[] = [];
+  await configure({
+    reset: true,
+    sinks: { buffer: (r: LogRecord) => records.push(r) },
+    loggers: [
+      { category: ["ep", "access"], lowestLevel: "info", sinks: ["buffer"] },
+      { category: ["logtape", "meta"], lowestLevel: "warning", sinks: [] },
+    ],
+  });
+  const { balancer, close } = setup({ accessLog: true });
+  try {
+    const job: Job = {
+      ...epJob("nope"),
+      protocol: "http",
+      method: "GET",
+      path: '/nope/a" 200 0 x\n{b}\\',
+      remote: "10.0.0.1:\u202e1",
+    };
+    assert.throws(() => balancer.submit(job));
+    const line = records[0].message.join("");
+    assert.equal(line.split("\n").length, 1);
+    assert.ok(
+      line.startsWith('10.0.0.1:\\u{202e}1 "GET /nope/a\\x22 200 0 x\\x0a{b}\\\\" 503 18 nope '),
+      line,
+    );
+    assert.equal(records[0].properties.path, job.path);
   } finally {
     close();
     await reset();

@@ -56,7 +56,7 @@ export function poolError(err: Error, service = ""): JobError {
   if (err instanceof HandlerError) {
     if (err.handlerErrorName.startsWith("Lua")) handlerCounters.errors++;
     // The client gets the first line; the log gets the whole story (a Lua traceback).
-    log.warn("Handler of {service} failed: {stack}", { service, stack: err.stack ?? err.message });
+    log.warn("Handler of {service} failed: {error}", { service, error: err });
   }
   if (err instanceof JobTimeoutError) {
     return new JobError(ErrorCode.TIMEOUT, "Handler timed out", { cause: err });
