@@ -316,7 +316,7 @@ export interface ControlOverrides {
  * import { applyOverrides, type ControlConfig } from "./control.ts";
  * const config: ControlConfig = {
  *   listen: { port: 7070, hostname: "127.0.0.1" }, connect: [], services: [], routes: [],
- *   routeFn: false, config: {}, upstreams: {},
+ *   routeFn: false, config: {}, upstreams: {}, spawn: [],
  * };
  * console.assert(applyOverrides(config, { port: 7071, connect: ["h:1"] }).length === 1);
  * console.assert(config.listen?.port === 7071);
