@@ -10,9 +10,9 @@ import { ErrorCode, FrameTooLargeError } from "../protocol/errors.ts";
 import { type Job, JobError } from "./job.ts";
 /**
  * The metadata keys ep adds to an HTTP job at most (see `jobMeta`): `ep-method`,
- * `ep-path`, `ep-query`, `ep-request-id`, `ep-attempt`.
+ * `ep-path`, `ep-query`, `ep-request-id`, `ep-attempt`, `ep-hedge`.
  */
-const HTTP_META_KEYS = 5;
+const HTTP_META_KEYS = 6;
 
 /**
  * Removes the entries whose key is in ep's reserved `ep-` namespace (SPEC.md §10): what a
@@ -125,8 +125,8 @@ export function jobRingBytesBound(job: Job): number {
   if (job.protocol === "http") {
     n += 3 * 3 + 24 + 3 * (job.method.length + job.path.length + job.query.length);
   }
-  // ep-request-id (at most 64 ASCII characters) and ep-attempt (up to 255).
-  n += 3 + 13 + 64 + 3 + 10 + 3;
+  // ep-request-id (at most 64 ASCII characters), ep-attempt (up to 255), ep-hedge ("1").
+  n += 3 + 13 + 64 + 3 + 10 + 3 + 3 + 8 + 1;
   return n;
 }
 
@@ -144,7 +144,7 @@ export function jobRingBytesBound(job: Job): number {
  * console.assert(size === 2 + 3 + 1 + 1 + 10);
  * ```
  */
-export function jobRingBytes(job: Job, attempt = 1): number {
+export function jobRingBytes(job: Job, attempt = 1, hedge = false): number {
   let n = 0;
   let count = job.headers.length;
   for (const [k, v] of job.headers) n += 3 + utf8Bytes(k) + utf8Bytes(v);
@@ -160,6 +160,10 @@ export function jobRingBytes(job: Job, attempt = 1): number {
   if (attempt > 1) {
     count++;
     n += 3 + "ep-attempt".length + String(attempt).length;
+  }
+  if (hedge) {
+    count++;
+    n += 3 + "ep-hedge".length + 1;
   }
   return (count > 0 ? 2 + n : 0) + job.body.length;
 }

@@ -37,7 +37,7 @@ Deno.test("utf8Bytes equals the length TextEncoder writes, for random strings wi
   }
 });
 
-Deno.test("jobRingBytes is the size encodeMeta and the body take in a ring; jobRingBytesBound never under it", () => {
+Deno.test("jobRingBytes is the size encodeMeta and the body take in a ring (redeliveries and hedged copies too); jobRingBytesBound never under it", () => {
   const rng = mulberry32(7);
   for (let i = 0; i < 500; i++) {
     const headers: [string, string][] = Array.from(
@@ -58,9 +58,10 @@ Deno.test("jobRingBytes is the size encodeMeta and the body take in a ring; jobR
       requestId: rng() < 0.5 ? undefined : (rng() < 0.5 ? "0123456789abcdef" : "x".repeat(64)),
     };
     const attempt = rng() < 0.5 ? 1 : 1 + Math.floor(rng() * 255);
-    const meta = jobMeta(job, attempt);
+    const hedge = rng() < 0.3;
+    const meta = jobMeta(job, attempt, hedge);
     const exact = (meta.length > 0 ? encodeMeta(meta).length : 0) + job.body.length;
-    assert.equal(jobRingBytes(job, attempt), exact);
+    assert.equal(jobRingBytes(job, attempt, hedge), exact);
     assert.ok(jobRingBytesBound(job) >= exact);
   }
 });
@@ -79,14 +80,15 @@ Deno.test("httpMetaProblem refuses exactly what EP metadata cannot hold (431, 41
   refused([["k", "\xe9".repeat(0x8000)]], 431);
   const fields = (n: number) =>
     Array.from({ length: n }, (_, i): [string, string] => [`f${i}`, ""]);
-  ok(fields(MAX_META_ENTRIES - 5));
-  refused(fields(MAX_META_ENTRIES - 4), 431);
+  // ep adds up to six keys (method, path, query, request id, attempt, hedge).
+  ok(fields(MAX_META_ENTRIES - 6));
+  refused(fields(MAX_META_ENTRIES - 5), 431);
   ok([], "/" + "p".repeat(0xfffe));
   refused([], 414, "/" + "p".repeat(0xffff));
   refused([], 414, "/s", "q".repeat(0x10000));
   // What it lets through, the encoder takes.
   const enc = new EpEncoder();
-  const h: [string, string][] = [["k".repeat(255), "\xe9".repeat(0x7fff)], ...fields(248)];
+  const h: [string, string][] = [["k".repeat(255), "\xe9".repeat(0x7fff)], ...fields(249)];
   assert.equal(httpMetaProblem("/s", "", h), null);
   const job: Job = {
     service: "s",
@@ -99,7 +101,9 @@ Deno.test("httpMetaProblem refuses exactly what EP metadata cannot hold (431, 41
     deadlineMs: 0,
     priority: 0,
     remote: "",
+    requestId: "r".repeat(64),
   };
+  // Every key ep adds: a hedged copy of a redelivery.
   enc.encode({
     type: "request",
     id: 1,
@@ -108,7 +112,7 @@ Deno.test("httpMetaProblem refuses exactly what EP metadata cannot hold (431, 41
     attempt: 0,
     queueDepth: 0,
     service: "s",
-    meta: jobMeta(job),
+    meta: jobMeta(job, 255, true),
     body: job.body,
   });
 });

@@ -39,6 +39,12 @@ export interface Job {
    */
   origin?: JobOrigin;
   /**
+   * What the request said of hedging (`ep-hedge`, SPEC.md §9.10): true (`1`), the balancer
+   * may send a copy of it to another worker when it runs long; false (`0`), never; absent,
+   * as its service is configured.
+   */
+  hedge?: boolean;
+  /**
    * The request id (set by the balancer that took the job: the client's `x-request-id`
    * when it is a short token, else one it makes), sent to workers and handlers as
    * `ep-request-id` and shown in logs and error replies.
@@ -118,9 +124,9 @@ export function serviceFromPath(path: string): string {
 
 /**
  * The metadata a job travels with to workers and handler threads: for HTTP, its method, path
- * and query as `ep-method`, `ep-path`, `ep-query`; for every job its `ep-request-id` and, on
- * a redelivery, `ep-attempt` (2, 3, …; SPEC.md §10); then its headers (HTTP) or EP
- * metadata, in order.
+ * and query as `ep-method`, `ep-path`, `ep-query`; for every job its `ep-request-id`, on a
+ * redelivery `ep-attempt` (2, 3, …), on a hedged copy `ep-hedge: 1` (SPEC.md §10); then its
+ * headers (HTTP) or EP metadata, in order.
  *
  * @example
  * ```ts
@@ -133,14 +139,15 @@ export function serviceFromPath(path: string): string {
  * console.assert(meta.map(([k]) => k).join() === "ep-method,ep-path,ep-query,ep-request-id,ep-attempt,host");
  * ```
  */
-export function jobMeta(job: Job, attempt = 1): [string, string][] {
+export function jobMeta(job: Job, attempt = 1, hedge = false): [string, string][] {
   const id = job.requestId;
-  if (job.protocol !== "http" && id === undefined && attempt <= 1) return job.headers;
+  if (job.protocol !== "http" && id === undefined && attempt <= 1 && !hedge) return job.headers;
   const meta: [string, string][] = job.protocol === "http"
     ? [["ep-method", job.method], ["ep-path", job.path], ["ep-query", job.query]]
     : [];
   if (id !== undefined) meta.push(["ep-request-id", id]);
   if (attempt > 1) meta.push(["ep-attempt", String(attempt)]);
+  if (hedge) meta.push(["ep-hedge", "1"]);
   for (let i = 0; i < job.headers.length; i++) meta.push(job.headers[i]);
   return meta;
 }
@@ -175,4 +182,23 @@ export function requestIdOf(job: Job): string {
   }
   idCounter = (idCounter + 1) >>> 0;
   return ID_PREFIX + idCounter.toString(16).padStart(8, "0");
+}
+
+/**
+ * What a request's `ep-hedge` field says (SPEC.md §10, §9.10): `1` true, `0` false,
+ * anything else or absent undefined (as the service is configured). Read by the HTTP and
+ * EP connections before they drop the client's `ep-` fields.
+ *
+ * @example
+ * ```ts
+ * import { hedgeOf } from "./job.ts";
+ * console.assert(hedgeOf([["ep-hedge", "1"]]) === true && hedgeOf([]) === undefined);
+ * ```
+ */
+export function hedgeOf(headers: readonly (readonly [string, string])[]): boolean | undefined {
+  for (let i = 0; i < headers.length; i++) {
+    const [k, v] = headers[i];
+    if (k === "ep-hedge") return v === "1" ? true : v === "0" ? false : undefined;
+  }
+  return undefined;
 }

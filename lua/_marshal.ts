@@ -31,9 +31,9 @@ import { LuaReplyError } from "./errors.ts";
  * A request as a handler sees it (`req` in `function(req)`): `service`, `method`, `path`,
  * `query` (a table, parsed and percent-decoded; for a repeated name the last value wins),
  * `query_string`, `headers` (a table by lower-case name; repeated fields joined with ", "),
- * `body` (a string), `attempt` (an integer, 1 unless redelivered), `id` (the request id,
- * when the job has one) and `deadline_ms` (whole milliseconds left when the handler starts,
- * when the job has a deadline).
+ * `body` (a string), `attempt` (an integer, 1 unless redelivered), `hedge` (true on a hedged
+ * copy), `id` (the request id, when the job has one) and `deadline_ms` (whole milliseconds
+ * left when the handler starts, when the job has a deadline).
  *
  * @example
  * ```ts
@@ -68,6 +68,8 @@ export interface LuaRequest {
   headerBytes?: boolean;
   /** Delivery attempt: 1 (the default) the first time, 2, 3, … when redelivered (`req.attempt`). */
   attempt?: number;
+  /** A hedged copy (`req.hedge`, SPEC.md §9.10); default false. */
+  hedge?: boolean;
   /** The request id (`req.id`): the client's `x-request-id`, or one the balancer made. */
   requestId?: string;
   /**
@@ -121,6 +123,7 @@ type FieldName =
   | "headers"
   | "body"
   | "attempt"
+  | "hedge"
   | "id"
   | "deadline_ms"
   | "status";
@@ -150,6 +153,7 @@ export class Marshal {
       headers: h.cstring("headers"),
       body: h.cstring("body"),
       attempt: h.cstring("attempt"),
+      hedge: h.cstring("hedge"),
       id: h.cstring("id"),
       deadline_ms: h.cstring("deadline_ms"),
       status: h.cstring("status"),
@@ -234,6 +238,8 @@ export class Marshal {
     // (Nothing here may throw: the table is half built.)
     raw._lua_pushinteger(co, Number.isSafeInteger(attempt) && attempt! > 1 ? BigInt(attempt!) : 1n);
     raw._lua_setfield(co, -2, k.attempt);
+    raw._lua_pushboolean(co, req.hedge === true ? 1 : 0);
+    raw._lua_setfield(co, -2, k.hedge);
     if (id !== undefined) {
       heap.pushString(co, id);
       raw._lua_setfield(co, -2, k.id);

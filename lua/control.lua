@@ -162,14 +162,17 @@ end
 --- Run a service on this process's handler threads: a file (relative to the script's
 --- folder) that returns the handler, or a function written inline. `slots` (default: the
 --- number of threads) adds to the jobs this process runs at once; `timeout_ms` interrupts a
---- handler that runs longer (answered 504 / EP timeout). `threads = { min =, max = }`
+--- handler that runs longer (answered 504 / EP timeout). `hedge = true` says the handler is
+--- idempotent: a balancer may send a copy of a job that runs long (past the service's
+--- recent p95 service time, or `hedge_ms`) to another worker with a free slot, the first
+--- answer wins (`req.hedge` is true on the copy). `threads = { min =, max = }`
 --- scales the handler threads on this service's queue wait: one more while its p99 stays
 --- above `target_wait_ms` (default 50), one fewer when the threads sit idle. `description`
 --- (one line) and `version` say what it is: shown at the balancer's /_ep/services and by
 --- `ep services`.
 ---@param name string
 ---@param handler string|fun(req: ep.Request): any
----@param opts? { slots?: integer, timeout_ms?: integer, threads?: { min: integer, max: integer }, target_wait_ms?: number, description?: string, version?: string }
+---@param opts? { slots?: integer, timeout_ms?: integer, hedge?: boolean, hedge_ms?: integer, threads?: { min: integer, max: integer }, target_wait_ms?: number, description?: string, version?: string }
 function ep.service(name, handler, opts)
   check_name(name, "ep.service", 1, "service name")
   check(type(handler) == "string" or type(handler) == "function", "ep.service", 2,
@@ -180,6 +183,17 @@ function ep.service(name, handler, opts)
     "string description", opts.description)
   check(opts.version == nil or type(opts.version) == "string", "ep.service", 3,
     "string version", opts.version)
+  check(opts.hedge == nil or type(opts.hedge) == "boolean", "ep.service", 3,
+    "boolean hedge", opts.hedge)
+  local hedge_ms = opts.hedge_ms
+  if hedge_ms ~= nil and not (math.type(hedge_ms) == "integer" and hedge_ms >= 1 and
+        hedge_ms <= 0xfffffffe) then
+    error(("bad argument #3 to 'ep.service' (integer hedge_ms from 1 to 4294967294 expected, got %s)"):format(
+      oneline(hedge_ms)), 2)
+  end
+  if hedge_ms ~= nil and opts.hedge == false then
+    error("bad argument #3 to 'ep.service' (hedge_ms given with hedge = false)", 2)
+  end
   for _, k in ipairs({ "slots", "timeout_ms" }) do
     local v = opts[k]
     if v ~= nil and (math.type(v) ~= "integer" or v < 0) then
@@ -201,7 +215,8 @@ function ep.service(name, handler, opts)
     target = opts.target_wait_ms
   end
   ext.service(name, type(handler) == "string" and handler or "", type(handler) == "function",
-    opts.slots or 0, opts.timeout_ms or 0, tmin, tmax, target, opts.description, opts.version)
+    opts.slots or 0, opts.timeout_ms or 0, opts.hedge == true or hedge_ms ~= nil, hedge_ms or 0,
+    tmin, tmax, target, opts.description, opts.version)
 end
 
 local SPAWN_KEYS = { script = true, min = true, max = true, target_wait_ms = true }

@@ -54,6 +54,10 @@ export interface ControlConfig {
     description?: string;
     /** `version` option. */
     version?: string;
+    /** `hedge = true` (or `hedge_ms` given): the handler is idempotent, jobs may be hedged. */
+    hedge: boolean;
+    /** `hedge_ms`: hedge after that long; 0: after the service's recent p95. */
+    hedgeMs: number;
     /** `threads = { min =, max = }`: the handler threads scale on this service's waits. */
     threads?: { min: number; max: number };
     /** `target_wait_ms` (with `threads`; default 50). */
@@ -145,8 +149,21 @@ export async function loadControl(
     connect: (addr) => void config.connect.push(str(addr)),
     // 0: the number of cores (the default).
     threads: (n) => void (config.threads = Number(n) || undefined),
-    // control.lua checked the options (threads bounds, a positive target).
-    service: (svc, file, inline, slots, timeout, tmin, tmax, target, description, version) => {
+    // control.lua checked the options (threads bounds, a positive target; hedge, hedge_ms).
+    service: (
+      svc,
+      file,
+      inline,
+      slots,
+      timeout,
+      hedge,
+      hedgeMs,
+      tmin,
+      tmax,
+      target,
+      description,
+      version,
+    ) => {
       const min = Number(tmin) || 0;
       config.services.push({
         name: str(svc),
@@ -156,6 +173,8 @@ export async function loadControl(
         timeoutMs: Number(timeout) || 0,
         ...(typeof description === "string" ? { description } : {}),
         ...(typeof version === "string" ? { version } : {}),
+        hedge: hedge === true,
+        hedgeMs: Number(hedgeMs) || 0,
         ...(min > 0
           ? {
             threads: { min, max: Number(tmax) },
@@ -444,6 +463,11 @@ export async function runScript(
   const timeouts = new Map(
     c.services.filter((s) => s.timeoutMs > 0).map((s) => [s.name, s.timeoutMs]),
   );
+  // Idempotent services: told to the balancers this worker pulls from (REGISTER), and to
+  // this process's own balancer when it listens.
+  const hedge = new Map(
+    c.services.filter((s) => s.hedge).map((s) => [s.name, s.hedgeMs > 0 ? s.hedgeMs : null]),
+  );
   // Each job's queue wait: to the children when this process is their balancer, and to the
   // parent in the load reports when this process is a child.
   const reportWaits = isChild ? new WaitWindow() : null;
@@ -463,6 +487,7 @@ export async function runScript(
           threads,
           concurrency,
           timeouts,
+          hedge,
           scale,
           services: c.services.map((s) => s.name),
         }

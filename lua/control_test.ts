@@ -341,6 +341,58 @@ Deno.test("ep.service refuses slots or timeout_ms that are not whole numbers of 
   }
 });
 
+Deno.test("ep.service records hedge = true (hedged after the service's p95) and hedge_ms (after that many ms; it implies hedge)", async () => {
+  const script = `
+ep.service("a", "a.lua", { hedge = true })
+ep.service("b", "b.lua", { hedge_ms = 50, slots = 2 })
+ep.service("c", "c.lua", { hedge = true, hedge_ms = 7 })
+ep.service("d", "d.lua", { hedge = false })
+ep.service("e", "e.lua")
+`;
+  await withScript(script, {}, (control) => {
+    assert.deepEqual(
+      control.config.services.map((s) => [s.name, s.hedge, s.hedgeMs, s.slots]),
+      [["a", true, 0, 0], ["b", true, 50, 2], ["c", true, 7, 0], ["d", false, 0, 0], [
+        "e",
+        false,
+        0,
+        0,
+      ]],
+    );
+    return Promise.resolve();
+  });
+});
+
+Deno.test("ep.service refuses a hedge that is not a boolean, a hedge_ms that is not an integer from 1 to 4294967294, and hedge_ms with hedge = false", async () => {
+  const cases: [string, RegExp][] = [
+    [
+      `ep.service("a", "a.lua", { hedge = "yes" })`,
+      /main\.lua:1: bad argument #3 to 'ep\.service' \(boolean hedge expected, got string\)/,
+    ],
+    [
+      `ep.service("a", "a.lua", { hedge_ms = 0 })`,
+      /bad argument #3 to 'ep\.service' \(integer hedge_ms from 1 to 4294967294 expected, got 0\)/,
+    ],
+    [
+      `ep.service("a", "a.lua", { hedge_ms = 1.5 })`,
+      /\(integer hedge_ms from 1 to 4294967294 expected, got 1\.5\)/,
+    ],
+    [
+      `ep.service("a", "a.lua", { hedge_ms = 4294967295 })`,
+      /\(integer hedge_ms from 1 to 4294967294 expected, got 4294967295\)/,
+    ],
+    [
+      `ep.service("a", "a.lua", { hedge_ms = "5" })`,
+      /\(integer hedge_ms from 1 to 4294967294 expected, got 5\)/,
+    ],
+    [
+      `ep.service("a", "a.lua", { hedge = false, hedge_ms = 5 })`,
+      /main\.lua:1: bad argument #3 to 'ep\.service' \(hedge_ms given with hedge = false\)/,
+    ],
+  ];
+  for (const [source, re] of cases) assert.match(await loadError(source), re, source);
+});
+
 Deno.test("ep.service { threads = { min =, max = }, target_wait_ms = } and ep.spawn record what scales, with defaults", async () => {
   const script = `
 ep.listen { port = 0 }

@@ -30,7 +30,8 @@ local ep = {}
 ---@field query_string string the raw query, without "?"
 ---@field headers table<string, string> header fields by lower-case name (repeats joined with ", ")
 ---@field body string the body, binary-safe
----@field attempt integer 1 on the first delivery, 2, 3, … when redelivered
+---@field attempt integer 1 on the first delivery, 2, 3, … when redelivered (or hedged)
+---@field hedge boolean true on a hedged copy: the balancer sent the job here too as it ran long
 ---@field id string? the request id (the client's x-request-id, or the balancer's)
 ---@field deadline_ms integer? whole milliseconds left when the handler started; nil: no deadline
 

@@ -194,6 +194,8 @@ export interface LuaJob {
   headerBytes?: boolean;
   /** Delivery attempt (`req.attempt`): 1, the default, unless the job is redelivered. */
   attempt?: number;
+  /** A hedged copy (`req.hedge`): the balancer sent the job here too as it ran long. */
+  hedge?: boolean;
   /** The request id (`req.id`), when the job has one. */
   requestId?: string;
   /**

@@ -32,6 +32,7 @@ const KEYS = [
   "ep-query",
   "ep-request-id",
   "ep-attempt",
+  "ep-hedge",
   "ep-something-new",
   "ep-",
   "ep",
@@ -60,6 +61,7 @@ interface Expected {
   path: string;
   query_string: string;
   attempt: number;
+  hedge: boolean;
   id?: string;
   headers: Record<string, string>;
 }
@@ -71,6 +73,7 @@ function expected(meta: [string, string][], service: string): Expected {
     path: "/" + service,
     query_string: "",
     attempt: 1,
+    hedge: false,
     headers: {},
   };
   const headers = new Map<string, string>();
@@ -85,13 +88,13 @@ function expected(meta: [string, string][], service: string): Expected {
     else if (k === "ep-attempt") {
       const n = Number(v);
       e.attempt = Number.isSafeInteger(n) && n > 1 ? n : 1;
-    }
+    } else if (k === "ep-hedge") e.hedge = v === "1";
   }
   e.headers = Object.fromEntries(headers);
   return e;
 }
 
-Deno.test("Whatever the ring meta holds, a Lua handler sees the non-ep keys as headers and the request line, attempt, id and deadline_ms the reserved keys and the deadline say", async () => {
+Deno.test("Whatever the ring meta holds, a Lua handler sees the non-ep keys as headers and the request line, attempt, hedge, id and deadline_ms the reserved keys and the deadline say", async () => {
   const random = prng(SEED);
   const pick = <T>(xs: readonly T[]) => xs[Math.floor(random() * xs.length)];
   const text = () => {
@@ -106,7 +109,7 @@ Deno.test("Whatever the ring meta holds, a Lua handler sees the non-ep keys as h
       `return function(req)
         return ep.json.encode({
           method = req.method, path = req.path, query_string = req.query_string,
-          attempt = req.attempt, id = req.id, deadline_ms = req.deadline_ms,
+          attempt = req.attempt, hedge = req.hedge, id = req.id, deadline_ms = req.deadline_ms,
           headers = req.headers,
         })
       end`,
@@ -117,7 +120,14 @@ Deno.test("Whatever the ring meta holds, a Lua handler sees the non-ep keys as h
       const n = Math.floor(random() * 9);
       for (let i = 0; i < n; i++) {
         const k = pick(KEYS);
-        meta.push([k, k === "ep-attempt" && random() < 0.8 ? pick(ATTEMPTS) : text()]);
+        meta.push([
+          k,
+          k === "ep-attempt" && random() < 0.8
+            ? pick(ATTEMPTS)
+            : k === "ep-hedge" && random() < 0.8
+            ? pick(["1", "0", "true", ""])
+            : text(),
+        ]);
       }
       const mode = pick(["none", "past", "future"] as const);
       const ahead = 1 + Math.floor(random() * 100_000);

@@ -191,8 +191,9 @@ return h`,
  * The job a Lua handler gets for a handler thread's request: the request line from
  * `ep-method`, `ep-path`, `ep-query` (an HTTP job; else method "EP" and path
  * `"/<service>"`), `req.id` from `ep-request-id`, `req.attempt` from `ep-attempt` (1 when
- * absent), `req.deadline_ms` from the request's deadline; every other key is a header. No
- * `ep-` key is ever a header (SPEC.md §10).
+ * absent), `req.hedge` from `ep-hedge` (`1`: a hedged copy), `req.deadline_ms` from the
+ * request's deadline; every other key is a header. No `ep-` key is ever a header (SPEC.md
+ * §10).
  *
  * @example
  * ```ts
@@ -210,6 +211,7 @@ export function luaJob(req: HandlerRequest, service: string): LuaJob {
   let headers: [string, string][] = EMPTY_HEADERS;
   let http = false; // an HTTP job (SPEC.md §10): its header strings are byte strings
   let attempt = 1;
+  let hedge = false;
   let requestId: string | undefined;
   if (req.meta.length > 0) {
     headers = [];
@@ -223,6 +225,7 @@ export function luaJob(req: HandlerRequest, service: string): LuaJob {
       else if (k === "ep-query") query = v;
       else if (k === "ep-request-id") requestId = v;
       else if (k === "ep-attempt") attempt = attemptOf(v);
+      else if (k === "ep-hedge") hedge = v === "1";
     }
   }
   return {
@@ -235,6 +238,7 @@ export function luaJob(req: HandlerRequest, service: string): LuaJob {
     body: req.body,
     headerBytes: http,
     attempt,
+    hedge,
     requestId,
     deadline: req.deadline,
   };

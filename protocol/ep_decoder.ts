@@ -23,6 +23,7 @@ import {
   HEADER_SIZE,
   MAX_MESSAGE_BYTES,
   MAX_META_ENTRIES,
+  MAX_PROTOCOL_VERSION,
   MAX_SERVICE_NAME_BYTES,
   MAX_SERVICES,
   MAX_TOKEN_BYTES,
@@ -30,6 +31,7 @@ import {
   MIN_MAX_PAYLOAD,
   PREFACE,
   PREFACE_SIZE,
+  type RegisterFrame,
   type RoleValue,
 } from "./ep_frames.ts";
 import { ErrorCode, FrameTooLargeError, ProtocolError } from "./errors.ts";
@@ -74,6 +76,11 @@ export interface EpSink {
 export interface EpDecoderOptions {
   /** Largest payload accepted, in bytes; defaults to `DEFAULT_MAX_PAYLOAD` (16 MiB). */
   maxPayload?: number;
+  /**
+   * The protocol version whose layouts are decoded, 1 to `MAX_PROTOCOL_VERSION`; default 1.
+   * Set it once the connection's version is known ({@linkcode EpDecoder.version}).
+   */
+  version?: number;
 }
 
 const enum State {
@@ -286,7 +293,7 @@ function parseWelcome(r: Reader): Frame {
   return { type: "welcome", version, maxPayload, heartbeatMs, prefetch, serverName };
 }
 
-function parseRegister(r: Reader): Frame {
+function parseRegister(r: Reader): RegisterFrame {
   const slots = r.u32("slots");
   const count = r.u16("service count");
   if (count > MAX_SERVICES) throw malformed(`Service count ${count} exceeds ${MAX_SERVICES}`);
@@ -296,8 +303,28 @@ function parseRegister(r: Reader): Frame {
     if (services.includes(s)) throw malformed(`Duplicate service "${s}" in REGISTER`);
     services.push(s);
   }
-  r.done("REGISTER");
   return { type: "register", slots, services };
+}
+
+function parseRegisterV1(r: Reader): Frame {
+  const f = parseRegister(r);
+  r.done("REGISTER");
+  return f;
+}
+
+/** Version 2: an optional u32 `hedge_ms` per service after the names (SPEC.md §6.3). */
+function parseRegisterV2(r: Reader): Frame {
+  const f = parseRegister(r);
+  if (r.p === r.end) return f;
+  if (r.end - r.p !== 4 * f.services.length) {
+    throw malformed(
+      `REGISTER hedge section of ${r.end - r.p} bytes, expected ${4 * f.services.length}`,
+    );
+  }
+  const hedgeMs: number[] = [];
+  for (let i = 0; i < f.services.length; i++) hedgeMs.push(r.u32("hedge_ms"));
+  f.hedgeMs = hedgeMs;
+  return f;
 }
 
 function parseReady(r: Reader): Frame {
@@ -307,6 +334,19 @@ function parseReady(r: Reader): Frame {
 function parseHeartbeat(r: Reader, id: number): Frame {
   const freeSlots = r.u32("free_slots");
   return { type: "heartbeat", seq: id, freeSlots, queueDepth: r.u32("queue_depth") };
+}
+
+/** Version 2: `oldest_wait_ms` after `queue_depth` (SPEC.md §6.5). */
+function parseHeartbeatV2(r: Reader, id: number): Frame {
+  const freeSlots = r.u32("free_slots");
+  const queueDepth = r.u32("queue_depth");
+  return {
+    type: "heartbeat",
+    seq: id,
+    freeSlots,
+    queueDepth,
+    oldestWaitMs: r.u32("oldest_wait_ms"),
+  };
 }
 
 function parseDrain(r: Reader): Frame {
@@ -339,6 +379,30 @@ function parseRequest(r: Reader, id: number): Frame {
   const meta = r.meta();
   const body = r.rest();
   return { type: "request", id, deadlineMs, priority, attempt, queueDepth, service, meta, body };
+}
+
+/** Version 2: the reserved u16 of version 1 is `oldest_wait_ms` (SPEC.md §6.8). */
+function parseRequestV2(r: Reader, id: number): Frame {
+  const deadlineMs = r.u32("deadline_ms");
+  const priority = r.u8("priority");
+  const attempt = r.u8("attempt");
+  const oldestWaitMs = r.u16("oldest_wait_ms");
+  const queueDepth = r.u32("queue_depth");
+  const service = r.str8("service");
+  const meta = r.meta();
+  const body = r.rest();
+  return {
+    type: "request",
+    id,
+    deadlineMs,
+    priority,
+    attempt,
+    queueDepth,
+    oldestWaitMs,
+    service,
+    meta,
+    body,
+  };
 }
 
 function parseReply(r: Reader, id: number): Frame {
@@ -376,12 +440,12 @@ function rule(
   return { name, minSize, fixed, id, parse };
 }
 
-/** Dispatch table indexed by the type byte; `undefined` = unknown type. */
-const RULES: (TypeRule | undefined)[] = (() => {
+/** Version 1's dispatch table indexed by the type byte; `undefined` = unknown type. */
+const RULES_V1: (TypeRule | undefined)[] = (() => {
   const t: (TypeRule | undefined)[] = new Array(256).fill(undefined);
   t[FrameType.HELLO] = rule("HELLO", 11, false, IdRule.Zero, parseHello);
   t[FrameType.WELCOME] = rule("WELCOME", 15, false, IdRule.Zero, parseWelcome);
-  t[FrameType.REGISTER] = rule("REGISTER", 6, false, IdRule.Zero, parseRegister);
+  t[FrameType.REGISTER] = rule("REGISTER", 6, false, IdRule.Zero, parseRegisterV1);
   t[FrameType.READY] = rule("READY", 4, true, IdRule.Zero, parseReady);
   t[FrameType.HEARTBEAT] = rule("HEARTBEAT", 8, true, IdRule.Any, parseHeartbeat);
   t[FrameType.DRAIN] = rule("DRAIN", 4, true, IdRule.Zero, parseDrain);
@@ -395,6 +459,18 @@ const RULES: (TypeRule | undefined)[] = (() => {
   t[FrameType.CANCEL] = rule("CANCEL", 0, true, IdRule.NonZero, parseCancel);
   return t;
 })();
+
+/** Version 2's: version 1's with REGISTER, HEARTBEAT and REQUEST extended (SPEC.md §6). */
+const RULES_V2: (TypeRule | undefined)[] = (() => {
+  const t = RULES_V1.slice();
+  t[FrameType.REGISTER] = rule("REGISTER", 6, false, IdRule.Zero, parseRegisterV2);
+  t[FrameType.HEARTBEAT] = rule("HEARTBEAT", 12, true, IdRule.Any, parseHeartbeatV2);
+  t[FrameType.REQUEST] = rule("REQUEST", 15, false, IdRule.NonZero, parseRequestV2);
+  return t;
+})();
+
+/** The dispatch tables by version (index 0 unused). */
+const RULES: readonly (readonly (TypeRule | undefined)[])[] = [RULES_V1, RULES_V1, RULES_V2];
 
 /** Reassembly buffers up to this size are kept for the next split frame. */
 const RETAIN_BYTES = 64 * 1024;
@@ -440,11 +516,14 @@ export class EpDecoder {
   #rule: TypeRule | undefined;
   #buf: Uint8Array = EMPTY;
   #fill = 0;
+  #version = 1;
+  #rules: readonly (TypeRule | undefined)[] = RULES_V1;
 
   /**
    * Creates a decoder that reports to `sink`.
    *
-   * @throws {RangeError} `options.maxPayload` is not an integer in 0..2^32-1.
+   * @throws {RangeError} `options.maxPayload` is not an integer in 0..2^32-1, or
+   * `options.version` is not a version this codec implements.
    */
   constructor(sink: EpSink, options?: EpDecoderOptions) {
     const max = options?.maxPayload ?? DEFAULT_MAX_PAYLOAD;
@@ -453,6 +532,27 @@ export class EpDecoder {
     }
     this.#sink = sink;
     this.#maxPayload = max;
+    this.version = options?.version ?? 1;
+  }
+
+  /**
+   * The protocol version whose frame layouts are decoded (SPEC.md §9.2); settable, for a
+   * peer that learns the connection's version from WELCOME. Applies from the next header on.
+   *
+   * @throws {RangeError} on a version this codec does not implement.
+   */
+  get version(): number {
+    return this.#version;
+  }
+
+  set version(v: number) {
+    if (!Number.isInteger(v) || v < 1 || v > MAX_PROTOCOL_VERSION) {
+      throw new RangeError(
+        `Unsupported version "${v}": this codec speaks 1-${MAX_PROTOCOL_VERSION}`,
+      );
+    }
+    this.#version = v;
+    this.#rules = RULES[v];
   }
 
   /**
@@ -551,7 +651,7 @@ export class EpDecoder {
     if (length > this.#maxPayload) {
       return this.#fail(new FrameTooLargeError(length, this.#maxPayload));
     }
-    const rule = RULES[type];
+    const rule = this.#rules[type];
     if (rule === undefined) {
       return this.#fail(
         new ProtocolError(ErrorCode.UNEXPECTED_FRAME, `Unknown frame type 0x${hex2(type)}`),

@@ -14,10 +14,12 @@ import {
   MAX_MESSAGE_BYTES,
   MAX_META_ENTRIES,
   MAX_NAME_BYTES,
+  MAX_PROTOCOL_VERSION,
   MAX_SERVICES,
   MAX_TOKEN_BYTES,
   type Meta,
   MIN_MAX_PAYLOAD,
+  NOT_APPLICABLE,
   PREFACE,
 } from "./ep_frames.ts";
 import { FrameTooLargeError } from "./errors.ts";
@@ -38,6 +40,11 @@ export interface EpEncoderOptions {
    * A client sets it from WELCOME's `max_payload` (see {@linkcode EpEncoder.maxPayload}).
    */
   maxPayload?: number;
+  /**
+   * The protocol version whose layouts are written, 1 to `MAX_PROTOCOL_VERSION`; default 1
+   * (see {@linkcode EpEncoder.version}).
+   */
+  version?: number;
 }
 
 const INITIAL_BYTES = 1024;
@@ -66,10 +73,32 @@ export class EpEncoder {
   #buf: Uint8Array = new Uint8Array(INITIAL_BYTES);
   #pos = 0;
   #maxPayload: number;
+  #version = 1;
 
   /** Creates an encoder. */
   constructor(options?: EpEncoderOptions) {
     this.#maxPayload = checkMaxPayload(options?.maxPayload ?? DEFAULT_MAX_PAYLOAD);
+    this.version = options?.version ?? 1;
+  }
+
+  /**
+   * The protocol version whose frame layouts are written (SPEC.md §9.2); settable, once a
+   * connection's version is agreed. Fields a version does not have are left out: a
+   * version-2 field (`oldestWaitMs`, `hedgeMs`) is not written in version 1.
+   *
+   * @throws {RangeError} on a version this codec does not implement.
+   */
+  get version(): number {
+    return this.#version;
+  }
+
+  set version(v: number) {
+    if (!Number.isInteger(v) || v < 1 || v > MAX_PROTOCOL_VERSION) {
+      throw new RangeError(
+        `Unsupported version "${v}": this codec speaks 1-${MAX_PROTOCOL_VERSION}`,
+      );
+    }
+    this.#version = v;
   }
 
   /** Largest payload encoded before `FrameTooLargeError` is thrown; settable (after WELCOME). */
@@ -138,10 +167,20 @@ export class EpEncoder {
         if (new Set(services).size !== services.length) {
           throw new RangeError("Duplicate service names in REGISTER");
         }
+        const hedge = this.#version >= 2 ? frame.hedgeMs : undefined;
+        if (hedge !== undefined && hedge.length !== services.length) {
+          throw new RangeError(
+            `REGISTER hedgeMs has ${hedge.length} entries for ${services.length} services`,
+          );
+        }
         this.#ensure(6);
         this.#u32(u32(frame.slots, "slots"));
         this.#u16(services.length);
         for (const s of services) this.#service(s);
+        if (hedge !== undefined) {
+          this.#ensure(4 * hedge.length);
+          for (const ms of hedge) this.#u32(u32(ms, "hedgeMs"));
+        }
         break;
       }
       case "ready":
@@ -152,9 +191,12 @@ export class EpEncoder {
       case "heartbeat":
         type = FrameType.HEARTBEAT;
         id = u32(frame.seq, "seq");
-        this.#ensure(8);
+        this.#ensure(12);
         this.#u32(u32(frame.freeSlots, "freeSlots"));
         this.#u32(u32(frame.queueDepth, "queueDepth"));
+        if (this.#version >= 2) {
+          this.#u32(u32(frame.oldestWaitMs ?? NOT_APPLICABLE, "oldestWaitMs"));
+        }
         break;
       case "drain":
         type = FrameType.DRAIN;
@@ -187,7 +229,7 @@ export class EpEncoder {
         this.#u32(u32(frame.deadlineMs, "deadlineMs"));
         this.#u8(u8(frame.priority, "priority"));
         this.#u8(u8(frame.attempt, "attempt"));
-        this.#u16(0);
+        this.#u16(this.#version >= 2 ? u16(frame.oldestWaitMs ?? 0, "oldestWaitMs") : 0);
         this.#u32(u32(frame.queueDepth, "queueDepth"));
         this.#service(frame.service);
         this.#meta(frame.meta);

@@ -88,7 +88,7 @@ export const Role = {
 export type RoleValue = typeof Role[keyof typeof Role];
 
 /**
- * The protocol version this codec implements.
+ * EP's base version, the one clients speak: every connection can use it.
  *
  * @example
  * ```ts
@@ -97,6 +97,20 @@ export type RoleValue = typeof Role[keyof typeof Role];
  * ```
  */
 export const PROTOCOL_VERSION = 1;
+
+/**
+ * The highest protocol version this codec implements. Version 2 adds status and
+ * declarations between workers and balancers (SPEC.md §9.2): the oldest queued job's wait
+ * in REQUEST and HEARTBEAT, and the services a worker lets balancers hedge in REGISTER.
+ * Balancers and workers offer 1..2; a peer that speaks only 1 still works.
+ *
+ * @example
+ * ```ts
+ * import { MAX_PROTOCOL_VERSION } from "./ep_frames.ts";
+ * console.assert(MAX_PROTOCOL_VERSION === 2);
+ * ```
+ */
+export const MAX_PROTOCOL_VERSION = 2;
 
 /**
  * The WELCOME `prefetch` a balancer offers workers when not configured, and the most a
@@ -334,6 +348,13 @@ export interface RegisterFrame {
   slots: number;
   /** Service names (see {@linkcode isServiceName}), no duplicates, ≤ 256. */
   services: string[];
+  /**
+   * Version 2, optional: for each service, in order, when a balancer may send a copy of a
+   * job that runs long to another worker (hedging, SPEC.md §9.10): 0 = never (the service is
+   * not idempotent), {@linkcode NOT_APPLICABLE} = after the service's recent p95 service
+   * time, else after that many ms. Absent: 0 for every service. Not encoded in version 1.
+   */
+  hedgeMs?: number[];
 }
 
 /**
@@ -373,6 +394,12 @@ export interface HeartbeatFrame {
   freeSlots: number;
   /** Jobs queued for the receiver's services, or {@linkcode NOT_APPLICABLE}. */
   queueDepth: number;
+  /**
+   * Version 2 (always decoded there; not encoded in version 1): balancer → worker, how long
+   * the oldest job queued for the worker's services has waited, in ms (0 when none);
+   * otherwise {@linkcode NOT_APPLICABLE}. Absent when encoding means NA.
+   */
+  oldestWaitMs?: number;
 }
 
 /**
@@ -494,6 +521,12 @@ export interface RequestFrame {
   attempt: number;
   /** Set by the balancer on dispatch: jobs still queued for this service; clients send 0. */
   queueDepth: number;
+  /**
+   * Version 2 (always decoded there; not encoded in version 1): set by the balancer on
+   * dispatch, how long the oldest job still queued for the worker's services has waited, in
+   * ms, at most 65535 (0xFFFF); 0 when none. Clients send 0; absent when encoding means 0.
+   */
+  oldestWaitMs?: number;
   /** Service name. Not checked by the decoder: a receiver answers an invalid one with BAD_REQUEST. */
   service: string;
   /** Metadata (HTTP method, path and headers, or user metadata). */

@@ -32,7 +32,12 @@ function concat(parts: Uint8Array[]): Uint8Array {
 
 const golden = JSON.parse(
   await Deno.readTextFile(new URL("../tests/testdata/ep_golden.json", import.meta.url)),
-) as { frames: { hex: string }[]; badRequests: { hex: string }[]; malformed: { hex: string }[] };
+) as {
+  frames: { hex: string }[];
+  badRequests: { hex: string }[];
+  malformed: { hex: string }[];
+  v2: { frames: { hex: string }[]; malformed: { hex: string }[] };
+};
 
 const CORPUS: Uint8Array[] = [
   ...golden.frames.map((v) => fromHex(v.hex)),
@@ -40,6 +45,13 @@ const CORPUS: Uint8Array[] = [
   ...golden.malformed.map((v) => fromHex(v.hex)),
 ];
 CORPUS.push(concat(golden.frames.map((v) => fromHex(v.hex))));
+/** Version 2's inputs: its own vectors and version 1's (most decode alike). */
+const CORPUS_V2: Uint8Array[] = [
+  ...CORPUS,
+  ...golden.v2.frames.map((v) => fromHex(v.hex)),
+  ...golden.v2.malformed.map((v) => fromHex(v.hex)),
+  concat(golden.v2.frames.map((v) => fromHex(v.hex))),
+];
 
 function mutate(rng: Rng, input: Uint8Array): Uint8Array {
   let b: Uint8Array = input.slice();
@@ -82,7 +94,7 @@ interface Run {
  * Decodes `input` in chunks cut at `cuts`, checking the per-push invariants: no exception,
  * at most one error and nothing after it, and bounded buffering.
  */
-function run(input: Uint8Array, cuts: number[], maxPayload: number): Run {
+function run(input: Uint8Array, cuts: number[], maxPayload: number, version = 1): Run {
   const events: (Frame | { error: number })[] = [];
   let errors = 0;
   const decoder = new EpDecoder({
@@ -96,7 +108,7 @@ function run(input: Uint8Array, cuts: number[], maxPayload: number): Run {
       assert.equal(typeof err.code, "number");
       events.push({ error: err.code });
     },
-  }, { maxPayload });
+  }, { maxPayload, version });
   let prev = 0;
   for (const cut of [...cuts, input.length]) {
     decoder.push(input.subarray(prev, cut));
@@ -128,17 +140,17 @@ function checkCanonical(input: Uint8Array, events: Run["events"], encoder: EpEnc
 /** What the fuzz inputs reached, so a run that explores nothing fails. */
 const reached = { frames: 0, codes: new Set<number>() };
 
-function fuzzOne(rng: Rng, input: Uint8Array, label: string): void {
+function fuzzOne(rng: Rng, input: Uint8Array, label: string, version = 1): void {
   const maxPayload = rng() < 0.25 ? 64 + int(rng, 256) : 16 * 1024 * 1024;
   try {
-    const whole = run(input, [], maxPayload);
+    const whole = run(input, [], maxPayload, version);
     for (const e of whole.events) {
       if ("type" in e) reached.frames++;
       else reached.codes.add(e.error);
     }
-    const split = run(input, randomCuts(rng, input.length), maxPayload);
+    const split = run(input, randomCuts(rng, input.length), maxPayload, version);
     assert.deepEqual(split.events, whole.events, "split and whole decode alike");
-    checkCanonical(input, whole.events, new EpEncoder({ maxPayload }));
+    checkCanonical(input, whole.events, new EpEncoder({ maxPayload, version }));
   } catch (err) {
     throw new Error(`${label}: input ${toHex(input)}`, { cause: err });
   }
@@ -154,6 +166,16 @@ Deno.test("EP decoder survives mutated golden inputs split at random points", ()
   for (const code of [ErrorCode.MALFORMED, ErrorCode.FRAME_TOO_LARGE, ErrorCode.UNEXPECTED_FRAME]) {
     assert.ok(reached.codes.has(code), `error code ${code} reached`);
   }
+});
+
+Deno.test("EP decoder at version 2 survives mutated golden inputs (v1 and v2) split at random points", () => {
+  const rng = mulberry32(0xe9_0004);
+  const before = reached.frames;
+  for (let i = 0; i < 4000; i++) {
+    const base = CORPUS_V2[int(rng, CORPUS_V2.length)];
+    fuzzOne(rng, mutate(rng, base), `v2 mutation ${i}`, 2);
+  }
+  assert.ok(reached.frames - before > 300, `frames decoded: ${reached.frames - before}`);
 });
 
 Deno.test("EP decoder survives random bytes split at random points", () => {

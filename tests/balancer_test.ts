@@ -16,6 +16,10 @@ import { workerHost } from "../core/balancer/worker_link.ts";
 import { HandlerPool, TS_HANDLER_RUNTIME } from "../core/threads/pool.ts";
 import { serve, type Server } from "../core/net/server.ts";
 import { WorkerNode } from "../core/node/worker.ts";
+import { connect as tcpConnect, type Transport } from "../core/net/transport.ts";
+import { EpDecoder } from "../protocol/ep_decoder.ts";
+import { encodePreface, EpEncoder } from "../protocol/ep_encoder.ts";
+import { type Frame, NOT_APPLICABLE } from "../protocol/ep_frames.ts";
 
 const SERVICES = new URL("./fixtures/services.ts", import.meta.url).href;
 const dec = new TextDecoder();
@@ -429,6 +433,150 @@ Deno.test("balancer: an EP CANCEL drops a queued job and cancels a prefetched on
   } finally {
     c1.close();
     c2.close();
+    await r.close();
+  }
+});
+
+// --- EP version 2 and hedging, end to end --------------------------------------------------
+
+/** A worker written by hand over a real socket, speaking EP 1..2 (frames it got, decoded). */
+class RawWorker {
+  readonly frames: Frame[] = [];
+  #t: Transport;
+  #enc = new EpEncoder();
+  #dec: EpDecoder;
+
+  private constructor(t: Transport) {
+    this.#t = t;
+    this.#dec = new EpDecoder({
+      frame: (f) => {
+        this.frames.push("body" in f ? { ...f, body: f.body.slice() } : f);
+        if (f.type === "welcome") {
+          this.#dec.version = f.version;
+          this.#enc.version = f.version;
+        }
+      },
+      error: (e) => this.frames.push({ type: "error", id: 0, code: e.code, message: e.message }),
+    });
+    t.start({ data: (c) => this.#dec.push(c), end: () => {} });
+  }
+
+  static async open(addr: string): Promise<RawWorker> {
+    return new RawWorker(await tcpConnect(addr));
+  }
+
+  send(f: Frame): void {
+    this.#t.write(this.#enc.encode(f));
+  }
+
+  preface(version: number): void {
+    this.#t.write(encodePreface(version));
+  }
+
+  async next<T extends Frame["type"]>(type: T): Promise<Extract<Frame, { type: T }>> {
+    await until(() => this.frames.some((f) => f.type === type), 5000, `a ${type} frame`);
+    const i = this.frames.findIndex((f) => f.type === type);
+    return this.frames.splice(i, 1)[0] as Extract<Frame, { type: T }>;
+  }
+
+  close(): void {
+    this.#t.close();
+  }
+}
+
+Deno.test("balancer over a real socket, EP version 2: a worker offering 1-2 gets 2; its REGISTER's hedge section marks the service; the demand HEARTBEAT and the REQUEST say how long the oldest queued job has waited", async () => {
+  const balancer = new Balancer({ serviceGraceMs: 0 });
+  const server = serve({
+    port: 0,
+    handler: balancer.handler,
+    ep: { workers: workerHost(balancer), prefetch: 0 },
+  });
+  const addr = `127.0.0.1:${server.addr.port}`;
+  const w = await RawWorker.open(addr);
+  try {
+    w.preface(2);
+    w.send({
+      type: "hello",
+      role: 2,
+      minVersion: 1,
+      maxVersion: 2,
+      heartbeatMs: 0,
+      name: "raw",
+      token: "",
+    });
+    w.send({ type: "register", slots: 1, services: ["svc"] });
+    assert.equal((await w.next("welcome")).version, 2);
+    w.send({ type: "register", slots: 1, services: ["svc"], hedgeMs: [75] });
+    await until(() => balancer.stats().services[0]?.hedgeAfterMs === 75, 5000, "hedge 75");
+    const job = (body: string) => ({
+      service: "svc",
+      protocol: "ep" as const,
+      method: "EP",
+      path: "/svc",
+      query: "",
+      headers: [],
+      body: new TextEncoder().encode(body),
+      deadlineMs: 10_000,
+      priority: 0,
+      remote: "test",
+    });
+    // Two jobs, no credit: they wait, and the worker is told at once (the demand).
+    const answers = [balancer.submit(job("1")), balancer.submit(job("2"))];
+    const beat = await w.next("heartbeat");
+    assert.deepEqual([beat.freeSlots, beat.queueDepth], [NOT_APPLICABLE, 1]);
+    assert.ok(beat.oldestWaitMs !== undefined && beat.oldestWaitMs < 1000, `${beat.oldestWaitMs}`);
+    await new Promise((r) => setTimeout(r, 60));
+    w.send({ type: "ready", credit: 1 });
+    const req = await w.next("request");
+    assert.equal(req.queueDepth, 1, "one job still queued");
+    assert.ok(req.oldestWaitMs! >= 55, `the second job waited ${req.oldestWaitMs} ms`);
+    w.send({ type: "reply", id: req.id, status: 200, freeSlots: 1, meta: [], body: req.body });
+    w.send({ type: "ready", credit: 1 });
+    const req2 = await w.next("request");
+    assert.deepEqual([req2.queueDepth, req2.oldestWaitMs], [0, 0], "nothing queued any more");
+    w.send({ type: "reply", id: req2.id, status: 200, freeSlots: 1, meta: [], body: req2.body });
+    const bodies = (await Promise.all(answers)).map((r) => dec.decode(r.body as Uint8Array));
+    assert.deepEqual(bodies, ["1", "2"]);
+  } finally {
+    w.close();
+    balancer.close();
+    await server.close();
+  }
+});
+
+Deno.test("balancer hedges a stalled job to another worker: the copy (attempt 2, req.hedge) answers, the original's TypeScript signal fires and its worker lets the slot go", async () => {
+  const r = await rig(2, { hedge: { stall: { ms: 100 } }, hedgeBudget: 1 });
+  const client = await connect(r.addr);
+  try {
+    const t0 = performance.now();
+    const reply = await client.request("stall", "");
+    assert.equal(dec.decode(reply.body), "copy 2");
+    assert.ok(performance.now() - t0 < 5000);
+    const c = r.balancer.stats().services.find((s) => s.name === "stall")!.counters;
+    assert.deepEqual([c.ok, c.hedged, c.hedgeWins], [1, 1, 1]);
+    // The original was cancelled: its handler stopped on its signal, long before 10 s.
+    await until(() => r.workers.every((w) => w.node.held === 0), 5000, "both workers idle");
+    await until(() => r.balancer.stats().providers.every((p) => p.busy === 0), 5000, "held 0");
+  } finally {
+    client.close();
+    await r.close();
+  }
+});
+
+Deno.test("balancer: an HTTP request with ep-hedge: 0 is never hedged, even for a service marked idempotent", async () => {
+  const r = await rig(2, { hedge: { stall: { ms: 50 } }, hedgeBudget: 1 });
+  try {
+    const res = await fetch(`http://${r.addr}/stall`, {
+      method: "POST",
+      headers: { "ep-hedge": "0", "ep-timeout": "400" },
+      body: "",
+    });
+    await res.body?.cancel();
+    assert.equal(res.status, 504);
+    const c = r.balancer.stats().services.find((s) => s.name === "stall")!.counters;
+    assert.deepEqual([c.hedged, c.timeout], [0, 1]);
+    await until(() => r.workers.every((w) => w.node.held === 0), 5000, "the worker let it go");
+  } finally {
     await r.close();
   }
 });

@@ -15,6 +15,8 @@ interface Golden {
   frames: { name: string; hex: string; frame: JsonFrame }[];
   badRequests: { name: string; hex: string; frame: JsonFrame; code: string }[];
   malformed: { name: string; hex: string; code: string; framesBefore: number }[];
+  /** Version 2's vectors: decoded and encoded as version 2. */
+  v2: Pick<Golden, "frames" | "malformed">;
 }
 
 const vectors = golden as unknown as Golden;
@@ -43,7 +45,7 @@ function toFrame(j: JsonFrame): Frame {
 
 type Event = { frame: Frame } | { error: number; message: string };
 
-function decodeAll(bytes: Uint8Array, step = bytes.length): Event[] {
+function decodeAll(bytes: Uint8Array, step = bytes.length, version = 1): Event[] {
   const events: Event[] = [];
   const decoder = new EpDecoder({
     frame(f) {
@@ -52,7 +54,7 @@ function decodeAll(bytes: Uint8Array, step = bytes.length): Event[] {
     error(err: ProtocolError) {
       events.push({ error: err.code, message: err.message });
     },
-  });
+  }, { version });
   for (let i = 0; i < bytes.length; i += Math.max(step, 1)) {
     decoder.push(bytes.subarray(i, i + Math.max(step, 1)));
   }
@@ -107,19 +109,106 @@ for (const v of vectors.badRequests) {
   });
 }
 
+function checkMalformed(
+  v: { name: string; hex: string; code: string; framesBefore: number },
+  version: number,
+): void {
+  const bytes = fromHex(v.hex);
+  for (const step of [bytes.length, 1, 5]) {
+    const events = decodeAll(bytes, step, version);
+    assert.equal(events.length, v.framesBefore + 1, `events with step ${step}`);
+    assert.ok(events.slice(0, -1).every((e) => "frame" in e));
+    const last = events[events.length - 1];
+    assert.ok("error" in last, `last event is an error with step ${step}`);
+    assert.equal(last.error, codeOf(v.code), last.message);
+  }
+}
+
 for (const v of vectors.malformed) {
   Deno.test(`EP golden malformed "${v.name}" yields ${v.code} after ${v.framesBefore} frames`, () => {
-    const bytes = fromHex(v.hex);
-    for (const step of [bytes.length, 1, 5]) {
-      const events = decodeAll(bytes, step);
-      assert.equal(events.length, v.framesBefore + 1, `events with step ${step}`);
-      assert.ok(events.slice(0, -1).every((e) => "frame" in e));
-      const last = events[events.length - 1];
-      assert.ok("error" in last, `last event is an error with step ${step}`);
-      assert.equal(last.error, codeOf(v.code), last.message);
-    }
+    checkMalformed(v, 1);
   });
 }
+
+for (const v of vectors.v2.frames) {
+  Deno.test(`EP v2 golden "${v.name}" decodes to its frame and re-encodes to its hex`, () => {
+    const bytes = fromHex(v.hex);
+    const expected = toFrame(v.frame);
+    assert.deepEqual(decodeAll(bytes, bytes.length, 2), [{ frame: expected }]);
+    assert.deepEqual(decodeAll(bytes, 1, 2), [{ frame: expected }], "one byte at a time");
+    assert.equal(toHex(new EpEncoder({ version: 2 }).encode(expected)), toHex(bytes));
+  });
+}
+
+for (const v of vectors.v2.malformed) {
+  Deno.test(`EP v2 golden malformed "${v.name}" yields ${v.code} after ${v.framesBefore} frames`, () => {
+    checkMalformed(v, 2);
+  });
+}
+
+Deno.test("EP v2 golden vectors cover every frame type version 2 extends", () => {
+  const seen = new Set(vectors.v2.frames.map((v) => v.frame.type));
+  assert.deepEqual([...seen].sort(), ["heartbeat", "register", "request"]);
+});
+
+Deno.test("EP v2 reads every v1 frame but HEARTBEAT the same (what a peer may pipeline before WELCOME), a REQUEST with oldest wait 0", () => {
+  for (const v of vectors.frames) {
+    const bytes = fromHex(v.hex);
+    if (v.frame.type === "heartbeat") {
+      const [e] = decodeAll(bytes, bytes.length, 2);
+      assert.ok("error" in e && e.error === ErrorCode.MALFORMED, v.name);
+      continue;
+    }
+    const expected = toFrame(v.frame);
+    if (expected.type === "request") expected.oldestWaitMs = 0;
+    assert.deepEqual(decodeAll(bytes, bytes.length, 2), [{ frame: expected }], v.name);
+  }
+});
+
+Deno.test("EP v1 encoding leaves the v2 fields out: the same bytes as without them", () => {
+  const v1 = new EpEncoder();
+  const plain = vectors.frames.find((v) => v.name === "request_dispatch_redelivery")!;
+  const withWait = { ...toFrame(plain.frame), oldestWaitMs: 77 } as Frame;
+  assert.equal(toHex(v1.encode(withWait)), toHex(fromHex(plain.hex)));
+  const reg = vectors.frames.find((v) => v.name === "register")!;
+  const withHedge = { ...toFrame(reg.frame), hedgeMs: [0, 50] } as Frame;
+  assert.equal(toHex(v1.encode(withHedge)), toHex(fromHex(reg.hex)));
+  const beat = vectors.frames.find((v) => v.name === "heartbeat_worker")!;
+  const withBeat = { ...toFrame(beat.frame), oldestWaitMs: 5 } as Frame;
+  assert.equal(toHex(v1.encode(withBeat)), toHex(fromHex(beat.hex)));
+});
+
+Deno.test("EP codec versions: 1 and 2 are spoken, anything else is refused", () => {
+  const sink = { frame() {}, error() {} };
+  for (const version of [0, 3, 1.5, NaN]) {
+    assert.throws(() => new EpDecoder(sink, { version }), RangeError);
+    assert.throws(() => new EpEncoder({ version }), RangeError);
+  }
+  const d = new EpDecoder(sink);
+  assert.equal(d.version, 1);
+  d.version = 2;
+  assert.equal(d.version, 2);
+  assert.throws(() =>
+    new EpEncoder({ version: 2 }).encode({
+      type: "register",
+      slots: 1,
+      services: ["a", "b"],
+      hedgeMs: [1],
+    }), RangeError);
+  assert.throws(() =>
+    new EpEncoder({ version: 2 }).encode({
+      type: "request",
+      id: 1,
+      deadlineMs: 0,
+      priority: 0,
+      attempt: 0,
+      queueDepth: 0,
+      oldestWaitMs: 0x10000,
+      service: "a",
+      meta: [],
+      body: new Uint8Array(0),
+    }), RangeError);
+});
 
 /** The ```hex blocks of SPEC.md; `#` starts a comment. */
 async function specHexBlocks(): Promise<{ title: string; bytes: Uint8Array }[]> {
@@ -138,14 +227,17 @@ Deno.test("EP SPEC.md hex examples decode without error and re-encode byte for b
   assert.ok(blocks.length >= 2, "SPEC.md has hex examples");
   for (const { title, bytes } of blocks) {
     let stream = bytes;
-    const version = parsePreface(bytes);
-    if (version !== null) {
-      assert.equal(version, 1, title);
+    // A block is version 1 unless its preface or its title (`(v2)`) says 2.
+    let version = /\(v2\)/.test(title) ? 2 : 1;
+    const preface = parsePreface(bytes);
+    if (preface !== null) {
+      assert.ok(preface === 1 || preface === 2, title);
+      version = preface;
       stream = bytes.subarray(PREFACE_SIZE);
     }
-    const events = decodeAll(stream);
+    const events = decodeAll(stream, stream.length, version);
     assert.ok(events.length > 0, title);
-    const encoder = new EpEncoder();
+    const encoder = new EpEncoder({ version });
     const parts: string[] = [];
     for (const e of events) {
       assert.ok("frame" in e, `${title}: ${"message" in e ? e.message : ""}`);

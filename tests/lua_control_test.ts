@@ -525,3 +525,38 @@ ep.service("remote", function() return "remote" end, { description = "Served by 
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("lua: ep.service { hedge_ms } on two workers: a job stalled on one is answered by its copy on the other (req.hedge, req.attempt 2), registered over EP version 2", async () => {
+  const dir = await project({
+    "main.lua": LISTEN,
+    "worker.lua": `ep.connect { ep.env("EP_CONNECT") }
+ep.threads(1)
+ep.service("slow", "services/slow.lua", { slots = 1, hedge_ms = 100 })
+`,
+    // The original sleeps (a Lua handler runs to its end when cancelled); the copy answers.
+    "services/slow.lua": `return function(req)
+  if req.body == "fast" then return "fast" end
+  if req.hedge then return "copy " .. req.attempt end
+  ep.sleep(3000)
+  return "original"
+end`,
+  });
+  const b = await run(dir);
+  const workers = [1, 2].map(() => new Proc(["run", `${dir}/worker.lua`], { EP_CONNECT: b.addr }));
+  try {
+    await waitStats(b.addr, (s) => s.providers.length === 2);
+    const client = await connect(b.addr);
+    // The budget: at most 5 % of the last 200 jobs hedged, so the 20th job may be.
+    for (let i = 0; i < 19; i++) await client.request("slow", "fast");
+    const t0 = performance.now();
+    const reply = await client.request("slow", "");
+    const took = performance.now() - t0;
+    assert.equal(dec.decode(reply.body), "copy 2");
+    assert.ok(took < 2500, `answered by the copy (${Math.round(took)} ms)`);
+    client.close();
+  } finally {
+    for (const w of workers) await w.stop();
+    await b.proc.stop();
+    await Deno.remove(dir, { recursive: true });
+  }
+});

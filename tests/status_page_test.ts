@@ -364,7 +364,13 @@ Deno.test({
         `(() => { const v = ${READ}; return v.workers.length === 2 ? v : null; })()`,
         "both workers",
       );
-      assert.deepEqual(Object.keys(before.services).sort(), ["echo", "fail", "pid", "sleep"]);
+      assert.deepEqual(Object.keys(before.services).sort(), [
+        "echo",
+        "fail",
+        "pid",
+        "sleep",
+        "stall",
+      ]);
       assert.equal(before.services.sleep.ok, "0");
       assert.equal(before.services.sleep.slots, "0 / 3");
       assert.equal(before.services.sleep.providers, "2");
@@ -376,7 +382,7 @@ Deno.test({
       const remote = before.workers.find((w) => w.cells.name === "worker-a")!;
       assert.match(remote.cells.address, /^127\.0\.0\.1:\d+$/);
       assert.equal(remote.cells.state, "ready");
-      assert.equal(remote.cells.services, "echo, fail, pid, sleep");
+      assert.equal(remote.cells.services, "echo, fail, pid, sleep, stall");
       assert.equal(await tab.eval<string>("document.querySelector('#live').textContent"), "live");
 
       // Load: 90 jobs of 40 ms on 3 slots (a queue for about a second), 5 failures, HTTP.

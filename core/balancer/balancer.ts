@@ -26,6 +26,14 @@
  * batched, long ones stay in the central queue, where the first worker actually free
  * takes them.
  *
+ * Hedging (SPEC.md §9.10): a job of a service marked idempotent (the balancer's `hedge`
+ * option, a worker's REGISTER) or whose request said `ep-hedge: 1`, still running after the
+ * service's recent p95 service time (or its fixed delay), is copied to another provider
+ * that has a free slot *now*: the first answer wins, the other copy is cancelled. At most
+ * one copy per job, and at most `hedgeBudget` (5 %) of a service's last 200 jobs, so
+ * hedging cannot double the load. The copy goes out with `attempt` one more than the
+ * original's and `ep-hedge: 1`.
+ *
  * Nothing is lost silently: every job is answered exactly once, with its result or an
  * explicit error (overloaded, no_service, timeout, worker_lost). A job whose client went
  * away (its connection ended, or it sent CANCEL) is not dispatched any more: a queued one
@@ -71,6 +79,7 @@ import { type Job, JobError, type JobHandler, type JobResult, requestIdOf } from
 import { UnknownServiceError, UnknownWorkerError } from "../errors.ts";
 import { jobRingBytes, jobRingBytesBound } from "../ep_limits.ts";
 import type { Provider, ProviderStats, QueuedJob } from "./provider.ts";
+import { ServiceTimes } from "./_service_times.ts";
 import { type EndpointHandler, type PrefixRoute, type RouteFunction, Router } from "./router.ts";
 
 const log = getLogger(["ep", "balancer"]);
@@ -81,7 +90,26 @@ const log = getLogger(["ep", "balancer"]);
 export const HELD_SWEEP_MS = 100;
 /** How deep a provider that limits job sizes looks into a queue for a job it takes. */
 const FIT_SCAN = 64;
+/** The hedging budget's window: a service's last this many jobs (SPEC.md §9.10). */
+export const HEDGE_WINDOW = 200;
 const EMPTY_BODY = new Uint8Array(0);
+
+/**
+ * How a service's jobs are hedged (SPEC.md §9.10): a copy goes to another provider with a
+ * free slot once a job has run `ms`, or, without `ms`, the service's recent p95 service
+ * time (known after its first 20 answers).
+ *
+ * @example
+ * ```ts
+ * import type { HedgeOptions } from "./balancer.ts";
+ * const after50: HedgeOptions = { ms: 50 };
+ * console.assert(after50.ms === 50);
+ * ```
+ */
+export interface HedgeOptions {
+  /** Fixed delay, ms (≥ 1); absent: the service's recent p95 service time. */
+  ms?: number;
+}
 
 /** Options for {@linkcode Balancer}. */
 export interface BalancerOptions {
@@ -102,6 +130,17 @@ export interface BalancerOptions {
   cancelGraceMs?: number;
   /** Redeliveries of a job whose provider was lost. Default 1. */
   retries?: number;
+  /**
+   * Services whose jobs may be hedged: their handlers are idempotent (`ep.service(name,
+   * file, { hedge = true })`). A worker can say so too (REGISTER, SPEC.md §6.3), and a
+   * request (`ep-hedge: 1`, or `0` for never). These options win over a worker's delay.
+   */
+  hedge?: Readonly<Record<string, HedgeOptions>>;
+  /**
+   * The share of a service's jobs that may be hedged, over its last {@linkcode HEDGE_WINDOW}
+   * jobs. Default 0.05; 0 turns hedging off.
+   */
+  hedgeBudget?: number;
   /**
    * How long a job may wait for a provider when its service has none but one is known to be
    * coming: a service a provider served before (a worker restarting), or, in the first
@@ -312,6 +351,10 @@ export interface ServiceCounters {
    * queue, or taken back from a worker before they started.
    */
   cancelled: number;
+  /** Hedged copies sent (one per hedged job at most; SPEC.md §9.10). */
+  hedged: number;
+  /** Hedged jobs whose copy answered first. */
+  hedgeWins: number;
 }
 
 interface ServiceState {
@@ -326,6 +369,19 @@ interface ServiceState {
   turnaroundMs: number;
   /** Its own queue bound (`setMaxQueue`), or undefined: the balancer's. */
   maxQueue: number | undefined;
+  /** Its recent service times (their p95 is the default hedging delay). */
+  times: ServiceTimes;
+  /**
+   * When its jobs are hedged: a delay in ms, null for the recent p95, undefined for never
+   * (unless a request asks). From the balancer's options, else from a provider's REGISTER.
+   */
+  hedgeAfter: number | null | undefined;
+  /** Jobs submitted for it (the hedging budget's clock). */
+  arrivals: number;
+  /** The `arrivals` count at each copy sent within the last {@linkcode HEDGE_WINDOW} jobs. */
+  hedgeStamps: number[];
+  /** Hedge candidates: its jobs running, hedgeable, and not hedged yet. */
+  running: Set<QueuedJob>;
 }
 
 /** A snapshot of one service, for stats. */
@@ -356,6 +412,11 @@ export interface ServiceStats {
    * provider (what the prefetch budget is judged by); null before the first answer.
    */
   turnaroundMs: number | null;
+  /**
+   * After how long a running job of it is hedged, ms (its fixed delay or its recent p95);
+   * null when its jobs are not hedged, or the p95 is not known yet.
+   */
+  hedgeAfterMs: number | null;
 }
 
 /**
@@ -388,6 +449,11 @@ export class Balancer {
   #expected: ReadonlySet<string> | "any";
   /** The services of prefix routes: expected too. */
   #routed: ReadonlySet<string>;
+  #hedgeConfig: Readonly<Record<string, HedgeOptions>>;
+  #hedgeBudget: number;
+  #hedgeTimer: ReturnType<typeof setTimeout> | undefined;
+  /** The clock time the armed hedge check is for; Infinity: none armed. */
+  #hedgeAt = Infinity;
   #prefetchDepth: number;
   #prefetchBudget: number;
   #router: Router;
@@ -420,6 +486,16 @@ export class Balancer {
     this.#prefetchBudget = options.prefetchBudgetMs ?? 3;
     if (!(this.#prefetchBudget >= 0)) {
       throw new RangeError(`Prefetch budget must be >= 0 ms: "${options.prefetchBudgetMs}"`);
+    }
+    this.#hedgeConfig = options.hedge ?? {};
+    for (const [name, h] of Object.entries(this.#hedgeConfig)) {
+      if (h.ms !== undefined && !(Number.isFinite(h.ms) && h.ms >= 1)) {
+        throw new RangeError(`Hedge delay of "${name}" must be >= 1 ms: "${h.ms}"`);
+      }
+    }
+    this.#hedgeBudget = options.hedgeBudget ?? 0.05;
+    if (!(this.#hedgeBudget >= 0 && this.#hedgeBudget <= 1)) {
+      throw new RangeError(`Hedge budget must be from 0 to 1: "${options.hedgeBudget}"`);
     }
     const defaults: EndpointHandler = (job) => this.#defaultInternal(job);
     this.#router = new Router({
@@ -509,6 +585,7 @@ export class Balancer {
     const tooLarge = s ? this.#tooLarge(s, job) : null;
     if (tooLarge) throw this.#refuse(s!, job, service, ErrorCode.BAD_REQUEST, tooLarge);
     const state = s ?? this.#state(service, false);
+    state.arrivals++;
     return new Promise<JobResult>((resolve, reject) => {
       const timeout = job.deadlineMs > 0 ? job.deadlineMs : this.#defaultTimeout;
       const qj: QueuedJob = {
@@ -583,6 +660,7 @@ export class Balancer {
       s.providers.push(p);
       s.everServed = true;
       this.#pending.delete(s);
+      this.#learnHedge(s);
     }
     log.info("Provider {name} serves {services} with {slots} slots", {
       name: p.name,
@@ -597,7 +675,10 @@ export class Balancer {
     if (!this.#providers.has(p)) return;
     for (const name of p.services) {
       const s = this.#services.get(name);
-      if (s) s.providers = s.providers.filter((x) => x !== p);
+      if (s) {
+        s.providers = s.providers.filter((x) => x !== p);
+        this.#learnHedge(s);
+      }
     }
     Object.assign(p, { services, slots });
     for (const name of services) {
@@ -605,6 +686,7 @@ export class Balancer {
       s.providers.push(p);
       s.everServed = true;
       this.#pending.delete(s);
+      this.#learnHedge(s);
     }
     this.pull(p);
   }
@@ -615,7 +697,10 @@ export class Balancer {
     this.#admin.delete(p);
     for (const name of p.services) {
       const s = this.#services.get(name);
-      if (s) s.providers = s.providers.filter((x) => x !== p);
+      if (s) {
+        s.providers = s.providers.filter((x) => x !== p);
+        this.#learnHedge(s);
+      }
     }
     const held = this.#held.get(p) ?? new Set();
     this.#held.delete(p);
@@ -643,8 +728,15 @@ export class Balancer {
     const back = [...jobs].sort((a, b) => b.seq - a.seq);
     for (const qj of back) {
       qj.provider = null;
-      if (qj.answered) continue;
       const s = this.#services.get(qj.service)!;
+      s.running.delete(qj);
+      if (qj.answered) continue;
+      const twin = qj.twin;
+      if (twin) {
+        // A hedged job: the other copy, still running, carries it (and is not hedged again).
+        qj.twin = twin.twin = undefined;
+        if (twin.provider !== null) continue;
+      }
       if (qj.attempt <= this.#retries && this.#now() < qj.deadline) {
         s.counters.redelivered++;
         this.#enqueue(s, qj, true, false);
@@ -656,11 +748,17 @@ export class Balancer {
     for (const s of touched) this.#offer(s);
   }
 
-  /** Hands a provider that gained credit the oldest waiting jobs it can take. */
+  /**
+   * Hands a provider that gained credit the oldest waiting jobs it can take; with a free
+   * slot left and nothing waiting for it, a copy of a job that runs long elsewhere (hedging).
+   */
   pull(p: Provider): void {
     while (p.credit > 0 && !this.#out(p) && this.#providers.has(p)) {
       const qj = this.#next(p);
-      if (!qj) return;
+      if (!qj) {
+        this.#hedgeTo(p);
+        return;
+      }
       if (qj.job.origin?.abandoned) {
         this.#fail(qj, ErrorCode.CANCELLED, "The client went away");
         continue;
@@ -676,7 +774,10 @@ export class Balancer {
    */
   finish(p: Provider, qj: QueuedJob, result: JobResult | JobError): void {
     if (!this.#held.get(p)?.delete(qj)) return;
-    if (!qj.answered && !qj.cancelSent) this.#learnTurnaround(qj);
+    if (!qj.answered && !qj.cancelSent) {
+      this.#learnTurnaround(qj);
+      if (!(result instanceof JobError)) this.#learnServiceTime(qj);
+    }
     this.#settle(qj, result);
     qj.provider = null;
     this.pull(p);
@@ -694,9 +795,39 @@ export class Balancer {
     s.turnaroundMs = Number.isNaN(s.turnaroundMs) ? t : s.turnaroundMs + (t - s.turnaroundMs) / 8;
   }
 
+  /**
+   * Records a job's service time for its service's p95 (the hedging delay): from its first
+   * dispatch to this answer, for a job that started at once (not prefetched behind others).
+   * A hedged job counts from its original's dispatch: how long its client waited on it.
+   */
+  #learnServiceTime(qj: QueuedJob): void {
+    const s = this.#services.get(qj.service);
+    const first = qj.hedgeCopy ? qj.twin : qj;
+    if (!s || !first || first.dispatched === 0 || (first.ahead ?? 0) > 0) return;
+    s.times.add(this.#now() - first.dispatched);
+  }
+
   /** The jobs a provider holds (dispatched, not answered). */
   heldBy(p: Provider): number {
     return this.#held.get(p)?.size ?? 0;
+  }
+
+  /**
+   * How long the oldest job queued for any of `services` has waited, ms; 0 when none. What
+   * a version-2 REQUEST and HEARTBEAT tell a worker (SPEC.md §9.5), so that a worker shared
+   * by several balancers gives its freed slot to the one whose oldest job is oldest.
+   */
+  oldestWaitMs(services: Iterable<string>): number {
+    let oldest = Infinity;
+    for (const name of services) {
+      const s = this.#services.get(name);
+      if (!s || s.size === 0) continue;
+      for (const level of s.levels) {
+        const head = level.queue.peek();
+        if (head && head.arrived < oldest) oldest = head.arrived;
+      }
+    }
+    return oldest === Infinity ? 0 : Math.max(0, this.#now() - oldest);
   }
 
   /** Jobs queued for `service` (for status fields on dispatch). */
@@ -726,6 +857,7 @@ export class Balancer {
         turnaroundMs: Number.isNaN(s.turnaroundMs)
           ? null
           : Math.round(s.turnaroundMs * 1000) / 1000,
+        hedgeAfterMs: s.hedgeAfter === undefined ? null : finiteOrNull(this.#hedgeDelay(s)),
       });
     }
     const providers: ProviderStats[] = [...this.#providers].map((p) => ({
@@ -843,6 +975,8 @@ export class Balancer {
     this.#closed = true;
     clearTimeout(this.#sweeper);
     this.#sweepAt = -Infinity; // never again
+    if (this.#hedgeTimer !== undefined) clearTimeout(this.#hedgeTimer);
+    this.#hedgeAt = -Infinity;
     for (const s of this.#services.values()) {
       for (const level of s.levels) {
         let qj;
@@ -871,10 +1005,18 @@ export class Balancer {
         workerLost: 0,
         redelivered: 0,
         cancelled: 0,
+        hedged: 0,
+        hedgeWins: 0,
       },
       turnaroundMs: NaN,
       maxQueue: undefined,
+      times: new ServiceTimes(),
+      hedgeAfter: undefined,
+      arrivals: 0,
+      hedgeStamps: [],
+      running: new Set(),
     };
+    this.#learnHedge(s);
     this.#services.set(name, s);
     if (!served) this.#pending.add(s);
     return s;
@@ -1012,7 +1154,8 @@ export class Balancer {
     return -1;
   }
 
-  #dispatch(p: Provider, qj: QueuedJob): void {
+  /** Hands `qj` to `p`; false when `p` refused it (then it was answered, unless a copy). */
+  #dispatch(p: Provider, qj: QueuedJob): boolean {
     const held = this.#held.get(p)!;
     const dispatched = qj.dispatched;
     qj.attempt++;
@@ -1030,6 +1173,15 @@ export class Balancer {
       qj.attempt--;
       qj.dispatched = dispatched;
       qj.ahead = undefined;
+      if (qj.hedgeCopy) {
+        // Only a copy: the original still runs and will answer the job.
+        log.debug("Provider {name} refused a hedged copy of a job of {service}: {error}", {
+          name: p.name,
+          service: qj.service,
+          error: err,
+        });
+        return false;
+      }
       if (err instanceof JobError) {
         // A job this provider can never take (it cannot be encoded, or is too large).
         log.debug("Provider {name} refused a job of {service}: {message}", {
@@ -1046,24 +1198,54 @@ export class Balancer {
         });
         this.#fail(qj, ErrorCode.INTERNAL, "Dispatch failed");
       }
+      return false;
     }
+    if (!qj.hedgeCopy && !qj.hedged) {
+      const s = this.#services.get(qj.service)!;
+      if (this.#hedgeable(s, qj)) {
+        s.running.add(qj);
+        this.#armHedge(qj.dispatched + this.#hedgeDelay(s));
+      }
+    }
+    return true;
   }
 
   #fail(qj: QueuedJob, code: number, message: string): void {
     this.#settle(qj, new JobError(code, message));
   }
 
-  /** Answers a job once: counts its outcome, tells the observer, resolves the client. */
+  /**
+   * Answers a job once: counts its outcome, tells the observer, resolves the client. A
+   * hedged job is answered by whichever copy answers first; the other is cancelled (its
+   * provider's slot stays counted until it answers, as a timed-out job's).
+   */
   #settle(qj: QueuedJob, result: JobResult | JobError): void {
     if (qj.answered) return;
     qj.answered = true;
     const outcome = result instanceof JobError ? outcomeOf(result.code) : "ok";
     const s = this.#services.get(qj.service);
+    s?.running.delete(qj);
+    // The client's view: the job was dispatched when its original was.
+    let first = qj;
+    const twin = qj.twin;
+    if (twin) {
+      if (qj.hedgeCopy) {
+        first = twin;
+        if (s) s.counters.hedgeWins++;
+      }
+      twin.answered = true;
+      qj.twin = twin.twin = undefined;
+      if (twin.provider !== null && !twin.cancelSent) {
+        twin.cancelSent = true;
+        twin.provider.cancel(twin);
+      }
+    }
     if (s) s.counters[COUNTER[outcome]]++;
     if (this.#observer) {
       const now = this.#now();
-      const wait = (qj.dispatched || now) - qj.arrived;
-      const run = qj.dispatched ? now - qj.dispatched : NaN;
+      // A hedged job's wait and run count from its first copy's dispatch.
+      const wait = (first.dispatched || now) - qj.arrived;
+      const run = first.dispatched ? now - first.dispatched : NaN;
       const provider = qj.provider?.name ?? null;
       this.#observer.job(qj.service, outcome, wait, run, provider, qj.job, result);
       if (result instanceof JobError) {
@@ -1197,6 +1379,7 @@ export class Balancer {
       });
       this.#takeBack(lost, "drain grace passed");
     }
+    this.#hedgeScan(now);
     for (const p of overdue ?? []) {
       if (!this.#providers.has(p)) continue;
       const reason = `A job was not answered ${this.#cancelGrace} ms after its deadline and CANCEL`;
@@ -1205,6 +1388,180 @@ export class Balancer {
       this.removeProvider(p, reason);
     }
     this.#sweepBy(this.#nextSweep(now));
+  }
+
+  // --- hedging (SPEC.md §9.10) ----------------------------------------------------------
+
+  /**
+   * When `s`'s jobs are hedged: the balancer's options win; else the first of its providers
+   * that declared it (REGISTER); else never (undefined).
+   */
+  #learnHedge(s: ServiceState): void {
+    const own = this.#hedgeConfig[s.name];
+    if (own) {
+      s.hedgeAfter = own.ms ?? null;
+      return;
+    }
+    s.hedgeAfter = undefined;
+    for (const p of s.providers) {
+      const h = p.hedge?.get(s.name);
+      if (h !== undefined) {
+        s.hedgeAfter = h;
+        return;
+      }
+    }
+  }
+
+  /** Whether a job may be hedged: its request said so, or its service is marked. */
+  #hedgeable(s: ServiceState, qj: QueuedJob): boolean {
+    const asked = qj.job.hedge;
+    return this.#hedgeBudget > 0 &&
+      (asked === true || (asked !== false && s.hedgeAfter !== undefined));
+  }
+
+  /**
+   * After how long a running job of `s` is hedged, ms: its fixed delay, else (also for a
+   * job that asked to be hedged of a service not marked) its recent p95 service time;
+   * Infinity while that is unknown.
+   */
+  #hedgeDelay(s: ServiceState): number {
+    const fixed = s.hedgeAfter;
+    if (typeof fixed === "number") return fixed;
+    const p95 = s.times.p95();
+    return Number.isNaN(p95) ? Infinity : p95;
+  }
+
+  /** Arms the hedge check for clock time `at`, unless one is armed as early already. */
+  #armHedge(at: number): void {
+    if (this.#sweepEvery === 0 || !(at < this.#hedgeAt)) return;
+    clearTimeout(this.#hedgeTimer);
+    this.#hedgeAt = at;
+    this.#hedgeTimer = setTimeout(() => {
+      this.#hedgeTimer = undefined;
+      this.#hedgeAt = Infinity;
+      this.#hedgeScan(this.#now());
+    }, Math.max(0, Math.ceil(at - this.#now())));
+  }
+
+  /**
+   * Hedges every job that has run past its delay and finds a provider with a free slot now
+   * (within the budget); arms the check for the next job to reach its delay. Jobs past it
+   * that find none wait for a provider to free a slot (`pull`).
+   */
+  #hedgeScan(now: number): void {
+    let next = Infinity;
+    for (const s of this.#services.values()) {
+      if (s.running.size === 0) continue;
+      const delay = this.#hedgeDelay(s);
+      for (const qj of s.running) {
+        const at = qj.dispatched + delay;
+        if (now < at) {
+          next = Math.min(next, at);
+          continue;
+        }
+        const p = this.#hedgeTarget(s, qj);
+        if (p && this.#budgetAllows(s)) this.#sendCopy(p, s, qj);
+      }
+    }
+    if (next < Infinity) this.#armHedge(next);
+  }
+
+  /**
+   * The provider a copy of `qj` goes to: another provider of its service with a free slot
+   * now (credit, not draining, fewer jobs than slots; the most free slots first), or, when
+   * the service has one provider only (the all-in-one pool), another slot of that one.
+   */
+  #hedgeTarget(s: ServiceState, qj: QueuedJob): Provider | null {
+    let best: Provider | null = null;
+    let bestFree = 0;
+    for (const p of s.providers) {
+      if (p === qj.provider && s.providers.length > 1) continue;
+      if (!this.#freeNow(p) || !this.#fits(p, qj)) continue;
+      const free = p.slots - this.heldBy(p);
+      if (free > bestFree) {
+        best = p;
+        bestFree = free;
+      }
+    }
+    return best;
+  }
+
+  /** Whether `p` has a slot free now: credit, not draining, fewer jobs than its slots. */
+  #freeNow(p: Provider): boolean {
+    return p.credit > 0 && !p.draining && this.heldBy(p) < p.slots;
+  }
+
+  /**
+   * `p` has a free slot and nothing waits for it: it takes a copy of the job of its
+   * services that has run longest past its delay on another provider, if any.
+   */
+  #hedgeTo(p: Provider): void {
+    if (!this.#freeNow(p)) return;
+    const now = this.#now();
+    let best: QueuedJob | null = null;
+    let bestOver = 0;
+    let bestService: ServiceState | null = null;
+    for (const name of p.services) {
+      const s = this.#services.get(name);
+      if (!s || s.running.size === 0) continue;
+      const delay = this.#hedgeDelay(s);
+      for (const qj of s.running) {
+        const over = now - qj.dispatched - delay;
+        if (over < 0 || over < bestOver && best !== null) continue;
+        if (qj.provider === p && s.providers.length > 1) continue;
+        if (!this.#fits(p, qj) || !this.#budgetAllows(s)) continue;
+        best = qj;
+        bestOver = over;
+        bestService = s;
+      }
+    }
+    if (best && bestService) this.#sendCopy(p, bestService, best);
+  }
+
+  /**
+   * Whether one more copy keeps `s` within its budget: at most `hedgeBudget` of its last
+   * {@linkcode HEDGE_WINDOW} jobs hedged (of all its jobs, while fewer have come).
+   */
+  #budgetAllows(s: ServiceState): boolean {
+    const stamps = s.hedgeStamps;
+    while (stamps.length > 0 && stamps[0] <= s.arrivals - HEDGE_WINDOW) stamps.shift();
+    return stamps.length + 1 <= this.#hedgeBudget * Math.min(HEDGE_WINDOW, s.arrivals);
+  }
+
+  /** Sends `qj`'s one copy to `p` (SPEC.md §9.10): `attempt` + 1, `ep-hedge: 1`. */
+  #sendCopy(p: Provider, s: ServiceState, qj: QueuedJob): void {
+    s.running.delete(qj);
+    qj.hedged = true;
+    const copy: QueuedJob = {
+      seq: ++this.#seq,
+      service: qj.service,
+      job: qj.job,
+      priority: qj.priority,
+      attempt: qj.attempt,
+      deadline: qj.deadline,
+      arrived: qj.arrived,
+      dispatched: 0,
+      provider: null,
+      answered: false,
+      graceUntil: qj.graceUntil,
+      resolve: qj.resolve,
+      reject: qj.reject,
+      hedgeCopy: true,
+      twin: qj,
+    };
+    qj.twin = copy;
+    if (!this.#dispatch(p, copy)) {
+      qj.twin = undefined;
+      return;
+    }
+    s.hedgeStamps.push(s.arrivals);
+    s.counters.hedged++;
+    log.debug("Hedged job {seq} of {service} on {name} after {ms} ms", {
+      seq: qj.seq,
+      service: s.name,
+      name: p.name,
+      ms: Math.round(copy.dispatched - qj.dispatched),
+    });
   }
 
   /** When the next sweep is needed: soon while jobs are queued, by the held jobs' times else. */
@@ -1258,4 +1615,8 @@ export class Balancer {
     }
     return undefined;
   }
+}
+
+function finiteOrNull(x: number): number | null {
+  return Number.isFinite(x) ? Math.round(x * 1000) / 1000 : null;
 }

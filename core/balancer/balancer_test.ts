@@ -19,6 +19,8 @@ interface ProviderOptions {
   slots?: number;
   credit?: number;
   evictable?: boolean;
+  /** Services it lets the balancer hedge (a worker's REGISTER, version 2). */
+  hedge?: ReadonlyMap<string, number | null>;
 }
 
 /** A provider driven by the test. It fails the test if handed a job beyond its credit. */
@@ -45,6 +47,7 @@ class FakeProvider implements Provider {
   /** Jobs whose dispatch it refused. */
   readonly refused: QueuedJob[] = [];
   evict?: (reason: string) => void;
+  hedge?: ReadonlyMap<string, number | null>;
   #rig: Rig;
 
   constructor(
@@ -53,8 +56,9 @@ class FakeProvider implements Provider {
     services: string[],
     opts: ProviderOptions = {},
   ) {
-    const { slots = 1, credit = slots, evictable = false } = opts;
+    const { slots = 1, credit = slots, evictable = false, hedge } = opts;
     this.#rig = rig;
+    this.hedge = hedge;
     this.name = name;
     this.services = new Set(services);
     this.slots = slots;
@@ -1294,5 +1298,343 @@ Deno.test("balancer: close answers queued jobs shutting_down, leaves held ones t
   r.submit("late");
   p.answer("held");
   assert.deepEqual(await r.settled(), ["queued:shutting_down", "late:shutting_down", "held:ok"]);
+  r.close();
+});
+
+// --- hedging (SPEC.md §9.10) -----------------------------------------------------------------
+
+Deno.test("balancer hedging: a job running past its service's delay is copied to another provider with a free slot; the copy answering first wins, the original is cancelled; one answer", async () => {
+  const r = new Rig({ hedge: { svc: { ms: 50 } }, hedgeBudget: 1 });
+  const p1 = r.provider("p1");
+  const p2 = r.provider("p2");
+  r.submit("j1");
+  assert.deepEqual([p1.log, p2.log], [["j1"], []]);
+  r.sweepAt(49);
+  assert.deepEqual(p2.log, [], "not before its delay");
+  r.sweepAt(50);
+  assert.deepEqual(p2.log, ["j1"], "the copy, on the provider with a free slot");
+  const copy = p2.holding[0];
+  assert.equal(copy.hedgeCopy, true);
+  assert.equal(copy.attempt, 2, "a copy is one delivery more than the original");
+  assert.equal(p1.holding[0].hedgeCopy, undefined);
+  r.sweepAt(200);
+  assert.deepEqual(p2.log, ["j1"], "one copy per job, ever");
+  r.t = 210;
+  p2.answer("j1", { body: "from the copy" });
+  assert.deepEqual(await r.settled(), ["j1:ok"]);
+  assert.deepEqual(p1.cancels, ["j1"], "the original is cancelled");
+  assert.deepEqual(p2.cancels, []);
+  // The original's late answer frees its slot and nothing more.
+  assert.equal(r.balancer.heldBy(p1), 1);
+  p1.answer("j1");
+  assert.equal(r.balancer.heldBy(p1), 0);
+  assert.deepEqual(await r.settled(), ["j1:ok"]);
+  const c = r.counters();
+  assert.deepEqual([c.ok, c.hedged, c.hedgeWins], [1, 1, 1]);
+  // The client's view: dispatched when the original was, answered by the copy's provider.
+  assert.deepEqual(r.observed, [["svc", "ok", 0, 210, "p2"]]);
+  r.close();
+});
+
+Deno.test("balancer hedging: the original answering first wins; the copy is cancelled and its late answer only frees its slot", async () => {
+  const r = new Rig({ hedge: { svc: { ms: 50 } }, hedgeBudget: 1 });
+  const p1 = r.provider("p1");
+  const p2 = r.provider("p2");
+  r.submit("j1");
+  r.sweepAt(60);
+  assert.deepEqual(p2.log, ["j1"]);
+  p1.answer("j1");
+  assert.deepEqual(await r.settled(), ["j1:ok"]);
+  assert.deepEqual(p2.cancels, ["j1"]);
+  p2.answer("j1", new JobError(ErrorCode.CANCELLED, "Cancelled"));
+  assert.deepEqual(await r.settled(), ["j1:ok"]);
+  const c = r.counters();
+  assert.deepEqual([c.ok, c.cancelled, c.hedged, c.hedgeWins], [1, 0, 1, 0]);
+  assert.equal(r.balancer.heldBy(p2), 0);
+  r.close();
+});
+
+Deno.test("balancer hedging: no copy while no other provider has a free slot now; the first slot freed takes it (before nothing); never the provider running it", () => {
+  const r = new Rig({ hedge: { svc: { ms: 50 } }, hedgeBudget: 1 });
+  const p1 = r.provider("p1");
+  const p2 = r.provider("p2");
+  r.submit("j1"); // p1
+  r.submit("j2"); // p2
+  r.sweepAt(100);
+  assert.deepEqual([p1.log, p2.log], [["j1"], ["j2"]], "both past the delay, nowhere to go");
+  // p2 answers j2: its free slot takes a copy of j1, which has run longest past its delay.
+  p2.answer("j2");
+  assert.deepEqual(p2.log, ["j2", "j1"]);
+  assert.equal(p2.holding[0].hedgeCopy, true);
+  // p1 frees no slot for anything of its own: j1's copy is on p2, and j1 runs on p1.
+  r.close();
+
+  // A provider with credit but no free slot (prefetch credit) takes no copy.
+  const q = new Rig({ hedge: { svc: { ms: 50 } }, hedgeBudget: 1 });
+  const a = q.provider("a", ["svc"], { slots: 1, credit: 1 });
+  const b = q.provider("b", ["svc"], { slots: 1, credit: 3 });
+  q.submit("j1"); // a
+  q.submit("j2"); // b
+  q.sweepAt(100);
+  assert.deepEqual([a.log, b.log], [["j1"], ["j2"]]);
+  q.close();
+});
+
+Deno.test("balancer hedging: with one provider only (the all-in-one pool), the copy goes to another of its slots", async () => {
+  const r = new Rig({ hedge: { svc: { ms: 50 } }, hedgeBudget: 1 });
+  const pool = r.provider("pool", ["svc"], { slots: 2 });
+  r.submit("j1");
+  r.sweepAt(50);
+  assert.deepEqual(pool.log, ["j1", "j1"]);
+  assert.equal(pool.holding[1].hedgeCopy, true);
+  pool.answer("j1"); // the original (held first)
+  assert.deepEqual(await r.settled(), ["j1:ok"]);
+  assert.deepEqual(pool.cancels, ["j1"]);
+  r.close();
+});
+
+Deno.test("balancer hedging: without a fixed delay, a job is hedged after its service's p95 service time (nearest rank of the last 128), known after 20 answers", () => {
+  const r = new Rig({ hedge: { svc: {} }, hedgeBudget: 1 });
+  const p1 = r.provider("p1");
+  const p2 = r.provider("p2", ["svc"], { credit: 0 }); // no free slot while learning
+  const stats = () => r.balancer.stats().services[0];
+  // 19 jobs of 1..19 ms: no p95 yet, so the long one is not hedged.
+  for (let k = 1; k <= 19; k++) {
+    r.submit(`w${k}`);
+    r.t += k;
+    p1.answer();
+  }
+  assert.equal(stats().hedgeAfterMs, null);
+  r.submit("long");
+  p2.grant(1);
+  r.sweepAt(r.t + 1000);
+  assert.deepEqual(p2.log, [], "no p95 yet: not hedged");
+  p1.answer("long"); // the 20th time: 1000 ms
+  // Times 1..19 and 1000: the p95 (19th of 20) is 19.
+  assert.equal(stats().hedgeAfterMs, 19);
+  r.submit("j");
+  const start = r.t;
+  r.sweepAt(start + 18);
+  assert.deepEqual(p2.log, []);
+  r.sweepAt(start + 19);
+  assert.deepEqual(p2.log, ["j"]);
+  r.close();
+});
+
+Deno.test("balancer hedging budget: at most 5 % of a service's last 200 jobs are hedged", () => {
+  const r = new Rig({ hedge: { svc: { ms: 10 } } });
+  const p1 = r.provider("p1");
+  const p2 = r.provider("p2");
+  const copyAt: number[] = []; // the job number of each copy
+  for (let i = 1; i <= 600; i++) {
+    r.submit(`j${i}`);
+    const before = p2.log.length;
+    r.sweepAt(r.t + 10);
+    if (p2.log.length > before) copyAt.push(i);
+    p1.answer(`j${i}`); // the original wins; a copy is cancelled and then answers
+    if (p2.holding.length > 0) p2.answer(`j${i}`);
+  }
+  // One copy per 20 jobs: the first at the 20th (1 ≤ 5 % of 20), then as the window allows.
+  assert.deepEqual(copyAt, Array.from({ length: 30 }, (_, k) => 20 * (k + 1)));
+  for (let i = 1; i + 199 <= 600; i++) {
+    const inWindow = copyAt.filter((n) => n >= i && n < i + 200).length;
+    assert.ok(inWindow <= 10, `jobs ${i}..${i + 199}: ${inWindow} hedged`);
+  }
+  assert.equal(r.counters().hedged, 30);
+  r.close();
+  assert.throws(() => new Balancer({ hedgeBudget: 2, sweepIntervalMs: 0 }), RangeError);
+  assert.throws(
+    () => new Balancer({ hedge: { svc: { ms: 0 } }, sweepIntervalMs: 0 }),
+    RangeError,
+  );
+});
+
+Deno.test("balancer hedging: a job is hedged only when its service is marked (options, or a provider's REGISTER) or its request says ep-hedge: 1; ep-hedge: 0 never", () => {
+  // Marked by a provider (REGISTER): after its delay.
+  const r = new Rig({ hedgeBudget: 1 });
+  const p1 = r.provider("p1", ["svc"], { hedge: new Map([["svc", 30]]) });
+  const p2 = r.provider("p2");
+  r.submit("marked");
+  r.sweepAt(30);
+  assert.deepEqual(p2.log, ["marked"]);
+  p1.answer("marked");
+  p2.answer("marked");
+  r.submit("refused", "svc", { hedge: false });
+  r.sweepAt(r.t + 1000);
+  assert.deepEqual(p2.log, ["marked"], "ep-hedge: 0");
+  r.close();
+
+  // Not marked: only a request that asks, after the service's p95.
+  const u = new Rig({ hedgeBudget: 1 });
+  const a = u.provider("a");
+  const b = u.provider("b", ["svc"], { credit: 0 });
+  for (let k = 1; k <= 20; k++) {
+    u.submit(`w${k}`);
+    u.t += 5;
+    a.answer();
+  }
+  b.grant(1);
+  u.submit("plain");
+  u.sweepAt(u.t + 1000);
+  assert.deepEqual(b.log, [], "an unmarked service's job is not hedged");
+  a.answer("plain");
+  u.submit("asked", "svc", { hedge: true });
+  const start = u.t;
+  u.sweepAt(start + 4);
+  assert.deepEqual(b.log, []);
+  u.sweepAt(start + 5);
+  assert.deepEqual(b.log, ["asked"], "after the p95 (5 ms)");
+  u.close();
+
+  // The balancer's options win over a provider's delay; hedgeBudget 0 turns hedging off.
+  const o = new Rig({ hedge: { svc: { ms: 80 } }, hedgeBudget: 1 });
+  o.provider("x", ["svc"], { hedge: new Map([["svc", 10]]) });
+  o.provider("y");
+  assert.equal(o.balancer.stats().services[0].hedgeAfterMs, 80);
+  o.close();
+  const off = new Rig({ hedge: { svc: { ms: 10 } }, hedgeBudget: 0 });
+  off.provider("x");
+  const y = off.provider("y");
+  off.submit("j");
+  off.sweepAt(100);
+  assert.deepEqual(y.log, []);
+  off.close();
+});
+
+Deno.test("balancer hedging: a copy the provider refuses is dropped quietly; the original still answers, and the job is not hedged again", async () => {
+  const r = new Rig({ hedge: { svc: { ms: 50 } }, hedgeBudget: 1 });
+  const p1 = r.provider("p1");
+  const p2 = r.provider("p2");
+  const p3 = r.provider("p3", ["svc"], { credit: 0 });
+  r.submit("j1");
+  p2.refuseNext = new JobError(ErrorCode.BAD_REQUEST, "Too large for this one");
+  r.sweepAt(50);
+  assert.equal(p2.refused.length, 1);
+  assert.deepEqual(await r.settled(), [], "the client is not answered by a refused copy");
+  p3.grant(1);
+  r.sweepAt(60);
+  assert.deepEqual(p3.log, [], "one try per job");
+  p1.answer("j1");
+  assert.deepEqual(await r.settled(), ["j1:ok"]);
+  assert.equal(r.counters().hedged, 0);
+  r.close();
+});
+
+Deno.test("balancer hedging: a provider lost with one copy: the other carries the job (no redelivery); lost with the last, the job is redelivered", async () => {
+  const r = new Rig({ hedge: { svc: { ms: 50 } }, hedgeBudget: 1, retries: 1 });
+  const p1 = r.provider("p1");
+  const p2 = r.provider("p2");
+  const p3 = r.provider("p3", ["svc"], { credit: 0 });
+  r.submit("j1");
+  r.sweepAt(50);
+  p1.lose(); // the original's provider
+  assert.equal(r.counters().redelivered, 0);
+  assert.equal(r.balancer.queueDepth("svc"), 0);
+  p2.answer("j1");
+  assert.deepEqual(await r.settled(), ["j1:ok"]);
+
+  r.submit("j2"); // p2
+  p3.grant(1);
+  r.sweepAt(200);
+  assert.deepEqual(p3.log, ["j2"]);
+  p3.lose(); // the copy's provider: the original runs on
+  assert.equal(r.counters().redelivered, 0);
+  p2.lose(); // and now the original's: no copy left, it is redelivered
+  assert.equal(r.counters().redelivered, 1);
+  assert.equal(r.balancer.queueDepth("svc"), 1);
+  r.close();
+});
+
+Deno.test("balancer hedging: a hedged job past its deadline is answered timeout once and both copies are cancelled; a client that goes away cancels both", async () => {
+  const r = new Rig({ hedge: { svc: { ms: 50 } }, hedgeBudget: 1 });
+  const p1 = r.provider("p1");
+  const p2 = r.provider("p2");
+  r.submit("j1", "svc", { deadlineMs: 100 });
+  r.sweepAt(50);
+  r.sweepAt(100);
+  assert.deepEqual(await r.settled(), ["j1:timeout"]);
+  assert.deepEqual([p1.cancels, p2.cancels], [["j1"], ["j1"]]);
+  p1.answer("j1");
+  p2.answer("j1");
+  assert.equal(r.counters().timeout, 1);
+
+  const o = origin();
+  r.submit("j2", "svc", { origin: o });
+  r.sweepAt(160);
+  assert.equal(p2.holding.length + p1.holding.length, 2);
+  o.abandoned = true;
+  r.sweepAt(161);
+  assert.deepEqual([p1.cancels, p2.cancels], [["j1", "j2"], ["j1", "j2"]]);
+  p2.answer("j2", new JobError(ErrorCode.CANCELLED, "Cancelled"));
+  p1.answer("j2", new JobError(ErrorCode.CANCELLED, "Cancelled"));
+  assert.deepEqual(await r.settled(), ["j1:timeout", "j2:cancelled"]);
+  assert.equal(r.counters().cancelled, 1);
+  r.close();
+});
+
+Deno.test("balancer hedging arms one timer for the next job to reach its delay, and none for a service that is not hedged", async () => {
+  const realSet = globalThis.setTimeout;
+  const started: number[] = [];
+  globalThis.setTimeout = ((fn: () => void, ms: number) => {
+    started.push(ms);
+    return realSet(fn, ms);
+  }) as typeof setTimeout;
+  let t = 1000;
+  const b = new Balancer({ now: () => t, hedge: { svc: { ms: 40 } }, hedgeBudget: 1 });
+  const held: QueuedJob[] = [];
+  const provider = (name: string, service: string): Provider => ({
+    name,
+    services: new Set([service]),
+    slots: 1,
+    credit: 1,
+    draining: false,
+    dispatch(qj) {
+      (this as { credit: number }).credit--;
+      held.push(qj);
+    },
+    cancel() {},
+  });
+  const job = (service: string): Job => ({
+    service,
+    protocol: "ep",
+    method: "EP",
+    path: "/" + service,
+    query: "",
+    headers: [],
+    body: new Uint8Array(0),
+    deadlineMs: 5000,
+    priority: 0,
+    remote: "test",
+  });
+  try {
+    b.addProvider(provider("p", "svc"));
+    b.addProvider(provider("q", "other"));
+    const answers = [b.submit(job("other"))];
+    assert.deepEqual(started, [100], "a job of a service not hedged: the held sweep only");
+    t += 5;
+    answers.push(b.submit(job("svc")));
+    assert.deepEqual(started, [100, 40], "the hedge check, at the job's delay");
+    b.close();
+    for (const qj of held) b.finish(qj.provider!, qj, { body: "x" });
+    await Promise.all(answers);
+  } finally {
+    globalThis.setTimeout = realSet;
+  }
+});
+
+Deno.test("balancer tells how long the oldest job queued for some services has waited (0 when none)", () => {
+  const r = new Rig();
+  r.provider("p", ["a", "b"]);
+  r.provider("q", ["c"], { credit: 0 });
+  r.submit("run", "a");
+  assert.equal(r.balancer.oldestWaitMs(["a", "b", "c"]), 0);
+  r.t = 10;
+  r.submit("c1", "c");
+  r.t = 15;
+  r.submit("c2", "c", { priority: 9 });
+  r.t = 40;
+  assert.equal(r.balancer.oldestWaitMs(["c"]), 30);
+  assert.equal(r.balancer.oldestWaitMs(["a", "b"]), 0);
+  assert.equal(r.balancer.oldestWaitMs(["c", "a"]), 30);
   r.close();
 });

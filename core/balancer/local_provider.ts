@@ -87,7 +87,7 @@ export class LocalPoolProvider implements Provider {
   dispatch(qj: QueuedJob): void {
     let accepted: boolean;
     try {
-      const meta = jobMeta(qj.job, qj.attempt);
+      const meta = jobMeta(qj.job, qj.attempt, qj.hedgeCopy === true);
       accepted = this.#pool.submit({
         id: qj.seq,
         service: qj.service,

@@ -65,6 +65,12 @@ export interface Provider {
   /** Tells it that jobs are waiting for its services while it has no credit. */
   demand?(service: string, depth: number): void;
   /**
+   * The services whose jobs it lets the balancer hedge (a worker's version-2 REGISTER,
+   * SPEC.md §9.10), and after how long: ms, or null for the service's recent p95 service
+   * time. Absent or empty: none (the balancer's own options may still hedge them).
+   */
+  readonly hedge?: ReadonlyMap<string, number | null>;
+  /**
    * The largest job it can take, as the handler rings count it (metadata and body bytes,
    * as `jobRingBytes` counts them); absent: no limit of its own. A job larger than what every
    * provider of its service takes is refused `bad_request` before it is queued.
@@ -147,6 +153,15 @@ export interface QueuedJob {
   ahead?: number;
   /** @internal Its size as the handler rings count it, once a provider with a limit asked. */
   bytes?: number;
+  /**
+   * Set on the copy the balancer sent to hedge a job that ran long (SPEC.md §9.10): it goes
+   * out with `ep-hedge: 1`, and its `attempt` is one more than the original's.
+   */
+  hedgeCopy?: boolean;
+  /** @internal The other copy of a hedged job while both may still answer. */
+  twin?: QueuedJob;
+  /** @internal Set once a copy of it was sent or tried: a job is hedged at most once. */
+  hedged?: boolean;
   /** Until when a job for a service with no providers may wait for one. */
   graceUntil: number;
   /** @internal */

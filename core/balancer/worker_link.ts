@@ -34,6 +34,11 @@ export interface ProviderHost {
   finish(p: Provider, job: QueuedJob, result: JobResult | JobError): void;
   /** Jobs queued for a service. */
   queueDepth(service: string): number;
+  /**
+   * How long the oldest job queued for any of `services` has waited, ms (0 when none): the
+   * status a version-2 REQUEST and HEARTBEAT carry (SPEC.md §9.5).
+   */
+  oldestWaitMs?(services: Iterable<string>): number;
 }
 
 /**
@@ -51,8 +56,8 @@ export interface ProviderHost {
  */
 export function workerHost(balancer: ProviderHost): WorkerHost {
   return {
-    attach(session, slots, services) {
-      const link = new WorkerLink(session, balancer, slots, services);
+    attach(session, slots, services, hedge) {
+      const link = new WorkerLink(session, balancer, slots, services, hedge);
       balancer.addProvider(link);
       return link;
     },
@@ -68,7 +73,7 @@ export function workerHost(balancer: ProviderHost): WorkerHost {
  * import type { Frame } from "../../protocol/ep_frames.ts";
  * const sent: Frame[] = [];
  * const link = new WorkerLink(
- *   { name: "10.0.0.5:40412 (w1)", lastHeard: 0, send: (f) => sent.push(f), evict() {} },
+ *   { name: "10.0.0.5:40412 (w1)", lastHeard: 0, version: 2, send: (f) => sent.push(f), evict() {} },
  *   {
  *     addProvider() {},
  *     updateProvider() {},
@@ -91,6 +96,8 @@ export class WorkerLink implements Provider, WorkerSessionHandler {
   services: ReadonlySet<string>;
   /** The slots it registered. */
   slots: number;
+  /** The services it lets balancers hedge (REGISTER, version 2), and after how long. */
+  hedge: ReadonlyMap<string, number | null>;
   /** Grants (READY) not used yet. */
   credit = 0;
   /** Whether it sent DRAIN. */
@@ -115,12 +122,14 @@ export class WorkerLink implements Provider, WorkerSessionHandler {
     host: ProviderHost,
     slots: number,
     services: ReadonlySet<string>,
+    hedge: ReadonlyMap<string, number | null> = new Map(),
   ) {
     this.#session = session;
     this.#host = host;
     this.name = `worker ${session.name}`;
     this.slots = slots;
     this.services = services;
+    this.hedge = hedge;
   }
 
   /** When the worker last sent anything (heartbeats included), Unix ms; for the status page. */
@@ -128,8 +137,16 @@ export class WorkerLink implements Provider, WorkerSessionHandler {
     return this.#session.lastHeard;
   }
 
-  /** A later REGISTER: new services or slots; it takes jobs again if it was draining. */
-  register(slots: number, services: ReadonlySet<string>): void {
+  /**
+   * A later REGISTER: new services, slots or hedging declarations; it takes jobs again if it
+   * was draining.
+   */
+  register(
+    slots: number,
+    services: ReadonlySet<string>,
+    hedge: ReadonlyMap<string, number | null> = new Map(),
+  ): void {
+    this.hedge = hedge;
     this.#host.updateProvider(this, services, slots);
     this.undrain();
   }
@@ -159,8 +176,10 @@ export class WorkerLink implements Provider, WorkerSessionHandler {
         priority: qj.priority,
         attempt: Math.min(255, qj.attempt - 1),
         queueDepth: this.#host.queueDepth(qj.service),
+        oldestWaitMs: this.#session.version >= 2 ? Math.min(0xffff, this.oldestWaitMs()) : 0,
         service: qj.service,
-        meta: jobMeta(job),
+        // A hedged copy says so (`ep-hedge: 1`, SPEC.md §9.10); attempt is the field above.
+        meta: jobMeta(job, 1, qj.hedgeCopy === true),
         body: job.body,
       });
     } catch (err) {
@@ -211,6 +230,7 @@ export class WorkerLink implements Provider, WorkerSessionHandler {
       seq: this.#beat,
       freeSlots: NOT_APPLICABLE,
       queueDepth: depth,
+      oldestWaitMs: this.oldestWaitMs(),
     });
   }
 
@@ -244,6 +264,14 @@ export class WorkerLink implements Provider, WorkerSessionHandler {
    */
   stats(_id: number, json: string): void {
     this.descriptions = describedServices(json, this.services);
+  }
+
+  /**
+   * How long the oldest job queued for its services has waited, whole ms (0 when none): the
+   * `oldest_wait_ms` of the version-2 REQUESTs and HEARTBEATs it is sent.
+   */
+  oldestWaitMs(): number {
+    return Math.round(this.#host.oldestWaitMs?.(this.services) ?? 0);
   }
 
   /** Its connection ended: it is detached, its jobs redelivered or failed. */

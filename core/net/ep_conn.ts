@@ -33,13 +33,20 @@ import {
   DEFAULT_PREFETCH,
   type Frame,
   isServiceName,
+  MAX_PROTOCOL_VERSION,
   MIN_MAX_PAYLOAD,
   NOT_APPLICABLE,
-  PROTOCOL_VERSION as VERSION,
 } from "../../protocol/ep_frames.ts";
 import { ErrorCode, type ProtocolError } from "../../protocol/errors.ts";
 import { JobError } from "../errors.ts";
-import { type Job, type JobHandler, type JobOrigin, type JobResult, replyProblem } from "../job.ts";
+import {
+  hedgeOf,
+  type Job,
+  type JobHandler,
+  type JobOrigin,
+  type JobResult,
+  replyProblem,
+} from "../job.ts";
 import { unsendableReply, withoutReserved } from "../ep_limits.ts";
 import type { Transport, TransportHandler } from "./transport.ts";
 import { type AccessOptions, admitted, isLoopback, statusAccess } from "./access.ts";
@@ -123,9 +130,14 @@ const MIN_HEARTBEAT_MS = 500;
 const DRAIN_LINGER_MS = 1_000;
 const EMPTY = new Uint8Array(0);
 const enc = new TextEncoder();
-// One encoder for every connection: `encode` returns a view valid until the next call,
-// and transports copy what they are given, so sharing it is safe on one thread.
-const encoder = new EpEncoder();
+// One encoder per version for every connection: `encode` returns a view valid until the
+// next call, and transports copy what they are given, so sharing it is safe on one thread.
+const encoders = Array.from(
+  { length: MAX_PROTOCOL_VERSION + 1 },
+  (_, v) => new EpEncoder({ version: Math.max(1, v) }),
+);
+/** The versions this server speaks, for messages. */
+const SPOKEN = `1-${MAX_PROTOCOL_VERSION}`;
 
 /** A client's request in flight; the job's origin (abandoned once cancelled or gone). */
 class InFlight implements JobOrigin {
@@ -151,6 +163,8 @@ export class EpConnection implements TransportHandler {
   #opts: EpOptions;
   #decoder: EpDecoder;
   #state: "hello" | "open" | "closing" = "hello";
+  /** The version agreed in HELLO/WELCOME (1 until then). */
+  #version = 1;
   #inFlight = new Map<number, InFlight>();
   #paused = false;
   #maxInFlight: number;
@@ -209,7 +223,7 @@ export class EpConnection implements TransportHandler {
     if (prefix[3] === 0) {
       this.#fatal(
         ErrorCode.UNSUPPORTED_VERSION,
-        `Unsupported protocol version "0" in the preface: this server speaks ${VERSION}`,
+        `Unsupported protocol version "0" in the preface: this server speaks ${SPOKEN}`,
       );
       return;
     }
@@ -302,14 +316,21 @@ export class EpConnection implements TransportHandler {
       // Heartbeats carry status, so they go out every interval even when traffic flows.
       this.#lastBeat = now;
       this.#hbSeq = (this.#hbSeq + 1) >>> 0;
-      // To a worker, the beat carries the queue depth of its services (SPEC.md §6.5).
-      const depth = this.#link ? this.#link.queueDepth() : NONE;
-      this.#send({ type: "heartbeat", seq: this.#hbSeq, freeSlots: NONE, queueDepth: depth });
+      // To a worker, the beat carries the queue depth of its services and (version 2) how
+      // long the oldest of those jobs has waited (SPEC.md §6.5).
+      const link = this.#link;
+      this.#send({
+        type: "heartbeat",
+        seq: this.#hbSeq,
+        freeSlots: NONE,
+        queueDepth: link ? link.queueDepth() : NONE,
+        oldestWaitMs: link?.oldestWaitMs ? link.oldestWaitMs() : NONE,
+      });
     }
   }
 
   #send(frame: Frame): void {
-    this.#t.write(encoder.encode(frame));
+    this.#t.write(encoders[this.#version].encode(frame));
   }
 
   #fatal(code: number, message: string): void {
@@ -357,7 +378,7 @@ export class EpConnection implements TransportHandler {
         break;
       case "register":
         if (this.#role !== 2) break;
-        this.#onRegister(f.slots, f.services);
+        this.#onRegister(f.slots, f.services, f.hedgeMs);
         return;
       case "ready":
         if (this.#role !== 2 || !this.#link) break;
@@ -454,17 +475,22 @@ export class EpConnection implements TransportHandler {
     }
   }
 
-  #onRegister(slots: number, services: string[]): void {
+  #onRegister(slots: number, services: string[], hedgeMs?: number[]): void {
     const host = this.#opts.workers!;
     if (slots === 0) {
       this.#fatal(ErrorCode.MALFORMED, "REGISTER with zero slots");
       return;
     }
+    // Version 2: the services a worker lets balancers hedge, and after how long (§6.3).
+    const hedge = new Map<string, number | null>();
+    hedgeMs?.forEach((ms, i) => {
+      if (ms !== 0) hedge.set(services[i], ms === NONE ? null : ms);
+    });
     if (this.#link) {
-      this.#link.register(slots, new Set(services));
+      this.#link.register(slots, new Set(services), hedge);
     } else {
       const name = this.#peerName ? `${this.#t.remote} (${this.#peerName})` : this.#t.remote;
-      this.#link = host.attach(this.#session(name), slots, new Set(services));
+      this.#link = host.attach(this.#session(name), slots, new Set(services), hedge);
     }
     // Its STATS answer carries its service descriptions (SPEC.md §6.7).
     if (this.#link.stats) this.#send({ type: "statsRequest", id: ++this.#statsAsked >>> 0 });
@@ -479,6 +505,9 @@ export class EpConnection implements TransportHandler {
       get lastHeard() {
         return conn.#lastHeard;
       },
+      get version() {
+        return conn.#version;
+      },
       send: (frame) => {
         if (this.#state !== "closing") this.#send(frame);
       },
@@ -488,10 +517,12 @@ export class EpConnection implements TransportHandler {
   }
 
   #onHello(f: Extract<Frame, { type: "hello" }>): void {
-    if (f.minVersion > VERSION || f.maxVersion < VERSION) {
+    // The highest version both speak (SPEC.md §9.2); the decoder checked min ≤ max.
+    const version = Math.min(f.maxVersion, MAX_PROTOCOL_VERSION);
+    if (version < f.minVersion) {
       this.#fatal(
         ErrorCode.UNSUPPORTED_VERSION,
-        `No common version: peer speaks ${f.minVersion}-${f.maxVersion}, server ${VERSION}`,
+        `No common version: peer speaks ${f.minVersion}-${f.maxVersion}, server ${SPOKEN}`,
       );
       return;
     }
@@ -537,12 +568,15 @@ export class EpConnection implements TransportHandler {
     this.#lastBeat = Date.now();
     this.#send({
       type: "welcome",
-      version: VERSION,
+      version,
       maxPayload: this.#opts.maxPayload ?? DEFAULT_MAX_PAYLOAD,
       heartbeatMs: this.#heartbeatMs,
       prefetch: f.role === 2 ? this.#opts.prefetch ?? DEFAULT_PREFETCH : 0,
       serverName: this.#opts.serverName ?? "ep",
     });
+    // Every frame after WELCOME has the agreed version's layout, both ways (§9.2).
+    this.#version = version;
+    this.#decoder.version = version;
   }
 
   #onRequest(f: Extract<Frame, { type: "request" }>): void {
@@ -592,8 +626,10 @@ export class EpConnection implements TransportHandler {
       method: "EP",
       path: "/" + f.service,
       query: "",
-      // ep's own keys (SPEC.md §10) are ep's to set: a client's are dropped.
+      // ep's own keys (SPEC.md §10) are ep's to set: a client's are dropped, after ep read
+      // what it reads (`ep-hedge`).
       headers: withoutReserved(f.meta),
+      hedge: hedgeOf(f.meta),
       body: f.body.slice(),
       deadlineMs: f.deadlineMs,
       priority: f.priority,
@@ -693,12 +729,15 @@ function frameName(f: Frame): string {
 export interface WorkerHost {
   /**
    * A worker sent its first REGISTER (`slots` > 0, its `services`): returns what takes its
-   * frames from now on, until {@linkcode WorkerSessionHandler.closed}.
+   * frames from now on, until {@linkcode WorkerSessionHandler.closed}. `hedge` (version 2)
+   * names the services whose jobs the worker lets balancers hedge (SPEC.md §9.10): after
+   * that many ms, or after the service's recent p95 service time (null).
    */
   attach(
     session: WorkerSession,
     slots: number,
     services: ReadonlySet<string>,
+    hedge?: ReadonlyMap<string, number | null>,
   ): WorkerSessionHandler;
 }
 
@@ -708,6 +747,11 @@ export interface WorkerSession {
   readonly name: string;
   /** When the worker last sent anything (heartbeats included), Unix ms. */
   readonly lastHeard: number;
+  /**
+   * The protocol version agreed with the worker (SPEC.md §9.2): version 2 carries the
+   * oldest queued job's wait in REQUEST and HEARTBEAT.
+   */
+  readonly version: number;
   /**
    * Sends a frame to the worker; dropped once the connection is closing. A frame EP cannot
    * carry throws what the encoder throws (`RangeError`, `FrameTooLargeError`), nothing sent.
@@ -722,8 +766,15 @@ export interface WorkerSession {
 
 /** What the host does with a registered worker's frames. */
 export interface WorkerSessionHandler {
-  /** A later REGISTER: the worker's slots or services changed (a reload); it takes jobs again. */
-  register(slots: number, services: ReadonlySet<string>): void;
+  /**
+   * A later REGISTER: the worker's slots or services changed (a reload); it takes jobs again.
+   * `hedge` as in {@linkcode WorkerHost.attach}.
+   */
+  register(
+    slots: number,
+    services: ReadonlySet<string>,
+    hedge?: ReadonlyMap<string, number | null>,
+  ): void;
   /** READY: the worker granted `credit` more jobs. */
   grant(credit: number): void;
   /**
@@ -742,6 +793,11 @@ export interface WorkerSessionHandler {
    * text, which may describe its services (SPEC.md §6.7). Without it none is asked for.
    */
   stats?(id: number, json: string): void;
+  /**
+   * How long the oldest job waiting for the worker's services has waited, ms (0 when none):
+   * the `oldest_wait_ms` of version-2 heartbeats to it (SPEC.md §6.5). Absent: not reported.
+   */
+  oldestWaitMs?(): number;
   /** The connection ended or was closed (`reason`); no frame follows. */
   closed(reason: string): void;
 }

@@ -26,6 +26,7 @@ import {
 } from "../../protocol/http_parser.ts";
 import { CONTINUE_100, errorResponse, writeResponse } from "../../protocol/http_writer.ts";
 import {
+  hedgeOf,
   type Job,
   JobError,
   type JobHandler,
@@ -240,11 +241,13 @@ export class HttpConnection implements TransportHandler {
       method: r.method,
       path: r.path,
       query: r.query,
-      // ep reads ep-timeout and ep-priority; no ep- field reaches a handler (SPEC.md §10).
+      // ep reads ep-timeout, ep-priority and ep-hedge; no ep- field reaches a handler
+      // (SPEC.md §10).
       headers: withoutReserved(r.headers),
       body: r.body,
       deadlineMs: deadlineOf(r.headers),
       priority: priorityOf(r.headers),
+      hedge: hedgeOf(r.headers),
       remote: this.#t.remote,
       origin: this,
     };

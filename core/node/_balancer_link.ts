@@ -10,7 +10,12 @@
 import { getLogger } from "@logtape/logtape";
 import { EpDecoder } from "../../protocol/ep_decoder.ts";
 import { encodePreface, EpEncoder } from "../../protocol/ep_encoder.ts";
-import { type Frame, NOT_APPLICABLE, PROTOCOL_VERSION } from "../../protocol/ep_frames.ts";
+import {
+  type Frame,
+  MAX_PROTOCOL_VERSION,
+  NOT_APPLICABLE,
+  PROTOCOL_VERSION,
+} from "../../protocol/ep_frames.ts";
 import { ErrorCode } from "../../protocol/errors.ts";
 import { oneLine } from "../escape.ts";
 import { connect as tcpConnect, type Transport } from "../net/transport.ts";
@@ -56,6 +61,12 @@ export interface JobSource {
   credit: number;
   /** Jobs it has waiting for this worker's services (its last report). */
   readonly queued: number;
+  /**
+   * How long, at `now` (`performance.now()` ms), the oldest job it has waiting for this
+   * worker's services has waited, from its last report; NaN when it reports no waits (an
+   * EP version 1 balancer). Meaningful only while {@linkcode JobSource.queued} > 0.
+   */
+  oldestWaitMs(now: number): number;
   /** Answers job `id` with a reply. */
   reply(
     id: number,
@@ -79,6 +90,11 @@ export interface LinkOwner {
   /** Slots not taken by the jobs it holds (status for HEARTBEAT and REPLY). */
   readonly freeSlots: number;
   readonly pool: { readonly services: readonly string[] };
+  /**
+   * The services balancers may hedge, and after how long (ms, or null: after the service's
+   * recent p95): REGISTER's version-2 section (SPEC.md §6.3).
+   */
+  readonly hedge?: ReadonlyMap<string, number | null>;
   /** Hands out free capacity as credit. */
   regrant(): void;
   /** A job arrived on `link`. */
@@ -114,15 +130,28 @@ export class BalancerLink implements JobSource {
   credit = 0;
   demand = 0;
   prefetch = 0;
+  /** The version agreed in WELCOME. */
+  version = PROTOCOL_VERSION;
+  /**
+   * When (`performance.now()` ms) the oldest job waiting at the balancer arrived there, from
+   * its last report (version 2: REQUEST, HEARTBEAT); NaN: not reported.
+   */
+  #oldestAt = NaN;
 
   /** The queue depth the balancer reported last (REQUEST, HEARTBEAT). */
   get queued(): number {
     return this.demand;
   }
+
+  /** The oldest wait the balancer reported last, aged to `now` (a {@linkcode JobSource}). */
+  oldestWaitMs(now: number): number {
+    return now - this.#oldestAt;
+  }
   #node: LinkOwner;
   #opts: BalancerLinkOptions;
   #t: Transport | null = null;
   #encoder = new EpEncoder();
+  #decoder: EpDecoder | null = null;
   #heartbeatMs = 0;
   // On the transport's reading clock: time the worker was not reading (its output to the
   // balancer backed up) is not the balancer's silence.
@@ -205,9 +234,13 @@ export class BalancerLink implements JobSource {
     this.gen++;
     this.credit = 0;
     this.demand = 0;
+    this.#oldestAt = NaN;
     this.drained = false;
+    // Version 1 until WELCOME says otherwise (SPEC.md §9.2).
+    this.version = PROTOCOL_VERSION;
+    this.#encoder.version = PROTOCOL_VERSION;
     return new Promise((resolve) => {
-      const decoder = new EpDecoder({
+      const decoder = this.#decoder = new EpDecoder({
         frame: (f) => this.#onFrame(f),
         error: (e) => {
           log.warn("Bad frame from balancer {addr}: {message}", {
@@ -235,12 +268,12 @@ export class BalancerLink implements JobSource {
         },
       });
       this.#lastRead = t.readingMs(Date.now());
-      t.write(encodePreface(PROTOCOL_VERSION));
+      t.write(encodePreface(MAX_PROTOCOL_VERSION));
       this.send({
         type: "hello",
         role: 2,
         minVersion: PROTOCOL_VERSION,
-        maxVersion: PROTOCOL_VERSION,
+        maxVersion: MAX_PROTOCOL_VERSION,
         heartbeatMs: this.#opts.heartbeatMs ?? 1_000,
         name: this.#opts.name ?? "ep-worker",
         token: this.#opts.token ?? "",
@@ -298,6 +331,20 @@ export class BalancerLink implements JobSource {
   #onFrame(f: Frame): void {
     switch (f.type) {
       case "welcome":
+        if (f.version < PROTOCOL_VERSION || f.version > MAX_PROTOCOL_VERSION) {
+          this.send({
+            type: "error",
+            id: 0,
+            code: ErrorCode.UNSUPPORTED_VERSION,
+            message: `Version ${f.version} is outside ${PROTOCOL_VERSION}-${MAX_PROTOCOL_VERSION}`,
+          });
+          this.#t?.end();
+          return;
+        }
+        // Every frame from now on has the agreed version's layout, both ways.
+        this.version = f.version;
+        this.#encoder.version = f.version;
+        this.#decoder!.version = f.version;
         this.open = true;
         this.#failures = 0;
         this.#heartbeatMs = f.heartbeatMs;
@@ -315,17 +362,23 @@ export class BalancerLink implements JobSource {
           });
         }
         this.#unreachable = 0;
+        // The REGISTER sent with HELLO had the version-1 layout: now say what may be hedged.
+        if (this.version >= 2 && (this.#node.hedge?.size ?? 0) > 0) this.register();
         if (this.#node.draining) this.sendDrain(0);
         this.#node.regrant();
         break;
       case "request":
         this.credit = Math.max(0, this.credit - 1);
         this.demand = f.queueDepth === NOT_APPLICABLE ? 0 : f.queueDepth;
+        if (f.oldestWaitMs !== undefined) this.#oldestAt = performance.now() - f.oldestWaitMs;
         this.#node.run(this, f);
         break;
       case "heartbeat":
         if (f.queueDepth !== NOT_APPLICABLE) {
           this.demand = f.queueDepth;
+          if (f.oldestWaitMs !== undefined && f.oldestWaitMs !== NOT_APPLICABLE) {
+            this.#oldestAt = performance.now() - f.oldestWaitMs;
+          }
           if (this.demand > 0 && this.credit === 0) this.#node.regrant();
         }
         break;
@@ -398,11 +451,20 @@ export class BalancerLink implements JobSource {
     this.send({ type: "ready", credit: n });
   }
 
+  /**
+   * Sends REGISTER: the worker's slots and services, and (version 2, once agreed) after how
+   * long each may be hedged (NA: after its p95; 0: never).
+   */
   register(): void {
+    const services = [...this.#node.pool.services];
+    const hedge = this.#node.hedge;
     this.send({
       type: "register",
       slots: this.#node.slots,
-      services: [...this.#node.pool.services],
+      services,
+      hedgeMs: this.version >= 2 && hedge && hedge.size > 0
+        ? services.map((s) => hedge.has(s) ? hedge.get(s) ?? NOT_APPLICABLE : 0)
+        : undefined,
     });
   }
 

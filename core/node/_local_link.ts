@@ -67,10 +67,15 @@ export class LocalLink implements Provider, JobSource {
     return n;
   }
 
+  /** How long the oldest of them has waited, ms (the balancer's own clock, exact). */
+  oldestWaitMs(_now: number): number {
+    return this.#balancer.oldestWaitMs(this.services);
+  }
+
   // ---- the balancer's provider ----
 
   dispatch(qj: QueuedJob): void {
-    const meta = jobMeta(qj.job, qj.attempt);
+    const meta = jobMeta(qj.job, qj.attempt, qj.hedgeCopy === true);
     // Throws before taking anything when the metadata cannot be encoded (Provider.dispatch).
     const encoded = meta.length > 0 ? encodeMeta(meta) : undefined;
     this.credit--;

@@ -60,6 +60,14 @@ export interface HandlerSource {
    */
   services?: readonly string[];
   /**
+   * Services whose handlers are idempotent, so that a balancer may hedge their jobs (send a
+   * copy of one that runs long to another worker; SPEC.md §9.10): after that many ms, or
+   * (null) after the service's recent p95 service time. Told to the balancers this node
+   * pulls from (REGISTER), and to its own balancer when it listens (unless
+   * `balancer.hedge` names the service: that wins).
+   */
+  hedge?: ReadonlyMap<string, number | null>;
+  /**
    * Starts the pool instead of `HandlerPool.start`, given the same options: `InlinePool`
    * runs a map of functions on this thread.
    */
@@ -231,6 +239,8 @@ export async function startNode(options: NodeOptions): Promise<Node> {
     const own = options.balancer;
     // Its own handlers' services are coming (the threads start after it listens).
     const declared = options.handlers ? options.handlers.services ?? "any" : [];
+    const hedge: Record<string, { ms?: number }> = {};
+    for (const [name, ms] of options.handlers?.hedge ?? []) hedge[name] = ms === null ? {} : { ms };
     // The monitor sees every job; a caller's observer and internal pages still run; the
     // autoscaler learns each job's queue wait.
     const observers: BalancerObserver[] = [m];
@@ -239,6 +249,7 @@ export async function startNode(options: NodeOptions): Promise<Node> {
     balancer = new Balancer({
       ...own,
       expectServices: expected(own?.expectServices, declared),
+      hedge: { ...hedge, ...own?.hedge },
       observer: observers.length === 1 ? m : {
         job: (...a) => {
           for (const o of observers) o.job(...a);
@@ -309,6 +320,7 @@ export async function startNode(options: NodeOptions): Promise<Node> {
       timeouts,
       descriptions: options.descriptions,
       exposeErrors: options.exposeErrors,
+      hedge: options.handlers?.hedge,
       observer: waits ? new QueueWaitEstimate(waits) : undefined,
     });
     if (balancer) {

@@ -3,14 +3,24 @@
  * slots, and *pulls*: a balancer may only send it as many jobs as it has granted with
  * READY frames. Jobs run on this process's handler-thread pool.
  *
- * Credit policy (SPEC.md §9.5): the worker's capacity is `C = slots + prefetch`. It keeps
- * `held + Σ credit ≤ C`, where `held` counts jobs received and not yet answered and
- * `credit` the grants a balancer has not used yet. A freed slot is granted to the balancer
- * reporting the deepest queue (every REQUEST and HEARTBEAT carries `queue_depth`), or,
- * when none has work waiting, to the one holding the least credit. A balancer with work
+ * Credit policy (SPEC.md §9.5, {@linkcode nextCredit}): the worker's capacity is
+ * `C = slots + prefetch`. It keeps `held + Σ credit ≤ C`, where `held` counts jobs received
+ * and not yet answered (and cancelled jobs whose handler still runs) and `credit` the grants
+ * a balancer has not used yet. With one balancer, all of it is granted to that balancer,
+ * which decides when to use the prefetch. With several, a freed slot goes to the balancer
+ * whose oldest waiting job is oldest (every version-2 REQUEST and HEARTBEAT carries how long
+ * it has waited; a version-1 balancer only its queue depth, and then the deepest queue per
+ * credit wins), so that their clients see one queue's tail; when none has work waiting,
+ * free slots (not the prefetch) are parked with the balancer holding the least credit, so
+ * that the next job anywhere is dispatched without a round trip. A balancer with work
  * waiting and no credit, while all capacity is parked elsewhere, gets one extra grant, so
  * that no balancer waits on another's idle credit: a worker attached to `B` balancers holds
  * at most `slots + prefetch + (B − 1)` jobs.
+ *
+ * A job cancelled while its handler runs (CANCEL, or its deadline) is answered when its slot
+ * is free again (the handler returned, or stopped on its signal; a Lua handler runs to its
+ * end): until then it still counts as held, so no balancer is granted a slot still taken,
+ * and a balancer's count of the jobs the worker holds stays true (SPEC.md §9.6).
  *
  * Its pool may grow and shrink while it runs (`autoscaler.ts`): the worker then registers
  * its new slot count with every balancer (a new REGISTER, as on reload) and grants the new
@@ -80,6 +90,11 @@ export interface WorkerNodeOptions extends BalancerLinkOptions {
    * one with the request id, the message going to this process's log (`job_errors.ts`).
    */
   exposeErrors?: boolean;
+  /**
+   * Services balancers may hedge (their handlers are idempotent), and after how long: ms,
+   * or null for the service's recent p95 (REGISTER, SPEC.md §6.3, §9.10).
+   */
+  hedge?: ReadonlyMap<string, number | null>;
   /** Told of every job from a balancer and every answer (the autoscaler's wait estimate). */
   observer?: WorkerObserver;
 }
@@ -90,6 +105,74 @@ export interface WorkerObserver {
   request(service: string, queueDepth: number): void;
   /** A job was answered. */
   answered(service: string): void;
+}
+
+/** How a source with work waiting ranks for the extra grant: its oldest wait, else its depth. */
+function rank(v: CreditSource): number {
+  return Number.isNaN(v.waitMs) ? v.queued : v.waitMs;
+}
+
+/** What the credit policy reads of one job source ({@linkcode nextCredit}). */
+export interface CreditSource {
+  /** Credit it holds: granted and not used yet. */
+  readonly credit: number;
+  /** Jobs it reported waiting for this worker's services. */
+  readonly queued: number;
+  /** How long the oldest of them has waited, ms; NaN when it does not say (EP version 1). */
+  readonly waitMs: number;
+}
+
+/**
+ * The worker's credit policy (SPEC.md §9.5): the index of the source that gets the next
+ * credit, or -1 for none, when the worker has `slots` slots, a capacity of `cap` (slots and
+ * prefetch) and `used` of it taken (jobs held and credit granted).
+ *
+ * - One source: it gets everything up to `cap` (the balancer decides when to prefetch).
+ * - Several, some with waiting jobs not covered by the credit it holds (`queued > credit`):
+ *   the one whose next uncovered job has waited longest, estimated as `waitMs × (1 −
+ *   credit / queued)` (its jobs spread evenly in age); ties to the most uncovered jobs.
+ *   When one of them does not report waits, all are ranked by `queued / (credit + 1)`.
+ * - Several, none with work uncovered: a free slot (`used < slots`) is parked with the
+ *   source holding the least credit (the first on a tie); the prefetch is not.
+ *
+ * @example
+ * ```ts
+ * import { nextCredit } from "./worker.ts";
+ * const a = { credit: 0, queued: 8, waitMs: 5 };
+ * const b = { credit: 0, queued: 1, waitMs: 12 };
+ * console.assert(nextCredit([a, b], 1, 5, 1) === 1); // b's job waited longest
+ * ```
+ */
+export function nextCredit(
+  sources: readonly CreditSource[],
+  slots: number,
+  cap: number,
+  used: number,
+): number {
+  if (used >= cap) return -1;
+  if (sources.length === 1) return sources[0].credit < cap ? 0 : -1;
+  let ages = true;
+  for (const l of sources) if (l.queued > l.credit && Number.isNaN(l.waitMs)) ages = false;
+  let best = -1;
+  let bestKey = -Infinity;
+  let bestUncovered = 0;
+  for (let i = 0; i < sources.length; i++) {
+    const l = sources[i];
+    const uncovered = l.queued - l.credit;
+    if (uncovered <= 0 || l.credit >= cap) continue;
+    const key = ages ? l.waitMs * (1 - l.credit / l.queued) : l.queued / (l.credit + 1);
+    if (key > bestKey || (key === bestKey && uncovered > bestUncovered)) {
+      best = i;
+      bestKey = key;
+      bestUncovered = uncovered;
+    }
+  }
+  if (best >= 0 || used >= slots) return best;
+  for (let i = 0; i < sources.length; i++) {
+    if (sources[i].credit >= cap) continue;
+    if (best < 0 || sources[i].credit < sources[best].credit) best = i;
+  }
+  return best;
 }
 
 interface Held {
@@ -121,6 +204,11 @@ export class WorkerNode {
   #local: { job: PoolJob; h: Held }[] = [];
   /** Jobs in the pool, and their pool job ids (for CANCEL). */
   #inPool = new Map<Held, number>();
+  /**
+   * Cancelled or timed-out jobs answered by the pool while their handler still holds its
+   * slot, oldest first: answered (and no longer held) as slots free up.
+   */
+  #stopping: { h: Held; err: Error }[] = [];
   #draining = false;
   #closed = false;
   #idleWaiters: (() => void)[] = [];
@@ -190,6 +278,11 @@ export class WorkerNode {
   /** The most jobs held at once since start (to check the bound in SPEC.md §9.5). */
   get peakHeld(): number {
     return this.#peakHeld;
+  }
+
+  /** The services balancers may hedge ({@linkcode WorkerNodeOptions.hedge}). */
+  get hedge(): ReadonlyMap<string, number | null> | undefined {
+    return this.#opts.hedge;
   }
 
   /** Balancers currently connected and welcomed. */
@@ -381,12 +474,35 @@ export class WorkerNode {
     }
   }
 
-  /** Slots freed with no reply to report (a timed-out job let go): start queued jobs. */
+  /**
+   * Slots freed with no reply to report (a cancelled or timed-out job's handler let go):
+   * answer those jobs, start queued ones.
+   */
   #slotsFreed(): void {
+    if (this.#stopped()) this.#afterAnswers();
     while (this.#local.length > 0 && this.#pool.freeSlots > 0) {
       const next = this.#local.shift()!;
       this.#submit(next.job, next.h);
     }
+  }
+
+  /** Slots the pool holds for jobs this worker has answered or is answering: handlers still stopping. */
+  #stoppingSlots(): number {
+    return Math.max(0, this.#pool.jobsInFlight - this.#inPool.size);
+  }
+
+  /**
+   * Answers the stopping jobs whose slots are free again (oldest first: the pool does not
+   * say which job let go, only how many slots are taken). Returns whether any was.
+   */
+  #stopped(): boolean {
+    let any = false;
+    while (this.#stopping.length > this.#stoppingSlots()) {
+      const { h, err } = this.#stopping.shift()!;
+      this.#answer(h, err, null);
+      any = true;
+    }
+    return any;
   }
 
   #submit(job: PoolJob, h: Held): void {
@@ -417,8 +533,38 @@ export class WorkerNode {
     reply: JobReply | null,
     fail?: { code: number; message: string },
   ): void {
+    const inPool = this.#inPool.delete(h);
+    if (
+      inPool && err instanceof JobError &&
+      (err.code === ErrorCode.CANCELLED || err.code === ErrorCode.TIMEOUT) &&
+      this.#stoppingSlots() > this.#stopping.length
+    ) {
+      // Its handler still holds the slot (a Lua handler runs to its end): answer the job
+      // when the slot is free, so that nobody is granted a slot still taken (SPEC.md §9.6).
+      this.#stopping.push({ h, err });
+      return;
+    }
+    this.#answer(h, err, reply, fail);
+    this.#stopped();
+    this.#afterAnswers();
+  }
+
+  /** After answers: the capacity they freed is granted again; a drain may end. */
+  #afterAnswers(): void {
+    this.regrant();
+    if (this.#held === 0) {
+      for (const w of this.#idleWaiters.splice(0)) w();
+    }
+  }
+
+  /** Answers a job it holds through its source, and starts a locally queued one. */
+  #answer(
+    h: Held,
+    err: Error | null,
+    reply: JobReply | null,
+    fail?: { code: number; message: string },
+  ): void {
     this.#held--;
-    this.#inPool.delete(h);
     this.#opts.observer?.answered(h.service);
     // Start a locally queued (prefetched) job in the slot just freed.
     while (this.#local.length > 0 && this.#pool.freeSlots > 0) {
@@ -453,10 +599,6 @@ export class WorkerNode {
         h.link.error(h.id, je.code, oneLine(je.message));
       }
     }
-    this.regrant();
-    if (this.#held === 0) {
-      for (const w of this.#idleWaiters.splice(0)) w();
-    }
   }
 
   /** @internal Hands out free capacity as credit (see the module doc). */
@@ -466,32 +608,36 @@ export class WorkerNode {
     const open = this.#sources.filter((l) => l.open && !l.drained);
     if (open.length === 0) return;
     const cap = this.capacity;
-    let used = this.#held + open.reduce((n, l) => n + l.credit, 0);
+    // Credit the balancers held before this call: capacity parked with them.
+    const parked = open.reduce((n, l) => n + l.credit, 0);
+    let used = this.#held + parked;
     const grants = new Map<JobSource, number>();
-    const give = (l: JobSource) => {
+    const now = performance.now();
+    const views = open.map((l) => ({
+      credit: l.credit,
+      queued: l.queued,
+      waitMs: l.queued > 0 ? l.oldestWaitMs(now) : NaN,
+    }));
+    const give = (i: number) => {
+      const l = open[i];
       l.credit++;
+      views[i].credit++;
       used++;
       grants.set(l, (grants.get(l) ?? 0) + 1);
     };
-    while (used < cap) {
-      let best: JobSource | null = null;
-      for (const l of open) {
-        if (l.credit >= cap) continue;
-        if (
-          !best ||
-          (l.queued > 0 && (best.queued === 0 || l.queued / (l.credit + 1) >
-              best.queued / (best.credit + 1))) ||
-          (l.queued === 0 && best.queued === 0 && l.credit < best.credit)
-        ) {
-          best = l;
-        }
+    for (let i; (i = nextCredit(views, this.#slots, cap, used)) >= 0;) give(i);
+    // Work waiting at a balancer with no credit while capacity is parked (as credit) at
+    // another: one extra grant, oldest work first, so that none waits on credit another
+    // may never use. Capacity taken by jobs needs none: their answers free it, for the
+    // oldest work. (Credit granted in this call is not parked: it is for work waiting.)
+    if (parked > 0) {
+      const waiting = views.map((_, i) => i).filter((i) =>
+        views[i].queued > 0 && views[i].credit === 0
+      );
+      for (const i of waiting.sort((x, y) => rank(views[y]) - rank(views[x]))) {
+        if (used >= cap + open.length - 1) break;
+        give(i);
       }
-      if (!best) break;
-      give(best);
-    }
-    // Work waiting at a balancer with no credit while capacity is parked elsewhere.
-    for (const l of open) {
-      if (l.queued > 0 && l.credit === 0 && used < cap + open.length - 1) give(l);
     }
     for (const [l, n] of grants) l.grant(n);
   }

@@ -16,7 +16,7 @@ import {
 } from "../../protocol/ep_frames.ts";
 import { memoryPair, type MemoryTransport } from "../net/memory_transport.ts";
 import type { JobReply, PoolJob, ReplyCallback } from "../threads/pool.ts";
-import { WorkerNode, type WorkerPool } from "./worker.ts";
+import { type CreditSource, nextCredit, WorkerNode, type WorkerPool } from "./worker.ts";
 import { int, mulberry32, pick, type Rng } from "../../tests/fuzz/_mutate.ts";
 import { JobError } from "../errors.ts";
 import { ErrorCode } from "../../protocol/errors.ts";
@@ -82,13 +82,16 @@ class FakePool implements WorkerPool {
   }
   /** Pool job ids cancelled, in order. */
   readonly cancelled: number[] = [];
-  /** As `HandlerPool.cancel`: answered `cancelled` now (its slot stays taken until finished). */
+  /**
+   * As `HandlerPool.cancel`: answered `cancelled` now; its slot stays taken until its
+   * handler ends ({@linkcode FakePool.finish}), which then says so (`onSlotsAvailable`).
+   */
   cancel(id: number): boolean {
     const r = this.running.find((x) => x.job.id === id);
-    if (r === undefined) return false;
+    if (r === undefined || this.cancelled.includes(id)) return false;
     this.cancelled.push(id);
     const done = r.done;
-    r.done = () => {}; // a late reply is dropped
+    r.done = () => this.onSlotsAvailable?.(); // the late reply is dropped; the slot is free
     queueMicrotask(() => done(new JobError(ErrorCode.CANCELLED, "Cancelled"), null));
     return true;
   }
@@ -106,7 +109,8 @@ function describe(f: Frame): string | null {
     case "hello":
       return `HELLO role ${f.role}`;
     case "register":
-      return `REGISTER ${f.slots} ${f.services.join(",")}`;
+      return `REGISTER ${f.slots} ${f.services.join(",")}` +
+        (f.hedgeMs ? ` hedge ${f.hedgeMs.join(",")}` : "");
     case "ready":
       return `READY ${f.credit}`;
     case "reply":
@@ -124,22 +128,32 @@ function describe(f: Frame): string | null {
 
 /**
  * A balancer on the far end of the worker's in-memory connections: answers HELLO with
- * WELCOME, counts the credit it was granted, and sends REQUESTs only within it.
+ * WELCOME (choosing the highest version both speak, up to its own), counts the credit it was
+ * granted, and sends REQUESTs only within it.
  */
 class FakeBalancer {
   readonly prefetch: number;
+  /** The highest EP version it speaks (1: as before version 2 existed). */
+  readonly speaks: number;
   /** Connections the worker opened to it. */
   sessions = 0;
   /** Granted (READY) and not used by a REQUEST, in the current session. */
   credit = 0;
+  /** The preface version byte and the HELLO of the current session. */
+  preface = 0;
+  hello: Extract<Frame, { type: "hello" }> | null = null;
+  /** The last REGISTER of the current session. */
+  registered: Extract<Frame, { type: "register" }> | null = null;
   /** Frames received since the last {@linkcode take}, described. */
   #seen: string[] = [];
   #t: MemoryTransport | null = null;
   #encoder = new EpEncoder();
+  #decoder: EpDecoder | null = null;
   #nextId = 1;
 
-  constructor(prefetch: number) {
+  constructor(prefetch: number, speaks = PROTOCOL_VERSION) {
     this.prefetch = prefetch;
+    this.speaks = speaks;
   }
 
   /** Takes the worker's end of a new connection. */
@@ -147,14 +161,16 @@ class FakeBalancer {
     this.#t = t;
     this.sessions++;
     this.credit = 0;
+    this.#encoder.version = 1;
     let preface = 4; // the preface is not a frame
-    const decoder = new EpDecoder({
+    const decoder = this.#decoder = new EpDecoder({
       frame: (f) => this.#onFrame(f),
       error: (e) => assert.fail(`the worker sent a bad frame: ${e.message}`),
     });
     t.start({
       data: (chunk) => {
         const skip = Math.min(preface, chunk.length);
+        if (skip > 0 && preface === 4) this.preface = chunk[3] ?? 0;
         preface -= skip;
         if (skip < chunk.length) decoder.push(chunk.subarray(skip));
       },
@@ -166,15 +182,21 @@ class FakeBalancer {
     const line = describe(f);
     if (line !== null) this.#seen.push(line);
     if (f.type === "hello") {
+      this.hello = f;
+      const version = Math.min(f.maxVersion, this.speaks);
       this.#send({
         type: "welcome",
-        version: PROTOCOL_VERSION,
+        version,
         maxPayload: DEFAULT_MAX_PAYLOAD,
         // Long enough that no heartbeat timeout can fire during a test.
         heartbeatMs: 60_000,
         prefetch: this.prefetch,
         serverName: "fake",
       });
+      this.#encoder.version = version;
+      this.#decoder!.version = version;
+    } else if (f.type === "register") {
+      this.registered = f;
     } else if (f.type === "ready") {
       this.credit += f.credit;
     }
@@ -184,8 +206,11 @@ class FakeBalancer {
     this.#t!.write(this.#encoder.encode(f));
   }
 
-  /** Sends a REQUEST using one credit; `queueDepth` is what it reports waiting. */
-  request(queueDepth: number): number {
+  /**
+   * Sends a REQUEST using one credit; `queueDepth` is what it reports waiting, and (version
+   * 2) `oldestWaitMs` how long the oldest of those has waited.
+   */
+  request(queueDepth: number, oldestWaitMs = 0): number {
     assert.ok(this.credit > 0, "the fake balancer sends only within its credit");
     this.credit--;
     const id = this.#nextId++;
@@ -196,6 +221,7 @@ class FakeBalancer {
       priority: 0,
       attempt: 0,
       queueDepth,
+      oldestWaitMs,
       service: SERVICE,
       meta: [],
       body: new Uint8Array(0),
@@ -203,9 +229,18 @@ class FakeBalancer {
     return id;
   }
 
-  /** A HEARTBEAT reporting `queueDepth` jobs waiting for the worker's services. */
-  heartbeat(queueDepth: number): void {
-    this.#send({ type: "heartbeat", seq: 1, freeSlots: NOT_APPLICABLE, queueDepth });
+  /**
+   * A HEARTBEAT reporting `queueDepth` jobs waiting for the worker's services and (version
+   * 2) how long the oldest has waited.
+   */
+  heartbeat(queueDepth: number, oldestWaitMs = 0): void {
+    this.#send({
+      type: "heartbeat",
+      seq: 1,
+      freeSlots: NOT_APPLICABLE,
+      queueDepth,
+      oldestWaitMs,
+    });
   }
 
   drain(graceMs: number): void {
@@ -242,7 +277,7 @@ async function until(cond: () => boolean, what: string): Promise<void> {
 async function startWorker(
   slots: number,
   balancers: FakeBalancer[],
-  options: { prefetch?: number } = {},
+  options: { prefetch?: number; hedge?: ReadonlyMap<string, number | null> } = {},
 ): Promise<{ node: WorkerNode; pool: FakePool }> {
   const pool = new FakePool(slots);
   const byAddr = new Map(balancers.map((b, i) => [`balancer-${i}:7070`, b]));
@@ -250,6 +285,7 @@ async function startWorker(
     balancers: [...byAddr.keys()],
     pool,
     prefetch: options.prefetch,
+    hedge: options.hedge,
     reconnect: { minMs: 1, maxMs: 1 },
     dial: (addr) => {
       const [worker, balancer] = memoryPair();
@@ -334,20 +370,27 @@ Deno.test("worker gives a freed slot to the balancer holding less credit when no
   }
 });
 
-Deno.test("worker gives a freed slot to the balancer reporting the deeper queue, and to one with work waiting over one holding less credit", async () => {
+Deno.test("worker, balancers that report no waits (EP v1): a freed slot goes to the deeper queue per credit, and to one with work waiting over one holding less credit", async () => {
   const a = new FakeBalancer(1);
   const b = new FakeBalancer(1);
   // Capacity 3: slots 2, prefetch 1.
   const { node, pool } = await startWorker(2, [a, b]);
   try {
-    // Spread the credit: A uses its 3, the freed slots go to A (tie) then to B (less credit).
+    // A, welcomed first, was given all the capacity while alone, and uses it. The first
+    // answer frees only prefetch room (held 2 = slots), which is not parked with several
+    // balancers and no work waiting; the second frees a slot, parked with A (tie: first).
     a.request(0);
     a.request(0);
     a.request(0);
     await settle();
     pool.finish();
     await settle();
+    assert.deepEqual([a.credit, b.credit, node.held], [0, 0, 2]);
     pool.finish();
+    await settle();
+    assert.deepEqual([a.credit, b.credit, node.held], [1, 0, 1]);
+    // B has a job waiting: it gets the prefetch room.
+    b.heartbeat(1);
     await settle();
     assert.deepEqual([a.credit, b.credit, node.held], [1, 1, 1]);
     a.take();
@@ -396,23 +439,51 @@ Deno.test("worker holds at most slots + prefetch + (B - 1) jobs for B balancers,
   const { node } = await startWorker(1, bals);
   try {
     assert.deepEqual(bals.map((x) => x.credit), [2, 0, 0]);
-    a.request(9);
-    a.request(9);
-    await settle();
-    // B has work waiting and no credit while the capacity is taken: one extra grant each to
-    // the balancers waiting with none (A and B), never past the bound.
+    // B, then C, have work waiting and no credit while the capacity is parked at A (idle
+    // credit): one extra grant each, never past the bound.
     b.heartbeat(9);
     await settle();
-    assert.deepEqual(bals.map((x) => x.credit), [1, 1, 0]);
-    a.request(9);
-    b.request(9);
-    await settle();
-    // Four held: C, waiting with no credit, gets none, and nobody else does.
+    assert.deepEqual(bals.map((x) => x.credit), [2, 1, 0]);
     c.heartbeat(9);
+    await settle();
+    assert.deepEqual(bals.map((x) => x.credit), [2, 1, 1]);
+    a.request(0);
+    a.request(0);
+    b.request(9);
+    c.request(9);
+    await settle();
+    // Four held: waiting with no credit, nobody gets more.
+    a.heartbeat(9);
+    b.heartbeat(9);
     await settle();
     assert.deepEqual(bals.map((x) => x.credit), [0, 0, 0]);
     assert.equal(node.held, 4);
     assert.equal(node.peakHeld, 4);
+  } finally {
+    node.close();
+  }
+});
+
+Deno.test("worker gives no extra credit when its capacity is taken by jobs, not parked as credit: their answers free it for the oldest work", async () => {
+  const a = new FakeBalancer(1, 2);
+  const b = new FakeBalancer(1, 2);
+  // Capacity 2: slots 1, prefetch 1.
+  const { node, pool } = await startWorker(1, [a, b]);
+  try {
+    // Waits far apart: the real time the test takes cannot reorder them.
+    a.request(5, 3);
+    a.request(5, 3);
+    await settle();
+    a.take();
+    b.take();
+    b.heartbeat(1, 500);
+    await settle();
+    assert.deepEqual([a.credit, b.credit, node.held], [0, 0, 2], "no extra grant");
+    pool.finish();
+    await settle();
+    // The slot A's job freed goes to B, whose job has waited longest.
+    assert.deepEqual(a.take(), ["REPLY 1"]);
+    assert.deepEqual(b.take(), ["READY 1"]);
   } finally {
     node.close();
   }
@@ -548,28 +619,56 @@ Deno.test("worker reconnect resets the link's credit; held jobs still count, the
   }
 });
 
-Deno.test("worker: a CANCEL for a job already in its pool cancels it there and answers ERROR cancelled at once", async () => {
+Deno.test("worker: a CANCEL for a job running in its pool cancels it there; the job is answered, and its slot granted again, only when its handler lets the slot go", async () => {
   const a = new FakeBalancer(0);
   const { node, pool } = await startWorker(2, [a], { prefetch: 0 });
   try {
     assert.deepEqual(a.take(), ["HELLO role 2", `REGISTER 2 ${SERVICE}`, "READY 2"]);
     const first = a.request(0);
-    a.request(0);
+    const second = a.request(0);
     await settle();
     assert.equal(pool.running.length, 2);
     a.cancel(first);
     await settle();
     assert.deepEqual(pool.cancelled, [pool.running[0].job.id], "the pool is told which job");
-    assert.deepEqual(a.take(), [`ERROR ${first} ${ErrorCode.CANCELLED}`, "READY 1"]);
-    assert.equal(node.held, 1);
-    // The handler ends later: nothing more is sent for it.
+    // Its handler runs on (a Lua handler runs to its end): its slot is still taken, so no
+    // answer yet (the balancer keeps counting the job) and no credit for that slot.
+    assert.deepEqual(a.take(), []);
+    assert.equal(node.held, 2);
+    // The other job ends: its slot, not the cancelled one's, is granted again.
+    pool.finish(1);
+    await settle();
+    assert.deepEqual(a.take(), [`REPLY ${second}`, "READY 1"]);
+    // The cancelled job's handler ends: now it is answered, and its slot granted.
     pool.finish(0);
     await settle();
-    assert.deepEqual(a.take(), []);
+    assert.deepEqual(a.take(), [`ERROR ${first} ${ErrorCode.CANCELLED}`, "READY 1"]);
+    assert.equal(node.held, 0);
     a.cancel(first); // already answered: ignored
     await settle();
     assert.deepEqual(a.take(), []);
     assert.equal(pool.cancelled.length, 1);
+  } finally {
+    node.close();
+  }
+});
+
+Deno.test("worker: a CANCEL for a job waiting in the worker (prefetched) answers it at once; it never runs", async () => {
+  const a = new FakeBalancer(1);
+  const { node, pool } = await startWorker(1, [a], { prefetch: 1 });
+  try {
+    a.take();
+    a.request(0);
+    const waiting = a.request(0);
+    await settle();
+    assert.equal(pool.running.length, 1);
+    a.cancel(waiting);
+    await settle();
+    assert.deepEqual(a.take(), [`ERROR ${waiting} ${ErrorCode.CANCELLED}`, "READY 1"]);
+    assert.deepEqual(pool.cancelled, []);
+    pool.finish();
+    await settle();
+    assert.equal(pool.running.length, 0, "the cancelled job never started");
   } finally {
     node.close();
   }
@@ -636,6 +735,199 @@ Deno.test("worker: its own balancer (listen and connect) and a remote one share 
     own.close();
     node.close();
   }
+});
+
+// --- several balancers: the oldest waiting job first (EP version 2, SPEC.md §9.5) ----------
+
+Deno.test("worker offers EP versions 1-2 (preface 2): a version-1 balancer is spoken version 1, a version-2 one version 2", async () => {
+  const a = new FakeBalancer(1, 1);
+  const b = new FakeBalancer(1, 2);
+  const { node, pool } = await startWorker(2, [a, b]);
+  try {
+    for (const x of [a, b]) {
+      assert.equal(x.preface, 2);
+      assert.deepEqual([x.hello?.minVersion, x.hello?.maxVersion], [1, 2]);
+    }
+    // Each decodes the other's frames with the agreed version's layouts (a fake that read
+    // a frame of the wrong layout fails the test): a v2 REQUEST with a wait, answered.
+    a.take();
+    b.take();
+    const ja = a.request(3, 7);
+    await settle();
+    b.heartbeat(1, 9); // B, with work waiting, gets credit
+    await settle();
+    const jb = b.request(3, 7);
+    await settle();
+    pool.finish();
+    pool.finish();
+    await settle();
+    assert.deepEqual(a.take().filter((l) => l.startsWith("REPLY")), [`REPLY ${ja}`]);
+    assert.deepEqual(b.take().filter((l) => l.startsWith("REPLY")), [`REPLY ${jb}`]);
+    assert.equal(node.connected, 2);
+  } finally {
+    node.close();
+  }
+});
+
+Deno.test("worker gives a freed slot to the balancer whose oldest waiting job is oldest, not the one with the deeper queue", async () => {
+  const a = new FakeBalancer(0, 2);
+  const b = new FakeBalancer(0, 2);
+  // One slot, no prefetch: every freed slot is one credit.
+  const { node, pool } = await startWorker(1, [a, b]);
+  try {
+    assert.deepEqual([a.credit, b.credit], [1, 0]);
+    a.take();
+    b.take();
+    // A's job runs; A reports 10 jobs waiting, the oldest for 5 ms; B one, for 400 ms.
+    a.request(10, 5);
+    await settle();
+    b.heartbeat(1, 400);
+    await settle();
+    assert.deepEqual([a.credit, b.credit], [0, 0], "no extra: the capacity is a running job");
+    pool.finish();
+    await settle();
+    assert.deepEqual(a.take(), ["REPLY 1"]);
+    assert.deepEqual(b.take(), ["READY 1"]);
+    // Now B's job runs; A's oldest has waited 600 ms, B's next 2 ms: A gets the slot.
+    b.request(30, 2);
+    await settle();
+    a.heartbeat(10, 600);
+    await settle();
+    pool.finish();
+    await settle();
+    assert.deepEqual(b.take(), ["REPLY 1"]);
+    assert.deepEqual(a.take(), ["READY 1"]);
+    assert.equal(node.held, 0);
+  } finally {
+    node.close();
+  }
+});
+
+Deno.test("worker next to a balancer that reports no waits (EP v1) ranks every balancer by queue depth per credit", async () => {
+  const a = new FakeBalancer(0, 1);
+  const b = new FakeBalancer(0, 2);
+  const { node, pool } = await startWorker(1, [a, b]);
+  try {
+    a.take();
+    b.take();
+    a.request(10);
+    await settle();
+    b.heartbeat(1, 900); // the older job, but A cannot say how old its are
+    await settle();
+    pool.finish();
+    await settle();
+    assert.deepEqual(a.take(), ["REPLY 1", "READY 1"]);
+    assert.deepEqual(b.take(), []);
+    assert.equal(node.held, 0);
+  } finally {
+    node.close();
+  }
+});
+
+Deno.test("worker with several balancers and no work waiting parks its free slots, not its prefetch; the prefetch goes to work waiting", async () => {
+  const a = new FakeBalancer(2, 2);
+  const b = new FakeBalancer(2, 2);
+  // Capacity 3: one slot, prefetch 2. A, welcomed alone first, got all 3.
+  const { node, pool } = await startWorker(1, [a, b]);
+  try {
+    assert.deepEqual([a.credit, b.credit], [3, 0]);
+    a.request(0);
+    a.request(0);
+    a.request(0);
+    await settle();
+    pool.finish();
+    await settle();
+    pool.finish();
+    await settle();
+    assert.deepEqual([a.credit, b.credit, node.held], [0, 0, 1], "prefetch room is not parked");
+    pool.finish();
+    await settle();
+    assert.deepEqual([a.credit, b.credit, node.held], [1, 0, 0], "the free slot is");
+    // B has work waiting: it gets the prefetch room (one credit per uncovered job).
+    b.heartbeat(2, 1);
+    await settle();
+    assert.deepEqual([a.credit, b.credit], [1, 2]);
+  } finally {
+    node.close();
+  }
+});
+
+Deno.test("worker: a balancer with work waiting is not starved by idle credit parked with another whose last report is stale", async () => {
+  const a = new FakeBalancer(0, 2);
+  const b = new FakeBalancer(0, 2);
+  // One slot, no prefetch. A reported work waiting and got the slot's credit; its jobs then
+  // went elsewhere (it sends nothing): the credit is idle, but A's last report says 3.
+  const { node } = await startWorker(1, [a, b]);
+  try {
+    a.heartbeat(3, 20);
+    await settle();
+    assert.deepEqual([a.credit, b.credit], [1, 0]);
+    a.take();
+    b.take();
+    b.heartbeat(1, 5);
+    await settle();
+    // The capacity is parked as credit: B gets one extra grant (the B − 1 bound).
+    assert.deepEqual([a.credit, b.credit], [1, 1]);
+    assert.deepEqual(b.take(), ["READY 1"]);
+    assert.equal(node.held, 0);
+  } finally {
+    node.close();
+  }
+});
+
+Deno.test("worker registers the services balancers may hedge once version 2 is agreed (REGISTER hedge_ms: NA for the p95, else ms); none to a version-1 balancer", async () => {
+  const a = new FakeBalancer(1, 1);
+  const b = new FakeBalancer(1, 2);
+  const hedge = new Map<string, number | null>([[SERVICE, null]]);
+  const { node } = await startWorker(1, [a, b], { hedge });
+  try {
+    assert.deepEqual(a.take(), ["HELLO role 2", `REGISTER 1 ${SERVICE}`, "READY 2"]);
+    const seen = b.take();
+    assert.deepEqual(seen.slice(0, 3), [
+      "HELLO role 2",
+      `REGISTER 1 ${SERVICE}`,
+      `REGISTER 1 ${SERVICE} hedge ${NOT_APPLICABLE}`,
+    ]);
+    assert.deepEqual(b.registered?.hedgeMs, [NOT_APPLICABLE]);
+  } finally {
+    node.close();
+  }
+  const c = new FakeBalancer(1, 2);
+  const w2 = await startWorker(1, [c], { hedge: new Map([[SERVICE, 50]]) });
+  try {
+    assert.deepEqual(c.registered?.hedgeMs, [50]);
+  } finally {
+    w2.node.close();
+  }
+});
+
+Deno.test("nextCredit: one source gets everything; several, the oldest uncovered work (estimated), then free slots parked with the least credit", () => {
+  const v = (credit: number, queued: number, waitMs = NaN): CreditSource => ({
+    credit,
+    queued,
+    waitMs,
+  });
+  // One source: up to the capacity, whatever it reports.
+  assert.equal(nextCredit([v(0, 0)], 1, 3, 2), 0);
+  assert.equal(nextCredit([v(3, 0)], 1, 3, 2), -1);
+  assert.equal(nextCredit([v(0, 9)], 1, 3, 3), -1, "capacity used up");
+  // Several: the oldest work.
+  assert.equal(nextCredit([v(0, 9, 10), v(0, 1, 30)], 1, 3, 1), 1);
+  assert.equal(nextCredit([v(0, 9, 40), v(0, 1, 30)], 1, 3, 1), 0);
+  // Its next uncovered job: 40 ms × (1 − 2/4) = 20 < 30.
+  assert.equal(nextCredit([v(2, 4, 40), v(0, 1, 30)], 1, 5, 3), 1);
+  // Covered work (credit ≥ queued) does not count.
+  assert.equal(nextCredit([v(2, 2, 90), v(0, 1, 30)], 1, 5, 3), 1);
+  // Equal ages: the most uncovered jobs.
+  assert.equal(nextCredit([v(0, 2, 10), v(0, 5, 10)], 1, 3, 1), 1);
+  // A source that reports no waits: all by queue depth per credit.
+  assert.equal(nextCredit([v(0, 9), v(0, 1, 300)], 1, 3, 1), 0);
+  assert.equal(nextCredit([v(1, 9), v(0, 6, 300)], 1, 5, 1), 1, "9/2 < 6/1");
+  // No work uncovered: a free slot goes to the least credit (first on a tie); no prefetch.
+  assert.equal(nextCredit([v(1, 0), v(0, 0)], 2, 4, 1), 1);
+  assert.equal(nextCredit([v(0, 0), v(0, 0)], 2, 4, 1), 0);
+  assert.equal(nextCredit([v(1, 0), v(0, 0)], 2, 4, 2), -1, "used ≥ slots: prefetch room");
+  assert.equal(nextCredit([v(1, 1, 5), v(0, 0)], 1, 4, 1), -1, "covered work is none");
 });
 
 Deno.test("worker registers its new slot count when its pool grows, and grants the new capacity", async () => {

@@ -498,6 +498,7 @@ export class Monitor implements BalancerObserver {
         host.finish(p, job, result);
       },
       queueDepth: (service) => host.queueDepth(service),
+      oldestWaitMs: (services) => host.oldestWaitMs?.(services) ?? 0,
     };
   }
 

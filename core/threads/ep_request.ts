@@ -114,6 +114,13 @@ export interface EpRequest {
    */
   readonly attempt: number;
   /**
+   * Whether this run is a hedged copy (`ep-hedge: 1`): the balancer sent the job to this
+   * worker as well because it ran long where it was first sent; the first answer wins and
+   * the other run's signal fires (SPEC.md §9.10). Its `attempt` is one more than the
+   * original's. Only jobs of services marked idempotent, or whose request allowed it, are.
+   */
+  readonly hedge: boolean;
+  /**
    * Milliseconds the job has left before it is answered `timeout`, read now (whole ms, 0
    * once past); Infinity for a job without a deadline (one given straight to a pool
    * without one). Pass it on: `ctx.call(s, body, { timeoutMs: req.deadlineMs })`.
@@ -160,6 +167,8 @@ export interface EpRequestInit {
   id?: string;
   /** The delivery attempt, from 1 (the default). */
   attempt?: number;
+  /** A hedged copy. Default false. */
+  hedge?: boolean;
   /** Time the job has, in ms from now. Default: none (`deadlineMs` is Infinity). */
   deadlineMs?: number;
   /** The request's signal follows this one (it aborts with the same reason). */
@@ -192,6 +201,7 @@ export function createRequest(init: EpRequestInit): EpRequest {
   if (init.attempt !== undefined && init.attempt > 1) {
     meta.push(["ep-attempt", String(init.attempt)]);
   }
+  if (init.hedge === true) meta.push(["ep-hedge", "1"]);
   if (init.headers !== undefined) meta.push(...fieldPairs(init.headers, "Request header"));
   const body = init.body ?? EMPTY;
   const req = new JobRequest({
@@ -338,6 +348,10 @@ export class JobRequest implements EpRequest {
     return this.#decoded().attempt;
   }
 
+  get hedge(): boolean {
+    return this.#decoded().hedge;
+  }
+
   get deadlineMs(): number {
     const d = this.#deadline;
     return d === undefined ? Infinity : Math.max(0, Math.floor(d - performance.now()));
@@ -415,6 +429,7 @@ export class JobRequest implements EpRequest {
       else if (k === "ep-query") f.query = pair[1];
       else if (k === "ep-request-id") f.id = pair[1];
       else if (k === "ep-attempt") f.attempt = Math.max(1, Number(pair[1]) || 1);
+      else if (k === "ep-hedge") f.hedge = pair[1] === "1";
     }
     if (pairs.length > 0) f.headers = new FieldList(pairs);
     return f;
@@ -429,6 +444,7 @@ class Fields {
   query = "";
   id = "";
   attempt = 1;
+  hedge = false;
   headers: RequestHeaders = NO_FIELDS;
   params: URLSearchParams | null = null;
 

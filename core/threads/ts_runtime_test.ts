@@ -62,14 +62,14 @@ function randomString(rng: Rng, max: number, limit: number): string {
   return String.fromCharCode(...Array.from({ length: int(rng, max + 1) }, () => int(rng, limit)));
 }
 
-Deno.test("property: an EpRequest reads back the method, path, query, id, attempt and headers of any job metadata, ep- entries apart", () => {
+Deno.test("property: an EpRequest reads back the method, path, query, id, attempt, hedge and headers of any job metadata, ep- entries apart", () => {
   const rng = mulberry32(0x15ad);
   const names = ["x-a", "x-b", "content-type", "accept", "ep-future", "ep-method", "ep-attempt"];
   for (let round = 0; round < 500; round++) {
     const http = rng() < 0.5;
     const limit = http ? 0x100 : 0x3000;
     const meta: [string, string][] = [];
-    const want = { method: "EP", path: "/svc", query: "", id: "", attempt: 1 };
+    const want = { method: "EP", path: "/svc", query: "", id: "", attempt: 1, hedge: false };
     if (http) {
       want.method = ["GET", "POST", "PATCH"][int(rng, 3)];
       want.path = "/" + randomString(rng, 12, 0x7f);
@@ -83,6 +83,10 @@ Deno.test("property: an EpRequest reads back the method, path, query, id, attemp
     if (rng() < 0.3) {
       want.attempt = 2 + int(rng, 5);
       meta.push(["ep-attempt", String(want.attempt)]);
+    }
+    if (rng() < 0.3) {
+      want.hedge = true;
+      meta.push(["ep-hedge", "1"]);
     }
     for (let i = int(rng, 6); i > 0; i--) {
       const name = names[int(rng, names.length)];
@@ -103,6 +107,7 @@ Deno.test("property: an EpRequest reads back the method, path, query, id, attemp
     assert.equal(req.query, want.query, where);
     assert.equal(req.id, want.id, where);
     assert.equal(req.attempt, want.attempt, where);
+    assert.equal(req.hedge, want.hedge, where);
     assert.deepEqual([...req.headers], fields, where);
     for (const name of names.filter((n) => !n.startsWith("ep-"))) {
       const values = fields.filter(([k]) => k === name).map(([, v]) => v);
