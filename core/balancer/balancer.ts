@@ -522,9 +522,11 @@ export class Balancer {
   /** Queues or dispatches a job and resolves with its answer. */
   submit(job: Job): JobResult | Promise<JobResult> {
     if (this.#router.isEndpoint(job)) return this.#router.endpoint(job);
-    if (this.#closed) throw new JobError(ErrorCode.SHUTTING_DOWN, "Balancer is shutting down");
     // Before routing: a routing function sees the request id too.
     job.requestId ??= requestIdOf(job);
+    if (this.#closed) {
+      throw this.#refuse(null, job, "", ErrorCode.SHUTTING_DOWN, "Balancer is shutting down");
+    }
     let service: string | Promise<string>;
     try {
       service = this.#router.service(job);
@@ -539,17 +541,25 @@ export class Balancer {
 
   /** A route function failed: logged with the request id; the client is told only that. */
   #routeFailed(job: Job, err: unknown): JobError {
-    if (err instanceof JobError) return err;
+    if (err instanceof JobError) return this.#refuse(null, job, "", err.code, err.message);
     log.error("Route function failed for {path} (request {requestId}): {error}", {
       path: job.path,
       requestId: job.requestId,
       error: err,
     });
-    return new JobError(ErrorCode.INTERNAL, `Routing failed (request ${job.requestId})`);
+    return this.#refuse(
+      null,
+      job,
+      "",
+      ErrorCode.INTERNAL,
+      `Routing failed (request ${job.requestId})`,
+    );
   }
 
   #submitTo(job: Job, service: string): JobResult | Promise<JobResult> {
-    if (service === "") throw new JobError(ErrorCode.NO_SERVICE, "No service named in the path");
+    if (service === "") {
+      throw this.#refuse(null, job, "", ErrorCode.NO_SERVICE, "No service named in the path");
+    }
     const s = this.#services.get(service);
     const now = this.#now();
     if (!s || s.providers.length === 0) {

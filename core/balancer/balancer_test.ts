@@ -1638,3 +1638,13 @@ Deno.test("balancer tells how long the oldest job queued for some services has w
   assert.equal(r.balancer.oldestWaitMs(["c", "a"]), 30);
   r.close();
 });
+
+Deno.test("balancer observer: refusals before a service is known (no service in the path, shutting down) are told too", async () => {
+  const r = new Rig();
+  r.submit("j1", "");
+  r.close();
+  r.submit("j2", "svc");
+  await r.settled();
+  assert.deepEqual(r.answers, ["j1:no_service", "j2:shutting_down"]);
+  assert.deepEqual(r.observed.map(([s, o]) => [s, o]), [["", "no_service"], ["", "shutting_down"]]);
+});
