@@ -18,7 +18,7 @@ import { memoryPair, type MemoryTransport } from "../net/memory_transport.ts";
 import type { JobReply, PoolJob, ReplyCallback } from "../threads/pool.ts";
 import { type CreditSource, nextCredit, WorkerNode, type WorkerPool } from "./worker.ts";
 import { int, mulberry32, pick, type Rng } from "../../tests/fuzz/_mutate.ts";
-import { JobError } from "../errors.ts";
+import { JobError, JobTimeoutError } from "../errors.ts";
 import { ErrorCode } from "../../protocol/errors.ts";
 
 const SERVICE = "svc";
@@ -27,7 +27,7 @@ const SERVICE = "svc";
 class FakePool implements WorkerPool {
   readonly services: readonly string[] = [SERVICE];
   onSlotsAvailable: (() => void) | undefined = undefined;
-  readonly running: { job: PoolJob; done: ReplyCallback }[] = [];
+  readonly running: { job: PoolJob; done: ReplyCallback; freed?: () => void }[] = [];
   #slots: number;
 
   constructor(slots: number) {
@@ -72,9 +72,9 @@ class FakePool implements WorkerPool {
   serves(service: string): boolean {
     return this.services.includes(service);
   }
-  submit(job: PoolJob, done: ReplyCallback): boolean {
+  submit(job: PoolJob, done: ReplyCallback, freed?: () => void): boolean {
     if (this.freeSlots <= 0) return false;
-    this.running.push({ job, done });
+    this.running.push({ job, done, freed });
     return true;
   }
   close(): Promise<void> {
@@ -95,10 +95,34 @@ class FakePool implements WorkerPool {
     queueMicrotask(() => done(new JobError(ErrorCode.CANCELLED, "Cancelled"), null));
     return true;
   }
-  /** Finishes the `i`-th running job (oldest first) with an empty 200 reply. */
+  /** Pool job ids timed out, in order. */
+  readonly timedOut: number[] = [];
+  /**
+   * As `HandlerPool`'s deadline: the `i`-th running job is answered `timeout` now (the
+   * pool's `JobTimeoutError`); its slot stays taken until its handler ends
+   * ({@linkcode FakePool.finish}).
+   */
+  timeOut(i = 0): void {
+    const r = this.running[i];
+    this.timedOut.push(r.job.id);
+    const done = r.done;
+    r.done = () => this.onSlotsAvailable?.();
+    done(new JobTimeoutError(100), null);
+  }
+  /** Whether the `i`-th running job was answered already (cancelled or timed out). */
+  answered(i: number): boolean {
+    const id = this.running[i].job.id;
+    return this.cancelled.includes(id) || this.timedOut.includes(id);
+  }
+  /**
+   * Finishes the `i`-th running job (oldest first) with an empty 200 reply: its slot is
+   * free (`freed`, as a pool's release), then its reply is delivered (dropped when it was
+   * answered already, and `onSlotsAvailable` called instead).
+   */
   finish(i = 0): void {
-    const [{ job, done }] = this.running.splice(i, 1);
+    const [{ job, done, freed }] = this.running.splice(i, 1);
     const reply: JobReply = { id: job.id, status: 200, meta: new Uint8Array(0), body: job.body };
+    freed?.();
     done(null, reply);
   }
 }
@@ -648,6 +672,34 @@ Deno.test("worker: a CANCEL for a job running in its pool cancels it there; the 
     await settle();
     assert.deepEqual(a.take(), []);
     assert.equal(pool.cancelled.length, 1);
+  } finally {
+    node.close();
+  }
+});
+
+Deno.test("worker: a job answered timeout while its handler still runs is answered when its own slot is free, and holds back no other job's answer", async () => {
+  const a = new FakeBalancer(0);
+  const { node, pool } = await startWorker(2, [a], { prefetch: 0 });
+  try {
+    a.take();
+    const first = a.request(0);
+    const second = a.request(0);
+    await settle();
+    a.cancel(first);
+    await settle();
+    // The second job's deadline passes in the pool: its handler runs on, its slot is taken.
+    pool.timeOut(1);
+    await settle();
+    assert.deepEqual(a.take(), [], "no answer, and no credit, while both slots are taken");
+    assert.equal(node.held, 2);
+    // The cancelled job's handler lets go: it is answered now, whatever the other does.
+    pool.finish(0);
+    await settle();
+    assert.deepEqual(a.take(), [`ERROR ${first} ${ErrorCode.CANCELLED}`, "READY 1"]);
+    pool.finish(0);
+    await settle();
+    assert.deepEqual(a.take(), [`ERROR ${second} ${ErrorCode.TIMEOUT}`, "READY 1"]);
+    assert.equal(node.held, 0);
   } finally {
     node.close();
   }
