@@ -574,6 +574,117 @@ Deno.test("worker credit bound holds over random requests, heartbeats, answers, 
   }
 });
 
+Deno.test("worker answers every job exactly once and gives back every slot, over random requests, CANCELs, timeouts, answers, drains and reconnects", async () => {
+  for (let seed = 1; seed <= 16; seed++) {
+    const rng: Rng = mulberry32(seed);
+    const count = 1 + int(rng, 3);
+    const slots = 1 + int(rng, 3);
+    const prefetch = int(rng, 3);
+    const bound = slots + prefetch + (count - 1);
+    const bals = Array.from({ length: count }, () => new FakeBalancer(prefetch));
+    const draining = new Set<FakeBalancer>();
+    // Per balancer: the jobs sent in its current session, and how often each was answered.
+    const sent = bals.map(() => new Set<number>());
+    const answers = bals.map(() => new Map<number, number>());
+    const { node, pool } = await startWorker(slots, bals, { prefetch });
+    const trail: string[] = [];
+    const observe = (what: string) => {
+      bals.forEach((b, i) => {
+        for (const line of b.take()) {
+          const m = /^(?:REPLY|ERROR) (\d+)/.exec(line);
+          if (m === null) continue;
+          const id = Number(m[1]);
+          assert.ok(
+            sent[i].has(id),
+            `balancer ${i} got an answer to ${id}, not of its session (${what})`,
+          );
+          const n = (answers[i].get(id) ?? 0) + 1;
+          answers[i].set(id, n);
+          assert.equal(n, 1, `balancer ${i}: job ${id} answered ${n} times (${what})`);
+        }
+      });
+      // A slot still taken is a job still held: no job is answered before its slot is free.
+      assert.ok(
+        node.held >= pool.running.length,
+        `held ${node.held} < slots taken ${pool.running.length} (${what})`,
+      );
+      const live = bals.filter((y) => !draining.has(y)).reduce((n, y) => n + y.credit, 0);
+      assert.ok(
+        node.held + live <= bound,
+        `held + credit ${node.held + live} > ${bound} (${what})`,
+      );
+    };
+    try {
+      for (let step = 0; step < 150; step++) {
+        const x = pick(rng, bals);
+        const i = bals.indexOf(x);
+        const roll = int(rng, 100);
+        if (roll < 35) {
+          if (x.credit > 0 && !draining.has(x)) {
+            sent[i].add(x.request(int(rng, 6)));
+            trail.push(`${i} request`);
+          }
+        } else if (roll < 45) {
+          x.heartbeat(int(rng, 6));
+          trail.push(`${i} heartbeat`);
+        } else if (roll < 58) {
+          if (sent[i].size > 0) {
+            const id = pick(rng, [...sent[i]]);
+            x.cancel(id);
+            trail.push(`${i} cancel ${id}`);
+          }
+        } else if (roll < 70) {
+          const open = pool.running.map((_, k) => k).filter((k) => !pool.answered(k));
+          if (open.length > 0) {
+            pool.timeOut(pick(rng, open));
+            trail.push("timeout");
+          }
+        } else if (roll < 94) {
+          if (pool.running.length > 0) {
+            pool.finish(int(rng, pool.running.length));
+            trail.push("finish");
+          }
+        } else if (roll < 97) {
+          x.drain(60_000);
+          draining.add(x);
+          trail.push(`${i} drain`);
+        } else {
+          const sessions = x.sessions;
+          observe(trail.slice(-6).join(", "));
+          x.hangUp();
+          draining.delete(x);
+          // Its jobs' answers are dropped now: the balancer redelivered them.
+          sent[i].clear();
+          answers[i].clear();
+          trail.push(`${i} reconnect`);
+          await until(
+            () => x.sessions > sessions && node.connected === count,
+            `balancer ${i} to reconnect`,
+          );
+        }
+        await settle();
+        observe(`seed ${seed}, step ${step}: ${trail.slice(-6).join(", ")}`);
+      }
+      // Every handler ends: every job is answered, every slot is free, nothing is held.
+      for (let round = 0; round < 100 && (pool.running.length > 0 || node.held > 0); round++) {
+        while (pool.running.length > 0) pool.finish(0);
+        await settle();
+        observe(`seed ${seed}, the end`);
+      }
+      assert.equal(pool.running.length, 0);
+      assert.equal(node.held, 0, `seed ${seed}: jobs still held at the end`);
+      bals.forEach((_, i) => {
+        for (const id of sent[i]) {
+          assert.equal(answers[i].get(id), 1, `seed ${seed}: balancer ${i}, job ${id} answered`);
+        }
+      });
+    } finally {
+      node.close();
+    }
+    await settle();
+  }
+});
+
 Deno.test("worker sends no READY to a balancer that sent DRAIN; its unused credit goes to the others", async () => {
   const a = new FakeBalancer(1);
   const b = new FakeBalancer(1);
