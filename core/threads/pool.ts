@@ -75,6 +75,7 @@ import {
   RingMessageTooLargeError,
 } from "../errors.ts";
 import {
+  CANCEL_DEADLINE,
   CTL_INTERRUPT,
   KIND_CALL,
   KIND_CALL_ERROR,
@@ -1215,10 +1216,21 @@ export class HandlerPool implements JobPool, ScalablePool {
           this.#release(t, slot);
         } else {
           // Running or queued on the thread: the slot stays taken until the thread lets
-          // go of the job; ask the runtime to interrupt it.
+          // go of the job; ask the runtime to interrupt it, and the thread to drop it at
+          // once if it still waits there (not when the jobs ahead of it end).
           t.callbacks[slot] = null;
           this.#deadlines.clear(t, slot);
           Atomics.store(t.ctl, CTL_INTERRUPT, t.tickets[slot]);
+          if (t.webWorker !== null) {
+            t.writeRecord(
+              KIND_CANCEL,
+              t.tickets[slot],
+              CANCEL_DEADLINE,
+              null,
+              EMPTY,
+              this.#serviceIndex,
+            );
+          }
         }
         if (cb !== null) {
           this.#failed++;
