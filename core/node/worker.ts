@@ -468,6 +468,22 @@ export class WorkerNode {
   }
 
   /**
+   * @internal The connection of `source`'s current session ended: the jobs it left waiting
+   * here (prefetched, not started) are dropped, as the balancer redelivers them; their
+   * capacity is granted again. Jobs already in the pool run on; their answers are dropped.
+   */
+  lost(source: JobSource): void {
+    const gone = this.#local.filter((x) => x.h.link === source && x.h.gen === source.gen);
+    if (gone.length === 0) return;
+    this.#local = this.#local.filter((x) => !gone.includes(x));
+    for (const { h } of gone) {
+      this.#held--;
+      this.#opts.observer?.answered(h.service);
+    }
+    this.#afterAnswers();
+  }
+
+  /**
    * @internal A balancer cancelled a job: drop it if it has not started, else cancel it in
    * the pool (answered `cancelled` through its callback; its handler is told).
    */

@@ -754,6 +754,58 @@ Deno.test("worker reconnect resets the link's credit; held jobs still count, the
   }
 });
 
+Deno.test("worker: after a reload, a CANCEL reaches the job on the old pool, which is answered when its handler there lets go", async () => {
+  const a = new FakeBalancer(0);
+  const { node, pool } = await startWorker(1, [a], { prefetch: 0 });
+  try {
+    a.take();
+    const first = a.request(0);
+    await settle();
+    const reloaded = node.replacePool(new FakePool(1));
+    await settle();
+    a.cancel(first);
+    await settle();
+    assert.deepEqual(pool.cancelled, [pool.running[0].job.id], "the old pool is told");
+    assert.deepEqual(a.take().filter((l) => l.startsWith("ERROR")), []);
+    pool.finish(0);
+    await settle();
+    assert.deepEqual(a.take().filter((l) => l.startsWith("ERROR")), [
+      `ERROR ${first} ${ErrorCode.CANCELLED}`,
+    ]);
+    assert.equal(node.held, 0);
+    await reloaded;
+  } finally {
+    node.close();
+  }
+});
+
+Deno.test("worker drops the jobs a lost balancer left waiting in the worker (prefetched): they never run, their capacity is granted again", async () => {
+  const a = new FakeBalancer(1);
+  const { node, pool } = await startWorker(1, [a], { prefetch: 1 });
+  try {
+    a.take();
+    a.request(0);
+    a.request(0);
+    await settle();
+    assert.equal(pool.running.length, 1);
+    assert.equal(node.held, 2);
+    a.hangUp();
+    await until(() => a.sessions === 2 && node.connected === 1, "the worker to reconnect");
+    await settle();
+    // The balancer redelivers both: the running one still holds its slot, the waiting one
+    // is gone.
+    assert.equal(node.held, 1);
+    assert.equal(a.credit, 1);
+    pool.finish(0);
+    await settle();
+    assert.equal(pool.running.length, 0, "the lost session's waiting job never ran");
+    assert.equal(node.held, 0);
+    assert.equal(a.credit, 2);
+  } finally {
+    node.close();
+  }
+});
+
 Deno.test("worker: a CANCEL for a job running in its pool cancels it there; the job is answered, and its slot granted again, only when its handler lets the slot go", async () => {
   const a = new FakeBalancer(0);
   const { node, pool } = await startWorker(2, [a], { prefetch: 0 });
