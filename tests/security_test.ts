@@ -371,7 +371,10 @@ ep.service("errtable", function() error({ code = 7 }) end)
       }),
       504,
     );
-    await sleep(1_500); // the slot is free again
+    // The slot is free again once the first job's handler (it ignores its signal) ends: the
+    // balancer counts it until the worker answers (SPEC.md §9.6), and the worker answers
+    // when that job's own slot is free, whatever the other timed-out jobs do.
+    await waitStats(addr, (s) => s.providers.every((p) => p.busy === 0));
     // Overloaded: one running, one prefetched, two queued (max_queue 2), the rest refused.
     const hold = [1, 2, 3, 4, 5, 6].map(() =>
       c.request("sleep", "300", { timeoutMs: 10_000 }).catch(() => {})

@@ -101,6 +101,8 @@ export interface LinkOwner {
   run(link: BalancerLink, f: Extract<Frame, { type: "request" }>): void;
   /** The balancer cancelled job `id` on `link`. */
   cancel(link: BalancerLink, id: number): void;
+  /** `link`'s session ended: the jobs it left waiting (not started) are dropped. */
+  lost(link: BalancerLink): void;
 }
 
 const log = getLogger(["ep", "worker"]);
@@ -263,6 +265,8 @@ export class BalancerLink implements JobSource {
           clearInterval(this.#timer);
           t.close();
           this.#t = null;
+          // Its jobs still waiting in the worker are redelivered by the balancer: dropped.
+          this.#node.lost(this);
           this.#node.regrant();
           resolve();
         },

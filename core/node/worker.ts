@@ -19,8 +19,11 @@
  *
  * A job cancelled while its handler runs (CANCEL, or its deadline) is answered when its slot
  * is free again (the handler returned, or stopped on its signal; a Lua handler runs to its
- * end): until then it still counts as held, so no balancer is granted a slot still taken,
- * and a balancer's count of the jobs the worker holds stays true (SPEC.md §9.6).
+ * end; a prefetched job waiting on its thread ends when the thread reaches it): until then
+ * it still counts as held, so no balancer is granted a slot still taken, and a balancer's
+ * count of the jobs the worker holds stays true (SPEC.md §9.6). The pool says which job's
+ * slot was freed (`submit`'s `onFreed`), so each such job is answered exactly once, when its
+ * own slot is free, whatever other jobs' handlers do.
  *
  * Its pool may grow and shrink while it runs (`autoscaler.ts`): the worker then registers
  * its new slot count with every balancer (a new REGISTER, as on reload) and grants the new
@@ -51,7 +54,9 @@ const log = getLogger(["ep", "worker"]);
 
 /**
  * What the worker uses of its handler-thread pool: a {@linkcode HandlerPool} has it (tests
- * pass a pool whose jobs they finish by hand).
+ * pass a pool whose jobs they finish by hand). Its `submit` must call `onFreed` when the
+ * job's slot is free again: a job answered `cancelled` or `timeout` while its handler still
+ * runs is answered to its balancer only then.
  */
 export type WorkerPool =
   & Pick<
@@ -190,6 +195,8 @@ interface Held {
    * here is run with what is left, not with its whole deadline again.
    */
   deadline: number;
+  /** Its pool slot is free again (the pool's `onFreed`); false until it held one. */
+  freed: boolean;
 }
 
 /** A running module worker. */
@@ -202,13 +209,13 @@ export class WorkerNode {
   #slots: number;
   #held = 0;
   #local: { job: PoolJob; h: Held }[] = [];
-  /** Jobs in the pool, and their pool job ids (for CANCEL). */
-  #inPool = new Map<Held, number>();
+  /** Jobs in a pool, with the pool (an older one after a reload) and their pool job ids. */
+  #inPool = new Map<Held, { pool: WorkerPool; id: number }>();
   /**
    * Cancelled or timed-out jobs answered by the pool while their handler still holds its
-   * slot, oldest first: answered (and no longer held) as slots free up.
+   * slot: each answered (and no longer held) when the pool says its slot is free.
    */
-  #stopping: { h: Held; err: Error }[] = [];
+  #stopping = new Map<Held, Error>();
   #draining = false;
   #closed = false;
   #idleWaiters: (() => void)[] = [];
@@ -445,6 +452,7 @@ export class WorkerNode {
       requestId,
       cancelled: false,
       deadline: performance.now() + limit,
+      freed: false,
     };
     const job: PoolJob = { id: ++this.#seq, service, meta, body };
     this.#held++;
@@ -460,6 +468,22 @@ export class WorkerNode {
   }
 
   /**
+   * @internal The connection of `source`'s current session ended: the jobs it left waiting
+   * here (prefetched, not started) are dropped, as the balancer redelivers them; their
+   * capacity is granted again. Jobs already in the pool run on; their answers are dropped.
+   */
+  lost(source: JobSource): void {
+    const gone = this.#local.filter((x) => x.h.link === source && x.h.gen === source.gen);
+    if (gone.length === 0) return;
+    this.#local = this.#local.filter((x) => !gone.includes(x));
+    for (const { h } of gone) {
+      this.#held--;
+      this.#opts.observer?.answered(h.service);
+    }
+    this.#afterAnswers();
+  }
+
+  /**
    * @internal A balancer cancelled a job: drop it if it has not started, else cancel it in
    * the pool (answered `cancelled` through its callback; its handler is told).
    */
@@ -469,40 +493,31 @@ export class WorkerNode {
       const [{ h }] = this.#local.splice(i, 1);
       this.#done(h, null, null, { code: ErrorCode.CANCELLED, message: "Cancelled" });
     }
-    for (const [h, job] of this.#inPool) {
-      if (h.link === link && h.id === id && h.gen === link.gen) this.#pool.cancel?.(job);
+    for (const [h, { pool, id: job }] of this.#inPool) {
+      // The pool it runs on: after a reload, maybe the old one.
+      if (h.link === link && h.id === id && h.gen === link.gen) pool.cancel?.(job);
     }
   }
 
-  /**
-   * Slots freed with no reply to report (a cancelled or timed-out job's handler let go):
-   * answer those jobs, start queued ones.
-   */
+  /** Slots freed with no reply to report (a thread restarted or added): start queued jobs. */
   #slotsFreed(): void {
-    if (this.#stopped()) this.#afterAnswers();
     while (this.#local.length > 0 && this.#pool.freeSlots > 0) {
       const next = this.#local.shift()!;
       this.#submit(next.job, next.h);
     }
   }
 
-  /** Slots the pool holds for jobs this worker has answered or is answering: handlers still stopping. */
-  #stoppingSlots(): number {
-    return Math.max(0, this.#pool.jobsInFlight - this.#inPool.size);
-  }
-
   /**
-   * Answers the stopping jobs whose slots are free again (oldest first: the pool does not
-   * say which job let go, only how many slots are taken). Returns whether any was.
+   * The pool freed job `h`'s slot. A job it answered `cancelled` or `timeout` while its
+   * handler held the slot is answered now; any other is answered by its reply callback.
    */
-  #stopped(): boolean {
-    let any = false;
-    while (this.#stopping.length > this.#stoppingSlots()) {
-      const { h, err } = this.#stopping.shift()!;
-      this.#answer(h, err, null);
-      any = true;
-    }
-    return any;
+  #freed(h: Held): void {
+    h.freed = true;
+    const err = this.#stopping.get(h);
+    if (err === undefined) return;
+    this.#stopping.delete(h);
+    this.#answer(h, err, null);
+    this.#afterAnswers();
   }
 
   #submit(job: PoolJob, h: Held): void {
@@ -516,15 +531,16 @@ export class WorkerNode {
       job.deadlineMs = left;
     }
     let ok: boolean;
+    const pool = this.#pool;
     try {
-      ok = this.#pool.submit(job, (err, reply) => this.#done(h, err, reply));
+      ok = pool.submit(job, (err, reply) => this.#done(h, err, reply), () => this.#freed(h));
     } catch (err) {
       // The pool took nothing: answer it (a request too large for the rings: bad_request).
       this.#done(h, null, null, submitError(err, h.service));
       return;
     }
     if (!ok) this.#local.push({ job, h });
-    else this.#inPool.set(h, job.id);
+    else this.#inPool.set(h, { pool, id: job.id });
   }
 
   #done(
@@ -534,18 +550,15 @@ export class WorkerNode {
     fail?: { code: number; message: string },
   ): void {
     const inPool = this.#inPool.delete(h);
-    if (
-      inPool && err instanceof JobError &&
-      (err.code === ErrorCode.CANCELLED || err.code === ErrorCode.TIMEOUT) &&
-      this.#stoppingSlots() > this.#stopping.length
-    ) {
-      // Its handler still holds the slot (a Lua handler runs to its end): answer the job
-      // when the slot is free, so that nobody is granted a slot still taken (SPEC.md §9.6).
-      this.#stopping.push({ h, err });
+    if (inPool && err !== null && !h.freed) {
+      // Answered (cancelled, timed out: a `JobError` or the pool's `JobTimeoutError`) while
+      // its handler still holds the slot (a Lua handler runs to its end; a job waiting on
+      // its thread ends when the thread reaches it): answer the job when its slot is free,
+      // so that nobody is granted a slot still taken (SPEC.md §9.6).
+      this.#stopping.set(h, err);
       return;
     }
     this.#answer(h, err, reply, fail);
-    this.#stopped();
     this.#afterAnswers();
   }
 

@@ -18,7 +18,7 @@ import { memoryPair, type MemoryTransport } from "../net/memory_transport.ts";
 import type { JobReply, PoolJob, ReplyCallback } from "../threads/pool.ts";
 import { type CreditSource, nextCredit, WorkerNode, type WorkerPool } from "./worker.ts";
 import { int, mulberry32, pick, type Rng } from "../../tests/fuzz/_mutate.ts";
-import { JobError } from "../errors.ts";
+import { JobError, JobTimeoutError } from "../errors.ts";
 import { ErrorCode } from "../../protocol/errors.ts";
 
 const SERVICE = "svc";
@@ -27,7 +27,7 @@ const SERVICE = "svc";
 class FakePool implements WorkerPool {
   readonly services: readonly string[] = [SERVICE];
   onSlotsAvailable: (() => void) | undefined = undefined;
-  readonly running: { job: PoolJob; done: ReplyCallback }[] = [];
+  readonly running: { job: PoolJob; done: ReplyCallback; freed?: () => void }[] = [];
   #slots: number;
 
   constructor(slots: number) {
@@ -72,9 +72,9 @@ class FakePool implements WorkerPool {
   serves(service: string): boolean {
     return this.services.includes(service);
   }
-  submit(job: PoolJob, done: ReplyCallback): boolean {
+  submit(job: PoolJob, done: ReplyCallback, freed?: () => void): boolean {
     if (this.freeSlots <= 0) return false;
-    this.running.push({ job, done });
+    this.running.push({ job, done, freed });
     return true;
   }
   close(): Promise<void> {
@@ -95,10 +95,34 @@ class FakePool implements WorkerPool {
     queueMicrotask(() => done(new JobError(ErrorCode.CANCELLED, "Cancelled"), null));
     return true;
   }
-  /** Finishes the `i`-th running job (oldest first) with an empty 200 reply. */
+  /** Pool job ids timed out, in order. */
+  readonly timedOut: number[] = [];
+  /**
+   * As `HandlerPool`'s deadline: the `i`-th running job is answered `timeout` now (the
+   * pool's `JobTimeoutError`); its slot stays taken until its handler ends
+   * ({@linkcode FakePool.finish}).
+   */
+  timeOut(i = 0): void {
+    const r = this.running[i];
+    this.timedOut.push(r.job.id);
+    const done = r.done;
+    r.done = () => this.onSlotsAvailable?.();
+    done(new JobTimeoutError(100), null);
+  }
+  /** Whether the `i`-th running job was answered already (cancelled or timed out). */
+  answered(i: number): boolean {
+    const id = this.running[i].job.id;
+    return this.cancelled.includes(id) || this.timedOut.includes(id);
+  }
+  /**
+   * Finishes the `i`-th running job (oldest first) with an empty 200 reply: its slot is
+   * free (`freed`, as a pool's release), then its reply is delivered (dropped when it was
+   * answered already, and `onSlotsAvailable` called instead).
+   */
   finish(i = 0): void {
-    const [{ job, done }] = this.running.splice(i, 1);
+    const [{ job, done, freed }] = this.running.splice(i, 1);
     const reply: JobReply = { id: job.id, status: 200, meta: new Uint8Array(0), body: job.body };
+    freed?.();
     done(null, reply);
   }
 }
@@ -550,6 +574,117 @@ Deno.test("worker credit bound holds over random requests, heartbeats, answers, 
   }
 });
 
+Deno.test("worker answers every job exactly once and gives back every slot, over random requests, CANCELs, timeouts, answers, drains and reconnects", async () => {
+  for (let seed = 1; seed <= 16; seed++) {
+    const rng: Rng = mulberry32(seed);
+    const count = 1 + int(rng, 3);
+    const slots = 1 + int(rng, 3);
+    const prefetch = int(rng, 3);
+    const bound = slots + prefetch + (count - 1);
+    const bals = Array.from({ length: count }, () => new FakeBalancer(prefetch));
+    const draining = new Set<FakeBalancer>();
+    // Per balancer: the jobs sent in its current session, and how often each was answered.
+    const sent = bals.map(() => new Set<number>());
+    const answers = bals.map(() => new Map<number, number>());
+    const { node, pool } = await startWorker(slots, bals, { prefetch });
+    const trail: string[] = [];
+    const observe = (what: string) => {
+      bals.forEach((b, i) => {
+        for (const line of b.take()) {
+          const m = /^(?:REPLY|ERROR) (\d+)/.exec(line);
+          if (m === null) continue;
+          const id = Number(m[1]);
+          assert.ok(
+            sent[i].has(id),
+            `balancer ${i} got an answer to ${id}, not of its session (${what})`,
+          );
+          const n = (answers[i].get(id) ?? 0) + 1;
+          answers[i].set(id, n);
+          assert.equal(n, 1, `balancer ${i}: job ${id} answered ${n} times (${what})`);
+        }
+      });
+      // A slot still taken is a job still held: no job is answered before its slot is free.
+      assert.ok(
+        node.held >= pool.running.length,
+        `held ${node.held} < slots taken ${pool.running.length} (${what})`,
+      );
+      const live = bals.filter((y) => !draining.has(y)).reduce((n, y) => n + y.credit, 0);
+      assert.ok(
+        node.held + live <= bound,
+        `held + credit ${node.held + live} > ${bound} (${what})`,
+      );
+    };
+    try {
+      for (let step = 0; step < 150; step++) {
+        const x = pick(rng, bals);
+        const i = bals.indexOf(x);
+        const roll = int(rng, 100);
+        if (roll < 35) {
+          if (x.credit > 0 && !draining.has(x)) {
+            sent[i].add(x.request(int(rng, 6)));
+            trail.push(`${i} request`);
+          }
+        } else if (roll < 45) {
+          x.heartbeat(int(rng, 6));
+          trail.push(`${i} heartbeat`);
+        } else if (roll < 58) {
+          if (sent[i].size > 0) {
+            const id = pick(rng, [...sent[i]]);
+            x.cancel(id);
+            trail.push(`${i} cancel ${id}`);
+          }
+        } else if (roll < 70) {
+          const open = pool.running.map((_, k) => k).filter((k) => !pool.answered(k));
+          if (open.length > 0) {
+            pool.timeOut(pick(rng, open));
+            trail.push("timeout");
+          }
+        } else if (roll < 94) {
+          if (pool.running.length > 0) {
+            pool.finish(int(rng, pool.running.length));
+            trail.push("finish");
+          }
+        } else if (roll < 97) {
+          x.drain(60_000);
+          draining.add(x);
+          trail.push(`${i} drain`);
+        } else {
+          const sessions = x.sessions;
+          observe(trail.slice(-6).join(", "));
+          x.hangUp();
+          draining.delete(x);
+          // Its jobs' answers are dropped now: the balancer redelivered them.
+          sent[i].clear();
+          answers[i].clear();
+          trail.push(`${i} reconnect`);
+          await until(
+            () => x.sessions > sessions && node.connected === count,
+            `balancer ${i} to reconnect`,
+          );
+        }
+        await settle();
+        observe(`seed ${seed}, step ${step}: ${trail.slice(-6).join(", ")}`);
+      }
+      // Every handler ends: every job is answered, every slot is free, nothing is held.
+      for (let round = 0; round < 100 && (pool.running.length > 0 || node.held > 0); round++) {
+        while (pool.running.length > 0) pool.finish(0);
+        await settle();
+        observe(`seed ${seed}, the end`);
+      }
+      assert.equal(pool.running.length, 0);
+      assert.equal(node.held, 0, `seed ${seed}: jobs still held at the end`);
+      bals.forEach((_, i) => {
+        for (const id of sent[i]) {
+          assert.equal(answers[i].get(id), 1, `seed ${seed}: balancer ${i}, job ${id} answered`);
+        }
+      });
+    } finally {
+      node.close();
+    }
+    await settle();
+  }
+});
+
 Deno.test("worker sends no READY to a balancer that sent DRAIN; its unused credit goes to the others", async () => {
   const a = new FakeBalancer(1);
   const b = new FakeBalancer(1);
@@ -619,6 +754,58 @@ Deno.test("worker reconnect resets the link's credit; held jobs still count, the
   }
 });
 
+Deno.test("worker: after a reload, a CANCEL reaches the job on the old pool, which is answered when its handler there lets go", async () => {
+  const a = new FakeBalancer(0);
+  const { node, pool } = await startWorker(1, [a], { prefetch: 0 });
+  try {
+    a.take();
+    const first = a.request(0);
+    await settle();
+    const reloaded = node.replacePool(new FakePool(1));
+    await settle();
+    a.cancel(first);
+    await settle();
+    assert.deepEqual(pool.cancelled, [pool.running[0].job.id], "the old pool is told");
+    assert.deepEqual(a.take().filter((l) => l.startsWith("ERROR")), []);
+    pool.finish(0);
+    await settle();
+    assert.deepEqual(a.take().filter((l) => l.startsWith("ERROR")), [
+      `ERROR ${first} ${ErrorCode.CANCELLED}`,
+    ]);
+    assert.equal(node.held, 0);
+    await reloaded;
+  } finally {
+    node.close();
+  }
+});
+
+Deno.test("worker drops the jobs a lost balancer left waiting in the worker (prefetched): they never run, their capacity is granted again", async () => {
+  const a = new FakeBalancer(1);
+  const { node, pool } = await startWorker(1, [a], { prefetch: 1 });
+  try {
+    a.take();
+    a.request(0);
+    a.request(0);
+    await settle();
+    assert.equal(pool.running.length, 1);
+    assert.equal(node.held, 2);
+    a.hangUp();
+    await until(() => a.sessions === 2 && node.connected === 1, "the worker to reconnect");
+    await settle();
+    // The balancer redelivers both: the running one still holds its slot, the waiting one
+    // is gone.
+    assert.equal(node.held, 1);
+    assert.equal(a.credit, 1);
+    pool.finish(0);
+    await settle();
+    assert.equal(pool.running.length, 0, "the lost session's waiting job never ran");
+    assert.equal(node.held, 0);
+    assert.equal(a.credit, 2);
+  } finally {
+    node.close();
+  }
+});
+
 Deno.test("worker: a CANCEL for a job running in its pool cancels it there; the job is answered, and its slot granted again, only when its handler lets the slot go", async () => {
   const a = new FakeBalancer(0);
   const { node, pool } = await startWorker(2, [a], { prefetch: 0 });
@@ -648,6 +835,34 @@ Deno.test("worker: a CANCEL for a job running in its pool cancels it there; the 
     await settle();
     assert.deepEqual(a.take(), []);
     assert.equal(pool.cancelled.length, 1);
+  } finally {
+    node.close();
+  }
+});
+
+Deno.test("worker: a job answered timeout while its handler still runs is answered when its own slot is free, and holds back no other job's answer", async () => {
+  const a = new FakeBalancer(0);
+  const { node, pool } = await startWorker(2, [a], { prefetch: 0 });
+  try {
+    a.take();
+    const first = a.request(0);
+    const second = a.request(0);
+    await settle();
+    a.cancel(first);
+    await settle();
+    // The second job's deadline passes in the pool: its handler runs on, its slot is taken.
+    pool.timeOut(1);
+    await settle();
+    assert.deepEqual(a.take(), [], "no answer, and no credit, while both slots are taken");
+    assert.equal(node.held, 2);
+    // The cancelled job's handler lets go: it is answered now, whatever the other does.
+    pool.finish(0);
+    await settle();
+    assert.deepEqual(a.take(), [`ERROR ${first} ${ErrorCode.CANCELLED}`, "READY 1"]);
+    pool.finish(0);
+    await settle();
+    assert.deepEqual(a.take(), [`ERROR ${second} ${ErrorCode.TIMEOUT}`, "READY 1"]);
+    assert.equal(node.held, 0);
   } finally {
     node.close();
   }

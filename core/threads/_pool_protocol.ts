@@ -74,8 +74,15 @@ export const KIND_CALL = 19;
 export const KIND_CALL_REPLY = 3;
 /** Job ring kind: a CALL failed. */
 export const KIND_CALL_ERROR = 4;
-/** Job ring kind: the job with this ticket was cancelled (its client went away). */
+/**
+ * Job ring kind: the job with this ticket was cancelled (its client went away; aux 0), or
+ * its deadline passed (aux {@linkcode CANCEL_DEADLINE}): one still waiting on the thread
+ * ends at once without running; a running one is handed to the runtime's `cancel` (aux 0
+ * only: at its deadline the runtime's own deadline and the interrupt flag act).
+ */
 export const KIND_CANCEL = 5;
+/** KIND_CANCEL aux: the job's deadline passed. */
+export const CANCEL_DEADLINE = 1;
 
 /** Thread control word: interrupt request. */
 export const CTL_INTERRUPT = 0;

@@ -86,6 +86,8 @@ export class Thread {
    */
   readonly sharedDeadlines: Float64Array;
   readonly callbacks: (ReplyCallback | null)[];
+  /** Told when the slot is free again (`HandlerPool.submit`'s `onFreed`). */
+  readonly freed: ((() => void) | null)[];
   readonly heldJobs: (PoolJob | null)[];
   readonly free: Int32Array;
   freeTop = 0;
@@ -129,6 +131,7 @@ export class Thread {
     this.deadlineMs = new Float64Array(slots);
     this.sharedDeadlines = new Float64Array(new SharedArrayBuffer(8 * Math.max(1, slots)));
     this.callbacks = new Array(slots).fill(null);
+    this.freed = new Array(slots).fill(null);
     this.heldJobs = new Array(slots).fill(null);
     this.free = new Int32Array(slots);
   }

@@ -89,6 +89,8 @@ interface Slot {
   jobId: number;
   job: PoolJob | null;
   callback: ReplyCallback | null;
+  /** Told when the slot is free again (`submit`'s `onFreed`). */
+  freed: (() => void) | null;
   /** When its time is up (`performance.now()`), or undefined. */
   deadline: number | undefined;
   deadlineMs: number;
@@ -171,6 +173,7 @@ export class InlinePool implements JobPool {
         jobId: 0,
         job: null,
         callback: null,
+        freed: null,
         deadline: undefined,
         deadlineMs: 0,
         timer: undefined,
@@ -221,12 +224,14 @@ export class InlinePool implements JobPool {
 
   /**
    * Takes a job (its body is copied), or returns false when no slot is free. It starts in a
-   * microtask, never inside `submit`; `onReply` is called once, after its slot is free.
+   * microtask, never inside `submit`; `onReply` is called once, after its slot is free
+   * (before, when it says `cancelled` or `timeout` while its handler runs on). `onFreed`,
+   * if given, is called once, when its slot is free again.
    *
    * @throws {PoolClosedError} once {@linkcode InlinePool.close} was called.
    * @throws {RangeError} for a service the pool does not serve.
    */
-  submit(job: PoolJob, onReply: ReplyCallback): boolean {
+  submit(job: PoolJob, onReply: ReplyCallback, onFreed?: () => void): boolean {
     if (this.#closing) throw new PoolClosedError();
     if (!this.#serviceIndex.has(job.service)) {
       throw new RangeError(`Unknown service: "${job.service}"`);
@@ -241,6 +246,7 @@ export class InlinePool implements JobPool {
     s.jobId = job.id;
     s.job = { ...job, body: job.body.slice() };
     s.callback = onReply;
+    s.freed = onFreed ?? null;
     s.deadline = undefined;
     if (job.deadlineMs !== undefined) {
       s.deadlineMs = job.deadlineMs;
@@ -459,14 +465,17 @@ export class InlinePool implements JobPool {
   }
 
   #release(s: Slot, index: number): void {
+    const freed = s.freed;
     s.busy = false;
     s.started = false;
     s.job = null;
     s.callback = null;
+    s.freed = null;
     clearTimeout(s.timer);
     s.timer = undefined;
     this.#inFlight--;
     this.#free.push(index);
+    if (freed !== null) safely(freed);
   }
 
   #checkDrained(): void {

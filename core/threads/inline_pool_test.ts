@@ -190,6 +190,52 @@ Deno.test("inline pool: cancel answers a running job cancelled and fires its sig
   }
 });
 
+Deno.test("inline pool: onFreed is called once per job, when its slot is free: before its reply, before the answer of a job taken back, after the answer of a running job cancelled or timed out", async () => {
+  const events: string[] = [];
+  let release = () => {};
+  const pool = await InlinePool.start({
+    handlers: {
+      quick: (req) => req.text(),
+      // Ignores its signal: runs until the test releases it.
+      stuck: () => new Promise<string>((resolve) => release = () => resolve("late")),
+    },
+    concurrency: 1,
+    queue: 2,
+  });
+  const submit = (id: number, service: string, deadlineMs?: number) =>
+    pool.submit(
+      { id, service, body: enc.encode(String(id)), deadlineMs },
+      (err) => events.push(`${id} ${err ? err.name : "reply"}`),
+      () => events.push(`${id} freed`),
+    );
+  try {
+    assert.ok(submit(1, "quick"));
+    await new Promise((r) => setTimeout(r, 0));
+    assert.deepEqual(events.splice(0), ["1 freed", "1 reply"]);
+    assert.ok(submit(2, "stuck"));
+    assert.ok(submit(3, "quick"));
+    await new Promise((r) => setTimeout(r, 0));
+    assert.equal(pool.cancel(3), true); // waiting: taken back
+    assert.equal(pool.cancel(2), true); // running: its handler runs on
+    await new Promise((r) => setTimeout(r, 0));
+    assert.deepEqual(events.splice(0), ["3 freed", "3 JobError", "2 JobError"]);
+    release();
+    await new Promise((r) => setTimeout(r, 0));
+    assert.deepEqual(events.splice(0), ["2 freed"]);
+    assert.ok(submit(4, "stuck", 20));
+    for (let i = 0; i < 2_000 && events.length === 0; i++) {
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    assert.deepEqual(events.splice(0), ["4 JobTimeoutError"], "answered, its slot still taken");
+    release();
+    await new Promise((r) => setTimeout(r, 0));
+    assert.deepEqual(events.splice(0), ["4 freed"]);
+    assert.equal(pool.jobsInFlight, 0);
+  } finally {
+    await pool.close();
+  }
+});
+
 Deno.test("inline pool: throws, rejections and results the rules refuse become HandlerErrors, and the pool goes on", async () => {
   const handlers: Handlers = {
     fail: () => {

@@ -75,6 +75,7 @@ import {
   RingMessageTooLargeError,
 } from "../errors.ts";
 import {
+  CANCEL_DEADLINE,
   CTL_INTERRUPT,
   KIND_CALL,
   KIND_CALL_ERROR,
@@ -460,18 +461,23 @@ export class HandlerPool implements JobPool, ScalablePool {
   /**
    * Hands a job to the least busy ready thread. Returns false, taking nothing, when no
    * slot is free. `onReply` is called exactly once, never synchronously; the slot is free
-   * again before it is called, so it may submit the next job.
+   * again before it is called, so it may submit the next job, except when it says
+   * `cancelled` or `timeout` while the job is on its thread (the slot stays taken until the
+   * thread lets go of the job). `onFreed`, if given, is called exactly once, when the job's
+   * slot is free again, whatever freed it: before `onReply` for a reply, an error, a job
+   * taken back before it was written, the loss of its thread or close; later for a job
+   * answered `cancelled` or `timeout` while on its thread.
    *
    * @throws {PoolClosedError} once {@linkcode HandlerPool.close} was called.
    * @throws {RangeError} for a service the pool does not serve.
    * @throws {RingMessageTooLargeError} if meta + body exceed {@linkcode HandlerPool.maxMessageBytes}.
    */
-  submit(job: PoolJob, onReply: ReplyCallback): boolean {
+  submit(job: PoolJob, onReply: ReplyCallback, onFreed?: () => void): boolean {
     if (this.#closing) throw new PoolClosedError();
-    return this.#submit(job, onReply);
+    return this.#submit(job, onReply, onFreed);
   }
 
-  #submit(job: PoolJob, onReply: ReplyCallback): boolean {
+  #submit(job: PoolJob, onReply: ReplyCallback, onFreed?: () => void): boolean {
     const service = this.#serviceIndex.get(job.service);
     if (service === undefined) throw new RangeError(`Unknown service: "${job.service}"`);
     const meta = job.meta ?? null;
@@ -487,6 +493,7 @@ export class HandlerPool implements JobPool, ScalablePool {
     t.busy[slot] = 1;
     t.jobIds[slot] = job.id;
     t.callbacks[slot] = onReply;
+    t.freed[slot] = onFreed ?? null;
     t.inFlight++;
     this.#inFlight++;
     this.#free--;
@@ -996,9 +1003,11 @@ export class HandlerPool implements JobPool, ScalablePool {
 
   /** Frees a slot. `toFreeList` is false when the thread is gone. */
   #release(t: Thread, slot: number, toFreeList = true): void {
+    const freed = t.freed[slot];
     t.busy[slot] = 0;
     t.tickets[slot] = 0;
     t.callbacks[slot] = null;
+    t.freed[slot] = null;
     t.heldJobs[slot] = null;
     this.#deadlines.clear(t, slot);
     t.inFlight--;
@@ -1009,6 +1018,7 @@ export class HandlerPool implements JobPool, ScalablePool {
     } else if (t.status === "retiring" && t.inFlight === 0 && !this.#closing) {
       this.#stopRetiring(t);
     }
+    if (freed !== null) this.#safely(freed);
   }
 
   // ---- publication (jobs held for a full ring: Thread.hold in _thread.ts) ----
@@ -1206,10 +1216,21 @@ export class HandlerPool implements JobPool, ScalablePool {
           this.#release(t, slot);
         } else {
           // Running or queued on the thread: the slot stays taken until the thread lets
-          // go of the job; ask the runtime to interrupt it.
+          // go of the job; ask the runtime to interrupt it, and the thread to drop it at
+          // once if it still waits there (not when the jobs ahead of it end).
           t.callbacks[slot] = null;
           this.#deadlines.clear(t, slot);
           Atomics.store(t.ctl, CTL_INTERRUPT, t.tickets[slot]);
+          if (t.webWorker !== null) {
+            t.writeRecord(
+              KIND_CANCEL,
+              t.tickets[slot],
+              CANCEL_DEADLINE,
+              null,
+              EMPTY,
+              this.#serviceIndex,
+            );
+          }
         }
         if (cb !== null) {
           this.#failed++;

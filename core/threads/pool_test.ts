@@ -577,6 +577,31 @@ Deno.test("cancel: a job waiting on its thread ends without running; the runtime
   }
 });
 
+Deno.test("deadline: a job timed out while it waits on its thread behind a running one gives back its slot at once, not when the one ahead ends; onFreed says so once", async () => {
+  const pool = await startPool({ threads: 1, perThreadConcurrency: 1, perThreadQueue: 1 });
+  const events: string[] = [];
+  try {
+    // The first job's handler ignores its signal and has no deadline: it runs on.
+    const ran = pool.submit(
+      { id: 1, service: "sleep", body: enc.encode("1500") },
+      (err) => events.push(err ? `1 ${err.name}` : "1 reply"),
+      () => events.push("1 freed"),
+    );
+    await until(() => pool.counters().threads[0].asyncJobsInFlight === 1, "the first job to run");
+    const waited = pool.submit(
+      { id: 2, service: "sleep", body: enc.encode("1"), deadlineMs: 50 },
+      (err) => events.push(err ? `2 ${err.name}` : "2 reply"),
+      () => events.push("2 freed"),
+    );
+    assert.ok(ran && waited);
+    await until(() => events.includes("1 reply"), "the first job to end");
+    assert.deepEqual(events, ["2 JobTimeoutError", "2 freed", "1 freed", "1 reply"]);
+    assert.equal(pool.jobsInFlight, 0);
+  } finally {
+    await pool.close({ drain: false });
+  }
+});
+
 Deno.test("a deadline further ahead than setTimeout holds (2^32 - 1 ms) arms one timer, not one per millisecond", async () => {
   const pool = await startPool({ threads: 1 });
   const real = globalThis.setTimeout;

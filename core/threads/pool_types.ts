@@ -356,9 +356,13 @@ export interface JobPool {
   onSlotsAvailable: (() => void) | undefined;
   /**
    * Takes a job, or returns false taking nothing when no slot is free; `onReply` is called
-   * exactly once, never synchronously, after the job's slot is free.
+   * exactly once, never synchronously: after the job's slot is free when it brings the
+   * job's reply or error, possibly before when it says `cancelled` or `timeout` (the handler
+   * still runs). `onFreed`, if given, is called exactly once, when the job's slot is free
+   * again, whatever freed it (its reply, a late one, being taken back before it started,
+   * the loss of its thread, close).
    */
-  submit(job: PoolJob, onReply: ReplyCallback): boolean;
+  submit(job: PoolJob, onReply: ReplyCallback, onFreed?: () => void): boolean;
   /** Cancels job `id`: its callback gets a `cancelled` `JobError`; false when not held. */
   cancel(id: number): boolean;
   /** Stops taking jobs, lets those in flight finish (`drain`), fails the rest. */

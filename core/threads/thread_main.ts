@@ -42,6 +42,7 @@ import { Doorbell } from "./doorbell.ts";
 import { RingConsumer, RingProducer, RingRecord, utf8Length } from "./ring.ts";
 import { ReplyParts } from "./_reply.ts";
 import {
+  CANCEL_DEADLINE,
   CTL_ASYNC,
   CTL_DONE,
   CTL_INTERRUPT,
@@ -206,7 +207,7 @@ class HandlerThread {
         this.#callAnswered(rec);
         this.#startQueued();
       } else if (rec.kind === KIND_CANCEL) {
-        this.#cancel(rec.id);
+        this.#cancel(rec.id, rec.aux === CANCEL_DEADLINE);
       } else if (rec.kind === KIND_STOP) {
         this.#stopping = true;
       }
@@ -235,20 +236,23 @@ class HandlerThread {
   }
 
   /**
-   * The main thread cancelled a job (its client went away) and answered it already. One
-   * still waiting here ends now without running (its reply only frees its slot); a running
-   * one is the runtime's to stop, or not.
+   * The main thread cancelled a job (its client went away, or its deadline passed) and
+   * answered it already. One still waiting here ends now without running (its reply only
+   * frees its slot), rather than holding its slot until the jobs ahead of it end; a running
+   * one is the runtime's to stop, or not (at a deadline, the runtime's own deadline and the
+   * interrupt flag do it).
    */
-  #cancel(ticket: number): void {
+  #cancel(ticket: number, deadline: boolean): void {
     const q = this.#queued;
     for (let i = this.#queuedHead; i < q.length; i++) {
       if (q[i].ticket !== ticket) continue;
       q.splice(i, 1);
       this.#running++;
-      this.#finish(ticket, undefined, new Error("Cancelled before it started"), true);
+      const why = deadline ? "Timed out before it started" : "Cancelled before it started";
+      this.#finish(ticket, undefined, new Error(why), true);
       return;
     }
-    this.#runtime.cancel?.(ticket);
+    if (!deadline) this.#runtime.cancel?.(ticket);
   }
 
   /**
