@@ -120,6 +120,29 @@ export interface CreditSource {
   readonly queued: number;
   /** How long the oldest of them has waited, ms; NaN when it does not say (EP version 1). */
   readonly waitMs: number;
+  /** Jobs of it the worker holds (received, not answered); 0 when not given. */
+  readonly held?: number;
+}
+
+/**
+ * Whether a source other than `i` holds credit it keeps for waiting work older than `ageMs`
+ * (SPEC.md §9.5): it holds at least `slots` jobs here, so that it counts the worker busy and
+ * uses its credit only under its prefetch rule, or once one of its jobs is answered. Credit
+ * beyond the free slots to `i` would let `i`'s newer job wait here and start before that
+ * older one.
+ */
+export function olderWorkHeld(
+  sources: readonly CreditSource[],
+  i: number,
+  slots: number,
+  ageMs: number,
+): boolean {
+  for (let j = 0; j < sources.length; j++) {
+    const y = sources[j];
+    if (j === i || y.credit <= 0 || y.queued <= 0 || (y.held ?? 0) < slots) continue;
+    if (y.waitMs > ageMs) return true;
+  }
+  return false;
 }
 
 /**
@@ -161,6 +184,8 @@ export function nextCredit(
     const uncovered = l.queued - l.credit;
     if (uncovered <= 0 || l.credit >= cap) continue;
     const key = ages ? l.waitMs * (1 - l.credit / l.queued) : l.queued / (l.credit + 1);
+    // Beyond the free slots its job would wait here: not ahead of older work held back.
+    if (ages && used >= slots && olderWorkHeld(sources, i, slots, key)) continue;
     if (key > bestKey || (key === bestKey && uncovered > bestUncovered)) {
       best = i;
       bestKey = key;
@@ -617,7 +642,16 @@ export class WorkerNode {
       credit: l.credit,
       queued: l.queued,
       waitMs: l.queued > 0 ? l.oldestWaitMs(now) : NaN,
+      held: 0,
     }));
+    // Jobs each source holds here, in its current session (what it counts itself).
+    const count = (h: Held) => {
+      const i = h.gen === h.link.gen ? open.indexOf(h.link) : -1;
+      if (i >= 0) views[i].held++;
+    };
+    for (const h of this.#inPool.keys()) count(h);
+    for (const { h } of this.#local) count(h);
+    for (const { h } of this.#stopping) count(h);
     const give = (i: number) => {
       const l = open[i];
       l.credit++;
@@ -636,6 +670,7 @@ export class WorkerNode {
       );
       for (const i of waiting.sort((x, y) => rank(views[y]) - rank(views[x]))) {
         if (used >= cap + open.length - 1) break;
+        if (olderWorkHeld(views, i, this.#slots, views[i].waitMs)) continue;
         give(i);
       }
     }

@@ -16,7 +16,13 @@ import {
 } from "../../protocol/ep_frames.ts";
 import { memoryPair, type MemoryTransport } from "../net/memory_transport.ts";
 import type { JobReply, PoolJob, ReplyCallback } from "../threads/pool.ts";
-import { type CreditSource, nextCredit, WorkerNode, type WorkerPool } from "./worker.ts";
+import {
+  type CreditSource,
+  nextCredit,
+  olderWorkHeld,
+  WorkerNode,
+  type WorkerPool,
+} from "./worker.ts";
 import { int, mulberry32, pick, type Rng } from "../../tests/fuzz/_mutate.ts";
 import { JobError } from "../errors.ts";
 import { ErrorCode } from "../../protocol/errors.ts";
@@ -875,6 +881,50 @@ Deno.test("worker: a balancer with work waiting is not starved by idle credit pa
   }
 });
 
+Deno.test("worker with several balancers grants none beyond its slots to a balancer whose work is newer than the waiting work of one that holds its slot and credit: the light balancer's newer job does not start ahead of the heavy one's older job", async () => {
+  // A (heavy) and B (light) as ep's balancer uses credit: at once while it holds fewer jobs
+  // here than the worker's slots, beyond that only under its prefetch rule (queue not deep
+  // enough here: it keeps the credit).
+  const a = new FakeBalancer(2, 2);
+  const b = new FakeBalancer(2, 2);
+  // Capacity 3: one slot, prefetch 2. A, welcomed alone first, got all 3.
+  const { node, pool } = await startWorker(1, [a, b]);
+  try {
+    assert.deepEqual([a.credit, b.credit], [3, 0]);
+    a.take();
+    b.take();
+    // A's job a1 runs; one more of A's waits at A, for 10 ms; A keeps its credit (prefetch).
+    const a1 = a.request(1, 10);
+    await settle();
+    // B's one job has waited 2 ms: B signals demand.
+    b.heartbeat(1, 2);
+    await settle();
+    // Credit to B would be used at once: B's job would wait here and start before A's.
+    assert.deepEqual(b.take(), [], "no credit to the newer work while older work waits");
+    assert.deepEqual([a.credit, b.credit], [2, 0]);
+    // a1 is answered; A, holding no job here now, uses its credit for its older job at once.
+    pool.finish();
+    await settle();
+    assert.deepEqual(a.take(), [`REPLY ${a1}`]);
+    const a2 = a.request(0, 0);
+    await settle();
+    // Once a1 was answered, A held no job here: B got credit (A's, used at once, and B's
+    // race by a round trip each; here A's job came first).
+    assert.deepEqual(b.take(), ["READY 1"]);
+    const b1 = b.request(0, 0);
+    await settle();
+    pool.finish();
+    await settle();
+    assert.deepEqual(a.take(), [`REPLY ${a2}`], "A's older job ran first");
+    pool.finish();
+    await settle();
+    assert.equal(b.take()[0], `REPLY ${b1}`);
+    assert.equal(node.held, 0);
+  } finally {
+    node.close();
+  }
+});
+
 Deno.test("worker registers the services balancers may hedge once version 2 is agreed (REGISTER hedge_ms: NA for the p95, else ms); none to a version-1 balancer", async () => {
   const a = new FakeBalancer(1, 1);
   const b = new FakeBalancer(1, 2);
@@ -928,6 +978,33 @@ Deno.test("nextCredit: one source gets everything; several, the oldest uncovered
   assert.equal(nextCredit([v(0, 0), v(0, 0)], 2, 4, 1), 0);
   assert.equal(nextCredit([v(1, 0), v(0, 0)], 2, 4, 2), -1, "used ≥ slots: prefetch room");
   assert.equal(nextCredit([v(1, 1, 5), v(0, 0)], 1, 4, 1), -1, "covered work is none");
+});
+
+Deno.test("nextCredit: beyond the free slots, none to a source whose next job is newer than waiting work another keeps credit for while it holds the worker's slots", () => {
+  const v = (credit: number, queued: number, waitMs: number, held: number): CreditSource => ({
+    credit,
+    queued,
+    waitMs,
+    held,
+  });
+  // One slot, capacity 5. A holds the slot's job and 2 credit, 2 jobs waiting (oldest 10 ms);
+  // B 1 job of 2 ms: used 3 ≥ slots, a job on B's credit would wait here ahead of A's.
+  assert.equal(nextCredit([v(2, 2, 10, 1), v(0, 1, 2, 0)], 1, 5, 3), -1);
+  // A's uncovered work is older still: A gets it (ranked as before).
+  assert.equal(nextCredit([v(1, 2, 10, 1), v(0, 1, 2, 0)], 1, 5, 2), 0);
+  // B's job is the older one: B gets it.
+  assert.equal(nextCredit([v(1, 2, 10, 1), v(0, 1, 30, 0)], 1, 5, 2), 1);
+  // A holds no job here: its credit would be used at once if its report were fresh (it is
+  // idle or stale), so it holds nothing back: B gets it.
+  assert.equal(nextCredit([v(2, 2, 10, 0), v(0, 1, 2, 0)], 1, 5, 2), 1);
+  // A has nothing waiting: its credit waits on nothing.
+  assert.equal(nextCredit([v(2, 0, NaN, 1), v(0, 1, 2, 0)], 1, 5, 3), 1);
+  // Within the free slots (4 slots, used 3) B's job starts at once: none waits behind it.
+  assert.equal(nextCredit([v(2, 2, 10, 1), v(0, 1, 2, 0)], 4, 6, 3), 1);
+  // A source reporting no waits (version 1): depths decide, as before.
+  assert.equal(nextCredit([v(2, 2, NaN, 1), v(0, 1, 2, 0)], 1, 5, 3), 1);
+  assert.equal(olderWorkHeld([v(2, 2, 10, 1), v(0, 1, 2, 0)], 1, 1, 2), true);
+  assert.equal(olderWorkHeld([v(2, 2, 10, 1), v(0, 1, 2, 0)], 0, 1, 10), false, "not itself");
 });
 
 Deno.test("worker registers its new slot count when its pool grows, and grants the new capacity", async () => {
