@@ -10,12 +10,16 @@
  * which decides when to use the prefetch. With several, a freed slot goes to the balancer
  * whose oldest waiting job is oldest (every version-2 REQUEST and HEARTBEAT carries how long
  * it has waited; a version-1 balancer only its queue depth, and then the deepest queue per
- * credit wins), so that their clients see one queue's tail; when none has work waiting,
- * free slots (not the prefetch) are parked with the balancer holding the least credit, so
- * that the next job anywhere is dispatched without a round trip. A balancer with work
- * waiting and no credit, while all capacity is parked elsewhere, gets one extra grant, so
- * that no balancer waits on another's idle credit: a worker attached to `B` balancers holds
- * at most `slots + prefetch + (B − 1)` jobs.
+ * credit wins), so that their clients see one queue's tail. Credit beyond the free slots is
+ * not granted to a balancer whose next job is newer than older work waiting at another that
+ * holds credit here and at least `slots` jobs here ({@linkcode olderWorkHeld}): that one
+ * counts the worker busy and keeps its credit for its prefetch rule, while the newer job
+ * would be sent at once, wait here and start first. When none has work waiting, free slots
+ * (not the prefetch) are parked with the balancer holding the least credit, so that the
+ * next job anywhere is dispatched without a round trip. A balancer with work waiting and no
+ * credit, while all capacity is parked elsewhere, gets one extra grant (not beyond older
+ * work held back, as above), so that no balancer waits on another's idle credit: a worker
+ * attached to `B` balancers holds at most `slots + prefetch + (B − 1)` jobs.
  *
  * A job cancelled while its handler runs (CANCEL, or its deadline) is answered when its slot
  * is free again (the handler returned, or stopped on its signal; a Lua handler runs to its
@@ -155,6 +159,8 @@ export function olderWorkHeld(
  *   the one whose next uncovered job has waited longest, estimated as `waitMs × (1 −
  *   credit / queued)` (its jobs spread evenly in age); ties to the most uncovered jobs.
  *   When one of them does not report waits, all are ranked by `queued / (credit + 1)`.
+ *   Beyond the free slots (`used ≥ slots`), with waits reported, not to a source whose next
+ *   job is newer than older work another holds back ({@linkcode olderWorkHeld}).
  * - Several, none with work uncovered: a free slot (`used < slots`) is parked with the
  *   source holding the least credit (the first on a tie); the prefetch is not.
  *
@@ -644,14 +650,17 @@ export class WorkerNode {
       waitMs: l.queued > 0 ? l.oldestWaitMs(now) : NaN,
       held: 0,
     }));
-    // Jobs each source holds here, in its current session (what it counts itself).
-    const count = (h: Held) => {
-      const i = h.gen === h.link.gen ? open.indexOf(h.link) : -1;
-      if (i >= 0) views[i].held++;
-    };
-    for (const h of this.#inPool.keys()) count(h);
-    for (const { h } of this.#local) count(h);
-    for (const { h } of this.#stopping) count(h);
+    // Jobs each source holds here, in its current session (what it counts itself): only
+    // several sources need it (SPEC.md §9.5, olderWorkHeld).
+    if (open.length > 1) {
+      const count = (h: Held) => {
+        const i = h.gen === h.link.gen ? open.indexOf(h.link) : -1;
+        if (i >= 0) views[i].held++;
+      };
+      for (const h of this.#inPool.keys()) count(h);
+      for (const { h } of this.#local) count(h);
+      for (const { h } of this.#stopping) count(h);
+    }
     const give = (i: number) => {
       const l = open[i];
       l.credit++;

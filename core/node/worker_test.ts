@@ -1007,6 +1007,39 @@ Deno.test("nextCredit: beyond the free slots, none to a source whose next job is
   assert.equal(olderWorkHeld([v(2, 2, 10, 1), v(0, 1, 2, 0)], 0, 1, 10), false, "not itself");
 });
 
+Deno.test("nextCredit over random sources: within the capacity, no grant beyond the free slots ahead of older work held back, and never none while work is uncovered and nothing is held back", () => {
+  for (let seed = 1; seed <= 2_000; seed++) {
+    const rng: Rng = mulberry32(seed);
+    const slots = 1 + int(rng, 4);
+    const cap = slots + int(rng, 5);
+    const n = 2 + int(rng, 3);
+    const sources: CreditSource[] = Array.from({ length: n }, () => {
+      const queued = int(rng, 6);
+      return {
+        credit: int(rng, 4),
+        queued,
+        waitMs: queued > 0 ? int(rng, 50) : NaN,
+        held: int(rng, slots + 2),
+      };
+    });
+    const used = sources.reduce((t, x) => t + x.credit + (x.held ?? 0), 0);
+    const what = `seed ${seed}: ${JSON.stringify({ slots, cap, used, sources })}`;
+    const i = nextCredit(sources, slots, cap, used);
+    if (used >= cap) {
+      assert.equal(i, -1, what);
+      continue;
+    }
+    if (i >= 0 && used >= slots) {
+      const x = sources[i];
+      const next = x.queued > 0 ? x.waitMs * (1 - x.credit / x.queued) : 0;
+      assert.ok(!olderWorkHeld(sources, i, slots, next), what);
+    }
+    const uncovered = sources.some((x) => x.queued > x.credit && x.credit < cap);
+    const heldBack = sources.some((x) => x.credit > 0 && x.queued > 0 && (x.held ?? 0) >= slots);
+    if (uncovered && !heldBack) assert.ok(i >= 0, what);
+  }
+});
+
 Deno.test("worker registers its new slot count when its pool grows, and grants the new capacity", async () => {
   const a = new FakeBalancer(2);
   const { node, pool } = await startWorker(2, [a]);
