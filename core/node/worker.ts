@@ -134,6 +134,15 @@ export interface CreditSource {
  * uses its credit only under its prefetch rule, or once one of its jobs is answered. Credit
  * beyond the free slots to `i` would let `i`'s newer job wait here and start before that
  * older one.
+ *
+ * @example
+ * ```ts
+ * import { olderWorkHeld } from "./worker.ts";
+ * // A holds the one slot's job and 2 credit for 2 jobs waiting (10 ms); B's job: 2 ms.
+ * const a = { credit: 2, queued: 2, waitMs: 10, held: 1 };
+ * const b = { credit: 0, queued: 1, waitMs: 2, held: 0 };
+ * console.assert(olderWorkHeld([a, b], 1, 1, b.waitMs)); // no credit beyond slots to B
+ * ```
  */
 export function olderWorkHeld(
   sources: readonly CreditSource[],
