@@ -896,29 +896,33 @@ Deno.test("worker with several balancers grants none beyond its slots to a balan
     // A's job a1 runs; one more of A's waits at A, for 10 ms; A keeps its credit (prefetch).
     const a1 = a.request(1, 10);
     await settle();
-    // B's one job has waited 2 ms: B signals demand.
+    // B's one job has waited 2 ms: B signals demand, and sends its job on any credit at once
+    // (it holds no job here, so to B the worker has a free slot).
     b.heartbeat(1, 2);
     await settle();
-    // Credit to B would be used at once: B's job would wait here and start before A's.
-    assert.deepEqual(b.take(), [], "no credit to the newer work while older work waits");
-    assert.deepEqual([a.credit, b.credit], [2, 0]);
+    let b1 = b.credit > 0 ? b.request(0, 0) : 0;
+    const granted = b.take();
+    await settle();
     // a1 is answered; A, holding no job here now, uses its credit for its older job at once.
     pool.finish();
     await settle();
     assert.deepEqual(a.take(), [`REPLY ${a1}`]);
     const a2 = a.request(0, 0);
     await settle();
-    // Once a1 was answered, A held no job here: B got credit (A's, used at once, and B's
-    // race by a round trip each; here A's job came first).
-    assert.deepEqual(b.take(), ["READY 1"]);
-    const b1 = b.request(0, 0);
+    if (b1 === 0 && b.credit > 0) b1 = b.request(0, 0);
     await settle();
+    // Which job started in the slot a1 freed: A's older one, not B's newer one.
     pool.finish();
     await settle();
-    assert.deepEqual(a.take(), [`REPLY ${a2}`], "A's older job ran first");
+    assert.deepEqual(a.take(), [`REPLY ${a2}`], "A's older job starts first");
+    // No credit went to B while a1 ran: a job sent on it would have waited here.
+    assert.deepEqual(granted, [], "no credit to the newer work while older work waits");
+    // B got credit once a1 was answered (A held no job here; A's credit, used at once, and
+    // B's race by a round trip each: here A's job came first).
+    assert.ok(b1 > 0);
     pool.finish();
     await settle();
-    assert.equal(b.take()[0], `REPLY ${b1}`);
+    assert.ok(b.take().includes(`REPLY ${b1}`));
     assert.equal(node.held, 0);
   } finally {
     node.close();
