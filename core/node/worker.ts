@@ -10,12 +10,16 @@
  * which decides when to use the prefetch. With several, a freed slot goes to the balancer
  * whose oldest waiting job is oldest (every version-2 REQUEST and HEARTBEAT carries how long
  * it has waited; a version-1 balancer only its queue depth, and then the deepest queue per
- * credit wins), so that their clients see one queue's tail; when none has work waiting,
- * free slots (not the prefetch) are parked with the balancer holding the least credit, so
- * that the next job anywhere is dispatched without a round trip. A balancer with work
- * waiting and no credit, while all capacity is parked elsewhere, gets one extra grant, so
- * that no balancer waits on another's idle credit: a worker attached to `B` balancers holds
- * at most `slots + prefetch + (B − 1)` jobs.
+ * credit wins), so that their clients see one queue's tail. Credit beyond the free slots is
+ * not granted to a balancer whose next job is newer than older work waiting at another that
+ * holds credit here and at least `slots` jobs here ({@linkcode olderWorkHeld}): that one
+ * counts the worker busy and keeps its credit for its prefetch rule, while the newer job
+ * would be sent at once, wait here and start first. When none has work waiting, free slots
+ * (not the prefetch) are parked with the balancer holding the least credit, so that the
+ * next job anywhere is dispatched without a round trip. A balancer with work waiting and no
+ * credit, while all capacity is parked elsewhere, gets one extra grant (not beyond older
+ * work held back, as above), so that no balancer waits on another's idle credit: a worker
+ * attached to `B` balancers holds at most `slots + prefetch + (B − 1)` jobs.
  *
  * A job cancelled while its handler runs (CANCEL, or its deadline) is answered when its slot
  * is free again (the handler returned, or stopped on its signal; a Lua handler runs to its
@@ -125,6 +129,38 @@ export interface CreditSource {
   readonly queued: number;
   /** How long the oldest of them has waited, ms; NaN when it does not say (EP version 1). */
   readonly waitMs: number;
+  /** Jobs of it the worker holds (received, not answered); 0 when not given. */
+  readonly held?: number;
+}
+
+/**
+ * Whether a source other than `i` holds credit it keeps for waiting work older than `ageMs`
+ * (SPEC.md §9.5): it holds at least `slots` jobs here, so that it counts the worker busy and
+ * uses its credit only under its prefetch rule, or once one of its jobs is answered. Credit
+ * beyond the free slots to `i` would let `i`'s newer job wait here and start before that
+ * older one.
+ *
+ * @example
+ * ```ts
+ * import { olderWorkHeld } from "./worker.ts";
+ * // A holds the one slot's job and 2 credit for 2 jobs waiting (10 ms); B's job: 2 ms.
+ * const a = { credit: 2, queued: 2, waitMs: 10, held: 1 };
+ * const b = { credit: 0, queued: 1, waitMs: 2, held: 0 };
+ * console.assert(olderWorkHeld([a, b], 1, 1, b.waitMs)); // no credit beyond slots to B
+ * ```
+ */
+export function olderWorkHeld(
+  sources: readonly CreditSource[],
+  i: number,
+  slots: number,
+  ageMs: number,
+): boolean {
+  for (let j = 0; j < sources.length; j++) {
+    const y = sources[j];
+    if (j === i || y.credit <= 0 || y.queued <= 0 || (y.held ?? 0) < slots) continue;
+    if (y.waitMs > ageMs) return true;
+  }
+  return false;
 }
 
 /**
@@ -137,6 +173,8 @@ export interface CreditSource {
  *   the one whose next uncovered job has waited longest, estimated as `waitMs × (1 −
  *   credit / queued)` (its jobs spread evenly in age); ties to the most uncovered jobs.
  *   When one of them does not report waits, all are ranked by `queued / (credit + 1)`.
+ *   Beyond the free slots (`used ≥ slots`), with waits reported, not to a source whose next
+ *   job is newer than older work another holds back ({@linkcode olderWorkHeld}).
  * - Several, none with work uncovered: a free slot (`used < slots`) is parked with the
  *   source holding the least credit (the first on a tie); the prefetch is not.
  *
@@ -166,6 +204,8 @@ export function nextCredit(
     const uncovered = l.queued - l.credit;
     if (uncovered <= 0 || l.credit >= cap) continue;
     const key = ages ? l.waitMs * (1 - l.credit / l.queued) : l.queued / (l.credit + 1);
+    // Beyond the free slots its job would wait here: not ahead of older work held back.
+    if (ages && used >= slots && olderWorkHeld(sources, i, slots, key)) continue;
     if (key > bestKey || (key === bestKey && uncovered > bestUncovered)) {
       best = i;
       bestKey = key;
@@ -630,7 +670,19 @@ export class WorkerNode {
       credit: l.credit,
       queued: l.queued,
       waitMs: l.queued > 0 ? l.oldestWaitMs(now) : NaN,
+      held: 0,
     }));
+    // Jobs each source holds here, in its current session (what it counts itself): only
+    // several sources need it (SPEC.md §9.5, olderWorkHeld).
+    if (open.length > 1) {
+      const count = (h: Held) => {
+        const i = h.gen === h.link.gen ? open.indexOf(h.link) : -1;
+        if (i >= 0) views[i].held++;
+      };
+      for (const h of this.#inPool.keys()) count(h);
+      for (const { h } of this.#local) count(h);
+      for (const { h } of this.#stopping) count(h);
+    }
     const give = (i: number) => {
       const l = open[i];
       l.credit++;
@@ -649,6 +701,7 @@ export class WorkerNode {
       );
       for (const i of waiting.sort((x, y) => rank(views[y]) - rank(views[x]))) {
         if (used >= cap + open.length - 1) break;
+        if (olderWorkHeld(views, i, this.#slots, views[i].waitMs)) continue;
         give(i);
       }
     }

@@ -16,7 +16,13 @@ import {
 } from "../../protocol/ep_frames.ts";
 import { memoryPair, type MemoryTransport } from "../net/memory_transport.ts";
 import type { JobReply, PoolJob, ReplyCallback } from "../threads/pool.ts";
-import { type CreditSource, nextCredit, WorkerNode, type WorkerPool } from "./worker.ts";
+import {
+  type CreditSource,
+  nextCredit,
+  olderWorkHeld,
+  WorkerNode,
+  type WorkerPool,
+} from "./worker.ts";
 import { int, mulberry32, pick, type Rng } from "../../tests/fuzz/_mutate.ts";
 import { JobError, JobTimeoutError } from "../errors.ts";
 import { ErrorCode } from "../../protocol/errors.ts";
@@ -1090,6 +1096,54 @@ Deno.test("worker: a balancer with work waiting is not starved by idle credit pa
   }
 });
 
+Deno.test("worker with several balancers grants none beyond its slots to a balancer whose work is newer than the waiting work of one that holds its slot and credit: the light balancer's newer job does not start ahead of the heavy one's older job", async () => {
+  // A (heavy) and B (light) as ep's balancer uses credit: at once while it holds fewer jobs
+  // here than the worker's slots, beyond that only under its prefetch rule (queue not deep
+  // enough here: it keeps the credit).
+  const a = new FakeBalancer(2, 2);
+  const b = new FakeBalancer(2, 2);
+  // Capacity 3: one slot, prefetch 2. A, welcomed alone first, got all 3.
+  const { node, pool } = await startWorker(1, [a, b]);
+  try {
+    assert.deepEqual([a.credit, b.credit], [3, 0]);
+    a.take();
+    b.take();
+    // A's job a1 runs; one more of A's waits at A, for 10 ms; A keeps its credit (prefetch).
+    const a1 = a.request(1, 10);
+    await settle();
+    // B's one job has waited 2 ms: B signals demand, and sends its job on any credit at once
+    // (it holds no job here, so to B the worker has a free slot).
+    b.heartbeat(1, 2);
+    await settle();
+    let b1 = b.credit > 0 ? b.request(0, 0) : 0;
+    const granted = b.take();
+    await settle();
+    // a1 is answered; A, holding no job here now, uses its credit for its older job at once.
+    pool.finish();
+    await settle();
+    assert.deepEqual(a.take(), [`REPLY ${a1}`]);
+    const a2 = a.request(0, 0);
+    await settle();
+    if (b1 === 0 && b.credit > 0) b1 = b.request(0, 0);
+    await settle();
+    // Which job started in the slot a1 freed: A's older one, not B's newer one.
+    pool.finish();
+    await settle();
+    assert.deepEqual(a.take(), [`REPLY ${a2}`], "A's older job starts first");
+    // No credit went to B while a1 ran: a job sent on it would have waited here.
+    assert.deepEqual(granted, [], "no credit to the newer work while older work waits");
+    // B got credit once a1 was answered (A held no job here; A's credit, used at once, and
+    // B's race by a round trip each: here A's job came first).
+    assert.ok(b1 > 0);
+    pool.finish();
+    await settle();
+    assert.ok(b.take().includes(`REPLY ${b1}`));
+    assert.equal(node.held, 0);
+  } finally {
+    node.close();
+  }
+});
+
 Deno.test("worker registers the services balancers may hedge once version 2 is agreed (REGISTER hedge_ms: NA for the p95, else ms); none to a version-1 balancer", async () => {
   const a = new FakeBalancer(1, 1);
   const b = new FakeBalancer(1, 2);
@@ -1143,6 +1197,66 @@ Deno.test("nextCredit: one source gets everything; several, the oldest uncovered
   assert.equal(nextCredit([v(0, 0), v(0, 0)], 2, 4, 1), 0);
   assert.equal(nextCredit([v(1, 0), v(0, 0)], 2, 4, 2), -1, "used ≥ slots: prefetch room");
   assert.equal(nextCredit([v(1, 1, 5), v(0, 0)], 1, 4, 1), -1, "covered work is none");
+});
+
+Deno.test("nextCredit: beyond the free slots, none to a source whose next job is newer than waiting work another keeps credit for while it holds the worker's slots", () => {
+  const v = (credit: number, queued: number, waitMs: number, held: number): CreditSource => ({
+    credit,
+    queued,
+    waitMs,
+    held,
+  });
+  // One slot, capacity 5. A holds the slot's job and 2 credit, 2 jobs waiting (oldest 10 ms);
+  // B 1 job of 2 ms: used 3 ≥ slots, a job on B's credit would wait here ahead of A's.
+  assert.equal(nextCredit([v(2, 2, 10, 1), v(0, 1, 2, 0)], 1, 5, 3), -1);
+  // A's uncovered work is older still: A gets it (ranked as before).
+  assert.equal(nextCredit([v(1, 2, 10, 1), v(0, 1, 2, 0)], 1, 5, 2), 0);
+  // B's job is the older one: B gets it.
+  assert.equal(nextCredit([v(1, 2, 10, 1), v(0, 1, 30, 0)], 1, 5, 2), 1);
+  // A holds no job here: its credit would be used at once if its report were fresh (it is
+  // idle or stale), so it holds nothing back: B gets it.
+  assert.equal(nextCredit([v(2, 2, 10, 0), v(0, 1, 2, 0)], 1, 5, 2), 1);
+  // A has nothing waiting: its credit waits on nothing.
+  assert.equal(nextCredit([v(2, 0, NaN, 1), v(0, 1, 2, 0)], 1, 5, 3), 1);
+  // Within the free slots (4 slots, used 3) B's job starts at once: none waits behind it.
+  assert.equal(nextCredit([v(2, 2, 10, 1), v(0, 1, 2, 0)], 4, 6, 3), 1);
+  // A source reporting no waits (version 1): depths decide, as before.
+  assert.equal(nextCredit([v(2, 2, NaN, 1), v(0, 1, 2, 0)], 1, 5, 3), 1);
+  assert.equal(olderWorkHeld([v(2, 2, 10, 1), v(0, 1, 2, 0)], 1, 1, 2), true);
+  assert.equal(olderWorkHeld([v(2, 2, 10, 1), v(0, 1, 2, 0)], 0, 1, 10), false, "not itself");
+});
+
+Deno.test("nextCredit over random sources: within the capacity, no grant beyond the free slots ahead of older work held back, and never none while work is uncovered and nothing is held back", () => {
+  for (let seed = 1; seed <= 2_000; seed++) {
+    const rng: Rng = mulberry32(seed);
+    const slots = 1 + int(rng, 4);
+    const cap = slots + int(rng, 5);
+    const n = 2 + int(rng, 3);
+    const sources: CreditSource[] = Array.from({ length: n }, () => {
+      const queued = int(rng, 6);
+      return {
+        credit: int(rng, 4),
+        queued,
+        waitMs: queued > 0 ? int(rng, 50) : NaN,
+        held: int(rng, slots + 2),
+      };
+    });
+    const used = sources.reduce((t, x) => t + x.credit + (x.held ?? 0), 0);
+    const what = `seed ${seed}: ${JSON.stringify({ slots, cap, used, sources })}`;
+    const i = nextCredit(sources, slots, cap, used);
+    if (used >= cap) {
+      assert.equal(i, -1, what);
+      continue;
+    }
+    if (i >= 0 && used >= slots) {
+      const x = sources[i];
+      const next = x.queued > 0 ? x.waitMs * (1 - x.credit / x.queued) : 0;
+      assert.ok(!olderWorkHeld(sources, i, slots, next), what);
+    }
+    const uncovered = sources.some((x) => x.queued > x.credit && x.credit < cap);
+    const heldBack = sources.some((x) => x.credit > 0 && x.queued > 0 && (x.held ?? 0) >= slots);
+    if (uncovered && !heldBack) assert.ok(i >= 0, what);
+  }
 });
 
 Deno.test("worker registers its new slot count when its pool grows, and grants the new capacity", async () => {
