@@ -73,6 +73,7 @@
  */
 import { getLogger } from "@logtape/logtape";
 import { ErrorCode } from "../../protocol/errors.ts";
+import { NOT_APPLICABLE } from "../../protocol/ep_frames.ts";
 import { Deque } from "./_deque.ts";
 import { admitted, statusAccess } from "../net/access.ts";
 import { type Job, JobError, type JobHandler, type JobResult, requestIdOf } from "../job.ts";
@@ -1507,6 +1508,10 @@ export class Balancer {
    */
   #hedgeTo(p: Provider): void {
     if (!this.#freeNow(p)) return;
+    // With several balancers, a slot this one holds no job in may run another's job: a copy
+    // would wait there. The worker's own count says (NOT_APPLICABLE: it did not say).
+    const reported = p.reportedFree;
+    if (reported !== undefined && reported !== NOT_APPLICABLE && reported <= 0) return;
     const now = this.#now();
     let best: QueuedJob | null = null;
     let bestOver = 0;

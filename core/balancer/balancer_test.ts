@@ -48,6 +48,8 @@ class FakeProvider implements Provider {
   readonly refused: QueuedJob[] = [];
   evict?: (reason: string) => void;
   hedge?: ReadonlyMap<string, number | null>;
+  /** The free slots it last reported (all its balancers counted); undefined: not reported. */
+  reportedFree: number | undefined = undefined;
   #rig: Rig;
 
   constructor(
@@ -1378,6 +1380,24 @@ Deno.test("balancer hedging: no copy while no other provider has a free slot now
   q.sweepAt(100);
   assert.deepEqual([a.log, b.log], [["j1"], ["j2"]]);
   q.close();
+});
+
+Deno.test("balancer hedging: no copy to a provider that reported no free slot (its slot taken by another balancer's job), though this balancer holds none there", () => {
+  const r = new Rig({ hedge: { svc: { ms: 50 } }, hedgeBudget: 1 });
+  const p1 = r.provider("p1");
+  const p2 = r.provider("p2");
+  p2.credit = 0;
+  r.submit("j1"); // p1
+  r.sweepAt(100);
+  // p2 grants a READY while another balancer's job runs in its only slot (it said free 0).
+  p2.reportedFree = 0;
+  p2.grant();
+  assert.deepEqual(p2.log, [], "no copy waits behind another balancer's job");
+  // Its slot frees (it reports 1 free): the copy goes now.
+  p2.reportedFree = 1;
+  r.balancer.pull(p2);
+  assert.deepEqual(p2.log, ["j1"]);
+  r.close();
 });
 
 Deno.test("balancer hedging: with one provider only (the all-in-one pool), the copy goes to another of its slots", async () => {

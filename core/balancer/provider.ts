@@ -88,6 +88,12 @@ export interface Provider {
    */
   readonly descriptions?: ReadonlyMap<string, ServiceDescription>;
   /**
+   * The free slots it last reported for itself, every balancer's jobs counted (EP REPLY and
+   * HEARTBEAT `free_slots`); undefined or `0xffffffff`: not reported. Credit alone does not
+   * say a slot is free now when several balancers share it: hedging asks this too.
+   */
+  readonly reportedFree?: number;
+  /**
    * Cuts it off: it left a job unanswered `cancelGraceMs` past the job's deadline. The
    * balancer then detaches it (`Balancer.removeProvider`). Providers without it (this
    * process's pool, which answers every job by its deadline) are never cut off.

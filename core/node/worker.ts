@@ -681,7 +681,7 @@ export class WorkerNode {
       };
       for (const h of this.#inPool.keys()) count(h);
       for (const { h } of this.#local) count(h);
-      for (const { h } of this.#stopping) count(h);
+      for (const h of this.#stopping.keys()) count(h);
     }
     const give = (i: number) => {
       const l = open[i];
