@@ -28,9 +28,15 @@ export class OutputProc {
         for (const l of this.#listeners) l(this.output);
       }
     };
-    pump(this.child.stdout);
-    pump(this.child.stderr);
-    this.exited = this.child.status;
+    const pumped = Promise.all([pump(this.child.stdout), pump(this.child.stderr)]);
+    // Exited once its output is read too (a process's last lines can arrive after its
+    // status); at most 2 s more, for a child of it that keeps a pipe open.
+    this.exited = this.child.status.then(async (status) => {
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      await Promise.race([pumped, new Promise((r) => timer = setTimeout(r, 2_000))]);
+      clearTimeout(timer);
+      return status;
+    });
   }
 
   /** Waits until the output matches `re`; returns the match. */
