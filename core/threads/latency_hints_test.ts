@@ -58,3 +58,13 @@ Deno.test({
     assert.equal(r.nice[0], r.nice[1]);
   },
 });
+
+Deno.test({
+  name: "By default only the timer slack is asked for (1 µs), not the slice",
+  ignore: !linux,
+  async fn() {
+    const r = JSON.parse(await child(PROBE));
+    assert.deepEqual(r.result, { slice: "off", slack: "set" });
+    assert.equal(r.slack, "1000");
+  },
+});

@@ -506,8 +506,8 @@ scope.onmessage = async (e: MessageEvent<ThreadInit>) => {
   const init = e.data;
   if (init?.type !== "init") return;
   scope.onmessage = null;
-  // Its wake-ups (a job pushed, a sleep over) are on every job's path: ask for a short
-  // slice and a small timer slack (latency_hints.ts).
+  // Its wake-ups (a job pushed, a sleep over) are on every job's path: ask for a small
+  // timer slack (and a short slice, when configured; latency_hints.ts).
   requestLowLatency();
   const ctl = new Int32Array(init.control);
   const mainBell = new Doorbell(init.poolControl, MAIN_BELL_OFFSET);
