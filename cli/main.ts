@@ -7,6 +7,7 @@
  *
  * @module
  */
+import { requestLowLatency } from "../core/threads/latency_hints.ts";
 import { configureLogging } from "../core/logging.ts";
 import {
   ADDRESS_FLAGS,
@@ -117,6 +118,8 @@ function commandIndex(args: string[]): number {
  * ```
  */
 export async function main(args: string[]): Promise<number> {
+  // The main thread serves the sockets: its wake-ups are on every job's path (latency_hints.ts).
+  requestLowLatency();
   // Subcommands with flags of their own parse their arguments themselves (flags given
   // before the command word included: `ep --port 7071 call echo hi`).
   const at = commandIndex(args);

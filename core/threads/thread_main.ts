@@ -36,6 +36,7 @@
  * @module
  */
 
+import { requestLowLatency } from "./latency_hints.ts";
 import { errorCodeName } from "../../protocol/errors.ts";
 import { decodeMeta, encodeMeta } from "../../protocol/ep_meta.ts";
 import { Doorbell } from "./doorbell.ts";
@@ -509,6 +510,9 @@ scope.onmessage = async (e: MessageEvent<ThreadInit>) => {
   const init = e.data;
   if (init?.type !== "init") return;
   scope.onmessage = null;
+  // Its wake-ups (a job pushed, a sleep over) are on every job's path: ask for a small
+  // timer slack (and a short slice, when configured; latency_hints.ts).
+  requestLowLatency();
   const ctl = new Int32Array(init.control);
   const mainBell = new Doorbell(init.poolControl, MAIN_BELL_OFFSET);
   let stopped = false;
