@@ -281,7 +281,7 @@ export const processEnv: Env = (name) => {
  * commands that read it. The table `ep --help` prints and README's "Configuration" shows.
  */
 export interface Setting {
-  /** The flag, without `--`. */
+  /** The flag, without `--`; "" for a setting only an environment variable sets. */
   readonly flag: string;
   /** The environment variable, when the setting has one. */
   readonly env?: string;
@@ -371,6 +371,20 @@ export const SETTINGS: readonly Setting[] = [
     commands: "start, balancer, worker, run, check",
     what: "1: JSON lines, and nothing else",
   },
+  {
+    flag: "",
+    env: "EP_TIMER_SLACK_NS",
+    default: "1000",
+    commands: "every process",
+    what: "timer slack each thread asks Linux for, ns (0: the kernel's 50 µs)",
+  },
+  {
+    flag: "",
+    env: "EP_SCHED_SLICE_US",
+    default: "0",
+    commands: "every process",
+    what: "scheduler slice each thread asks Linux 6.12+ for, µs (0: the kernel's)",
+  },
 ];
 
 /**
@@ -385,7 +399,7 @@ export const SETTINGS: readonly Setting[] = [
 export function settingsTable(width = 96): string {
   const rows = [
     ["flag", "variable", "default", "what"],
-    ...SETTINGS.map((s) => [`--${s.flag}`, s.env ?? "", s.default, s.what]),
+    ...SETTINGS.map((s) => [s.flag ? `--${s.flag}` : "", s.env ?? "", s.default, s.what]),
   ];
   const w = [0, 1, 2].map((c) => Math.max(...rows.map((r) => r[c].length)));
   const indent = 2 + w[0] + 2 + w[1] + 2 + w[2] + 2;
@@ -429,7 +443,7 @@ export function settingText(
   const v = values[flag];
   if (typeof v === "string") return { text: v, source: `--${flag}` };
   if (v === true) return { text: "1", source: `--${flag}` };
-  const name = SETTINGS.find((s) => s.flag === flag)?.env;
+  const name = flag ? SETTINGS.find((s) => s.flag === flag)?.env : undefined;
   const e = name ? env(name) : undefined;
   return e === undefined ? undefined : { text: e, source: name! };
 }

@@ -132,7 +132,7 @@ Deno.test("every environment variable ep reads is a documented setting", async (
       else if (/\.(ts|lua)$/.test(e.name) && !/_test\.ts$/.test(e.name)) {
         const text = (await Deno.readTextFile(path)).split("\n")
           .filter((l) => !/^\s*(\*|\/\/|--)/.test(l)).join("\n");
-        for (const m of text.matchAll(/(?:env\.get|ep\.env|env)\(\s*"(EP_[A-Z0-9_]+)"/g)) {
+        for (const m of text.matchAll(/\w*(?:env|Env)\w*(?:\.get)?\(\s*"(EP_[A-Z0-9_]+)"/g)) {
           read.set(m[1], path);
         }
       }

@@ -62,8 +62,9 @@ Deno.test("ep run without a script exits 2", async () => {
 Deno.test("ep --help lists every setting with its flag, environment variable and default", async () => {
   const r = await ep(["--help"]);
   for (const s of SETTINGS) {
-    const row = r.out.split("\n").find((l) => l.trimStart().startsWith(`--${s.flag} `));
-    assert.ok(row, `--${s.flag} in the help`);
+    const lead = s.flag ? `--${s.flag} ` : `${s.env} `;
+    const row = r.out.split("\n").find((l) => l.trimStart().startsWith(lead));
+    assert.ok(row, `${lead}in the help`);
     if (s.env) assert.ok(row.includes(s.env), `${s.env} beside --${s.flag}`);
     assert.ok(row.includes(s.default), `the default of --${s.flag}`);
   }

@@ -46,7 +46,7 @@ export interface RoleFlags {
  */
 export function flagsToEnv(v: Record<string, unknown>): void {
   for (const s of SETTINGS) {
-    const value = v[s.flag];
+    const value = s.flag ? v[s.flag] : undefined;
     if (!s.env || value === undefined) continue;
     Deno.env.set(s.env, value === true ? "1" : String(value));
   }

@@ -1384,7 +1384,7 @@ Deno.test("balancer hedging: no copy while no other provider has a free slot now
 
 Deno.test("balancer hedging: no copy to a provider that reported no free slot (its slot taken by another balancer's job), though this balancer holds none there", () => {
   const r = new Rig({ hedge: { svc: { ms: 50 } }, hedgeBudget: 1 });
-  const p1 = r.provider("p1");
+  r.provider("p1");
   const p2 = r.provider("p2");
   p2.credit = 0;
   r.submit("j1"); // p1
