@@ -233,7 +233,12 @@ Deno.test("client: retries never exceed the deadline: each try is sent with the 
   );
   try {
     const err = await client.request("svc", "x", { timeoutMs: 300 }).then(() => null, (e) => e);
-    assert.ok(err instanceof JobError && err.kind === "overloaded", `got ${err}`);
+    // The deadline passes in a back-off (the last error is reported) or, on a loaded
+    // machine, while a try is in flight (that try times out): never a try past it.
+    assert.ok(
+      err instanceof JobError && (err.kind === "overloaded" || err.kind === "timeout"),
+      `got ${err}`,
+    );
     const deadlines = a.last.requests.map((r) => r.deadlineMs);
     assert.ok(deadlines.length > 2 && deadlines.length < 1_000, `${deadlines.length} tries`);
     assert.ok(deadlines[0] <= 300);
