@@ -22,6 +22,7 @@
 import { connect } from "../core/net/client.ts";
 import { JobError } from "../core/errors.ts";
 import { escapeControls, inertJson } from "../core/escape.ts";
+import { arr, int, type Json, num, obj, records, str, table } from "./_answer_table.ts";
 import {
   ADDRESS_FLAGS,
   CLIENT_FLAGS,
@@ -70,8 +71,6 @@ Options:
   --json               print the balancer's JSON answer
   -h, --help           print this help
 `;
-
-type Json = Record<string, unknown>;
 
 /**
  * Runs one admin verb with its arguments and returns the exit code: 0 done, 1 the balancer
@@ -312,45 +311,6 @@ function servicesTable(services: Json[]): string {
     "(no services)",
     new Set(["SERVICE", "VERSION", "DESCRIPTION"]),
   );
-}
-
-function table(headers: string[], rows: string[][], empty: string, left: Set<string>): string {
-  const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
-  const line = (cells: string[]) =>
-    cells.map((c, i) => {
-      const l = left.has(headers[i]);
-      if (i === cells.length - 1 && l) return c;
-      return l ? c.padEnd(widths[i]) : c.padStart(widths[i]);
-    }).join("  ");
-  const lines = [line(headers)];
-  if (rows.length === 0) lines.push(empty);
-  for (const r of rows) lines.push(line(r));
-  return lines.join("\n");
-}
-
-function obj(v: unknown): Json | null {
-  return typeof v === "object" && v !== null && !Array.isArray(v) ? v as Json : null;
-}
-
-function arr(v: unknown): unknown[] {
-  return Array.isArray(v) ? v : [];
-}
-
-function records(v: unknown): Json[] {
-  return arr(v).map(obj).filter((x): x is Json => x !== null);
-}
-
-/** A string of the answer, as shown: every string in it may come from a peer. */
-function str(v: unknown): string | null {
-  return typeof v === "string" ? escapeControls(v) : null;
-}
-
-function num(v: unknown): number {
-  return typeof v === "number" ? v : NaN;
-}
-
-function int(n: number): string {
-  return n === n ? Math.round(n).toLocaleString("en-US") : "-";
 }
 
 function ago(ms: number): string {

@@ -11,6 +11,7 @@
  */
 import { connect } from "../core/net/client.ts";
 import { escapeControls, inertJson } from "../core/escape.ts";
+import { arr, int, num, obj, records, str, table } from "./_answer_table.ts";
 import {
   ADDRESS_FLAGS,
   CLIENT_FLAGS,
@@ -276,6 +277,7 @@ export function renderStatus(stats: Record<string, unknown>, addr: string): stri
     ],
     serviceRows,
     "(no services)",
+    LEFT_COLUMNS,
   ));
   // What the failures were, by outcome (timeout, overloaded, worker_lost, …).
   const failures: string[] = [];
@@ -313,52 +315,12 @@ export function renderStatus(stats: Record<string, unknown>, addr: string): stri
     ["WORKER", "ADDRESS", "SERVICES", "BUSY", "LAST SEEN", "STATE"],
     providerRows,
     "(no workers)",
+    LEFT_COLUMNS,
   ));
   return out.join("\n");
 }
 
 const LEFT_COLUMNS = new Set(["SERVICE", "WORKER", "ADDRESS", "SERVICES", "STATE", "LAST SEEN"]);
-
-function table(headers: string[], rows: string[][], empty: string): string {
-  const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
-  const line = (cells: string[]) =>
-    cells.map((c, i) => {
-      const left = LEFT_COLUMNS.has(headers[i]);
-      if (i === cells.length - 1 && left) return c;
-      return left ? c.padEnd(widths[i]) : c.padStart(widths[i]);
-    }).join("  ");
-  const lines = [line(headers)];
-  if (rows.length === 0) lines.push(empty);
-  for (const r of rows) lines.push(line(r));
-  return lines.join("\n");
-}
-
-function obj(v: unknown): Record<string, unknown> | null {
-  return typeof v === "object" && v !== null && !Array.isArray(v)
-    ? v as Record<string, unknown>
-    : null;
-}
-
-function records(v: unknown): Record<string, unknown>[] {
-  return arr(v).map(obj).filter((x): x is Record<string, unknown> => x !== null);
-}
-
-function arr(v: unknown): unknown[] {
-  return Array.isArray(v) ? v : [];
-}
-
-/** A string of the answer, as shown: every string in it may come from a peer. */
-function str(v: unknown): string | null {
-  return typeof v === "string" ? escapeControls(v) : null;
-}
-
-function num(v: unknown): number {
-  return typeof v === "number" ? v : NaN;
-}
-
-function int(n: number): string {
-  return n === n ? Math.round(n).toLocaleString("en-US") : "-";
-}
 
 function fixed(n: number): string {
   if (n !== n) return "-";
