@@ -194,6 +194,38 @@ Deno.test("mod.ts: threads { min, max } starts the pool at min and reports its s
   );
   await assert.rejects(
     start({ listen: { port: 0 }, handlers: { module: HANDLERS, threads: 2, targetWaitMs: 30 } }),
-    { name: "TypeError", message: 'targetWaitMs needs threads: { min, max }: "30"' },
+    {
+      name: "TypeError",
+      message: 'targetWaitMs needs threads: { min, max } or slots: { min, max }: "30"',
+    },
+  );
+});
+
+Deno.test("mod.ts: slots { min, max } starts the pool at min slots on fixed threads with room for max; bounds beyond the threads' slots and slots with threads { min, max } are refused", async () => {
+  const { startNode: start } = await import("../mod.ts");
+  const node = await start({
+    listen: { port: 0 },
+    handlers: { module: HANDLERS, threads: 2, slots: { min: 2, max: 7 }, targetWaitMs: 30 },
+  });
+  try {
+    const res = await fetch(`http://127.0.0.1:${node.addr!.port}/_ep/stats`);
+    const stats = await res.json();
+    assert.deepEqual([stats.pool.threads.length, stats.pool.scaling.slots], [2, 2]);
+  } finally {
+    await node.close();
+  }
+  await assert.rejects(
+    start({
+      listen: { port: 0 },
+      handlers: { module: HANDLERS, threads: 1, concurrency: 2, slots: { min: 1, max: 3 } },
+    }),
+    { name: "RangeError", message: 'Slot bounds must stay within the threads\' slots (2): "3"' },
+  );
+  await assert.rejects(
+    start({
+      listen: { port: 0 },
+      handlers: { module: HANDLERS, threads: { min: 1, max: 2 }, slots: { min: 1, max: 2 } },
+    }),
+    { name: "TypeError", message: 'Threads and slots cannot both scale: "threads: { min, max }"' },
   );
 });
