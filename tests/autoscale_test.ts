@@ -229,3 +229,32 @@ Deno.test("mod.ts: slots { min, max } starts the pool at min slots on fixed thre
     { name: "TypeError", message: 'Threads and slots cannot both scale: "threads: { min, max }"' },
   );
 });
+
+Deno.test("a node scaling slots keeps its slot count across a reload", async () => {
+  const node = await startNode({
+    listen: { port: 0 },
+    handlers: {
+      options: { handlers: HANDLERS },
+      threads: 1,
+      concurrency: 4,
+      scale: { unit: "slots", min: 1, max: 4, targetWaitMs: 1_000 },
+    },
+  });
+  try {
+    const before = node.pool as HandlerPool;
+    assert.ok(before.grow("test") && before.grow("test"));
+    assert.equal(before.concurrency, 3);
+    await node.reload();
+    const after = node.pool as HandlerPool;
+    assert.notEqual(after, before);
+    assert.deepEqual([after.scaleUnit, after.concurrency, after.threads], ["slots", 3, 1]);
+    const res = await fetch(`http://127.0.0.1:${node.server!.addr.port}/sleep`, {
+      method: "POST",
+      body: "1",
+    });
+    assert.equal(res.status, 200);
+    await res.text();
+  } finally {
+    await node.close();
+  }
+});
