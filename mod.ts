@@ -175,9 +175,19 @@ export interface ModuleHandlers {
    * the number of cores.
    */
   threads?: number | { min: number; max: number };
-  /** With `threads: { min, max }`: the queue-wait p99 target of every service, ms. Default 50. */
+  /**
+   * Bounds the jobs the threads run at once grow and shrink between, on the same rule as
+   * `threads: { min, max }` (one slot more, or one fewer) without adding threads: for
+   * handlers that mostly wait. It starts at `min`; `max` is at most `threads × concurrency`
+   * (the default concurrency is then enough for `max`). Not with `threads: { min, max }`.
+   */
+  slots?: { min: number; max: number };
+  /**
+   * With `threads: { min, max }` or `slots`: the queue-wait p99 target of every service, ms.
+   * Default 50.
+   */
   targetWaitMs?: number;
-  /** Jobs one thread runs at once (for async handlers). Default 1. */
+  /** Jobs one thread runs at once (for async handlers). Default 1, or enough for `slots.max`. */
   concurrency?: number;
   /** Run-time caps of some services, in ms: their jobs are answered `timeout` past them. */
   timeoutsMs?: Readonly<Record<string, number>>;
@@ -216,6 +226,8 @@ export interface FunctionHandlers {
   threads?: never;
   /** Not with `functions`: they do not scale. */
   targetWaitMs?: never;
+  /** Not with `functions`: they do not scale. */
+  slots?: never;
 }
 
 /**
@@ -344,6 +356,7 @@ export async function startNode(options: NodeOptions): Promise<Node> {
   const t = options.tuning ?? {};
   const functions = h && handlerFunctions(h);
   const scale = h && threadScale(h);
+  const threads = h && typeof h.threads === "number" ? h.threads : undefined;
   const node = await startNodeImpl({
     listen: options.listen,
     connect: options.connect,
@@ -364,9 +377,12 @@ export async function startNode(options: NodeOptions): Promise<Node> {
     handlers: h && {
       runtime: TS_HANDLER_RUNTIME,
       options: functions ? undefined : { handlers: moduleUrl(h.module!) },
-      threads: typeof h.threads === "number" ? h.threads : undefined,
+      threads,
       scale,
-      concurrency: h.concurrency,
+      concurrency: h.concurrency ??
+        (scale?.unit === "slots"
+          ? Math.ceil(scale.max / (threads ?? navigator.hardwareConcurrency ?? 1))
+          : undefined),
       timeouts: h.timeoutsMs && new Map(Object.entries(h.timeoutsMs)),
       services: functions && Object.keys(functions),
       start: functions && ((o) =>
@@ -403,12 +419,28 @@ function handlerFunctions(h: NodeHandlers): Handlers | undefined {
   return h.functions;
 }
 
-/** The bounds and target of `threads: { min, max }`, or undefined for a fixed count. */
+/**
+ * The bounds and target of `threads: { min, max }` or `slots: { min, max }`, or undefined
+ * for fixed counts.
+ */
 function threadScale(h: NodeHandlers): ThreadScale | undefined {
   const t = h.threads as unknown;
+  const slots = h.slots as unknown;
+  if (slots !== undefined) {
+    if (typeof t === "object" && t !== null) {
+      throw new TypeError(`Threads and slots cannot both scale: "threads: { min, max }"`);
+    }
+    if (typeof slots !== "object" || slots === null) {
+      throw new TypeError(`Slots must be { min, max }: "${slots}"`);
+    }
+    const { min, max } = slots as { min: number; max: number };
+    return { unit: "slots", min, max, targetWaitMs: h.targetWaitMs ?? 50 };
+  }
   if (t === undefined || typeof t === "number") {
     if (h.targetWaitMs !== undefined) {
-      throw new TypeError(`targetWaitMs needs threads: { min, max }: "${h.targetWaitMs}"`);
+      throw new TypeError(
+        `targetWaitMs needs threads: { min, max } or slots: { min, max }: "${h.targetWaitMs}"`,
+      );
     }
     return undefined;
   }

@@ -159,6 +159,9 @@ local function check_ms(ms, fname, argn, what)
   end
 end
 
+-- What services scale in this script: "threads", "slots", or nil (see ep.service).
+local scales = nil
+
 --- Run a service on this process's handler threads: a file (relative to the script's
 --- folder) that returns the handler, or a function written inline. `slots` (default: the
 --- number of threads) adds to the jobs this process runs at once; `timeout_ms` interrupts a
@@ -167,12 +170,14 @@ end
 --- recent p95 service time, or `hedge_ms`) to another worker with a free slot, the first
 --- answer wins (`req.hedge` is true on the copy). `threads = { min =, max = }`
 --- scales the handler threads on this service's queue wait: one more while its p99 stays
---- above `target_wait_ms` (default 50), one fewer when the threads sit idle. `description`
+--- above `target_wait_ms` (default 50), one fewer when the threads sit idle; `slots = { min =,
+--- max = }` scales the jobs they run at once the same way, one slot at a time, on the same
+--- threads (for handlers that mostly wait); one or the other per script. `description`
 --- (one line) and `version` say what it is: shown at the balancer's /_ep/services and by
 --- `ep services`.
 ---@param name string
 ---@param handler string|fun(req: ep.Request): any
----@param opts? { slots?: integer, timeout_ms?: integer, hedge?: boolean, hedge_ms?: integer, threads?: { min: integer, max: integer }, target_wait_ms?: number, description?: string, version?: string }
+---@param opts? { slots?: integer|{ min: integer, max: integer }, timeout_ms?: integer, hedge?: boolean, hedge_ms?: integer, threads?: { min: integer, max: integer }, target_wait_ms?: number, description?: string, version?: string }
 function ep.service(name, handler, opts)
   check_name(name, "ep.service", 1, "service name")
   check(type(handler) == "string" or type(handler) == "function", "ep.service", 2,
@@ -194,8 +199,15 @@ function ep.service(name, handler, opts)
   if hedge_ms ~= nil and opts.hedge == false then
     error("bad argument #3 to 'ep.service' (hedge_ms given with hedge = false)", 2)
   end
+  local smin, smax = 0, 0
+  if type(opts.slots) == "table" then
+    check_range(opts.slots, "ep.service", 3,
+      "slots = n or slots = { min =, max = } expected with integers 1 <= min <= max <= %d", 65535)
+    smin, smax = opts.slots.min, opts.slots.max
+  end
   for _, k in ipairs({ "slots", "timeout_ms" }) do
     local v = opts[k]
+    if k == "slots" and smin > 0 then v = nil end
     if v ~= nil and (math.type(v) ~= "integer" or v < 0) then
       error(("bad argument #3 to 'ep.service' (%s must be an integer of at least 0; got %s)"):format(
         k, oneline(v)), 2)
@@ -207,16 +219,21 @@ function ep.service(name, handler, opts)
       "threads = { min =, max = } expected with integers 1 <= min <= max <= %d", 1024)
     tmin, tmax = opts.threads.min, opts.threads.max
   end
+  -- One unit scales per script: the threads, or the slots they offer.
+  if (tmin > 0 and (smin > 0 or scales == "slots")) or (smin > 0 and scales == "threads") then
+    error("bad argument #3 to 'ep.service' (threads and slots cannot both scale: one of threads = { min =, max = } and slots = { min =, max = } per script)", 2)
+  end
+  if tmin > 0 then scales = "threads" elseif smin > 0 then scales = "slots" end
   if opts.target_wait_ms ~= nil then
-    if opts.threads == nil then
-      error("bad argument #3 to 'ep.service' (target_wait_ms needs threads = { min =, max = })", 2)
+    if opts.threads == nil and smin == 0 then
+      error("bad argument #3 to 'ep.service' (target_wait_ms needs threads = { min =, max = } or slots = { min =, max = })", 2)
     end
     check_ms(opts.target_wait_ms, "ep.service", 3, "target_wait_ms")
     target = opts.target_wait_ms
   end
   ext.service(name, type(handler) == "string" and handler or "", type(handler) == "function",
-    opts.slots or 0, opts.timeout_ms or 0, opts.hedge == true or hedge_ms ~= nil, hedge_ms or 0,
-    tmin, tmax, target, opts.description, opts.version)
+    smin > 0 and 0 or opts.slots or 0, opts.timeout_ms or 0, opts.hedge == true or hedge_ms ~= nil,
+    hedge_ms or 0, tmin, tmax, target, opts.description, opts.version, smin, smax)
 end
 
 local SPAWN_KEYS = { script = true, min = true, max = true, target_wait_ms = true }

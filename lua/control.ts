@@ -60,7 +60,12 @@ export interface ControlConfig {
     hedgeMs: number;
     /** `threads = { min =, max = }`: the handler threads scale on this service's waits. */
     threads?: { min: number; max: number };
-    /** `target_wait_ms` (with `threads`; default 50). */
+    /**
+     * `slots = { min =, max = }`: the slots the process offers scale on this service's waits
+     * (then `slots` is 0).
+     */
+    slotRange?: { min: number; max: number };
+    /** `target_wait_ms` (with `threads` or `slots = { min =, max = }`; default 50). */
     targetWaitMs?: number;
   }[];
   /** `ep.spawn` calls: child worker processes of a script, scaled between `min` and `max`. */
@@ -163,8 +168,11 @@ export async function loadControl(
       target,
       description,
       version,
+      smin,
+      smax,
     ) => {
       const min = Number(tmin) || 0;
+      const slotMin = Number(smin) || 0;
       config.services.push({
         name: str(svc),
         file: str(file),
@@ -178,6 +186,12 @@ export async function loadControl(
         ...(min > 0
           ? {
             threads: { min, max: Number(tmax) },
+            targetWaitMs: Number(target) || DEFAULT_TARGET_WAIT_MS,
+          }
+          : {}),
+        ...(slotMin > 0
+          ? {
+            slotRange: { min: slotMin, max: Number(smax) },
             targetWaitMs: Number(target) || DEFAULT_TARGET_WAIT_MS,
           }
           : {}),
@@ -446,10 +460,26 @@ export async function runScript(
   const threads = scale
     ? Math.min(scale.max, Math.max(scale.min, c.threads ?? scale.min))
     : c.threads ?? navigator.hardwareConcurrency;
-  // Each service adds its slots (default: one per thread) to the jobs this process runs at
-  // once; the pool spreads them over the threads.
-  const totalSlots = c.services.reduce((n, s) => n + (s.slots || threads), 0);
+  // Each service adds its slots (default: one per thread; with `slots = { min =, max = }`,
+  // its max) to the jobs this process runs at once; the pool spreads them over the threads.
+  const slotsOf = (s: typeof c.services[number], bound: "min" | "max") =>
+    s.slotRange?.[bound] ?? (s.slots || threads);
+  const totalSlots = c.services.reduce((n, s) => n + slotsOf(s, "max"), 0);
   const concurrency = c.config.concurrency ?? Math.max(1, Math.ceil(totalSlots / threads));
+  // Services with `slots = { min =, max = }` scale the slots offered instead (control.lua
+  // refuses both in one script): from every service's min to every service's max, each
+  // scaled service's waits driving them up to that max.
+  const slotScaled = c.services.filter((s) => s.slotRange);
+  const slotScale: ThreadScale | undefined = slotScaled.length > 0
+    ? {
+      unit: "slots",
+      min: c.services.reduce((n, s) => n + slotsOf(s, "min"), 0),
+      max: totalSlots,
+      targetWaitMs: new Map(
+        slotScaled.map((s) => [s.name, { waitMs: s.targetWaitMs!, max: totalSlots }]),
+      ),
+    }
+    : undefined;
   const token = c.token ?? Deno.env.get("EP_TOKEN");
   const moduleOptions = (): LuaThreadOptions => ({
     services: c.services.map((s) => ({
@@ -488,7 +518,7 @@ export async function runScript(
           concurrency,
           timeouts,
           hedge,
-          scale,
+          scale: scale ?? slotScale,
           services: c.services.map((s) => s.name),
         }
         : undefined,

@@ -417,6 +417,66 @@ ep.spawn { script = "other.lua", min = 2, max = 3, target_wait_ms = 7.5 }
   });
 });
 
+Deno.test("ep.service { slots = { min =, max = }, target_wait_ms = } records slots that scale; slots = n still records a fixed count", async () => {
+  const script = `
+ep.listen { port = 0 }
+ep.service("a", function() return "a" end, { slots = { min = 2, max = 16 }, target_wait_ms = 20 })
+ep.service("b", function() return "b" end, { slots = { min = 1, max = 4 } })
+ep.service("c", function() return "c" end, { slots = 3 })
+`;
+  await withScript(script, {}, (control) => {
+    const c = control.config;
+    assert.deepEqual(
+      c.services.map((s) => [s.name, s.slots, s.slotRange, s.threads, s.targetWaitMs]),
+      [
+        ["a", 0, { min: 2, max: 16 }, undefined, 20],
+        ["b", 0, { min: 1, max: 4 }, undefined, 50],
+        ["c", 3, undefined, undefined, undefined],
+      ],
+    );
+    return Promise.resolve();
+  });
+});
+
+Deno.test("ep.service slots = { min =, max = } refuses bad bounds, and scaling slots and threads in one script", async () => {
+  const f = `function() end`;
+  const cases: [string, string][] = [
+    [
+      `ep.service("a", ${f}, { slots = { min = 3, max = 2 } })`,
+      "main.lua:1: bad argument #3 to 'ep.service' (slots = n or slots = { min =, max = } expected with integers 1 <= min <= max <= 65535, got min = 3, max = 2)",
+    ],
+    [
+      `ep.service("a", ${f}, { slots = { min = 1.5, max = 2 } })`,
+      "main.lua:1: bad argument #3 to 'ep.service' (slots = n or slots = { min =, max = } expected with integers 1 <= min <= max <= 65535, got min = 1.5, max = 2)",
+    ],
+    [
+      `ep.service("a", ${f}, { slots = { min = 0, max = 2 } })`,
+      "main.lua:1: bad argument #3 to 'ep.service' (slots = n or slots = { min =, max = } expected with integers 1 <= min <= max <= 65535, got min = 0, max = 2)",
+    ],
+    [
+      `ep.service("a", ${f}, { slots = { max = 2 } })`,
+      "main.lua:1: bad argument #3 to 'ep.service' (slots = n or slots = { min =, max = } expected with integers 1 <= min <= max <= 65535, got min = nil, max = 2)",
+    ],
+    [
+      `ep.service("a", ${f}, { slots = { min = 1, max = 2 }, threads = { min = 1, max = 2 } })`,
+      "main.lua:1: bad argument #3 to 'ep.service' (threads and slots cannot both scale: one of threads = { min =, max = } and slots = { min =, max = } per script)",
+    ],
+    [
+      `ep.service("a", ${f}, { threads = { min = 1, max = 2 } })
+ep.service("b", ${f}, { slots = { min = 1, max = 2 } })`,
+      "main.lua:2: bad argument #3 to 'ep.service' (threads and slots cannot both scale: one of threads = { min =, max = } and slots = { min =, max = } per script)",
+    ],
+    [
+      `ep.service("a", ${f}, { slots = { min = 1, max = 2 } })
+ep.service("b", ${f}, { threads = { min = 1, max = 2 } })`,
+      "main.lua:2: bad argument #3 to 'ep.service' (threads and slots cannot both scale: one of threads = { min =, max = } and slots = { min =, max = } per script)",
+    ],
+  ];
+  for (const [source, expected] of cases) {
+    assert.equal(await loadError(source), expected, source);
+  }
+});
+
 Deno.test("ep.service threads and target_wait_ms, and ep.spawn, refuse bad values with a Lua error naming the argument and the value", async () => {
   const f = `function() end`;
   const cases: [string, string][] = [
@@ -434,7 +494,7 @@ Deno.test("ep.service threads and target_wait_ms, and ep.spawn, refuse bad value
     ],
     [
       `ep.service("a", ${f}, { target_wait_ms = 20 })`,
-      "main.lua:1: bad argument #3 to 'ep.service' (target_wait_ms needs threads = { min =, max = })",
+      "main.lua:1: bad argument #3 to 'ep.service' (target_wait_ms needs threads = { min =, max = } or slots = { min =, max = })",
     ],
     [
       `ep.service("a", ${f}, { threads = { min = 1, max = 2 }, target_wait_ms = -1 })`,

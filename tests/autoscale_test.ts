@@ -78,6 +78,71 @@ Deno.test("a node grows its handler threads while jobs wait past the target and 
   }
 });
 
+Deno.test("a node with slots { min, max } offers one more slot on its one thread while jobs wait past the target and one fewer when idle; no job is lost", async () => {
+  const node = await startNode({
+    listen: { port: 0 },
+    handlers: {
+      options: { handlers: HANDLERS },
+      threads: 1,
+      concurrency: 4,
+      scale: { unit: "slots", min: 1, max: 4, targetWaitMs: 20, idleMs: 2_000 },
+    },
+  });
+  try {
+    const pool = node.pool as HandlerPool;
+    assert.deepEqual([pool.threads, pool.concurrency], [1, 1], "starts at min slots");
+    const port = node.server!.addr.port;
+    let peak = 0;
+    const watch = setInterval(() => peak = Math.max(peak, pool.jobsInFlight), 5);
+    const statuses = await load(port, 8, () => pool.concurrency >= 2);
+    clearInterval(watch);
+    assert.ok(statuses.every((s) => s === 200), `statuses ${[...new Set(statuses)]}`);
+    assert.ok(peak <= 2, `never more jobs at once than the slots offered: ${peak}`);
+    const up = pool.counters().scaling!;
+    assert.equal(up.threads, 1, "no thread added");
+    assert.ok(up.up >= 1 && up.changes[0].reason.startsWith("wait p99 "), up.changes[0].reason);
+    assert.equal(up.changes[0].slots, 2);
+    await until(() => pool.concurrency === 1, "the slots to shrink back to one");
+    const down = pool.counters().scaling!;
+    assert.equal(down.changes.at(-1)!.direction, "down");
+    assert.match(down.changes.at(-1)!.reason, /^idle: /);
+    assert.deepEqual([pool.threads, pool.counters().failed], [1, 0]);
+  } finally {
+    await node.close();
+  }
+});
+
+Deno.test("a module worker with slots { min, max } registers each new slot count with its balancer, and gives a slot back once the credit it granted fits", async () => {
+  const balancer = await startNode({ listen: { port: 0 } });
+  const addr = `127.0.0.1:${balancer.server!.addr.port}`;
+  const worker = await startNode({
+    connect: [addr],
+    prefetch: 1,
+    handlers: {
+      options: { handlers: HANDLERS },
+      threads: 1,
+      concurrency: 2,
+      scale: { unit: "slots", min: 1, max: 2, targetWaitMs: 20, idleMs: 2_000 },
+    },
+  });
+  try {
+    const slots = () => balancer.balancer!.stats().providers.map((p) => p.slots);
+    await until(() => slots().length === 1, "the worker to register");
+    assert.deepEqual(slots(), [1]);
+    const port = balancer.server!.addr.port;
+    const statuses = await load(port, 8, () => slots()[0] === 2);
+    assert.ok(statuses.every((s) => s === 200));
+    assert.deepEqual([worker.worker!.slots, (worker.pool as HandlerPool).threads], [2, 1]);
+    const trickle = await load(port, 1, () => slots()[0] === 1, 200);
+    assert.ok(trickle.every((s) => s === 200));
+    assert.equal(worker.worker!.slots, 1);
+    assert.ok(worker.worker!.peakHeld <= 2 + 1, "never more than slots + prefetch");
+  } finally {
+    await worker.close();
+    await balancer.close();
+  }
+});
+
 Deno.test("a module worker grows on the queue depth its balancer reports, registers each new slot count, and shrinks once jobs use up the credit it had granted", async () => {
   const balancer = await startNode({ listen: { port: 0 } });
   const addr = `127.0.0.1:${balancer.server!.addr.port}`;
@@ -129,6 +194,67 @@ Deno.test("mod.ts: threads { min, max } starts the pool at min and reports its s
   );
   await assert.rejects(
     start({ listen: { port: 0 }, handlers: { module: HANDLERS, threads: 2, targetWaitMs: 30 } }),
-    { name: "TypeError", message: 'targetWaitMs needs threads: { min, max }: "30"' },
+    {
+      name: "TypeError",
+      message: 'targetWaitMs needs threads: { min, max } or slots: { min, max }: "30"',
+    },
   );
+});
+
+Deno.test("mod.ts: slots { min, max } starts the pool at min slots on fixed threads with room for max; bounds beyond the threads' slots and slots with threads { min, max } are refused", async () => {
+  const { startNode: start } = await import("../mod.ts");
+  const node = await start({
+    listen: { port: 0 },
+    handlers: { module: HANDLERS, threads: 2, slots: { min: 2, max: 7 }, targetWaitMs: 30 },
+  });
+  try {
+    const res = await fetch(`http://127.0.0.1:${node.addr!.port}/_ep/stats`);
+    const stats = await res.json();
+    assert.deepEqual([stats.pool.threads.length, stats.pool.scaling.slots], [2, 2]);
+  } finally {
+    await node.close();
+  }
+  await assert.rejects(
+    start({
+      listen: { port: 0 },
+      handlers: { module: HANDLERS, threads: 1, concurrency: 2, slots: { min: 1, max: 3 } },
+    }),
+    { name: "RangeError", message: 'Slot bounds must stay within the threads\' slots (2): "3"' },
+  );
+  await assert.rejects(
+    start({
+      listen: { port: 0 },
+      handlers: { module: HANDLERS, threads: { min: 1, max: 2 }, slots: { min: 1, max: 2 } },
+    }),
+    { name: "TypeError", message: 'Threads and slots cannot both scale: "threads: { min, max }"' },
+  );
+});
+
+Deno.test("a node scaling slots keeps its slot count across a reload", async () => {
+  const node = await startNode({
+    listen: { port: 0 },
+    handlers: {
+      options: { handlers: HANDLERS },
+      threads: 1,
+      concurrency: 4,
+      scale: { unit: "slots", min: 1, max: 4, targetWaitMs: 1_000 },
+    },
+  });
+  try {
+    const before = node.pool as HandlerPool;
+    assert.ok(before.grow("test") && before.grow("test"));
+    assert.equal(before.concurrency, 3);
+    await node.reload();
+    const after = node.pool as HandlerPool;
+    assert.notEqual(after, before);
+    assert.deepEqual([after.scaleUnit, after.concurrency, after.threads], ["slots", 3, 1]);
+    const res = await fetch(`http://127.0.0.1:${node.server!.addr.port}/sleep`, {
+      method: "POST",
+      body: "1",
+    });
+    assert.equal(res.status, 200);
+    await res.text();
+  } finally {
+    await node.close();
+  }
 });

@@ -560,3 +560,39 @@ end`,
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("lua: slots = { min =, max = } starts one thread at the min slots and offers more while jobs wait past target_wait_ms; no job is lost", async () => {
+  const dir = await project({
+    "main.lua": LISTEN + `
+ep.service("wait", function(req) ep.sleep(40) return "waited" end,
+  { slots = { min = 1, max = 4 }, target_wait_ms = 20 })
+`,
+  });
+  const { proc, url } = await run(dir);
+  try {
+    const scaling = async () => {
+      const stats = await (await fetch(`${url}/_ep/stats`)).json();
+      return { threads: stats.pool.threads.length, slots: stats.pool.scaling.slots };
+    };
+    assert.deepEqual(await scaling(), { threads: 1, slots: 1 });
+    const statuses: number[] = [];
+    const end = Date.now() + 30_000;
+    while ((await scaling()).slots < 2) {
+      if (Date.now() > end) throw new Error("Gave up waiting for a second slot");
+      statuses.push(
+        ...await Promise.all(
+          Array.from({ length: 8 }, async () => {
+            const res = await fetch(`${url}/wait`, { method: "POST", body: "" });
+            assert.equal(await res.text(), "waited");
+            return res.status;
+          }),
+        ),
+      );
+    }
+    assert.ok(statuses.length > 0 && statuses.every((s) => s === 200), `${new Set(statuses)}`);
+    assert.equal((await scaling()).threads, 1, "no thread added");
+  } finally {
+    await proc.stop();
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -41,7 +41,10 @@ export interface HandlerSource {
    * function gets the balancer's bound address (when listening) and returns them.
    */
   options: unknown | ((listening: Deno.NetAddr | null) => unknown);
-  /** Handler threads (with `scale`: where it starts, within its bounds). Default: the number of cores, or `scale.min`. */
+  /**
+   * Handler threads (with `scale` of threads: where it starts, within its bounds). Default:
+   * the number of cores, or `scale.min`.
+   */
   threads?: number;
   /**
    * Grow and shrink the handler threads between `min` and `max` on the queue wait of the
@@ -83,9 +86,15 @@ export interface HandlerSource {
  * carries (`_wait_estimate.ts`); a node that does both uses both.
  */
 export interface ThreadScale {
-  /** Fewest threads (≥ 1). */
+  /**
+   * What grows and shrinks: handler threads (the default), or the slots the pool offers
+   * (the jobs it runs at once) on a fixed number of threads, one slot at a time: its
+   * `threads × concurrency` slots are the most, `min` of them are offered at start.
+   */
+  unit?: "threads" | "slots";
+  /** Fewest threads, or slots (≥ 1). */
   min: number;
-  /** Most threads. */
+  /** Most threads, or slots (at most `threads × concurrency`). */
   max: number;
   /**
    * Queue-wait p99 target in ms for every service, or by service with the most threads each
@@ -215,8 +224,13 @@ export async function startNode(options: NodeOptions): Promise<Node> {
       options.waits?.observe(service, waitMs);
     }
     : null;
-  const startPool = (h: HandlerSource, threads = startThreads(h)): Promise<JobPool> =>
+  const startPool = (
+    h: HandlerSource,
+    threads = startThreads(h),
+    slotLimit = h.scale?.unit === "slots" ? h.scale.min : undefined,
+  ): Promise<JobPool> =>
     (h.start ?? HandlerPool.start)({
+      slotLimit,
       onCall: (call) => calls().call(call),
       module: h.runtime ?? TS_HANDLER_RUNTIME,
       moduleOptions: typeof h.options === "function" ? h.options(server?.addr ?? null) : h.options,
@@ -338,23 +352,30 @@ export async function startNode(options: NodeOptions): Promise<Node> {
       await close();
       throw new TypeError("Scaling needs handler threads, not functions on the main thread");
     }
+    const most = pool.threads * pool.perThreadConcurrency;
+    if (scale!.unit === "slots" && scale!.max > most) {
+      await close();
+      throw new RangeError(
+        `Slot bounds must stay within the threads' slots (${most}): "${scale!.max}"`,
+      );
+    }
     const w = worker;
     const threads = () => pool as JobPool & ScalablePool;
     const target: ScaleTarget = {
       get size() {
-        return threads().threads + threads().threadsStarting;
+        return threads().scaleSize;
       },
       get starting() {
         return threads().threadsStarting;
       },
       get unitSlots() {
-        return threads().perThreadConcurrency;
+        return threads().scaleStep;
       },
       get busy() {
         return threads().jobsInFlight;
       },
-      // A worker registers its new slots with its balancers, and retires a thread only once
-      // the credit it granted fits without it.
+      // A worker registers its new slots with its balancers, and retires a thread (or a slot)
+      // only once the credit it granted fits without it.
       grow: (reason) => void (w ? w.scaleUp(reason) : threads().grow(reason)),
       shrink: (reason) => void (w ? w.scaleDown(reason) : threads().retire(reason)),
       cancelShrink: () => w?.cancelScaleDown(),
@@ -366,10 +387,12 @@ export async function startNode(options: NodeOptions): Promise<Node> {
   }
   const reload = async () => {
     if (!options.handlers || !pool) return;
-    // A scaled pool starts again with the threads it has now.
+    // A scaled pool starts again with the threads (or the slot limit) it has now.
+    const scaled = scale && isScalable(pool) ? pool : null;
     const fresh = await startPool(
       options.handlers,
-      scale && isScalable(pool) ? pool.threads : startThreads(options.handlers),
+      scaled && scaled.scaleUnit === "threads" ? scaled.threads : startThreads(options.handlers),
+      scaled && scaled.scaleUnit === "slots" ? scaled.scaleSize : undefined,
     );
     const old = pool;
     pool = fresh;
@@ -425,7 +448,7 @@ function expected(
 /** The threads a pool starts with: `threads`, within the scale bounds when scaling. */
 function startThreads(h: HandlerSource): number | undefined {
   const s = h.scale;
-  if (!s) return h.threads;
+  if (!s || s.unit === "slots") return h.threads;
   return Math.min(s.max, Math.max(s.min, h.threads ?? s.min));
 }
 
@@ -434,12 +457,14 @@ function isScalable(pool: JobPool): pool is JobPool & ScalablePool {
 }
 
 function scalePolicy(s: ThreadScale): ScalePolicy {
+  const what = s.unit === "slots" ? "Slot" : "Thread";
   if (!(Number.isInteger(s.min) && Number.isInteger(s.max) && s.min >= 1 && s.max >= s.min)) {
     throw new RangeError(
-      `Thread bounds must be integers with 1 <= min <= max: "${s.min}–${s.max}"`,
+      `${what} bounds must be integers with 1 <= min <= max: "${s.min}–${s.max}"`,
     );
   }
-  if (s.max > 1024) throw new RangeError(`Thread bounds must stay within 1024: "${s.max}"`);
+  const most = s.unit === "slots" ? 0xffff : 1024;
+  if (s.max > most) throw new RangeError(`${what} bounds must stay within ${most}: "${s.max}"`);
   const targets = s.targetWaitMs;
   if (typeof targets === "number" && !(targets > 0)) {
     throw new RangeError(`Target wait must be a positive number of ms: "${targets}"`);

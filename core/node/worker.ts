@@ -31,7 +31,7 @@
  *
  * Its pool may grow and shrink while it runs (`autoscaler.ts`): the worker then registers
  * its new slot count with every balancer (a new REGISTER, as on reload) and grants the new
- * capacity. A thread is retired only once `held + Σ credit` fits the smaller capacity: credit
+ * capacity. A thread (or, when the pool scales slots, a slot) is retired only once `held + Σ credit` fits the smaller capacity: credit
  * is never taken back (SPEC.md §6.4), so until then the worker grants nothing beyond it and
  * the retirement waits ({@linkcode WorkerNode.scaleDown}); the bound above holds throughout,
  * for the slots registered at each moment.
@@ -78,6 +78,8 @@ export type WorkerPool =
       | "threads"
       | "threadsStarting"
       | "perThreadConcurrency"
+      | "scaleSize"
+      | "scaleStep"
     >
   >;
 
@@ -351,24 +353,27 @@ export class WorkerNode {
     return this.#giving;
   }
 
-  /** Adds a handler thread (calling off a retirement still waiting); false when it cannot. */
+  /**
+   * Adds a handler thread, or a slot when the pool scales slots (calling off a retirement
+   * still waiting); false when it cannot.
+   */
   scaleUp(reason = ""): boolean {
     if (this.#giving > 0) this.cancelScaleDown();
     return this.#pool.grow?.(reason) ?? false;
   }
 
   /**
-   * Retires a handler thread as soon as the jobs held and the credit granted fit the smaller
+   * Retires a handler thread (or a slot) as soon as the jobs held and the credit granted fit the smaller
    * capacity: now (true), or later, granting nothing beyond it meanwhile (false). Asking
    * again while one waits changes nothing.
    */
   scaleDown(reason = ""): boolean {
     const pool = this.#pool;
-    if (pool.retire === undefined || (pool.threads ?? 0) + (pool.threadsStarting ?? 0) <= 1) {
-      return false;
-    }
+    const size = pool.scaleSize ?? (pool.threads ?? 0) + (pool.threadsStarting ?? 0);
+    if (pool.retire === undefined || size <= 1) return false;
     if (this.#giving === 0) {
-      this.#giving = Math.min(this.#slots, pool.perThreadConcurrency ?? 1);
+      // A thread's slots, or one slot when the pool scales its slot limit.
+      this.#giving = Math.min(this.#slots, pool.scaleStep ?? pool.perThreadConcurrency ?? 1);
       this.#givingReason = reason;
     }
     return this.#retireIfFits();

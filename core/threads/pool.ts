@@ -203,6 +203,13 @@ export interface HandlerPoolOptions {
   onThreadLost?: (event: ThreadLostEvent) => void;
   /** Called when a restarted thread is ready: slots became free without a reply. */
   onSlotsAvailable?: () => void;
+  /**
+   * Scale slots instead of threads: the pool keeps its threads' slots but takes at most this
+   * many jobs at once, and {@linkcode HandlerPool.grow} and {@linkcode HandlerPool.retire}
+   * move this limit by one slot (up to `threads × perThreadConcurrency`, down to 1). With it,
+   * `perThreadQueue` room is not offered: no job waits on a thread beyond the limit.
+   */
+  slotLimit?: number;
 }
 
 const EMPTY = new Uint8Array(0);
@@ -252,6 +259,9 @@ export class HandlerPool implements JobPool, ScalablePool {
   #scaledUp = 0;
   #scaledDown = 0;
   #changes: ScaleChange[] = [];
+  /** Jobs taken at most at once when slots scale ({@linkcode HandlerPoolOptions.slotLimit}). */
+  #limit = Infinity;
+  readonly #scalesSlots: boolean;
   readonly #onCall?: (call: PoolCall) => Promise<PoolCallReply>;
   readonly #startTimeoutMs: number;
   readonly #onThreadLost?: (event: ThreadLostEvent) => void;
@@ -326,6 +336,16 @@ export class HandlerPool implements JobPool, ScalablePool {
     this.#startTimeoutMs = options.startTimeoutMs ?? 30_000;
     this.#onThreadLost = options.onThreadLost;
     this.#onSlotsAvailable = options.onSlotsAvailable;
+    this.#scalesSlots = options.slotLimit !== undefined;
+    if (this.#scalesSlots) {
+      const limit = options.slotLimit!;
+      if (!Number.isInteger(limit) || limit < 1 || limit > threads * concurrency) {
+        throw new RangeError(
+          `Slot limit must be an integer from 1 to ${threads * concurrency}: "${limit}"`,
+        );
+      }
+      this.#limit = limit;
+    }
     for (let i = 0; i < threads; i++) this.#threads.push(new Thread(i, this.#threadSlots));
     this.#scheduler = new ReplyScheduler(this.#threads, this.#poolControl, pollMicros / 1000, {
       inFlight: () => this.#inFlight,
@@ -416,6 +436,21 @@ export class HandlerPool implements JobPool, ScalablePool {
     return this.#perThread;
   }
 
+  /** What grow and retire change: threads, or (`slotLimit` given) the slot limit. */
+  get scaleUnit(): "threads" | "slots" {
+    return this.#scalesSlots ? "slots" : "threads";
+  }
+
+  /** Units now: threads serving and starting, or the slot limit. */
+  get scaleSize(): number {
+    return this.#scalesSlots ? this.#limit : this.#members + this.threadsStarting;
+  }
+
+  /** Slots one unit brings: a thread's, or one. */
+  get scaleStep(): number {
+    return this.#scalesSlots ? 1 : this.#perThread;
+  }
+
   /** The callback told when the slots that count change (see `ScalablePool.onResize`). */
   get onResize(): (() => void) | undefined {
     return this.#onResize;
@@ -433,14 +468,23 @@ export class HandlerPool implements JobPool, ScalablePool {
     this.#onSlotsAvailable = cb;
   }
 
-  /** Jobs the threads run at once, all threads together (`threads × perThreadConcurrency`). */
+  /**
+   * Jobs the threads run at once, all threads together (`threads × perThreadConcurrency`),
+   * or the slot limit when slots scale.
+   */
   get concurrency(): number {
-    return this.#members * this.#perThread;
+    return Math.min(this.#members * this.#perThread, this.#limit);
   }
 
-  /** Free slots on ready threads: how many jobs {@linkcode HandlerPool.submit} takes now. */
+  /**
+   * Free slots on ready threads, within the slot limit when slots scale: how many jobs
+   * {@linkcode HandlerPool.submit} takes now.
+   */
   get freeSlots(): number {
-    return this.#closing ? 0 : this.#free;
+    if (this.#closing) return 0;
+    return this.#scalesSlots
+      ? Math.max(0, Math.min(this.#free, this.#limit - this.#inFlight))
+      : this.#free;
   }
 
   /** Jobs holding a slot. */
@@ -484,6 +528,7 @@ export class HandlerPool implements JobPool, ScalablePool {
     const size = (meta === null ? 0 : meta.length) + job.body.length;
     const max = ringMaxPayload(this.#ringBytes);
     if (size > max) throw new RingMessageTooLargeError(size, max);
+    if (this.#inFlight >= this.#limit) return false;
     const t = this.#pick();
     if (t === null) return false;
     const slot = t.free[--t.freeTop];
@@ -603,6 +648,15 @@ export class HandlerPool implements JobPool, ScalablePool {
    */
   grow(reason = ""): boolean {
     if (this.#closing) return false;
+    if (this.#scalesSlots) {
+      if (this.#limit >= this.#members * this.#perThread) return false;
+      this.#limit++;
+      this.#changed("up", reason);
+      logger.info("Slot limit raised: {slots} slots", { slots: this.#limit });
+      this.#serveCalls();
+      this.#resized(this.freeSlots > 0);
+      return true;
+    }
     const back = this.#threads.find((t) => t.status === "retiring" && !t.stopSent);
     if (back !== undefined) {
       back.status = "ready";
@@ -662,6 +716,18 @@ export class HandlerPool implements JobPool, ScalablePool {
    * ```
    */
   retire(reason = ""): boolean {
+    if (this.#scalesSlots) {
+      // Jobs above the lower limit finish; none starts until in flight fits it.
+      if (this.#closing || this.#limit <= 1) return false;
+      this.#limit--;
+      this.#changed("down", reason);
+      logger.info("Slot limit lowered: {slots} slots ({held} jobs in flight)", {
+        slots: this.#limit,
+        held: this.#inFlight,
+      });
+      this.#resized(false);
+      return true;
+    }
     if (this.#closing || this.#members + this.threadsStarting <= 1) return false;
     const growing = this.#threads.find((t) => t.growing);
     if (growing !== undefined) {
@@ -725,6 +791,7 @@ export class HandlerPool implements JobPool, ScalablePool {
       at: Date.now(),
       direction,
       threads: this.#members + this.threadsStarting,
+      ...(this.#scalesSlots ? { slots: this.#limit } : {}),
       reason,
     });
     if (this.#changes.length > MAX_CHANGES) this.#changes.shift();
@@ -741,6 +808,7 @@ export class HandlerPool implements JobPool, ScalablePool {
     const scaling: ScalingCounters = {
       threads: this.#members,
       starting: this.threadsStarting,
+      ...(this.#scalesSlots ? { slots: this.#limit } : {}),
       up: this.#scaledUp,
       down: this.#scaledDown,
       changes: this.#changes.map((c) => ({ ...c })),

@@ -818,3 +818,83 @@ Deno.test("property: under random grow, retire and jobs, every job is answered o
     }
   }
 });
+
+// ---- scaling slots (HandlerPoolOptions.slotLimit) ----
+
+Deno.test("slotLimit: the pool takes at most the limit of jobs at once though its threads have more slots; grow raises it one slot at a time up to the threads' slots", async () => {
+  const pool = await startPool({ threads: 2, perThreadConcurrency: 2, slotLimit: 1 });
+  try {
+    let resized = 0;
+    let available = 0;
+    pool.onResize = () => resized++;
+    pool.onSlotsAvailable = () => available++;
+    assert.deepEqual([pool.scaleUnit, pool.scaleSize, pool.scaleStep], ["slots", 1, 1]);
+    assert.deepEqual([pool.concurrency, pool.freeSlots], [1, 1]);
+    const a = submitted(pool, 1, "sleep", "100");
+    const b = submitted(pool, 2, "sleep", "100");
+    assert.deepEqual([a.accepted, b.accepted, pool.freeSlots], [true, false, 0]);
+    assert.equal(pool.grow("busy"), true);
+    assert.deepEqual([pool.concurrency, pool.freeSlots, resized, available], [2, 1, 1, 1]);
+    const c = submitted(pool, 3, "sleep", "100");
+    assert.deepEqual([c.accepted, pool.freeSlots], [true, 0]);
+    assert.equal(pool.grow(), true);
+    assert.equal(pool.grow(), true);
+    assert.equal(pool.grow(), false, "never beyond the threads' slots");
+    assert.deepEqual([pool.concurrency, pool.freeSlots, pool.threads], [4, 2, 2]);
+    assert.deepEqual(await Promise.all([a.reply, c.reply]), ["slept 100", "slept 100"]);
+    const scaling = pool.counters().scaling!;
+    assert.deepEqual(
+      [scaling.slots, scaling.changes.map((ch) => [ch.direction, ch.slots, ch.threads])],
+      [4, [["up", 2, 2], ["up", 3, 2], ["up", 4, 2]]],
+    );
+  } finally {
+    await pool.close();
+  }
+});
+
+Deno.test("slotLimit: retire lowers the limit at once; jobs above it finish and none starts until those in flight fit; a job never runs beyond the limit", async () => {
+  const pool = await startPool({ threads: 1, perThreadConcurrency: 4, slotLimit: 3 });
+  try {
+    const jobs = [1, 2, 3].map((id) => submitted(pool, id, "sleep", "120"));
+    assert.ok(jobs.every((j) => j.accepted));
+    assert.equal(pool.retire("idle"), true);
+    assert.equal(pool.retire("idle"), true);
+    assert.deepEqual([pool.scaleSize, pool.concurrency, pool.freeSlots, pool.jobsInFlight], [
+      1,
+      1,
+      0,
+      3,
+    ]);
+    assert.equal(submitted(pool, 4, "echo", "x").accepted, false, "3 in flight, limit 1");
+    assert.equal(pool.retire(), false, "one slot is always offered");
+    // The call queue waits for the limit too.
+    const queued = pool.call({ id: 5, service: "echo", body: enc.encode("after") });
+    let peak = 0;
+    const watch = setInterval(() => peak = Math.max(peak, pool.jobsInFlight), 1);
+    assert.deepEqual(await Promise.all(jobs.map((j) => j.reply)), [
+      "slept 120",
+      "slept 120",
+      "slept 120",
+    ]);
+    assert.equal(text(await queued), "after");
+    clearInterval(watch);
+    assert.ok(peak <= 3, `peak ${peak}`);
+    assert.deepEqual([pool.freeSlots, pool.jobsInFlight, pool.counters().failed], [1, 0, 0]);
+    // From now on one job at a time.
+    const x = submitted(pool, 6, "sleep", "50");
+    assert.deepEqual([x.accepted, submitted(pool, 7, "echo", "y").accepted], [true, false]);
+    await x.reply;
+  } finally {
+    await pool.close();
+  }
+});
+
+Deno.test("slotLimit: a limit outside 1 to threads × concurrency is refused", async () => {
+  await assert.rejects(startPool({ threads: 1, perThreadConcurrency: 2, slotLimit: 3 }), {
+    name: "RangeError",
+    message: 'Slot limit must be an integer from 1 to 2: "3"',
+  });
+  await assert.rejects(startPool({ threads: 1, perThreadConcurrency: 2, slotLimit: 0 }), {
+    name: "RangeError",
+  });
+});

@@ -223,6 +223,8 @@ export interface ScalingCounters {
   threads: number;
   /** Threads added and still starting. */
   starting: number;
+  /** The slot limit, when slots scale instead of threads (`HandlerPoolOptions.slotLimit`). */
+  slots?: number;
   /** Threads added (`grow`). */
   up: number;
   /** Threads retired (`retire`). */
@@ -248,6 +250,8 @@ export interface ScaleChange {
   direction: "up" | "down";
   /** Threads after it (serving and starting). */
   threads: number;
+  /** The slot limit after it, when slots scale instead of threads. */
+  slots?: number;
   /** Why (the autoscaler's words), or empty. */
   reason: string;
 }
@@ -270,9 +274,21 @@ export interface ScalablePool {
   readonly threadsStarting: number;
   /** Jobs one thread runs at once. */
   readonly perThreadConcurrency: number;
-  /** Starts one more thread; false when it cannot (closing, at the limit). */
+  /** What grow and retire change: threads, or a limit on the slots offered. */
+  readonly scaleUnit: "threads" | "slots";
+  /** Units now: threads serving and starting, or the slot limit. */
+  readonly scaleSize: number;
+  /** Slots one unit brings: a thread's, or one. */
+  readonly scaleStep: number;
+  /**
+   * Starts one more thread, or offers one more slot; false when it cannot (closing, at the
+   * limit).
+   */
   grow(reason?: string): boolean;
-  /** Retires one thread (it finishes its jobs first); false when one thread is left. */
+  /**
+   * Retires one thread (it finishes its jobs first), or offers one slot fewer (jobs above
+   * the limit finish, none starts until those in flight fit it); false when one is left.
+   */
   retire(reason?: string): boolean;
   /**
    * Told when the slots that count change: a thread added became ready, a thread began
