@@ -815,3 +815,38 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name:
+    "status page: a pool whose slots scale on fixed threads shows its slot count and its last changes",
+  ignore: !haveChromium,
+  async fn() {
+    const { startNode } = await import("../core/node/node.ts");
+    const node = await startNode({
+      listen: { port: 0 },
+      handlers: {
+        options: { handlers: SERVICES },
+        threads: 1,
+        concurrency: 4,
+        scale: { unit: "slots", min: 1, max: 4, targetWaitMs: 50 },
+      },
+    });
+    const browser = await launchChromium();
+    try {
+      const pool = node.pool as HandlerPool;
+      pool.grow("wait p99 99 ms > 50 ms (sleep)");
+      const tab = await Tab.open(browser.cdp, 1280, 900);
+      await tab.navigate(`http://127.0.0.1:${node.server!.addr.port}/_ep/`);
+      const shown = await tab.until<string[]>(
+        `(() => { const e = [...document.querySelectorAll("#threads-scale [data-scale]")];
+          return e.length === 2 ? e.map((x) => x.textContent) : null; })()`,
+        "the scaling line",
+      );
+      assert.equal(shown[0], "2 slots on 1 thread \u00b7 1 added, 0 taken back");
+      assert.match(shown[1], /^\u2191 2 slots (now|\d+s ago): wait p99 99 ms > 50 ms \(sleep\)$/);
+    } finally {
+      await browser.close();
+      await node.close();
+    }
+  },
+});

@@ -752,14 +752,20 @@ td.msg { word-break: break-word; }
     if (!sc || sc.up + sc.down === 0) { p.hidden = true; return; }
     p.hidden = false;
     while (p.firstChild) p.removeChild(p.firstChild);
-    var head = el("span", null, sc.threads + (sc.threads === 1 ? " thread" : " threads") + (sc.starting ? " (+" + sc.starting + " starting)" : "") +
-      " \u00b7 " + sc.up + " added, " + sc.down + " retired");
+    // Slots scale on fixed threads (slotLimit), or threads scale.
+    var slots = typeof sc.slots === "number";
+    var head = el("span", null, slots
+      ? sc.slots + (sc.slots === 1 ? " slot" : " slots") + " on " + sc.threads + (sc.threads === 1 ? " thread" : " threads") +
+        " \u00b7 " + sc.up + " added, " + sc.down + " taken back"
+      : sc.threads + (sc.threads === 1 ? " thread" : " threads") + (sc.starting ? " (+" + sc.starting + " starting)" : "") +
+        " \u00b7 " + sc.up + " added, " + sc.down + " retired");
     head.setAttribute("data-scale", "threads");
     p.appendChild(head);
     var changes = sc.changes.slice(-5).reverse();
     for (var i = 0; i < changes.length; i++) {
       var c = changes[i];
-      var line = el("span", null, (c.direction === "up" ? "\u2191 " : "\u2193 ") + c.threads + " " +
+      var line = el("span", null, (c.direction === "up" ? "\u2191 " : "\u2193 ") +
+        (typeof c.slots === "number" ? c.slots + " slots" : c.threads) + " " +
         fmtAgo(s.now - c.at) + (c.reason ? ": " + c.reason : ""));
       line.setAttribute("data-scale", "change");
       p.appendChild(el("br"));
