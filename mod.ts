@@ -191,6 +191,13 @@ export interface ModuleHandlers {
   concurrency?: number;
   /** Run-time caps of some services, in ms: their jobs are answered `timeout` past them. */
   timeoutsMs?: Readonly<Record<string, number>>;
+  /**
+   * Services whose handlers are idempotent, so that a balancer may hedge their jobs: send a
+   * copy of one that runs long to another worker with a free slot now, the first answer
+   * winning. `true`: after the service's recent p95 service time; a number: after that many
+   * ms (1 to 4 294 967 294). The handler of a copy sees `req.attempt` 2.
+   */
+  hedge?: Readonly<Record<string, true | number>>;
   /** Not with `module`. */
   functions?: never;
 }
@@ -220,6 +227,13 @@ export interface FunctionHandlers {
   concurrency?: number;
   /** Run-time caps of some services, in ms: their jobs are answered `timeout` past them. */
   timeoutsMs?: Readonly<Record<string, number>>;
+  /**
+   * Services whose handlers are idempotent, so that a balancer may hedge their jobs: send a
+   * copy of one that runs long to another worker with a free slot now, the first answer
+   * winning. `true`: after the service's recent p95 service time; a number: after that many
+   * ms (1 to 4 294 967 294). The handler of a copy sees `req.attempt` 2.
+   */
+  hedge?: Readonly<Record<string, true | number>>;
   /** Not with `functions`. */
   module?: never;
   /** Not with `functions`: they run on the main thread. */
@@ -384,6 +398,7 @@ export async function startNode(options: NodeOptions): Promise<Node> {
           ? Math.ceil(scale.max / (threads ?? navigator.hardwareConcurrency ?? 1))
           : undefined),
       timeouts: h.timeoutsMs && new Map(Object.entries(h.timeoutsMs)),
+      hedge: h.hedge && hedgeMap(h.hedge),
       services: functions && Object.keys(functions),
       start: functions && ((o) =>
         InlinePool.start({
@@ -449,6 +464,21 @@ function threadScale(h: NodeHandlers): ThreadScale | undefined {
   }
   const { min, max } = t as { min: number; max: number };
   return { min, max, targetWaitMs: h.targetWaitMs ?? 50 };
+}
+
+/** `hedge` as the node takes it: ms, or null for the service's recent p95. */
+function hedgeMap(hedge: Readonly<Record<string, true | number>>): Map<string, number | null> {
+  const out = new Map<string, number | null>();
+  for (const [service, v] of Object.entries(hedge)) {
+    if (v === true) out.set(service, null);
+    else if (Number.isInteger(v) && v >= 1 && v <= 0xffff_fffe) out.set(service, v);
+    else {
+      throw new TypeError(
+        `Hedge of "${service}" must be true or whole milliseconds from 1 to 4294967294: "${v}"`,
+      );
+    }
+  }
+  return out;
 }
 
 function moduleUrl(m: string | URL): string {

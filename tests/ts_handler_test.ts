@@ -291,3 +291,53 @@ Deno.test("startNode refuses handlers with both a module and functions, or neith
   );
   assert.equal(enc.encode("x").length, 1);
 });
+
+Deno.test("mod.ts: handlers.hedge lets a balancer hedge a service's stalled job: its copy (attempt 2) answers, the original's signal fires; a bad value is refused", async () => {
+  let stalled = false;
+  let originalAborted = false;
+  const node = await startNode({
+    listen: { port: 0 },
+    handlers: {
+      functions: {
+        slow: async (req) => {
+          if (req.text() === "fast") return "fast";
+          if (req.attempt > 1) return `copy ${req.attempt}`;
+          stalled = true;
+          await new Promise<void>((resolve) => {
+            const t = setTimeout(resolve, 3_000);
+            req.signal.addEventListener("abort", () => {
+              originalAborted = true;
+              clearTimeout(t);
+              resolve();
+            });
+          });
+          return "original";
+        },
+      },
+      concurrency: 2,
+      hedge: { slow: 50 },
+    },
+  });
+  const client = await connect(`127.0.0.1:${node.addr!.port}`);
+  try {
+    // The budget: at most 5 % of a service's last 200 jobs are hedged, so the 20th may be.
+    for (let i = 0; i < 19; i++) await client.request("slow", "fast");
+    const t0 = performance.now();
+    const reply = await client.request("slow", "", { timeoutMs: 10_000 });
+    assert.equal(new TextDecoder().decode(reply.body), "copy 2");
+    assert.ok(stalled, "the original ran");
+    assert.ok(performance.now() - t0 < 2_500, "answered by the copy, not the original");
+    for (let i = 0; i < 50 && !originalAborted; i++) await new Promise((r) => setTimeout(r, 20));
+    assert.ok(originalAborted, "the original's signal fired when the copy won");
+  } finally {
+    client.close();
+    await node.close();
+  }
+  await assert.rejects(
+    startNode({ listen: { port: 0 }, handlers: { functions: {}, hedge: { slow: 0 } } }),
+    {
+      name: "TypeError",
+      message: 'Hedge of "slow" must be true or whole milliseconds from 1 to 4294967294: "0"',
+    },
+  );
+});
