@@ -67,7 +67,11 @@
  *
  * Over 600 lines on purpose: the class is one state machine (queues, held jobs, credit,
  * counters) whose rules share every invariant above; its options and report types stay
- * beside it.
+ * beside it, and so do the admin operations (disable, drain, enable, setMaxQueue), which
+ * change the same queues and credit. Hedging's policy (a service's delay, its candidates,
+ * which is due or the longest overdue, the budget window) is `_hedging.ts`, pure logic
+ * unit-tested there; what of hedging stays here touches the balancer's state: picking a
+ * provider with a free slot, sending the copy, the hedge timer, and settling the twin.
  *
  * @module
  */
@@ -80,7 +84,7 @@ import { type Job, JobError, type JobHandler, type JobResult, requestIdOf } from
 import { UnknownServiceError, UnknownWorkerError } from "../errors.ts";
 import { jobRingBytes, jobRingBytesBound } from "../ep_limits.ts";
 import type { Provider, ProviderStats, QueuedJob } from "./provider.ts";
-import { ServiceTimes } from "./_service_times.ts";
+import { HEDGE_WINDOW, ServiceHedging } from "./_hedging.ts";
 import { type EndpointHandler, type PrefixRoute, type RouteFunction, Router } from "./router.ts";
 
 const log = getLogger(["ep", "balancer"]);
@@ -91,8 +95,7 @@ const log = getLogger(["ep", "balancer"]);
 export const HELD_SWEEP_MS = 100;
 /** How deep a provider that limits job sizes looks into a queue for a job it takes. */
 const FIT_SCAN = 64;
-/** The hedging budget's window: a service's last this many jobs (SPEC.md §9.10). */
-export const HEDGE_WINDOW = 200;
+export { HEDGE_WINDOW };
 const EMPTY_BODY = new Uint8Array(0);
 
 /**
@@ -370,19 +373,11 @@ interface ServiceState {
   turnaroundMs: number;
   /** Its own queue bound (`setMaxQueue`), or undefined: the balancer's. */
   maxQueue: number | undefined;
-  /** Its recent service times (their p95 is the default hedging delay). */
-  times: ServiceTimes;
   /**
-   * When its jobs are hedged: a delay in ms, null for the recent p95, undefined for never
-   * (unless a request asks). From the balancer's options, else from a provider's REGISTER.
+   * Its hedging policy (`_hedging.ts`): its recent service times and delay, its running jobs
+   * that are hedge candidates, its budget window.
    */
-  hedgeAfter: number | null | undefined;
-  /** Jobs submitted for it (the hedging budget's clock). */
-  arrivals: number;
-  /** The `arrivals` count at each copy sent within the last {@linkcode HEDGE_WINDOW} jobs. */
-  hedgeStamps: number[];
-  /** Hedge candidates: its jobs running, hedgeable, and not hedged yet. */
-  running: Set<QueuedJob>;
+  hedging: ServiceHedging<QueuedJob>;
 }
 
 /** A snapshot of one service, for stats. */
@@ -596,7 +591,7 @@ export class Balancer {
     const tooLarge = s ? this.#tooLarge(s, job) : null;
     if (tooLarge) throw this.#refuse(s!, job, service, ErrorCode.BAD_REQUEST, tooLarge);
     const state = s ?? this.#state(service, false);
-    state.arrivals++;
+    state.hedging.arrived();
     return new Promise<JobResult>((resolve, reject) => {
       const timeout = job.deadlineMs > 0 ? job.deadlineMs : this.#defaultTimeout;
       const qj: QueuedJob = {
@@ -740,7 +735,7 @@ export class Balancer {
     for (const qj of back) {
       qj.provider = null;
       const s = this.#services.get(qj.service)!;
-      s.running.delete(qj);
+      s.hedging.delete(qj);
       if (qj.answered) continue;
       const twin = qj.twin;
       if (twin) {
@@ -815,7 +810,7 @@ export class Balancer {
     const s = this.#services.get(qj.service);
     const first = qj.hedgeCopy ? qj.twin : qj;
     if (!s || !first || first.dispatched === 0 || (first.ahead ?? 0) > 0) return;
-    s.times.add(this.#now() - first.dispatched);
+    s.hedging.times.add(this.#now() - first.dispatched);
   }
 
   /** The jobs a provider holds (dispatched, not answered). */
@@ -868,7 +863,7 @@ export class Balancer {
         turnaroundMs: Number.isNaN(s.turnaroundMs)
           ? null
           : Math.round(s.turnaroundMs * 1000) / 1000,
-        hedgeAfterMs: s.hedgeAfter === undefined ? null : finiteOrNull(this.#hedgeDelay(s)),
+        hedgeAfterMs: s.hedging.after === undefined ? null : finiteOrNull(s.hedging.delay()),
       });
     }
     const providers: ProviderStats[] = [...this.#providers].map((p) => ({
@@ -1021,11 +1016,7 @@ export class Balancer {
       },
       turnaroundMs: NaN,
       maxQueue: undefined,
-      times: new ServiceTimes(),
-      hedgeAfter: undefined,
-      arrivals: 0,
-      hedgeStamps: [],
-      running: new Set(),
+      hedging: new ServiceHedging(this.#hedgeBudget),
     };
     this.#learnHedge(s);
     this.#services.set(name, s);
@@ -1213,9 +1204,9 @@ export class Balancer {
     }
     if (!qj.hedgeCopy && !qj.hedged) {
       const s = this.#services.get(qj.service)!;
-      if (this.#hedgeable(s, qj)) {
-        s.running.add(qj);
-        this.#armHedge(qj.dispatched + this.#hedgeDelay(s));
+      if (s.hedging.hedgeable(qj.job.hedge)) {
+        s.hedging.add(qj);
+        this.#armHedge(qj.dispatched + s.hedging.delay());
       }
     }
     return true;
@@ -1235,7 +1226,7 @@ export class Balancer {
     qj.answered = true;
     const outcome = result instanceof JobError ? outcomeOf(result.code) : "ok";
     const s = this.#services.get(qj.service);
-    s?.running.delete(qj);
+    s?.hedging.delete(qj);
     // The client's view: the job was dispatched when its original was.
     let first = qj;
     const twin = qj.twin;
@@ -1401,45 +1392,14 @@ export class Balancer {
     this.#sweepBy(this.#nextSweep(now));
   }
 
-  // --- hedging (SPEC.md §9.10) ----------------------------------------------------------
+  // --- hedging (SPEC.md §9.10; the policy is `_hedging.ts`) -----------------------------
 
   /**
    * When `s`'s jobs are hedged: the balancer's options win; else the first of its providers
-   * that declared it (REGISTER); else never (undefined).
+   * that declared it (REGISTER); else never.
    */
   #learnHedge(s: ServiceState): void {
-    const own = this.#hedgeConfig[s.name];
-    if (own) {
-      s.hedgeAfter = own.ms ?? null;
-      return;
-    }
-    s.hedgeAfter = undefined;
-    for (const p of s.providers) {
-      const h = p.hedge?.get(s.name);
-      if (h !== undefined) {
-        s.hedgeAfter = h;
-        return;
-      }
-    }
-  }
-
-  /** Whether a job may be hedged: its request said so, or its service is marked. */
-  #hedgeable(s: ServiceState, qj: QueuedJob): boolean {
-    const asked = qj.job.hedge;
-    return this.#hedgeBudget > 0 &&
-      (asked === true || (asked !== false && s.hedgeAfter !== undefined));
-  }
-
-  /**
-   * After how long a running job of `s` is hedged, ms: its fixed delay, else (also for a
-   * job that asked to be hedged of a service not marked) its recent p95 service time;
-   * Infinity while that is unknown.
-   */
-  #hedgeDelay(s: ServiceState): number {
-    const fixed = s.hedgeAfter;
-    if (typeof fixed === "number") return fixed;
-    const p95 = s.times.p95();
-    return Number.isNaN(p95) ? Infinity : p95;
+    s.hedging.learn(this.#hedgeConfig[s.name], s.providers.map((p) => p.hedge?.get(s.name)));
   }
 
   /** Arms the hedge check for clock time `at`, unless one is armed as early already. */
@@ -1462,17 +1422,12 @@ export class Balancer {
   #hedgeScan(now: number): void {
     let next = Infinity;
     for (const s of this.#services.values()) {
-      if (s.running.size === 0) continue;
-      const delay = this.#hedgeDelay(s);
-      for (const qj of s.running) {
-        const at = qj.dispatched + delay;
-        if (now < at) {
-          next = Math.min(next, at);
-          continue;
-        }
+      if (s.hedging.size === 0) continue;
+      const at = s.hedging.scan(now, (qj) => {
         const p = this.#hedgeTarget(s, qj);
-        if (p && this.#budgetAllows(s)) this.#sendCopy(p, s, qj);
-      }
+        if (p && s.hedging.allows()) this.#sendCopy(p, s, qj);
+      });
+      next = Math.min(next, at);
     }
     if (next < Infinity) this.#armHedge(next);
   }
@@ -1518,34 +1473,25 @@ export class Balancer {
     let bestService: ServiceState | null = null;
     for (const name of p.services) {
       const s = this.#services.get(name);
-      if (!s || s.running.size === 0) continue;
-      const delay = this.#hedgeDelay(s);
-      for (const qj of s.running) {
-        const over = now - qj.dispatched - delay;
-        if (over < 0 || over < bestOver && best !== null) continue;
-        if (qj.provider === p && s.providers.length > 1) continue;
-        if (!this.#fits(p, qj) || !this.#budgetAllows(s)) continue;
-        best = qj;
-        bestOver = over;
-        bestService = s;
-      }
+      if (!s || s.hedging.size === 0) continue;
+      const qj = s.hedging.pick(
+        now,
+        bestOver,
+        (qj) =>
+          !(qj.provider === p && s.providers.length > 1) && this.#fits(p, qj) &&
+          s.hedging.allows(),
+      );
+      if (!qj) continue;
+      best = qj;
+      bestOver = s.hedging.pickedOver;
+      bestService = s;
     }
     if (best && bestService) this.#sendCopy(p, bestService, best);
   }
 
-  /**
-   * Whether one more copy keeps `s` within its budget: at most `hedgeBudget` of its last
-   * {@linkcode HEDGE_WINDOW} jobs hedged (of all its jobs, while fewer have come).
-   */
-  #budgetAllows(s: ServiceState): boolean {
-    const stamps = s.hedgeStamps;
-    while (stamps.length > 0 && stamps[0] <= s.arrivals - HEDGE_WINDOW) stamps.shift();
-    return stamps.length + 1 <= this.#hedgeBudget * Math.min(HEDGE_WINDOW, s.arrivals);
-  }
-
   /** Sends `qj`'s one copy to `p` (SPEC.md §9.10): `attempt` + 1, `ep-hedge: 1`. */
   #sendCopy(p: Provider, s: ServiceState, qj: QueuedJob): void {
-    s.running.delete(qj);
+    s.hedging.delete(qj);
     qj.hedged = true;
     const copy: QueuedJob = {
       seq: ++this.#seq,
@@ -1569,7 +1515,7 @@ export class Balancer {
       qj.twin = undefined;
       return;
     }
-    s.hedgeStamps.push(s.arrivals);
+    s.hedging.record();
     s.counters.hedged++;
     log.debug("Hedged job {seq} of {service} on {name} after {ms} ms", {
       seq: qj.seq,
