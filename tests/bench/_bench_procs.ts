@@ -47,9 +47,15 @@ export class Child {
         // the process is gone
       }
     };
-    pump(this.proc.stdout);
-    pump(this.proc.stderr);
-    this.exited = this.proc.status;
+    const pumped = Promise.all([pump(this.proc.stdout), pump(this.proc.stderr)]);
+    // Exited once its output is read too (its last lines, such as `ep bench --json`'s
+    // result, can arrive after its status); at most 2 s more, for a pipe a child keeps open.
+    this.exited = this.proc.status.then(async (status) => {
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      await Promise.race([pumped, new Promise((r) => timer = setTimeout(r, 2_000))]);
+      clearTimeout(timer);
+      return status;
+    });
     this.exited.then(() => children.delete(this));
   }
 
@@ -87,6 +93,28 @@ export class Child {
 }
 
 /** Kills every child started here and waits for them. */
+/** The load averages of the last 1, 5 and 15 minutes, as `/proc/loadavg` says ("?" if not). */
+export function loadAverage(): string {
+  try {
+    return Deno.readTextFileSync("/proc/loadavg").split(" ").slice(0, 3).join(" ");
+  } catch {
+    return "?";
+  }
+}
+
+/**
+ * The result of an `ep bench … --json` child once it exited, or an error with its output
+ * when it failed or printed no JSON.
+ */
+export async function benchResult<T>(child: Child): Promise<T> {
+  const status = await child.exited;
+  const start = child.output.indexOf("{");
+  if (!status.success || start < 0) {
+    throw new Error(`${child.name} failed:\n${child.output}`);
+  }
+  return JSON.parse(child.output.slice(start));
+}
+
 export async function killAll(): Promise<void> {
   const all = [...children];
   for (const c of all) c.kill();

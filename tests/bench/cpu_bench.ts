@@ -48,6 +48,7 @@ import {
   ensureInstalled,
   killAll,
   killOnSignal,
+  loadAverage,
   runWrk,
   threadCpuNs,
   waitProviders,
@@ -104,14 +105,6 @@ const f2 = (x: number) => (Number.isFinite(x) ? x.toFixed(2) : "–");
 const ratio = (a: number, b: number) => (b > 0 ? a / b : NaN);
 const verdict = (ok: boolean) => (ok ? "holds" : "MISSES");
 
-function uptimeLoad(): string {
-  try {
-    return Deno.readTextFileSync("/proc/loadavg").split(" ").slice(0, 3).join(" ");
-  } catch {
-    return "?";
-  }
-}
-
 /** One open-loop EP run at `rate` of `ms`-millisecond jobs; the worker's CPU per job. */
 async function perJob(
   target: Target,
@@ -152,7 +145,7 @@ const out = (s: string) => {
 try {
   await ensureInstalled({ wrk: "wrk" });
   const t0 = Date.now();
-  console.log(`load average before: ${uptimeLoad()} (${navigator.hardwareConcurrency} cores)`);
+  console.log(`load average before: ${loadAverage()} (${navigator.hardwareConcurrency} cores)`);
   // --- processes
   const balancer = new Child("balancer", Deno.execPath(), [
     "run",
@@ -394,7 +387,7 @@ try {
   console.log(
     `\ncpu_bench took ${
       ((Date.now() - t0) / 1000).toFixed(0)
-    } s; load average after: ${uptimeLoad()}`,
+    } s; load average after: ${loadAverage()}`,
   );
 } catch (err) {
   console.error(`cpu_bench failed: ${(err as Error).stack ?? err}`);

@@ -21,7 +21,14 @@
  */
 import { parseArgs } from "node:util";
 import { LatencyHistogram, type LoadResultJson } from "../../cli/loadgen/mod.ts";
-import { Child, killAll, killOnSignal, waitProviders } from "./_bench_procs.ts";
+import {
+  benchResult,
+  Child,
+  killAll,
+  killOnSignal,
+  loadAverage,
+  waitProviders,
+} from "./_bench_procs.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
@@ -52,14 +59,6 @@ const RATE_A = RATE * SPLIT / (SPLIT + 1);
 const RATE_B = RATE / (SPLIT + 1);
 
 const ms = (us: number) => (us / 1000).toFixed(2);
-
-function loadavg(): string {
-  try {
-    return Deno.readTextFileSync("/proc/loadavg").split(" ").slice(0, 3).join(" ");
-  } catch {
-    return "?";
-  }
-}
 
 /** Starts a balancer; resolves with it and its address. */
 async function balancer(name: string): Promise<{ child: Child; addr: string }> {
@@ -117,10 +116,7 @@ async function stream(addr: string, rate: number, seed: number): Promise<LoadRes
     "--json",
     "--quiet",
   ]);
-  const status = await child.exited;
-  const start = child.output.indexOf("{");
-  if (!status.success || start < 0) throw new Error(`load to ${addr} failed:\n${child.output}`);
-  return JSON.parse(child.output.slice(start));
+  return await benchResult<LoadResultJson>(child);
 }
 
 interface Figures {
@@ -170,7 +166,7 @@ try {
       PREFETCH || "4 (default)"
     }, ${SECONDS} s runs`,
   );
-  console.log(`load average before: ${loadavg()} (${navigator.hardwareConcurrency} cores)`);
+  console.log(`load average before: ${loadAverage()} (${navigator.hardwareConcurrency} cores)`);
   const ratios: number[] = [];
   const totals: number[] = [];
   for (let round = 1; round <= ROUNDS; round++) {
@@ -194,7 +190,7 @@ try {
     const vsOne = two.total.p99 / single.total.p99;
     ratios.push(ratio);
     totals.push(vsOne);
-    console.log(`round ${round} (load average ${loadavg()}):`);
+    console.log(`round ${round} (load average ${loadAverage()}):`);
     console.log(line("A (4/5)", two.a));
     console.log(line("B (1/5)", two.b));
     console.log(line("total", two.total));

@@ -23,7 +23,14 @@
 import { parseArgs } from "node:util";
 import { LatencyHistogram, type LoadResultJson } from "../../cli/loadgen/mod.ts";
 import { connect } from "../../core/net/client.ts";
-import { Child, killAll, killOnSignal, waitProviders } from "./_bench_procs.ts";
+import {
+  benchResult,
+  Child,
+  killAll,
+  killOnSignal,
+  loadAverage,
+  waitProviders,
+} from "./_bench_procs.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
@@ -53,14 +60,6 @@ const WORKER = new URL("./_lua/fair_worker.lua", import.meta.url).pathname;
 const RATE = LOAD * WORKERS * 1000 / JOB_MS;
 
 const ms = (us: number) => (us / 1000).toFixed(2);
-
-function loadavg(): string {
-  try {
-    return Deno.readTextFileSync("/proc/loadavg").split(" ").slice(0, 3).join(" ");
-  } catch {
-    return "?";
-  }
-}
 
 const ep = (args: string[], name: string, env: Record<string, string> = {}) =>
   new Child(name, Deno.execPath(), ["run", "-A", MOD, ...args], env);
@@ -102,10 +101,7 @@ async function run(hedge: boolean, seed: number) {
     "--json",
     "--quiet",
   ], "load");
-  const status = await load.exited;
-  const start = load.output.indexOf("{");
-  if (!status.success || start < 0) throw new Error(`load failed:\n${load.output}`);
-  const r: LoadResultJson = JSON.parse(load.output.slice(start));
+  const r = await benchResult<LoadResultJson>(load);
   const client = await connect(addr);
   const stats = await client.stats() as {
     services: { name: string; counters: Record<string, number> }[];
@@ -137,7 +133,7 @@ try {
       HEDGE_MS === "" ? "the p95" : `${HEDGE_MS} ms`
     }; ${SECONDS} s runs`,
   );
-  console.log(`load average before: ${loadavg()} (${navigator.hardwareConcurrency} cores)`);
+  console.log(`load average before: ${loadAverage()} (${navigator.hardwareConcurrency} cores)`);
   const ratios: number[] = [];
   const extras: number[] = [];
   for (let round = 1; round <= ROUNDS; round++) {
@@ -148,7 +144,7 @@ try {
     const extra = on.jobs > 0 ? on.hedged / on.jobs : NaN;
     ratios.push(ratio);
     extras.push(extra);
-    console.log(`round ${round} (load average ${loadavg()}):`);
+    console.log(`round ${round} (load average ${loadAverage()}):`);
     for (const [name, f] of [["unhedged", off], ["hedged", on]] as const) {
       console.log(
         `  ${name.padEnd(9)} p50 ${ms(f.p50).padStart(7)}  p99 ${ms(f.p99).padStart(7)}  p99.9 ${
