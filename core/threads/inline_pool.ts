@@ -1,7 +1,8 @@
 /**
- * A pool that runs a map of TypeScript functions on this thread: what a node uses when it
- * is given handlers as functions rather than as a module (functions cannot cross to a Web
- * Worker). To the balancer's local provider and to a module worker it is a pool like the
+ * A pool that runs handlers on this thread: a map of TypeScript functions, what a node uses
+ * when it is given handlers as functions rather than as a module (functions cannot cross to
+ * a Web Worker); or any handler runtime (`runtime.ts`), such as the Lua runtime of a
+ * one-slot worker (`lua/inline.ts`), which saves the two thread hops a job otherwise makes. To the balancer's local provider and to a module worker it is a pool like the
  * handler-thread pool ({@linkcode JobPool}): slots, one reply callback per job, deadlines,
  * cancellation, calls of other services. Handlers see the same `EpRequest` and
  * `HandlerContext` as on a handler thread, through the same runtime (`ts_runtime.ts`), and
@@ -68,7 +69,15 @@ const MAX_SLOTS = 0xffff;
  */
 export interface InlinePoolOptions {
   /** The handlers by service name (functions; other values are ignored). */
-  handlers: Handlers;
+  handlers?: Handlers;
+  /**
+   * Instead of `handlers`: builds the handler runtime the pool runs, given the function that
+   * carries out its calls of other services (a runtime's `HandlerRuntimeContext.call`). The
+   * pool calls its `handle`, `cancel` and `ended` (both optional) and `close` when it closes.
+   */
+  runtime?: (
+    call: (request: ThreadCall, done: (result: ThreadCallResult) => void) => void,
+  ) => HandlerRuntime | Promise<HandlerRuntime>;
   /** Jobs run at once (default 1). */
   concurrency?: number;
   /** Jobs taken beyond `concurrency`, waiting here to start (default 0). */
@@ -123,45 +132,9 @@ export class InlinePool implements JobPool {
   /** Told when slots free up without a reply callback to say so. */
   onSlotsAvailable: (() => void) | undefined = undefined;
 
-  private constructor(options: InlinePoolOptions) {
-    const concurrency = options.concurrency ?? 1;
-    const queue = options.queue ?? 0;
-    if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > MAX_SLOTS) {
-      throw new RangeError(
-        `Concurrency must be an integer from 1 to ${MAX_SLOTS}: "${concurrency}"`,
-      );
-    }
-    if (!Number.isInteger(queue) || queue < 0 || concurrency + queue > MAX_SLOTS) {
-      throw new RangeError(`Queue must be an integer from 0: "${queue}"`);
-    }
-    const onCall = options.onCall;
-    this.#runtime = tsHandlerRuntime(options.handlers, (request, done) => call(request, done));
-    const call = (request: ThreadCall, done: (r: ThreadCallResult) => void) => {
-      const fail = (err: unknown) => {
-        const e = err instanceof JobError
-          ? err
-          : new JobError(ErrorCode.INTERNAL, "Internal error", { cause: err });
-        if (!(err instanceof JobError)) log.error("A call failed: {error}", { error: err });
-        done({ ok: false, code: e.code, kind: e.kind, message: e.message });
-      };
-      if (onCall === undefined) {
-        return fail(new JobError(ErrorCode.NO_SERVICE, "This node cannot call services"));
-      }
-      let promise: Promise<PoolCallReply>;
-      try {
-        promise = onCall({
-          thread: 0,
-          service: request.service,
-          body: request.body,
-          timeoutMs: request.timeoutMs ?? 0,
-          upstream: request.upstream,
-          meta: request.meta ?? [],
-        });
-      } catch (err) {
-        return fail(err);
-      }
-      promise.then((r) => done({ ok: true, status: r.status, meta: r.meta, body: r.body }), fail);
-    };
+  private constructor(options: InlinePoolOptions, runtime: HandlerRuntime) {
+    const { concurrency, queue } = sizes(options);
+    this.#runtime = runtime;
     this.#serviceIndex = new Map(this.#runtime.services.map((s, i) => [s, i]));
     this.#concurrency = concurrency;
     for (let i = 0; i < concurrency + queue; i++) {
@@ -183,13 +156,19 @@ export class InlinePool implements JobPool {
   }
 
   /**
-   * Makes the pool. Async like `HandlerPool.start`, so that either can start a node's pool.
+   * Makes the pool (and its runtime, which may take a while: a Lua engine).
    *
-   * @throws {TypeError} when `handlers` has no function.
+   * @throws {TypeError} when `handlers` has no function, or neither it nor `runtime` is given.
    * @throws {RangeError} for a concurrency or queue out of range.
    */
-  static start(options: InlinePoolOptions): Promise<InlinePool> {
-    return Promise.resolve().then(() => new InlinePool(options));
+  static async start(options: InlinePoolOptions): Promise<InlinePool> {
+    sizes(options);
+    const call = caller(options.onCall);
+    let runtime: HandlerRuntime;
+    if (options.runtime) runtime = await options.runtime(call);
+    else if (options.handlers) runtime = tsHandlerRuntime(options.handlers, call);
+    else throw new TypeError("InlinePool needs handlers or a runtime");
+    return new InlinePool(options, runtime);
   }
 
   /** The services: the names of the handler functions, sorted. */
@@ -272,7 +251,7 @@ export class InlinePool implements JobPool {
       const cb = s.callback;
       s.callback = null;
       if (s.started) {
-        this.#runtime.cancel!(s.ticket);
+        this.#runtime.cancel?.(s.ticket);
       } else {
         this.#release(s, i);
       }
@@ -332,7 +311,7 @@ export class InlinePool implements JobPool {
       const cb = s.callback;
       s.callback = null;
       clearTimeout(s.timer);
-      if (s.started) this.#runtime.cancel!(s.ticket);
+      if (s.started) this.#runtime.cancel?.(s.ticket);
       else this.#release(s, i);
       if (cb !== null) {
         this.#failed++;
@@ -341,6 +320,11 @@ export class InlinePool implements JobPool {
     }
     this.#waiting = [];
     this.#waitingHead = 0;
+    try {
+      await this.#runtime.close?.();
+    } catch (err) {
+      log.error("Closing the handler runtime failed: {error}", { error: err });
+    }
   }
 
   #schedule(): void {
@@ -399,17 +383,20 @@ export class InlinePool implements JobPool {
   /** A job ended: free its slot, answer its callback (if not answered already). */
   #finish(s: Slot, ticket: number, value: HandlerResult | undefined, err: unknown): void {
     this.#running--;
-    this.#runtime.ended!(ticket);
+    this.#runtime.ended?.(ticket);
     if (s.ticket !== ticket || !s.busy) return; // closed meanwhile
     const cb = s.callback;
     const id = s.jobId;
+    // Whatever ended a job once its time was up (a Lua runtime stops it then, before the
+    // pool's own timer fires) is its timeout, as the client sees it.
+    const late = err !== undefined && s.deadline !== undefined && performance.now() >= s.deadline;
     this.#release(s, s.ticket & 0xffff);
     if (cb === null) {
       // Answered earlier (timeout, cancel): its slot is free only now.
       if (this.onSlotsAvailable && !this.#closing) safely(this.onSlotsAvailable);
     } else if (err !== undefined) {
       this.#failed++;
-      invoke(cb, handlerError(err), null);
+      invoke(cb, late ? new JobTimeoutError(s.deadlineMs) : handlerError(err), null);
     } else {
       const reply = this.#reply;
       try {
@@ -511,4 +498,49 @@ function safely(fn: () => void): void {
 function isThenable(value: unknown): value is Promise<HandlerResult> {
   return value !== null && typeof value === "object" &&
     typeof (value as { then?: unknown }).then === "function";
+}
+
+/** Jobs run at once and jobs waiting to start, checked. */
+function sizes(options: InlinePoolOptions): { concurrency: number; queue: number } {
+  const concurrency = options.concurrency ?? 1;
+  const queue = options.queue ?? 0;
+  if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > MAX_SLOTS) {
+    throw new RangeError(`Concurrency must be an integer from 1 to ${MAX_SLOTS}: "${concurrency}"`);
+  }
+  if (!Number.isInteger(queue) || queue < 0 || concurrency + queue > MAX_SLOTS) {
+    throw new RangeError(`Queue must be an integer from 0: "${queue}"`);
+  }
+  return { concurrency, queue };
+}
+
+/** What carries out a handler's calls of other services: `onCall`, its failures as results. */
+function caller(
+  onCall: InlinePoolOptions["onCall"],
+): (request: ThreadCall, done: (r: ThreadCallResult) => void) => void {
+  return (request, done) => {
+    const fail = (err: unknown) => {
+      const e = err instanceof JobError
+        ? err
+        : new JobError(ErrorCode.INTERNAL, "Internal error", { cause: err });
+      if (!(err instanceof JobError)) log.error("A call failed: {error}", { error: err });
+      done({ ok: false, code: e.code, kind: e.kind, message: e.message });
+    };
+    if (onCall === undefined) {
+      return fail(new JobError(ErrorCode.NO_SERVICE, "This node cannot call services"));
+    }
+    let promise: Promise<PoolCallReply>;
+    try {
+      promise = onCall({
+        thread: 0,
+        service: request.service,
+        body: request.body,
+        timeoutMs: request.timeoutMs ?? 0,
+        upstream: request.upstream,
+        meta: request.meta ?? [],
+      });
+    } catch (err) {
+      return fail(err);
+    }
+    promise.then((r) => done({ ok: true, status: r.status, meta: r.meta, body: r.body }), fail);
+  };
 }
