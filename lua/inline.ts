@@ -90,11 +90,16 @@ export interface InlineLuaPoolOptions {
  * );
  * ```
  */
-export function startInlineLua(
+export async function startInlineLua(
   options: LuaThreadOptions,
   pool: InlineLuaPoolOptions = {},
 ): Promise<InlinePool> {
-  return InlinePool.start({
+  let started: InlinePool | undefined = undefined;
+  const readAhead = () => {
+    const p = started as InlinePool | undefined;
+    return p !== undefined && p.queued === 0 && p.lastWaited;
+  };
+  started = await InlinePool.start({
     concurrency: pool.concurrency ?? 1,
     queue: pool.queue ?? 0,
     onCall: pool.onCall,
@@ -103,6 +108,10 @@ export function startInlineLua(
         interrupt: new Int32Array(new SharedArrayBuffer(4)),
         call,
         clock: "inline",
+        // While jobs come back to back (each waited for the slot), read the next one before
+        // this one's sleep ends, so that it starts at once.
+        readAhead,
       }),
   });
+  return started;
 }

@@ -110,6 +110,8 @@ export interface LuaRuntimeHost {
   call?: HandlerRuntimeContext["call"];
   /** `"thread"`: a handler thread's wait loop; `"inline"`: a one-slot worker's main thread. */
   clock: "thread" | "inline";
+  /** With `"inline"`: `LuaHandlerRuntimeOptions.readAhead`. */
+  readAhead?: () => boolean;
 }
 
 /**
@@ -177,6 +179,7 @@ return h`,
     memoryLimitBytes: o.memoryLimitBytes,
     call,
     clock: host.clock,
+    readAhead: host.readAhead,
   });
   const names = o.services.map((s) => s.name);
   return {
