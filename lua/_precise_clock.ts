@@ -33,11 +33,6 @@ export const SLICE_MS = 0.25;
 export const SPIN_MS = 0.3;
 /** Longest blocking wait of {@linkcode BlockingClock}, ms. */
 export const MAX_BLOCK_MS = 3;
-/**
- * How long before a deadline {@linkcode BlockingClock} lets the event loop turn once when
- * asked to read ahead, ms: time to read and queue a job that arrived meanwhile.
- */
-export const READ_AHEAD_MS = 0.25;
 
 /** A scheduled callback; pass it to {@linkcode PreciseClock.cancel}. */
 export interface ClockEntry {
@@ -286,24 +281,8 @@ export class BlockingClock extends TimerHeap {
   #channel: MessageChannel | undefined;
   #hopPending = false;
   #cell = new Int32Array(new SharedArrayBuffer(4));
-  /** The deadline whose read-ahead turn was taken. */
-  #readFor = NaN;
-  readonly #readAhead: () => boolean;
   /** Times the thread blocked for a deadline (for tests and benchmarks). */
   blocks = 0;
-  /** Times it woke early to read ahead. */
-  readAheads = 0;
-
-  /**
-   * `readAhead`, asked before each block: whether to wake {@linkcode READ_AHEAD_MS} early
-   * and let the event loop turn once before the deadline (one more wake-up), so that a job
-   * that arrived meanwhile is read while this one still waits, not after it ends. Worth it
-   * only while jobs arrive back to back (a worker's prefetch in use).
-   */
-  constructor(onError: (err: unknown) => void, readAhead: () => boolean = () => false) {
-    super(onError);
-    this.#readAhead = readAhead;
-  }
 
   /** Cancels everything and releases the timeout and the channel. */
   override close(): void {
@@ -371,15 +350,6 @@ export class BlockingClock extends TimerHeap {
     const left = top - performance.now();
     if (left > MAX_BLOCK_MS) {
       this.#arm(); // the coarse timer came early
-      return;
-    }
-    if (left > 2 * READ_AHEAD_MS && this.#readFor !== top && this.#readAhead()) {
-      // Wait all but the last moment, then let the event loop turn (it reads what came).
-      this.#readFor = top;
-      this.blocks++;
-      this.readAheads++;
-      Atomics.wait(this.#cell, 0, 0, left - READ_AHEAD_MS);
-      this.#arm();
       return;
     }
     if (left > 0) {

@@ -169,11 +169,6 @@ export interface LuaHandlerRuntimeOptions {
   clock?: "self" | "thread" | "inline";
   /** With the `"inline"` clock: the time slice, ms (default {@linkcode INLINE_SLICE_MS}). */
   sliceMs?: number;
-  /**
-   * With the `"inline"` clock: whether to let the event loop turn once just before a
-   * deadline (see `BlockingClock`); asked before each wait. Default: never.
-   */
-  readAhead?: () => boolean;
 }
 
 /**
@@ -373,7 +368,7 @@ export class LuaHandlerRuntime {
     this.#clock = this.#threadClock
       ? new ThreadClock(onError)
       : this.#inline
-      ? new BlockingClock(onError, options.readAhead)
+      ? new BlockingClock(onError)
       : new PreciseClock(onError);
   }
 

@@ -90,16 +90,11 @@ export interface InlineLuaPoolOptions {
  * );
  * ```
  */
-export async function startInlineLua(
+export function startInlineLua(
   options: LuaThreadOptions,
   pool: InlineLuaPoolOptions = {},
 ): Promise<InlinePool> {
-  let started: InlinePool | undefined = undefined;
-  const readAhead = () => {
-    const p = started as InlinePool | undefined;
-    return p !== undefined && p.queued === 0 && p.lastWaited;
-  };
-  started = await InlinePool.start({
+  return InlinePool.start({
     concurrency: pool.concurrency ?? 1,
     queue: pool.queue ?? 0,
     onCall: pool.onCall,
@@ -108,10 +103,6 @@ export async function startInlineLua(
         interrupt: new Int32Array(new SharedArrayBuffer(4)),
         call,
         clock: "inline",
-        // While jobs come back to back (each waited for the slot), read the next one before
-        // this one's sleep ends, so that it starts at once.
-        readAhead,
       }),
   });
-  return started;
 }

@@ -110,8 +110,6 @@ export interface LuaRuntimeHost {
   call?: HandlerRuntimeContext["call"];
   /** `"thread"`: a handler thread's wait loop; `"inline"`: a one-slot worker's main thread. */
   clock: "thread" | "inline";
-  /** With `"inline"`: `LuaHandlerRuntimeOptions.readAhead`. */
-  readAhead?: () => boolean;
 }
 
 /**
@@ -179,7 +177,6 @@ return h`,
     memoryLimitBytes: o.memoryLimitBytes,
     call,
     clock: host.clock,
-    readAhead: host.readAhead,
   });
   const names = o.services.map((s) => s.name);
   return {

@@ -103,8 +103,6 @@ interface Slot {
   /** When its time is up (`performance.now()`), or undefined. */
   deadline: number | undefined;
   deadlineMs: number;
-  /** It came while every slot that runs jobs was taken. */
-  waited: boolean;
 }
 
 /** A {@linkcode JobPool} that runs a map of functions on this thread (see the module doc). */
@@ -128,7 +126,6 @@ export class InlinePool implements JobPool {
   #drained: (() => void) | null = null;
   readonly #reply = new ReplyParts();
   #submitted = 0;
-  #lastWaited = false;
   /** The one deadline timer, and the time it is armed for. */
   #timer: ReturnType<typeof setTimeout> | undefined;
   #armedFor = Infinity;
@@ -154,7 +151,6 @@ export class InlinePool implements JobPool {
         freed: null,
         deadline: undefined,
         deadlineMs: 0,
-        waited: false,
       });
     }
     for (let i = concurrency + queue - 1; i >= 0; i--) this.#free.push(i);
@@ -201,19 +197,6 @@ export class InlinePool implements JobPool {
     return this.#inFlight;
   }
 
-  /** Jobs taken and waiting to start (a worker's prefetched jobs). */
-  get queued(): number {
-    return this.#inFlight - this.#running;
-  }
-
-  /**
-   * Whether the job started last had to wait for a slot: jobs come back to back (a
-   * worker's prefetch is in use).
-   */
-  get lastWaited(): boolean {
-    return this.#lastWaited;
-  }
-
   /** No limit of its own: jobs do not cross a ring. */
   get maxMessageBytes(): number {
     return Infinity;
@@ -244,7 +227,6 @@ export class InlinePool implements JobPool {
     s.job = { ...job, body: job.body.slice() };
     s.callback = onReply;
     s.freed = onFreed ?? null;
-    s.waited = this.#running >= this.#concurrency;
     s.deadline = undefined;
     if (job.deadlineMs !== undefined) {
       s.deadlineMs = job.deadlineMs;
@@ -378,7 +360,6 @@ export class InlinePool implements JobPool {
     s.started = true;
     s.job = null;
     this.#running++;
-    this.#lastWaited = s.waited;
     let result: HandlerResult | Promise<HandlerResult>;
     try {
       result = this.#runtime.handle({
