@@ -12,19 +12,22 @@
  *   (measured on 2.9.6) and a pending `Atomics.waitAsync` timeout does not keep a process
  *   alive, so one `setTimeout` per deadline does the bulk, aimed {@linkcode COARSE_LEAD_MS}
  *   early; the rest is waited out in short `Atomics.wait` slices ({@linkcode SLICE_MS})
- *   with a MessageChannel hop between them and a spin for the last {@linkcode SPIN_MS}.
+ *   with an event-loop hop (`setImmediate`) between them and a spin for the last
+ *   {@linkcode SPIN_MS}.
  *   Accurate, but it costs CPU per deadline: it is not what handler threads use.
  * - On a one-slot worker's main thread, where Lua runs inline (`lua/inline.ts`),
  *   {@linkcode BlockingClock} drives itself without a spin: the same coarse `setTimeout`,
  *   then one blocking `Atomics.wait` for the last {@linkcode MAX_BLOCK_MS} at most, after
- *   one MessageChannel hop so that what is queued for the event loop runs first (a hop does not
- *   poll sockets: Deno reads what arrived only when its loop parks, after the wait). Precision
+ *   one `setImmediate` hop so that what is queued for the event loop runs first (sockets that
+ *   became readable meanwhile are read after the wait: Deno polls them when its loop parks). Precision
  *   is the futex's, the CPU cost one wake-up; the price is that the thread's event loop
  *   stands still for those last milliseconds, which a one-slot worker can afford (its one
  *   job is the one waiting; what arrives meanwhile is read right after).
  *
  * @module
  */
+
+import { setImmediate } from "node:timers";
 
 /** How early the coarse `setTimeout` aims before a deadline. */
 export const COARSE_LEAD_MS = 2;
@@ -183,11 +186,10 @@ export class ThreadClock extends TimerHeap {}
 export class PreciseClock extends TimerHeap {
   #timeout: ReturnType<typeof setTimeout> | undefined;
   #timeoutFor = Infinity;
-  #channel: MessageChannel | undefined;
   #hopPending = false;
   #cell = new Int32Array(new SharedArrayBuffer(4));
 
-  /** Cancels everything and releases the timeout and the channel. */
+  /** Cancels everything and releases the timeout. */
   override close(): void {
     super.close();
     this.#disarm();
@@ -223,22 +225,12 @@ export class PreciseClock extends TimerHeap {
     if (this.#timeout !== undefined) clearTimeout(this.#timeout);
     this.#timeout = undefined;
     this.#timeoutFor = Infinity;
-    if (this.#channel !== undefined) {
-      this.#channel.port1.close();
-      this.#channel.port2.close();
-      this.#channel = undefined;
-    }
-    this.#hopPending = false;
   }
 
   #hop(): void {
     if (this.#hopPending) return;
-    if (this.#channel === undefined) {
-      this.#channel = new MessageChannel();
-      this.#channel.port1.onmessage = this.#wake;
-    }
     this.#hopPending = true;
-    this.#channel.port2.postMessage(null);
+    setImmediate(this.#wake);
   }
 
   #wake = (): void => {
@@ -273,28 +265,21 @@ export class PreciseClock extends TimerHeap {
  * A {@linkcode TimerHeap} for a thread that serves sockets and may block for a moment: a
  * one-slot worker's main thread running Lua inline. No spin and no slices: a coarse
  * `setTimeout` aimed {@linkcode COARSE_LEAD_MS} early, then one `Atomics.wait` for what is
- * left (at most {@linkcode MAX_BLOCK_MS}), after a MessageChannel hop so that what is queued for
- * the event loop runs first (it does not poll sockets: bytes that arrive meanwhile are read
- * after the wait).
+ * left (at most {@linkcode MAX_BLOCK_MS}), after a `setImmediate` hop so that what is queued
+ * for the event loop runs first (bytes that arrive meanwhile are read after the wait).
  */
 export class BlockingClock extends TimerHeap {
   #timeout: ReturnType<typeof setTimeout> | undefined;
   #timeoutFor = Infinity;
-  #channel: MessageChannel | undefined;
   #hopPending = false;
   #cell = new Int32Array(new SharedArrayBuffer(4));
   /** Times the thread blocked for a deadline (for tests and benchmarks). */
   blocks = 0;
 
-  /** Cancels everything and releases the timeout and the channel. */
+  /** Cancels everything and releases the timeout. */
   override close(): void {
     super.close();
     this.#disarm();
-    if (this.#channel !== undefined) {
-      this.#channel.port1.close();
-      this.#channel.port2.close();
-      this.#channel = undefined;
-    }
   }
 
   protected override topChanged(): void {
@@ -321,18 +306,11 @@ export class BlockingClock extends TimerHeap {
       this.#timeoutFor = Infinity;
     }
     if (this.#hopPending) return;
-    if (this.#channel === undefined) {
-      this.#channel = new MessageChannel();
-      this.#channel.port1.onmessage = this.#wake;
-    }
     this.#hopPending = true;
-    this.#channel.port2.postMessage(null);
+    setImmediate(this.#wake);
   }
 
-  /**
-   * Stops the coarse timer. The channel stays (making one costs ≈ 50 µs, per job if it went
-   * with each idle spell); an open port keeps the process alive until `close`.
-   */
+  /** Stops the coarse timer. */
   #disarm(): void {
     if (this.#timeout !== undefined) clearTimeout(this.#timeout);
     this.#timeout = undefined;

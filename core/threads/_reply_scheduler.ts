@@ -2,8 +2,9 @@
  * Private: how the pool's main thread collects replies. One scheduler watches every reply
  * ring of a pool while jobs are in flight:
  *
- * - After activity it checks once per event-loop turn (a `MessageChannel` message, so
- *   sockets keep being served between checks) for the pool's `pollMicros`.
+ * - After activity it checks once per event-loop turn (`setImmediate`: cheaper than a
+ *   `MessageChannel` message, ≈ 2 against ≈ 5 µs, and sockets are served between checks,
+ *   which a run of messages delays for milliseconds) for the pool's `pollMicros`.
  * - Then it sleeps on the main thread's doorbell, which every reply ring rings, in
  *   `Atomics.waitAsync`: arm, re-check every ring, only then wait, so no wake-up is lost.
  * - A drain takes up to `REPLY_BUDGET` replies from each ring per turn, starting one ring
@@ -17,6 +18,7 @@
  * @module
  */
 
+import { setImmediate } from "node:timers";
 import { Doorbell } from "./doorbell.ts";
 import { type RingConsumer, RingRecord } from "./ring.ts";
 import { MAIN_BELL_OFFSET } from "./_pool_protocol.ts";
@@ -42,7 +44,7 @@ export class ReplyScheduler {
   readonly #pollMs: number;
   readonly #sink: ReplySink;
   readonly #rec = new RingRecord();
-  readonly #channel = new MessageChannel();
+  #closed = false;
   #drainStart = 0;
   #watching = false;
   #sleeping = false;
@@ -65,7 +67,6 @@ export class ReplyScheduler {
     this.#bell = new Doorbell(poolControl, MAIN_BELL_OFFSET);
     this.#pollMs = pollMs;
     this.#sink = sink;
-    this.#channel.port1.onmessage = this.#poll;
   }
 
   /** Times the main thread slept in `Atomics.waitAsync` waiting for replies. */
@@ -75,8 +76,7 @@ export class ReplyScheduler {
 
   /** Stops for good (the pool closed). */
   close(): void {
-    this.#channel.port1.close();
-    this.#channel.port2.close();
+    this.#closed = true;
   }
 
   /** Starts watching for replies if jobs are in flight (call after each submission). */
@@ -90,8 +90,14 @@ export class ReplyScheduler {
   #schedulePoll(): void {
     if (this.#pollQueued) return;
     this.#pollQueued = true;
-    this.#channel.port2.postMessage(null);
+    setImmediate(this.#pollSoon);
   }
+
+  /** The scheduled poll (none once closed, as a closed channel delivered none). */
+  #pollSoon = (): void => {
+    if (this.#closed) this.#pollQueued = false;
+    else this.#poll();
+  };
 
   #poll = (): void => {
     this.#pollQueued = false;
