@@ -380,6 +380,13 @@ export const SETTINGS: readonly Setting[] = [
   },
   {
     flag: "",
+    env: "EP_INLINE",
+    default: "1",
+    commands: "ep run (a Lua worker)",
+    what: "0: a one-slot Lua worker runs its handlers on a handler thread, not its main thread",
+  },
+  {
+    flag: "",
     env: "EP_SCHED_SLICE_US",
     default: "0",
     commands: "every process",

@@ -14,6 +14,13 @@
  *   early; the rest is waited out in short `Atomics.wait` slices ({@linkcode SLICE_MS})
  *   with a MessageChannel hop between them and a spin for the last {@linkcode SPIN_MS}.
  *   Accurate, but it costs CPU per deadline: it is not what handler threads use.
+ * - On a one-slot worker's main thread, where Lua runs inline (`lua/inline.ts`),
+ *   {@linkcode BlockingClock} drives itself without a spin: the same coarse `setTimeout`,
+ *   then one blocking `Atomics.wait` for the last {@linkcode MAX_BLOCK_MS} at most, after
+ *   one MessageChannel hop so that the event loop writes what is pending first. Precision
+ *   is the futex's, the CPU cost one wake-up; the price is that the thread's event loop
+ *   stands still for those last milliseconds, which a one-slot worker can afford (its one
+ *   job is the one waiting; what arrives meanwhile is read right after).
  *
  * @module
  */
@@ -24,6 +31,8 @@ export const COARSE_LEAD_MS = 2;
 export const SLICE_MS = 0.25;
 /** Below this much time left, spin. */
 export const SPIN_MS = 0.3;
+/** Longest blocking wait of {@linkcode BlockingClock}, ms. */
+export const MAX_BLOCK_MS = 3;
 
 /** A scheduled callback; pass it to {@linkcode PreciseClock.cancel}. */
 export interface ClockEntry {
@@ -253,6 +262,99 @@ export class PreciseClock extends TimerHeap {
     }
     if (left > 0 && left <= SPIN_MS) {
       while (performance.now() < top) { /* spin for the last fraction */ }
+    }
+    this.runDue(performance.now());
+    this.#arm();
+  };
+}
+
+/**
+ * A {@linkcode TimerHeap} for a thread that serves sockets and may block for a moment: a
+ * one-slot worker's main thread running Lua inline. No spin and no slices: a coarse
+ * `setTimeout` aimed {@linkcode COARSE_LEAD_MS} early, then one `Atomics.wait` for what is
+ * left (at most {@linkcode MAX_BLOCK_MS}), after a MessageChannel hop so that the event loop
+ * runs once (pending writes go out, arrived bytes are read) before the thread blocks.
+ */
+export class BlockingClock extends TimerHeap {
+  #timeout: ReturnType<typeof setTimeout> | undefined;
+  #timeoutFor = Infinity;
+  #channel: MessageChannel | undefined;
+  #hopPending = false;
+  #cell = new Int32Array(new SharedArrayBuffer(4));
+  /** Times the thread blocked for a deadline (for tests and benchmarks). */
+  blocks = 0;
+
+  /** Cancels everything and releases the timeout and the channel. */
+  override close(): void {
+    super.close();
+    this.#disarm();
+    if (this.#channel !== undefined) {
+      this.#channel.port1.close();
+      this.#channel.port2.close();
+      this.#channel = undefined;
+    }
+  }
+
+  protected override topChanged(): void {
+    this.#arm();
+  }
+
+  #arm(): void {
+    const top = this.next();
+    if (top === Infinity || this.closed) {
+      this.#disarm();
+      return;
+    }
+    const d = top - performance.now();
+    if (d > MAX_BLOCK_MS) {
+      if (this.#timeout !== undefined && this.#timeoutFor === top) return;
+      if (this.#timeout !== undefined) clearTimeout(this.#timeout);
+      this.#timeoutFor = top;
+      this.#timeout = setTimeout(this.#wake, Math.max(1, Math.floor(d - COARSE_LEAD_MS)));
+      return;
+    }
+    if (this.#timeout !== undefined) {
+      clearTimeout(this.#timeout);
+      this.#timeout = undefined;
+      this.#timeoutFor = Infinity;
+    }
+    if (this.#hopPending) return;
+    if (this.#channel === undefined) {
+      this.#channel = new MessageChannel();
+      this.#channel.port1.onmessage = this.#wake;
+    }
+    this.#hopPending = true;
+    this.#channel.port2.postMessage(null);
+  }
+
+  /**
+   * Stops the coarse timer. The channel stays (making one costs ≈ 50 µs, per job if it went
+   * with each idle spell); an open port keeps the process alive until `close`.
+   */
+  #disarm(): void {
+    if (this.#timeout !== undefined) clearTimeout(this.#timeout);
+    this.#timeout = undefined;
+    this.#timeoutFor = Infinity;
+  }
+
+  #wake = (): void => {
+    this.#timeout = undefined;
+    this.#timeoutFor = Infinity;
+    this.#hopPending = false;
+    if (this.closed) return;
+    const top = this.next();
+    if (top === Infinity) {
+      this.#disarm();
+      return;
+    }
+    const left = top - performance.now();
+    if (left > MAX_BLOCK_MS) {
+      this.#arm(); // the coarse timer came early
+      return;
+    }
+    if (left > 0) {
+      this.blocks++;
+      Atomics.wait(this.#cell, 0, 0, left);
     }
     this.runDue(performance.now());
     this.#arm();

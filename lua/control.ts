@@ -32,6 +32,7 @@ import type { LuaValue } from "./engine.ts";
 import { LuaError } from "./errors.ts";
 import { getConfig } from "@logtape/logtape";
 import { LUA_RUNTIME, luaLongString, type LuaThreadOptions } from "./thread.ts";
+import { runsInline, startInlineLua } from "./inline.ts";
 
 const log = getLogger(["ep", "control"]);
 
@@ -505,6 +506,14 @@ export async function runScript(
     ...(c.listen ? children : []),
     ...(reportWaits ? [reportWaits] : []),
   ];
+  // A one-slot worker runs its Lua on its main thread: no thread hop per job (inline.ts).
+  const inline = c.services.length > 0 &&
+    runsInline({
+      threads,
+      concurrency,
+      scales: (scale ?? slotScale) !== undefined,
+      listens: c.listen !== undefined,
+    });
   let started: Node;
   try {
     started = await startNode({
@@ -520,6 +529,14 @@ export async function runScript(
           hedge,
           scale: scale ?? slotScale,
           services: c.services.map((s) => s.name),
+          start: inline
+            ? (o) =>
+              startInlineLua(o.moduleOptions as LuaThreadOptions, {
+                concurrency: o.perThreadConcurrency,
+                queue: o.perThreadQueue,
+                onCall: o.onCall,
+              })
+            : undefined,
         }
         : undefined,
       waits: sinks.length > 0
@@ -569,9 +586,12 @@ export async function runScript(
     );
   }
   if (started.worker) {
-    announce(`ep worker pulling from ${c.connect.join(", ")}: ${services.join(", ")}`, {
-      properties: { connect: c.connect, services },
-    });
+    // A one-slot worker says where its Lua runs (EP_INLINE=0 puts it on a handler thread).
+    announce(
+      `ep worker pulling from ${c.connect.join(", ")}: ${services.join(", ")}` +
+        (inline ? " (Lua on the main thread)" : ""),
+      { properties: { connect: c.connect, services, inline } },
+    );
   }
   // SIGTERM/SIGINT (or ep.exit) drain whatever the process is, a second one stops it at
   // once, SIGHUP reloads service code (core/node/signals.ts). Children (ep.spawn) serve

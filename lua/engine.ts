@@ -144,6 +144,16 @@ export interface LuaEngineOptions {
   interrupt?: Int32Array;
   /** Lua instructions between two checks of `interrupt` (default 1000). */
   hookPeriod?: number;
+  /**
+   * Time slice in ms (default 0: none), for an engine on a thread that also serves sockets
+   * (a one-slot worker's main thread, `lua/inline.ts`): a call that has run this long since
+   * it was last started or resumed, in its own coroutine where Lua can yield, is suspended
+   * by the hook with the step `{ op: "preempt" }`; resume it (no values) after the event
+   * loop had its turn. Needs `interrupt` (the hook). The hook then also reads the clock:
+   * a call past its own `LuaCallOptions.deadline` is interrupted without anyone writing the
+   * interrupt slot (nobody can while Lua runs on that thread).
+   */
+  sliceMs?: number;
   /** Directory `require` resolves modules in (path or `file:` URL). */
   scriptDir?: string | URL;
   /** Logger whose children `[service]` get `ep.log`; default `["ep", "lua"]`. */
@@ -215,6 +225,11 @@ export type LuaStep<T> =
 export interface LuaCallOptions {
   /** Interrupt token: the slot value (besides -1) that interrupts this call; 0 = any. */
   token?: number;
+  /**
+   * With `LuaEngineOptions.sliceMs`: when the call's time is up (`performance.now()`); the
+   * hook interrupts it past then, as if the slot had aimed at it.
+   */
+  deadline?: number;
 }
 
 type CallKind = "handler" | "timer" | "load";
@@ -230,6 +245,8 @@ class CallState implements LuaCall<unknown>, HostCall {
   readonly kind: "handler" | "timer";
   readonly loading: boolean;
   interrupted = false;
+  /** When the hook interrupts it on its own (`LuaCallOptions.deadline`); Infinity: never. */
+  deadline = Infinity;
   /**
    * The hook stopped this call's own coroutine by yielding or raising from inside the
    * hook: Lua leaves that thread's hooks off (`allowhook`), so nothing may run on it again.
@@ -301,6 +318,11 @@ export class LuaEngine {
   #idle: LuaState[] = [];
   #current: CallState | null = null;
   #hookYielded: LuaState = 0;
+  /** The coroutine the hook suspended because its time slice was over (resumable). */
+  #hookPreempted: LuaState = 0;
+  #sliceMs = 0;
+  /** When the running call's slice ends (`performance.now()`). */
+  #sliceEnd = Infinity;
   #healthy = true;
   #closed = false;
   #kInterrupted: number;
@@ -344,6 +366,7 @@ export class LuaEngine {
     this.#nresCell = raw._malloc(4);
     this.#log = options.log ?? getLogger(["ep", "lua"]);
     this.#interrupt = options.interrupt;
+    this.#sliceMs = options.interrupt !== undefined ? Math.max(0, options.sliceMs ?? 0) : 0;
     this.#memory = new MemoryCap(raw, options.memoryLimitBytes ?? DEFAULT_MEMORY_LIMIT);
     this.memoryLimitBytes = this.#memory.limitBytes;
     this.#marshal = new Marshal(raw, this.#heap);
@@ -493,6 +516,7 @@ export class LuaEngine {
     const co = this.#takeThread();
     const call = new CallState(co, req.service, options?.token ?? 0, "handler");
     call.headerBytes = req.headerBytes === true;
+    if (options?.deadline !== undefined) call.deadline = options.deadline;
     const raw = this.#raw;
     raw._lua_rawgeti(co, LUA_REGISTRYINDEX, BigInt(ref));
     this.#marshal.pushRequest(co, req);
@@ -557,6 +581,7 @@ export class LuaEngine {
     if (service === undefined) return { done: true, value: undefined };
     const co = this.#takeThread();
     const call = new CallState(co, service, options?.token ?? 0, "timer");
+    if (options?.deadline !== undefined) call.deadline = options.deadline;
     const raw = this.#raw;
     raw._lua_rawgeti(co, LUA_REGISTRYINDEX, this.#fireRef);
     raw._lua_pushinteger(co, BigInt(id));
@@ -619,6 +644,7 @@ export class LuaEngine {
     }
     call.suspended = false;
     this.#current = call;
+    if (this.#sliceMs > 0) this.#sliceEnd = performance.now() + this.#sliceMs;
     // Re-armed on every resume, whatever Lua did to this thread's hook.
     if (this.#hookFn !== 0) raw._lua_sethook(co, this.#hookFn, LUA_MASKCOUNT, this.#hookPeriod);
     this.#memory.enforce(true);
@@ -650,6 +676,12 @@ export class LuaEngine {
       }
     }
     if (status === LUA_YIELD) {
+      if (this.#hookPreempted === co) {
+        // Its slice is over: Lua resumes it where the hook stopped it.
+        this.#hookPreempted = 0;
+        call.suspended = true;
+        return { done: false, call, op: "preempt", args: [] };
+      }
       if (this.#hookYielded === co) {
         this.#hookYielded = 0;
         const traceback = this.#traceback(co, "interrupted");
@@ -761,8 +793,24 @@ export class LuaEngine {
       return;
     }
     if (!call.interrupted) {
-      if (!this.#interruptAimsAt(call)) return;
-      call.interrupted = true;
+      if (this.#sliceMs > 0) {
+        // On a thread that also serves sockets nobody else can write the interrupt slot
+        // while Lua runs: the hook reads the clock itself.
+        const now = performance.now();
+        if (now >= call.deadline) {
+          call.interrupted = true;
+        } else if (now >= this.#sliceEnd && L === call.thread && raw._lua_isyieldable(L)) {
+          // A count hook may yield (no values); Lua resumes the coroutine where it was, and
+          // its hooks stay on (unlike the raise below, which unwinds from inside the hook).
+          this.#hookPreempted = L;
+          raw._lua_yieldk(L, 0, 0, 0);
+          return;
+        }
+      }
+      if (!call.interrupted) {
+        if (!this.#interruptAimsAt(call)) return;
+        call.interrupted = true;
+      }
     }
     if (L === call.thread) {
       call.cut = true;

@@ -50,7 +50,13 @@
 import { getLogger } from "@logtape/logtape";
 import { JobError } from "../core/job.ts";
 import { ErrorCode } from "../protocol/errors.ts";
-import { type ClockEntry, PreciseClock, ThreadClock, type TimerHeap } from "./_precise_clock.ts";
+import {
+  BlockingClock,
+  type ClockEntry,
+  PreciseClock,
+  ThreadClock,
+  type TimerHeap,
+} from "./_precise_clock.ts";
 import {
   type LuaCall,
   LuaEngine,
@@ -154,10 +160,28 @@ export interface LuaHandlerRuntimeOptions {
    * ({@linkcode PreciseClock}); `"thread"` leaves that to a handler thread's wait loop, which
    * calls {@linkcode LuaHandlerRuntime.tick} and sleeps until the deadline it returns (no
    * timer, no event-loop turn, no CPU while jobs wait). Jobs then end through
-   * {@linkcode LuaHandlerRuntime.start}'s callback.
+   * {@linkcode LuaHandlerRuntime.start}'s callback. `"inline"`: the runtime runs on a
+   * thread that also serves sockets (a one-slot worker's main thread, `lua/inline.ts`): a
+   * {@linkcode BlockingClock} (no spin), calls sliced every
+   * {@linkcode LuaHandlerRuntimeOptions.sliceMs} so that the event loop turns while a handler
+   * computes, and each job's deadline enforced by the hook itself.
    */
-  clock?: "self" | "thread";
+  clock?: "self" | "thread" | "inline";
+  /** With the `"inline"` clock: the time slice, ms (default {@linkcode INLINE_SLICE_MS}). */
+  sliceMs?: number;
 }
+
+/**
+ * Default time slice of a handler on the `"inline"` clock, ms: how long it runs before the
+ * event loop gets a turn (heartbeats, new jobs, cancels).
+ *
+ * @example
+ * ```ts
+ * import { INLINE_SLICE_MS } from "./handler_runtime.ts";
+ * console.assert(INLINE_SLICE_MS > 0);
+ * ```
+ */
+export const INLINE_SLICE_MS = 20;
 
 /**
  * A job for a Lua handler.
@@ -295,6 +319,8 @@ export class LuaHandlerRuntime {
   #log: LuaLogger;
   #clock: TimerHeap;
   #threadClock: boolean;
+  /** The "inline" clock: this thread also serves sockets (see the option). */
+  #inline: boolean;
   #gen!: Generation;
   #replacing: Promise<void> | null = null;
   /** `ep.call`s whose promise has not settled. */
@@ -338,7 +364,12 @@ export class LuaHandlerRuntime {
     };
     this.#held = options.holdTimers === true ? [] : null;
     this.#threadClock = options.clock === "thread";
-    this.#clock = this.#threadClock ? new ThreadClock(onError) : new PreciseClock(onError);
+    this.#inline = options.clock === "inline";
+    this.#clock = this.#threadClock
+      ? new ThreadClock(onError)
+      : this.#inline
+      ? new BlockingClock(onError)
+      : new PreciseClock(onError);
   }
 
   /** Jobs and timer callbacks suspended (waiting to be resumed), over all engines. */
@@ -386,6 +417,7 @@ export class LuaHandlerRuntime {
       settle = {
         resolve: (reply) => resolve(reply ?? { status: 204, headers: [], body: EMPTY }),
         reject,
+        deadline: job.deadline,
       };
     });
     const reply = this.#start(job, settle!);
@@ -418,6 +450,19 @@ export class LuaHandlerRuntime {
   }
 
   /**
+   * Stops the waiting job whose interrupt token is `token` (its id): it fails with
+   * `LuaTimeoutError` now, its to-be-closed variables run. For the `"inline"` clock, where
+   * a job is never running when this is called (its thread is the caller's); a job not
+   * waiting (already ended) is left alone. Returns whether one was stopped.
+   */
+  interrupt(token: number): boolean {
+    const w = this.#byToken.get(tokenOf(token));
+    if (w === undefined || this.#waiting.get(w.call) !== w) return false;
+    this.#stopWaiting(w);
+    return true;
+  }
+
+  /**
    * Whether something only the event loop can finish is pending: an engine being replaced,
    * or an `ep.call` carried out by the `call` option's promise.
    */
@@ -439,7 +484,10 @@ export class LuaHandlerRuntime {
     }
     let step: LuaStep<LuaResponse>;
     try {
-      step = gen.engine.callHandler(ref, job, { token: tokenOf(job.id) });
+      step = gen.engine.callHandler(ref, job, {
+        token: tokenOf(job.id),
+        deadline: this.#inline ? job.deadline : undefined,
+      });
     } catch (err) {
       this.#failed(gen);
       throw err;
@@ -497,6 +545,7 @@ export class LuaHandlerRuntime {
       memoryLimitBytes: o.memoryLimitBytes,
       interrupt: o.interrupt,
       hookPeriod: o.hookPeriod,
+      sliceMs: this.#inline ? o.sliceMs ?? INLINE_SLICE_MS : 0,
       scriptDir: o.scriptDir,
       log: this.#log,
       timers,
@@ -531,7 +580,10 @@ export class LuaHandlerRuntime {
     // resumes on the clock's next turn, as if it had come from the ring or a socket.
     let registered = false;
     let early: LuaValue[] | undefined;
-    if (op === "sleep") {
+    if (op === "preempt") {
+      // Its time slice is over (the "inline" clock): it goes on after the event loop's turn.
+      w.entry = this.#clock.at(performance.now(), () => this.#wakeUp(w, []));
+    } else if (op === "sleep") {
       // ("sleep", ms, start): start is ep.now() when ep.sleep was called.
       const ms = typeof args[0] === "number" ? args[0] : 0;
       const start = typeof args[1] === "number" ? args[1] : performance.now();
@@ -605,7 +657,8 @@ export class LuaHandlerRuntime {
       // A thread's wait loop checks the interrupt slot at every tick; on the event loop a
       // poll does.
       if (
-        this.#poll === undefined && this.#options.interrupt !== undefined && !this.#threadClock
+        this.#poll === undefined && this.#options.interrupt !== undefined &&
+        !this.#threadClock && !this.#inline
       ) {
         this.#poll = setInterval(this.#pollInterrupts, SUSPENDED_POLL_MS);
       }

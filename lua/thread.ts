@@ -95,6 +95,37 @@ export async function createHandlerRuntime(ctx: HandlerRuntimeContext): Promise<
   const o = ctx.options as LuaThreadOptions;
   // Logs from a handler thread (ep.log, Lua errors) go to the console like the main thread's.
   await configureLogging({ level: o.logLevel });
+  // The thread's wait loop wakes the runtime for its timers (one futex wait, no CPU).
+  return await luaHandlerRuntime(o, { interrupt: ctx.interrupt, call: ctx.call, clock: "thread" });
+}
+
+/**
+ * How {@linkcode luaHandlerRuntime} runs: the interrupt slot its hook reads, how `ep.call`
+ * is carried out, and who wakes it for its timers (see `LuaHandlerRuntimeOptions.clock`).
+ */
+export interface LuaRuntimeHost {
+  /** The interrupt slot (a handler thread's, or one of the caller's own). */
+  interrupt: Int32Array;
+  /** Carries out `ep.call` (absent: `ep.call` fails). */
+  call?: HandlerRuntimeContext["call"];
+  /** `"thread"`: a handler thread's wait loop; `"inline"`: a one-slot worker's main thread. */
+  clock: "thread" | "inline";
+}
+
+/**
+ * The Lua handler runtime for `o`'s services, as a handler runtime (`runtime.ts`): on a
+ * handler thread ({@linkcode createHandlerRuntime}) or on a one-slot worker's main thread
+ * (`inline.ts`). With the `"inline"` clock it also stops a waiting job on `cancel`.
+ *
+ * @example
+ * ```ts ignore
+ * const runtime = await luaHandlerRuntime(options, { interrupt, clock: "inline" });
+ * ```
+ */
+export async function luaHandlerRuntime(
+  o: LuaThreadOptions,
+  host: LuaRuntimeHost,
+): Promise<HandlerRuntime> {
   const sources: LuaServiceSource[] = [];
   let inlineScript: string | null = null;
   let controlLua: string | null = null;
@@ -126,7 +157,7 @@ return h`,
   }
   // ep.call goes to the main thread (it owns the sockets: its balancer, the balancers it
   // pulls from, upstreams) and its answer comes back through this thread's ring.
-  const threadCall = ctx.call;
+  const threadCall = host.call;
   const call = threadCall &&
     ((
       request: { service: string; body: Uint8Array; timeoutMs: number; upstream?: string },
@@ -142,11 +173,10 @@ return h`,
   const runtime = await LuaHandlerRuntime.create({
     services: sources,
     scriptDir: o.scriptDir,
-    interrupt: ctx.interrupt,
+    interrupt: host.interrupt,
     memoryLimitBytes: o.memoryLimitBytes,
     call,
-    // The thread's wait loop wakes the runtime for its timers (one futex wait, no CPU).
-    clock: "thread",
+    clock: host.clock,
   });
   const names = o.services.map((s) => s.name);
   return {
@@ -177,6 +207,8 @@ return h`,
       }
       return reply === undefined ? undefined : toResult(reply);
     },
+    // Inline, a cancelled job waits (nothing runs while the caller does): stop it now.
+    cancel: host.clock === "inline" ? (id: number) => void runtime.interrupt(id) : undefined,
     tick: (now: number) => runtime.tick(now),
     get waitsOnEventLoop() {
       return runtime.waitsOnEventLoop;

@@ -1,7 +1,8 @@
 /**
- * A pool that runs a map of TypeScript functions on this thread: what a node uses when it
- * is given handlers as functions rather than as a module (functions cannot cross to a Web
- * Worker). To the balancer's local provider and to a module worker it is a pool like the
+ * A pool that runs handlers on this thread: a map of TypeScript functions, what a node uses
+ * when it is given handlers as functions rather than as a module (functions cannot cross to
+ * a Web Worker); or any handler runtime (`runtime.ts`), such as the Lua runtime of a
+ * one-slot worker (`lua/inline.ts`), which saves the two thread hops a job otherwise makes. To the balancer's local provider and to a module worker it is a pool like the
  * handler-thread pool ({@linkcode JobPool}): slots, one reply callback per job, deadlines,
  * cancellation, calls of other services. Handlers see the same `EpRequest` and
  * `HandlerContext` as on a handler thread, through the same runtime (`ts_runtime.ts`), and
@@ -68,7 +69,15 @@ const MAX_SLOTS = 0xffff;
  */
 export interface InlinePoolOptions {
   /** The handlers by service name (functions; other values are ignored). */
-  handlers: Handlers;
+  handlers?: Handlers;
+  /**
+   * Instead of `handlers`: builds the handler runtime the pool runs, given the function that
+   * carries out its calls of other services (a runtime's `HandlerRuntimeContext.call`). The
+   * pool calls its `handle`, `cancel` and `ended` (both optional) and `close` when it closes.
+   */
+  runtime?: (
+    call: (request: ThreadCall, done: (result: ThreadCallResult) => void) => void,
+  ) => HandlerRuntime | Promise<HandlerRuntime>;
   /** Jobs run at once (default 1). */
   concurrency?: number;
   /** Jobs taken beyond `concurrency`, waiting here to start (default 0). */
@@ -94,7 +103,6 @@ interface Slot {
   /** When its time is up (`performance.now()`), or undefined. */
   deadline: number | undefined;
   deadlineMs: number;
-  timer: ReturnType<typeof setTimeout> | undefined;
 }
 
 /** A {@linkcode JobPool} that runs a map of functions on this thread (see the module doc). */
@@ -118,50 +126,17 @@ export class InlinePool implements JobPool {
   #drained: (() => void) | null = null;
   readonly #reply = new ReplyParts();
   #submitted = 0;
+  /** The one deadline timer, and the time it is armed for. */
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  #armedFor = Infinity;
   #replied = 0;
   #failed = 0;
   /** Told when slots free up without a reply callback to say so. */
   onSlotsAvailable: (() => void) | undefined = undefined;
 
-  private constructor(options: InlinePoolOptions) {
-    const concurrency = options.concurrency ?? 1;
-    const queue = options.queue ?? 0;
-    if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > MAX_SLOTS) {
-      throw new RangeError(
-        `Concurrency must be an integer from 1 to ${MAX_SLOTS}: "${concurrency}"`,
-      );
-    }
-    if (!Number.isInteger(queue) || queue < 0 || concurrency + queue > MAX_SLOTS) {
-      throw new RangeError(`Queue must be an integer from 0: "${queue}"`);
-    }
-    const onCall = options.onCall;
-    this.#runtime = tsHandlerRuntime(options.handlers, (request, done) => call(request, done));
-    const call = (request: ThreadCall, done: (r: ThreadCallResult) => void) => {
-      const fail = (err: unknown) => {
-        const e = err instanceof JobError
-          ? err
-          : new JobError(ErrorCode.INTERNAL, "Internal error", { cause: err });
-        if (!(err instanceof JobError)) log.error("A call failed: {error}", { error: err });
-        done({ ok: false, code: e.code, kind: e.kind, message: e.message });
-      };
-      if (onCall === undefined) {
-        return fail(new JobError(ErrorCode.NO_SERVICE, "This node cannot call services"));
-      }
-      let promise: Promise<PoolCallReply>;
-      try {
-        promise = onCall({
-          thread: 0,
-          service: request.service,
-          body: request.body,
-          timeoutMs: request.timeoutMs ?? 0,
-          upstream: request.upstream,
-          meta: request.meta ?? [],
-        });
-      } catch (err) {
-        return fail(err);
-      }
-      promise.then((r) => done({ ok: true, status: r.status, meta: r.meta, body: r.body }), fail);
-    };
+  private constructor(options: InlinePoolOptions, runtime: HandlerRuntime) {
+    const { concurrency, queue } = sizes(options);
+    this.#runtime = runtime;
     this.#serviceIndex = new Map(this.#runtime.services.map((s, i) => [s, i]));
     this.#concurrency = concurrency;
     for (let i = 0; i < concurrency + queue; i++) {
@@ -176,20 +151,25 @@ export class InlinePool implements JobPool {
         freed: null,
         deadline: undefined,
         deadlineMs: 0,
-        timer: undefined,
       });
     }
     for (let i = concurrency + queue - 1; i >= 0; i--) this.#free.push(i);
   }
 
   /**
-   * Makes the pool. Async like `HandlerPool.start`, so that either can start a node's pool.
+   * Makes the pool (and its runtime, which may take a while: a Lua engine).
    *
-   * @throws {TypeError} when `handlers` has no function.
+   * @throws {TypeError} when `handlers` has no function, or neither it nor `runtime` is given.
    * @throws {RangeError} for a concurrency or queue out of range.
    */
-  static start(options: InlinePoolOptions): Promise<InlinePool> {
-    return Promise.resolve().then(() => new InlinePool(options));
+  static async start(options: InlinePoolOptions): Promise<InlinePool> {
+    sizes(options);
+    const call = caller(options.onCall);
+    let runtime: HandlerRuntime;
+    if (options.runtime) runtime = await options.runtime(call);
+    else if (options.handlers) runtime = tsHandlerRuntime(options.handlers, call);
+    else throw new TypeError("InlinePool needs handlers or a runtime");
+    return new InlinePool(options, runtime);
   }
 
   /** The services: the names of the handler functions, sorted. */
@@ -251,7 +231,7 @@ export class InlinePool implements JobPool {
     if (job.deadlineMs !== undefined) {
       s.deadlineMs = job.deadlineMs;
       s.deadline = performance.now() + Math.max(0, job.deadlineMs);
-      this.#arm(s, s.ticket);
+      if (s.deadline < this.#armedFor) this.#armAt(s.deadline);
     }
     this.#inFlight++;
     this.#submitted++;
@@ -272,7 +252,7 @@ export class InlinePool implements JobPool {
       const cb = s.callback;
       s.callback = null;
       if (s.started) {
-        this.#runtime.cancel!(s.ticket);
+        this.#runtime.cancel?.(s.ticket);
       } else {
         this.#release(s, i);
       }
@@ -331,8 +311,7 @@ export class InlinePool implements JobPool {
       if (!s.busy) continue;
       const cb = s.callback;
       s.callback = null;
-      clearTimeout(s.timer);
-      if (s.started) this.#runtime.cancel!(s.ticket);
+      if (s.started) this.#runtime.cancel?.(s.ticket);
       else this.#release(s, i);
       if (cb !== null) {
         this.#failed++;
@@ -341,6 +320,13 @@ export class InlinePool implements JobPool {
     }
     this.#waiting = [];
     this.#waitingHead = 0;
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    try {
+      await this.#runtime.close?.();
+    } catch (err) {
+      log.error("Closing the handler runtime failed: {error}", { error: err });
+    }
   }
 
   #schedule(): void {
@@ -399,14 +385,21 @@ export class InlinePool implements JobPool {
   /** A job ended: free its slot, answer its callback (if not answered already). */
   #finish(s: Slot, ticket: number, value: HandlerResult | undefined, err: unknown): void {
     this.#running--;
-    this.#runtime.ended!(ticket);
+    this.#runtime.ended?.(ticket);
     if (s.ticket !== ticket || !s.busy) return; // closed meanwhile
     const cb = s.callback;
     const id = s.jobId;
+    // A job that ended once its time was up is answered as timed out, however it ended:
+    // a runtime that enforces deadlines itself (Lua's hook and clock, TypeScript's signal)
+    // may see it before the pool's one deadline timer fires.
+    const late = s.deadline !== undefined && performance.now() >= s.deadline;
     this.#release(s, s.ticket & 0xffff);
     if (cb === null) {
       // Answered earlier (timeout, cancel): its slot is free only now.
       if (this.onSlotsAvailable && !this.#closing) safely(this.onSlotsAvailable);
+    } else if (late) {
+      this.#failed++;
+      invoke(cb, new JobTimeoutError(s.deadlineMs), null);
     } else if (err !== undefined) {
       this.#failed++;
       invoke(cb, handlerError(err), null);
@@ -437,17 +430,33 @@ export class InlinePool implements JobPool {
     if (this.#waitingHead < this.#waiting.length) this.#schedule();
   }
 
-  /** Arms the slot's deadline timer (fires at the deadline or, far ahead, earlier). */
-  #arm(s: Slot, ticket: number): void {
-    s.timer = setTimeout(() => {
-      s.timer = undefined;
-      if (s.ticket !== ticket || !s.busy) return; // a late timer of an earlier job
-      // setTimeout holds at most ~24.8 days: a deadline further ahead is armed again.
-      if (performance.now() < s.deadline!) this.#arm(s, ticket);
-      else this.#expired(s, ticket);
-    }, timerDelay(s.deadline! - performance.now()));
-    Deno.unrefTimer(s.timer);
+  /**
+   * Arms the pool's one deadline timer at `at`. One timer for all slots, armed at the
+   * earliest deadline and never disarmed when a job ends in time: it fires, finds nothing
+   * due, and arms for the earliest left (a timer per job cost ≈ 5 µs of CPU per job).
+   */
+  #armAt(at: number): void {
+    if (this.#timer !== undefined) clearTimeout(this.#timer);
+    this.#armedFor = at;
+    // setTimeout holds at most ~24.8 days: a deadline further ahead is armed again.
+    this.#timer = setTimeout(this.#sweep, timerDelay(at - performance.now()));
+    Deno.unrefTimer(this.#timer);
   }
+
+  /** The deadline timer fired: fails the jobs whose time is up, arms for the next. */
+  #sweep = (): void => {
+    this.#timer = undefined;
+    this.#armedFor = Infinity;
+    const now = performance.now();
+    let next = Infinity;
+    for (let i = 0; i < this.#slots.length; i++) {
+      const s = this.#slots[i];
+      if (!s.busy || s.callback === null || s.deadline === undefined) continue;
+      if (now >= s.deadline) this.#expired(s, s.ticket);
+      else if (s.deadline < next) next = s.deadline;
+    }
+    if (next !== Infinity) this.#armAt(next);
+  };
 
   #expired(s: Slot, ticket: number): void {
     if (s.ticket !== ticket || !s.busy) return;
@@ -471,8 +480,6 @@ export class InlinePool implements JobPool {
     s.job = null;
     s.callback = null;
     s.freed = null;
-    clearTimeout(s.timer);
-    s.timer = undefined;
     this.#inFlight--;
     this.#free.push(index);
     if (freed !== null) safely(freed);
@@ -511,4 +518,49 @@ function safely(fn: () => void): void {
 function isThenable(value: unknown): value is Promise<HandlerResult> {
   return value !== null && typeof value === "object" &&
     typeof (value as { then?: unknown }).then === "function";
+}
+
+/** Jobs run at once and jobs waiting to start, checked. */
+function sizes(options: InlinePoolOptions): { concurrency: number; queue: number } {
+  const concurrency = options.concurrency ?? 1;
+  const queue = options.queue ?? 0;
+  if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > MAX_SLOTS) {
+    throw new RangeError(`Concurrency must be an integer from 1 to ${MAX_SLOTS}: "${concurrency}"`);
+  }
+  if (!Number.isInteger(queue) || queue < 0 || concurrency + queue > MAX_SLOTS) {
+    throw new RangeError(`Queue must be an integer from 0: "${queue}"`);
+  }
+  return { concurrency, queue };
+}
+
+/** What carries out a handler's calls of other services: `onCall`, its failures as results. */
+function caller(
+  onCall: InlinePoolOptions["onCall"],
+): (request: ThreadCall, done: (r: ThreadCallResult) => void) => void {
+  return (request, done) => {
+    const fail = (err: unknown) => {
+      const e = err instanceof JobError
+        ? err
+        : new JobError(ErrorCode.INTERNAL, "Internal error", { cause: err });
+      if (!(err instanceof JobError)) log.error("A call failed: {error}", { error: err });
+      done({ ok: false, code: e.code, kind: e.kind, message: e.message });
+    };
+    if (onCall === undefined) {
+      return fail(new JobError(ErrorCode.NO_SERVICE, "This node cannot call services"));
+    }
+    let promise: Promise<PoolCallReply>;
+    try {
+      promise = onCall({
+        thread: 0,
+        service: request.service,
+        body: request.body,
+        timeoutMs: request.timeoutMs ?? 0,
+        upstream: request.upstream,
+        meta: request.meta ?? [],
+      });
+    } catch (err) {
+      return fail(err);
+    }
+    promise.then((r) => done({ ok: true, status: r.status, meta: r.meta, body: r.body }), fail);
+  };
 }

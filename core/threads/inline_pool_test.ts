@@ -329,3 +329,43 @@ Deno.test("inline pool: close drains what runs, then refuses new jobs; without d
   await stuck.close({ drain: false });
   assert.ok((await b) instanceof PoolClosedError);
 });
+
+Deno.test("inline pool: one deadline timer serves every slot: jobs time out in deadline order, whatever order they came in, also while they wait to start", async () => {
+  const pool = await InlinePool.start({
+    handlers: {
+      // Never ends by itself: only its deadline answers it.
+      wait: (req) =>
+        new Promise<string>((resolve) =>
+          req.signal.addEventListener("abort", () => resolve("aborted"))
+        ),
+      ok: () => "ok",
+    },
+    concurrency: 2,
+    queue: 2,
+  });
+  try {
+    const order: number[] = [];
+    const job = (id: number, service: string, deadlineMs?: number) =>
+      run(pool, { id, service, body: new Uint8Array(), deadlineMs }).then((r) => {
+        order.push(id);
+        return r;
+      });
+    const results = Promise.all([
+      job(1, "wait", 300),
+      job(2, "wait", 60), // later deadline first, then an earlier one
+      job(3, "wait", 30), // waits to start: both slots run
+      job(4, "wait"), // no deadline: still running at the end
+    ]);
+    // A job that ends in time leaves the timer armed for the others.
+    const quick = await run(pool, { id: 5, service: "ok", body: new Uint8Array(), deadlineMs: 10 });
+    assert.ok(quick instanceof Error && quick.message === "No free slot", String(quick));
+    await new Promise((r) => setTimeout(r, 500));
+    assert.deepEqual(order, [3, 2, 1]);
+    assert.equal(pool.cancel(4), true);
+    const r = await results;
+    for (const x of r.slice(0, 3)) assert.ok(x instanceof JobTimeoutError, JSON.stringify(x));
+    assert.ok(r[3] instanceof JobError && r[3].kind === "cancelled", String(r[3]));
+  } finally {
+    await pool.close({ drain: false });
+  }
+});

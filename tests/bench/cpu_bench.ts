@@ -5,11 +5,12 @@
  *
  *   deno run -A tests/bench/cpu_bench.ts [--quick] [--seconds s] [--rounds n]
  *
- * Processes: a balancer (`mod.ts run scripts/balancer.lua`) and three Lua workers with one
+ * Processes: a balancer (`mod.ts run scripts/balancer.lua`) and four Lua workers with one
  * handler thread each (`mod.ts run tests/bench/_lua/cpu_worker.lua`): `main` (services
  * `wait`, `call_wait`, `ticker`; 16 slots), `callee` (the service `call_wait` calls; 16
- * slots) and `trivial` (one slot, like `compare.ts`'s workers). The Lua services are in
- * `tests/bench/_lua/`.
+ * slots), `trivial` (one slot, like `compare.ts`'s workers, so its Lua runs on its main
+ * thread: `lua/inline.ts`) and `trivial_thread` (the same with `EP_INLINE=0`: on a handler
+ * thread). The Lua services are in `tests/bench/_lua/`.
  *
  * What it measures (CPU of a process: the time on a CPU of all its threads, from
  * `/proc/<pid>/task/<tid>/schedstat`; loads are open loop, Poisson, over EP):
@@ -19,6 +20,8 @@
  *   alternating rounds; the ratio is the cost of waiting;
  * - wake-up lateness of `ep.sleep(2)`: the service measures `ep.now()` around the sleep and
  *   reports the time slept in `x-slept-us`; lateness = slept − 2 ms, p50 and p99;
+ * - a one-slot worker with its Lua on its main thread against one on a handler thread: CPU
+ *   per job of 0 ms and `ep.sleep(2)` jobs at 300/s, the waiting cost and lateness of each;
  * - a handler waiting in `ep.call`: `main`'s CPU per `call_wait` job whose callee (on the
  *   `callee` worker) sleeps 2 ms, against a callee that answers at once;
  * - `ep.every(2)`: `main`'s CPU per timer callback that sleeps 2 ms against one that does
@@ -75,6 +78,8 @@ const MOD = new URL("../../mod.ts", import.meta.url).pathname;
 const BALANCER = new URL("../../scripts/balancer.lua", import.meta.url).pathname;
 const WORKER = new URL("./_lua/cpu_worker.lua", import.meta.url).pathname;
 const RATES = [300, 1500];
+/** Rate of the one-slot comparison: 2 ms jobs keep one slot 60 % busy. */
+const ONE_SLOT_RATE = 300;
 const CALL_RATE = 500;
 const TICK_MS = 2;
 
@@ -158,16 +163,19 @@ try {
   ], { EP_PORT: "0" });
   const port = Number((await balancer.waitFor(/listening on [^:]+:(\d+)/))[1]);
   const addr = `127.0.0.1:${port}`;
-  const worker = (role: string, slots: number) =>
+  const worker = (role: string, slots: number, env: Record<string, string> = {}) =>
     new Child(role, Deno.execPath(), ["run", "-A", MOD, "run", WORKER, "--log-level", "warning"], {
       EP_CONNECT: addr,
       EP_BENCH_ROLE: role,
       EP_BENCH_SLOTS: String(slots),
+      ...env,
     });
   const main = worker("main", 16);
   const callee = worker("callee", 16);
+  // One slot: its Lua runs on its main thread (lua/inline.ts); the other on a handler thread.
   const trivial = worker("trivial", 1);
-  await waitProviders(addr, 3, balancer);
+  const trivialThread = worker("trivial_thread", 1, { EP_INLINE: "0" });
+  await waitProviders(addr, 4, balancer);
   const ep = (service: string): Target => ({ protocol: "ep", addr, service });
 
   // --- warm-up: JIT in every process
@@ -181,6 +189,7 @@ try {
     });
   }
   await runWrk(`http://${addr}/trivial?ms=0`, { threads: 1, connections: 8, seconds: 1 });
+  await runWrk(`http://${addr}/trivial_thread?ms=0`, { threads: 1, connections: 8, seconds: 1 });
   // Other people's CPU over the measurements (the machine may be shared).
   const noise = new CpuMeter();
 
@@ -193,6 +202,7 @@ try {
   out("| rate | 0 ms jobs | ep.sleep(2) jobs | ratio | lateness p50 | lateness p99 |");
   out("| ---: | ---: | ---: | ---: | ---: | ---: |");
   const lateAll = new LatencyHistogram();
+  const lateInline = new LatencyHistogram();
   const sleepRatios: { rate: number; ratio: number }[] = [];
   for (const rate of RATES) {
     const zero: number[] = [];
@@ -214,6 +224,45 @@ try {
       } ms | ${f2(l.p99 / 1000)} ms |`,
     );
   }
+
+  // --- (f) a one-slot worker: Lua on its main thread (the default) or on a handler thread
+  out("");
+  out(
+    `One-slot Lua worker (like compare.ts's): Lua on its main thread (inline, the default) vs on a handler thread (EP_INLINE=0); CPU per job at ${ONE_SLOT_RATE}/s, µs, median of ${ROUNDS} round(s); lateness of ep.sleep(2)`,
+  );
+  out("");
+  out("| worker | 0 ms jobs | ep.sleep(2) jobs | waiting cost | lateness p50 | lateness p99 |");
+  out("| --- | ---: | ---: | ---: | ---: | ---: |");
+  const oneSlot: Record<string, { zero: number; two: number }> = {};
+  for (
+    const [label, service, proc] of [
+      ["inline", "trivial", trivial],
+      ["thread", "trivial_thread", trivialThread],
+    ] as const
+  ) {
+    const zero: number[] = [];
+    const two: number[] = [];
+    const late = new LatencyHistogram();
+    for (let round = 0; round < ROUNDS; round++) {
+      zero.push((await perJob(ep(service), ONE_SLOT_RATE, 0, proc, SECONDS)).usPerJob);
+      const s = await perJob(ep(service), ONE_SLOT_RATE, 2, proc, SECONDS);
+      two.push(s.usPerJob);
+      late.merge(s.r.jobOvershoot);
+      if (label === "inline") lateInline.merge(s.r.jobOvershoot);
+    }
+    oneSlot[label] = { zero: median(zero), two: median(two) };
+    const l = percentiles(late);
+    out(
+      `| ${label} | ${f1(median(zero))} | ${f1(median(two))} | ${
+        f2(ratio(median(two), median(zero)))
+      }× | ${f2(l.p50 / 1000)} ms | ${f2(l.p99 / 1000)} ms |`,
+    );
+  }
+  out(
+    `inline / thread, CPU per job: 0 ms jobs ${
+      f2(ratio(oneSlot.inline.zero, oneSlot.thread.zero))
+    }×, ep.sleep(2) jobs ${f2(ratio(oneSlot.inline.two, oneSlot.thread.two))}×`,
+  );
 
   // --- (e) a handler waiting in ep.call
   const c0: number[] = [];
@@ -301,6 +350,14 @@ try {
   });
   const balUs = (sat.read(balancer).cpu * 1e6) / w.requests;
   const trivialUs = (sat.read(trivial).cpu * 1e6) / w.requests;
+  const satThread = new ThreadCpu([balancer, trivialThread]);
+  const wt = await runWrk(`http://${addr}/trivial_thread?ms=0`, {
+    threads: 1,
+    connections: 8,
+    seconds: satSeconds,
+  });
+  const balThreadUs = (satThread.read(balancer).cpu * 1e6) / wt.requests;
+  const trivialThreadUs = (satThread.read(trivialThread).cpu * 1e6) / wt.requests;
   const errs = w.non2xx + Object.values(w.socketErrors).reduce((a, b) => a + b, 0);
   out("");
   out(
@@ -308,12 +365,14 @@ try {
       Math.round(w.rps)
     } req/s, errors ${errs}; wrk used ${f1(w.cpuPercent)} % of a core (${
       f1((w.cpuSeconds * 1e6) / w.requests)
-    } µs per request)`,
+    } µs per request); the same to the worker on a handler thread: ${
+      Math.round(wt.rps)
+    } req/s, balancer ${f1(balThreadUs)} µs and worker ${f1(trivialThreadUs)} µs per job`,
   );
 
   // --- (c) idle
   await sleep(1000);
-  const procs = [balancer, main, callee, trivial];
+  const procs = [balancer, main, callee, trivial, trivialThread];
   const idle = new ThreadCpu(procs);
   await sleep(IDLE_SECONDS * 1000);
   const idlePct = new Map(procs.map((p) => [p.name, idle.percent(p)]));
@@ -338,6 +397,7 @@ try {
     idlePct.get("main")!,
     idlePct.get("callee")!,
     idlePct.get("trivial")!,
+    idlePct.get("trivial_thread")!,
   );
   out("");
   for (const { rate, ratio: r } of sleepRatios) {
@@ -347,10 +407,22 @@ try {
       }× (target ≤ 1.1×: ${verdict(r <= 1.1)})`,
     );
   }
+  const oneSlotRatio = ratio(oneSlot.inline.two, oneSlot.inline.zero);
   out(
-    `ep.sleep(2) wake-up lateness p50 ${f2(lat.p50 / 1000)} ms, p99 ${
+    `waiting cost, one-slot worker with Lua on its main thread, ep.sleep(2) vs 0 ms jobs at ${ONE_SLOT_RATE}/s: ${
+      f2(oneSlotRatio)
+    }× (target ≤ 1.1×: ${verdict(oneSlotRatio <= 1.1)})`,
+  );
+  out(
+    `ep.sleep(2) wake-up lateness on handler threads p50 ${f2(lat.p50 / 1000)} ms, p99 ${
       f2(lat.p99 / 1000)
     } ms (target p99 ≤ 0.2 ms: ${verdict(lat.p99 <= 200)})`,
+  );
+  const latI = percentiles(lateInline);
+  out(
+    `ep.sleep(2) wake-up lateness on a one-slot worker's main thread p50 ${
+      f2(latI.p50 / 1000)
+    } ms, p99 ${f2(latI.p99 / 1000)} ms (target p99 ≤ 0.2 ms: ${verdict(latI.p99 <= 200)})`,
   );
   out(
     `waiting cost, ep.call to a 2 ms callee vs a 0 ms one, caller's CPU per job: ${
@@ -380,9 +452,11 @@ try {
     })`,
   );
   out(
-    `Lua worker CPU per trivial job at saturation: ${f1(trivialUs)} µs (target ≤ 40 µs: ${
-      verdict(trivialUs <= 40)
-    })`,
+    `Lua worker CPU per trivial job at saturation: ${
+      f1(trivialUs)
+    } µs with Lua on its main thread, ${
+      f1(trivialThreadUs)
+    } µs on a handler thread (target ≤ 40 µs: ${verdict(trivialUs <= 40)})`,
   );
   console.log(
     `\ncpu_bench took ${

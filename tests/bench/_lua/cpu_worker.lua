@@ -5,7 +5,9 @@
 --   main    wait (ep.sleep, reports the time slept), call_wait (waits in ep.call for the
 --           callee), ticker (starts and stops an ep.every on the thread)
 --   callee  callee (the wait service, for call_wait to call)
---   trivial trivial (the wait service under another name, for the saturation run)
+--   trivial trivial (the wait service under another name, for the saturation run); with
+--           one slot it runs its Lua on its main thread (lua/inline.ts)
+--   trivial_thread  the same as trivial, started with EP_INLINE=0: on a handler thread
 ep.connect(ep.env("EP_CONNECT", "127.0.0.1:7070"))
 ep.threads(1)
 local slots = tonumber(ep.env("EP_BENCH_SLOTS", "16"))
@@ -18,6 +20,8 @@ elseif role == "callee" then
   ep.service("callee", "wait.lua", { slots = slots })
 elseif role == "trivial" then
   ep.service("trivial", "wait.lua", { slots = slots })
+elseif role == "trivial_thread" then
+  ep.service("trivial_thread", "wait.lua", { slots = slots })
 else
-  error("EP_BENCH_ROLE must be main, callee or trivial, got " .. role)
+  error("EP_BENCH_ROLE must be main, callee, trivial or trivial_thread, got " .. role)
 end
