@@ -160,8 +160,9 @@ export class HttpConnection implements TransportHandler {
   }
 
   /**
-   * Calls `listener` once when the client goes away (`JobOrigin.watch`), so that a balancer
-   * holding its jobs need not poll {@linkcode abandoned}. A listener given twice is kept once.
+   * Calls `listener` once when the client goes away leaving a request unanswered
+   * (`JobOrigin.watch`), so that a balancer holding its jobs need not poll
+   * {@linkcode abandoned}. A listener given twice is kept once.
    */
   watch(listener: () => void): void {
     if (this.#watchers.includes(listener)) return;
@@ -173,11 +174,14 @@ export class HttpConnection implements TransportHandler {
     // The peer sent FIN (or the connection failed): answer what was asked, then close.
     this.#peerEnded = true;
     this.#closing = true;
-    if (this.#head === this.#slots.length) this.#t.close();
+    const waiting = this.#head < this.#slots.length;
+    if (!waiting) this.#t.close();
     else this.#slots[this.#slots.length - 1].close = true;
+    // Only a request still unanswered has a job someone may hold: with none, nobody is told
+    // (a connection closing after its last answer wakes no sweep).
     const watchers = this.#watchers;
     this.#watchers = [];
-    for (const w of watchers) w();
+    if (waiting) { for (const w of watchers) w(); }
   }
 
   /**
