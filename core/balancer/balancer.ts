@@ -691,6 +691,7 @@ export class Balancer {
   /** Changes a provider's services and slots (a worker's new REGISTER); held jobs stay. */
   updateProvider(p: Provider, services: ReadonlySet<string>, slots: number): void {
     if (!this.#providers.has(p)) return;
+    const old = p.services;
     for (const name of p.services) {
       const s = this.#services.get(name);
       if (s) {
@@ -699,6 +700,7 @@ export class Balancer {
       }
     }
     Object.assign(p, { services, slots });
+    for (const name of old) if (!services.has(name)) this.#checkOrphaned(this.#services.get(name));
     for (const name of services) {
       const s = this.#services.get(name) ?? this.#state(name, true);
       s.providers.push(p);
@@ -718,10 +720,7 @@ export class Balancer {
       if (s) {
         s.providers = s.providers.filter((x) => x !== p);
         this.#learnHedge(s);
-        // Its queued jobs now wait for a provider only until their grace: a sweep finds it.
-        if (s.providers.length === 0 && s.size > 0) {
-          this.#sweepBy(this.#now() + this.#sweepEvery);
-        }
+        this.#checkOrphaned(s);
       }
     }
     const held = this.#held.get(p) ?? new Set();
@@ -736,6 +735,14 @@ export class Balancer {
     } else {
       log.info("Provider {name} left: {reason}", { name: p.name, reason });
     }
+  }
+
+  /**
+   * A service just left with no provider: its queued jobs now wait only until their grace,
+   * which a sweep soon finds (and arms the next for).
+   */
+  #checkOrphaned(s: ServiceState | undefined): void {
+    if (s && s.providers.length === 0 && s.size > 0) this.#sweepBy(this.#now() + this.#sweepEvery);
   }
 
   /**
@@ -773,8 +780,11 @@ export class Balancer {
   /**
    * Hands a provider that gained credit the oldest waiting jobs it can take; with a free
    * slot left and nothing waiting for it, a copy of a job that runs long elsewhere (hedging).
+   * A provider that drained itself calls it too: the sweep is armed for its grace.
    */
   pull(p: Provider): void {
+    // A provider that drained itself holds its jobs until its grace: a sweep then.
+    if (p.draining) this.#sweepBy(this.#drainDeadline(p));
     while (p.credit > 0 && !this.#out(p) && this.#providers.has(p)) {
       const qj = this.#next(p);
       if (!qj) {

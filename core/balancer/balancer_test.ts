@@ -12,6 +12,8 @@ import type { Provider, QueuedJob } from "./provider.ts";
 import { type Job, JobError, type JobResult } from "../job.ts";
 import { UnknownServiceError, UnknownWorkerError } from "../errors.ts";
 import { jobRingBytes } from "../ep_limits.ts";
+import { WorkerLink } from "./worker_link.ts";
+import type { Frame } from "../../protocol/ep_frames.ts";
 import { ErrorCode } from "../../protocol/errors.ts";
 
 /** A fake provider's slots, credit (default: its slots) and whether it can be cut off. */
@@ -1741,4 +1743,53 @@ Deno.test("balancer observer: refusals before a service is known (no service in 
   await r.settled();
   assert.deepEqual(r.answers, ["j1:no_service", "j2:shutting_down"]);
   assert.deepEqual(r.observed.map(([s, o]) => [s, o]), [["", "no_service"], ["", "shutting_down"]]);
+});
+
+Deno.test("balancer clock: a worker's DRAIN arms the sweep for its grace: what it still holds then is taken back, though no job is near its deadline", async () => {
+  const sent: Frame[] = [];
+  const b = new Balancer({ sweepIntervalMs: 5, retries: 0 });
+  const link = new WorkerLink(
+    { name: "w", lastHeard: 0, version: 2, send: (f) => sent.push(f), evict() {} },
+    b,
+    1,
+    new Set(["svc"]),
+  );
+  b.addProvider(link);
+  link.grant(1);
+  const job = Promise.resolve(b.submit(clockJob(60_000))).catch((e) => e);
+  assert.equal(sent.filter((f) => f.type === "request").length, 1, "dispatched");
+  link.drain(20);
+  const result = await Promise.race([job, new Promise((r) => setTimeout(() => r("late"), 5000))]);
+  assert.ok(result instanceof JobError && result.code === ErrorCode.WORKER_LOST, String(result));
+  assert.ok(sent.some((f) => f.type === "cancel"), "the job is cancelled at the worker");
+  b.close();
+});
+
+Deno.test("balancer clock: a service a provider's new REGISTER leaves with no provider arms a sweep soon, which then finds its queued jobs' grace", async () => {
+  await timersArmed(async (started) => {
+    const held: QueuedJob[] = [];
+    let t = 1000;
+    const b = new Balancer({ now: () => t, serviceGraceMs: 2000 });
+    const p = clockProvider(held, 0);
+    b.addProvider(p);
+    const queued = Promise.resolve(b.submit(clockJob(60_000))).catch((e) => e);
+    assert.deepEqual(started, [60_000], "queued: its deadline");
+    b.updateProvider(p, new Set(["other"]), 1);
+    assert.deepEqual(started, [60_000, 10], "svc has no provider now: a sweep soon");
+    t += 10;
+    // The real 10 ms timer runs the sweep (waiting with setInterval: setTimeout is counted).
+    await new Promise<void>((r) => {
+      const id = setInterval(() => {
+        if (started.length < 3) return;
+        clearInterval(id);
+        r();
+      }, 5);
+    });
+    assert.equal(started[2], 1990, "the next at the job's grace");
+    t += 1990;
+    b.sweep();
+    const err = await queued;
+    assert.ok(err instanceof JobError && err.code === ErrorCode.NO_SERVICE, String(err));
+    b.close();
+  });
 });
