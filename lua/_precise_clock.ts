@@ -17,7 +17,8 @@
  * - On a one-slot worker's main thread, where Lua runs inline (`lua/inline.ts`),
  *   {@linkcode BlockingClock} drives itself without a spin: the same coarse `setTimeout`,
  *   then one blocking `Atomics.wait` for the last {@linkcode MAX_BLOCK_MS} at most, after
- *   one MessageChannel hop so that the event loop writes what is pending first. Precision
+ *   one MessageChannel hop so that what is queued for the event loop runs first (a hop does not
+ *   poll sockets: Deno reads what arrived only when its loop parks, after the wait). Precision
  *   is the futex's, the CPU cost one wake-up; the price is that the thread's event loop
  *   stands still for those last milliseconds, which a one-slot worker can afford (its one
  *   job is the one waiting; what arrives meanwhile is read right after).
@@ -272,8 +273,9 @@ export class PreciseClock extends TimerHeap {
  * A {@linkcode TimerHeap} for a thread that serves sockets and may block for a moment: a
  * one-slot worker's main thread running Lua inline. No spin and no slices: a coarse
  * `setTimeout` aimed {@linkcode COARSE_LEAD_MS} early, then one `Atomics.wait` for what is
- * left (at most {@linkcode MAX_BLOCK_MS}), after a MessageChannel hop so that the event loop
- * runs once (pending writes go out, arrived bytes are read) before the thread blocks.
+ * left (at most {@linkcode MAX_BLOCK_MS}), after a MessageChannel hop so that what is queued for
+ * the event loop runs first (it does not poll sockets: bytes that arrive meanwhile are read
+ * after the wait).
  */
 export class BlockingClock extends TimerHeap {
   #timeout: ReturnType<typeof setTimeout> | undefined;

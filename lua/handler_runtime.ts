@@ -181,7 +181,7 @@ export interface LuaHandlerRuntimeOptions {
  * console.assert(INLINE_SLICE_MS > 0);
  * ```
  */
-export const INLINE_SLICE_MS = 20;
+export const INLINE_SLICE_MS = 50;
 
 /**
  * A job for a Lua handler.
@@ -268,6 +268,8 @@ interface Waiting {
   call: LuaCall<unknown>;
   settle: Settle;
   entry: ClockEntry | undefined;
+  /** A preempted call's turn of the event loop (see `#suspend`). */
+  turn?: ReturnType<typeof setTimeout>;
 }
 
 interface TimerState {
@@ -516,6 +518,7 @@ export class LuaHandlerRuntime {
     const gens = new Set<Generation>([this.#gen]);
     for (const w of this.#waiting.values()) {
       gens.add(w.gen);
+      if (w.turn !== undefined) clearTimeout(w.turn);
       w.settle.reject(closedError);
     }
     this.#waiting.clear();
@@ -581,8 +584,13 @@ export class LuaHandlerRuntime {
     let registered = false;
     let early: LuaValue[] | undefined;
     if (op === "preempt") {
-      // Its time slice is over (the "inline" clock): it goes on after the event loop's turn.
-      w.entry = this.#clock.at(performance.now(), () => this.#wakeUp(w, []));
+      // Its time slice is over (the "inline" clock): it goes on after a timer turn of the
+      // event loop, the kind that polls sockets and timers (a message hop runs before Deno
+      // polls them, and may do so for a long while).
+      w.turn = setTimeout(() => {
+        w.turn = undefined;
+        if (!this.#closed && this.#waiting.get(call) === w) this.#wakeUp(w, []);
+      }, 0);
     } else if (op === "sleep") {
       // ("sleep", ms, start): start is ep.now() when ep.sleep was called.
       const ms = typeof args[0] === "number" ? args[0] : 0;
@@ -685,6 +693,7 @@ export class LuaHandlerRuntime {
   /** Ends a waiting job with `LuaTimeoutError` (its time is up or it was interrupted). */
   #stopWaiting(w: Waiting): void {
     if (w.entry !== undefined) this.#clock.cancel(w.entry);
+    if (w.turn !== undefined) clearTimeout(w.turn);
     this.#forget(w);
     w.gen.engine.cancel(w.call);
     w.gen.inFlight--;

@@ -16,7 +16,8 @@
  *   on this thread).
  * - The event loop turns while a handler computes: a call runs in slices of
  *   {@linkcode INLINE_SLICE_MS} ms, after which the hook suspends it and it goes on after
- *   one event-loop turn, so heartbeats, new jobs and cancels are served meanwhile (a
+ *   one timer turn of the event loop (≈ 1 ms: a message hop would run before Deno polls its
+ *   sockets), so heartbeats, new jobs and cancels are served meanwhile (a
  *   balancer drops a worker silent for three heartbeats).
  * - Precise, free waits: `ep.sleep`, `ep.timer` wake on a `BlockingClock`, a coarse
  *   `setTimeout` and then one blocking futex wait for the last ≤ 3 ms (no spin). The event
@@ -25,7 +26,7 @@
  * - Memory cap, engine replacement, `ep.call`, timeouts and cancels, as on a thread.
  *
  * What differs: everything else this process does (the balancer links, metrics) shares the
- * thread with Lua; a handler's slice (20 ms) is the longest the event loop waits for it.
+ * thread with Lua; a handler's slice (50 ms) is the longest the event loop waits for it.
  *
  * @module
  */

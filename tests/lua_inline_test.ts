@@ -118,6 +118,8 @@ Deno.test("inline Lua worker: a handler computing for 4 s (past 3 heartbeats) ke
     const r = await job;
     assert.equal(dec.decode(r.body), "computed");
     assert.ok(seen >= 5);
+    // It read the balancer's heartbeats meanwhile too (else it reconnects after 3 s).
+    assert.doesNotMatch(c.worker.output, /silent/);
     const stats = await waitStats(c.addr, () => true);
     const redelivered = stats.services.find((s) => s.name === "compute")?.counters.redelivered;
     assert.equal(redelivered ?? 0, 0, "the job was never taken from the worker");
