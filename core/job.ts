@@ -56,6 +56,12 @@ export interface Job {
 export interface JobOrigin {
   /** True once nobody waits for the answer any more. */
   readonly abandoned: boolean;
+  /**
+   * Optional: registers `listener`, called when the origin becomes abandoned (at most once
+   * per listener; the caller checks `abandoned` for an origin already abandoned). A balancer
+   * holding jobs of an origin that offers it does not poll `abandoned` on a timer.
+   */
+  watch?(listener: () => void): void;
 }
 
 /** The answer to a job. */

@@ -93,6 +93,8 @@ class Gate implements Provider {
   credit = 0;
   draining = false;
   readonly held: QueuedJob[] = [];
+  /** The jobs it was told to cancel (CANCEL onward). */
+  readonly cancelled: QueuedJob[] = [];
   #balancer: Balancer;
 
   constructor(balancer: Balancer, services: string[]) {
@@ -106,7 +108,9 @@ class Gate implements Provider {
     this.held.push(qj);
   }
 
-  cancel(_qj: QueuedJob): void {}
+  cancel(qj: QueuedJob): void {
+    this.cancelled.push(qj);
+  }
 
   /** Grants `n` credit: the balancer hands it up to `n` waiting jobs. */
   open(n: number): void {
@@ -395,6 +399,33 @@ Deno.test("balancer: a queued job whose HTTP client went away is dropped, not ru
     assert.deepEqual(r.gate.held, [], "never dispatched");
     assert.equal(echo().ok, 0);
   } finally {
+    await r.close();
+  }
+});
+
+Deno.test("balancer: a running job whose HTTP or EP client hangs up is cancelled onward, told by the connection", async () => {
+  const r = gated(["echo"]);
+  const client = await connect(r.addr);
+  try {
+    r.gate.open(2);
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port: r.server.addr.port });
+    await conn.write(
+      new TextEncoder().encode("POST /echo HTTP/1.1\r\nhost: x\r\ncontent-length: 1\r\n\r\nx"),
+    );
+    const viaEp = client.request("echo", "y").catch((e) => e);
+    await until(() => r.gate.held.length === 2, 5000, "both dispatched");
+    const http = r.gate.held.find((qj) => qj.job.protocol === "http")!;
+    const ep = r.gate.held.find((qj) => qj.job.protocol === "ep")!;
+    assert.equal(typeof http.job.origin?.watch, "function", "the HTTP connection can tell");
+    assert.equal(typeof ep.job.origin?.watch, "function", "the EP request can tell");
+    conn.close();
+    await until(() => r.gate.cancelled.includes(http), 5000, "HTTP job cancelled onward");
+    client.close();
+    await until(() => r.gate.cancelled.includes(ep), 5000, "EP job cancelled onward");
+    assert.ok((await viaEp) instanceof Error);
+    r.gate.echoAll();
+  } finally {
+    client.close();
     await r.close();
   }
 });

@@ -1,8 +1,9 @@
 /**
  * Property tests of the class "a step that takes a resource and then can fail without giving
  * it back": random submits, dispatch failures, answers, late answers, timeouts, client
- * cancellations and provider losses, after which every job was answered exactly once and
- * every count (credit, held jobs, queued jobs) is back where it started.
+ * cancellations (origins that tell of it and origins that are only polled) and provider
+ * losses, after which every job was answered exactly once and every count (credit, held
+ * jobs, queued jobs) is back where it started.
  *
  * Seeds are fixed (a failure names its seed); `EP_PROPERTY_SEEDS=n` runs more.
  */
@@ -121,6 +122,27 @@ class FlakyProvider implements Provider {
   cancel(_qj: QueuedJob): void {}
 }
 
+/** An origin the balancer can only poll (no `watch`). */
+class PolledOrigin implements JobOrigin {
+  abandoned = false;
+  abandon(): void {
+    this.abandoned = true;
+  }
+}
+
+/** An origin that tells of its abandonment (`JobOrigin.watch`). */
+class TellingOrigin implements JobOrigin {
+  abandoned = false;
+  #listeners: (() => void)[] = [];
+  watch(listener: () => void): void {
+    this.#listeners.push(listener);
+  }
+  abandon(): void {
+    this.abandoned = true;
+    for (const l of this.#listeners.splice(0)) l();
+  }
+}
+
 for (let seed = 1; seed <= SEEDS; seed++) {
   Deno.test(`dispatch property: flaky providers, random answers, timeouts, cancels and losses; every job answered once, every count back (seed ${seed})`, async () => {
     const rng = mulberry32(seed * 7919);
@@ -153,14 +175,16 @@ for (let seed = 1; seed <= SEEDS; seed++) {
     const N = 300;
     try {
       for (let i = 0; i < N; i++) {
-        const origin: JobOrigin & { abandoned: boolean } = { abandoned: false };
+        // Half the origins tell of their abandonment (as the HTTP and EP connections do),
+        // half can only be polled: the balancer sweeps for each on its own schedule.
+        const origin = rng() < 0.5 ? new TellingOrigin() : new PolledOrigin();
         const j = job(pick(rng, [...names, "zzz"]), {
           deadlineMs: 5 + int(rng, 60),
           priority: int(rng, 3),
           origin,
         });
         done.push(submit(balancer, j, answers, i));
-        if (rng() < 0.1) setTimeout(() => origin.abandoned = true, int(rng, 30));
+        if (rng() < 0.1) setTimeout(() => origin.abandon(), int(rng, 30));
         const event = rng();
         if (event < 0.02) {
           // A provider is lost, its held jobs are taken back; later it comes back.

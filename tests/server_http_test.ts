@@ -213,3 +213,39 @@ Deno.test("server: connections past maxConnections are closed at once and counte
     await server.close();
   }
 });
+
+Deno.test("server: no tick timer while it has no connection; the first starts it, and it stops once the last has closed", async () => {
+  const realSet = globalThis.setInterval;
+  const realClear = globalThis.clearInterval;
+  const armed = new Set<ReturnType<typeof setInterval>>();
+  globalThis.setInterval = ((fn: () => void, ms: number) => {
+    const id = realSet(fn, ms);
+    armed.add(id);
+    return id;
+  }) as typeof setInterval;
+  globalThis.clearInterval = ((id: ReturnType<typeof setInterval>) => {
+    armed.delete(id);
+    realClear(id);
+  }) as typeof clearInterval;
+  const server = startServer();
+  try {
+    assert.equal(armed.size, 0, "an idle server holds no timer");
+    const raw = await Raw.open(server.addr.port);
+    await raw.send("GET /echo HTTP/1.1\r\nhost: x\r\n\r\n");
+    await raw.readUntil((t) => statusLines(t).length === 1);
+    assert.equal(armed.size, 1, "a connection: one tick timer (timeouts, heartbeats)");
+    const raw2 = await Raw.open(server.addr.port);
+    await raw2.send("GET /echo HTTP/1.1\r\nhost: x\r\n\r\n");
+    await raw2.readUntil((t) => statusLines(t).length === 1);
+    assert.equal(armed.size, 1, "still one for two connections");
+    raw.close();
+    raw2.close();
+    const end = Date.now() + 5000;
+    while (armed.size > 0 && Date.now() < end) await new Promise((r) => setTimeout(r, 20));
+    assert.equal(armed.size, 0, "the last connection gone: the timer stops");
+  } finally {
+    globalThis.setInterval = realSet;
+    globalThis.clearInterval = realClear;
+    await server.close();
+  }
+});

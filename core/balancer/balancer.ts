@@ -58,12 +58,15 @@
  * other name (a mistyped path) is answered `no_service` at once.
  *
  * Time is the balancer's clock (`BalancerOptions.now`, `performance.now()` by default). The
- * sweep that expires deadlines and graces runs only when something can be due: every
- * `sweepIntervalMs` (10 ms) while jobs are queued, at the earliest deadline or every
- * {@linkcode HELD_SWEEP_MS} while jobs are only held, never while the balancer is idle (a
- * periodic timer costs CPU on a busy machine); or when the caller says
- * ({@linkcode Balancer.sweep}): `balancer_test.ts` pins every rule above with a fake
- * provider and a fake clock.
+ * sweep that expires deadlines and graces runs only when something can be due, never on a
+ * period while the balancer is idle or busy (each timer wake-up costs CPU on a busy
+ * machine): at the earliest deadline of a queued or held job, the grace of jobs queued for
+ * a service with no provider, a drain or cancel grace; `sweepIntervalMs` (10 ms) after a
+ * job's origin tells that its client went away (`JobOrigin.watch`: the HTTP and EP
+ * connections do); and, for jobs whose origin cannot tell, every `sweepIntervalMs` while
+ * they are queued and every {@linkcode HELD_SWEEP_MS} while they are held. Or when the
+ * caller says ({@linkcode Balancer.sweep}): `balancer_test.ts` pins every rule above with a
+ * fake provider and a fake clock.
  *
  * Over 600 lines on purpose: the class is one state machine (queues, held jobs, credit,
  * counters) whose rules share every invariant above; its options and report types stay
@@ -89,8 +92,9 @@ import { type EndpointHandler, type PrefixRoute, type RouteFunction, Router } fr
 
 const log = getLogger(["ep", "balancer"]);
 /**
- * How often the sweep runs while jobs are held and none queued: it sends CANCEL onward for
- * jobs whose client left and checks drain and cancel graces (deadlines have their own time).
+ * How often the sweep runs while jobs whose origin cannot tell of its abandonment (no
+ * `JobOrigin.watch`) are held: it sends CANCEL onward for jobs whose client left (deadlines,
+ * drain and cancel graces have their own times).
  */
 export const HELD_SWEEP_MS = 100;
 /** How deep a provider that limits job sizes looks into a queue for a job it takes. */
@@ -192,9 +196,10 @@ export interface BalancerOptions {
    */
   now?: () => number;
   /**
-   * How often the balancer runs {@linkcode Balancer.sweep} by itself while jobs are queued,
-   * in ms (see the module docs for the rest of the time). Default 10; 0: never, the caller
-   * runs it (tests with their own clock).
+   * How soon, in ms, the balancer runs {@linkcode Balancer.sweep} by itself after a job's
+   * client went away, and how often while jobs whose origin cannot tell of that are queued
+   * (see the module docs for the rest of the time). Default 10; 0: never, the caller runs it
+   * (tests with their own clock).
    */
   sweepIntervalMs?: number;
   /**
@@ -461,6 +466,8 @@ export class Balancer {
   /** The clock time the armed sweep is for; Infinity: none armed. */
   #sweepAt = Infinity;
   #closed = false;
+  /** Given to the origins that tell of their abandonment (`JobOrigin.watch`). */
+  readonly #abandonedSoon = () => this.#sweepBy(this.#now() + this.#sweepEvery);
   /** Providers an operator took out of rotation, and until when a drain waits (ms, clock). */
   #admin = new Map<Provider, { state: AdminState; until: number | undefined }>();
 
@@ -592,6 +599,11 @@ export class Balancer {
     if (tooLarge) throw this.#refuse(s!, job, service, ErrorCode.BAD_REQUEST, tooLarge);
     const state = s ?? this.#state(service, false);
     state.hedging.arrived();
+    const origin = job.origin;
+    if (origin?.watch && this.#sweepEvery > 0) {
+      origin.watch(this.#abandonedSoon);
+      if (origin.abandoned) this.#abandonedSoon();
+    }
     return new Promise<JobResult>((resolve, reject) => {
       const timeout = job.deadlineMs > 0 ? job.deadlineMs : this.#defaultTimeout;
       const qj: QueuedJob = {
@@ -679,6 +691,7 @@ export class Balancer {
   /** Changes a provider's services and slots (a worker's new REGISTER); held jobs stay. */
   updateProvider(p: Provider, services: ReadonlySet<string>, slots: number): void {
     if (!this.#providers.has(p)) return;
+    const old = p.services;
     for (const name of p.services) {
       const s = this.#services.get(name);
       if (s) {
@@ -687,6 +700,7 @@ export class Balancer {
       }
     }
     Object.assign(p, { services, slots });
+    for (const name of old) if (!services.has(name)) this.#checkOrphaned(this.#services.get(name));
     for (const name of services) {
       const s = this.#services.get(name) ?? this.#state(name, true);
       s.providers.push(p);
@@ -706,6 +720,7 @@ export class Balancer {
       if (s) {
         s.providers = s.providers.filter((x) => x !== p);
         this.#learnHedge(s);
+        this.#checkOrphaned(s);
       }
     }
     const held = this.#held.get(p) ?? new Set();
@@ -720,6 +735,14 @@ export class Balancer {
     } else {
       log.info("Provider {name} left: {reason}", { name: p.name, reason });
     }
+  }
+
+  /**
+   * A service just left with no provider: its queued jobs now wait only until their grace,
+   * which a sweep soon finds (and arms the next for).
+   */
+  #checkOrphaned(s: ServiceState | undefined): void {
+    if (s && s.providers.length === 0 && s.size > 0) this.#sweepBy(this.#now() + this.#sweepEvery);
   }
 
   /**
@@ -757,8 +780,11 @@ export class Balancer {
   /**
    * Hands a provider that gained credit the oldest waiting jobs it can take; with a free
    * slot left and nothing waiting for it, a copy of a job that runs long elsewhere (hedging).
+   * A provider that drained itself calls it too: the sweep is armed for its grace.
    */
   pull(p: Provider): void {
+    // A provider that drained itself holds its jobs until its grace: a sweep then.
+    if (p.draining) this.#sweepBy(this.#drainDeadline(p));
     while (p.credit > 0 && !this.#out(p) && this.#providers.has(p)) {
       const qj = this.#next(p);
       if (!qj) {
@@ -1090,7 +1116,7 @@ export class Balancer {
     if (atHead) level.queue.unshift(qj);
     else level.queue.push(qj);
     s.size++;
-    this.#sweepBy(this.#now() + this.#sweepEvery);
+    this.#sweepBy(this.#queuedDue(qj, s.providers.length === 0, this.#now()));
     if (offer) this.#offer(s);
   }
 
@@ -1165,7 +1191,7 @@ export class Balancer {
     qj.dispatched = this.#now();
     qj.ahead = Math.max(0, held.size - p.slots + 1) / p.slots;
     held.add(qj);
-    this.#sweepBy(Math.min(qj.deadline, qj.dispatched + HELD_SWEEP_MS));
+    this.#sweepBy(this.#heldDue(qj, qj.dispatched));
     try {
       p.dispatch(qj);
     } catch (err) {
@@ -1525,19 +1551,46 @@ export class Balancer {
     });
   }
 
-  /** When the next sweep is needed: soon while jobs are queued, by the held jobs' times else. */
+  /** When the next sweep is needed: the earliest time a queued or held job falls due. */
   #nextSweep(now: number): number {
-    for (const s of this.#services.values()) if (s.size > 0) return now + this.#sweepEvery;
     let next = Infinity;
+    for (const s of this.#services.values()) {
+      if (s.size === 0) continue;
+      const noProviders = s.providers.length === 0;
+      for (const level of s.levels) {
+        for (const qj of level.queue) next = Math.min(next, this.#queuedDue(qj, noProviders, now));
+      }
+    }
     for (const [p, held] of this.#held) {
       if (held.size === 0) continue;
-      next = Math.min(next, now + HELD_SWEEP_MS);
-      for (const qj of held) {
-        next = Math.min(next, qj.answered ? qj.deadline + this.#cancelGrace : qj.deadline);
-      }
+      for (const qj of held) next = Math.min(next, this.#heldDue(qj, now));
       next = Math.min(next, this.#drainDeadline(p));
     }
     return next;
+  }
+
+  /**
+   * When a queued job needs a sweep: its deadline; its grace while its service has no
+   * provider; `sweepIntervalMs` from `now` while its origin cannot tell of its abandonment.
+   */
+  #queuedDue(qj: QueuedJob, noProviders: boolean, now: number): number {
+    let due = noProviders ? Math.min(qj.deadline, qj.graceUntil) : qj.deadline;
+    const origin = qj.job.origin;
+    if (origin && !origin.watch) due = Math.min(due, now + this.#sweepEvery);
+    return due;
+  }
+
+  /**
+   * When a held job needs a sweep: its deadline (answered: the cancel grace after it);
+   * {@linkcode HELD_SWEEP_MS} from `from` while its origin cannot tell of its abandonment.
+   */
+  #heldDue(qj: QueuedJob, from: number): number {
+    if (qj.answered) return qj.deadline + this.#cancelGrace;
+    const origin = qj.job.origin;
+    if (origin && !origin.watch && !qj.cancelSent) {
+      return Math.min(qj.deadline, from + HELD_SWEEP_MS);
+    }
+    return qj.deadline;
   }
 
   /**

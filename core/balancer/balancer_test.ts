@@ -12,6 +12,8 @@ import type { Provider, QueuedJob } from "./provider.ts";
 import { type Job, JobError, type JobResult } from "../job.ts";
 import { UnknownServiceError, UnknownWorkerError } from "../errors.ts";
 import { jobRingBytes } from "../ep_limits.ts";
+import { WorkerLink } from "./worker_link.ts";
+import type { Frame } from "../../protocol/ep_frames.ts";
 import { ErrorCode } from "../../protocol/errors.ts";
 
 /** A fake provider's slots, credit (default: its slots) and whether it can be cut off. */
@@ -220,7 +222,10 @@ const origin = () => ({ abandoned: false });
 
 // --- the clock and the sweep ------------------------------------------------------------
 
-Deno.test("balancer clock: no timer while idle; sweeps every 10 ms while jobs are queued, every 100 ms (or at a deadline) while only held; never by itself with sweepIntervalMs 0", async () => {
+/** Replaces setTimeout/clearTimeout while `fn` runs; returns the delays armed. */
+async function timersArmed(
+  fn: (started: number[], cleared: () => number) => void | Promise<void>,
+): Promise<void> {
   const realSet = globalThis.setTimeout;
   const realClear = globalThis.clearTimeout;
   const started: number[] = [];
@@ -233,8 +238,29 @@ Deno.test("balancer clock: no timer while idle; sweeps every 10 ms while jobs ar
     cleared++;
     realClear(id);
   }) as typeof clearTimeout;
-  const held: QueuedJob[] = [];
-  const provider = (credit: number): Provider => ({
+  try {
+    await fn(started, () => cleared);
+  } finally {
+    globalThis.setTimeout = realSet;
+    globalThis.clearTimeout = realClear;
+  }
+}
+
+/** An origin that tells of its abandonment (`JobOrigin.watch`), as the connections' do. */
+class TellingOrigin {
+  abandoned = false;
+  listeners: (() => void)[] = [];
+  watch(listener: () => void): void {
+    this.listeners.push(listener);
+  }
+  abandon(): void {
+    this.abandoned = true;
+    for (const l of this.listeners) l();
+  }
+}
+
+function clockProvider(held: QueuedJob[], credit: number): Provider {
+  return {
     name: "p",
     services: new Set(["svc"]),
     slots: 1,
@@ -245,8 +271,11 @@ Deno.test("balancer clock: no timer while idle; sweeps every 10 ms while jobs ar
       held.push(qj);
     },
     cancel() {},
-  });
-  const job = (deadlineMs = 0): Job => ({
+  };
+}
+
+function clockJob(deadlineMs = 0, origin?: Job["origin"]): Job {
+  return {
     service: "svc",
     protocol: "ep",
     method: "EP",
@@ -257,33 +286,80 @@ Deno.test("balancer clock: no timer while idle; sweeps every 10 ms while jobs ar
     deadlineMs,
     priority: 0,
     remote: "test",
-  });
-  const t = 1000;
-  try {
+    origin,
+  };
+}
+
+Deno.test("balancer clock: no timer while idle; jobs whose origin tells of its abandonment (or without one) arm the sweep only for what falls due: a deadline, a service's grace; never by itself with sweepIntervalMs 0", async () => {
+  await timersArmed(async (started, cleared) => {
+    const held: QueuedJob[] = [];
+    const t = 1000;
     const manual = new Balancer({ sweepIntervalMs: 0, now: () => t });
-    manual.addProvider(provider(0));
-    Promise.resolve(manual.submit(job())).catch(() => {}); // queued
+    manual.addProvider(clockProvider(held, 0));
+    Promise.resolve(manual.submit(clockJob())).catch(() => {}); // queued
     assert.deepEqual(started, [], "sweepIntervalMs 0 starts no timer");
     manual.close();
 
-    const auto = new Balancer({ now: () => t });
+    const auto = new Balancer({ now: () => t, serviceGraceMs: 2000 });
     assert.deepEqual(started, [], "an idle balancer holds no timer");
-    auto.addProvider(provider(1));
-    const running = auto.submit(job(5000)) as Promise<JobResult>; // dispatched at once
-    assert.deepEqual(started, [100], "a held job: a sweep in 100 ms");
-    Promise.resolve(auto.submit(job())).catch(() => {}); // queued: sooner
-    assert.deepEqual(started, [100, 10]);
-    Promise.resolve(auto.submit(job())).catch(() => {});
-    assert.deepEqual(started, [100, 10], "armed as early already: nothing more");
-    const clearedBefore = cleared;
+    auto.addProvider(clockProvider(held, 1));
+    const running = auto.submit(clockJob(5000, new TellingOrigin())) as Promise<JobResult>;
+    assert.deepEqual(started, [5000], "a held job: a sweep at its deadline, no 100 ms poll");
+    Promise.resolve(auto.submit(clockJob(0, new TellingOrigin()))).catch(() => {}); // queued
+    Promise.resolve(auto.submit(clockJob(3000))).catch(() => {}); // queued, no origin
+    assert.deepEqual(started, [5000, 3000], "queued jobs: their deadline, no 10 ms poll");
+    // A service with no provider left: its queued jobs are due at their grace (2000 ms).
+    auto.removeProvider(held[0].provider!, "gone");
+    assert.deepEqual(started.slice(0, 3), [5000, 3000, 10], "a sweep soon finds the grace");
+    const clearedBefore = cleared();
     auto.close();
-    assert.equal(cleared, clearedBefore + 1, "close clears the armed sweep");
+    assert.equal(cleared(), clearedBefore + 1, "close clears the armed sweep");
+    await running.catch(() => {});
+  });
+});
+
+Deno.test("balancer clock: an origin that cannot tell of its abandonment keeps the sweep every 10 ms while its job is queued, every 100 ms while held", async () => {
+  await timersArmed((started) => {
+    const held: QueuedJob[] = [];
+    const t = 1000;
+    const auto = new Balancer({ now: () => t });
+    auto.addProvider(clockProvider(held, 1));
+    const running = auto.submit(clockJob(5000, origin())) as Promise<JobResult>;
+    assert.deepEqual(started, [100], "held: a sweep in 100 ms");
+    Promise.resolve(auto.submit(clockJob(0, origin()))).catch(() => {}); // queued: sooner
+    assert.deepEqual(started, [100, 10]);
+    Promise.resolve(auto.submit(clockJob(0, origin()))).catch(() => {});
+    assert.deepEqual(started, [100, 10], "armed as early already: nothing more");
+    auto.close();
     auto.finish(held[0].provider!, held[0], { body: "x" });
-    await running;
-  } finally {
-    globalThis.setTimeout = realSet;
-    globalThis.clearTimeout = realClear;
+    return running.then(() => {});
+  });
+});
+
+Deno.test("balancer clock: an origin's abandonment notice arms a sweep within sweepIntervalMs, which drops its queued job and cancels its held one onward", async () => {
+  const held: QueuedJob[] = [];
+  const cancels: QueuedJob[] = [];
+  const b = new Balancer({ sweepIntervalMs: 5 });
+  const p = clockProvider(held, 1);
+  p.cancel = (qj) => cancels.push(qj);
+  b.addProvider(p);
+  const o1 = new TellingOrigin();
+  const o2 = new TellingOrigin();
+  const running = Promise.resolve(b.submit(clockJob(60_000, o1))).catch((e) => e);
+  const queued = Promise.resolve(b.submit(clockJob(60_000, o2))).catch((e) => e);
+  assert.equal(o1.listeners.length, 1, "the balancer watches the origin of each job");
+  o2.abandon();
+  const err = await queued;
+  assert.ok(err instanceof JobError && err.code === ErrorCode.CANCELLED, String(err));
+  o1.abandon();
+  const deadline = Date.now() + 5000;
+  while (cancels.length === 0 && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 5));
   }
+  assert.deepEqual(cancels, [held[0]], "the held job is cancelled onward");
+  b.finish(p, held[0], new JobError(ErrorCode.CANCELLED, "Cancelled"));
+  assert.ok((await running) instanceof JobError);
+  b.close();
 });
 
 Deno.test("balancer clock: uptime reads the given clock; a bad sweep interval is refused", () => {
@@ -1630,10 +1706,10 @@ Deno.test("balancer hedging arms one timer for the next job to reach its delay, 
     b.addProvider(provider("p", "svc"));
     b.addProvider(provider("q", "other"));
     const answers = [b.submit(job("other"))];
-    assert.deepEqual(started, [100], "a job of a service not hedged: the held sweep only");
+    assert.deepEqual(started, [5000], "a job of a service not hedged: its deadline's sweep only");
     t += 5;
     answers.push(b.submit(job("svc")));
-    assert.deepEqual(started, [100, 40], "the hedge check, at the job's delay");
+    assert.deepEqual(started, [5000, 40], "the hedge check, at the job's delay");
     b.close();
     for (const qj of held) b.finish(qj.provider!, qj, { body: "x" });
     await Promise.all(answers);
@@ -1667,4 +1743,53 @@ Deno.test("balancer observer: refusals before a service is known (no service in 
   await r.settled();
   assert.deepEqual(r.answers, ["j1:no_service", "j2:shutting_down"]);
   assert.deepEqual(r.observed.map(([s, o]) => [s, o]), [["", "no_service"], ["", "shutting_down"]]);
+});
+
+Deno.test("balancer clock: a worker's DRAIN arms the sweep for its grace: what it still holds then is taken back, though no job is near its deadline", async () => {
+  const sent: Frame[] = [];
+  const b = new Balancer({ sweepIntervalMs: 5, retries: 0 });
+  const link = new WorkerLink(
+    { name: "w", lastHeard: 0, version: 2, send: (f) => sent.push(f), evict() {} },
+    b,
+    1,
+    new Set(["svc"]),
+  );
+  b.addProvider(link);
+  link.grant(1);
+  const job = Promise.resolve(b.submit(clockJob(60_000))).catch((e) => e);
+  assert.equal(sent.filter((f) => f.type === "request").length, 1, "dispatched");
+  link.drain(20);
+  const result = await Promise.race([job, new Promise((r) => setTimeout(() => r("late"), 5000))]);
+  assert.ok(result instanceof JobError && result.code === ErrorCode.WORKER_LOST, String(result));
+  assert.ok(sent.some((f) => f.type === "cancel"), "the job is cancelled at the worker");
+  b.close();
+});
+
+Deno.test("balancer clock: a service a provider's new REGISTER leaves with no provider arms a sweep soon, which then finds its queued jobs' grace", async () => {
+  await timersArmed(async (started) => {
+    const held: QueuedJob[] = [];
+    let t = 1000;
+    const b = new Balancer({ now: () => t, serviceGraceMs: 2000 });
+    const p = clockProvider(held, 0);
+    b.addProvider(p);
+    const queued = Promise.resolve(b.submit(clockJob(60_000))).catch((e) => e);
+    assert.deepEqual(started, [60_000], "queued: its deadline");
+    b.updateProvider(p, new Set(["other"]), 1);
+    assert.deepEqual(started, [60_000, 10], "svc has no provider now: a sweep soon");
+    t += 10;
+    // The real 10 ms timer runs the sweep (waiting with setInterval: setTimeout is counted).
+    await new Promise<void>((r) => {
+      const id = setInterval(() => {
+        if (started.length < 3) return;
+        clearInterval(id);
+        r();
+      }, 5);
+    });
+    assert.equal(started[2], 1990, "the next at the job's grace");
+    t += 1990;
+    b.sweep();
+    const err = await queued;
+    assert.ok(err instanceof JobError && err.code === ErrorCode.NO_SERVICE, String(err));
+    b.close();
+  });
 });

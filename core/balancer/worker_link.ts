@@ -28,7 +28,7 @@ export interface ProviderHost {
   updateProvider(p: Provider, services: ReadonlySet<string>, slots: number): void;
   /** Detaches a worker; its jobs are redelivered or failed. */
   removeProvider(p: Provider, reason: string): void;
-  /** The worker gained credit. */
+  /** The worker gained credit, or sent DRAIN (the balancer then arms its sweep for the grace). */
   pull(p: Provider): void;
   /** The worker answered a job. */
   finish(p: Provider, job: QueuedJob, result: JobResult | JobError): void;
@@ -201,6 +201,9 @@ export class WorkerLink implements Provider, WorkerSessionHandler {
   drain(graceMs: number): void {
     this.draining = true;
     this.drainDeadline = performance.now() + graceMs;
+    // Told through `pull` (which hands a draining provider nothing): the balancer arms its
+    // sweep for the grace.
+    this.#host.pull(this);
   }
 
   /** Takes jobs again (a REGISTER after a DRAIN). */

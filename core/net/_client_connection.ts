@@ -66,8 +66,8 @@ interface Pending {
 }
 
 const enc = new TextEncoder();
-// Request deadlines are checked this often while requests are in flight.
-const SWEEP_MS = 20;
+/** The longest delay `setTimeout` takes; a later deadline is checked again then. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /** One EP session of the client; see the module doc. */
 export class ClientConnection {
@@ -79,7 +79,10 @@ export class ClientConnection {
   #decoder: EpDecoder;
   #pending = new Map<number, Pending>();
   #nextId = 1;
-  #sweeper: ReturnType<typeof setInterval> | undefined;
+  // One timer for the earliest deadline of the requests in flight (no periodic poll: each
+  // wake-up costs CPU); `#sweepAt` is the deadline it is armed for, Infinity: none.
+  #sweeper: ReturnType<typeof setTimeout> | undefined;
+  #sweepAt = Infinity;
   #closedError: Error | null = null;
   #welcome: WelcomeFrame | null = null;
   #welcomeWait: { resolve: () => void; reject: (e: Error) => void } | null = null;
@@ -228,7 +231,7 @@ export class ClientConnection {
     });
     this.#t.write(frame);
     if (this.#closedError) return p;
-    this.#ensureSweeper();
+    this.#sweepBy(this.#pending.get(id)!.deadline);
     if (!signal) return p;
     const entry = this.#pending.get(id)!;
     const onAbort = () => {
@@ -250,7 +253,7 @@ export class ClientConnection {
       this.#pending.set(id, { resolve, reject, deadline: Date.now() + timeoutMs, timeoutMs });
     });
     this.#t.write(this.#encoder.encode({ type: "statsRequest", id }));
-    if (!this.#closedError) this.#ensureSweeper();
+    if (!this.#closedError) this.#sweepBy(this.#pending.get(id)!.deadline);
     return p;
   }
 
@@ -262,7 +265,7 @@ export class ClientConnection {
       this.#pending.set(id, { resolve, reject, deadline: Date.now() + timeoutMs, timeoutMs });
     });
     this.#t.write(this.#encoder.encode({ type: "admin", id, json }));
-    if (!this.#closedError) this.#ensureSweeper();
+    if (!this.#closedError) this.#sweepBy(this.#pending.get(id)!.deadline);
     return p;
   }
 
@@ -278,23 +281,32 @@ export class ClientConnection {
     return id;
   }
 
-  #ensureSweeper(): void {
-    if (this.#sweeper !== undefined) return;
-    this.#sweeper = setInterval(() => {
-      const now = Date.now();
-      for (const [id, p] of this.#pending) {
-        if (now >= p.deadline) {
-          this.#pending.delete(id);
-          this.#t.write(this.#encoder.encode({ type: "cancel", id }));
-          p.reject(new JobError(ErrorCode.TIMEOUT, `Request timed out after ${p.timeoutMs} ms`));
-        }
+  /** Arms the deadline timer for `deadline` (Date.now ms), unless armed as early already. */
+  #sweepBy(deadline: number): void {
+    if (deadline >= this.#sweepAt || this.#closedError) return;
+    clearTimeout(this.#sweeper);
+    this.#sweepAt = deadline;
+    const ms = Math.min(MAX_TIMER_MS, Math.max(0, Math.ceil(deadline - Date.now())));
+    this.#sweeper = setTimeout(() => this.#sweep(), ms);
+  }
+
+  /** Rejects (and cancels at the server) the requests past their deadline; arms the next. */
+  #sweep(): void {
+    this.#sweeper = undefined;
+    this.#sweepAt = Infinity;
+    const now = Date.now();
+    let next = Infinity;
+    for (const [id, p] of this.#pending) {
+      if (now >= p.deadline) {
+        this.#pending.delete(id);
+        this.#t.write(this.#encoder.encode({ type: "cancel", id }));
+        p.reject(new JobError(ErrorCode.TIMEOUT, `Request timed out after ${p.timeoutMs} ms`));
+      } else {
+        next = Math.min(next, p.deadline);
       }
-      if (this.#pending.size === 0) {
-        clearInterval(this.#sweeper);
-        this.#sweeper = undefined;
-        this.#settled();
-      }
-    }, SWEEP_MS);
+    }
+    if (next < Infinity) this.#sweepBy(next);
+    else this.#settled();
   }
 
   /** After an answer: a drained connection with nothing left in flight is closed. */
@@ -411,8 +423,9 @@ export class ClientConnection {
   #shutdown(err: Error, flush = false): void {
     if (this.#closedError) return;
     this.#closedError = err;
-    clearInterval(this.#sweeper);
+    clearTimeout(this.#sweeper);
     this.#sweeper = undefined;
+    this.#sweepAt = Infinity;
     clearInterval(this.#beater);
     this.#beater = undefined;
     this.#welcomeWait?.reject(err);

@@ -429,3 +429,42 @@ for (const withRetry of [false, true]) {
     }
   });
 }
+
+Deno.test("client: requests in flight arm one timer for the earliest deadline, no periodic poll; a request past its deadline is rejected timeout and cancelled", async () => {
+  const c = cluster("a");
+  const a = c.servers[c.addrs[0]];
+  const client = await connect(base(c));
+  const realInterval = globalThis.setInterval;
+  const realTimeout = globalThis.setTimeout;
+  const intervals: number[] = [];
+  const timeouts: number[] = [];
+  globalThis.setInterval = ((fn: () => void, ms: number) => {
+    intervals.push(ms);
+    return realInterval(fn, ms);
+  }) as typeof setInterval;
+  globalThis.setTimeout = ((fn: () => void, ms: number) => {
+    timeouts.push(ms);
+    return realTimeout(fn, ms);
+  }) as typeof setTimeout;
+  try {
+    a.onRequest = () => null; // held: never answered
+    const slow = client.request("svc", "x", { timeoutMs: 60_000 }).catch((e) => e);
+    const soon = client.request("svc", "y", { timeoutMs: 40 }).catch((e) => e);
+    const later = client.request("svc", "z", { timeoutMs: 50_000 }).catch((e) => e);
+    assert.deepEqual(intervals, [], "no periodic poll");
+    assert.equal(timeouts.filter((ms) => ms > 50 && ms <= 60_000).length, 1, `${timeouts}`);
+    const err = await soon;
+    assert.ok(err instanceof JobError && err.kind === "timeout", String(err));
+    const id = a.last.requests.find((f) => dec.decode(f.body) === "y")!.id;
+    await until(
+      () => a.last.frames.some((f) => f.type === "cancel" && f.id === id),
+      "CANCEL for the timed-out request",
+    );
+    client.close();
+    for (const e of [await slow, await later]) assert.ok(e instanceof Error);
+  } finally {
+    globalThis.setInterval = realInterval;
+    globalThis.setTimeout = realTimeout;
+    client.close();
+  }
+});

@@ -142,9 +142,22 @@ const SPOKEN = `1-${MAX_PROTOCOL_VERSION}`;
 /** A client's request in flight; the job's origin (abandoned once cancelled or gone). */
 class InFlight implements JobOrigin {
   cancelled = false;
+  /** Told once it is abandoned (`watch`). */
+  #watchers: (() => void)[] | null = null;
   constructor(readonly id: number, readonly conn: EpConnection) {}
   get abandoned(): boolean {
     return this.cancelled || this.conn.gone;
+  }
+  /** Calls `listener` once when the request is cancelled or its client goes away. */
+  watch(listener: () => void): void {
+    if (this.#watchers === null) this.#watchers = [listener];
+    else if (!this.#watchers.includes(listener)) this.#watchers.push(listener);
+  }
+  /** It was cancelled, or its client went away: tells the watchers. */
+  abandon(): void {
+    const watchers = this.#watchers;
+    this.#watchers = null;
+    if (watchers) { for (const w of watchers) w(); }
   }
 }
 
@@ -244,6 +257,7 @@ export class EpConnection implements TransportHandler {
     this.#peerEnded = true;
     this.#dropLink("connection closed");
     if (this.#inFlight.size === 0) this.#t.close();
+    for (const entry of this.#inFlight.values()) entry.abandon();
   }
 
   /**
@@ -368,6 +382,7 @@ export class EpConnection implements TransportHandler {
         if (job) {
           job.cancelled = true;
           this.#inFlight.delete(f.id);
+          job.abandon();
           this.#send({ type: "error", id: f.id, code: ErrorCode.CANCELLED, message: "Cancelled" });
           this.#afterAnswer();
         }

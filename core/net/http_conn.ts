@@ -101,6 +101,8 @@ export class HttpConnection implements TransportHandler {
   #draining = false;
   #route: (path: string) => string;
   #counters: HttpCounters;
+  /** Told once the client goes away (`watch`). */
+  #watchers: (() => void)[] = [];
 
   /** Creates the connection; call {@linkcode start} to begin reading. */
   constructor(
@@ -157,13 +159,29 @@ export class HttpConnection implements TransportHandler {
     return this.#peerEnded || this.#t.closed;
   }
 
+  /**
+   * Calls `listener` once when the client goes away leaving a request unanswered
+   * (`JobOrigin.watch`), so that a balancer holding its jobs need not poll
+   * {@linkcode abandoned}. A listener given twice is kept once.
+   */
+  watch(listener: () => void): void {
+    if (this.#watchers.includes(listener)) return;
+    this.#watchers.push(listener);
+  }
+
   /** @internal */
   end(): void {
     // The peer sent FIN (or the connection failed): answer what was asked, then close.
     this.#peerEnded = true;
     this.#closing = true;
-    if (this.#head === this.#slots.length) this.#t.close();
+    const waiting = this.#head < this.#slots.length;
+    if (!waiting) this.#t.close();
     else this.#slots[this.#slots.length - 1].close = true;
+    // Only a request still unanswered has a job someone may hold: with none, nobody is told
+    // (a connection closing after its last answer wakes no sweep).
+    const watchers = this.#watchers;
+    this.#watchers = [];
+    if (waiting) { for (const w of watchers) w(); }
   }
 
   /**

@@ -71,3 +71,24 @@ Deno.test("HTTP connection answers 500 when a handler returns a status HTTP cann
   await new Promise((r) => setTimeout(r, 1));
   assert.equal(collect(server).match(/HTTP\/1\.1 500 /g)?.length, 2);
 });
+
+Deno.test("HTTP connection tells its watchers once when the client leaves with a request unanswered, and nobody when every request was answered", async () => {
+  for (const unanswered of [true, false]) {
+    const [client, server] = memoryPair();
+    let told = 0;
+    const conn: HttpConnection = new HttpConnection(server, (job: Job) => {
+      job.origin!.watch!(() => told++);
+      job.origin!.watch!(() => told++); // another listener: kept too
+      return unanswered ? new Promise<JobResult>(() => {}) : { body: "ok" };
+    }, {});
+    conn.start();
+    client.start({ data: () => {}, end: () => {} });
+    client.write(enc.encode("GET /x HTTP/1.1\r\nHost: a\r\n\r\n"));
+    await new Promise((r) => setTimeout(r, 1));
+    assert.equal(told, 0, "nobody told while the client is there");
+    client.close();
+    await new Promise((r) => setTimeout(r, 1));
+    assert.ok(conn.abandoned);
+    assert.equal(told, unanswered ? 2 : 0, unanswered ? "each listener once" : "nobody waits");
+  }
+});

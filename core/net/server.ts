@@ -133,13 +133,25 @@ export function serve(options: ServeOptions): Server {
   const live = new Set<Ticking>();
   const transports = new Set<Transport>();
 
-  const sweeper = setInterval(() => {
+  // The connections' timeouts and heartbeats tick every 250 ms while there are any; with
+  // none, no timer (every wake-up of an idle process costs CPU).
+  let sweeper: ReturnType<typeof setInterval> | undefined;
+  let stopped = false;
+  const tick = () => {
     const now = Date.now();
     for (const c of live) {
       if (c.closed) live.delete(c);
       else c.tick(now);
     }
-  }, 250);
+    if (live.size === 0) {
+      clearInterval(sweeper);
+      sweeper = undefined;
+    }
+  };
+  const watch = (c: Ticking) => {
+    live.add(c);
+    if (sweeper === undefined && !stopped) sweeper = setInterval(tick, 250);
+  };
 
   const maxConnections = options.maxConnections ?? 10_000;
   const accept = (t: Transport) => {
@@ -177,7 +189,7 @@ export function serve(options: ServeOptions): Server {
         }
       },
     };
-    live.add(sniffer);
+    watch(sniffer);
     t.whenClosed.then(() => {
       counters.open--;
       transports.delete(t);
@@ -196,12 +208,12 @@ export function serve(options: ServeOptions): Server {
         if (kind === "http") {
           counters.connections.http++;
           const conn = new HttpConnection(t, options.handler, options.http ?? {}, counters.http);
-          live.add(conn);
+          watch(conn);
           conn.start(buf);
         } else if (kind === "ep") {
           counters.connections.ep++;
           const conn = new EpConnection(t, options.handler, options.ep ?? {});
-          live.add(conn);
+          watch(conn);
           conn.start(buf);
         } else {
           counters.sniffRejected[kind]++;
@@ -265,6 +277,7 @@ export function serve(options: ServeOptions): Server {
     },
     async close() {
       listener.close();
+      stopped = true;
       clearInterval(sweeper);
       for (const t of transports) t.close();
       await finished;
