@@ -586,7 +586,7 @@ export async function runScript(
     );
   }
   if (started.worker) {
-    // A one-slot worker says where its Lua runs (EP_INLINE=0 puts it on a handler thread).
+    // A one-slot worker says where its Lua runs when EP_INLINE=1 put it on its main thread.
     announce(
       `ep worker pulling from ${c.connect.join(", ")}: ${services.join(", ")}` +
         (inline ? " (Lua on the main thread)" : ""),

@@ -1,14 +1,22 @@
 /**
  * Lua handlers on a one-slot worker's main thread: the pool a module worker with one
- * handler thread and one slot (what `scripts/worker.lua` starts) uses instead of a handler
- * thread, unless `EP_INLINE=0`.
+ * handler thread and one slot uses instead of a handler thread when `EP_INLINE=1`.
  *
  * Why: on a handler thread a job makes two thread hops (main → handler thread → main), and
  * each is a wake-up of a sleeping thread. Measured on this project's 2-core VMs a wake-up
  * costs 37 µs of CPU for a C program and 70–170 µs for a Deno thread (cold caches after
  * each sleep), and waits for a core on a busy machine: the hops were most of a Lua
- * worker's CPU per job at moderate rates and most of its tail (BENCHMARKS.md). A one-slot
- * worker runs one job at a time anyway, so its main thread can run it.
+ * worker's CPU per job at moderate rates. A one-slot worker runs one job at a time anyway,
+ * so its main thread can run it.
+ *
+ * Why it is not the default: a handler thread overlaps the next job's arrival with this
+ * one's wait (the main thread reads a prefetched job while the handler thread sleeps, and
+ * the handler thread starts it the moment this one ends); on the main thread, blocked in
+ * its precise wait, the next job is read only after this one ends. Measured side by side
+ * (`tests/bench/compare.ts --variant`, BENCHMARKS.md): 25–45 % less CPU per job and +16 %
+ * forwarding throughput with 0 ms jobs, the same p99 at 50 % load, but a higher p99 near
+ * saturation with waiting (`ep.sleep`) handlers (1.2× at 85 %). For short, CPU-light
+ * handlers it is the better choice; for handlers that wait, keep the thread.
  *
  * What it keeps from the handler thread:
  * - Runaway handlers are stopped: the engine's hook reads the clock itself and interrupts a
@@ -40,15 +48,15 @@ export { INLINE_SLICE_MS };
 /**
  * Whether a worker with these handler settings runs its Lua handlers on its main thread:
  * one handler thread, one slot, neither scaling, it does not listen (a balancer's own
- * handlers stay on threads: its thread serves every client), and `EP_INLINE` is not `0`.
+ * handlers stay on threads: its thread serves every client), and `EP_INLINE` is `1`.
  *
  * @example
  * ```ts
  * import { runsInline } from "./inline.ts";
- * const env = (_: string) => undefined;
- * console.assert(runsInline({ threads: 1, concurrency: 1, scales: false, listens: false }, env));
- * console.assert(!runsInline({ threads: 2, concurrency: 1, scales: false, listens: false }, env));
- * console.assert(!runsInline({ threads: 1, concurrency: 1, scales: false, listens: false }, () => "0"));
+ * const on = (_: string) => "1";
+ * console.assert(runsInline({ threads: 1, concurrency: 1, scales: false, listens: false }, on));
+ * console.assert(!runsInline({ threads: 2, concurrency: 1, scales: false, listens: false }, on));
+ * console.assert(!runsInline({ threads: 1, concurrency: 1, scales: false, listens: false }, () => undefined));
  * ```
  */
 export function runsInline(
@@ -56,7 +64,7 @@ export function runsInline(
   env: (name: string) => string | undefined = (n) => Deno.env.get(n),
 ): boolean {
   const setting = env("EP_INLINE")?.trim().toLowerCase();
-  if (setting === "0" || setting === "false" || setting === "off") return false;
+  if (setting !== "1" && setting !== "true" && setting !== "on") return false;
   return worker.threads === 1 && worker.concurrency === 1 && !worker.scales && !worker.listens;
 }
 

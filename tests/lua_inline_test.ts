@@ -1,5 +1,5 @@
 /**
- * A one-slot Lua worker (`ep.threads(1)`, one slot: what `scripts/worker.lua` starts) runs its
+ * A one-slot Lua worker (`ep.threads(1)`, one slot) started with `EP_INLINE=1` runs its
  * handlers on its main thread (`lua/inline.ts`), with real processes: a balancer and the
  * worker script. What a handler thread gave must still hold there: a runaway handler is
  * interrupted at its deadline, a long computation does not silence the worker's heartbeats,
@@ -33,7 +33,7 @@ ep.service("relay", function(req)
 end)
 `;
 
-/** A second worker (on a handler thread, EP_INLINE=0) that serves `echo2` for `relay`. */
+/** A second worker (on a handler thread, the default) that serves `echo2` for `relay`. */
 const ECHO2 = `ep.connect(ep.env("EP_CONNECT"))
 ep.threads(1)
 ep.service("echo2", function(req) return "echo2 " .. req.body end)
@@ -42,18 +42,20 @@ ep.service("echo2", function(req) return "echo2 " .. req.body end)
 async function cluster(): Promise<{
   addr: string;
   worker: Proc;
+  echo2: Proc;
   stop: () => Promise<void>;
 }> {
   const dir = await Deno.makeTempDir({ prefix: "ep-inline-" });
   await Deno.writeTextFile(`${dir}/worker.lua`, SCRIPT);
   await Deno.writeTextFile(`${dir}/echo2.lua`, ECHO2);
   const b = await balancer();
-  const worker = new Proc(["run", `${dir}/worker.lua`], { EP_CONNECT: b.addr });
-  const echo2 = new Proc(["run", `${dir}/echo2.lua`], { EP_CONNECT: b.addr, EP_INLINE: "0" });
+  const worker = new Proc(["run", `${dir}/worker.lua`], { EP_CONNECT: b.addr, EP_INLINE: "1" });
+  const echo2 = new Proc(["run", `${dir}/echo2.lua`], { EP_CONNECT: b.addr });
   await waitStats(b.addr, (s) => s.providers.length === 2, 20_000);
   return {
     addr: b.addr,
     worker,
+    echo2,
     stop: async () => {
       await Promise.all([b.proc.stop(), worker.stop(), echo2.stop()]);
       await Deno.remove(dir, { recursive: true });
@@ -61,11 +63,14 @@ async function cluster(): Promise<{
   };
 }
 
-Deno.test("inline Lua worker: a one-slot worker runs Lua on its main thread; sleeps never end early; ep.call works", async () => {
+Deno.test("inline Lua worker: with EP_INLINE=1 a one-slot worker runs Lua on its main thread (not without); sleeps never end early; ep.call works", async () => {
   const c = await cluster();
   const client = await connect(c.addr);
   try {
     await c.worker.waitFor(/\(Lua on the main thread\)/);
+    // Without EP_INLINE=1 a one-slot worker keeps its Lua on a handler thread.
+    await c.echo2.waitFor(/ep worker pulling from/);
+    assert.doesNotMatch(c.echo2.output, /main thread/);
     for (const ms of [0.5, 2, 5, 30]) {
       const r = await client.request("sleep", String(ms));
       const slept = Number(dec.decode(r.body));

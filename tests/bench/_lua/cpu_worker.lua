@@ -5,9 +5,9 @@
 --   main    wait (ep.sleep, reports the time slept), call_wait (waits in ep.call for the
 --           callee), ticker (starts and stops an ep.every on the thread)
 --   callee  callee (the wait service, for call_wait to call)
---   trivial trivial (the wait service under another name, for the saturation run); with
---           one slot it runs its Lua on its main thread (lua/inline.ts)
---   trivial_thread  the same as trivial, started with EP_INLINE=0: on a handler thread
+--   trivial trivial (the wait service under another name, for the saturation run); cpu_bench
+--           starts it with EP_INLINE=1: one slot, its Lua on its main thread (lua/inline.ts)
+--   trivial_thread  the same as trivial on a handler thread (the default)
 ep.connect(ep.env("EP_CONNECT", "127.0.0.1:7070"))
 ep.threads(1)
 local slots = tonumber(ep.env("EP_BENCH_SLOTS", "16"))
