@@ -105,6 +105,19 @@ class ThreadCpu {
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** CPU (µs) of one wake-up of this thread from a timed `Atomics.wait` of `ms`: median of `n`. */
+function threadWakeUs(ms: number, n: number): number {
+  const cell = new Int32Array(new SharedArrayBuffer(4));
+  const cpuNs = () => Number(Deno.readTextFileSync("/proc/thread-self/schedstat").split(" ")[0]);
+  const each: number[] = [];
+  for (let i = 0; i < n; i++) {
+    const c0 = cpuNs();
+    Atomics.wait(cell, 0, 0, ms);
+    each.push((cpuNs() - c0) / 1000);
+  }
+  return median(each);
+}
 const f1 = (x: number) => (Number.isFinite(x) ? x.toFixed(1) : "–");
 const f2 = (x: number) => (Number.isFinite(x) ? x.toFixed(2) : "–");
 const ratio = (a: number, b: number) => (b > 0 ? a / b : NaN);
@@ -381,6 +394,15 @@ try {
     `Idle for ${IDLE_SECONDS} s after the load, % of a core: ${
       procs.map((p) => `${p.name} ${f2(idlePct.get(p.name)!)}`).join(", ")
     }`,
+  );
+
+  // --- what one wake-up costs here: the unit of every waiting cost above
+  const wakeUs = threadWakeUs(2, 300);
+  out("");
+  out(
+    `One timed wait and wake-up of a Deno thread (Atomics.wait, 2 ms) costs ${
+      f1(wakeUs)
+    } µs of CPU here (median of 300): a job that sleeps needs one more wake-up than a 0 ms job, whatever ep does; it waits without CPU in between`,
   );
 
   // --- the targets
