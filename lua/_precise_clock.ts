@@ -180,14 +180,24 @@ export class TimerHeap {
 export class ThreadClock extends TimerHeap {}
 
 /**
- * A {@linkcode TimerHeap} that drives itself from the event loop, for engines not run by a
- * handler thread's wait loop (tests, the main thread); see the module docs.
+ * A {@linkcode TimerHeap} that drives itself from the event loop: a coarse `setTimeout` aimed
+ * {@linkcode COARSE_LEAD_MS} before the earliest deadline while it is more than `nearMs`
+ * away, then `setImmediate` hops into {@linkcode SelfDrivenClock.waitNear}, which waits out
+ * the rest its own way ({@linkcode PreciseClock}: slices and a spin; {@linkcode BlockingClock}:
+ * one blocking wait).
  */
-export class PreciseClock extends TimerHeap {
+abstract class SelfDrivenClock extends TimerHeap {
   #timeout: ReturnType<typeof setTimeout> | undefined;
   #timeoutFor = Infinity;
   #hopPending = false;
-  #cell = new Int32Array(new SharedArrayBuffer(4));
+  readonly #nearMs: number;
+  /** A cell nobody notifies: `Atomics.wait` on it sleeps for its timeout. */
+  protected readonly cell = new Int32Array(new SharedArrayBuffer(4));
+
+  constructor(onError: (err: unknown) => void, nearMs: number) {
+    super(onError);
+    this.#nearMs = nearMs;
+  }
 
   /** Cancels everything and releases the timeout. */
   override close(): void {
@@ -199,6 +209,19 @@ export class PreciseClock extends TimerHeap {
     this.#arm();
   }
 
+  /**
+   * Waits out the last of deadline `top` (at most `nearMs` away): true when it is due now,
+   * false when it hopped ({@linkcode SelfDrivenClock.hop}) to look again later.
+   */
+  protected abstract waitNear(top: number): boolean;
+
+  /** Looks again after one turn of the event loop. */
+  protected hop(): void {
+    if (this.#hopPending) return;
+    this.#hopPending = true;
+    setImmediate(this.#wake);
+  }
+
   #arm(): void {
     const top = this.next();
     if (top === Infinity || this.closed) {
@@ -206,18 +229,14 @@ export class PreciseClock extends TimerHeap {
       return;
     }
     const d = top - performance.now();
-    if (d > COARSE_LEAD_MS + 1) {
+    if (d > this.#nearMs) {
       if (this.#timeout !== undefined && this.#timeoutFor === top) return;
       if (this.#timeout !== undefined) clearTimeout(this.#timeout);
       this.#timeoutFor = top;
-      this.#timeout = setTimeout(this.#wake, Math.floor(d - COARSE_LEAD_MS));
+      this.#timeout = setTimeout(this.#wake, Math.max(1, Math.floor(d - COARSE_LEAD_MS)));
     } else {
-      if (this.#timeout !== undefined) {
-        clearTimeout(this.#timeout);
-        this.#timeout = undefined;
-        this.#timeoutFor = Infinity;
-      }
-      this.#hop();
+      this.#disarm();
+      this.hop();
     }
   }
 
@@ -227,38 +246,47 @@ export class PreciseClock extends TimerHeap {
     this.#timeoutFor = Infinity;
   }
 
-  #hop(): void {
-    if (this.#hopPending) return;
-    this.#hopPending = true;
-    setImmediate(this.#wake);
-  }
-
   #wake = (): void => {
     this.#timeout = undefined;
     this.#timeoutFor = Infinity;
     this.#hopPending = false;
     if (this.closed) return;
     const top = this.next();
-    if (top === Infinity) {
-      this.#disarm();
+    if (top === Infinity) return;
+    if (top - performance.now() > this.#nearMs) {
+      this.#arm(); // the coarse timer came early
       return;
     }
-    let left = top - performance.now();
-    if (left > SPIN_MS && left <= COARSE_LEAD_MS + 1) {
-      // Near: sleep one slice, then let the event loop run before looking again.
-      Atomics.wait(this.#cell, 0, 0, Math.min(SLICE_MS, left - SPIN_MS));
-      left = top - performance.now();
-      if (left > SPIN_MS) {
-        this.#hop();
-        return;
-      }
-    }
-    if (left > 0 && left <= SPIN_MS) {
-      while (performance.now() < top) { /* spin for the last fraction */ }
-    }
+    if (!this.waitNear(top)) return;
     this.runDue(performance.now());
     this.#arm();
   };
+}
+
+/**
+ * A {@linkcode TimerHeap} that drives itself from the event loop, for engines not run by a
+ * handler thread's wait loop (tests, the main thread); see the module docs.
+ */
+export class PreciseClock extends SelfDrivenClock {
+  /** `onError` receives what a callback throws. */
+  constructor(onError: (err: unknown) => void) {
+    super(onError, COARSE_LEAD_MS + 1);
+  }
+
+  protected override waitNear(top: number): boolean {
+    let left = top - performance.now();
+    if (left > SPIN_MS) {
+      // Near: sleep one slice, then let the event loop run before looking again.
+      Atomics.wait(this.cell, 0, 0, Math.min(SLICE_MS, left - SPIN_MS));
+      left = top - performance.now();
+      if (left > SPIN_MS) {
+        this.hop();
+        return false;
+      }
+    }
+    while (performance.now() < top) { /* spin for the last fraction */ }
+    return true;
+  }
 }
 
 /**
@@ -268,77 +296,23 @@ export class PreciseClock extends TimerHeap {
  * left (at most {@linkcode MAX_BLOCK_MS}), after a `setImmediate` hop so that what is queued
  * for the event loop runs first (bytes that arrive meanwhile are read after the wait).
  */
-export class BlockingClock extends TimerHeap {
-  #timeout: ReturnType<typeof setTimeout> | undefined;
-  #timeoutFor = Infinity;
-  #hopPending = false;
-  #cell = new Int32Array(new SharedArrayBuffer(4));
+export class BlockingClock extends SelfDrivenClock {
   /** Times the thread blocked for a deadline (for tests and benchmarks). */
   blocks = 0;
 
-  /** Cancels everything and releases the timeout. */
-  override close(): void {
-    super.close();
-    this.#disarm();
+  /** `onError` receives what a callback throws. */
+  constructor(onError: (err: unknown) => void) {
+    super(onError, MAX_BLOCK_MS);
   }
 
-  protected override topChanged(): void {
-    this.#arm();
-  }
-
-  #arm(): void {
-    const top = this.next();
-    if (top === Infinity || this.closed) {
-      this.#disarm();
-      return;
-    }
-    const d = top - performance.now();
-    if (d > MAX_BLOCK_MS) {
-      if (this.#timeout !== undefined && this.#timeoutFor === top) return;
-      if (this.#timeout !== undefined) clearTimeout(this.#timeout);
-      this.#timeoutFor = top;
-      this.#timeout = setTimeout(this.#wake, Math.max(1, Math.floor(d - COARSE_LEAD_MS)));
-      return;
-    }
-    if (this.#timeout !== undefined) {
-      clearTimeout(this.#timeout);
-      this.#timeout = undefined;
-      this.#timeoutFor = Infinity;
-    }
-    if (this.#hopPending) return;
-    this.#hopPending = true;
-    setImmediate(this.#wake);
-  }
-
-  /** Stops the coarse timer. */
-  #disarm(): void {
-    if (this.#timeout !== undefined) clearTimeout(this.#timeout);
-    this.#timeout = undefined;
-    this.#timeoutFor = Infinity;
-  }
-
-  #wake = (): void => {
-    this.#timeout = undefined;
-    this.#timeoutFor = Infinity;
-    this.#hopPending = false;
-    if (this.closed) return;
-    const top = this.next();
-    if (top === Infinity) {
-      this.#disarm();
-      return;
-    }
+  protected override waitNear(top: number): boolean {
     const left = top - performance.now();
-    if (left > MAX_BLOCK_MS) {
-      this.#arm(); // the coarse timer came early
-      return;
-    }
     if (left > 0) {
       this.blocks++;
-      Atomics.wait(this.#cell, 0, 0, left);
+      Atomics.wait(this.cell, 0, 0, left);
     }
-    this.runDue(performance.now());
-    this.#arm();
-  };
+    return true;
+  }
 }
 
 function before(a: Entry, b: Entry): boolean {
