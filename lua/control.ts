@@ -506,7 +506,7 @@ export async function runScript(
     ...(c.listen ? children : []),
     ...(reportWaits ? [reportWaits] : []),
   ];
-  // A one-slot worker runs its Lua on its main thread: no thread hop per job (inline.ts).
+  // With EP_INLINE=1 a one-slot worker runs its Lua on its main thread (inline.ts).
   const inline = c.services.length > 0 &&
     runsInline({
       threads,

@@ -13,9 +13,9 @@
  * one's wait (the main thread reads a prefetched job while the handler thread sleeps, and
  * the handler thread starts it the moment this one ends); on the main thread, blocked in
  * its precise wait, the next job is read only after this one ends. Measured side by side
- * (`tests/bench/compare.ts --variant`, BENCHMARKS.md): 25–45 % less CPU per job and +16 %
- * forwarding throughput with 0 ms jobs, the same p99 at 50 % load, but a higher p99 near
- * saturation with waiting (`ep.sleep`) handlers (1.2× at 85 %). For short, CPU-light
+ * (`tests/bench/compare.ts --variant`, `cpu_bench.ts`, BENCHMARKS.md): 18–45 % less CPU per
+ * job and 10–16 % more forwarding throughput with 0 ms jobs, about the same p99 at 50 % load,
+ * but a higher p99 near saturation with waiting (`ep.sleep`) handlers (1.1–1.4× at 85 %). For short, CPU-light
  * handlers it is the better choice; for handlers that wait, keep the thread.
  *
  * What it keeps from the handler thread:
