@@ -37,6 +37,7 @@
  */
 
 import { requestLowLatency } from "./latency_hints.ts";
+import { WakeLead } from "./_wake_lead.ts";
 import { errorCodeName } from "../../protocol/errors.ts";
 import { decodeMeta, encodeMeta } from "../../protocol/ep_meta.ts";
 import { Doorbell } from "./doorbell.ts";
@@ -124,6 +125,8 @@ class HandlerThread {
   #flushScheduled = false;
   #spaceWait = false;
   #wake: (() => void) | null = null;
+  /** How early a timed wait aims before the runtime's next deadline. */
+  readonly #lead = new WakeLead();
 
   constructor(init: ThreadInit, runtime: HandlerRuntime, ctl: Int32Array, mainBell: Doorbell) {
     this.#ctl = ctl;
@@ -161,18 +164,25 @@ class HandlerThread {
       if (this.#async === 0 && this.#held.length === 0 && !eventLoop) {
         // Only the runtime's own deadline, if any, is pending: block the thread until the
         // main thread publishes a record, or until that deadline.
+        // A timed wait aims early by the floor of how late such waits wake
+        // (_wake_lead.ts) and spins the microseconds left when it did wake early.
         const seq = this.#jobs.armData();
         if (seq === -1) continue;
         let timeout = Infinity;
+        const start = performance.now();
         if (due !== Infinity) {
-          timeout = due - performance.now();
+          timeout = due - start - this.#lead.ms;
           if (!(timeout > 0)) {
             this.#jobs.sleepSync(seq, 0); // disarms
+            this.#spinUntil(due);
             continue;
           }
         }
         this.#ctl[CTL_SLEEPS] = ++this.#sleeps;
-        this.#jobs.sleepSync(seq, timeout);
+        if (this.#jobs.sleepSync(seq, timeout) === "timed-out" && due !== Infinity) {
+          this.#lead.observe(performance.now() - start - timeout);
+          this.#spinUntil(due);
+        }
       } else {
         // Handlers' continuations need the event loop: wait without blocking it. Woken by
         // a new job, or by a settling job that must end the loop (#wake).
@@ -194,6 +204,13 @@ class HandlerThread {
       }
     }
     await this.#runtime.close?.();
+  }
+
+  /** Spins until `deadline` (at most the wake lead away) or until a job comes. */
+  #spinUntil(deadline: number): void {
+    while (performance.now() < deadline && !this.#jobs.hasData()) {
+      // The few microseconds a timed wait aimed early by.
+    }
   }
 
   /** Reads and runs every job available; publishes after each one. */
