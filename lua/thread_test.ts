@@ -200,3 +200,38 @@ end`,
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("On a handler thread ep.sleep never ends early, also once the thread has learned to aim its waits early", async () => {
+  const dir = await project({
+    "nap.lua": `return function(req)
+      local ms = tonumber(req.body)
+      local t0 = ep.now()
+      ep.sleep(ms)
+      return tostring(ep.now() - t0)
+    end`,
+  });
+  const options: LuaThreadOptions = {
+    services: [{ name: "nap", file: `${dir}/nap.lua` }],
+    scriptDir: `${dir}/`,
+    logLevel: "fatal",
+  };
+  const pool = await HandlerPool.start({
+    module: LUA_RUNTIME,
+    moduleOptions: options,
+    threads: 1,
+    perThreadConcurrency: 1,
+  });
+  try {
+    let id = 0;
+    // 150 timed waits: enough for the lead to settle (_wake_lead.ts), then keep checking.
+    for (let i = 0; i < 150; i++) {
+      const ms = [0.2, 0.5, 1, 2][i % 4];
+      const reply = await pool.call({ id: ++id, service: "nap", body: enc.encode(String(ms)) });
+      const slept = Number(dec.decode(reply.body));
+      assert.ok(slept >= ms, `job ${i}: slept ${slept} ms for ${ms}`);
+    }
+  } finally {
+    await pool.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});

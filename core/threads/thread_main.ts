@@ -14,8 +14,10 @@
  *   the main thread sleeps, at most once per sleep.
  * - A runtime with `start` and `tick` (the Lua runtime) waits only on its own timers: after
  *   each batch the thread ticks it and then blocks in one `Atomics.wait` on the job ring,
- *   with a timeout equal to the runtime's next deadline. It wakes for a job, a stop, or
- *   that deadline; waiting jobs cost no CPU and the event loop never turns for them.
+ *   with a timeout equal to the runtime's next deadline, less the floor of how late such
+ *   waits wake (learned, ≤ 50 µs: `_wake_lead.ts`; a wait that then wakes before the
+ *   deadline spins the microseconds left). It wakes for a job, a stop, or that deadline;
+ *   waiting jobs cost no CPU and the event loop never turns for them.
  * - Nothing in flight (any runtime): the same single `Atomics.wait`, without a timeout.
  * - Promises in flight (a runtime with `handle` only, such as TypeScript handlers), or
  *   replies held because the reply ring was full: `Atomics.waitAsync` instead, so that the
