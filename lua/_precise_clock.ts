@@ -5,7 +5,7 @@
  * - On a handler thread ({@linkcode ThreadClock}) the heap has no timer at all: the thread's
  *   wait loop runs what is due and then blocks in one futex wait (`Atomics.wait` on its job
  *   ring's doorbell) with a timeout ending just before the next deadline (by the floor of
- *   how late such waits wake, learned: `core/threads/_wake_lead.ts`). It wakes for a job, a
+ *   how late such waits wake, learned: `core/threads/wake_lead.ts`). It wakes for a job, a
  *   message, or that deadline; a pending sleep costs nothing, and precision is the futex's
  *   less that floor (p50 ≈ 0.03 ms late here).
  * - Elsewhere (the main thread, tests: code that must keep the event loop turning),
@@ -17,11 +17,13 @@
  *   {@linkcode SPIN_MS}.
  *   Accurate, but it costs CPU per deadline: it is not what handler threads use.
  * - On a one-slot worker's main thread, where Lua runs inline (`lua/inline.ts`),
- *   {@linkcode BlockingClock} drives itself without a spin: the same coarse `setTimeout`,
- *   then one blocking `Atomics.wait` for the last {@linkcode MAX_BLOCK_MS} at most, after
- *   one `setImmediate` hop so that what is queued for the event loop runs first (sockets that
- *   became readable meanwhile are read after the wait: Deno polls them when its loop parks). Precision
- *   is the futex's, the CPU cost one wake-up; the price is that the thread's event loop
+ *   {@linkcode BlockingClock} drives itself without a spin beyond a few microseconds: the
+ *   same coarse `setTimeout`, then one blocking `Atomics.wait` for the last
+ *   {@linkcode MAX_BLOCK_MS} at most (aimed early by the learned floor of its lateness, the
+ *   rest spun, as on a handler thread), after one `setImmediate` hop so that what is queued
+ *   for the event loop runs first (sockets that became readable meanwhile are read after the
+ *   wait: Deno polls them when its loop parks). Precision is the futex's less that floor,
+ *   the CPU cost one wake-up; the price is that the thread's event loop
  *   stands still for those last milliseconds, which a one-slot worker can afford (its one
  *   job is the one waiting; what arrives meanwhile is read right after).
  *
@@ -29,6 +31,7 @@
  */
 
 import { setImmediate } from "node:timers";
+import { WakeLead } from "../core/threads/wake_lead.ts";
 
 /** How early the coarse `setTimeout` aims before a deadline. */
 export const COARSE_LEAD_MS = 2;
@@ -176,7 +179,7 @@ export class TimerHeap {
  * The clock of a handler thread that waits in one futex wait: the thread calls
  * {@linkcode TimerHeap.runDue} when it wakes and sleeps until {@linkcode TimerHeap.next}.
  * The wait ends early by the learned floor of a futex wait's lateness and spins the few
- * microseconds left when it woke before the deadline (`core/threads/_wake_lead.ts`); a
+ * microseconds left when it woke before the deadline (`core/threads/wake_lead.ts`); a
  * pending deadline costs nothing while the thread sleeps.
  */
 export class ThreadClock extends TimerHeap {}
@@ -301,6 +304,7 @@ export class PreciseClock extends SelfDrivenClock {
 export class BlockingClock extends SelfDrivenClock {
   /** Times the thread blocked for a deadline (for tests and benchmarks). */
   blocks = 0;
+  readonly #lead = new WakeLead();
 
   /** `onError` receives what a callback throws. */
   constructor(onError: (err: unknown) => void) {
@@ -308,10 +312,16 @@ export class BlockingClock extends SelfDrivenClock {
   }
 
   protected override waitNear(top: number): boolean {
-    const left = top - performance.now();
-    if (left > 0) {
+    // Aimed early by the floor of how late such waits wake; the rest is spun (wake_lead.ts).
+    const start = performance.now();
+    const wait = top - start - this.#lead.ms;
+    if (wait > 0) {
       this.blocks++;
-      Atomics.wait(this.cell, 0, 0, left);
+      Atomics.wait(this.cell, 0, 0, wait);
+      this.#lead.observe(performance.now() - start - wait);
+    }
+    while (performance.now() < top) {
+      // The few microseconds the wait aimed early by.
     }
     return true;
   }

@@ -223,7 +223,7 @@ Deno.test("On a handler thread ep.sleep never ends early, also once the thread h
   });
   try {
     let id = 0;
-    // 150 timed waits: enough for the lead to settle (_wake_lead.ts), then keep checking.
+    // 150 timed waits: enough for the lead to settle (wake_lead.ts), then keep checking.
     for (let i = 0; i < 150; i++) {
       const ms = [0.2, 0.5, 1, 2][i % 4];
       const reply = await pool.call({ id: ++id, service: "nap", body: enc.encode(String(ms)) });

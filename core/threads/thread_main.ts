@@ -15,7 +15,7 @@
  * - A runtime with `start` and `tick` (the Lua runtime) waits only on its own timers: after
  *   each batch the thread ticks it and then blocks in one `Atomics.wait` on the job ring,
  *   with a timeout equal to the runtime's next deadline, less the floor of how late such
- *   waits wake (learned, ≤ 50 µs: `_wake_lead.ts`; a wait that then wakes before the
+ *   waits wake (learned, ≤ 50 µs: `wake_lead.ts`; a wait that then wakes before the
  *   deadline spins the microseconds left). It wakes for a job, a stop, or that deadline;
  *   waiting jobs cost no CPU and the event loop never turns for them.
  * - Nothing in flight (any runtime): the same single `Atomics.wait`, without a timeout.
@@ -39,7 +39,7 @@
  */
 
 import { requestLowLatency } from "./latency_hints.ts";
-import { WakeLead } from "./_wake_lead.ts";
+import { WakeLead } from "./wake_lead.ts";
 import { errorCodeName } from "../../protocol/errors.ts";
 import { decodeMeta, encodeMeta } from "../../protocol/ep_meta.ts";
 import { Doorbell } from "./doorbell.ts";
@@ -167,7 +167,7 @@ class HandlerThread {
         // Only the runtime's own deadline, if any, is pending: block the thread until the
         // main thread publishes a record, or until that deadline.
         // A timed wait aims early by the floor of how late such waits wake
-        // (_wake_lead.ts) and spins the microseconds left when it did wake early.
+        // (wake_lead.ts) and spins the microseconds left when it did wake early.
         const seq = this.#jobs.armData();
         if (seq === -1) continue;
         let timeout = Infinity;

@@ -1,5 +1,6 @@
 /**
- * Private: how early a handler thread's timed futex wait aims before its deadline.
+ * How early a timed futex wait aims before its deadline (a handler thread's, and the
+ * blocking clock of a one-slot worker's main thread).
  *
  * A timed `Atomics.wait` on this kind of machine wakes late by 23–130 µs even with a 1 µs
  * timer slack (measured on a Web Worker, 2 ms waits: p1 23, p10 26, p50 33, p99 99–128 µs),
@@ -25,7 +26,7 @@ const STEP_MS = 0.004;
  *
  * @example
  * ```ts
- * import { WakeLead } from "./_wake_lead.ts";
+ * import { WakeLead } from "./wake_lead.ts";
  * const lead = new WakeLead();
  * for (let i = 0; i < 2000; i++) lead.observe(0.03);
  * console.assert(Math.abs(lead.ms - 0.03) < 0.005);

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { LEAD_QUANTILE, MAX_LEAD_MS, WakeLead } from "./_wake_lead.ts";
+import { LEAD_QUANTILE, MAX_LEAD_MS, WakeLead } from "./wake_lead.ts";
 
 Deno.test("WakeLead settles near the low quantile of the overshoot", () => {
   const lead = new WakeLead();
