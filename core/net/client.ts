@@ -387,7 +387,7 @@ export class Client {
     return this.#connects;
   }
 
-  /** Retries made so far (see {@linkcode RetryOptions}). */
+  /** Retries sent so far (see {@linkcode RetryOptions}); one whose back-off outlasted the deadline is not. */
   get retries(): number {
     return this.#retries;
   }
@@ -472,7 +472,7 @@ export class Client {
     const opts = { ...options, meta };
     for (let attempt = 0;; attempt++) {
       try {
-        return await this.#once(service, body, opts, deadline, timeoutMs);
+        return await this.#once(service, body, opts, deadline, timeoutMs, attempt > 0);
       } catch (err) {
         const kind = retryKindOf(err);
         if (
@@ -481,7 +481,6 @@ export class Client {
         ) throw err;
         const delay = backoffMs(attempt, r.backoffMs, r.maxBackoffMs);
         if (Date.now() + delay >= deadline) throw err;
-        this.#retries++;
         log.debug("Retrying a request for {service} after {kind} in {delay} ms ({n} of {max})", {
           service,
           kind,
@@ -494,19 +493,25 @@ export class Client {
     }
   }
 
-  /** One try: on the current connection, or the next one (waiting for it until `deadline`). */
+  /**
+   * One try: on the current connection, or the next one (waiting for it until `deadline`).
+   * A retry is counted when it is sent, not when it is decided: a back-off or a reconnection
+   * may outlast the deadline.
+   */
   async #once(
     service: string,
     body: Uint8Array,
     options: RequestOptions,
     deadline: number,
     timeoutMs: number,
+    retry = false,
   ): Promise<Reply> {
     const conn = await this.#connection(deadline, options.signal, timeoutMs);
     const left = deadline - Date.now();
     if (left <= 0) {
       throw new JobError(ErrorCode.TIMEOUT, `Request timed out after ${timeoutMs} ms`);
     }
+    if (retry) this.#retries++;
     return await conn.request(service, body, left, options);
   }
 

@@ -251,6 +251,33 @@ Deno.test("client: retries never exceed the deadline: each try is sent with the 
   }
 });
 
+Deno.test("client: a retry whose back-off outlasts the deadline is not sent and not counted", async () => {
+  const c = cluster("a");
+  const a = c.servers[c.addrs[0]];
+  a.onRequest = (_c, f) => {
+    // Once the answer is out, hold the event loop past the deadline: the back-off timer
+    // (40 ms, chosen with 80 ms left) fires late, after the deadline.
+    setTimeout(() => {
+      const until = performance.now() + 150;
+      while (performance.now() < until) {
+        // A busy event loop.
+      }
+    }, 5);
+    return [error(f, ErrorCode.OVERLOADED, "Queue full")];
+  };
+  const client = await connect(
+    base(c, { retry: { attempts: 5, backoffMs: 40, maxBackoffMs: 40 } }),
+  );
+  try {
+    const err = await client.request("svc", "x", { timeoutMs: 120 }).then(() => null, (e) => e);
+    assert.ok(err instanceof JobError && err.kind === "timeout", `got ${err}`);
+    assert.equal(a.last.requests.length, 1, "only the first try was sent");
+    assert.equal(client.retries, 0, "no retry was sent, none is counted");
+  } finally {
+    client.close();
+  }
+});
+
 Deno.test("client: retry on closed: a request lost with its connection is sent again on the next server", async () => {
   const c = cluster("a", "b");
   const [a, b] = c.addrs.map((x) => c.servers[x]);
