@@ -31,7 +31,7 @@
  */
 
 import { setImmediate } from "node:timers";
-import { WakeLead } from "../core/threads/wake_lead.ts";
+import { spinUntil, WakeLead } from "../core/threads/wake_lead.ts";
 
 /** How early the coarse `setTimeout` aims before a deadline. */
 export const COARSE_LEAD_MS = 2;
@@ -320,9 +320,7 @@ export class BlockingClock extends SelfDrivenClock {
       Atomics.wait(this.cell, 0, 0, wait);
       this.#lead.observe(performance.now() - start - wait);
     }
-    while (performance.now() < top) {
-      // The few microseconds the wait aimed early by.
-    }
+    spinUntil(top);
     return true;
   }
 }

@@ -39,7 +39,7 @@
  */
 
 import { requestLowLatency } from "./latency_hints.ts";
-import { WakeLead } from "./wake_lead.ts";
+import { spinUntil, WakeLead } from "./wake_lead.ts";
 import { errorCodeName } from "../../protocol/errors.ts";
 import { decodeMeta, encodeMeta } from "../../protocol/ep_meta.ts";
 import { Doorbell } from "./doorbell.ts";
@@ -129,6 +129,8 @@ class HandlerThread {
   #wake: (() => void) | null = null;
   /** How early a timed wait aims before the runtime's next deadline. */
   readonly #lead = new WakeLead();
+  /** Whether a record waits in the job ring (ends a spin). */
+  readonly #hasJob = () => this.#jobs.hasData();
 
   constructor(init: ThreadInit, runtime: HandlerRuntime, ctl: Int32Array, mainBell: Doorbell) {
     this.#ctl = ctl;
@@ -165,9 +167,8 @@ class HandlerThread {
       const eventLoop = this.#ticking && runtime.waitsOnEventLoop === true;
       if (this.#async === 0 && this.#held.length === 0 && !eventLoop) {
         // Only the runtime's own deadline, if any, is pending: block the thread until the
-        // main thread publishes a record, or until that deadline.
-        // A timed wait aims early by the floor of how late such waits wake
-        // (wake_lead.ts) and spins the microseconds left when it did wake early.
+        // main thread publishes a record, or until that deadline (aimed early by the floor
+        // of how late such waits wake, the microseconds left spun: wake_lead.ts).
         const seq = this.#jobs.armData();
         if (seq === -1) continue;
         let timeout = Infinity;
@@ -176,14 +177,14 @@ class HandlerThread {
           timeout = due - start - this.#lead.ms;
           if (!(timeout > 0)) {
             this.#jobs.sleepSync(seq, 0); // disarms
-            this.#spinUntil(due);
+            spinUntil(due, this.#hasJob);
             continue;
           }
         }
         this.#ctl[CTL_SLEEPS] = ++this.#sleeps;
         if (this.#jobs.sleepSync(seq, timeout) === "timed-out" && due !== Infinity) {
           this.#lead.observe(performance.now() - start - timeout);
-          this.#spinUntil(due);
+          spinUntil(due, this.#hasJob);
         }
       } else {
         // Handlers' continuations need the event loop: wait without blocking it. Woken by
@@ -206,13 +207,6 @@ class HandlerThread {
       }
     }
     await this.#runtime.close?.();
-  }
-
-  /** Spins until `deadline` (at most the wake lead away) or until a job comes. */
-  #spinUntil(deadline: number): void {
-    while (performance.now() < deadline && !this.#jobs.hasData()) {
-      // The few microseconds a timed wait aimed early by.
-    }
   }
 
   /** Reads and runs every job available; publishes after each one. */

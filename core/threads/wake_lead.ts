@@ -48,3 +48,13 @@ export class WakeLead {
     this.#ms = Math.min(MAX_LEAD_MS, Math.max(0, next));
   }
 }
+
+/**
+ * Spins until `performance.now()` reaches `deadline` (at most a lead away), or until `stop`
+ * says there is something better to do.
+ */
+export function spinUntil(deadline: number, stop?: () => boolean): void {
+  while (performance.now() < deadline && !(stop?.() ?? false)) {
+    // The few microseconds a timed wait aimed early by.
+  }
+}
