@@ -15,21 +15,22 @@
  */
 
 import type { Thread } from "./_thread.ts";
-import { timerDelay } from "./_timer.ts";
+import { EarliestTimer } from "./_timer.ts";
 
 /** Keeps one timer armed at the earliest deadline while some job has one. */
 export class DeadlineClock {
-  readonly #onTick: () => number;
   #jobs = 0;
-  #timer: ReturnType<typeof setTimeout> | undefined;
-  #armedFor = Infinity;
+  readonly #timer: EarliestTimer;
 
   /**
    * `onTick` runs when the earliest deadline may have passed; it fails what expired and
    * returns the earliest deadline left (`performance.now()` time), or Infinity.
    */
   constructor(onTick: () => number) {
-    this.#onTick = onTick;
+    this.#timer = new EarliestTimer(() => {
+      const next = onTick();
+      return this.#jobs > 0 ? next : Infinity;
+    });
   }
 
   /** Gives the job in `slot` of `t` a deadline `deadlineMs` from now. */
@@ -39,7 +40,7 @@ export class DeadlineClock {
     t.deadlineMs[slot] = deadlineMs;
     t.sharedDeadlines[slot] = performance.timeOrigin + at;
     this.#jobs++;
-    if (at < this.#armedFor) this.#arm(at);
+    this.#timer.armBy(at);
   }
 
   /**
@@ -57,24 +58,6 @@ export class DeadlineClock {
 
   /** Stops the timer (the pool closes). */
   stop(): void {
-    clearTimeout(this.#timer);
-    this.#timer = undefined;
-    this.#armedFor = Infinity;
+    this.#timer.stop();
   }
-
-  #arm(at: number): void {
-    clearTimeout(this.#timer);
-    this.#armedFor = at;
-    // A deadline beyond what setTimeout holds: it fires early, finds nothing due, re-arms.
-    this.#timer = setTimeout(this.#fire, timerDelay(at - performance.now()));
-    // Never what keeps a process alive (the threads and sockets do that).
-    Deno.unrefTimer(this.#timer);
-  }
-
-  #fire = (): void => {
-    this.#timer = undefined;
-    this.#armedFor = Infinity;
-    const next = this.#onTick();
-    if (this.#jobs > 0 && next < Infinity) this.#arm(next);
-  };
 }

@@ -4,7 +4,8 @@
  * `TimeoutOverflowWarning` on stderr), yet a job's deadline may be up to 2^32 − 1 ms away
  * (EP's `deadline_ms`, HTTP's `ep-timeout`). A timer armed through {@linkcode timerDelay}
  * fires at the deadline or earlier, never later; its callback checks the time and arms
- * again when the deadline is still ahead.
+ * again when the deadline is still ahead. {@linkcode EarliestTimer} is one such timer kept at
+ * the earliest of many deadlines (the pool's and the inline pool's job deadlines).
  *
  * @module
  */
@@ -25,4 +26,57 @@ export const MAX_TIMER_DELAY_MS = 2 ** 31 - 1;
  */
 export function timerDelay(ms: number): number {
   return Math.min(MAX_TIMER_DELAY_MS, Math.max(0, Math.ceil(ms)));
+}
+
+/**
+ * One timer for many deadlines, armed at the earliest asked for and never disarmed when a
+ * deadline goes away: it fires, `onFire` handles what is due and returns the earliest
+ * deadline left (`performance.now()` time; Infinity: none), and it arms for that. Disarming
+ * and arming a timer per job costs more (≈ 5 µs of CPU per job) than one firing that finds
+ * nothing due. Never what keeps a process alive (unref'd).
+ *
+ * @example
+ * ```ts
+ * import { EarliestTimer } from "./_timer.ts";
+ * const t = new EarliestTimer(() => Infinity);
+ * t.armBy(performance.now() + 60_000);
+ * t.stop();
+ * ```
+ */
+export class EarliestTimer {
+  readonly #onFire: () => number;
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  #armedFor = Infinity;
+
+  /** `onFire` runs when the earliest deadline may have passed. */
+  constructor(onFire: () => number) {
+    this.#onFire = onFire;
+  }
+
+  /** Makes sure it fires by `at` (`performance.now()` time). */
+  armBy(at: number): void {
+    if (at < this.#armedFor) this.#arm(at);
+  }
+
+  /** Stops it (the owner closes). */
+  stop(): void {
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    this.#armedFor = Infinity;
+  }
+
+  #arm(at: number): void {
+    clearTimeout(this.#timer);
+    this.#armedFor = at;
+    // A deadline beyond what setTimeout holds: it fires early, finds nothing due, re-arms.
+    this.#timer = setTimeout(this.#fire, timerDelay(at - performance.now()));
+    Deno.unrefTimer(this.#timer);
+  }
+
+  #fire = (): void => {
+    this.#timer = undefined;
+    this.#armedFor = Infinity;
+    const next = this.#onFire();
+    if (next < Infinity) this.#arm(next);
+  };
 }

@@ -47,7 +47,7 @@ import type {
   ReplyCallback,
 } from "./pool_types.ts";
 import { ReplyParts } from "./_reply.ts";
-import { timerDelay } from "./_timer.ts";
+import { EarliestTimer } from "./_timer.ts";
 import type { HandlerResult, HandlerRuntime, ThreadCall, ThreadCallResult } from "./runtime.ts";
 import { tsHandlerRuntime } from "./ts_runtime.ts";
 
@@ -126,9 +126,8 @@ export class InlinePool implements JobPool {
   #drained: (() => void) | null = null;
   readonly #reply = new ReplyParts();
   #submitted = 0;
-  /** The one deadline timer, and the time it is armed for. */
-  #timer: ReturnType<typeof setTimeout> | undefined;
-  #armedFor = Infinity;
+  /** The one deadline timer for all slots (a timer per job cost ≈ 5 µs of CPU per job). */
+  readonly #timer = new EarliestTimer(() => this.#sweep());
   #replied = 0;
   #failed = 0;
   /** Told when slots free up without a reply callback to say so. */
@@ -231,7 +230,7 @@ export class InlinePool implements JobPool {
     if (job.deadlineMs !== undefined) {
       s.deadlineMs = job.deadlineMs;
       s.deadline = performance.now() + Math.max(0, job.deadlineMs);
-      if (s.deadline < this.#armedFor) this.#armAt(s.deadline);
+      this.#timer.armBy(s.deadline);
     }
     this.#inFlight++;
     this.#submitted++;
@@ -320,8 +319,7 @@ export class InlinePool implements JobPool {
     }
     this.#waiting = [];
     this.#waitingHead = 0;
-    clearTimeout(this.#timer);
-    this.#timer = undefined;
+    this.#timer.stop();
     try {
       await this.#runtime.close?.();
     } catch (err) {
@@ -430,23 +428,8 @@ export class InlinePool implements JobPool {
     if (this.#waitingHead < this.#waiting.length) this.#schedule();
   }
 
-  /**
-   * Arms the pool's one deadline timer at `at`. One timer for all slots, armed at the
-   * earliest deadline and never disarmed when a job ends in time: it fires, finds nothing
-   * due, and arms for the earliest left (a timer per job cost ≈ 5 µs of CPU per job).
-   */
-  #armAt(at: number): void {
-    if (this.#timer !== undefined) clearTimeout(this.#timer);
-    this.#armedFor = at;
-    // setTimeout holds at most ~24.8 days: a deadline further ahead is armed again.
-    this.#timer = setTimeout(this.#sweep, timerDelay(at - performance.now()));
-    Deno.unrefTimer(this.#timer);
-  }
-
-  /** The deadline timer fired: fails the jobs whose time is up, arms for the next. */
-  #sweep = (): void => {
-    this.#timer = undefined;
-    this.#armedFor = Infinity;
+  /** The deadline timer fired: fails the jobs whose time is up; returns the next deadline. */
+  #sweep(): number {
     const now = performance.now();
     let next = Infinity;
     for (let i = 0; i < this.#slots.length; i++) {
@@ -455,8 +438,8 @@ export class InlinePool implements JobPool {
       if (now >= s.deadline) this.#expired(s, s.ticket);
       else if (s.deadline < next) next = s.deadline;
     }
-    if (next !== Infinity) this.#armAt(next);
-  };
+    return next;
+  }
 
   #expired(s: Slot, ticket: number): void {
     if (s.ticket !== ticket || !s.busy) return;
