@@ -8,7 +8,7 @@
  * Options: `--repeats n` (3), `--seconds s` per run (6; quick 3), `--warmup s` before each
  * run (1; quick 0.5), `--prewarm s` once per balancer at the start (3; quick 1), `--only
  * ep,ep-ep,ep-lua,ep-aio,nginx-rr,nginx-leastconn,haproxy-rr,haproxy-leastconn,
- * haproxy-maxconn1`, `--cells const-50,const-85,tail-50,tail-85`, `--no-latency`,
+ * haproxy-maxconn1,deno-floor`, `--cells const-50,const-85,tail-50,tail-85`, `--no-latency`,
  * `--no-throughput`, `--tp-seconds s`, `--tp-connections n` (32), `--tp-mix ms@p,…` (0: the
  * forwarding test; 2 measures the workers' real capacity), `--tp-http wrk|loadgen` (wrk),
  * `--wrk-threads n` (1), `--seed n`, `--out dir`, `--tag name`, `--max-other pct` /
@@ -33,6 +33,11 @@
  *   `leastconn` with `maxconn 1` per server (a central queue), and ep (`ep balancer`, one
  *   for `ep`, one for `ep-lua`). All clients speak HTTP/1.1 (one request per connection at
  *   a time); ep is also measured with EP clients (`ep (EP)`), for information.
+ * - `deno-floor`: the runtime's floor, not an anchor (`_floor_proxy.ts`): the least a Deno
+ *   process does to forward HTTP through a central queue (one request in flight per backend
+ *   connection, as `maxconn 1`), in front of the same HTTP workers as nginx and HAProxy. Its
+ *   CPU per job is what any Deno balancer pays for `Deno.Conn` reads and writes; ep's
+ *   balancer is reported against it too.
  * - `ep-aio` (throughput only): the all-in-one mode, `mod.ts run scripts/main.lua` with
  *   EP_THREADS=2: the Lua `sleep` service on the balancer's own handler threads, no TCP hop
  *   and no other process.
@@ -135,6 +140,7 @@ const TAG = values.tag ?? (QUICK ? "quick" : "full");
 // tuning experiments); the default is this one.
 const MOD = values["ep-mod"] ?? new URL("../../mod.ts", import.meta.url).pathname;
 const HTTP_WORKER = new URL("./_compare_http_worker.ts", import.meta.url).pathname;
+const FLOOR_PROXY = new URL("./_floor_proxy.ts", import.meta.url).pathname;
 const LUA_WORKER = new URL("./_lua/compare_worker.lua", import.meta.url).pathname;
 const AIO_SCRIPT = new URL("../../scripts/main.lua", import.meta.url).pathname;
 const TP_HTTP = values["tp-http"];
@@ -146,7 +152,7 @@ if (TP_HTTP !== "wrk" && TP_HTTP !== "loadgen") {
 /** A balancer under test: a name, how clients reach it, and its processes. */
 interface Contender {
   name: string;
-  kind: AnchorKind | "ep" | "ep-ep" | "ep-lua" | "ep-aio";
+  kind: AnchorKind | "floor" | "ep" | "ep-ep" | "ep-lua" | "ep-aio";
   target: (service: string) => Target;
   /** The balancer's process (for `ep-aio` the only one: it runs the handlers too). */
   balancer: Child;
@@ -159,6 +165,11 @@ interface Contender {
 /** Whether a contender is one of ep's (not an anchor). */
 function isEp(c: Contender): boolean {
   return c.kind.startsWith("ep");
+}
+
+/** Whether a contender is nginx or HAProxy: what ep's targets are judged against. */
+function isAnchor(c: Contender): boolean {
+  return !isEp(c) && c.kind !== "floor";
 }
 
 interface Cell {
@@ -218,7 +229,7 @@ async function startAll(dir: string): Promise<Contender[]> {
   const backends: number[] = [];
   const httpWorkers: Child[] = [];
   const anchorsWanted = ["nginx-rr", "nginx-leastconn", "haproxy-rr", "haproxy-leastconn"]
-    .concat(["haproxy-maxconn1"]).some(want);
+    .concat(["haproxy-maxconn1", "deno-floor"]).some(want);
   if (anchorsWanted) {
     for (let i = 0; i < WORKERS; i++) {
       const c = new Child(`http-worker-${i + 1}`, Deno.execPath(), ["run", "-A", HTTP_WORKER]);
@@ -268,6 +279,23 @@ async function startAll(dir: string): Promise<Contender[]> {
       kind,
       target: http(port),
       balancer: child,
+      workers: httpWorkers,
+      latency: true,
+    });
+  }
+  if (want("deno-floor")) {
+    const floor = new Child("deno-floor", Deno.execPath(), [
+      "run",
+      "-A",
+      FLOOR_PROXY,
+      ...backends.flatMap((port) => ["--backend", `127.0.0.1:${port}`]),
+    ]);
+    const port = Number((await floor.waitFor(/port (\d+)/))[1]);
+    contenders.push({
+      name: "deno-floor",
+      kind: "floor",
+      target: http(port),
+      balancer: floor,
       workers: httpWorkers,
       latency: true,
     });
@@ -773,7 +801,7 @@ function report(
   const lines: string[] = [];
   const verdicts: string[] = [];
   const names = contenders.filter((c) => c.latency).map((c) => c.name);
-  const anchorNames = contenders.filter((c) => !isEp(c)).map((c) => c.name);
+  const anchorNames = contenders.filter(isAnchor).map((c) => c.name);
   if (runs.length > 0) {
     lines.push(
       `p99 latency in ms, median of ${REPEATS} (min–max); the ideal is the simulated central queue for the same arrivals.`,
@@ -957,6 +985,13 @@ function report(
         }x${target(`target >= ${want.toFixed(1)}x: ${ep / rr >= want ? "holds" : "MISSES"}`)}`,
       );
     }
+    // What any Deno balancer pays per job at this load: ep's balancer against it.
+    const floorTp = tp.filter((r) => r.contender === "deno-floor");
+    const floorUs = floorTp.length > 0 ? median(floorTp.map((r) => r.balancerUsPerJob)) : NaN;
+    const vsFloor = (bal: number) =>
+      Number.isNaN(floorUs)
+        ? ""
+        : `; ${(bal / floorUs).toFixed(2)}x deno-floor's ${us(floorUs)} µs`;
     for (const c of contenders.filter((c) => isEp(c) && c.kind !== "ep-ep")) {
       const xs = tp.filter((r) => r.contender === c.name);
       if (xs.length === 0) continue;
@@ -967,7 +1002,7 @@ function report(
           ? `cpu per job: ${c.name} process ${us(bal)} µs (handlers included)`
           : `cpu per job: ${c.name} balancer ${us(bal)} µs${
             target(`target <= 25: ${bal <= 25 ? "holds" : "MISSES"}`)
-          }, workers ${us(wk)} µs${
+          }${vsFloor(bal)}, workers ${us(wk)} µs${
             c.kind === "ep-lua" ? target(`target <= 40: ${wk <= 40 ? "holds" : "MISSES"}`) : ""
           }`,
       );
