@@ -57,32 +57,62 @@ interface Request {
   answer: (response: Uint8Array | null) => void;
 }
 
-/** One backend connection, one request at a time. */
+/**
+ * One backend connection, one request at a time. A kept-alive connection the backend
+ * closed while idle is opened again and the request sent once more (as nginx does with
+ * its cached upstream connections): only when no byte of the response had come.
+ */
 class Backend {
   #buf = new Uint8Array(64 * 1024);
-  constructor(readonly conn: Deno.Conn) {}
+  #conn: Deno.Conn | null = null;
+  constructor(readonly hostname: string, readonly port: number) {}
+
+  async connect(): Promise<Deno.Conn> {
+    const conn = await Deno.connect({ hostname: this.hostname, port: this.port });
+    conn.setNoDelay(true);
+    return this.#conn = conn;
+  }
 
   /** Forwards `r` and reads its whole response; null when the backend failed. */
   async exchange(r: Request): Promise<Uint8Array | null> {
-    await this.conn.write(r.head);
-    let got = 0;
-    let end = -1;
-    let total = -1;
-    for (;;) {
-      if (got === this.#buf.length) return null;
-      const n = await this.conn.read(this.#buf.subarray(got));
-      if (n === null) return null;
-      const before = got;
-      got += n;
-      if (end < 0) {
-        end = headEnd(this.#buf, got, before);
-        if (end < 0) continue;
-        const len = bodyLength(latin1.decode(this.#buf.subarray(0, end)));
-        if (len < 0) return null;
-        total = end + len;
+    for (let attempt = 0; attempt < 2; attempt++) {
+      let got = 0;
+      try {
+        const conn = this.#conn ?? await this.connect();
+        await conn.write(r.head);
+        let end = -1;
+        let total = -1;
+        for (;;) {
+          if (got === this.#buf.length) break;
+          const n = await conn.read(this.#buf.subarray(got));
+          if (n === null) break;
+          const before = got;
+          got += n;
+          if (end < 0) {
+            end = headEnd(this.#buf, got, before);
+            if (end < 0) continue;
+            const len = bodyLength(latin1.decode(this.#buf.subarray(0, end)));
+            if (len < 0) break;
+            total = end + len;
+          }
+          if (got >= total) return this.#buf.slice(0, total);
+        }
+      } catch {
+        // Lost: below.
       }
-      if (got >= total) return this.#buf.slice(0, total);
+      this.#drop();
+      if (got > 0) return null;
     }
+    return null;
+  }
+
+  #drop(): void {
+    try {
+      this.#conn?.close();
+    } catch {
+      // Already closed.
+    }
+    this.#conn = null;
   }
 }
 
@@ -99,14 +129,7 @@ function submit(r: Request): void {
 async function run(b: Backend, first: Request): Promise<void> {
   let r: Request | undefined = first;
   while (r) {
-    let response: Uint8Array | null = null;
-    try {
-      response = await b.exchange(r);
-    } catch {
-      response = null;
-    }
-    r.answer(response);
-    if (response === null) return; // this backend is lost: its connection is not reused
+    r.answer(await b.exchange(r));
     r = queueHead < queue.length ? queue[queueHead++] : undefined;
     if (queueHead === queue.length) {
       queue.length = 0;
@@ -154,9 +177,9 @@ async function client(conn: Deno.Conn): Promise<void> {
 
 for (const addr of values.backend) {
   const i = addr.lastIndexOf(":");
-  const conn = await Deno.connect({ hostname: addr.slice(0, i), port: Number(addr.slice(i + 1)) });
-  conn.setNoDelay(true);
-  idle.push(new Backend(conn));
+  const b = new Backend(addr.slice(0, i), Number(addr.slice(i + 1)));
+  await b.connect();
+  idle.push(b);
 }
 const listener = Deno.listen({ hostname: "127.0.0.1", port: Number(values.port) });
 console.log(`port ${(listener.addr as Deno.NetAddr).port}`);

@@ -4,7 +4,7 @@ const PROXY = new URL("./_floor_proxy.ts", import.meta.url).pathname;
 
 /** Sends raw bytes on `conn` and reads until `done` says the text received is whole. */
 async function exchange(conn: Deno.Conn, send: string, done: (text: string) => boolean) {
-  await conn.write(new TextEncoder().encode(send));
+  if (send) await conn.write(new TextEncoder().encode(send));
   const buf = new Uint8Array(4096);
   let text = "";
   while (!done(text)) {
@@ -15,12 +15,23 @@ async function exchange(conn: Deno.Conn, send: string, done: (text: string) => b
   return text;
 }
 
-Deno.test("floor proxy: forwards requests through one FIFO to its backends and refuses bodies", async () => {
+Deno.test("floor proxy: forwards requests to its backend, connecting again to one that closed, and refuses bodies", async () => {
+  // A backend that answers one request per connection and then closes it, as a server does
+  // with a keep-alive connection idle for too long: the proxy must connect again.
   let served = 0;
-  const backend = Deno.serve(
-    { hostname: "127.0.0.1", port: 0, onListen() {} },
-    (req) => new Response(`${++served} ${new URL(req.url).pathname}`),
-  );
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const accepting = (async () => {
+    for await (const c of listener) {
+      const head = await exchange(c, "", (t) => t.includes("\r\n\r\n"));
+      const path = head.split(" ")[1];
+      const body = `${++served} ${path}`;
+      await c.write(new TextEncoder().encode(
+        `HTTP/1.1 200 OK\r\nContent-Length: ${body.length}\r\n\r\n${body}`,
+      ));
+      c.close();
+    }
+  })();
+  const backend = { addr: listener.addr as Deno.NetAddr };
   const proxy = new Deno.Command(Deno.execPath(), {
     args: ["run", "-A", PROXY, "--backend", `127.0.0.1:${backend.addr.port}`],
     stdout: "piped",
@@ -55,6 +66,7 @@ Deno.test("floor proxy: forwards requests through one FIFO to its backends and r
     proxy.kill("SIGTERM");
     await proxy.status;
     await proxy.stdout.cancel().catch(() => {});
-    await backend.shutdown();
+    listener.close();
+    await accepting.catch(() => {});
   }
 });
