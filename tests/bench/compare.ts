@@ -853,11 +853,12 @@ function report(
     lines.push("");
     // Verdicts.
     lines.push(
-      "Targets (medians): ep's p99 ≤ the best anchor's, and ≤ 1.2 × the ideal.",
+      "Targets (medians): ep's p99 ≤ the best anchor's, and ≤ 1.2 × the ideal; `deno-floor` (when run) is the least a Deno central queue does, for reference.",
       "",
-      "| cell | ep | p99 | best anchor | vs best | ideal | vs ideal |",
-      "| --- | --- | ---: | --- | ---: | ---: | ---: |",
+      "| cell | ep | p99 | best anchor | vs best | ideal | vs ideal | vs deno-floor |",
+      "| --- | --- | ---: | --- | ---: | ---: | ---: | ---: |",
     );
+    const hasFloor = names.includes("deno-floor");
     const eps = contenders.filter((c) => isEp(c) && c.latency).map((c) => c.name);
     for (const c of cells) {
       const best = anchorNames
@@ -865,6 +866,14 @@ function report(
         .filter((x) => !Number.isNaN(x.v))
         .sort((x, y) => x.v - y.v)[0];
       const ideal = median(idealP99(c.id));
+      const floor = hasFloor ? median(p99(c.id, "deno-floor")) : NaN;
+      if (hasFloor && best) {
+        verdicts.push(
+          `${c.id}: deno-floor p99 ${ms(floor)} ms; vs best anchor ${best.a} ${ms(best.v)} = ${
+            (floor / best.v).toFixed(2)
+          }x (the least a Deno central queue does, for reference)`,
+        );
+      }
       for (const name of eps) {
         const ep = median(p99(c.id, name));
         const r1 = best ? ep / best.v : NaN;
@@ -872,7 +881,9 @@ function report(
         lines.push(
           `| ${c.label} | ${name} | ${ms(ep)} | ${best ? `${best.a} ${ms(best.v)}` : "–"} | ${
             r1.toFixed(2)
-          }× ${r1 <= 1 ? "✓" : "✗"} | ${ms(ideal)} | ${r2.toFixed(2)}× ${r2 <= 1.2 ? "✓" : "✗"} |`,
+          }× ${r1 <= 1 ? "✓" : "✗"} | ${ms(ideal)} | ${r2.toFixed(2)}× ${r2 <= 1.2 ? "✓" : "✗"} | ${
+            Number.isNaN(floor) ? "–" : `${(ep / floor).toFixed(2)}×`
+          } |`,
         );
         verdicts.push(
           `${c.id}: ${name} p99 ${ms(ep)} ms; vs best anchor ${best?.a} ${
