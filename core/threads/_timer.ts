@@ -5,7 +5,8 @@
  * (EP's `deadline_ms`, HTTP's `ep-timeout`). A timer armed through {@linkcode timerDelay}
  * fires at the deadline or earlier, never later; its callback checks the time and arms
  * again when the deadline is still ahead. {@linkcode EarliestTimer} is one such timer kept at
- * the earliest of many deadlines (the pool's and the inline pool's job deadlines).
+ * the earliest of many deadlines (the pool's and the inline pool's job deadlines, and the
+ * abort signals of a thread's TypeScript jobs).
  *
  * @module
  */
@@ -33,7 +34,8 @@ export function timerDelay(ms: number): number {
  * deadline goes away: it fires, `onFire` handles what is due and returns the earliest
  * deadline left (`performance.now()` time; Infinity: none), and it arms for that. Disarming
  * and arming a timer per job costs more (≈ 5 µs of CPU per job) than one firing that finds
- * nothing due. Never what keeps a process alive (unref'd).
+ * nothing due. Not what keeps a process alive (unref'd), unless made with `keepAlive`: then
+ * an armed timer holds the event loop open, as a `setTimeout` does, until it fires or stops.
  *
  * @example
  * ```ts
@@ -45,12 +47,17 @@ export function timerDelay(ms: number): number {
  */
 export class EarliestTimer {
   readonly #onFire: () => number;
+  readonly #keepAlive: boolean;
   #timer: ReturnType<typeof setTimeout> | undefined;
   #armedFor = Infinity;
 
-  /** `onFire` runs when the earliest deadline may have passed. */
-  constructor(onFire: () => number) {
+  /**
+   * `onFire` runs when the earliest deadline may have passed. With `keepAlive`, an armed
+   * timer keeps the event loop running (a thread's job signals, which a test awaits).
+   */
+  constructor(onFire: () => number, options?: { keepAlive?: boolean }) {
     this.#onFire = onFire;
+    this.#keepAlive = options?.keepAlive ?? false;
   }
 
   /** Makes sure it fires by `at` (`performance.now()` time). */
@@ -70,7 +77,7 @@ export class EarliestTimer {
     this.#armedFor = at;
     // A deadline beyond what setTimeout holds: it fires early, finds nothing due, re-arms.
     this.#timer = setTimeout(this.#fire, timerDelay(at - performance.now()));
-    Deno.unrefTimer(this.#timer);
+    if (!this.#keepAlive) Deno.unrefTimer(this.#timer);
   }
 
   #fire = (): void => {

@@ -13,7 +13,7 @@
  */
 import { decodeMeta, encodeMeta } from "../../protocol/ep_meta.ts";
 import { fieldPairs } from "./_reply.ts";
-import { timerDelay } from "./_timer.ts";
+import { EarliestTimer } from "./_timer.ts";
 import type { FieldsInit, HandlerRequest } from "./runtime.ts";
 
 const utf8 = new TextDecoder();
@@ -471,37 +471,26 @@ ENDED.ended = true;
  * Fires the signals of jobs whose deadline passed, with one timer per thread armed at the
  * earliest deadline (arming and clearing a timer costs about 1.5 µs, more than the rest of
  * a job's request object): while jobs overlap, a later deadline arms nothing and an ended
- * job only leaves the watch list; the timer is cleared when no signal is left to fire. A
- * deadline beyond what `setTimeout` holds is reached in steps.
+ * job only leaves the watch list; the timer stops when no signal is left to fire.
  */
 class SignalClock {
   readonly #watched = new Set<SignalState>();
-  #timer: ReturnType<typeof setTimeout> | undefined = undefined;
-  #armedFor = Infinity;
+  // Kept alive while armed: a handler (or a test) may await nothing but its signal.
+  readonly #timer = new EarliestTimer(() => this.#fire(), { keepAlive: true });
 
   watch(s: SignalState, deadline: number): void {
     s.deadline = deadline;
     this.#watched.add(s);
-    if (deadline < this.#armedFor) this.#arm(deadline);
+    this.#timer.armBy(deadline);
   }
 
   unwatch(s: SignalState): void {
     // The last one gone: no timer left to hold up the end of a process (or a test).
-    if (!this.#watched.delete(s) || this.#watched.size > 0) return;
-    clearTimeout(this.#timer);
-    this.#timer = undefined;
-    this.#armedFor = Infinity;
+    if (this.#watched.delete(s) && this.#watched.size === 0) this.#timer.stop();
   }
 
-  #arm(at: number): void {
-    clearTimeout(this.#timer);
-    this.#armedFor = at;
-    this.#timer = setTimeout(this.#fire, timerDelay(at - performance.now()));
-  }
-
-  #fire = (): void => {
-    this.#timer = undefined;
-    this.#armedFor = Infinity;
+  /** Aborts the signals that are due; returns the earliest deadline left. */
+  #fire(): number {
     const now = performance.now();
     let next = Infinity;
     for (const s of this.#watched) {
@@ -512,8 +501,8 @@ class SignalClock {
         next = s.deadline;
       }
     }
-    if (next < Infinity) this.#arm(next);
-  };
+    return next;
+  }
 }
 
 const clock = new SignalClock();
