@@ -35,9 +35,11 @@
  *   a time); ep is also measured with EP clients (`ep (EP)`), for information.
  * - `deno-floor`: the runtime's floor, not an anchor (`_floor_proxy.ts`): the least a Deno
  *   process does to forward HTTP through a central queue (one request in flight per backend
- *   connection, as `maxconn 1`), in front of the same HTTP workers as nginx and HAProxy. Its
- *   CPU per job is what any Deno balancer pays for `Deno.Conn` reads and writes; ep's
- *   balancer is reported against it too.
+ *   connection, as `maxconn 1`), in front of the same HTTP workers as nginx and HAProxy. At
+ *   the latency cells' loads its CPU per job is what a Deno balancer pays for `Deno.Conn`
+ *   reads and writes alone; ep's p99 and balancer CPU are reported against it. (In the
+ *   throughput test it runs at its own, lower rate: one request in flight per worker,
+ *   nothing batched; read that ratio with care.)
  * - `ep-aio` (throughput only): the all-in-one mode, `mod.ts run scripts/main.lua` with
  *   EP_THREADS=2: the Lua `sleep` service on the balancer's own handler threads, no TCP hop
  *   and no other process.
@@ -996,7 +998,8 @@ function report(
         }x${target(`target >= ${want.toFixed(1)}x: ${ep / rr >= want ? "holds" : "MISSES"}`)}`,
       );
     }
-    // What any Deno balancer pays per job at this load: ep's balancer against it.
+    // deno-floor's CPU per job in this test, for reference (at its own, lower rate: one
+    // request in flight per worker, nothing batched).
     const floorTp = tp.filter((r) => r.contender === "deno-floor");
     const floorUs = floorTp.length > 0 ? median(floorTp.map((r) => r.balancerUsPerJob)) : NaN;
     const vsFloor = (bal: number) =>
