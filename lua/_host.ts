@@ -10,6 +10,8 @@
  *   {@linkcode LuaTimerHost}; the engine runs a due timer's callback.
  * - `managed`: whether Lua runs in ep's own coroutine of a call (`ep.sleep`, `ep.call`
  *   yield it).
+ * - `block`: `ep.sleep` waiting without a yield, when the engine's owner allows it
+ *   (`LuaEngineOptions.block`; absent otherwise).
  * - `interrupting`, `guard`: the sandbox (`ep.lua`'s xpcall and coroutine wrappers;
  *   `_guard.ts`).
  * - `read_module`, `script_dir`: the `require` searcher (`_require.ts`).
@@ -116,6 +118,8 @@ export interface HostTableOptions {
   timers: LuaTimerHost | undefined;
   /** `ep._ext` functions (see `LuaEngineOptions.hostFunctions`). */
   hostFunctions: Record<string, (...args: LuaValue[]) => LuaValue | void>;
+  /** `ep.sleep` without a yield, when it can (see `LuaEngineOptions.block`). */
+  block?: (until: number) => boolean;
   /** The call that runs now, or null. */
   current: () => HostCall | null;
 }
@@ -139,6 +143,7 @@ export class HostTable {
   #nextTimerId = 0;
   readonly #ext: Record<string, (...args: LuaValue[]) => LuaValue | void>;
   readonly #current: () => HostCall | null;
+  readonly #block: ((until: number) => boolean) | undefined;
   #arrayMetaRef = 0n;
   #functions: number[] = [];
 
@@ -152,6 +157,7 @@ export class HostTable {
     this.#timers = options.timers;
     this.#ext = options.hostFunctions;
     this.#current = options.current;
+    this.#block = options.block;
   }
 
   /**
@@ -240,6 +246,18 @@ export class HostTable {
       raw._lua_pushboolean(L, call !== null && !call.loading && call.thread === L ? 1 : 0);
       return 1;
     });
+    // ep.sleep's wait without a yield (host.block(until) → true when it waited it out):
+    // only in a handler call's own coroutine, where the yield would otherwise go.
+    const block = this.#block;
+    if (block !== undefined) {
+      fn("block", (L) => {
+        const call = this.#current();
+        const ok = call !== null && !call.loading && call.thread === L &&
+          block(raw._lua_tonumberx(L, 1, 0));
+        raw._lua_pushboolean(L, ok ? 1 : 0);
+        return 1;
+      });
+    }
     // Whether the running call is being stopped (interrupted, or closed by ep): ep.lua's
     // xpcall then skips the handler's message handler, which would run with hooks off.
     fn("interrupting", (L) => {

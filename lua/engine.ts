@@ -166,6 +166,13 @@ export interface LuaEngineOptions {
    * control script's `ep.listen`, `ep.service`, … are built on these (`lua/control.ts`).
    */
   hostFunctions?: Record<string, (...args: LuaValue[]) => LuaValue | void>;
+  /**
+   * Lets `ep.sleep` wait without yielding: called with the wake-up time
+   * (`performance.now()`) from a handler call's own coroutine, it blocks the thread until
+   * then and returns true, or returns false at once or early (the call then yields as
+   * usual). Without it `ep.sleep` always yields.
+   */
+  block?: (until: number) => boolean;
 }
 
 /**
@@ -379,6 +386,7 @@ export class LuaEngine {
       log: this.#log,
       timers: options.timers,
       hostFunctions: options.hostFunctions ?? {},
+      block: options.block,
       current: () => this.#current,
     });
     this.#kInterrupted = this.#heap.cstring("interrupted");

@@ -87,6 +87,8 @@ local function check_ms(name, ms)
   return n
 end
 
+local host_block = host.block
+
 --- Suspends the calling handler (or timer callback) for `ms` milliseconds; other jobs
 --- run meanwhile. Only inside a handler or a timer callback, not in a coroutine of its own.
 ---@param ms number
@@ -96,6 +98,9 @@ function ep.sleep(ms)
   if not host.managed() then
     error("ep.sleep is only available inside a handler or a timer callback", 2)
   end
+  -- A handler thread with nothing else to do waits it out in place (no yield); else, or
+  -- when something arrives meanwhile, the call yields for what is left.
+  if host_block ~= nil and host_block(start + n) then return end
   -- The deadline counts from now, not from when the runtime sees the yield.
   yield("sleep", n, start)
 end

@@ -96,7 +96,12 @@ export async function createHandlerRuntime(ctx: HandlerRuntimeContext): Promise<
   // Logs from a handler thread (ep.log, Lua errors) go to the console like the main thread's.
   await configureLogging({ level: o.logLevel });
   // The thread's wait loop wakes the runtime for its timers (one futex wait, no CPU).
-  return await luaHandlerRuntime(o, { interrupt: ctx.interrupt, call: ctx.call, clock: "thread" });
+  return await luaHandlerRuntime(o, {
+    interrupt: ctx.interrupt,
+    call: ctx.call,
+    block: ctx.block,
+    clock: "thread",
+  });
 }
 
 /**
@@ -108,6 +113,8 @@ export interface LuaRuntimeHost {
   interrupt: Int32Array;
   /** Carries out `ep.call` (absent: `ep.call` fails). */
   call?: HandlerRuntimeContext["call"];
+  /** A handler thread's `block`: `ep.sleep` waits in place when it can (`"thread"` clock). */
+  block?: HandlerRuntimeContext["block"];
   /** `"thread"`: a handler thread's wait loop; `"inline"`: a one-slot worker's main thread. */
   clock: "thread" | "inline";
 }
@@ -176,6 +183,7 @@ return h`,
     interrupt: host.interrupt,
     memoryLimitBytes: o.memoryLimitBytes,
     call,
+    block: host.block,
     clock: host.clock,
   });
   const names = o.services.map((s) => s.name);

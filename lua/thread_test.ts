@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { HandlerPool } from "../core/threads/pool.ts";
-import { HandlerError } from "../core/errors.ts";
+import { HandlerError, JobTimeoutError } from "../core/errors.ts";
 import { LUA_RUNTIME, type LuaThreadOptions } from "./thread.ts";
 import { encodeMeta } from "../protocol/ep_meta.ts";
 
@@ -230,6 +230,94 @@ Deno.test("On a handler thread ep.sleep never ends early, also once the thread h
       const slept = Number(dec.decode(reply.body));
       assert.ok(slept >= ms, `job ${i}: slept ${slept} ms for ${ms}`);
     }
+  } finally {
+    await pool.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("ep.sleep on a handler thread waits in place only while nothing else needs the thread: a job that arrives meanwhile runs, a timer due meanwhile fires", async () => {
+  const dir = await project({
+    "nap.lua": `return function(req)
+      ep.sleep(tonumber(req.body))
+      return req.body
+    end`,
+    "ticks.lua": `TICKS = 0
+ep.every(5, function() TICKS = TICKS + 1 end)
+return function()
+  local before = TICKS
+  ep.sleep(60)
+  return tostring(TICKS - before)
+end`,
+  });
+  const options: LuaThreadOptions = {
+    services: [{ name: "nap", file: `${dir}/nap.lua` }, {
+      name: "ticks",
+      file: `${dir}/ticks.lua`,
+    }],
+    scriptDir: `${dir}/`,
+    logLevel: "fatal",
+  };
+  const pool = await HandlerPool.start({
+    module: LUA_RUNTIME,
+    moduleOptions: options,
+    threads: 1,
+    perThreadConcurrency: 2,
+  });
+  try {
+    // The first job is alone on the thread when it sleeps; the second comes while it does and
+    // must not wait for it.
+    const order: string[] = [];
+    const long = pool.call({ id: 1, service: "nap", body: enc.encode("400") })
+      .then((r) => order.push(dec.decode(r.body)));
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    const short = pool.call({ id: 2, service: "nap", body: enc.encode("10") })
+      .then((r) => order.push(dec.decode(r.body)));
+    await Promise.all([long, short]);
+    assert.deepEqual(order, ["10", "400"]);
+    // A pending ep.every keeps ticking through a job's sleep (every 5 ms over 60 ms).
+    const ticks = Number(dec.decode(
+      (await pool.call({ id: 3, service: "ticks", body: enc.encode("") })).body,
+    ));
+    assert.ok(ticks >= 3, `${ticks} ticks during the sleep`);
+  } finally {
+    await pool.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("A job whose deadline falls within its ep.sleep on a handler thread fails at the deadline and frees the thread for the next job", async () => {
+  const dir = await project({
+    "nap.lua": `return function(req)
+      ep.sleep(tonumber(req.body))
+      return "woke"
+    end`,
+  });
+  const options: LuaThreadOptions = {
+    services: [{ name: "nap", file: `${dir}/nap.lua` }],
+    scriptDir: `${dir}/`,
+    logLevel: "fatal",
+  };
+  const pool = await HandlerPool.start({
+    module: LUA_RUNTIME,
+    moduleOptions: options,
+    threads: 1,
+    perThreadConcurrency: 1,
+  });
+  try {
+    const start = performance.now();
+    await assert.rejects(
+      pool.call({ id: 1, service: "nap", body: enc.encode("20000"), deadlineMs: 100 }),
+      // The thread's own watch of the deadline, or the pool's, whichever comes first.
+      (err: unknown) =>
+        err instanceof JobTimeoutError ||
+        (err instanceof HandlerError && /interrupted/.test(err.message)),
+    );
+    // The one slot is free again long before the 20 s sleep would have ended.
+    const reply = await pool.call({ id: 2, service: "nap", body: enc.encode("1") });
+    assert.equal(dec.decode(reply.body), "woke");
+    const took = performance.now() - start;
+    assert.ok(took < 10_000, `the next job waited for the sleep: ${took} ms`);
   } finally {
     await pool.close();
     await Deno.remove(dir, { recursive: true });

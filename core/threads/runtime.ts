@@ -175,6 +175,16 @@ export interface HandlerRuntimeContext {
    * pool was given no way to call (`HandlerPoolOptions.onCall`).
    */
   call?: (request: ThreadCall, done: (result: ThreadCallResult) => void) => void;
+  /**
+   * Blocks the thread until `until` (`performance.now()` time) in one futex wait on its job
+   * ring, for a handler whose wait is the only thing the thread has to do (the Lua runtime's
+   * `ep.sleep` with one job in flight): no yield, no event-loop turn, one wake-up. Returns
+   * true once `until` is reached; false at once when the thread has other work (promises in
+   * flight, replies held, stopping), or early when a record arrives (a job, a cancel, a
+   * stop): the handler then waits the usual way for the rest. Precision is the thread's own
+   * wait's (aimed early by `wake_lead.ts`, the last microseconds spun).
+   */
+  block?: (until: number) => boolean;
 }
 
 /**

@@ -19,6 +19,9 @@
  *   deadline spins the microseconds left). It wakes for a job, a stop, or that deadline;
  *   waiting jobs cost no CPU and the event loop never turns for them.
  * - Nothing in flight (any runtime): the same single `Atomics.wait`, without a timeout.
+ * - A handler may wait inside its own run, in the same single `Atomics.wait` (the
+ *   context's `block`: the Lua runtime's `ep.sleep` when its job is all there is); a
+ *   record that arrives meanwhile ends that wait early, and the handler waits the usual way.
  * - Promises in flight (a runtime with `handle` only, such as TypeScript handlers), or
  *   replies held because the reply ring was full: `Atomics.waitAsync` instead, so that the
  *   event loop runs the handlers' continuations, timers and I/O.
@@ -295,6 +298,28 @@ class HandlerThread {
     this.#replies.flush();
   };
 
+  /** The context's `block` (`runtime.ts`): one futex wait until `until`, if nothing else waits. */
+  block = (until: number): boolean => {
+    if (!this.#ticking || this.#async !== 0 || this.#held.length !== 0 || this.#stopping) {
+      return false;
+    }
+    // What the handlers wrote so far goes out before the thread sleeps.
+    this.#replies.flush();
+    const seq = this.#jobs.armData();
+    if (seq === -1) return false;
+    const start = performance.now();
+    const timeout = until - start - this.#lead.ms;
+    if (timeout > 0) {
+      this.#ctl[CTL_SLEEPS] = ++this.#sleeps;
+      if (this.#jobs.sleepSync(seq, timeout) !== "timed-out") return false;
+      this.#lead.observe(performance.now() - start - timeout);
+    } else {
+      this.#jobs.sleepSync(seq, 0); // disarms
+    }
+    spinUntil(until, this.#hasJob);
+    return performance.now() >= until;
+  };
+
   #callAnswered(rec: RingRecord): void {
     const done = this.#calls.get(rec.id);
     if (done === undefined) return;
@@ -559,6 +584,7 @@ scope.onmessage = async (e: MessageEvent<ThreadInit>) => {
       options: init.moduleOptions,
       interrupt: new Int32Array(init.control, CTL_INTERRUPT * 4, 1),
       call: init.calls ? (request, done) => thread!.call(request, done) : undefined,
+      block: (until) => thread?.block(until) ?? false,
     });
   } catch (err) {
     const error = err instanceof Error ? err : new Error(String(err));
