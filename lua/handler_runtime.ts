@@ -11,8 +11,8 @@
  * - On a handler thread (the `"thread"` clock with the thread's `block`), a job's
  *   `ep.sleep` waits in place, without a yield, when nothing else needs the thread: no
  *   other call suspended, no timer and no deadline of the job's before it wakes, no record
- *   arriving meanwhile (one that arrives ends the wait early; the job then yields for the
- *   rest). It saves the yield, the resume and the bookkeeping of a suspended call:
+ *   arriving meanwhile that needs the thread (one that does ends the wait early; the job
+ *   then yields for the rest). It saves the yield, the resume and the bookkeeping of a suspended call:
  *   measured one thread, sequential jobs, 13 µs of the handler thread's ≈ 83 µs per
  *   `ep.sleep(2)` job, 5 of ≈ 30 per `ep.sleep(0)` one (BENCHMARKS.md).
  * - `ep.sleep(ms)`, `ep.timer` and `ep.every` run on a {@linkcode PreciseClock} (median

@@ -499,6 +499,14 @@ export class RingConsumer {
    * Reads the next published record into `rec` and returns true, or returns false when
    * the ring is empty. The record's bytes stay valid until {@linkcode RingConsumer.release}.
    */
+  /** The kind of the next record, without reading it; -1 when none is published. */
+  peekKind(): number {
+    if (!this.hasData()) return -1;
+    const pos = this.#head & this.#mask;
+    const w = this.#u32[pos >> 2] === RING_WRAP_MARKER ? 0 : pos >> 2;
+    return this.#u32[w + 2] & 0xffff;
+  }
+
   read(rec: RingRecord): boolean {
     if (this.#head === this.#tail) {
       this.#tail = Atomics.load(this.#ctl, TAIL) >>> 0;

@@ -339,3 +339,33 @@ Deno.test("main thread sleeps on Atomics.waitAsync and wakes for a producer thre
   assert.ok(sleeps > 0);
   assert.ok(ringStats(ring).dataWakeups > 0, "the producer notified a sleeping consumer");
 });
+
+Deno.test("peekKind names the next record's kind without reading it, across the ring's wrap, and -1 when none is published", () => {
+  const sab = createRing(256);
+  const p = new RingProducer(sab);
+  const c = new RingConsumer(sab);
+  const rec = new RingRecord();
+  assert.equal(c.peekKind(), -1);
+  let seed = 7;
+  const next = () => (seed = (seed * 1_103_515_245 + 12_345) & 0x7fff_ffff);
+  let id = 0;
+  for (let round = 0; round < 500; round++) {
+    // Up to three records of random kinds and sizes (the sizes walk the wrap marker around).
+    const kinds: number[] = [];
+    for (let k = next() % 3 + 1; k > 0; k--) {
+      const kind = next() & 0xffff;
+      if (!p.tryWrite(++id, kind, 0, null, bytes(next() % 60))) break;
+      kinds.push(kind);
+    }
+    assert.equal(c.peekKind(), -1, "nothing is visible before flush");
+    p.flush();
+    for (const kind of kinds) {
+      assert.equal(c.peekKind(), kind, `round ${round}`);
+      assert.equal(c.peekKind(), kind, "peeking does not read");
+      assert.equal(c.read(rec), true);
+      assert.equal(rec.kind, kind);
+    }
+    assert.equal(c.peekKind(), -1);
+    c.release();
+  }
+});

@@ -180,8 +180,10 @@ export interface HandlerRuntimeContext {
    * ring, for a handler whose wait is the only thing the thread has to do (the Lua runtime's
    * `ep.sleep` with one job in flight): no yield, no event-loop turn, one wake-up. Returns
    * true once `until` is reached; false at once when the thread has other work (promises in
-   * flight, replies held, stopping), or early when a record arrives (a job, a cancel, a
-   * stop): the handler then waits the usual way for the rest. Precision is the thread's own
+   * flight, replies held, stopping), or early when a record arrives that needs the thread
+   * (a job it could start now, a cancel, a stop): the handler then waits the usual way for
+   * the rest. A job that could not start anyway (the thread runs all it may) is queued on
+   * the thread meanwhile, and the wait goes on. Precision is the thread's own
    * wait's (aimed early by `wake_lead.ts`, the last microseconds spun).
    */
   block?: (until: number) => boolean;

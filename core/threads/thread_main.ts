@@ -21,7 +21,9 @@
  * - Nothing in flight (any runtime): the same single `Atomics.wait`, without a timeout.
  * - A handler may wait inside its own run, in the same single `Atomics.wait` (the
  *   context's `block`: the Lua runtime's `ep.sleep` when its job is all there is); a
- *   record that arrives meanwhile ends that wait early, and the handler waits the usual way.
+ *   record that needs the thread (a job it could start, a cancel, a stop) ends that wait
+ *   early, and the handler waits the usual way; a job that could not start anyway is
+ *   queued on the thread and the wait goes on.
  * - Promises in flight (a runtime with `handle` only, such as TypeScript handlers), or
  *   replies held because the reply ring was full: `Atomics.waitAsync` instead, so that the
  *   event loop runs the handlers' continuations, timers and I/O.
@@ -107,6 +109,8 @@ class HandlerThread {
   readonly #runtime: HandlerRuntime;
   readonly #services: readonly string[];
   readonly #rec = new RingRecord();
+  /** Records read while a handler blocks (`block`): the loop's own may be in use. */
+  readonly #blockRec = new RingRecord();
   readonly #reply = new ReplyParts();
   readonly #held: HeldReply[] = [];
   readonly #deadlines: Float64Array;
@@ -305,19 +309,29 @@ class HandlerThread {
     }
     // What the handlers wrote so far goes out before the thread sleeps.
     this.#replies.flush();
-    const seq = this.#jobs.armData();
-    if (seq === -1) return false;
-    const start = performance.now();
-    const timeout = until - start - this.#lead.ms;
-    if (timeout > 0) {
-      this.#ctl[CTL_SLEEPS] = ++this.#sleeps;
-      if (this.#jobs.sleepSync(seq, timeout) !== "timed-out") return false;
-      this.#lead.observe(performance.now() - start - timeout);
-    } else {
-      this.#jobs.sleepSync(seq, 0); // disarms
+    const jobs = this.#jobs;
+    for (;;) {
+      // A job that could not start now anyway (the thread runs all it may) waits on the
+      // thread as usual; any other record ends the wait (the handler waits the usual way).
+      while (this.#running >= this.#maxRunning && jobs.peekKind() === KIND_JOB) {
+        jobs.read(this.#blockRec);
+        this.#runJob(this.#blockRec);
+        jobs.release();
+      }
+      const seq = jobs.armData();
+      if (seq === -1) return false;
+      const start = performance.now();
+      const timeout = until - start - this.#lead.ms;
+      if (timeout > 0) {
+        this.#ctl[CTL_SLEEPS] = ++this.#sleeps;
+        if (jobs.sleepSync(seq, timeout) !== "timed-out") continue;
+        this.#lead.observe(performance.now() - start - timeout);
+      } else {
+        jobs.sleepSync(seq, 0); // disarms
+      }
+      spinUntil(until, this.#hasJob);
+      if (performance.now() >= until) return true;
     }
-    spinUntil(until, this.#hasJob);
-    return performance.now() >= until;
   };
 
   #callAnswered(rec: RingRecord): void {
