@@ -323,3 +323,44 @@ Deno.test("A job whose deadline falls within its ep.sleep on a handler thread fa
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("A job that waited in place is answered before the job queued behind it runs, however long that one takes", async () => {
+  const dir = await project({
+    "nap.lua": `return function(req)
+      ep.sleep(tonumber(req.body))
+      return "napped"
+    end`,
+    "spin.lua": `return function(req)
+      local t = ep.now() + tonumber(req.body)
+      while ep.now() < t do end
+      return "spun"
+    end`,
+  });
+  const options: LuaThreadOptions = {
+    services: [{ name: "nap", file: `${dir}/nap.lua` }, { name: "spin", file: `${dir}/spin.lua` }],
+    scriptDir: `${dir}/`,
+    logLevel: "fatal",
+  };
+  const pool = await HandlerPool.start({
+    module: LUA_RUNTIME,
+    moduleOptions: options,
+    threads: 1,
+    perThreadConcurrency: 1,
+    perThreadQueue: 1, // as a module worker's prefetch: the second job waits on the thread
+  });
+  try {
+    let napped = 0;
+    let spun = 0;
+    // The second job reaches the thread while the first sleeps in place, and waits there.
+    const nap = pool.call({ id: 1, service: "nap", body: enc.encode("100") })
+      .then(() => napped = performance.now());
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    const spin = pool.call({ id: 2, service: "spin", body: enc.encode("1000") })
+      .then(() => spun = performance.now());
+    await Promise.all([nap, spin]);
+    assert.ok(spun - napped > 500, `the first answer came ${spun - napped} ms before the second`);
+  } finally {
+    await pool.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -380,6 +380,9 @@ class HandlerThread {
         this.#finish(ticket, undefined, new Error("Timed out before it started"), true);
         continue;
       }
+      // The reply of the job that made room goes out before this one runs (it may wait in
+      // place: `block`).
+      this.#replies.flush();
       this.#run(ticket, req, serviceIndex);
       this.#replies.flush();
     }
