@@ -12,9 +12,9 @@
  *   `ep.sleep` waits in place, without a yield, when nothing else needs the thread: no
  *   other call suspended, no timer and no deadline of the job's before it wakes, no record
  *   arriving meanwhile that needs the thread (one that does ends the wait early; the job
- *   then yields for the rest). It saves the yield, the resume and the bookkeeping of a suspended call:
- *   measured one thread, sequential jobs, 13 µs of the handler thread's ≈ 83 µs per
- *   `ep.sleep(2)` job, 5 of ≈ 30 per `ep.sleep(0)` one (BENCHMARKS.md).
+ *   then yields for the rest). It saves the yield, the resume and the bookkeeping of a
+ *   suspended call: 13 µs of the handler thread's ≈ 83 per `ep.sleep(2)` job, 5 of ≈ 30
+ *   per `ep.sleep(0)` one (one thread, jobs one at a time; BENCHMARKS.md, "This stop").
  * - `ep.sleep(ms)`, `ep.timer` and `ep.every` run on a {@linkcode PreciseClock} (median
  *   error ≈ 0.01 ms; setTimeout alone is ≈ 1.2 ms late).
  * - Interrupts: a job's interrupt token is its `id`. The pool writes the id (or -1) into
