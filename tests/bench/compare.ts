@@ -898,6 +898,7 @@ function report(
     }
     lines.push("");
     // Job-time accuracy per side.
+    const luaNames = new Set(contenders.filter((c) => c.kind === "ep-lua").map((c) => c.name));
     const side = (f: (r: RunRecord) => boolean) => {
       const rs = runs.filter(f).filter((r) => r.jobOvershootUs.count > 0);
       return rs.length === 0
@@ -910,9 +911,12 @@ function report(
       "Job-time accuracy (time the `sleep` job held its slot minus the time asked, as the worker measured it; medians over runs):",
       "",
       `- HTTP workers (behind nginx/HAProxy): ${side((r) => !r.contender.startsWith("ep"))}`,
-      `- ep workers: ${
-        side((r) => r.contender.startsWith("ep"))
-      } (the Lua \`sleep\` service does not report its job time)`,
+      `- ep workers, TypeScript: ${
+        side((r) => r.contender.startsWith("ep") && !luaNames.has(r.contender))
+      }`,
+      `- ep-lua workers (the Lua \`sleep\` service, \`ep.sleep\`): ${
+        side((r) => luaNames.has(r.contender))
+      }`,
       "",
       "CPU per job completed, µs (medians): balancer / workers (all four summed), from /proc (all threads and children of each process):",
       "",
