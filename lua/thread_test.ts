@@ -4,7 +4,7 @@
  * the event loop does not turn.
  */
 import assert from "node:assert/strict";
-import { HandlerPool } from "../core/threads/pool.ts";
+import { HandlerPool, type HandlerPoolOptions } from "../core/threads/pool.ts";
 import { HandlerError, JobTimeoutError } from "../core/errors.ts";
 import { LUA_RUNTIME, type LuaThreadOptions } from "./thread.ts";
 import { encodeMeta } from "../protocol/ep_meta.ts";
@@ -18,6 +18,38 @@ async function project(files: Record<string, string>): Promise<string> {
     await Deno.writeTextFile(`${dir}/${name}`, source);
   }
   return dir;
+}
+
+/**
+ * Runs `body` with a one-thread pool serving one Lua service per file (`nap.lua` is service
+ * `nap`), with `pool`'s options; then closes the pool and removes the files.
+ */
+async function withLuaThread(
+  files: Record<string, string>,
+  pool: Partial<HandlerPoolOptions>,
+  body: (pool: HandlerPool) => Promise<void>,
+): Promise<void> {
+  const dir = await project(files);
+  const options: LuaThreadOptions = {
+    services: Object.keys(files).map((f) => ({
+      name: f.replace(/\.lua$/, ""),
+      file: `${dir}/${f}`,
+    })),
+    scriptDir: `${dir}/`,
+    logLevel: "fatal",
+  };
+  const p = await HandlerPool.start({
+    module: LUA_RUNTIME,
+    moduleOptions: options,
+    threads: 1,
+    ...pool,
+  });
+  try {
+    await body(p);
+  } finally {
+    await p.close();
+    await Deno.remove(dir, { recursive: true });
+  }
 }
 
 Deno.test("A handler thread replaces an engine that must be replaced before it runs another job", async () => {
@@ -202,26 +234,13 @@ end`,
 });
 
 Deno.test("On a handler thread ep.sleep never ends early, also once the thread has learned to aim its waits early", async () => {
-  const dir = await project({
-    "nap.lua": `return function(req)
-      local ms = tonumber(req.body)
-      local t0 = ep.now()
-      ep.sleep(ms)
-      return tostring(ep.now() - t0)
-    end`,
-  });
-  const options: LuaThreadOptions = {
-    services: [{ name: "nap", file: `${dir}/nap.lua` }],
-    scriptDir: `${dir}/`,
-    logLevel: "fatal",
-  };
-  const pool = await HandlerPool.start({
-    module: LUA_RUNTIME,
-    moduleOptions: options,
-    threads: 1,
-    perThreadConcurrency: 1,
-  });
-  try {
+  const nap = `return function(req)
+    local ms = tonumber(req.body)
+    local t0 = ep.now()
+    ep.sleep(ms)
+    return tostring(ep.now() - t0)
+  end`;
+  await withLuaThread({ "nap.lua": nap }, { perThreadConcurrency: 1 }, async (pool) => {
     let id = 0;
     // 150 timed waits: enough for the lead to settle (wake_lead.ts), then keep checking.
     for (let i = 0; i < 150; i++) {
@@ -230,41 +249,25 @@ Deno.test("On a handler thread ep.sleep never ends early, also once the thread h
       const slept = Number(dec.decode(reply.body));
       assert.ok(slept >= ms, `job ${i}: slept ${slept} ms for ${ms}`);
     }
-  } finally {
-    await pool.close();
-    await Deno.remove(dir, { recursive: true });
-  }
+  });
 });
 
+/** A service that sleeps the body's milliseconds and answers with the body. */
+const NAP = `return function(req)
+  ep.sleep(tonumber(req.body))
+  return req.body
+end`;
+
 Deno.test("ep.sleep on a handler thread waits in place only while nothing else needs the thread: a job that arrives meanwhile runs, a timer due meanwhile fires", async () => {
-  const dir = await project({
-    "nap.lua": `return function(req)
-      ep.sleep(tonumber(req.body))
-      return req.body
-    end`,
-    "ticks.lua": `TICKS = 0
+  const ticks = `TICKS = 0
 ep.every(5, function() TICKS = TICKS + 1 end)
 return function()
   local before = TICKS
   ep.sleep(60)
   return tostring(TICKS - before)
-end`,
-  });
-  const options: LuaThreadOptions = {
-    services: [{ name: "nap", file: `${dir}/nap.lua` }, {
-      name: "ticks",
-      file: `${dir}/ticks.lua`,
-    }],
-    scriptDir: `${dir}/`,
-    logLevel: "fatal",
-  };
-  const pool = await HandlerPool.start({
-    module: LUA_RUNTIME,
-    moduleOptions: options,
-    threads: 1,
-    perThreadConcurrency: 2,
-  });
-  try {
+end`;
+  const files = { "nap.lua": NAP, "ticks.lua": ticks };
+  await withLuaThread(files, { perThreadConcurrency: 2 }, async (pool) => {
     // The first job is alone on the thread when it sleeps; the second comes while it does and
     // must not wait for it.
     const order: string[] = [];
@@ -276,35 +279,15 @@ end`,
     await Promise.all([long, short]);
     assert.deepEqual(order, ["10", "400"]);
     // A pending ep.every keeps ticking through a job's sleep (every 5 ms over 60 ms).
-    const ticks = Number(dec.decode(
+    const n = Number(dec.decode(
       (await pool.call({ id: 3, service: "ticks", body: enc.encode("") })).body,
     ));
-    assert.ok(ticks >= 3, `${ticks} ticks during the sleep`);
-  } finally {
-    await pool.close();
-    await Deno.remove(dir, { recursive: true });
-  }
+    assert.ok(n >= 3, `${n} ticks during the sleep`);
+  });
 });
 
 Deno.test("A job whose deadline falls within its ep.sleep on a handler thread fails at the deadline and frees the thread for the next job", async () => {
-  const dir = await project({
-    "nap.lua": `return function(req)
-      ep.sleep(tonumber(req.body))
-      return "woke"
-    end`,
-  });
-  const options: LuaThreadOptions = {
-    services: [{ name: "nap", file: `${dir}/nap.lua` }],
-    scriptDir: `${dir}/`,
-    logLevel: "fatal",
-  };
-  const pool = await HandlerPool.start({
-    module: LUA_RUNTIME,
-    moduleOptions: options,
-    threads: 1,
-    perThreadConcurrency: 1,
-  });
-  try {
+  await withLuaThread({ "nap.lua": NAP }, { perThreadConcurrency: 1 }, async (pool) => {
     const start = performance.now();
     await assert.rejects(
       pool.call({ id: 1, service: "nap", body: enc.encode("20000"), deadlineMs: 100 }),
@@ -315,52 +298,30 @@ Deno.test("A job whose deadline falls within its ep.sleep on a handler thread fa
     );
     // The one slot is free again long before the 20 s sleep would have ended.
     const reply = await pool.call({ id: 2, service: "nap", body: enc.encode("1") });
-    assert.equal(dec.decode(reply.body), "woke");
+    assert.equal(dec.decode(reply.body), "1");
     const took = performance.now() - start;
     assert.ok(took < 10_000, `the next job waited for the sleep: ${took} ms`);
-  } finally {
-    await pool.close();
-    await Deno.remove(dir, { recursive: true });
-  }
+  });
 });
 
 Deno.test("A job that waited in place is answered before the job queued behind it runs, however long that one takes", async () => {
-  const dir = await project({
-    "nap.lua": `return function(req)
-      ep.sleep(tonumber(req.body))
-      return "napped"
-    end`,
-    "spin.lua": `return function(req)
-      local t = ep.now() + tonumber(req.body)
-      while ep.now() < t do end
-      return "spun"
-    end`,
-  });
-  const options: LuaThreadOptions = {
-    services: [{ name: "nap", file: `${dir}/nap.lua` }, { name: "spin", file: `${dir}/spin.lua` }],
-    scriptDir: `${dir}/`,
-    logLevel: "fatal",
-  };
-  const pool = await HandlerPool.start({
-    module: LUA_RUNTIME,
-    moduleOptions: options,
-    threads: 1,
-    perThreadConcurrency: 1,
-    perThreadQueue: 1, // as a module worker's prefetch: the second job waits on the thread
-  });
-  try {
+  const spin = `return function(req)
+    local t = ep.now() + tonumber(req.body)
+    while ep.now() < t do end
+    return "spun"
+  end`;
+  // One slot and room for one more job on the thread, as a module worker's prefetch: the
+  // second job reaches the thread while the first sleeps in place, and waits there.
+  const prefetching = { perThreadConcurrency: 1, perThreadQueue: 1 };
+  await withLuaThread({ "nap.lua": NAP, "spin.lua": spin }, prefetching, async (pool) => {
     let napped = 0;
     let spun = 0;
-    // The second job reaches the thread while the first sleeps in place, and waits there.
-    const nap = pool.call({ id: 1, service: "nap", body: enc.encode("100") })
+    const napping = pool.call({ id: 1, service: "nap", body: enc.encode("100") })
       .then(() => napped = performance.now());
     await new Promise((resolve) => setTimeout(resolve, 20));
-    const spin = pool.call({ id: 2, service: "spin", body: enc.encode("1000") })
+    const spinning = pool.call({ id: 2, service: "spin", body: enc.encode("1000") })
       .then(() => spun = performance.now());
-    await Promise.all([nap, spin]);
+    await Promise.all([napping, spinning]);
     assert.ok(spun - napped > 500, `the first answer came ${spun - napped} ms before the second`);
-  } finally {
-    await pool.close();
-    await Deno.remove(dir, { recursive: true });
-  }
+  });
 });
