@@ -36,7 +36,7 @@
  * handler-runtime contract is in `runtime.ts`; one thread's bookkeeping (its Web Worker,
  * rings, slot table and held jobs) in `_thread.ts`; the reply polling and draining in
  * `_reply_scheduler.ts`; the deadline timer in `_deadlines.ts`; what the rings carry in
- * `_pool_protocol.ts`; the handler thread's own loop in `thread_main.ts`.
+ * `_pool_protocol.ts`; the handler thread's entry in `thread_main.ts`, its loop in `_handler_thread.ts`.
  *
  * Why this file is still over 600 lines: about 240 of them are the documented public types
  * of the pool's API (jobs, replies, options, counters). The class (about 660) is one state
