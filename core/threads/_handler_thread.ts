@@ -156,25 +156,8 @@ export class HandlerThread {
       const eventLoop = this.#ticking && runtime.waitsOnEventLoop === true;
       if (this.#async === 0 && this.#held.length === 0 && !eventLoop) {
         // Only the runtime's own deadline, if any, is pending: block the thread until the
-        // main thread publishes a record, or until that deadline (aimed early by the floor
-        // of how late such waits wake, the microseconds left spun: wake_lead.ts).
-        const seq = this.#jobs.armData();
-        if (seq === -1) continue;
-        let timeout = Infinity;
-        const start = performance.now();
-        if (due !== Infinity) {
-          timeout = due - start - this.#lead.ms;
-          if (!(timeout > 0)) {
-            this.#jobs.sleepSync(seq, 0); // disarms
-            spinUntil(due, this.#hasJob);
-            continue;
-          }
-        }
-        this.#ctl[CTL_SLEEPS] = ++this.#sleeps;
-        if (this.#jobs.sleepSync(seq, timeout) === "timed-out" && due !== Infinity) {
-          this.#lead.observe(performance.now() - start - timeout);
-          spinUntil(due, this.#hasJob);
-        }
+        // main thread publishes a record, or until that deadline.
+        this.#sleepUntil(due);
       } else {
         // Handlers' continuations need the event loop: wait without blocking it. Woken by
         // a new job, or by a settling job that must end the loop (#wake).
@@ -300,21 +283,33 @@ export class HandlerThread {
         this.#runJob(this.#blockRec);
         jobs.release();
       }
-      const seq = jobs.armData();
-      if (seq === -1) return false;
-      const start = performance.now();
-      const timeout = until - start - this.#lead.ms;
-      if (timeout > 0) {
-        this.#ctl[CTL_SLEEPS] = ++this.#sleeps;
-        if (jobs.sleepSync(seq, timeout) !== "timed-out") continue;
-        this.#lead.observe(performance.now() - start - timeout);
-      } else {
-        jobs.sleepSync(seq, 0); // disarms
-      }
-      spinUntil(until, this.#hasJob);
       if (performance.now() >= until) return true;
+      if (jobs.hasData()) return false;
+      this.#sleepUntil(until);
     }
   };
+
+  /**
+   * The thread's one wait: a futex wait on the job ring until the main thread publishes a
+   * record or until `due` (Infinity: none), aimed early by the floor of how late such waits
+   * wake and the microseconds left spun (`wake_lead.ts`). Returns at once when a record is
+   * there already; the caller looks at the ring and the clock again.
+   */
+  #sleepUntil(due: number): void {
+    const jobs = this.#jobs;
+    const seq = jobs.armData();
+    if (seq === -1) return;
+    const start = performance.now();
+    const timeout = due - start - this.#lead.ms;
+    if (!(timeout > 0)) {
+      jobs.sleepSync(seq, 0); // disarms
+    } else {
+      this.#ctl[CTL_SLEEPS] = ++this.#sleeps;
+      if (jobs.sleepSync(seq, timeout) !== "timed-out") return;
+      this.#lead.observe(performance.now() - start - timeout);
+    }
+    spinUntil(due, this.#hasJob);
+  }
 
   #callAnswered(rec: RingRecord): void {
     const done = this.#calls.get(rec.id);
