@@ -277,6 +277,8 @@ class RequestReader implements FramerOwner {
   #authority: string | null = null; // from an absolute-form target
   #host: string | null = null;
   #hostCount = 0;
+  /** The last `Host` value found valid on this connection (a cache for {@linkcode isHost}). */
+  #validHost: string | null = null;
   #contentLength: number | null = null;
   #te: string | null = null;
   #connClose = false;
@@ -428,7 +430,12 @@ class RequestReader implements FramerOwner {
     switch (name) {
       case "host": {
         if (++this.#hostCount > 1) return this.#fail(400, "Multiple Host fields");
-        if (!isHost(value)) return this.#fail(400, "Invalid Host field"); // RFC 9112 §3.2
+        // RFC 9112 §3.2. A client names the same host on every request of a connection:
+        // the last valid value is remembered, and an equal one is not checked again.
+        if (value !== this.#validHost) {
+          if (!isHost(value)) return this.#fail(400, "Invalid Host field");
+          this.#validHost = value;
+        }
         this.#host = value;
         return;
       }

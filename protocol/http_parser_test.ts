@@ -299,6 +299,20 @@ Deno.test("HTTP parser requires exactly one Host in HTTP/1.1", () => {
   assert.equal(one("GET / HTTP/1.0\r\n\r\n").host, null);
 });
 
+Deno.test("HTTP parser checks every request's Host on a kept connection, not only the first", () => {
+  // The parser remembers the last valid Host of a connection: a repeat is accepted, any other
+  // value is checked again.
+  const r = parse(
+    "GET /1 HTTP/1.1\r\nHost: a:1\r\n\r\n" + "GET /2 HTTP/1.1\r\nHost: a:1\r\n\r\n" +
+      "GET /3 HTTP/1.1\r\nHost: b\r\n\r\n" + "GET /4 HTTP/1.1\r\nHost: a:1 x\r\n\r\n",
+  );
+  assert.deepEqual(r.requests.map((q) => [q.path, q.host]), [["/1", "a:1"], ["/2", "a:1"], [
+    "/3",
+    "b",
+  ]]);
+  assert.deepEqual(r.errors, [400]);
+});
+
 Deno.test('HTTP parser answers 400 to a Host that is not uri-host [ ":" port ] (RFC 9112 §3.2)', () => {
   const valid = [
     "",

@@ -37,10 +37,11 @@
  *   is a `TypeError`.
  * - `Date` is added unless the caller gave one: the `date` option, or a cached IMF-fixdate
  *   string recomputed at most once per second from `Date.now()` (no timer).
- * - The status line and the `Connection` field are cached as bytes per status; an ASCII
- *   head and a small ASCII string body are encoded with one `encodeInto` call into a buffer
- *   of exactly their length (so that a non-ASCII character shows as a short read, never
- *   as an overflow into the body).
+ * - The status line and the `Connection` field are cached as bytes per status, the `Date`
+ *   line per second. Every field is checked and the head measured before a byte is written;
+ *   the head is then written byte by byte (no regular expression, no encoder call). A string
+ *   body is first written as ASCII into a region of exactly its length; a non-ASCII one is
+ *   encoded to UTF-8 and the response written again with its byte length.
  * - Responses up to 4 KiB are views into a shared 64 KiB slab (never reused), since
  *   allocating an `ArrayBuffer` per response costs more than writing it: do not transfer
  *   a response's `buffer`.
@@ -48,6 +49,7 @@
  * @module
  */
 import type { HttpError } from "./errors.ts";
+import { FIELD_VALUE, TOKEN } from "./_http_chars.ts";
 
 /** A response to write. */
 export interface HttpResponseInit {
@@ -71,6 +73,11 @@ export interface WriteResponseOptions {
   version?: "1.0" | "1.1";
   /** A `Date` value to send instead of the cached current date. */
   date?: string;
+  /**
+   * The current time (`Date.now()`) when the caller has just read it: the cached `Date`
+   * line is then brought up to date without reading the clock again.
+   */
+  now?: number;
 }
 
 /**
@@ -144,29 +151,28 @@ export const STATUS_TEXT: Readonly<Record<number, string>> = Object.freeze({
 export const CONTINUE_100: Uint8Array = new TextEncoder().encode("HTTP/1.1 100 Continue\r\n\r\n");
 
 const encoder = new TextEncoder();
-const TOKEN_RE = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 /** Any code unit that is not a field-value byte (HTAB, SP, VCHAR, obs-text). */
 const NOT_FIELD_BYTE_RE = /[^\t\x20-\x7e\x80-\xff]/;
 const EMPTY = new Uint8Array(0);
+const CR = 0x0d;
+const LF = 0x0a;
 
 /** A value quoted for an error message, cut to 64 characters. */
 function quote(s: string): string {
   return JSON.stringify(s.length > 64 ? s.slice(0, 61) + "..." : s);
 }
 
-/** Writes the byte string `s` (validated: code units ≤ 0xFF) into `out` at `at`. */
-function putLatin1(s: string, out: Uint8Array, at: number): void {
+/** Writes the byte string `s` (validated: code units ≤ 0xFF) into `out` at `at`; returns the end. */
+function putLatin1(s: string, out: Uint8Array, at: number): number {
   for (let i = 0; i < s.length; i++) out[at + i] = s.charCodeAt(i);
+  return at + s.length;
 }
 
-/**
- * Writes the validated byte string `s` into `out` at `at`, which has room for exactly
- * `s.length` bytes: one native call when it is ASCII, else byte by byte.
- */
-function putHead(s: string, out: Uint8Array, at: number): void {
-  const dst = out.subarray(at, at + s.length);
-  // A short read means a non-ASCII character (UTF-8 would need more bytes than there are).
-  if (encoder.encodeInto(s, dst).read !== s.length) putLatin1(s, out, at);
+/** Bytes of a string known to be ASCII or Latin-1 (a constant of this module). */
+function bytesOf(s: string): Uint8Array {
+  const out = new Uint8Array(s.length);
+  putLatin1(s, out, 0);
+  return out;
 }
 
 // Cached "status line + Connection field" bytes, index = status * 3 + connection kind.
@@ -175,9 +181,11 @@ const CONN_CLOSE = 1;
 const CONN_KEEP = 2;
 const CONN_LINES = ["", "Connection: close\r\n", "Connection: keep-alive\r\n"];
 const prefixes: (Uint8Array | undefined)[] = [];
+const CONTENT_LENGTH = bytesOf("Content-Length: ");
 
 let dateSecond = -1;
 let dateLine = "";
+let dateBytes: Uint8Array = EMPTY;
 
 /**
  * Formats a time as an IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`), the form of the
@@ -192,16 +200,18 @@ let dateLine = "";
  */
 export function httpDate(ms?: number): string {
   if (ms !== undefined) return new Date(ms).toUTCString();
-  return currentDateLine().slice(6, -2);
+  currentDate();
+  return dateLine.slice(6, -2);
 }
 
-function currentDateLine(): string {
-  const sec = Math.floor(Date.now() / 1000);
+/** Brings the cached `Date` line (string and bytes) to the current second. */
+function currentDate(now = Date.now()): void {
+  const sec = Math.floor(now / 1000);
   if (sec !== dateSecond) {
     dateSecond = sec;
     dateLine = `Date: ${new Date(sec * 1000).toUTCString()}\r\n`;
+    dateBytes = bytesOf(dateLine);
   }
-  return dateLine;
 }
 
 function prefix(status: number, reason: string | undefined, conn: number): Uint8Array {
@@ -210,9 +220,7 @@ function prefix(status: number, reason: string | undefined, conn: number): Uint8
     if (cached !== undefined) return cached;
   }
   const text = reason ?? STATUS_TEXT[status] ?? "";
-  const line = `HTTP/1.1 ${status} ${text}\r\n${CONN_LINES[conn]}`;
-  const bytes = new Uint8Array(line.length);
-  putHead(line, bytes, 0);
+  const bytes = bytesOf(`HTTP/1.1 ${status} ${text}\r\n${CONN_LINES[conn]}`);
   if (reason === undefined) prefixes[status * 3 + conn] = bytes;
   return bytes;
 }
@@ -272,12 +280,13 @@ export function writeResponse(res: HttpResponseInit, opts: WriteResponseOptions)
   if (reason !== undefined && NOT_FIELD_BYTE_RE.test(reason)) {
     throw new TypeError(`Invalid reason phrase ${quote(reason)}`);
   }
-  if (opts.date !== undefined && NOT_FIELD_BYTE_RE.test(opts.date)) {
-    throw new TypeError(`Invalid date ${quote(opts.date)}`);
+  const date = opts.date;
+  if (date !== undefined && NOT_FIELD_BYTE_RE.test(date)) {
+    throw new TypeError(`Invalid date ${quote(date)}`);
   }
   const head = opts.head === true;
   const body = res.body;
-  // A string body to send: first assumed ASCII (length = byte count), checked when encoded.
+  // A string body to send: first assumed ASCII (length = byte count), checked when written.
   let str: string | null = null;
   let bytes: Uint8Array = EMPTY;
   if (typeof body === "string") {
@@ -290,43 +299,110 @@ export function writeResponse(res: HttpResponseInit, opts: WriteResponseOptions)
     throw new TypeError(`A ${status} response cannot have a body`);
   }
 
+  // Every field is checked, and the head measured, before a byte is written: names and
+  // values are byte strings, so the head's string length is its byte length.
   const state: FieldState = { date: false, length: null };
-  let fields = "";
   const headers = res.headers;
-  if (headers !== undefined) {
-    if (Array.isArray(headers)) {
-      for (let i = 0; i < headers.length; i++) fields += field(headers[i][0], headers[i][1], state);
-    } else {
-      for (const name of Object.keys(headers)) fields += field(name, headers[name], state);
-    }
+  const list = headers === undefined || Array.isArray(headers) ? headers : undefined;
+  const keys = headers !== undefined && list === undefined ? Object.keys(headers) : undefined;
+  const record = headers as Record<string, string>;
+  let fieldBytes = 0;
+  if (list !== undefined) {
+    for (let i = 0; i < list.length; i++) fieldBytes += checkField(list[i][0], list[i][1], state);
+  } else if (keys !== undefined) {
+    for (let i = 0; i < keys.length; i++) fieldBytes += checkField(keys[i], record[keys[i]], state);
   }
-  if (!state.date) fields += opts.date === undefined ? currentDateLine() : `Date: ${opts.date}\r\n`;
+  if (!state.date && date === undefined) currentDate(opts.now);
+  const dateLen = state.date ? 0 : date === undefined ? dateBytes.length : date.length + 8;
   const conn = !opts.keepAlive ? CONN_CLOSE : opts.version === "1.0" ? CONN_KEEP : CONN_NONE;
   const pre = prefix(status, reason, conn);
 
-  if (str !== null) {
-    // Fast path: head and body both ASCII. Each is encoded into a region of exactly its
-    // length, so a non-ASCII character shows as a short read (UTF-8 needs more bytes).
-    const text = fields + lengthLine(status, false, str.length, state.length) + "\r\n";
-    const out = alloc(pre.length + text.length + str.length);
+  for (let attempt = 0;; attempt++) {
+    // First (a string body): assumed ASCII; if it is not, its UTF-8 bytes are sent instead.
+    const ascii = str !== null && attempt === 0;
+    const bodyLen = ascii ? str!.length : head ? 0 : bytes.length;
+    const length = ascii ? str!.length : bytes.length;
+    const lenKind = lengthKind(status, head, length, state.length);
+    const lenBytes = lenKind === LEN_NONE
+      ? 0
+      : lenKind === LEN_CALLER
+      ? CONTENT_LENGTH.length + state.length!.length + 2
+      : CONTENT_LENGTH.length + digits(length) + 2;
+    const out = alloc(pre.length + fieldBytes + dateLen + lenBytes + 2 + bodyLen);
     out.set(pre);
-    const rest = out.subarray(pre.length);
-    if (str.length <= 1024) { // one encoder call for the head and a small body
-      if (encoder.encodeInto(text + str, rest).read === text.length + str.length) return out;
-    } else if (
-      encoder.encodeInto(text, rest.subarray(0, text.length)).read === text.length &&
-      encoder.encodeInto(str, rest.subarray(text.length)).read === str.length
-    ) return out;
-    // Not ASCII: the body's UTF-8 bytes give its length; the head is written as Latin-1.
-    bytes = encoder.encode(str);
+    let p = pre.length;
+    if (list !== undefined) {
+      for (let i = 0; i < list.length; i++) p = putField(list[i][0], list[i][1], out, p);
+    } else if (keys !== undefined) {
+      for (let i = 0; i < keys.length; i++) p = putField(keys[i], record[keys[i]], out, p);
+    }
+    if (!state.date) {
+      if (date === undefined) {
+        out.set(dateBytes, p);
+        p += dateBytes.length;
+      } else {
+        p = putLatin1("Date: ", out, p);
+        p = putLatin1(date, out, p);
+        out[p++] = CR;
+        out[p++] = LF;
+      }
+    }
+    if (lenKind !== LEN_NONE) {
+      out.set(CONTENT_LENGTH, p);
+      p += CONTENT_LENGTH.length;
+      p = lenKind === LEN_CALLER ? putLatin1(state.length!, out, p) : putDigits(length, out, p);
+      out[p++] = CR;
+      out[p++] = LF;
+    }
+    out[p++] = CR;
+    out[p++] = LF;
+    if (!ascii) {
+      if (bodyLen > 0) out.set(bytes, p);
+      return out;
+    }
+    if (putAscii(str!, out, p)) return out;
+    // Not ASCII: the body's UTF-8 bytes give its length (the slab space is left unused).
+    bytes = encoder.encode(str!);
   }
-  const text = fields + lengthLine(status, head, bytes.length, state.length) + "\r\n";
-  const bodyLen = head ? 0 : bytes.length;
-  const out = alloc(pre.length + text.length + bodyLen);
-  out.set(pre);
-  putHead(text, out, pre.length);
-  if (bodyLen > 0) out.set(bytes, pre.length + text.length);
-  return out;
+}
+
+/**
+ * Writes the string `s` into `out` at `at`, which has room for exactly `s.length` bytes,
+ * if it is ASCII; returns false (having written part of it) if it is not.
+ */
+function putAscii(s: string, out: Uint8Array, at: number): boolean {
+  if (s.length > 64) {
+    // A short read means a non-ASCII character (UTF-8 would need more bytes than there are).
+    return encoder.encodeInto(s, out.subarray(at, at + s.length)).read === s.length;
+  }
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c > 0x7f) return false;
+    out[at + i] = c;
+  }
+  return true;
+}
+
+/** The decimal digits of a non-negative safe integer. */
+function digits(n: number): number {
+  let d = 1;
+  while (n >= 10) {
+    n = Math.floor(n / 10);
+    d++;
+  }
+  return d;
+}
+
+/** Writes `n` in decimal at `at`; returns the end. */
+function putDigits(n: number, out: Uint8Array, at: number): number {
+  const end = at + digits(n);
+  let i = end;
+  do {
+    const q = Math.floor(n / 10);
+    out[--i] = 0x30 + (n - q * 10);
+    n = q;
+  } while (n > 0);
+  return end;
 }
 
 /**
@@ -355,17 +431,30 @@ interface FieldState {
   length: string | null;
 }
 
-/** Validates one caller field; returns its line, or "" when the writer owns it. */
-function field(name: string, value: string, state: FieldState): string {
-  if (!TOKEN_RE.test(name)) throw new TypeError(`Invalid header name ${quote(name)}`);
-  if (NOT_FIELD_BYTE_RE.test(value)) {
-    throw new TypeError(`Invalid value for header "${name}": ${quote(value)}`);
+/**
+ * Validates one caller field; returns the bytes its line takes (`name: value` CRLF), 0 when
+ * the writer owns it (its `content-length` is noted in `state`).
+ */
+function checkField(name: string, value: string, state: FieldState): number {
+  if (typeof name !== "string") name = String(name);
+  const n = name.length;
+  if (n === 0) throw new TypeError(`Invalid header name ${quote(name)}`);
+  for (let i = 0; i < n; i++) {
+    const c = name.charCodeAt(i);
+    if (c > 0xff || TOKEN[c] === 0) throw new TypeError(`Invalid header name ${quote(name)}`);
+  }
+  if (typeof value !== "string") value = String(value);
+  for (let i = 0; i < value.length; i++) {
+    const c = value.charCodeAt(i);
+    if (c > 0xff || FIELD_VALUE[c] === 0) {
+      throw new TypeError(`Invalid value for header "${name}": ${quote(value)}`);
+    }
   }
   const s = special(name);
-  if (s === null) return `${name}: ${value}\r\n`;
+  if (s === null) return n + value.length + 4;
   if (s === "date") {
     state.date = true;
-    return `${name}: ${value}\r\n`;
+    return n + value.length + 4;
   }
   if (s === "content-length") {
     if (!/^[0-9]+$/.test(value)) {
@@ -373,17 +462,32 @@ function field(name: string, value: string, state: FieldState): string {
     }
     state.length = value;
   }
-  return "";
+  return 0;
 }
 
-/** The `Content-Length` line: none for 204, the caller's for a bodiless HEAD/304. */
-function lengthLine(status: number, head: boolean, len: number, caller: string | null): string {
-  if (status === 204) return "";
-  if (len === 0 && caller !== null && (head || status === 304)) {
-    return `Content-Length: ${caller}\r\n`;
-  }
-  if (status === 304) return "";
-  return `Content-Length: ${len}\r\n`;
+/** Writes a field {@linkcode checkField} accepted and counted; returns the end. */
+function putField(name: string, value: string, out: Uint8Array, at: number): number {
+  const s = special(name);
+  if (s !== null && s !== "date") return at;
+  let p = putLatin1(typeof name === "string" ? name : String(name), out, at);
+  out[p++] = 0x3a; // ":"
+  out[p++] = 0x20;
+  p = putLatin1(typeof value === "string" ? value : String(value), out, p);
+  out[p++] = CR;
+  out[p++] = LF;
+  return p;
+}
+
+const LEN_NONE = 0;
+const LEN_CALLER = 1;
+const LEN_COMPUTED = 2;
+
+/** Which `Content-Length` line: none for 204, the caller's for a bodiless HEAD/304. */
+function lengthKind(status: number, head: boolean, len: number, caller: string | null): number {
+  if (status === 204) return LEN_NONE;
+  if (len === 0 && caller !== null && (head || status === 304)) return LEN_CALLER;
+  if (status === 304) return LEN_NONE;
+  return LEN_COMPUTED;
 }
 
 /**

@@ -18,6 +18,19 @@ Deno.test("HTTP writer writes status line, fields, Date, Content-Length and body
   );
 });
 
+Deno.test("HTTP writer dates a response by the caller's clock reading when given one", () => {
+  const at = Date.UTC(2026, 11, 6, 17, 0, 0, 500);
+  const s = text(writeResponse({ status: 200 }, { keepAlive: true, now: at }));
+  assert.match(s, /\r\nDate: Sun, 06 Dec 2026 17:00:00 GMT\r\n/);
+  // Without it the clock is read: the current second (or the next, across a tick).
+  const before = Math.floor(Date.now() / 1000) * 1000;
+  const d = /\r\nDate: ([^\r]+)\r\n/.exec(
+    text(writeResponse({ status: 200 }, { keepAlive: true })),
+  );
+  const sent = Date.parse(d![1]);
+  assert.ok(sent >= before && sent <= before + 2000, d![1]);
+});
+
 Deno.test("HTTP writer accepts headers as a record and bytes as the body", () => {
   const out = writeResponse(
     { status: 201, headers: { "x-b": "2" }, body: new Uint8Array([1, 2, 3]) },
@@ -64,6 +77,15 @@ Deno.test("HTTP writer encodes string bodies as UTF-8 with their byte length", (
   const s = text(out);
   assert.ok(s.includes("Content-Length: 11\r\n\r\nhéllo 😀"), s);
   assert.equal(out.length, s.indexOf("\r\n\r\n") + 4 + 11); // the head is ASCII
+  // Short bodies are written byte by byte, longer ones by the encoder: a non-ASCII character
+  // first, last or alone is caught by both.
+  for (const n of [1, 63, 64, 65, 200, 5000]) {
+    for (const body of ["é" + "a".repeat(n), "a".repeat(n) + "é", "a".repeat(n)]) {
+      const bytes = new TextEncoder().encode(body);
+      const got = text(writeResponse({ status: 200, body }, { keepAlive: true, date: DATE }));
+      assert.ok(got.endsWith(`Content-Length: ${bytes.length}\r\n\r\n${body}`), `${n}`);
+    }
+  }
 });
 
 /** Bytes as a byte string (Latin-1): byte `b` becomes U+00bb. */

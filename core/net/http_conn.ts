@@ -99,6 +99,8 @@ export class HttpConnection implements TransportHandler {
   #idleTimeout: number;
   #maxPipelined: number;
   #draining = false;
+  #inData = false;
+  #wall = 0;
   #route: (path: string) => string;
   #counters: HttpCounters;
   /** Told once the client goes away (`watch`). */
@@ -141,13 +143,26 @@ export class HttpConnection implements TransportHandler {
   /** @internal */
   data(chunk: Uint8Array): void {
     if (this.#closing) return;
-    const now = this.#t.readingMs(Date.now());
+    const wall = Date.now();
+    const now = this.#t.readingMs(wall);
     this.#lastActive = now;
     if (this.#parser.idle) {
       this.#requestStart = now;
       this.#headDone = false;
     }
-    this.#parser.push(chunk);
+    // Answers given during the push read this time instead of the clock (one read per chunk).
+    this.#wall = wall;
+    this.#inData = true;
+    try {
+      this.#parser.push(chunk);
+    } finally {
+      this.#inData = false;
+    }
+  }
+
+  /** The time now: the chunk's while one is being read, else the clock. */
+  #now(): number {
+    return this.#inData ? this.#wall : Date.now();
   }
 
   /**
@@ -298,10 +313,11 @@ export class HttpConnection implements TransportHandler {
       this.#answerError(slot, e, version, job.requestId);
       return;
     }
+    const now = this.#now();
     try {
       slot.bytes = writeResponse(
         { status, headers: res.headers, body },
-        { keepAlive: !slot.close, head, version },
+        { keepAlive: !slot.close, head, version, now },
       );
     } catch (err) {
       // The handler produced what HTTP cannot carry (a status outside 200–599, a header
@@ -313,7 +329,7 @@ export class HttpConnection implements TransportHandler {
       this.#answerError(slot, e, version, job.requestId);
       return;
     }
-    this.#flush();
+    this.#flush(now);
   }
 
   /** Writes an error response: the one-line reason, and the job's request id when it has one. */
@@ -332,7 +348,7 @@ export class HttpConnection implements TransportHandler {
     this.#flush();
   }
 
-  #flush(): void {
+  #flush(now = this.#now()): void {
     const slots = this.#slots;
     while (this.#head < slots.length) {
       const slot = slots[this.#head];
@@ -350,7 +366,7 @@ export class HttpConnection implements TransportHandler {
     if (this.#head === slots.length) {
       slots.length = 0;
       this.#head = 0;
-      this.#lastActive = this.#t.readingMs(Date.now());
+      this.#lastActive = this.#t.readingMs(now);
     }
     if (this.#readPaused && slots.length - this.#head <= this.#maxPipelined / 2) {
       this.#readPaused = false;
