@@ -156,8 +156,9 @@ export class HandlerThread {
       const eventLoop = this.#ticking && runtime.waitsOnEventLoop === true;
       if (this.#async === 0 && this.#held.length === 0 && !eventLoop) {
         // Only the runtime's own deadline, if any, is pending: block the thread until the
-        // main thread publishes a record, or until that deadline.
-        this.#sleepUntil(due);
+        // main thread publishes a record, or until that deadline. With every slot taken, a
+        // job could not start before then: only another record wakes it (a lazy arm).
+        this.#sleepUntil(due, this.#running >= this.#maxRunning);
       } else {
         // Handlers' continuations need the event loop: wait without blocking it. Woken by
         // a new job, or by a settling job that must end the loop (#wake).
@@ -285,7 +286,9 @@ export class HandlerThread {
       }
       if (performance.now() >= until) return true;
       if (jobs.hasData()) return false;
-      this.#sleepUntil(until);
+      // With every slot taken, a job published now could not start before the wait ends:
+      // it does not wake the thread (a lazy arm), anything else does.
+      this.#sleepUntil(until, this.#running >= this.#maxRunning);
     }
   };
 
@@ -293,11 +296,12 @@ export class HandlerThread {
    * The thread's one wait: a futex wait on the job ring until the main thread publishes a
    * record or until `due` (Infinity: none), aimed early by the floor of how late such waits
    * wake and the microseconds left spun (`wake_lead.ts`). Returns at once when a record is
-   * there already; the caller looks at the ring and the clock again.
+   * there already; the caller looks at the ring and the clock again. `lazy`: a job published
+   * meanwhile does not end the wait, any other record does (`doorbell.ts`).
    */
-  #sleepUntil(due: number): void {
+  #sleepUntil(due: number, lazy = false): void {
     const jobs = this.#jobs;
-    const seq = jobs.armData();
+    const seq = jobs.armData(lazy);
     if (seq === -1) return;
     const start = performance.now();
     const timeout = due - start - this.#lead.ms;

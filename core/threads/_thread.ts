@@ -151,7 +151,9 @@ export class Thread {
     this.jobRing = createRing(config.ringBytes);
     this.replyRing = createRing(config.ringBytes);
     const control = new SharedArrayBuffer(THREAD_CONTROL_BYTES);
-    this.jobs = new RingProducer(this.jobRing);
+    // A job never wakes a thread that waits lazily (an in-place `block` with every slot
+    // taken): it could not start before the wait ends anyway.
+    this.jobs = new RingProducer(this.jobRing, { lazyKind: KIND_JOB });
     this.replies = new RingConsumer(this.replyRing);
     this.ctl = new Int32Array(control);
     this.freeTop = 0;

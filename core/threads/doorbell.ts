@@ -3,12 +3,18 @@
  * thread makes true: the rings' DATA and SPACE doorbells (`ring.ts`) and the pool's main
  * thread doorbell, rung by every reply ring.
  *
- * A doorbell is two `Int32` words: FLAG (1 while someone sleeps or is about to) and SEQ
- * (the word slept on). A sleeper reads SEQ, stores FLAG = 1, re-checks its condition and
+ * A doorbell is two `Int32` words: FLAG (non-zero while someone sleeps or is about to) and
+ * SEQ (the word slept on). A sleeper reads SEQ, stores FLAG, re-checks its condition and
  * only then waits on the SEQ it read; a waker publishes first, then, only if FLAG is set,
  * swaps it to 0, bumps SEQ and notifies. Both sides use sequentially consistent atomics, so
  * either the sleeper's re-check sees the publication or the waker sees the flag: no lost
  * wake-up, and no notify at all while nobody sleeps.
+ *
+ * A sleeper may arm *lazily* (FLAG = 2): it wants to be woken only by urgent rings, and will
+ * look at what was published anyway when its wait times out. A handler thread waiting out a
+ * Lua `ep.sleep` in place with all its slots taken arms its job ring so: a job published
+ * then could not start before the wait ends, and waking the thread for it costs a context
+ * switch for nothing; a cancel or a stop still wakes it.
  *
  * @example
  * ```ts
@@ -45,6 +51,13 @@ export type WaitResult = "ok" | "not-equal" | "timed-out";
  * console.assert(bell.ring() === false); // nobody armed: nothing to do
  * ```
  */
+/** FLAG: nobody sleeps. */
+const IDLE = 0;
+/** FLAG: a sleeper wants every ring. */
+const ARMED = 1;
+/** FLAG: a sleeper wants only urgent rings ({@linkcode Doorbell.arm} with `lazy`). */
+const ARMED_LAZY = 2;
+
 export class Doorbell {
   readonly #i32: Int32Array;
   readonly #flag: number;
@@ -58,35 +71,37 @@ export class Doorbell {
   }
 
   /**
-   * Announces a sleeper; returns the SEQ value to pass to a wait. SEQ is read *before* the
+   * Announces a sleeper (`lazy`: one that only urgent rings wake, see the module
+   * documentation); returns the SEQ value to pass to a wait. SEQ is read *before* the
    * flag is raised: a ring landing in between then moves SEQ past the returned value, and
    * the wait returns at once. (Read after, the sleeper could take the already-bumped SEQ
    * while the ring had cleared the flag, then sleep through every later ring: a partial
    * release that did not free enough space was enough to lose the producer's wake-up.)
    */
-  arm(): number {
+  arm(lazy = false): number {
     const seq = Atomics.load(this.#i32, this.#seq);
-    Atomics.store(this.#i32, this.#flag, 1);
+    Atomics.store(this.#i32, this.#flag, lazy ? ARMED_LAZY : ARMED);
     return seq;
   }
 
   /** Withdraws the announcement (the condition held after all, or the sleeper woke). */
   disarm(): void {
-    Atomics.store(this.#i32, this.#flag, 0);
+    Atomics.store(this.#i32, this.#flag, IDLE);
   }
 
   /** Whether a sleeper is armed. */
   get armed(): boolean {
-    return Atomics.load(this.#i32, this.#flag) !== 0;
+    return Atomics.load(this.#i32, this.#flag) !== IDLE;
   }
 
   /**
-   * Wakes the sleeper if one is armed, and disarms it so that later rings cost one load.
-   * Returns whether it notified.
+   * Wakes the sleeper if one is armed (a lazy one only when `urgent`), and disarms it so
+   * that later rings cost one load. Returns whether it notified.
    */
-  ring(): boolean {
-    if (Atomics.load(this.#i32, this.#flag) === 0) return false;
-    if (Atomics.exchange(this.#i32, this.#flag, 0) === 0) return false;
+  ring(urgent = true): boolean {
+    const flag = Atomics.load(this.#i32, this.#flag);
+    if (flag === IDLE || (flag === ARMED_LAZY && !urgent)) return false;
+    if (Atomics.exchange(this.#i32, this.#flag, IDLE) === IDLE) return false;
     Atomics.add(this.#i32, this.#seq, 1);
     Atomics.notify(this.#i32, this.#seq);
     return true;
@@ -94,7 +109,7 @@ export class Doorbell {
 
   /** Wakes any sleeper, armed or not (lifecycle events, shutdown). */
   force(): void {
-    Atomics.store(this.#i32, this.#flag, 0);
+    Atomics.store(this.#i32, this.#flag, IDLE);
     Atomics.add(this.#i32, this.#seq, 1);
     Atomics.notify(this.#i32, this.#seq);
   }

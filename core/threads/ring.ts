@@ -203,6 +203,12 @@ export interface RingProducerOptions {
    * doorbell: lets one consumer sleep on many rings (the pool's main thread).
    */
   dataBell?: Doorbell;
+  /**
+   * Records of this kind do not wake a consumer that sleeps lazily
+   * ({@linkcode RingConsumer.armData} with `lazy`): it reads them when its wait ends. Any
+   * other kind in a flushed batch does. Default: every kind wakes.
+   */
+  lazyKind?: number;
 }
 
 /**
@@ -238,6 +244,9 @@ export class RingProducer {
   #written = 0;
   #fullEvents = 0;
   #wakeups = 0;
+  readonly #lazyKind: number;
+  /** Whether a record that must wake even a lazy sleeper waits for the flush. */
+  #urgent = false;
 
   /** Opens the producer end of the ring in `buffer` (made by {@linkcode createRing}). */
   constructor(buffer: SharedArrayBuffer, options: RingProducerOptions = {}) {
@@ -249,6 +258,7 @@ export class RingProducer {
     this.#ctl = new Int32Array(buffer, 0, RING_HEADER_BYTES >> 2);
     this.#dataBell = options.dataBell ?? new Doorbell(buffer, RING_DATA_BELL_OFFSET);
     this.#spaceBell = new Doorbell(buffer, RING_SPACE_BELL_OFFSET);
+    this.#lazyKind = options.lazyKind ?? -1;
     this.#tail = this.#published = Atomics.load(this.#ctl, TAIL) >>> 0;
     this.#head = Atomics.load(this.#ctl, HEAD) >>> 0;
     this.#written = this.#ctl[WRITTEN];
@@ -304,6 +314,7 @@ export class RingProducer {
     u32[w + 1] = id;
     u32[w + 2] = (kind & 0xffff) | (aux << 16);
     u32[w + 3] = metaLength;
+    if (kind !== this.#lazyKind) this.#urgent = true;
     this.#tail = (this.#tail + need) >>> 0;
     this.#written++;
     return pos + RING_RECORD_HEADER_BYTES;
@@ -377,7 +388,8 @@ export class RingProducer {
 
   /**
    * Publishes everything written since the last flush with one store, and wakes the
-   * consumer only if it sleeps. Returns whether it woke the consumer.
+   * consumer only if it sleeps (if it sleeps lazily, only if the batch holds a record not of
+   * the `lazyKind`). Returns whether it woke the consumer.
    */
   flush(): boolean {
     if (this.#tail === this.#published) return false;
@@ -385,7 +397,9 @@ export class RingProducer {
     const ctl = this.#ctl;
     ctl[WRITTEN] = this.#written;
     Atomics.store(ctl, TAIL, this.#tail);
-    if (!this.#dataBell.ring()) return false;
+    const urgent = this.#urgent;
+    this.#urgent = false;
+    if (!this.#dataBell.ring(urgent)) return false;
     ctl[DATA_WAKEUPS] = ++this.#wakeups;
     return true;
   }
@@ -630,10 +644,12 @@ export class RingConsumer {
   /**
    * Arms the DATA doorbell: returns the SEQ to wait on, or -1 if data arrived meanwhile
    * (disarmed again). Releases first, so that a producer waiting for space can go on.
+   * `lazy`: only a flush holding a record not of the producer's `lazyKind` wakes the sleep
+   * (records of that kind are found when the wait times out).
    */
-  armData(): number {
+  armData(lazy = false): number {
     this.release();
-    const seq = this.#dataBell.arm();
+    const seq = this.#dataBell.arm(lazy);
     if (this.hasData()) {
       this.#dataBell.disarm();
       return -1;

@@ -369,3 +369,33 @@ Deno.test("peekKind names the next record's kind without reading it, across the 
     c.release();
   }
 });
+
+Deno.test("a producer's lazyKind records do not wake a lazily armed consumer; a batch with any other kind does", () => {
+  const sab = createRing(4096);
+  const producer = new RingProducer(sab, { lazyKind: 1 });
+  const consumer = new RingConsumer(sab);
+  const rec = new RingRecord();
+  // Lazily armed: two lazy-kind records published, no wake-up; they are there to read.
+  let seq = consumer.armData(true);
+  assert.notEqual(seq, -1);
+  producer.tryWrite(1, 1, 0, null, null);
+  assert.equal(producer.flush(), false);
+  producer.tryWrite(2, 1, 0, null, null);
+  assert.equal(producer.flush(), false);
+  assert.equal(consumer.sleepSync(seq, 0), "timed-out");
+  assert.equal(consumer.read(rec) && rec.id, 1);
+  assert.equal(consumer.read(rec) && rec.id, 2);
+  // Lazily armed again: a batch holding another kind wakes it.
+  seq = consumer.armData(true);
+  producer.tryWrite(3, 1, 0, null, null);
+  producer.tryWrite(4, 2, 0, null, null);
+  assert.equal(producer.flush(), true);
+  assert.equal(consumer.sleepSync(seq, 0), "not-equal");
+  // Armed the usual way, a lazy-kind record wakes it too.
+  consumer.read(rec);
+  consumer.read(rec);
+  seq = consumer.armData();
+  producer.tryWrite(5, 1, 0, null, null);
+  assert.equal(producer.flush(), true);
+  assert.equal(producer.wakeups, 2);
+});
