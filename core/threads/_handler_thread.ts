@@ -116,6 +116,8 @@ export class HandlerThread {
   #flushScheduled = false;
   #spaceWait = false;
   #wake: (() => void) | null = null;
+  /** The loop waits on the event loop with its job ring armed lazily (every slot taken). */
+  #waitsLazily = false;
   /** How early a timed wait aims before the runtime's next deadline. */
   readonly #lead = new WakeLead();
   /** Whether a record waits in the job ring (ends a spin). */
@@ -161,7 +163,10 @@ export class HandlerThread {
         this.#sleepUntil(due, this.#running >= this.#maxRunning);
       } else {
         // Handlers' continuations need the event loop: wait without blocking it. Woken by
-        // a new job, or by a settling job that must end the loop (#wake).
+        // a new job, or by a settling job that must end the loop (#wake). With every slot
+        // taken, a new job could not start: only another record wakes it (a lazy arm), and
+        // any job that settles meanwhile wakes the loop (#flushSettled), which then reads
+        // the ring or waits again, armed the usual way.
         let timeout = Infinity;
         if (due !== Infinity) {
           timeout = due - performance.now();
@@ -169,14 +174,16 @@ export class HandlerThread {
         }
         const wait = this.#stopping && !eventLoop
           ? undefined
-          : this.#jobs.waitForDataAsync(timeout);
+          : this.#jobs.waitForDataAsync(timeout, this.#running >= this.#maxRunning);
         if (wait === undefined && !this.#stopping) continue;
         this.#ctl[CTL_SLEEPS] = ++this.#sleeps;
+        this.#waitsLazily = this.#running >= this.#maxRunning;
         await new Promise<void>((resolve) => {
           this.#wake = resolve;
           wait?.then(() => resolve());
         });
         this.#wake = null;
+        this.#waitsLazily = false;
       }
     }
     await this.#runtime.close?.();
@@ -446,9 +453,11 @@ export class HandlerThread {
     this.#flushScheduled = false;
     this.#replies.flush();
     // A ticking runtime's job ended from a promise: back to the loop, which ticks again.
+    // So too when a job waits on the thread, or when the loop waits lazily (a job published
+    // since did not wake it, and a slot is free now).
     if (
       (this.#stopping && this.#async === 0) || this.#ticking ||
-      this.#queuedHead < this.#queued.length
+      this.#queuedHead < this.#queued.length || this.#waitsLazily
     ) this.#wake?.();
   };
 

@@ -898,3 +898,69 @@ Deno.test("slotLimit: a limit outside 1 to threads × concurrency is refused", a
     name: "RangeError",
   });
 });
+
+/** `p`, or a failure saying `what` after `ms` (a test that would hang fails instead). */
+async function within<T>(ms: number, p: Promise<T>, what: string): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} (${ms} ms)`)), ms);
+  });
+  try {
+    return await Promise.race([p, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+Deno.test("a job reaching a thread whose every slot waits on a promise does not wake it; it starts as soon as a slot frees", async () => {
+  const pool = await startPool({ threads: 1, perThreadConcurrency: 1, perThreadQueue: 1 });
+  try {
+    const wakeups = () => pool.counters().threads[0].jobRing.dataWakeups;
+    const first = pool.call({ id: 1, service: "sleep", body: enc.encode("300") });
+    await until(() => pool.counters().threads[0].asyncJobsInFlight === 1, "the first job to run");
+    const before = wakeups();
+    const second = pool.call({ id: 2, service: "sleep", body: enc.encode("1") });
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    assert.equal(wakeups() - before, 0, "the second job woke the thread");
+    await within(5_000, Promise.all([first, second]), "the second job waited for something else");
+  } finally {
+    await pool.close({ drain: false });
+  }
+});
+
+Deno.test("async jobs with random durations and arrivals on one- and two-slot threads are all answered once", async () => {
+  // Seeded: slots, queue room, and for each job its sleep (0-5 ms) and the pause before the
+  // next arrival; every job must be answered exactly once, none may hang.
+  let seed = Number(Deno.env.get("EP_FUZZ_SEED") ?? 7);
+  const rand = () => (seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648;
+  for (const [slots, queue] of [[1, 1], [2, 1], [1, 0]]) {
+    const pool = await startPool({
+      threads: 1,
+      perThreadConcurrency: slots,
+      perThreadQueue: queue,
+    });
+    try {
+      const answers = new Map<number, number>();
+      const run = async () => {
+        const calls: Promise<void>[] = [];
+        for (let id = 1; id <= 200; id++) {
+          const ms = Math.floor(rand() * 6);
+          const body = enc.encode(String(ms));
+          while (pool.freeSlots === 0) await new Promise((r) => setTimeout(r, 1));
+          calls.push(
+            pool.call({ id, service: "sleep", body }).then(() => {
+              answers.set(id, (answers.get(id) ?? 0) + 1);
+            }),
+          );
+          if (rand() < 0.5) await new Promise((r) => setTimeout(r, Math.floor(rand() * 3)));
+        }
+        await Promise.all(calls);
+      };
+      await within(20_000, run(), "a job hung");
+      assert.equal(answers.size, 200);
+      for (const n of answers.values()) assert.equal(n, 1);
+    } finally {
+      await pool.close({ drain: false });
+    }
+  }
+});

@@ -682,9 +682,10 @@ export class RingConsumer {
    * Resolves once a record may be there (or after `timeoutMs`), without blocking the event
    * loop; `undefined` when data is there already. Re-check with
    * {@linkcode RingConsumer.hasData}. (A pending timeout alone does not keep Deno alive.)
+   * `lazy`: as for {@linkcode RingConsumer.armData}.
    */
-  waitForDataAsync(timeoutMs = Infinity): Promise<unknown> | undefined {
-    const seq = this.armData();
+  waitForDataAsync(timeoutMs = Infinity, lazy = false): Promise<unknown> | undefined {
+    const seq = this.armData(lazy);
     if (seq === -1) return undefined;
     return this.#dataBell.waitAsync(seq, timeoutMs) ?? Promise.resolve();
   }
