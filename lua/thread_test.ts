@@ -325,25 +325,3 @@ Deno.test("A job that waited in place is answered before the job queued behind i
     assert.ok(spun - napped > 500, `the first answer came ${spun - napped} ms before the second`);
   });
 });
-
-Deno.test("A job that reaches a one-slot thread while its job waits in place does not wake the thread; a cancel does", async () => {
-  const prefetching = { perThreadConcurrency: 1, perThreadQueue: 1 };
-  await withLuaThread({ "nap.lua": NAP }, prefetching, async (pool) => {
-    const wakeups = () => pool.counters().threads[0].jobRing.dataWakeups;
-    const pause = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-    const napping = pool.call({ id: 1, service: "nap", body: enc.encode("300") });
-    await pause(50); // now asleep in place
-    const before = wakeups();
-    const second = pool.call({ id: 2, service: "nap", body: enc.encode("1") });
-    await pause(50);
-    // The second job waits in the ring: it could not start before the first one's wait ends.
-    assert.equal(wakeups() - before, 0);
-    // Any other record still wakes the thread: a cancel (the Lua job on a handler thread then
-    // runs to its end, its answer dropped; its client was answered at once).
-    assert.ok(pool.cancel(1));
-    await napping.then(() => assert.fail("a cancelled job was answered"), () => {});
-    await pause(50);
-    assert.equal(wakeups() - before, 1);
-    assert.equal(dec.decode((await second).body), "1");
-  });
-});

@@ -158,9 +158,8 @@ export class HandlerThread {
       const eventLoop = this.#ticking && runtime.waitsOnEventLoop === true;
       if (this.#async === 0 && this.#held.length === 0 && !eventLoop) {
         // Only the runtime's own deadline, if any, is pending: block the thread until the
-        // main thread publishes a record, or until that deadline. With every slot taken, a
-        // job could not start before then: only another record wakes it (a lazy arm).
-        this.#sleepUntil(due, this.#running >= this.#maxRunning);
+        // main thread publishes a record, or until that deadline.
+        this.#sleepUntil(due);
       } else {
         // Handlers' continuations need the event loop: wait without blocking it. Woken by
         // a new job, or by a settling job that must end the loop (#wake). With every slot
@@ -293,9 +292,10 @@ export class HandlerThread {
       }
       if (performance.now() >= until) return true;
       if (jobs.hasData()) return false;
-      // With every slot taken, a job published now could not start before the wait ends:
-      // it does not wake the thread (a lazy arm), anything else does.
-      this.#sleepUntil(until, this.#running >= this.#maxRunning);
+      // Armed the usual way, although a job published now could not start before the wait
+      // ends: armed lazily (not woken by it), the wait was measured to end later under load
+      // (BENCHMARKS.md, "Tried, not kept").
+      this.#sleepUntil(until);
     }
   };
 
@@ -303,17 +303,17 @@ export class HandlerThread {
    * The thread's one wait: a futex wait on the job ring until the main thread publishes a
    * record or until `due` (Infinity: none), aimed early by the floor of how late such waits
    * wake and the microseconds left spun (`wake_lead.ts`). Returns at once when a record is
-   * there already; the caller looks at the ring and the clock again. `lazy`: a job published
-   * meanwhile does not end the wait, any other record does (`doorbell.ts`).
+   * there already; the caller looks at the ring and the clock again.
    */
-  #sleepUntil(due: number, lazy = false): void {
+  #sleepUntil(due: number): void {
     const jobs = this.#jobs;
-    const seq = jobs.armData(lazy);
+    const seq = jobs.armData();
     if (seq === -1) return;
     const start = performance.now();
     const timeout = due - start - this.#lead.ms;
     if (!(timeout > 0)) {
-      jobs.sleepSync(seq, 0); // disarms
+      // Too close to wait: no futex call (a zero timeout may still give up the CPU).
+      jobs.disarmData();
     } else {
       this.#ctl[CTL_SLEEPS] = ++this.#sleeps;
       if (jobs.sleepSync(seq, timeout) !== "timed-out") return;

@@ -11,10 +11,10 @@
  * wake-up, and no notify at all while nobody sleeps.
  *
  * A sleeper may arm *lazily* (FLAG = 2): it wants to be woken only by urgent rings, and will
- * look at what was published anyway when its wait times out. A handler thread waiting out a
- * Lua `ep.sleep` in place with all its slots taken arms its job ring so: a job published
- * then could not start before the wait ends, and waking the thread for it costs a context
- * switch for nothing; a cancel or a stop still wakes it.
+ * look at what was published anyway when its wait ends. A handler thread whose slots all wait
+ * on promises arms its job ring so: a job published then could not start, and waking the
+ * thread's event loop for it is work for nothing; a cancel or a stop still wakes it, and the
+ * thread wakes itself when a slot frees.
  *
  * @example
  * ```ts

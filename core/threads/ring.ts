@@ -657,6 +657,11 @@ export class RingConsumer {
     return seq;
   }
 
+  /** Withdraws an {@linkcode RingConsumer.armData} without sleeping. */
+  disarmData(): void {
+    this.#dataBell.disarm();
+  }
+
   /**
    * Sleeps on the DATA doorbell armed by {@linkcode RingConsumer.armData} (off the main
    * thread only), then disarms it.
