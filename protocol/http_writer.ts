@@ -299,18 +299,22 @@ export function writeResponse(res: HttpResponseInit, opts: WriteResponseOptions)
     throw new TypeError(`A ${status} response cannot have a body`);
   }
 
-  // Every field is checked, and the head measured, before a byte is written: names and
-  // values are byte strings, so the head's string length is its byte length.
+  // Every field is read once, checked and kept, and the head measured, before a byte is
+  // written (what is written is what was checked, whatever the caller's objects do when read
+  // again): names and values are byte strings, so the head's string length is its byte length.
   const state: FieldState = { date: false, length: null };
+  const kept: string[] = []; // name, value, name, value, … of the fields to write
   const headers = res.headers;
-  const list = headers === undefined || Array.isArray(headers) ? headers : undefined;
-  const keys = headers !== undefined && list === undefined ? Object.keys(headers) : undefined;
-  const record = headers as Record<string, string>;
   let fieldBytes = 0;
-  if (list !== undefined) {
-    for (let i = 0; i < list.length; i++) fieldBytes += checkField(list[i][0], list[i][1], state);
-  } else if (keys !== undefined) {
-    for (let i = 0; i < keys.length; i++) fieldBytes += checkField(keys[i], record[keys[i]], state);
+  if (Array.isArray(headers)) {
+    for (let i = 0; i < headers.length; i++) {
+      const f = headers[i];
+      fieldBytes += checkField(f[0], f[1], state, kept);
+    }
+  } else if (headers !== undefined) {
+    for (const name of Object.keys(headers)) {
+      fieldBytes += checkField(name, headers[name], state, kept);
+    }
   }
   if (!state.date && date === undefined) currentDate(opts.now);
   const dateLen = state.date ? 0 : date === undefined ? dateBytes.length : date.length + 8;
@@ -331,10 +335,13 @@ export function writeResponse(res: HttpResponseInit, opts: WriteResponseOptions)
     const out = alloc(pre.length + fieldBytes + dateLen + lenBytes + 2 + bodyLen);
     out.set(pre);
     let p = pre.length;
-    if (list !== undefined) {
-      for (let i = 0; i < list.length; i++) p = putField(list[i][0], list[i][1], out, p);
-    } else if (keys !== undefined) {
-      for (let i = 0; i < keys.length; i++) p = putField(keys[i], record[keys[i]], out, p);
+    for (let i = 0; i < kept.length; i += 2) {
+      p = putLatin1(kept[i], out, p);
+      out[p++] = 0x3a; // ":"
+      out[p++] = 0x20;
+      p = putLatin1(kept[i + 1], out, p);
+      out[p++] = CR;
+      out[p++] = LF;
     }
     if (!state.date) {
       if (date === undefined) {
@@ -432,10 +439,11 @@ interface FieldState {
 }
 
 /**
- * Validates one caller field; returns the bytes its line takes (`name: value` CRLF), 0 when
- * the writer owns it (its `content-length` is noted in `state`).
+ * Validates one caller field; keeps it in `kept` and returns the bytes its line takes
+ * (`name: value` CRLF), or returns 0 when the writer owns it (its `content-length` is noted
+ * in `state`).
  */
-function checkField(name: string, value: string, state: FieldState): number {
+function checkField(name: string, value: string, state: FieldState, kept: string[]): number {
   if (typeof name !== "string") name = String(name);
   const n = name.length;
   if (n === 0) throw new TypeError(`Invalid header name ${quote(name)}`);
@@ -451,31 +459,16 @@ function checkField(name: string, value: string, state: FieldState): number {
     }
   }
   const s = special(name);
-  if (s === null) return n + value.length + 4;
-  if (s === "date") {
-    state.date = true;
-    return n + value.length + 4;
-  }
   if (s === "content-length") {
     if (!/^[0-9]+$/.test(value)) {
       throw new TypeError(`Invalid value for header "${name}": ${quote(value)}`);
     }
     state.length = value;
   }
-  return 0;
-}
-
-/** Writes a field {@linkcode checkField} accepted and counted; returns the end. */
-function putField(name: string, value: string, out: Uint8Array, at: number): number {
-  const s = special(name);
-  if (s !== null && s !== "date") return at;
-  let p = putLatin1(typeof name === "string" ? name : String(name), out, at);
-  out[p++] = 0x3a; // ":"
-  out[p++] = 0x20;
-  p = putLatin1(typeof value === "string" ? value : String(value), out, p);
-  out[p++] = CR;
-  out[p++] = LF;
-  return p;
+  if (s !== null && s !== "date") return 0;
+  if (s === "date") state.date = true;
+  kept.push(name, value);
+  return n + value.length + 4;
 }
 
 const LEN_NONE = 0;

@@ -336,3 +336,26 @@ Deno.test("HTTP writer writes large bodies whole", () => {
   const o2 = text(writeResponse({ status: 200, body: s }, { keepAlive: true, date: DATE }));
   assert.ok(o2.endsWith(`Content-Length: 6000\r\n\r\n${s}`));
 });
+
+Deno.test("HTTP writer writes each field as it checked it: a value that changes when read again cannot split the response", () => {
+  let reads = 0;
+  const field = ["x-a", ""] as [string, string];
+  Object.defineProperty(field, 1, {
+    get: () => reads++ === 0 ? "ok" : "ok\r\nX-Injected: 1",
+  });
+  const record = {} as Record<string, string>;
+  let recordReads = 0;
+  Object.defineProperty(record, "x-b", {
+    enumerable: true,
+    get: () => recordReads++ === 0 ? "fine" : "fine\r\n\r\nbody",
+  });
+  for (const headers of [[field], record]) {
+    const s = text(
+      writeResponse({ status: 200, headers, body: "x" }, { keepAlive: true, date: DATE }),
+    );
+    assert.ok(!s.includes("Injected") && !s.includes("\r\n\r\nbody"), s);
+    assert.match(s, /^HTTP\/1\.1 200 OK\r\nx-[ab]: (ok|fine)\r\nDate: /);
+  }
+  assert.equal(reads, 1);
+  assert.equal(recordReads, 1);
+});
