@@ -15,6 +15,7 @@
 import { connect as epConnect } from "../../core/net/client.ts";
 import { connect as tcpConnect, listen } from "../../core/net/transport.ts";
 import { have } from "./_bench_util.ts";
+import { EP_V8_FLAGS } from "../../core/node/children.ts";
 
 /** Every child started here that still runs. */
 export const children: Set<Child> = new Set();
@@ -34,7 +35,13 @@ export class Child {
       stdin: "null",
       stdout: "piped",
       stderr: "piped",
-      env: { NO_COLOR: "1", ...env },
+      // Every Deno process of a benchmark (ep's, the anchors' HTTP workers, deno-floor) runs
+      // with the V8 flags ep's own tasks use.
+      env: {
+        NO_COLOR: "1",
+        ...(cmd === Deno.execPath() ? { DENO_V8_FLAGS: EP_V8_FLAGS } : {}),
+        ...env,
+      },
     }).spawn();
     children.add(this);
     const pump = async (s: ReadableStream<Uint8Array>) => {

@@ -1,4 +1,5 @@
 /** Helpers for the benchmark scripts: child servers, wrk, medians. */
+import { EP_V8_FLAGS } from "../../core/node/children.ts";
 
 /** A server child process that printed `port <n>`. */
 export interface ChildServer {
@@ -11,6 +12,7 @@ export interface ChildServer {
 export async function startChild(script: string, args: string[] = []): Promise<ChildServer> {
   const child = new Deno.Command(Deno.execPath(), {
     args: ["run", "-A", script, ...args],
+    env: { DENO_V8_FLAGS: EP_V8_FLAGS }, // the V8 flags of ep's own tasks, for every server
     stdout: "piped",
     stderr: "inherit",
   }).spawn();
