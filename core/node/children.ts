@@ -68,7 +68,7 @@ export interface ChildLoad {
  * long-lived ones (queues, maps, connection state); with incremental marking running, the
  * scavenger then kept them alive and promoted them, about 1.2 KB per job, which fed the next
  * marking cycle. Without it a balancer at saturation promoted next to nothing (no major
- * collection in 20 s) and spent 10–13 % less CPU per job (BENCHMARKS.md). Major collections,
+ * collection in 20 s) and spent 6–25 % less CPU per job (BENCHMARKS.md). Major collections,
  * when they come, are then one pause instead of many steps.
  *
  * @example
