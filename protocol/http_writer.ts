@@ -151,8 +151,14 @@ export const STATUS_TEXT: Readonly<Record<number, string>> = Object.freeze({
 export const CONTINUE_100: Uint8Array = new TextEncoder().encode("HTTP/1.1 100 Continue\r\n\r\n");
 
 const encoder = new TextEncoder();
-/** Any code unit that is not a field-value byte (HTAB, SP, VCHAR, obs-text). */
-const NOT_FIELD_BYTE_RE = /[^\t\x20-\x7e\x80-\xff]/;
+/** Whether every code unit of `s` is a field-value byte (HTAB, SP, VCHAR, obs-text). */
+function isFieldValue(s: string): boolean {
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c > 0xff || FIELD_VALUE[c] === 0) return false;
+  }
+  return true;
+}
 const EMPTY = new Uint8Array(0);
 const CR = 0x0d;
 const LF = 0x0a;
@@ -277,11 +283,11 @@ export function writeResponse(res: HttpResponseInit, opts: WriteResponseOptions)
     throw new RangeError(`Invalid response status "${status}"; allowed 200–599`);
   }
   const reason = res.reason;
-  if (reason !== undefined && NOT_FIELD_BYTE_RE.test(reason)) {
+  if (reason !== undefined && !isFieldValue(reason)) {
     throw new TypeError(`Invalid reason phrase ${quote(reason)}`);
   }
   const date = opts.date;
-  if (date !== undefined && NOT_FIELD_BYTE_RE.test(date)) {
+  if (date !== undefined && !isFieldValue(date)) {
     throw new TypeError(`Invalid date ${quote(date)}`);
   }
   const head = opts.head === true;
@@ -452,11 +458,8 @@ function checkField(name: string, value: string, state: FieldState, kept: string
     if (c > 0xff || TOKEN[c] === 0) throw new TypeError(`Invalid header name ${quote(name)}`);
   }
   if (typeof value !== "string") value = String(value);
-  for (let i = 0; i < value.length; i++) {
-    const c = value.charCodeAt(i);
-    if (c > 0xff || FIELD_VALUE[c] === 0) {
-      throw new TypeError(`Invalid value for header "${name}": ${quote(value)}`);
-    }
+  if (!isFieldValue(value)) {
+    throw new TypeError(`Invalid value for header "${name}": ${quote(value)}`);
   }
   const s = special(name);
   if (s === "content-length") {

@@ -171,12 +171,13 @@ export class HandlerThread {
           timeout = due - performance.now();
           if (!(timeout > 0)) continue;
         }
+        const lazy = this.#running >= this.#maxRunning;
         const wait = this.#stopping && !eventLoop
           ? undefined
-          : this.#jobs.waitForDataAsync(timeout, this.#running >= this.#maxRunning);
+          : this.#jobs.waitForDataAsync(timeout, lazy);
         if (wait === undefined && !this.#stopping) continue;
         this.#ctl[CTL_SLEEPS] = ++this.#sleeps;
-        this.#waitsLazily = this.#running >= this.#maxRunning;
+        this.#waitsLazily = lazy;
         await new Promise<void>((resolve) => {
           this.#wake = resolve;
           wait?.then(() => resolve());
